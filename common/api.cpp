@@ -1,0 +1,264 @@
+#include "common/api.hpp"
+
+#include "common/error.hpp"
+#include "common/json_fields.hpp"
+
+namespace swarmnet::api {
+
+using namespace json_fields;
+
+namespace {
+
+json::array to_array(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) a.emplace_back(s);
+  return a;
+}
+
+json::object to_object(const std::map<std::string, std::string>& m) {
+  json::object o;
+  for (const auto& [k, v] : m) o[k] = v;
+  return o;
+}
+
+std::map<std::string, std::string> string_map(const json::object& o, std::string_view key) {
+  std::map<std::string, std::string> out;
+  const json::value* v = find(o, key);
+  if (!v || v->is_null()) return out;
+  for (const auto& [k, val] : as_object(*v, "field \"" + std::string(key) + "\"")) {
+    if (!val.is_string()) {
+      throw Error(Errc::invalid_argument,
+                  "field \"" + std::string(key) + "\": value of \"" + std::string(k) + "\" is not a string");
+    }
+    out.emplace(std::string(k), std::string(val.get_string()));
+  }
+  return out;
+}
+
+Ipv4Prefix prefix_field(const json::object& o, std::string_view key) {
+  try {
+    return Ipv4Prefix::parse(required_string(o, key));
+  } catch (const Error& e) {
+    throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": " + e.what());
+  }
+}
+
+Ipv4Address address_field(const json::object& o, std::string_view key) {
+  try {
+    return Ipv4Address::parse(required_string(o, key));
+  } catch (const Error& e) {
+    throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": " + e.what());
+  }
+}
+
+}  // namespace
+
+bool valid_network_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(name[0])) return false;
+  for (char c : name) {
+    if (!alnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const NetworkCreate& n) {
+  json::object o;
+  o["name"] = n.name;
+  if (n.subnet) o["subnet"] = n.subnet->str();
+  if (n.gateway) o["gateway"] = n.gateway->str();
+  if (n.mtu) o["mtu"] = *n.mtu;
+  o["internal"] = n.internal;
+  jv = std::move(o);
+}
+
+NetworkCreate tag_invoke(json::value_to_tag<NetworkCreate>, const json::value& jv) {
+  const auto& o = as_object(jv, "network");
+  NetworkCreate n;
+  n.name = required_string(o, "name");
+  if (find(o, "subnet") && !find(o, "subnet")->is_null()) n.subnet = prefix_field(o, "subnet");
+  if (find(o, "gateway") && !find(o, "gateway")->is_null()) n.gateway = address_field(o, "gateway");
+  if (auto mtu = optional_uint(o, "mtu", 65535)) n.mtu = static_cast<unsigned>(*mtu);
+  n.internal = bool_or(o, "internal", false);
+  return n;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const Network& n) {
+  jv = json::object{{"id", n.id},
+                    {"name", n.name},
+                    {"subnet", n.subnet.str()},
+                    {"gateway", n.gateway.str()},
+                    {"mtu", n.mtu},
+                    {"vni", n.vni},
+                    {"internal", n.internal},
+                    {"block_length", n.block_length},
+                    {"created_by", n.created_by},
+                    {"bridge", n.bridge},
+                    {"endpoints", n.endpoints}};
+}
+
+Network tag_invoke(json::value_to_tag<Network>, const json::value& jv) {
+  const auto& o = as_object(jv, "network");
+  Network n;
+  n.id = required_string(o, "id");
+  n.name = required_string(o, "name");
+  n.subnet = prefix_field(o, "subnet");
+  n.gateway = address_field(o, "gateway");
+  n.mtu = static_cast<unsigned>(optional_uint(o, "mtu", 65535).value_or(0));
+  n.vni = static_cast<uint32_t>(optional_uint(o, "vni", 0xffffff).value_or(0));
+  n.internal = bool_or(o, "internal", false);
+  n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
+  n.created_by = string_or(o, "created_by", "");
+  n.bridge = string_or(o, "bridge", "");
+  n.endpoints = optional_uint(o, "endpoints", UINT32_MAX).value_or(0);
+  return n;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const AttachmentKey& k) {
+  jv = json::object{{"container_id", k.container_id}, {"ifname", k.ifname}};
+}
+
+AttachmentKey tag_invoke(json::value_to_tag<AttachmentKey>, const json::value& jv) {
+  const auto& o = as_object(jv, "attachment");
+  return AttachmentKey{required_string(o, "container_id"), required_string(o, "ifname")};
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const EndpointCreate& e) {
+  json::array ips;
+  for (const auto& ip : e.static_ips) ips.emplace_back(ip.str());
+  jv = json::object{{"container_id", e.container_id},
+                    {"ifname", e.ifname},
+                    {"netns", e.netns},
+                    {"static_ips", std::move(ips)},
+                    {"labels", to_object(e.labels)},
+                    {"name", e.name},
+                    {"aliases", to_array(e.aliases)},
+                    {"service", e.service},
+                    {"attach", e.attach}};
+}
+
+EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value& jv) {
+  const auto& o = as_object(jv, "endpoint");
+  EndpointCreate e;
+  e.container_id = required_string(o, "container_id");
+  e.ifname = required_string(o, "ifname");
+  e.netns = string_or(o, "netns", "");
+  for (const auto& ip : string_array(o, "static_ips")) {
+    try {
+      e.static_ips.push_back(Ipv4Address::parse(ip));
+    } catch (const Error& err) {
+      throw Error(Errc::invalid_argument, std::string("field \"static_ips\": ") + err.what());
+    }
+  }
+  e.labels = string_map(o, "labels");
+  e.name = string_or(o, "name", "");
+  e.aliases = string_array(o, "aliases");
+  e.service = string_or(o, "service", "");
+  e.attach = bool_or(o, "attach", true);
+  return e;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const Endpoint& e) {
+  jv = json::object{{"id", e.id},
+                    {"network_id", e.network_id},
+                    {"network", e.network},
+                    {"container_id", e.container_id},
+                    {"ifname", e.ifname},
+                    {"netns", e.netns},
+                    {"node", e.node},
+                    {"address", e.address.str()},
+                    {"gateway", e.gateway.str()},
+                    {"mac", e.mac},
+                    {"mtu", e.mtu},
+                    {"bridge", e.bridge},
+                    {"host_ifname", e.host_ifname},
+                    {"attach", e.attach},
+                    {"name", e.name},
+                    {"aliases", to_array(e.aliases)},
+                    {"service", e.service},
+                    {"labels", to_object(e.labels)}};
+}
+
+Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value& jv) {
+  const auto& o = as_object(jv, "endpoint");
+  Endpoint e;
+  e.id = required_string(o, "id");
+  e.network_id = required_string(o, "network_id");
+  e.network = string_or(o, "network", "");
+  e.container_id = required_string(o, "container_id");
+  e.ifname = required_string(o, "ifname");
+  e.netns = string_or(o, "netns", "");
+  e.node = string_or(o, "node", "");
+  e.address = prefix_field(o, "address");
+  e.gateway = address_field(o, "gateway");
+  e.mac = string_or(o, "mac", "");
+  e.mtu = static_cast<unsigned>(optional_uint(o, "mtu", 65535).value_or(0));
+  e.bridge = string_or(o, "bridge", "");
+  e.host_ifname = string_or(o, "host_ifname", "");
+  e.attach = bool_or(o, "attach", true);
+  e.name = string_or(o, "name", "");
+  e.aliases = string_array(o, "aliases");
+  e.service = string_or(o, "service", "");
+  e.labels = string_map(o, "labels");
+  return e;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const GcRequest& g) {
+  json::array a;
+  for (const auto& k : g.valid) a.push_back(json::value_from(k));
+  jv = json::object{{"valid", std::move(a)}};
+}
+
+GcRequest tag_invoke(json::value_to_tag<GcRequest>, const json::value& jv) {
+  const auto& o = as_object(jv, "gc request");
+  GcRequest g;
+  const json::value* v = find(o, "valid");
+  if (!v || !v->is_array()) throw Error(Errc::invalid_argument, "field \"valid\": expected an array");
+  for (const auto& e : v->get_array()) g.valid.push_back(json::value_to<AttachmentKey>(e));
+  return g;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const GcResult& g) {
+  json::array a;
+  for (const auto& k : g.released) a.push_back(json::value_from(k));
+  jv = json::object{{"released", std::move(a)}};
+}
+
+GcResult tag_invoke(json::value_to_tag<GcResult>, const json::value& jv) {
+  const auto& o = as_object(jv, "gc result");
+  GcResult g;
+  if (const json::value* v = find(o, "released"); v && v->is_array()) {
+    for (const auto& e : v->get_array()) g.released.push_back(json::value_to<AttachmentKey>(e));
+  }
+  return g;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const Status& s) {
+  jv = json::object{{"node_id", s.node_id},   {"node_name", s.node_name}, {"version", s.version},
+                    {"networks", s.networks}, {"endpoints", s.endpoints}};
+}
+
+Status tag_invoke(json::value_to_tag<Status>, const json::value& jv) {
+  const auto& o = as_object(jv, "status");
+  Status s;
+  s.node_id = string_or(o, "node_id", "");
+  s.node_name = string_or(o, "node_name", "");
+  s.version = string_or(o, "version", "");
+  s.networks = optional_uint(o, "networks", UINT32_MAX).value_or(0);
+  s.endpoints = optional_uint(o, "endpoints", UINT32_MAX).value_or(0);
+  return s;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const ErrorBody& e) {
+  jv = json::object{{"code", e.code}, {"message", e.message}};
+}
+
+ErrorBody tag_invoke(json::value_to_tag<ErrorBody>, const json::value& jv) {
+  const auto& o = as_object(jv, "error");
+  return ErrorBody{string_or(o, "code", "internal"), string_or(o, "message", "")};
+}
+
+}  // namespace swarmnet::api

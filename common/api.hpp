@@ -1,0 +1,133 @@
+// The swarmnetd HTTP/JSON API: the one contract between the daemon and its
+// front ends (CNI plugins, the Docker driver, swarmnetctl). docs/api.md lists
+// the routes; these are the bodies. Decoding throws Error(invalid_argument)
+// naming the field, so a bad body gets a clear 400.
+#pragma once
+
+#include <boost/json.hpp>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipv4.hpp"
+
+namespace swarmnet::api {
+
+namespace json = boost::json;
+
+inline constexpr const char* kDefaultSocket = "/run/swarmnet/swarmnetd.sock";
+inline constexpr const char* kDefaultStateDir = "/var/lib/swarmnet";
+
+// POST /v1/networks
+struct NetworkCreate {
+  std::string name;
+  std::optional<Ipv4Prefix> subnet;    // absent: taken from the default pool
+  std::optional<Ipv4Address> gateway;  // absent: first host address of the subnet
+  std::optional<unsigned> mtu;         // absent: underlay MTU minus the VXLAN overhead
+  bool internal = false;               // no egress
+};
+
+// GET /v1/networks/NAME, and each element of GET /v1/networks
+struct Network {
+  std::string id;
+  std::string name;
+  Ipv4Prefix subnet;
+  Ipv4Address gateway;
+  unsigned mtu = 0;
+  uint32_t vni = 0;
+  bool internal = false;
+  unsigned block_length = 0;  // prefix length of the address blocks nodes own
+  std::string created_by;     // node id
+  std::string bridge;         // this host's bridge for the network
+  size_t endpoints = 0;       // endpoints on this host
+};
+
+struct AttachmentKey {
+  std::string container_id;
+  std::string ifname;
+  auto operator<=>(const AttachmentKey&) const = default;
+};
+
+// POST /v1/networks/NAME/endpoints
+struct EndpointCreate {
+  std::string container_id;
+  std::string ifname;
+  std::string netns;                      // informational: the sandbox path
+  std::vector<Ipv4Address> static_ips;    // at most one for now (IPv4 only)
+  std::map<std::string, std::string> labels;
+  std::string name;                       // container name for DNS (optional)
+  std::vector<std::string> aliases;
+  std::string service;                    // service this endpoint is a task of
+  // true: swarmnetd wires the host side (bridge) for the CNI "swarmnet"
+  // plugin; false: an address only, for swarmnet-ipam under another plugin.
+  bool attach = true;
+};
+
+struct Endpoint {
+  std::string id;
+  std::string network_id;
+  std::string network;  // name
+  std::string container_id;
+  std::string ifname;
+  std::string netns;
+  std::string node;
+  Ipv4Prefix address;  // e.g. 10.1.0.5/24
+  Ipv4Address gateway;
+  std::string mac;
+  unsigned mtu = 0;
+  std::string bridge;       // host bridge to attach the host end to ("" when attach=false)
+  std::string host_ifname;  // name for the host end of the veth
+  bool attach = true;
+  std::string name;
+  std::vector<std::string> aliases;
+  std::string service;
+  std::map<std::string, std::string> labels;
+};
+
+// POST /v1/networks/NAME/gc
+struct GcRequest {
+  std::vector<AttachmentKey> valid;
+};
+struct GcResult {
+  std::vector<AttachmentKey> released;
+};
+
+struct Status {
+  std::string node_id;
+  std::string node_name;
+  std::string version;
+  size_t networks = 0;
+  size_t endpoints = 0;
+};
+
+// Error body of every non-2xx reply.
+struct ErrorBody {
+  std::string code;  // to_string(Errc)
+  std::string message;
+};
+
+// JSON conversions (Boost.JSON customisation points).
+void tag_invoke(json::value_from_tag, json::value&, const NetworkCreate&);
+NetworkCreate tag_invoke(json::value_to_tag<NetworkCreate>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const Network&);
+Network tag_invoke(json::value_to_tag<Network>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const AttachmentKey&);
+AttachmentKey tag_invoke(json::value_to_tag<AttachmentKey>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const EndpointCreate&);
+EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const Endpoint&);
+Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const GcRequest&);
+GcRequest tag_invoke(json::value_to_tag<GcRequest>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const GcResult&);
+GcResult tag_invoke(json::value_to_tag<GcResult>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const Status&);
+Status tag_invoke(json::value_to_tag<Status>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const ErrorBody&);
+ErrorBody tag_invoke(json::value_to_tag<ErrorBody>, const json::value&);
+
+// Network names: what Docker accepts, [A-Za-z0-9][A-Za-z0-9_.-]{0,62}.
+bool valid_network_name(std::string_view name);
+
+}  // namespace swarmnet::api

@@ -1,0 +1,165 @@
+#include "common/api_client.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "common/api.hpp"
+#include "common/error.hpp"
+
+namespace swarmnet {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+int remaining_ms(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                    std::chrono::steady_clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+}  // namespace
+
+ApiClient::ApiClient(std::string socket_path, std::chrono::milliseconds timeout)
+    : socket_path_(std::move(socket_path)), timeout_(timeout) {}
+
+ApiResponse ApiClient::request(const std::string& method, const std::string& target,
+                               const json::value* body) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  const std::string where = "swarmnetd at " + socket_path_;
+
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path_.size() >= sizeof(addr.sun_path)) {
+    throw Error(Errc::invalid_argument, "daemon socket path too long: " + socket_path_);
+  }
+  std::memcpy(addr.sun_path, socket_path_.data(), socket_path_.size());
+
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) throw_errno(Errc::internal, "socket", errno);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    throw_errno(Errc::unavailable, "cannot reach " + where + " (is swarmnetd running?)", errno);
+  }
+
+  std::string payload = body ? json::serialize(*body) : std::string();
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: swarmnetd\r\nConnection: close\r\n";
+  if (body) req += "Content-Type: application/json\r\n";
+  req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+
+  size_t sent = 0;
+  while (sent < req.size()) {
+    ssize_t n = ::send(fd.get(), req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(Errc::unavailable, "sending to " + where, errno);
+    }
+    sent += static_cast<size_t>(n);
+  }
+
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  std::string buffer;
+  char chunk[16384];
+  bool eof = false;
+  while (!parser.is_done()) {
+    if (!eof) {
+      pollfd p{fd.get(), POLLIN, 0};
+      int r = ::poll(&p, 1, remaining_ms(deadline));
+      if (r == 0) throw Error(Errc::unavailable, where + " did not answer within " +
+                                                     std::to_string(timeout_.count()) + " ms");
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(Errc::internal, "poll", errno);
+      }
+      ssize_t n = ::recv(fd.get(), chunk, sizeof(chunk), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_errno(Errc::unavailable, "reading from " + where, errno);
+      }
+      if (n == 0) eof = true;
+      buffer.append(chunk, static_cast<size_t>(n));
+    }
+    boost::beast::error_code ec;
+    if (eof && buffer.empty()) {
+      parser.put_eof(ec);
+      if (ec || !parser.is_done()) throw Error(Errc::unavailable, where + " closed the connection mid-reply");
+      break;
+    }
+    size_t used = parser.put(boost::asio::buffer(buffer), ec);
+    if (ec == http::error::need_more) {
+      ec = {};
+      if (eof) {
+        buffer.erase(0, used);
+        parser.put_eof(ec);
+        if (ec || !parser.is_done()) throw Error(Errc::unavailable, where + " closed the connection mid-reply");
+        break;
+      }
+    } else if (ec) {
+      throw Error(Errc::internal, "malformed HTTP reply from " + where + ": " + ec.message());
+    }
+    buffer.erase(0, used);
+  }
+
+  ApiResponse out;
+  auto& res = parser.get();
+  out.status = res.result_int();
+  if (!res.body().empty()) {
+    boost::system::error_code ec;
+    out.body = json::parse(res.body(), ec);
+    if (ec) throw Error(Errc::internal, "reply from " + where + " is not JSON: " + ec.message());
+  }
+  return out;
+}
+
+json::value ApiClient::call(const std::string& method, const std::string& target,
+                            const json::value* body) const {
+  ApiResponse r = request(method, target, body);
+  if (r.status >= 200 && r.status < 300) return std::move(r.body);
+  api::ErrorBody e{"internal", "HTTP " + std::to_string(r.status)};
+  if (r.body.is_object()) {
+    try {
+      e = json::value_to<api::ErrorBody>(r.body);
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error(errc_from_string(e.code), e.message);
+}
+
+std::string url_segment(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace swarmnet

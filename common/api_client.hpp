@@ -1,0 +1,42 @@
+// A blocking client for the swarmnetd API on its unix socket. Used by the
+// short-lived front ends (CNI plugins, swarmnetctl), where one request per
+// process is the norm and a thread blocking on it is what we want.
+#pragma once
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <string>
+
+namespace swarmnet {
+
+struct ApiResponse {
+  unsigned status = 0;
+  boost::json::value body;  // null when the reply had no body
+};
+
+class ApiClient {
+ public:
+  explicit ApiClient(std::string socket_path,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Sends one request and returns the reply whatever its status.
+  // Throws Error(unavailable) when the daemon cannot be reached or does not
+  // answer in time, Error(internal) when the reply is not HTTP/JSON.
+  ApiResponse request(const std::string& method, const std::string& target,
+                      const boost::json::value* body = nullptr) const;
+
+  // Like request(), and turns a non-2xx reply into the Error the daemon sent.
+  boost::json::value call(const std::string& method, const std::string& target,
+                          const boost::json::value* body = nullptr) const;
+
+  const std::string& socket_path() const { return socket_path_; }
+
+ private:
+  std::string socket_path_;
+  std::chrono::milliseconds timeout_;
+};
+
+// Percent-encodes one path segment (container ids and names are user input).
+std::string url_segment(std::string_view s);
+
+}  // namespace swarmnet

@@ -1,0 +1,95 @@
+// Link, address and route work through libnl-route-3, on one netlink socket
+// bound to one network namespace. Every call either does what it says or
+// throws swarmnet::Error (internal for unexpected kernel errors, with the
+// kernel's message and the object's name; conflict for "exists";
+// not_found for a missing link). Dumps interrupted by a concurrent change
+// (NLE_DUMP_INTR) are retried.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipv4.hpp"
+#include "kernel/netns.hpp"
+
+struct nl_sock;
+
+namespace swarmnet::kernel {
+
+struct LinkInfo {
+  int index = 0;
+  std::string name;
+  std::string kind;  // "veth", "bridge", "vxlan", "" for others
+  std::string mac;   // "02:42:0a:01:00:05"
+  unsigned mtu = 0;
+  bool up = false;
+  int master_index = 0;  // 0 when not enslaved
+};
+
+struct RouteInfo {
+  Ipv4Prefix destination;              // 0.0.0.0/0 for the default route
+  std::optional<Ipv4Address> gateway;  // nullopt for on-link routes
+  int oif_index = 0;
+};
+
+class NetlinkSocket {
+ public:
+  // A socket in the calling thread's namespace.
+  static NetlinkSocket open();
+  // A socket in another namespace (enters it briefly to create the socket).
+  static NetlinkSocket open_in(const Netns& ns);
+
+  NetlinkSocket(NetlinkSocket&&) noexcept;
+  NetlinkSocket& operator=(NetlinkSocket&&) noexcept;
+  ~NetlinkSocket();
+
+  std::optional<LinkInfo> find_link(const std::string& name);
+  std::optional<LinkInfo> find_link(int index);
+  LinkInfo get_link(const std::string& name);  // Error(not_found) if missing
+
+  // Creates a veth pair: `name` in this socket's namespace, `peer_name` in
+  // `peer_ns`, both with `mtu`, the peer with `peer_mac` when not empty. One
+  // netlink request, so a failure leaves nothing behind. Error(conflict) if
+  // `name` exists here (the peer name is checked by the kernel in peer_ns;
+  // a clash there is also Error(conflict)).
+  void create_veth(const std::string& name, const std::string& peer_name, const Netns& peer_ns,
+                   unsigned mtu, const std::string& peer_mac);
+
+  // Creates a bridge if missing (no error if it exists), sets mtu, brings up.
+  void ensure_bridge(const std::string& name, unsigned mtu);
+
+  // Deletes a link; false if it did not exist.
+  bool delete_link(const std::string& name);
+
+  void set_up(const std::string& name);
+  void set_mtu(const std::string& name, unsigned mtu);
+  void set_master(const std::string& name, const std::string& master);
+
+  // Addresses of a link (IPv4 only).
+  std::vector<Ipv4Prefix> addresses(const std::string& link);
+  // Adds an address; no error if the same address is already there.
+  void add_address(const std::string& link, const Ipv4Prefix& address);
+  // Removes; false if it was not there.
+  bool remove_address(const std::string& link, const Ipv4Prefix& address);
+
+  // IPv4 routes of the main table.
+  std::vector<RouteInfo> routes();
+  // Adds a route through `link` (via gateway when given); no error if an
+  // identical route exists.
+  void add_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
+                 const std::string& link);
+
+  struct nl_sock* raw() { return sock_; }
+
+ private:
+  explicit NetlinkSocket(struct nl_sock* sock) : sock_(sock) {}
+  struct nl_sock* sock_ = nullptr;
+};
+
+// Writes a sysctl in the calling thread's namespace ("net/ipv4/ip_forward").
+void write_sysctl(const std::string& key, const std::string& value);
+std::string read_sysctl(const std::string& key);
+
+}  // namespace swarmnet::kernel
