@@ -1,0 +1,268 @@
+#include "daemon/api_server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <filesystem>
+
+#include "common/error.hpp"
+#include "common/json_fields.hpp"
+
+namespace swarmnet::daemon {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using local = asio::local::stream_protocol;
+
+namespace {
+
+constexpr size_t kBodyLimit = 1 << 20;
+constexpr auto kIdleTimeout = std::chrono::seconds(60);
+
+unsigned http_status(Errc code) {
+  switch (code) {
+    case Errc::invalid_argument: return 400;
+    case Errc::not_found: return 404;
+    case Errc::conflict:
+    case Errc::exhausted: return 409;
+    case Errc::unavailable: return 503;
+    case Errc::internal: return 500;
+  }
+  return 500;
+}
+
+HttpReply error_reply(Errc code, const std::string& message) {
+  return {http_status(code), json::value_from(api::ErrorBody{std::string(to_string(code)), message})};
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// "/v1/networks/a%2Fb/x" -> {"v1", "networks", "a/b", "x"}; query ignored.
+std::vector<std::string> split_path(std::string_view target) {
+  target = target.substr(0, target.find('?'));
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < target.size()) {
+    if (target[i] == '/') {
+      ++i;
+      continue;
+    }
+    size_t end = target.find('/', i);
+    if (end == std::string_view::npos) end = target.size();
+    std::string seg;
+    for (size_t j = i; j < end; ++j) {
+      if (target[j] == '%' && j + 2 < end &&
+          hex_value(target[j + 1]) >= 0 && hex_value(target[j + 2]) >= 0) {
+        seg += static_cast<char>(hex_value(target[j + 1]) * 16 + hex_value(target[j + 2]));
+        j += 2;
+      } else {
+        seg += target[j];
+      }
+    }
+    parts.push_back(std::move(seg));
+    i = end;
+  }
+  return parts;
+}
+
+template <class T>
+T decode(const std::string& body, const char* what) {
+  json::value v = json_fields::parse(body, what);
+  return json::value_to<T>(v);
+}
+
+template <class T>
+json::value encode_list(const std::vector<T>& items) {
+  json::array a;
+  for (const auto& i : items) a.push_back(json::value_from(i));
+  return a;
+}
+
+HttpReply route(Controller& c, const std::string& method, const std::vector<std::string>& p,
+                const std::string& body) {
+  auto is = [&](std::initializer_list<const char*> fixed) {
+    if (p.size() < fixed.size()) return false;
+    size_t i = 0;
+    for (const char* f : fixed) {
+      if (f[0] != '*' && p[i] != f) return false;
+      ++i;
+    }
+    return true;
+  };
+  const size_t n = p.size();
+  if (n == 2 && is({"v1", "status"}) && method == "GET") return {200, json::value_from(c.status())};
+  if (n == 2 && is({"v1", "networks"})) {
+    if (method == "GET") return {200, encode_list(c.list_networks())};
+    if (method == "POST") {
+      return {201, json::value_from(c.create_network(decode<api::NetworkCreate>(body, "network")))};
+    }
+  }
+  if (n == 3 && is({"v1", "networks", "*"})) {
+    if (method == "GET") return {200, json::value_from(c.inspect_network(p[2]))};
+    if (method == "DELETE") {
+      c.remove_network(p[2]);
+      return {204, nullptr};
+    }
+  }
+  if (n == 4 && is({"v1", "networks", "*", "endpoints"})) {
+    if (method == "GET") return {200, encode_list(c.list_endpoints(p[2]))};
+    if (method == "POST") {
+      auto [ep, created] = c.create_endpoint(p[2], decode<api::EndpointCreate>(body, "endpoint"));
+      return {created ? 201u : 200u, json::value_from(ep)};
+    }
+  }
+  if (n == 6 && is({"v1", "networks", "*", "endpoints", "*", "*"})) {
+    if (method == "GET") return {200, json::value_from(c.get_endpoint(p[2], p[4], p[5]))};
+    if (method == "DELETE") {
+      c.delete_endpoint(p[2], p[4], p[5]);
+      return {204, nullptr};
+    }
+  }
+  if (n == 4 && is({"v1", "networks", "*", "gc"}) && method == "POST") {
+    return {200, json::value_from(c.gc(p[2], decode<api::GcRequest>(body, "gc request")))};
+  }
+  return error_reply(Errc::not_found, "no route for " + method + " /" + [&] {
+    std::string s;
+    for (size_t i = 0; i < p.size(); ++i) s += (i ? "/" : "") + p[i];
+    return s;
+  }());
+}
+
+}  // namespace
+
+HttpReply handle_request(Controller& controller, const std::string& method,
+                         const std::string& target, const std::string& body) {
+  try {
+    return route(controller, method, split_path(target), body);
+  } catch (const Error& e) {
+    if (e.code() == Errc::internal) spdlog::error("{} {}: {}", method, target, e.what());
+    return error_reply(e.code(), e.what());
+  } catch (const std::exception& e) {
+    // Boost.JSON conversion errors and the like: the body was not what we expect.
+    spdlog::error("{} {}: {}", method, target, e.what());
+    return error_reply(Errc::internal, e.what());
+  }
+}
+
+namespace {
+
+asio::awaitable<void> serve_connection(local::socket socket, Controller& controller) {
+  beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy> stream(
+      std::move(socket));
+  beast::flat_buffer buffer;
+  try {
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(kBodyLimit);
+      stream.expires_after(kIdleTimeout);
+      co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+      auto& req = parser.get();
+      HttpReply reply = handle_request(controller, std::string(req.method_string()),
+                                       std::string(req.target()), req.body());
+      http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
+      res.set(http::field::server, "swarmnetd");
+      if (!reply.body.is_null()) {
+        res.set(http::field::content_type, "application/json");
+        res.body() = json::serialize(reply.body);
+      }
+      res.keep_alive(req.keep_alive());
+      res.prepare_payload();
+      stream.expires_after(kIdleTimeout);
+      co_await http::async_write(stream, res, asio::use_awaitable);
+      if (!res.keep_alive()) break;
+    }
+  } catch (const boost::system::system_error& e) {
+    if (e.code() != http::error::end_of_stream && e.code() != asio::error::eof &&
+        e.code() != beast::error::timeout && e.code() != asio::error::connection_reset &&
+        e.code() != asio::error::broken_pipe) {
+      spdlog::warn("api connection: {}", e.code().message());
+      // A malformed request gets a 400 if the socket still takes it.
+      if (e.code().category() == http::make_error_code(http::error::bad_target).category()) {
+        http::response<http::string_body> res{http::status::bad_request, 11};
+        res.set(http::field::content_type, "application/json");
+        res.body() = json::serialize(json::value_from(
+            api::ErrorBody{"invalid_argument", "malformed HTTP request: " + e.code().message()}));
+        res.keep_alive(false);
+        res.prepare_payload();
+        boost::system::error_code ignored;
+        http::write(stream, res, ignored);
+      }
+    }
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(local::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller) {
+  for (;;) {
+    boost::system::error_code ec;
+    local::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      spdlog::warn("api accept: {}", ec.message());
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+ApiServer::ApiServer(asio::io_context& io, Controller& controller, std::string socket_path)
+    : io_(io), controller_(controller), socket_path_(std::move(socket_path)), acceptor_(io) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(socket_path_).parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw Error(Errc::internal, "cannot create " + dir.string() + ": " + ec.message());
+  }
+  if (fs::exists(socket_path_)) {
+    // Another daemon answering there must not be cut off; a dead one's file goes.
+    local::socket probe(io);
+    boost::system::error_code ec;
+    probe.connect(local::endpoint(socket_path_), ec);
+    if (!ec) {
+      throw Error(Errc::conflict, "another swarmnetd is already serving " + socket_path_);
+    }
+    ::unlink(socket_path_.c_str());
+  }
+  acceptor_.open(local());
+  // umask for the bind so the socket is never briefly reachable by others.
+  mode_t old = ::umask(0177);
+  boost::system::error_code ec;
+  acceptor_.bind(local::endpoint(socket_path_), ec);
+  ::umask(old);
+  if (ec) throw Error(Errc::internal, "cannot bind " + socket_path_ + ": " + ec.message());
+  ::chmod(socket_path_.c_str(), 0600);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(io_, accept_loop(acceptor_, controller_), asio::detached);
+  spdlog::info("API listening on {}", socket_path_);
+}
+
+ApiServer::~ApiServer() { close(); }
+
+void ApiServer::close() {
+  if (!acceptor_.is_open()) return;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  ::unlink(socket_path_.c_str());
+}
+
+}  // namespace swarmnet::daemon

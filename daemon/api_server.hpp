@@ -1,0 +1,42 @@
+// The HTTP/JSON API on a unix socket (docs/api.md), served by Boost.Beast
+// with C++20 coroutines on the daemon's single io_context thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/json.hpp>
+#include <string>
+
+#include "daemon/controller.hpp"
+
+namespace swarmnet::daemon {
+
+struct HttpReply {
+  unsigned status = 200;
+  boost::json::value body;  // null: no body (204)
+};
+
+// Routes one request to the controller. Never throws: errors become the
+// API's error body with the matching status. Separate from the socket code
+// so tests can drive it directly.
+HttpReply handle_request(Controller& controller, const std::string& method,
+                         const std::string& target, const std::string& body);
+
+class ApiServer {
+ public:
+  // Binds the socket (mode 0600; a stale socket file is replaced, a live one
+  // is an Error(conflict)) and starts accepting.
+  ApiServer(boost::asio::io_context& io, Controller& controller, std::string socket_path);
+  ~ApiServer();
+
+  // Stops accepting and removes the socket file.
+  void close();
+
+ private:
+  boost::asio::io_context& io_;
+  Controller& controller_;
+  std::string socket_path_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+};
+
+}  // namespace swarmnet::daemon

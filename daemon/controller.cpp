@@ -1,0 +1,472 @@
+#include "daemon/controller.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
+#include "common/error.hpp"
+#include "common/random.hpp"
+#include "common/version.hpp"
+#include "ipam/subnet_pool.hpp"
+
+namespace swarmnet::daemon {
+
+namespace {
+
+// VXLAN overhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+constexpr unsigned kVxlanOverhead = 50;
+constexpr unsigned kMinMtu = 576;
+// Swarm's overlay VNIs start at 4096; we do the same so they are recognisable.
+constexpr uint32_t kFirstVni = 4096;
+constexpr uint32_t kMaxVni = (1u << 24) - 1;
+
+// CNI: "alphanumeric, then alphanumerics, underscore, dot or hyphen".
+void check_container_id(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 256 && std::isalnum(static_cast<unsigned char>(id[0]));
+  for (char c : id) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  }
+  if (!ok) {
+    throw Error(Errc::invalid_argument,
+                "invalid container id \"" + id +
+                    "\": must start with a letter or digit and hold only letters, digits, _ . -");
+  }
+}
+
+void check_ifname(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 15 && name != "." && name != "..";
+  for (char c : name) ok = ok && c != '/' && c != ':' && !std::isspace(static_cast<unsigned char>(c));
+  if (!ok) throw Error(Errc::invalid_argument, "invalid interface name \"" + name + "\"");
+}
+
+// Docker derives the MAC from the IP (02:42 + the 4 address bytes): stable
+// across restarts and unique within a network without any bookkeeping.
+std::string mac_for(Ipv4Address ip) {
+  char buf[18];
+  uint32_t v = ip.value();
+  std::snprintf(buf, sizeof(buf), "02:42:%02x:%02x:%02x:%02x", v >> 24, (v >> 16) & 0xff,
+                (v >> 8) & 0xff, v & 0xff);
+  return buf;
+}
+
+}  // namespace
+
+Controller::Controller(Store& store, Dataplane& dataplane, std::string node_name)
+    : store_(store), dataplane_(dataplane), node_name_(std::move(node_name)) {}
+
+std::string Controller::bridge_name(const std::string& network_id) {
+  return "swn-" + network_id.substr(0, 11);
+}
+
+void Controller::reconcile() {
+  for (const auto& [id, e] : store_.networks()) {
+    const std::string bridge = bridge_name(id);
+    if (!e.deleted && local_attached_endpoints(id) > 0) {
+      dataplane_.ensure_network(e.value, bridge);
+    } else {
+      dataplane_.remove_network(bridge);
+    }
+  }
+  // Host ends of endpoints deleted while we were down (DEL arrived while the
+  // daemon was restarting and failed, then GC or a later DEL cleaned the
+  // record) are removed with their tombstones' names.
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (e.deleted && e.value.node == store_.node_id() && !e.value.host_ifname.empty()) {
+      dataplane_.remove_host_link(e.value.host_ifname);
+    }
+  }
+}
+
+const NetworkRecord& Controller::resolve(const std::string& name_or_id) const {
+  if (const auto* n = store_.find_network_by_name(name_or_id)) return *n;
+  if (const auto* n = store_.find_network(name_or_id)) return *n;
+  throw Error(Errc::not_found, "network \"" + name_or_id + "\" not found");
+}
+
+ipam::AddressSpace& Controller::space_of(const NetworkRecord& network) {
+  auto it = spaces_.find(network.id);
+  if (it != spaces_.end()) return it->second;
+  // Rebuilt from the tables: the blocks this node owns, every live address.
+  ipam::AddressSpace space(network.subnet, network.gateway, network.block_length);
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.network_id == network.id) space.mark_used(e.value.ip);
+  }
+  for (const auto& [key, e] : store_.blocks()) {
+    if (!e.deleted && e.value.network_id == network.id && e.value.owner == store_.node_id()) {
+      space.own_block(e.value.block);
+    }
+  }
+  if (auto c = store_.cursors().find(network.id); c != store_.cursors().end()) {
+    space.set_cursor(c->second.value.last_allocated);
+  }
+  return spaces_.emplace(network.id, std::move(space)).first->second;
+}
+
+// How no address is handed out twice on this host: addresses come only from
+// blocks this node owns (a BlockRecord naming it, journaled before the first
+// address of the block is used); every allocation is journaled with fdatasync
+// before the reply, and at start the AddressSpace is rebuilt from the journal.
+// So a daemon killed at any moment restarts knowing every address it ever
+// answered with. Across nodes, block ownership is what keeps nodes apart.
+void Controller::claim_block(const NetworkRecord& network, ipam::AddressSpace& space,
+                             const Ipv4Prefix& block) {
+  store_.put(BlockRecord{network.id, block, store_.node_id()});
+  space.own_block(block);
+  spdlog::info("network {}: this node now owns address block {}", network.name, block.str());
+}
+
+Ipv4Address Controller::allocate(const NetworkRecord& network, const api::EndpointCreate& request) {
+  ipam::AddressSpace& space = space_of(network);
+  auto owner_of = [&](const Ipv4Prefix& block) -> const std::string* {
+    auto it = store_.blocks().find(block_key(network.id, block));
+    if (it == store_.blocks().end() || it->second.deleted) return nullptr;
+    return &it->second.value.owner;
+  };
+
+  if (!request.static_ips.empty()) {
+    if (request.static_ips.size() > 1) {
+      throw Error(Errc::invalid_argument, "only one static IPv4 address per endpoint is supported");
+    }
+    Ipv4Address ip = request.static_ips.front();
+    if (!network.subnet.contains(ip)) {
+      throw Error(Errc::invalid_argument, "requested address " + ip.str() + " is outside network " +
+                                              network.name + "'s subnet " + network.subnet.str());
+    }
+    if (space.is_reserved(ip)) {
+      throw Error(Errc::invalid_argument, "requested address " + ip.str() +
+                                              " is reserved (network, broadcast or gateway)");
+    }
+    if (space.in_use(ip)) {
+      throw Error(Errc::conflict, "requested address " + ip.str() + " is already in use on network " +
+                                      network.name);
+    }
+    Ipv4Prefix block = space.block_of(ip);
+    const std::string* owner = owner_of(block);
+    if (owner && *owner != store_.node_id()) {
+      throw Error(Errc::conflict, "requested address " + ip.str() + " is in block " + block.str() +
+                                      " owned by node " + *owner);
+    }
+    if (!owner) claim_block(network, space, block);
+    space.allocate(ip);
+    return ip;
+  }
+
+  if (auto ip = space.allocate_next()) return *ip;
+  for (const Ipv4Prefix& block : space.all_blocks()) {
+    if (owner_of(block)) continue;
+    claim_block(network, space, block);
+    if (auto ip = space.allocate_next()) return *ip;
+  }
+  throw Error(Errc::exhausted, "no free address in network " + network.name + " (subnet " +
+                                   network.subnet.str() + ", " + std::to_string(space.used()) +
+                                   " of " + std::to_string(space.capacity()) + " in use)");
+}
+
+api::Network Controller::create_network(const api::NetworkCreate& req) {
+  if (!api::valid_network_name(req.name)) {
+    throw Error(Errc::invalid_argument,
+                "invalid network name \"" + req.name +
+                    "\": 1-63 letters, digits, _ . -, starting with a letter or digit");
+  }
+  if (store_.find_network_by_name(req.name)) {
+    throw Error(Errc::conflict, "network \"" + req.name + "\" already exists");
+  }
+
+  std::vector<Ipv4Prefix> taken;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) taken.push_back(e.value.subnet);
+  }
+
+  NetworkRecord n;
+  n.name = req.name;
+  if (req.subnet) {
+    if (!req.subnet->is_network()) {
+      throw Error(Errc::invalid_argument,
+                  "invalid subnet " + req.subnet->str() + ": host bits set (did you mean " +
+                      Ipv4Prefix(req.subnet->network(), req.subnet->length()).str() + "?)");
+    }
+    if (req.subnet->length() > 30) {
+      throw Error(Errc::invalid_argument, "subnet " + req.subnet->str() +
+                                              " is too small: a network needs at least a /30");
+    }
+    for (const auto& [id, e] : store_.networks()) {
+      if (!e.deleted && e.value.subnet.overlaps(*req.subnet)) {
+        throw Error(Errc::conflict, "subnet " + req.subnet->str() + " overlaps network \"" +
+                                        e.value.name + "\" (" + e.value.subnet.str() + ")");
+      }
+    }
+    n.subnet = *req.subnet;
+  } else {
+    auto free = ipam::next_free_subnet(ipam::default_address_pool(), ipam::kDefaultSubnetLength, taken);
+    if (!free) {
+      throw Error(Errc::exhausted, "the default address pool " + ipam::default_address_pool().str() +
+                                       " has no free /" + std::to_string(ipam::kDefaultSubnetLength) +
+                                       " left; give --subnet");
+    }
+    n.subnet = *free;
+  }
+
+  n.gateway = req.gateway.value_or(Ipv4Address(n.subnet.network().value() + 1));
+  if (!n.subnet.contains(n.gateway) || n.gateway == n.subnet.network() ||
+      n.gateway == n.subnet.broadcast()) {
+    throw Error(Errc::invalid_argument, "gateway " + n.gateway.str() +
+                                            " is not a usable address of subnet " + n.subnet.str());
+  }
+
+  if (req.mtu) {
+    if (*req.mtu < kMinMtu || *req.mtu > 65535) {
+      throw Error(Errc::invalid_argument, "mtu " + std::to_string(*req.mtu) + " out of range " +
+                                              std::to_string(kMinMtu) + "-65535");
+    }
+    n.mtu = *req.mtu;
+  } else {
+    n.mtu = std::max(kMinMtu, dataplane_.underlay_mtu() - kVxlanOverhead);
+  }
+
+  std::vector<uint32_t> vnis;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) vnis.push_back(e.value.vni);
+  }
+  std::sort(vnis.begin(), vnis.end());
+  n.vni = kFirstVni;
+  for (uint32_t v : vnis) {
+    if (v == n.vni) ++n.vni;
+  }
+  if (n.vni > kMaxVni) throw Error(Errc::exhausted, "no VXLAN network identifier left");
+
+  n.internal = req.internal;
+  n.block_length = ipam::default_block_length(n.subnet);
+  n.created_by = store_.node_id();
+  n.id = random_hex(16);
+
+  ipam::AddressSpace check(n.subnet, n.gateway, n.block_length);  // validates the layout
+  store_.put(n);
+  spdlog::info("network {} created: id {} subnet {} gateway {} mtu {} vni {}{}", n.name, n.id,
+               n.subnet.str(), n.gateway.str(), n.mtu, n.vni, n.internal ? " internal" : "");
+  return to_api(n);
+}
+
+std::vector<api::Network> Controller::list_networks() const {
+  std::vector<api::Network> out;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) out.push_back(to_api(e.value));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+api::Network Controller::inspect_network(const std::string& name_or_id) const {
+  return to_api(resolve(name_or_id));
+}
+
+void Controller::remove_network(const std::string& name_or_id) {
+  const NetworkRecord network = resolve(name_or_id);
+  size_t count = 0;
+  std::string example;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.network_id == network.id) {
+      if (count++ == 0) example = e.value.container_id;
+    }
+  }
+  if (count > 0) {
+    throw Error(Errc::conflict, "network " + network.name + " has " + std::to_string(count) +
+                                    " endpoint(s) (e.g. container " + example +
+                                    "); remove them first");
+  }
+  dataplane_.remove_network(bridge_name(network.id));
+  std::vector<std::string> blocks;
+  for (const auto& [key, e] : store_.blocks()) {
+    if (!e.deleted && e.value.network_id == network.id) blocks.push_back(key);
+  }
+  for (const auto& key : blocks) store_.erase_block(key);
+  store_.erase_network(network.id);
+  spaces_.erase(network.id);
+  spdlog::info("network {} removed", network.name);
+}
+
+std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& network_name,
+                                                           const api::EndpointCreate& req) {
+  const NetworkRecord network = resolve(network_name);
+  check_container_id(req.container_id);
+  check_ifname(req.ifname);
+
+  const std::string key = endpoint_key(network.id, store_.node_id(), req.container_id, req.ifname);
+  if (const EndpointRecord* existing = store_.find_endpoint(key)) {
+    // ADD repeated (a runtime retry): same answer, kernel side repaired.
+    if (existing->attach) dataplane_.ensure_network(network, bridge_name(network.id));
+    return {to_api(network, *existing), false};
+  }
+
+  EndpointRecord e;
+  e.ip = allocate(network, req);
+  // Until the journal holds the endpoint, the address must go back on failure.
+  struct Release {
+    ipam::AddressSpace& space;
+    Ipv4Address ip;
+    bool armed = true;
+    ~Release() {
+      if (armed) space.release(ip);
+    }
+  } release{space_of(network), e.ip};
+
+  e.id = random_hex(16);
+  e.network_id = network.id;
+  e.node = store_.node_id();
+  e.container_id = req.container_id;
+  e.ifname = req.ifname;
+  e.netns = req.netns;
+  e.mac = mac_for(e.ip);
+  e.attach = req.attach;
+  e.host_ifname = req.attach ? "swv" + e.id.substr(0, 12) : "";
+  e.name = req.name;
+  e.aliases = req.aliases;
+  e.service = req.service;
+  e.labels = req.labels;
+  store_.put(e);
+  release.armed = false;
+
+  if (e.attach) {
+    try {
+      dataplane_.ensure_network(network, bridge_name(network.id));
+    } catch (...) {
+      delete_endpoint_record(network, e);
+      throw;
+    }
+  }
+  spdlog::info("endpoint {} on {}: container {} {} address {}{}", e.id.substr(0, 12), network.name,
+               e.container_id, e.ifname, e.ip.str(), e.attach ? "" : " (address only)");
+  return {to_api(network, e), true};
+}
+
+std::vector<api::Endpoint> Controller::list_endpoints(const std::string& network_name) const {
+  const NetworkRecord& network = resolve(network_name);
+  std::vector<api::Endpoint> out;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.network_id == network.id) out.push_back(to_api(network, e.value));
+  }
+  return out;
+}
+
+api::Endpoint Controller::get_endpoint(const std::string& network_name,
+                                       const std::string& container_id,
+                                       const std::string& ifname) const {
+  const NetworkRecord& network = resolve(network_name);
+  const auto* e = store_.find_endpoint(endpoint_key(network.id, store_.node_id(), container_id, ifname));
+  if (!e) {
+    throw Error(Errc::not_found, "no endpoint for container " + container_id + " interface " +
+                                     ifname + " on network " + network.name);
+  }
+  return to_api(network, *e);
+}
+
+void Controller::delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& e) {
+  if (e.attach && !e.host_ifname.empty()) dataplane_.remove_host_link(e.host_ifname);
+  const EndpointRecord copy = e;  // e may live in the table we are about to change
+  store_.erase_endpoint(endpoint_key(copy.network_id, copy.node, copy.container_id, copy.ifname));
+  space_of(network).release(copy.ip);
+  if (copy.attach && local_attached_endpoints(network.id) == 0) {
+    dataplane_.remove_network(bridge_name(network.id));
+  }
+}
+
+bool Controller::delete_endpoint(const std::string& network_name, const std::string& container_id,
+                                 const std::string& ifname) {
+  const NetworkRecord* network = store_.find_network_by_name(network_name);
+  if (!network) network = store_.find_network(network_name);
+  if (!network) return false;  // the network went first; nothing of ours is left
+  const NetworkRecord n = *network;
+  const auto* e = store_.find_endpoint(endpoint_key(n.id, store_.node_id(), container_id, ifname));
+  if (!e) return false;
+  const EndpointRecord copy = *e;
+  delete_endpoint_record(n, copy);
+  spdlog::info("endpoint {} on {}: container {} {} released {}", copy.id.substr(0, 12), n.name,
+               copy.container_id, copy.ifname, copy.ip.str());
+  return true;
+}
+
+api::GcResult Controller::gc(const std::string& network_name, const api::GcRequest& req) {
+  const NetworkRecord network = resolve(network_name);
+  std::vector<api::AttachmentKey> valid = req.valid;
+  std::sort(valid.begin(), valid.end());
+  std::vector<EndpointRecord> stale;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (e.deleted || e.value.network_id != network.id || e.value.node != store_.node_id()) continue;
+    api::AttachmentKey k{e.value.container_id, e.value.ifname};
+    if (!std::binary_search(valid.begin(), valid.end(), k)) stale.push_back(e.value);
+  }
+  api::GcResult result;
+  for (const auto& e : stale) {
+    delete_endpoint_record(network, e);
+    spdlog::info("gc on {}: released {} of container {} {}", network.name, e.ip.str(),
+                 e.container_id, e.ifname);
+    result.released.push_back({e.container_id, e.ifname});
+  }
+  return result;
+}
+
+api::Status Controller::status() const {
+  api::Status s;
+  s.node_id = store_.node_id();
+  s.node_name = node_name_;
+  s.version = kVersion;
+  for (const auto& [id, e] : store_.networks()) s.networks += e.deleted ? 0 : 1;
+  for (const auto& [key, e] : store_.endpoints()) s.endpoints += e.deleted ? 0 : 1;
+  return s;
+}
+
+size_t Controller::local_attached_endpoints(const std::string& network_id) const {
+  size_t count = 0;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.network_id == network_id && e.value.node == store_.node_id() &&
+        e.value.attach) {
+      ++count;
+    }
+  }
+  return count;
+}
+
+api::Network Controller::to_api(const NetworkRecord& n) const {
+  api::Network a;
+  a.id = n.id;
+  a.name = n.name;
+  a.subnet = n.subnet;
+  a.gateway = n.gateway;
+  a.mtu = n.mtu;
+  a.vni = n.vni;
+  a.internal = n.internal;
+  a.block_length = n.block_length;
+  a.created_by = n.created_by;
+  a.endpoints = 0;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.network_id == n.id && e.value.node == store_.node_id()) ++a.endpoints;
+  }
+  a.bridge = local_attached_endpoints(n.id) > 0 ? bridge_name(n.id) : "";
+  return a;
+}
+
+api::Endpoint Controller::to_api(const NetworkRecord& n, const EndpointRecord& e) const {
+  api::Endpoint a;
+  a.id = e.id;
+  a.network_id = n.id;
+  a.network = n.name;
+  a.container_id = e.container_id;
+  a.ifname = e.ifname;
+  a.netns = e.netns;
+  a.node = e.node;
+  a.address = Ipv4Prefix(e.ip, n.subnet.length());
+  a.gateway = n.gateway;
+  a.mac = e.mac;
+  a.mtu = n.mtu;
+  a.bridge = e.attach ? bridge_name(n.id) : "";
+  a.host_ifname = e.host_ifname;
+  a.attach = e.attach;
+  a.name = e.name;
+  a.aliases = e.aliases;
+  a.service = e.service;
+  a.labels = e.labels;
+  return a;
+}
+
+}  // namespace swarmnet::daemon

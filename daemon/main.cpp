@@ -1,0 +1,95 @@
+// swarmnetd: the per-host sidecar daemon. See README.md and docs/api.md.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <iostream>
+
+#include "common/api.hpp"
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+#include "daemon/api_server.hpp"
+#include "daemon/controller.hpp"
+#include "daemon/dataplane.hpp"
+#include "daemon/store.hpp"
+
+namespace {
+
+// One daemon per state directory: a second one would hand out the same
+// addresses. flock is released by the kernel when the process dies.
+int lock_state_dir(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) swarmnet::throw_errno(swarmnet::Errc::internal, "opening " + path, errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    throw swarmnet::Error(swarmnet::Errc::conflict,
+                          "another swarmnetd is using the state directory " + dir);
+  }
+  return fd;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "swarmnetd: swarmnet's per-host daemon. Keeps the networks, endpoints and their\n"
+      "addresses (journaled in --state-dir), wires each network's host bridge, and\n"
+      "serves the HTTP/JSON API that the CNI plugins and swarmnetctl call."};
+  std::string state_dir = swarmnet::api::kDefaultStateDir;
+  std::string socket = swarmnet::api::kDefaultSocket;
+  std::string log_level = "info";
+  std::string log_file;
+  std::string node_name = hostname();
+  app.add_option("--state-dir", state_dir, "Directory for the journal and snapshot")
+      ->capture_default_str();
+  app.add_option("--api-socket", socket, "Unix socket of the API (mode 0600)")->capture_default_str();
+  app.add_option("--node-name", node_name, "Name of this node")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  app.add_option("--log-file", log_file, "Also log to this file");
+  app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    swarmnet::init_logging("swarmnetd", log_level, log_file);
+    int lock_fd = lock_state_dir(state_dir);
+    (void)lock_fd;  // held until exit
+
+    swarmnet::daemon::Store store(state_dir);
+    auto dataplane = swarmnet::daemon::make_linux_dataplane();
+    swarmnet::daemon::Controller controller(store, *dataplane, node_name);
+    controller.reconcile();
+
+    boost::asio::io_context io(1);
+    swarmnet::daemon::ApiServer server(io, controller, socket);
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("signal {}: shutting down", sig);
+      server.close();
+      io.stop();
+    });
+    spdlog::info("swarmnetd {} node {} ({}) state {}", swarmnet::kVersion, store.node_id(),
+                 node_name, state_dir);
+    io.run();
+    store.compact();
+    spdlog::info("stopped");
+    return 0;
+  } catch (const swarmnet::Error& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    spdlog::critical("unexpected: {}", e.what());
+    return 1;
+  }
+}

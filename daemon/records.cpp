@@ -1,0 +1,133 @@
+#include "daemon/records.hpp"
+
+#include "common/error.hpp"
+#include "common/json_fields.hpp"
+
+namespace swarmnet::daemon {
+
+using namespace json_fields;
+
+namespace {
+Ipv4Prefix prefix_of(const json::object& o, std::string_view key) {
+  return Ipv4Prefix::parse(required_string(o, key));
+}
+Ipv4Address address_of(const json::object& o, std::string_view key) {
+  return Ipv4Address::parse(required_string(o, key));
+}
+}  // namespace
+
+json::value to_json(const Version& v) { return json::object{{"lamport", v.lamport}, {"node", v.node}}; }
+
+void from_json(const json::value& jv, Version& v) {
+  const auto& o = as_object(jv, "version");
+  v.lamport = optional_uint(o, "lamport", UINT64_MAX).value_or(0);
+  v.node = required_string(o, "node");
+}
+
+json::value to_json(const NetworkRecord& n) {
+  return json::object{{"id", n.id},
+                      {"name", n.name},
+                      {"subnet", n.subnet.str()},
+                      {"gateway", n.gateway.str()},
+                      {"mtu", n.mtu},
+                      {"vni", n.vni},
+                      {"internal", n.internal},
+                      {"block_length", n.block_length},
+                      {"created_by", n.created_by}};
+}
+
+void from_json(const json::value& jv, NetworkRecord& n) {
+  const auto& o = as_object(jv, "network record");
+  n.id = required_string(o, "id");
+  n.name = required_string(o, "name");
+  n.subnet = prefix_of(o, "subnet");
+  n.gateway = address_of(o, "gateway");
+  n.mtu = static_cast<unsigned>(optional_uint(o, "mtu", 65535).value_or(0));
+  n.vni = static_cast<uint32_t>(optional_uint(o, "vni", 0xffffff).value_or(0));
+  n.internal = bool_or(o, "internal", false);
+  n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
+  n.created_by = string_or(o, "created_by", "");
+}
+
+json::value to_json(const BlockRecord& b) {
+  return json::object{{"network_id", b.network_id}, {"block", b.block.str()}, {"owner", b.owner}};
+}
+
+void from_json(const json::value& jv, BlockRecord& b) {
+  const auto& o = as_object(jv, "block record");
+  b.network_id = required_string(o, "network_id");
+  b.block = prefix_of(o, "block");
+  b.owner = required_string(o, "owner");
+}
+
+json::value to_json(const EndpointRecord& e) {
+  json::array aliases;
+  for (const auto& a : e.aliases) aliases.emplace_back(a);
+  json::object labels;
+  for (const auto& [k, v] : e.labels) labels[k] = v;
+  return json::object{{"id", e.id},
+                      {"network_id", e.network_id},
+                      {"node", e.node},
+                      {"container_id", e.container_id},
+                      {"ifname", e.ifname},
+                      {"netns", e.netns},
+                      {"ip", e.ip.str()},
+                      {"mac", e.mac},
+                      {"host_ifname", e.host_ifname},
+                      {"attach", e.attach},
+                      {"name", e.name},
+                      {"aliases", std::move(aliases)},
+                      {"service", e.service},
+                      {"labels", std::move(labels)}};
+}
+
+void from_json(const json::value& jv, EndpointRecord& e) {
+  const auto& o = as_object(jv, "endpoint record");
+  e.id = required_string(o, "id");
+  e.network_id = required_string(o, "network_id");
+  e.node = required_string(o, "node");
+  e.container_id = required_string(o, "container_id");
+  e.ifname = required_string(o, "ifname");
+  e.netns = string_or(o, "netns", "");
+  e.ip = address_of(o, "ip");
+  e.mac = string_or(o, "mac", "");
+  e.host_ifname = string_or(o, "host_ifname", "");
+  e.attach = bool_or(o, "attach", true);
+  e.name = string_or(o, "name", "");
+  e.aliases = string_array(o, "aliases");
+  e.service = string_or(o, "service", "");
+  e.labels.clear();
+  if (const json::value* l = find(o, "labels"); l && l->is_object()) {
+    for (const auto& [k, v] : l->get_object()) {
+      if (v.is_string()) e.labels.emplace(std::string(k), std::string(v.get_string()));
+    }
+  }
+}
+
+json::value to_json(const CursorRecord& c) {
+  return json::object{{"network_id", c.network_id}, {"last_allocated", c.last_allocated.str()}};
+}
+
+void from_json(const json::value& jv, CursorRecord& c) {
+  const auto& o = as_object(jv, "cursor record");
+  c.network_id = required_string(o, "network_id");
+  c.last_allocated = address_of(o, "last_allocated");
+}
+
+std::string block_key(const std::string& network_id, const Ipv4Prefix& block) {
+  return network_id + "/" + block.str();
+}
+
+std::string endpoint_key(const std::string& network_id, const std::string& node,
+                         const std::string& container_id, const std::string& ifname) {
+  // NUL cannot appear in any of the parts (they come from JSON strings that
+  // the API validates), so the key is unambiguous.
+  std::string key = network_id;
+  for (const auto* part : {&node, &container_id, &ifname}) {
+    key += '\x1f';
+    key += *part;
+  }
+  return key;
+}
+
+}  // namespace swarmnet::daemon

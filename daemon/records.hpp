@@ -1,0 +1,95 @@
+// What swarmnetd knows, as versioned tables. Each entry carries a Version
+// (Lamport clock, node id), and deletions are tombstones, so the multi-host
+// gossip can merge tables from several nodes by "highest version wins" with a
+// deterministic tie-break on the node id. On one host the same model is used
+// unchanged: the journal records every entry that changes.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipv4.hpp"
+
+namespace swarmnet::daemon {
+
+namespace json = boost::json;
+
+struct Version {
+  uint64_t lamport = 0;
+  std::string node;
+  auto operator<=>(const Version&) const = default;
+};
+
+struct NetworkRecord {
+  std::string id;
+  std::string name;
+  Ipv4Prefix subnet;
+  Ipv4Address gateway;
+  unsigned mtu = 0;
+  uint32_t vni = 0;
+  bool internal = false;
+  unsigned block_length = 0;
+  std::string created_by;
+};
+
+// One address block of a network's subnet and the node that owns it. Only
+// the owner hands out addresses inside the block.
+struct BlockRecord {
+  std::string network_id;
+  Ipv4Prefix block;
+  std::string owner;
+};
+
+struct EndpointRecord {
+  std::string id;
+  std::string network_id;
+  std::string node;
+  std::string container_id;
+  std::string ifname;
+  std::string netns;
+  Ipv4Address ip;
+  std::string mac;
+  std::string host_ifname;  // "" when attach is false (IPAM only)
+  bool attach = true;
+  std::string name;
+  std::vector<std::string> aliases;
+  std::string service;
+  std::map<std::string, std::string> labels;
+};
+
+// Local to this node, never replicated: where round-robin allocation resumes.
+struct CursorRecord {
+  std::string network_id;
+  Ipv4Address last_allocated;
+};
+
+template <class T>
+struct Entry {
+  Version version;
+  bool deleted = false;
+  int64_t deleted_at = 0;  // unix seconds; tombstones are reaped after a while
+  T value;
+};
+
+json::value to_json(const NetworkRecord&);
+json::value to_json(const BlockRecord&);
+json::value to_json(const EndpointRecord&);
+json::value to_json(const CursorRecord&);
+json::value to_json(const Version&);
+// Decoders throw Error(invalid_argument) naming the field.
+void from_json(const json::value&, NetworkRecord&);
+void from_json(const json::value&, BlockRecord&);
+void from_json(const json::value&, EndpointRecord&);
+void from_json(const json::value&, CursorRecord&);
+void from_json(const json::value&, Version&);
+
+// Keys of the tables.
+std::string block_key(const std::string& network_id, const Ipv4Prefix& block);
+std::string endpoint_key(const std::string& network_id, const std::string& node,
+                         const std::string& container_id, const std::string& ifname);
+
+}  // namespace swarmnet::daemon

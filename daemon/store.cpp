@@ -1,0 +1,316 @@
+#include "daemon/store.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/json_fields.hpp"
+#include "common/log.hpp"
+#include "common/random.hpp"
+
+namespace swarmnet::daemon {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kSnapshotFormat = 1;
+// Tombstones stay this long so that a peer that was away can still learn of
+// the deletion (gossip anti-entropy); after that they are dropped at compaction.
+constexpr int64_t kTombstoneSeconds = 3600;
+constexpr size_t kCompactAfterLines = 4096;
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void write_all(int fd, const std::string& data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(Errc::internal, "writing " + path, errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno(Errc::internal, "opening " + dir, errno);
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// temp file, fsync, rename over, fsync the directory: the file is either the
+// old or the new content after a crash, never a mix.
+void write_file_atomically(const std::string& dir, const std::string& name,
+                           const std::string& data) {
+  const std::string path = dir + "/" + name;
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw_errno(Errc::internal, "creating " + tmp, errno);
+  try {
+    write_all(fd, data, tmp);
+    if (::fsync(fd) != 0) throw_errno(Errc::internal, "fsync " + tmp, errno);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(Errc::internal, "renaming " + tmp, errno);
+  fsync_dir(dir);
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+template <class T>
+json::array dump_table(const Table<T>& t) {
+  json::array out;
+  for (const auto& [key, e] : t) {
+    out.push_back(json::object{{"key", key},
+                               {"version", to_json(e.version)},
+                               {"deleted", e.deleted},
+                               {"deleted_at", e.deleted_at},
+                               {"value", to_json(e.value)}});
+  }
+  return out;
+}
+
+}  // namespace
+
+Store::Store(std::string state_dir) : dir_(std::move(state_dir)) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw Error(Errc::internal, "cannot create state directory " + dir_ + ": " + ec.message());
+  ::chmod(dir_.c_str(), 0700);
+
+  const std::string id_path = dir_ + "/node-id";
+  if (auto id = read_file(id_path)) {
+    node_id_ = *id;
+    while (!node_id_.empty() && (node_id_.back() == '\n' || node_id_.back() == ' ')) node_id_.pop_back();
+    if (node_id_.size() != 32) throw Error(Errc::internal, id_path + " does not hold a node id");
+  } else {
+    node_id_ = random_hex(16);
+    write_file_atomically(dir_, "node-id", node_id_ + "\n");
+    spdlog::info("new node id {} in {}", node_id_, dir_);
+  }
+
+  load();
+  compact();
+}
+
+Store::~Store() {
+  if (journal_fd_ >= 0) ::close(journal_fd_);
+}
+
+void Store::load() {
+  if (auto snap = read_file(dir_ + "/state.json")) {
+    json::value v;
+    try {
+      v = json_fields::parse(*snap, dir_ + "/state.json");
+      const auto& o = json_fields::as_object(v, "snapshot");
+      auto format = json_fields::optional_uint(o, "format", 1000).value_or(0);
+      if (format != kSnapshotFormat) {
+        throw Error(Errc::internal, "unknown snapshot format " + std::to_string(format));
+      }
+      lamport_ = json_fields::optional_uint(o, "lamport", UINT64_MAX).value_or(0);
+      const auto& tables = json_fields::as_object(o.at("tables"), "tables");
+      for (const auto& [name, rows] : tables) {
+        if (!rows.is_array()) throw Error(Errc::internal, "table " + std::string(name) + " is not an array");
+        for (const auto& row : rows.get_array()) {
+          json::object line = json_fields::as_object(row, "row");
+          line["table"] = name;
+          apply_line(line);
+        }
+      }
+    } catch (const std::exception& e) {
+      throw Error(Errc::internal, "cannot load " + dir_ + "/state.json: " + e.what());
+    }
+  }
+
+  const std::string journal = dir_ + "/journal";
+  if (auto text = read_file(journal)) {
+    std::istringstream in(*text);
+    std::string line;
+    size_t number = 0;
+    bool torn_tail = !text->empty() && text->back() != '\n';
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.empty()) continue;
+      try {
+        apply_line(json_fields::parse(line, "journal line"));
+      } catch (const std::exception& e) {
+        if (torn_tail && in.peek() == EOF) {
+          spdlog::warn("ignoring torn last journal line {} of {}: {}", number, journal, e.what());
+          break;
+        }
+        throw Error(Errc::internal, "journal " + journal + " line " + std::to_string(number) +
+                                        " is corrupt: " + e.what());
+      }
+    }
+  }
+}
+
+void Store::apply_line(const json::value& jv) {
+  const auto& o = json_fields::as_object(jv, "journal entry");
+  const std::string table = json_fields::required_string(o, "table");
+  const std::string key = json_fields::required_string(o, "key");
+  Version version;
+  from_json(o.at("version"), version);
+  lamport_ = std::max(lamport_, version.lamport);
+  const bool deleted = json_fields::bool_or(o, "deleted", false);
+  const int64_t deleted_at =
+      static_cast<int64_t>(json_fields::optional_uint(o, "deleted_at", INT64_MAX).value_or(0));
+
+  auto apply = [&](auto& t) {
+    using T = std::decay_t<decltype(t.begin()->second.value)>;
+    auto& e = t[key];
+    if (e.version > version) return;  // an older write; keep the newer
+    e.version = version;
+    e.deleted = deleted;
+    e.deleted_at = deleted_at;
+    if (!deleted) {
+      T value;
+      from_json(o.at("value"), value);
+      e.value = std::move(value);
+    }
+    if constexpr (std::is_same_v<T, EndpointRecord>) {
+      if (!deleted) note_allocation(e.value);
+    }
+  };
+  if (table == "networks") {
+    apply(networks_);
+  } else if (table == "blocks") {
+    apply(blocks_);
+  } else if (table == "endpoints") {
+    apply(endpoints_);
+  } else if (table == "cursors") {
+    apply(cursors_);
+  } else {
+    throw Error(Errc::internal, "unknown table \"" + table + "\"");
+  }
+}
+
+json::value Store::snapshot() const {
+  return json::object{{"format", kSnapshotFormat},
+                      {"node_id", node_id_},
+                      {"lamport", lamport_},
+                      {"tables", json::object{{"networks", dump_table(networks_)},
+                                              {"blocks", dump_table(blocks_)},
+                                              {"endpoints", dump_table(endpoints_)},
+                                              {"cursors", dump_table(cursors_)}}}};
+}
+
+void Store::compact() {
+  const int64_t horizon = now_seconds() - kTombstoneSeconds;
+  auto reap = [&](auto& t) {
+    std::erase_if(t, [&](const auto& kv) { return kv.second.deleted && kv.second.deleted_at < horizon; });
+  };
+  reap(networks_);
+  reap(blocks_);
+  reap(endpoints_);
+  reap(cursors_);
+
+  write_file_atomically(dir_, "state.json", json::serialize(snapshot()) + "\n");
+  // The snapshot now holds everything; an empty journal replaces the old one.
+  if (journal_fd_ >= 0) ::close(journal_fd_);
+  write_file_atomically(dir_, "journal", "");
+  journal_fd_ = ::open((dir_ + "/journal").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (journal_fd_ < 0) throw_errno(Errc::internal, "opening " + dir_ + "/journal", errno);
+  journal_lines_ = 0;
+}
+
+void Store::append_journal(const json::value& line) {
+  const std::string path = dir_ + "/journal";
+  write_all(journal_fd_, json::serialize(line) + "\n", path);
+  if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::internal, "fdatasync " + path, errno);
+  ++journal_lines_;
+}
+
+template <class T>
+Version Store::write(const char* table, Table<T>& t, const std::string& key, const T* value) {
+  Version v{++lamport_, node_id_};
+  json::object line{{"table", table}, {"key", key}, {"version", to_json(v)}, {"deleted", value == nullptr}};
+  int64_t deleted_at = 0;
+  if (value) {
+    line["value"] = to_json(*value);
+  } else {
+    deleted_at = now_seconds();
+    line["deleted_at"] = deleted_at;
+  }
+  // Durable first: if the journal write fails, memory is unchanged.
+  append_journal(line);
+  auto& e = t[key];
+  e.version = v;
+  e.deleted = value == nullptr;
+  e.deleted_at = deleted_at;
+  if (value) e.value = *value;
+  if constexpr (std::is_same_v<T, EndpointRecord>) {
+    if (value) note_allocation(*value);
+  }
+  if (journal_lines_ >= kCompactAfterLines) compact();
+  return v;
+}
+
+// The round-robin cursor is implied by the journal: the last address this
+// node allocated in a network is the one in its latest endpoint line, so no
+// separate (second fsync) write is needed per allocation.
+void Store::note_allocation(const EndpointRecord& e) {
+  if (e.node != node_id_) return;
+  cursors_[e.network_id].value = CursorRecord{e.network_id, e.ip};
+}
+
+Version Store::put(const NetworkRecord& r) { return write("networks", networks_, r.id, &r); }
+Version Store::put(const BlockRecord& r) {
+  return write("blocks", blocks_, block_key(r.network_id, r.block), &r);
+}
+Version Store::put(const EndpointRecord& r) {
+  return write("endpoints", endpoints_, endpoint_key(r.network_id, r.node, r.container_id, r.ifname), &r);
+}
+
+Version Store::erase_network(const std::string& id) {
+  return write<NetworkRecord>("networks", networks_, id, nullptr);
+}
+Version Store::erase_block(const std::string& key) {
+  return write<BlockRecord>("blocks", blocks_, key, nullptr);
+}
+Version Store::erase_endpoint(const std::string& key) {
+  return write<EndpointRecord>("endpoints", endpoints_, key, nullptr);
+}
+
+const NetworkRecord* Store::find_network(const std::string& id) const {
+  auto it = networks_.find(id);
+  return it == networks_.end() || it->second.deleted ? nullptr : &it->second.value;
+}
+
+const NetworkRecord* Store::find_network_by_name(const std::string& name) const {
+  for (const auto& [id, e] : networks_) {
+    if (!e.deleted && e.value.name == name) return &e.value;
+  }
+  return nullptr;
+}
+
+const EndpointRecord* Store::find_endpoint(const std::string& key) const {
+  auto it = endpoints_.find(key);
+  return it == endpoints_.end() || it->second.deleted ? nullptr : &it->second.value;
+}
+
+}  // namespace swarmnet::daemon

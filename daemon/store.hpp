@@ -1,0 +1,80 @@
+// The daemon's tables and their durability.
+//
+// Every change is one journal line, appended and fdatasync'ed before the
+// caller goes on (so before any API reply that depends on it). At start the
+// last snapshot is loaded, the journal replayed, and both are compacted into
+// a new snapshot (temp file, fsync, rename, fsync of the directory). A
+// SIGKILL at any moment therefore loses at most the change whose reply was
+// never sent; a torn last journal line (power loss) is ignored with a warning.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "daemon/records.hpp"
+
+namespace swarmnet::daemon {
+
+template <class T>
+using Table = std::map<std::string, Entry<T>>;
+
+class Store {
+ public:
+  // Opens (creating if needed) the state directory, loads and compacts.
+  // Throws Error(internal) with the file and reason if the state is unreadable.
+  explicit Store(std::string state_dir);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& node_id() const { return node_id_; }
+
+  const Table<NetworkRecord>& networks() const { return networks_; }
+  const Table<BlockRecord>& blocks() const { return blocks_; }
+  const Table<EndpointRecord>& endpoints() const { return endpoints_; }
+  // Where round-robin allocation resumes, per network (local, derived from
+  // this node's endpoint writes; saved in snapshots).
+  const Table<CursorRecord>& cursors() const { return cursors_; }
+
+  // Local writes: stamp a new version (Lamport clock + this node), journal,
+  // then apply. Return the version written.
+  Version put(const NetworkRecord& r);
+  Version put(const BlockRecord& r);
+  Version put(const EndpointRecord& r);
+  Version erase_network(const std::string& id);
+  Version erase_block(const std::string& key);
+  Version erase_endpoint(const std::string& key);
+
+  // Live (non-deleted) entries only.
+  const NetworkRecord* find_network(const std::string& id) const;
+  const NetworkRecord* find_network_by_name(const std::string& name) const;
+  const EndpointRecord* find_endpoint(const std::string& key) const;
+
+  // Number of journal lines since the last snapshot.
+  size_t journal_length() const { return journal_lines_; }
+  // Writes a snapshot and empties the journal.
+  void compact();
+
+ private:
+  template <class T>
+  Version write(const char* table, Table<T>& t, const std::string& key, const T* value);
+  void append_journal(const json::value& line);
+  void apply_line(const json::value& line);
+  void note_allocation(const EndpointRecord& e);
+  void load();
+  json::value snapshot() const;
+
+  std::string dir_;
+  std::string node_id_;
+  uint64_t lamport_ = 0;
+  int journal_fd_ = -1;
+  size_t journal_lines_ = 0;
+  Table<NetworkRecord> networks_;
+  Table<BlockRecord> blocks_;
+  Table<EndpointRecord> endpoints_;
+  Table<CursorRecord> cursors_;
+};
+
+}  // namespace swarmnet::daemon
