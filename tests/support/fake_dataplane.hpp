@@ -1,0 +1,36 @@
+// A Dataplane that records what the controller asked for instead of touching
+// the kernel, so the controller's logic is tested without root.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "daemon/dataplane.hpp"
+
+namespace swarmnet::testing {
+
+class FakeDataplane : public daemon::Dataplane {
+ public:
+  void ensure_network(const daemon::NetworkRecord& n, const std::string& bridge) override {
+    if (fail_next_ensure) {
+      fail_next_ensure = false;
+      throw Error(Errc::internal, "injected kernel failure");
+    }
+    bridges[bridge] = n.gateway.str() + "/" + std::to_string(n.subnet.length());
+    ++ensure_calls;
+  }
+  void remove_network(const std::string& bridge) override { bridges.erase(bridge); }
+  void remove_host_link(const std::string& ifname) override { removed_links.push_back(ifname); }
+  unsigned underlay_mtu() override { return mtu; }
+
+  std::map<std::string, std::string> bridges;  // name -> gateway CIDR
+  std::vector<std::string> removed_links;
+  unsigned mtu = 1500;
+  int ensure_calls = 0;
+  bool fail_next_ensure = false;
+};
+
+}  // namespace swarmnet::testing
