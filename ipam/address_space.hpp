@@ -8,26 +8,43 @@
 // Why blocks: a node hands out addresses only from blocks it owns, so the
 // cluster needs to agree on block ownership, not on every address. Which
 // node owns a block is the daemon's business (its replicated block table);
-// this class only refuses to allocate outside owned blocks.
+// this class only refuses to allocate outside owned blocks. That refusal is
+// half of the "no two live nodes hand out the same address" guarantee: as
+// long as the daemon lets a node own a block only when no other live node
+// does, every address handed out here is unique in the cluster.
 //
 // Rules, as host-local's round robin: the network address, the broadcast
 // address and the gateway are never handed out; allocation resumes after the
 // last address handed out (the cursor), wrapping around, so a released
 // address is reused only after the rest of the owned range.
+//
+// Cost: each owned block (and each unowned block holding addresses marked
+// used) keeps a bitmap of block-size bits, so memory follows what this node
+// owns, not the subnet's size. allocate_next looks only at owned blocks with
+// a free address, and inside a block skips full 64-address words 64 words
+// at a time, so it stays fast in a /8.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "common/ipv4.hpp"
 
 namespace swarmnet::ipam {
 
-// Picks the block prefix length for a subnet: /24 blocks for subnets of /22
-// or larger (enough blocks for many nodes), otherwise 4 blocks, or the whole
-// subnet when it is smaller than /28... see the implementation for numbers.
+// Picks the block prefix length for a subnet:
+//   min(30, max(24, subnet length + 5))
+// so /19 and larger subnets get /24 blocks (256 addresses: few claims for a
+// busy node, and a /8 has 65,536 of them), /20 to /25 subnets get 32 blocks
+// (a /24 network, Docker's usual size, is cut into 32 /29s so 32 nodes can
+// hold addresses on it), and /26 to /30 subnets get /30 blocks (the smallest
+// with a usable address once network, gateway and broadcast are taken; a /30
+// subnet is a single block). Throws Error(invalid_argument) for /31 and /32:
+// no address is left once network, broadcast and gateway are reserved.
 unsigned default_block_length(const Ipv4Prefix& subnet);
 
 class AddressSpace {
@@ -41,16 +58,20 @@ class AddressSpace {
   Ipv4Address gateway() const { return gateway_; }
   unsigned block_length() const { return block_length_; }
 
-  // Every block of the subnet, in address order.
+  // Every block of the subnet, in address order. A vector of
+  // 2^(block_length - subnet length) prefixes: 65,536 for a /8 in /24s.
   std::vector<Ipv4Prefix> all_blocks() const;
-  // The block holding an address of the subnet. Throws if outside.
+  // The block holding an address of the subnet. Throws
+  // Error(invalid_argument) if outside.
   Ipv4Prefix block_of(Ipv4Address address) const;
 
   // Ownership of blocks by this node. Throws Error(invalid_argument) for a
-  // prefix that is not one of all_blocks().
+  // prefix that is not one of all_blocks(). Owning an owned block, or
+  // disowning an unowned one, is a no-op.
   void own_block(const Ipv4Prefix& block);
   // Only a block with no address in use can be given up: Error(conflict).
   void disown_block(const Ipv4Prefix& block);
+  // False for anything that is not one of all_blocks().
   bool owns_block(const Ipv4Prefix& block) const;
   bool owns(Ipv4Address address) const;
   std::vector<Ipv4Prefix> owned_blocks() const;
@@ -61,6 +82,8 @@ class AddressSpace {
   // Next free address in the owned blocks after the cursor, wrapping; moves
   // the cursor to it and marks it used. nullopt when the owned blocks are
   // full (the caller then claims another block or reports exhaustion).
+  // Without a cursor (or with one outside the subnet) it starts at the
+  // beginning of the subnet.
   std::optional<Ipv4Address> allocate_next();
 
   // A specific address (a static request). Throws Error(invalid_argument) if
@@ -71,28 +94,72 @@ class AddressSpace {
 
   // Marks an address used while rebuilding from saved state: no ownership
   // check (a block may be re-owned right after), but the same range checks.
+  // Marking a used address again is a no-op, so a replay may repeat.
   void mark_used(Ipv4Address address);
 
-  // Frees an address; releasing a free address is a no-op (DEL may repeat).
+  // Frees an address; releasing a free address is a no-op (DEL may repeat),
+  // and so is releasing a reserved one (it is never in use). Throws
+  // Error(invalid_argument) outside the subnet: that is the wrong network.
   void release(Ipv4Address address);
 
+  // False outside the subnet and for reserved addresses.
   bool in_use(Ipv4Address address) const;
+  // Throws Error(invalid_argument) if block is not one of all_blocks().
   size_t used_in_block(const Ipv4Prefix& block) const;
-  size_t used() const;
+  size_t used() const { return used_; }
   // Assignable addresses in the subnet (size minus reserved).
   uint64_t capacity() const;
   // Assignable addresses in the owned blocks that are free.
-  uint64_t free_in_owned() const;
+  uint64_t free_in_owned() const { return free_in_owned_; }
 
   std::optional<Ipv4Address> cursor() const { return cursor_; }
   void set_cursor(std::optional<Ipv4Address> cursor) { cursor_ = cursor; }
 
  private:
+  // Bitmap of one block. A set bit is an address that cannot be handed out:
+  // in use, reserved, or padding past the end of a block smaller than 64.
+  class Block {
+   public:
+    Block(uint64_t size, const std::vector<uint64_t>& reserved_offsets);
+    bool test(uint64_t offset) const;
+    void set(uint64_t offset);
+    void clear(uint64_t offset);
+    // The first clear bit at or after offset.
+    std::optional<uint64_t> find_clear_from(uint64_t offset) const;
+
+    uint64_t used = 0;        // addresses in use (not reserved ones)
+    uint64_t assignable = 0;  // size minus reserved addresses in the block
+    uint64_t free() const { return assignable - used; }
+
+   private:
+    std::vector<uint64_t> words_;
+    // Bit i set when words_[i] is all ones, so a search skips full words
+    // 64 at a time; padding past the last word is set too.
+    std::vector<uint64_t> full_;
+  };
+
+  uint32_t block_index(Ipv4Address address) const;      // address must be inside
+  uint32_t block_index(const Ipv4Prefix& block) const;  // throws if not a block
+  Ipv4Prefix block_prefix(uint32_t index) const;
+  uint64_t offset_in_block(Ipv4Address address) const;
+  Ipv4Address address_at(uint32_t index, uint64_t offset) const;
+  Block make_block(uint32_t index) const;
+  // Throws Error(invalid_argument) unless address could ever be handed out.
+  void check_assignable(Ipv4Address address) const;
+  // The state of the block holding address, if this node tracks it.
+  Block* find_block(uint32_t index);
+  const Block* find_block(uint32_t index) const;
+  void mark(uint32_t index, Block& block, uint64_t offset);
+  std::optional<Ipv4Address> take_from(uint32_t index, uint64_t offset);
+
   Ipv4Prefix subnet_;
   Ipv4Address gateway_;
   unsigned block_length_;
-  std::map<Ipv4Prefix, std::vector<bool>> owned_;  // block -> used bitmap
-  std::map<uint32_t, bool> used_outside_owned_;     // from mark_used before own_block
+  std::map<uint32_t, Block> owned_;    // block index -> bitmap
+  std::map<uint32_t, Block> foreign_;  // unowned blocks with addresses marked used
+  std::set<uint32_t> not_full_;        // owned blocks with a free address
+  size_t used_ = 0;
+  uint64_t free_in_owned_ = 0;
   std::optional<Ipv4Address> cursor_;
 };
 
