@@ -48,6 +48,7 @@ class NetlinkSocket {
   std::optional<LinkInfo> find_link(const std::string& name);
   std::optional<LinkInfo> find_link(int index);
   LinkInfo get_link(const std::string& name);  // Error(not_found) if missing
+  int link_index(const std::string& name);     // Error(not_found) if missing
 
   // Creates a veth pair: `name` in this socket's namespace, `peer_name` in
   // `peer_ns`, both with `mtu`, the peer with `peer_mac` when not empty. One
@@ -64,8 +65,11 @@ class NetlinkSocket {
   bool delete_link(const std::string& name);
 
   void set_up(const std::string& name);
+  void set_down(const std::string& name);
   void set_mtu(const std::string& name, unsigned mtu);
   void set_master(const std::string& name, const std::string& master);
+  // Same, with the master's index already known (saves a lookup per call).
+  void set_master(const std::string& name, int master_index);
 
   // Addresses of a link (IPv4 only).
   std::vector<Ipv4Prefix> addresses(const std::string& link);
@@ -81,7 +85,9 @@ class NetlinkSocket {
   void add_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
                  const std::string& link);
 
-  struct nl_sock* raw() { return sock_; }
+  struct nl_sock* raw() {
+    return sock_;
+  }
 
  private:
   explicit NetlinkSocket(struct nl_sock* sock) : sock_(sock) {}
