@@ -180,8 +180,20 @@ ctr_remove() {
     kill_pid "$fgpid" "ctr run $id"
     unset "_CTR_FG_PIDS[$id]"
   fi
-  ctr_ task delete "$id" >/dev/null 2>&1 || true
-  ctr_ container delete "$id" >/dev/null 2>&1 || true
+  # Retry: on a loaded machine the shim may still be reaping the task.
+  local err="" i
+  for ((i = 0; i < 50; i++)); do
+    ctr_ container ls -q 2>/dev/null | grep -qxF "$id" || break
+    if ctr_ task ls -q 2>/dev/null | grep -qxF "$id"; then
+      ctr_ task kill -s KILL "$id" >/dev/null 2>&1 || true
+      err=$(ctr_ task delete --force "$id" 2>&1 >/dev/null) || true
+    fi
+    err=$(ctr_ container delete "$id" 2>&1 >/dev/null) && break
+    sleep 0.2
+  done
   ctr_ snapshot rm "$id" >/dev/null 2>&1 || true
-  ! ctr_ container ls -q 2>/dev/null | grep -qxF "$id"
+  if ctr_ container ls -q 2>/dev/null | grep -qxF "$id"; then
+    warn "container $id could not be removed: $err"
+    return 1
+  fi
 }
