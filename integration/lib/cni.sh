@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # CNI helpers (source after common.sh).
 #
 #   cni_take_over                back up /etc/cni/net.d and /opt/cni/bin, restore them

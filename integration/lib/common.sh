@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by scripts/ and integration/*.sh. Source it; it does not
 # change the caller's shell options (callers use `set -euo pipefail`).
 #
@@ -15,6 +16,9 @@
 
 if [[ -n "${_SWARMNET_COMMON_SH:-}" ]]; then return 0; fi
 _SWARMNET_COMMON_SH=1
+
+# CI may come with a minimal PATH: ip, containerd and runc live in sbin dirs too.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 SWARMNET_SOURCE_DIR="${SWARMNET_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 SWARMNET_BUILD_DIR="${SWARMNET_BUILD_DIR:-$SWARMNET_SOURCE_DIR/build}"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # containerd + ctr helpers (source after common.sh).
 #
 #   containerd_ensure               start containerd unless one answers; stop it on exit
@@ -34,7 +35,7 @@ declare -A _CTR_FG_PIDS=()
 ctr_() { ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" "$@"; }
 ctr_cni_id() { echo "$SWARMNET_CTR_NAMESPACE-$1"; }
 
-containerd_answers() { timeout 5 ctr --address "$CONTAINERD_ADDRESS" --timeout 2s version >/dev/null 2>&1; }
+containerd_answers() { timeout 5 ctr --address "$CONTAINERD_ADDRESS" --connect-timeout 1s --timeout 3s version >/dev/null 2>&1; }
 
 containerd_ensure() {
   command -v containerd >/dev/null || die "containerd is not installed (scripts/install-deps)"

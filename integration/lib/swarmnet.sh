@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # swarmnetd / swarmnetctl helpers (source after common.sh).
 #
 #   swarmnetd_start STATE_DIR SOCKET [NETNS]   start a swarmnetd (inside host netns NETNS when
