@@ -153,11 +153,24 @@ Ipv4Address Controller::allocate(const NetworkRecord& network, const api::Endpoi
     return ip;
   }
 
-  if (auto ip = space.allocate_next()) return *ip;
-  for (const Ipv4Prefix& block : space.all_blocks()) {
+  // Round robin over the whole subnet, as host-local does: go forward from
+  // the cursor, into a fresh block ahead of it if ours are used up there, and
+  // only then wrap around to reuse released addresses.
+  using Wrap = ipam::AddressSpace::Wrap;
+  if (auto ip = space.allocate_next(Wrap::no)) return *ip;
+  const std::vector<Ipv4Prefix> blocks = space.all_blocks();
+  const auto cursor = space.cursor();
+  for (const Ipv4Prefix& block : blocks) {
+    if (cursor && block.network() <= *cursor) continue;
     if (owner_of(block)) continue;
     claim_block(network, space, block);
-    if (auto ip = space.allocate_next()) return *ip;
+    if (auto ip = space.allocate_next(Wrap::no)) return *ip;
+  }
+  if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
+  for (const Ipv4Prefix& block : blocks) {
+    if (owner_of(block)) continue;
+    claim_block(network, space, block);
+    if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
   }
   throw Error(Errc::exhausted, "no free address in network " + network.name + " (subnet " +
                                    network.subnet.str() + ", " + std::to_string(space.used()) +

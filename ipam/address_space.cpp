@@ -252,7 +252,7 @@ std::optional<Ipv4Address> AddressSpace::take_from(uint32_t index, uint64_t offs
   return cursor_;
 }
 
-std::optional<Ipv4Address> AddressSpace::allocate_next() {
+std::optional<Ipv4Address> AddressSpace::allocate_next(Wrap wrap) {
   if (not_full_.empty()) return std::nullopt;
   // Start right after the cursor; past the subnet's end means wrap to its start.
   uint64_t start = 0;
@@ -270,7 +270,10 @@ std::optional<Ipv4Address> AddressSpace::allocate_next() {
   // start block (or, wrapping, the first one at all) is the answer. When
   // that is the start block again, its free address lies before the cursor.
   auto it = not_full_.upper_bound(start_index);
-  if (it == not_full_.end()) it = not_full_.begin();
+  if (it == not_full_.end()) {
+    if (wrap == Wrap::no) return std::nullopt;
+    it = not_full_.begin();
+  }
   return take_from(*it, 0);
 }
 

@@ -83,8 +83,11 @@ class AddressSpace {
   // the cursor to it and marks it used. nullopt when the owned blocks are
   // full (the caller then claims another block or reports exhaustion).
   // Without a cursor (or with one outside the subnet) it starts at the
-  // beginning of the subnet.
-  std::optional<Ipv4Address> allocate_next();
+  // beginning of the subnet. With Wrap::no it returns nullopt instead of
+  // going back to the start of the subnet, so the daemon can claim a fresh
+  // block ahead of the cursor before reusing released addresses.
+  enum class Wrap { yes, no };
+  std::optional<Ipv4Address> allocate_next(Wrap wrap = Wrap::yes);
 
   // A specific address (a static request). Throws Error(invalid_argument) if
   // it is outside the subnet or reserved, Error(conflict) if in use; the

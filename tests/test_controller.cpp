@@ -1,6 +1,7 @@
 // The daemon's logic against a fake kernel: networks, endpoint addresses,
 // idempotence, rollback, persistence across restarts.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <set>
 
 #include "common/error.hpp"
@@ -200,4 +201,30 @@ TEST_CASE("state survives a restart: no address handed out twice", "[controller]
   auto next = d.controller.create_endpoint("app", ep("after")).first.address.str();
   CHECK(seen.count(next) == 0);
   CHECK(next == "10.5.0.22/24");
+}
+
+TEST_CASE("endpoints: a released address waits until the whole subnet was used", "[controller]") {
+  TempDir dir;
+  Daemon d(dir.path());
+  auto& c = d.controller;
+  // A /24 is cut into several blocks: reuse must not start at a block's end.
+  auto n = c.create_network(net("rr", "10.6.0.0/24"));
+  REQUIRE(n.block_length > 24);
+  std::vector<std::string> order;
+  for (int i = 0; i < 20; ++i) {
+    auto e = c.create_endpoint("rr", ep("c" + std::to_string(i))).first;
+    order.push_back(e.address.str());
+    if (i == 0) c.delete_endpoint("rr", "c0", "eth0");  // 10.6.0.2 free again at once
+  }
+  CHECK(order[1] == "10.6.0.3/24");
+  CHECK(std::find(order.begin() + 1, order.end(), "10.6.0.2/24") == order.end());
+  CHECK(order.back() == "10.6.0.21/24");
+  // Fill the rest of the subnet (.2 is free, .22-.254 are 233 more).
+  std::set<std::string> all(order.begin() + 1, order.end());
+  for (int i = 20; i < 20 + 234; ++i) {
+    all.insert(c.create_endpoint("rr", ep("c" + std::to_string(i))).first.address.str());
+  }
+  CHECK(all.size() == 253);
+  CHECK(all.count("10.6.0.2/24") == 1);  // reused last
+  CHECK_THROWS_AS(c.create_endpoint("rr", ep("one-more")), Error);
 }
