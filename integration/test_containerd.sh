@@ -9,11 +9,13 @@
 # firewall does not matter), and takes over /etc/cni/net.d and /opt/cni/bin for
 # the duration: both are restored exactly on exit, also on failure.
 #
-# The two containers take the two teardown paths a runtime can take:
+# The first two containers take the two teardown paths a runtime can take:
 #   c1: `ctr run --cni -d`; removed with a CNI DEL as libcni issues it (netns
 #       still there), then task kill + delete. (ctr 1.6 never calls DEL for -d.)
 #   c2: `ctr run --rm --cni` in the background; on task exit ctr itself calls
 #       CNI DEL, with an empty CNI_NETNS since the netns is gone by then.
+# Then c3 runs on examples/cni/10-swarmnet.conflist (swarmnet chained with the
+# reference portmap, bandwidth and tuning plugins) and is removed the same way.
 #
 # Env: SWARMNET_BIN_DIR (default build/bin), KEEP_LOGS=1 keeps the temp dir.
 set -euo pipefail
@@ -57,6 +59,7 @@ TAG="swn-it-$$"
 HOSTNS="$TAG"
 C1="$TAG-c1"
 C2="$TAG-c2"
+C3="$TAG-c3"
 NET="itnet"
 SUBNET="10.77.0.0/24"
 CONF_FILE="10-swarmnet-it.conflist"
@@ -87,7 +90,7 @@ ip_in_cidr() {
 # Leftovers of an earlier run that was killed before its traps ran.
 sweep_stale() {
   local id ns
-  for id in $(ctr_ container ls -q 2>/dev/null | grep '^swn-it-[0-9]*-c[12]$' || true); do
+  for id in $(ctr_ container ls -q 2>/dev/null | grep '^swn-it-[0-9]*-c[123]$' || true); do
     local pid=${id#swn-it-}; pid=${pid%-c*}
     kill -0 "$pid" 2>/dev/null && continue
     info "removing container $id left by an earlier run"
@@ -118,7 +121,7 @@ ip -n "$HOSTNS" route add default via 192.0.2.1 dev underlay0
 swarmnetd_start "$TMP/state" "$SOCK" "$HOSTNS"
 
 say "creating network $NET with subnet $SUBNET"
-snctl "$SOCK" network create "$NET" --subnet "$SUBNET"
+snctl "$SOCK" network create "$NET" --subnet "$SUBNET" >/dev/null
 on_exit "snctl '$SOCK' network rm '$NET' >/dev/null 2>&1 || true"
 GATEWAY=$(sn_network_field "$SOCK" "$NET" '.gateway')
 info "gateway: $GATEWAY"
@@ -138,6 +141,7 @@ remove_containers() {
   fi
   ctr_remove "$C1" || true
   ctr_remove "$C2" || true
+  ctr_remove "$C3" || true
   rm -f "$CNI_CACHE_DIR/results/$NET-$(ctr_cni_id "$C1")-eth0" "$CNI_CACHE_DIR/results/$NET-$(ctr_cni_id "$C2")-eth0"
 }
 on_exit remove_containers
@@ -147,7 +151,7 @@ check "container $C1 starts (ctr run --cni -d)" ctr_run_detached "$C1" "$HOSTNS"
 check "container $C2 starts (ctr run --rm --cni, foreground in the background)" ctr_run_foreground "$C2" "$HOSTNS"
 if (($(failures) > 0)); then die "containers did not start"; fi
 
-container_ip() { ctr_exec "$1" ip -4 addr show dev eth0 | awk '$1 == "inet" {print $2; exit}'; }
+container_ip() { ctr_exec "$1" ip -4 addr show dev eth0 | awk '$1 == "inet" && !n++ {print $2}'; }
 IP1=$(container_ip "$C1" || true)
 IP2=$(container_ip "$C2" || true)
 info "$C1 eth0: ${IP1:-none}"
@@ -158,7 +162,7 @@ check "the two addresses differ" test "${IP1%/*}" != "${IP2%/*}"
 IP1="${IP1%/*}"
 IP2="${IP2%/*}"
 check "the daemon records 2 endpoints on $NET" test "$(sn_endpoint_count "$SOCK" "$NET")" = 2
-default_route() { ctr_exec "$1" ip route show | awk '$1 == "default" {print $3; exit}'; }
+default_route() { ctr_exec "$1" ip route show | awk '$1 == "default" && !n++ {print $3}'; }
 check "$C1 default route via the gateway" test "$(default_route "$C1")" = "$GATEWAY"
 
 host_veths() { ip -n "$HOSTNS" -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1 | { grep -v '^underlay[01]$' || true; } | tr '\n' ' '; }
@@ -187,7 +191,28 @@ for v in $VETHS; do
   check "veth $v gone" bash -c "! ip -n '$HOSTNS' link show dev '$v' >/dev/null 2>&1"
 done
 check "no CNI result cache left" bash -c "! ls '$CNI_CACHE_DIR'/results/$NET-* >/dev/null 2>&1"
-check "network $NET can be removed" snctl "$SOCK" network rm "$NET"
+
+say "chaining: the example conflist (swarmnet, then portmap, bandwidth, tuning)"
+jq --arg n "$NET" --arg s "$SOCK" '.name = $n | .plugins[0].daemonSocket = $s' \
+  "$SWARMNET_SOURCE_DIR/examples/cni/10-swarmnet.conflist" >"$CONFLIST"
+info "$CONFLIST is now examples/cni/10-swarmnet.conflist for network $NET"
+if ctr_run_foreground "$C3" "$HOSTNS"; then
+  pass "container $C3 starts on the chained conflist"
+  IP3=$(container_ip "$C3" || true)
+  check "$C3 got an address from $SUBNET ($IP3)" ip_in_cidr "${IP3%/*}" "$SUBNET"
+  check "$C3 -> gateway ($GATEWAY)" ping_from "$C3" "$GATEWAY"
+  check "tuning ran after swarmnet (eth0 accept_redirects = 0)" \
+    test "$(ctr_exec "$C3" cat /proc/sys/net/ipv4/conf/eth0/accept_redirects)" = 0
+else
+  fail "container $C3 starts on the chained conflist"
+fi
+check "$C3 removed (ctr calls DEL on the whole chain)" ctr_remove "$C3"
+check "no endpoint left on $NET after the chain's DEL" test "$(sn_endpoint_count "$SOCK" "$NET")" = 0
+LEFT=$(host_veths)
+check "no host veth left after the chain's DEL" test -z "${LEFT// /}"
+
+net_rm() { snctl "$SOCK" network rm "$NET" >/dev/null; }
+check "network $NET can be removed" net_rm
 
 if (($(failures) > 0)); then
   echo "FAIL: $(failures) check(s) failed"

@@ -33,6 +33,14 @@ _CONTAINERD_MADE_ETC_CNI=0
 declare -A _CTR_FG_PIDS=()
 
 ctr_() { ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" "$@"; }
+
+# ctr_has container|task|image NAME. The list is read whole before matching:
+# `ctr ... | grep -q` under pipefail fails at random (SIGPIPE to ctr).
+ctr_has() {
+  local out
+  out=$(ctr_ "$1" ls -q 2>/dev/null) || return 1
+  grep -qxF -- "$2" <<<"$out"
+}
 ctr_cni_id() { echo "$SWARMNET_CTR_NAMESPACE-$1"; }
 
 containerd_answers() { timeout 5 ctr --address "$CONTAINERD_ADDRESS" --connect-timeout 1s --timeout 3s version >/dev/null 2>&1; }
@@ -72,7 +80,7 @@ busybox_oci_tar() {
   local out="$1" work
   local bb=/bin/busybox
   [[ -x "$bb" ]] || die "/bin/busybox missing (apt-get install busybox-static)"
-  "$bb" 2>&1 | head -n 3 | grep -q 'multi-call' || die "$bb is not busybox"
+  [[ "$("$bb" 2>&1 || true)" == *multi-call* ]] || die "$bb is not busybox"
   # Must be the static one: the image has no libc.
   if ldd "$bb" >/dev/null 2>&1; then die "$bb is dynamically linked: install busybox-static"; fi
   work=$(mktemp -d)
@@ -109,7 +117,7 @@ busybox_oci_tar() {
 }
 
 busybox_image_ensure() {
-  if ctr_ image ls -q 2>/dev/null | grep -qxF "$SWARMNET_IMAGE"; then
+  if ctr_has image "$SWARMNET_IMAGE"; then
     info "image $SWARMNET_IMAGE already imported (ctr namespace $SWARMNET_CTR_NAMESPACE)"
     return 0
   fi
@@ -122,7 +130,7 @@ busybox_image_ensure() {
     die "ctr image import failed"
   fi
   rm -f "$tarball"
-  ctr_ image ls -q | grep -qxF "$SWARMNET_IMAGE" || die "image $SWARMNET_IMAGE not listed after import"
+  ctr_has image "$SWARMNET_IMAGE" || die "image $SWARMNET_IMAGE not listed after import"
   info "imported $SWARMNET_IMAGE"
 }
 
@@ -165,7 +173,7 @@ ctr_task_pid() { ctr_ task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $2}'
 # Remove container ID, whatever state it is in. Idempotent.
 ctr_remove() {
   local id="$1" fgpid="${_CTR_FG_PIDS[$1]:-}"
-  if ctr_ task ls -q 2>/dev/null | grep -qxF "$id"; then
+  if ctr_has task "$id"; then
     ctr_ task kill -s KILL "$id" >/dev/null 2>&1 || true
     local i
     for ((i = 0; i < 100; i++)); do
@@ -184,8 +192,8 @@ ctr_remove() {
   # Retry: on a loaded machine the shim may still be reaping the task.
   local err="" i
   for ((i = 0; i < 50; i++)); do
-    ctr_ container ls -q 2>/dev/null | grep -qxF "$id" || break
-    if ctr_ task ls -q 2>/dev/null | grep -qxF "$id"; then
+    ctr_has container "$id" || break
+    if ctr_has task "$id"; then
       ctr_ task kill -s KILL "$id" >/dev/null 2>&1 || true
       err=$(ctr_ task delete --force "$id" 2>&1 >/dev/null) || true
     fi
@@ -193,7 +201,7 @@ ctr_remove() {
     sleep 0.2
   done
   ctr_ snapshot rm "$id" >/dev/null 2>&1 || true
-  if ctr_ container ls -q 2>/dev/null | grep -qxF "$id"; then
+  if ctr_has container "$id"; then
     warn "container $id could not be removed: $err"
     return 1
   fi
