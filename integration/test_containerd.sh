@@ -15,7 +15,9 @@
 #   c2: `ctr run --rm --cni` in the background; on task exit ctr itself calls
 #       CNI DEL, with an empty CNI_NETNS since the netns is gone by then.
 # Then c3 runs on examples/cni/10-swarmnet.conflist (swarmnet chained with the
-# reference portmap, bandwidth and tuning plugins) and is removed the same way.
+# reference portmap, bandwidth and tuning plugins) and is removed the same way,
+# and c4 on examples/cni/swarmnet-ipam-bridge.conflist (the reference bridge
+# plugin with swarmnet-ipam).
 #
 # Env: SWARMNET_BIN_DIR (default build/bin), KEEP_LOGS=1 keeps the temp dir.
 set -euo pipefail
@@ -60,6 +62,7 @@ HOSTNS="$TAG"
 C1="$TAG-c1"
 C2="$TAG-c2"
 C3="$TAG-c3"
+C4="$TAG-c4"
 NET="itnet"
 SUBNET="10.77.0.0/24"
 CONF_FILE="10-swarmnet-it.conflist"
@@ -90,7 +93,7 @@ ip_in_cidr() {
 # Leftovers of an earlier run that was killed before its traps ran.
 sweep_stale() {
   local id ns
-  for id in $(ctr_ container ls -q 2>/dev/null | grep '^swn-it-[0-9]*-c[123]$' || true); do
+  for id in $(ctr_ container ls -q 2>/dev/null | grep '^swn-it-[0-9]*-c[1-4]$' || true); do
     local pid=${id#swn-it-}; pid=${pid%-c*}
     kill -0 "$pid" 2>/dev/null && continue
     info "removing container $id left by an earlier run"
@@ -142,6 +145,7 @@ remove_containers() {
   ctr_remove "$C1" || true
   ctr_remove "$C2" || true
   ctr_remove "$C3" || true
+  ctr_remove "$C4" || true
   rm -f "$CNI_CACHE_DIR/results/$NET-$(ctr_cni_id "$C1")-eth0" "$CNI_CACHE_DIR/results/$NET-$(ctr_cni_id "$C2")-eth0"
 }
 on_exit remove_containers
@@ -210,6 +214,21 @@ check "$C3 removed (ctr calls DEL on the whole chain)" ctr_remove "$C3"
 check "no endpoint left on $NET after the chain's DEL" test "$(sn_endpoint_count "$SOCK" "$NET")" = 0
 LEFT=$(host_veths)
 check "no host veth left after the chain's DEL" test -z "${LEFT// /}"
+
+say "swarmnet-ipam under the reference bridge plugin (examples/cni/swarmnet-ipam-bridge.conflist)"
+jq --arg n "$NET" --arg s "$SOCK" '.name = $n | .plugins[0].ipam.daemonSocket = $s' \
+  "$SWARMNET_SOURCE_DIR/examples/cni/swarmnet-ipam-bridge.conflist" >"$CONFLIST"
+if ctr_run_foreground "$C4" "$HOSTNS"; then
+  pass "container $C4 starts on bridge + swarmnet-ipam"
+  IP4=$(container_ip "$C4" || true)
+  check "$C4 got an address from $SUBNET through swarmnet-ipam ($IP4)" ip_in_cidr "${IP4%/*}" "$SUBNET"
+  check "the daemon records $C4's address" test "$(sn_endpoint_count "$SOCK" "$NET")" = 1
+  check "$C4 -> gateway on the bridge plugin's bridge ($GATEWAY)" ping_from "$C4" "$GATEWAY"
+else
+  fail "container $C4 starts on bridge + swarmnet-ipam"
+fi
+check "$C4 removed (ctr calls DEL: bridge, then swarmnet-ipam)" ctr_remove "$C4"
+check "swarmnet-ipam released $C4's address" test "$(sn_endpoint_count "$SOCK" "$NET")" = 0
 
 net_rm() { snctl "$SOCK" network rm "$NET" >/dev/null; }
 check "network $NET can be removed" net_rm
