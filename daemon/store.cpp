@@ -169,44 +169,100 @@ void Store::load() {
   }
 }
 
-void Store::apply_line(const json::value& jv) {
+void Store::apply_line(const json::value& jv) { apply_if_newer(jv, false); }
+
+// Decodes a line fully before touching anything, then applies it if its
+// version beats the entry we hold. With validate_only nothing is applied.
+bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
   const auto& o = json_fields::as_object(jv, "journal entry");
   const std::string table = json_fields::required_string(o, "table");
   const std::string key = json_fields::required_string(o, "key");
+  const json::value* version_value = json_fields::find(o, "version");
+  if (!version_value) throw Error(Errc::invalid_argument, "missing field \"version\"");
   Version version;
-  from_json(o.at("version"), version);
-  lamport_ = std::max(lamport_, version.lamport);
+  from_json(*version_value, version);
   const bool deleted = json_fields::bool_or(o, "deleted", false);
   const int64_t deleted_at =
       static_cast<int64_t>(json_fields::optional_uint(o, "deleted_at", INT64_MAX).value_or(0));
 
-  auto apply = [&](auto& t) {
+  auto apply = [&](auto& t) -> bool {
     using T = std::decay_t<decltype(t.begin()->second.value)>;
+    T value{};
+    if (!deleted) {
+      const json::value* v = json_fields::find(o, "value");
+      if (!v) throw Error(Errc::invalid_argument, "missing field \"value\"");
+      from_json(*v, value);
+    }
+    if (validate_only) return false;
+    lamport_ = std::max(lamport_, version.lamport);
+    auto it = t.find(key);
+    if (it != t.end() && !(version > it->second.version)) return false;  // ours is newer
     auto& e = t[key];
-    if (e.version > version) return;  // an older write; keep the newer
     e.version = version;
     e.deleted = deleted;
     e.deleted_at = deleted_at;
-    if (!deleted) {
-      T value;
-      from_json(o.at("value"), value);
-      e.value = std::move(value);
-    }
+    if (!deleted) e.value = std::move(value);  // a tombstone keeps the last value
     if constexpr (std::is_same_v<T, EndpointRecord>) {
       if (!deleted) note_allocation(e.value);
     }
+    return true;
   };
-  if (table == "networks") {
-    apply(networks_);
-  } else if (table == "blocks") {
-    apply(blocks_);
-  } else if (table == "endpoints") {
-    apply(endpoints_);
-  } else if (table == "cursors") {
-    apply(cursors_);
-  } else {
-    throw Error(Errc::internal, "unknown table \"" + table + "\"");
+  if (table == "networks") return apply(networks_);
+  if (table == "blocks") return apply(blocks_);
+  if (table == "endpoints") return apply(endpoints_);
+  if (table == "cursors") return apply(cursors_);
+  throw Error(Errc::invalid_argument, "unknown table \"" + table + "\"");
+}
+
+size_t Store::merge(const std::vector<Line>& lines) {
+  for (const auto& line : lines) {
+    apply_if_newer(line, true);
+    if (json_fields::required_string(line.as_object(), "table") == "cursors") {
+      throw Error(Errc::invalid_argument, "cursors are local to a node and never merged");
+    }
   }
+  std::string batch;
+  std::vector<std::pair<std::string, std::string>> changed;
+  for (const auto& line : lines) {
+    if (!apply_if_newer(line, false)) continue;
+    const auto& o = line.as_object();
+    changed.emplace_back(std::string(o.at("table").as_string()), std::string(o.at("key").as_string()));
+    batch += json::serialize(line);
+    batch += '\n';
+  }
+  if (!batch.empty()) {
+    // One fdatasync for the whole batch: a push/pull brings thousands.
+    const std::string path = dir_ + "/journal";
+    write_all(journal_fd_, batch, path);
+    if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::internal, "fdatasync " + path, errno);
+    journal_lines_ += changed.size();
+  }
+  for (const auto& [table, key] : changed) notify(table, key, nullptr);
+  if (journal_lines_ >= kCompactAfterLines) compact();
+  return changed.size();
+}
+
+std::vector<Store::Line> Store::replicated_entries() const {
+  std::vector<Line> out;
+  auto add = [&](const char* name, const auto& t) {
+    for (const auto& [key, e] : t) {
+      json::object line{{"table", name},
+                        {"key", key},
+                        {"version", to_json(e.version)},
+                        {"deleted", e.deleted},
+                        {"deleted_at", e.deleted_at}};
+      if (!e.deleted) line["value"] = to_json(e.value);
+      out.push_back(std::move(line));
+    }
+  };
+  add("networks", networks_);
+  add("blocks", blocks_);
+  add("endpoints", endpoints_);
+  return out;
+}
+
+void Store::notify(const std::string& table, const std::string& key, const Line* local) {
+  if (listener_) listener_(table, key, local);
 }
 
 json::value Store::snapshot() const {
@@ -257,7 +313,8 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
     line["deleted_at"] = deleted_at;
   }
   // Durable first: if the journal write fails, memory is unchanged.
-  append_journal(line);
+  const json::value line_value = line;
+  append_journal(line_value);
   auto& e = t[key];
   e.version = v;
   e.deleted = value == nullptr;
@@ -266,6 +323,7 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   if constexpr (std::is_same_v<T, EndpointRecord>) {
     if (value) note_allocation(*value);
   }
+  notify(table, key, &line_value);
   if (journal_lines_ >= kCompactAfterLines) compact();
   return v;
 }

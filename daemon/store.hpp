@@ -52,6 +52,28 @@ class Store {
   const NetworkRecord* find_network_by_name(const std::string& name) const;
   const EndpointRecord* find_endpoint(const std::string& key) const;
 
+  // ---- Replication (gossip) ----
+  // An entry change as it travels between nodes: the journal line format,
+  // {"table", "key", "version", "deleted", "deleted_at", "value"}.
+  using Line = json::value;
+
+  // Called after every change to a replicated table (networks, blocks,
+  // endpoints), local or merged, with the table name and key. Local writes
+  // also pass the line so the caller can broadcast it.
+  using ChangeListener =
+      std::function<void(const std::string& table, const std::string& key, const Line* local)>;
+  void set_change_listener(ChangeListener listener) { listener_ = std::move(listener); }
+
+  // Merges entries from another node: each is applied only if its version
+  // is higher than ours (last writer wins, ties broken by node id, so every
+  // node picks the same winner). Journaled with one fdatasync for the batch.
+  // Returns how many entries changed; malformed lines throw
+  // Error(invalid_argument) and nothing of the batch is applied.
+  size_t merge(const std::vector<Line>& lines);
+
+  // Every replicated entry (tombstones included), for a push/pull exchange.
+  std::vector<Line> replicated_entries() const;
+
   // Number of journal lines since the last snapshot.
   size_t journal_length() const { return journal_lines_; }
   // Writes a snapshot and empties the journal.
@@ -63,6 +85,8 @@ class Store {
   void append_journal(const json::value& line);
   void apply_line(const json::value& line);
   void note_allocation(const EndpointRecord& e);
+  bool apply_if_newer(const json::value& line, bool validate_only);
+  void notify(const std::string& table, const std::string& key, const Line* local);
   void load();
   json::value snapshot() const;
 
@@ -75,6 +99,7 @@ class Store {
   Table<BlockRecord> blocks_;
   Table<EndpointRecord> endpoints_;
   Table<CursorRecord> cursors_;
+  ChangeListener listener_;
 };
 
 }  // namespace swarmnet::daemon

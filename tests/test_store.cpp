@@ -80,3 +80,69 @@ TEST_CASE("store: a corrupt journal line in the middle is an error", "[store]") 
   }
   CHECK_THROWS_AS(daemon::Store(dir.path()), Error);
 }
+
+TEST_CASE("store: merging another node's entries, last writer wins", "[store][replication]") {
+  TempDir dir_a, dir_b;
+  daemon::Store a(dir_a.path());
+  daemon::Store b(dir_b.path());
+  std::vector<std::string> seen_by_b;
+  b.set_change_listener([&](const std::string& table, const std::string& key,
+                            const daemon::Store::Line* local) {
+    if (!local) seen_by_b.push_back(table + ":" + key);  // merged, not written here
+  });
+  std::vector<daemon::Store::Line> broadcast;
+  a.set_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
+    if (l) broadcast.push_back(*l);
+  });
+
+  a.put(network("n1", "one"));
+  a.put(network("n2", "two"));
+  REQUIRE(broadcast.size() == 2);
+  CHECK(b.merge(broadcast) == 2);
+  CHECK(seen_by_b == std::vector<std::string>{"networks:n1", "networks:n2"});
+  CHECK(b.merge(broadcast) == 0);  // the same again changes nothing
+  REQUIRE(b.find_network("n2") != nullptr);
+
+  // b renames n2 with a newer version; a's older update arrives after it.
+  auto renamed = network("n2", "two-b");
+  b.put(renamed);
+  auto stale = broadcast[1];
+  CHECK(b.merge({stale}) == 0);
+  CHECK(b.find_network("n2")->name == "two-b");
+
+  // A deletion with a higher version beats the put; the tombstone travels.
+  broadcast.clear();
+  a.erase_network("n1");
+  CHECK(b.merge(broadcast) == 1);
+  CHECK(b.find_network("n1") == nullptr);
+
+  // b's state reaches a by push/pull; both converge on the same entries.
+  CHECK(a.merge(b.replicated_entries()) >= 1);
+  CHECK(a.find_network("n2")->name == "two-b");
+  CHECK(a.replicated_entries() == b.replicated_entries());
+}
+
+TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
+  TempDir dir_a, dir_b;
+  daemon::Store a(dir_a.path());
+  daemon::Store b(dir_b.path());
+  std::vector<daemon::Store::Line> lines;
+  a.set_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
+    if (l) lines.push_back(*l);
+  });
+  a.put(network("n1", "one"));
+  namespace json = boost::json;
+  const std::vector<json::value> bad = {
+      json::parse(R"({"table":"networks","key":"x"})"),
+      json::parse(R"({"table":"nope","key":"x","version":{"lamport":1,"node":"n"},"value":{}})"),
+      json::parse(R"({"table":"networks","key":"x","version":{"lamport":1,"node":"n"},"value":{"id":5}})"),
+      json::parse(R"({"table":"cursors","key":"x","version":{"lamport":1,"node":"n"},"value":{"network_id":"x","last_allocated":"10.0.0.1"}})"),
+      json::parse(R"([1,2,3])"),
+  };
+  for (const auto& b_line : bad) {
+    INFO(json::serialize(b_line));
+    std::vector<json::value> batch = {lines[0], b_line};
+    CHECK_THROWS_AS(b.merge(batch), Error);
+    CHECK(b.find_network("n1") == nullptr);
+  }
+}
