@@ -8,6 +8,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -28,6 +30,9 @@ namespace {
 
 constexpr size_t kBodyLimit = 1 << 20;
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
+// How long an ADD waits for another node to hand over an address block.
+constexpr auto kBlockWaitStep = std::chrono::milliseconds(100);
+constexpr int kBlockWaitSteps = 50;
 
 unsigned http_status(Errc code) {
   switch (code) {
@@ -149,6 +154,10 @@ HttpReply handle_request(Controller& controller, const std::string& method,
                          const std::string& target, const std::string& body) {
   try {
     return route(controller, method, split_path(target), body);
+  } catch (const BlockNeeded& e) {
+    HttpReply r = error_reply(e.code(), e.what());
+    r.block_needed_for = e.network_id();
+    return r;
   } catch (const Error& e) {
     if (e.code() == Errc::internal) spdlog::error("{} {}: {}", method, target, e.what());
     return error_reply(e.code(), e.what());
@@ -174,6 +183,16 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
       auto& req = parser.get();
       HttpReply reply = handle_request(controller, std::string(req.method_string()),
                                        std::string(req.target()), req.body());
+      // Out of addresses here but other nodes own blocks: ask, wait for a
+      // block to arrive by gossip, retry; the caller sees only the outcome.
+      for (int attempt = 0; !reply.block_needed_for.empty() && attempt < kBlockWaitSteps; ++attempt) {
+        controller.request_block(reply.block_needed_for);
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        timer.expires_after(kBlockWaitStep);
+        co_await timer.async_wait(asio::use_awaitable);
+        reply = handle_request(controller, std::string(req.method_string()),
+                               std::string(req.target()), req.body());
+      }
       http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
       res.set(http::field::server, "swarmnetd");
       if (!reply.body.is_null()) {

@@ -12,8 +12,12 @@
 namespace swarmnet::daemon {
 
 struct HttpReply {
+  HttpReply(unsigned s = 200, boost::json::value b = nullptr) : status(s), body(std::move(b)) {}
   unsigned status = 200;
   boost::json::value body;  // null: no body (204)
+  // Set when the request waits for an address block from another node: the
+  // server asks for one and retries instead of answering at once.
+  std::string block_needed_for;
 };
 
 // Routes one request to the controller. Never throws: errors become the

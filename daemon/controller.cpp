@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <set>
 
 #include "common/error.hpp"
 #include "common/random.hpp"
@@ -54,17 +55,144 @@ std::string mac_for(Ipv4Address ip) {
 }  // namespace
 
 Controller::Controller(Store& store, Dataplane& dataplane, std::string node_name)
-    : store_(store), dataplane_(dataplane), node_name_(std::move(node_name)) {}
+    : store_(store), dataplane_(dataplane), node_name_(std::move(node_name)) {
+  listener_id_ = store_.add_change_listener(
+      [this](const std::string& table, const std::string& key, const Store::Line* local) {
+        // Our own writes are handled where they are made; this is for what
+        // other nodes changed.
+        if (!local) on_store_change(table, key);
+      });
+}
+
+Controller::~Controller() { store_.remove_change_listener(listener_id_); }
+
+void Controller::set_membership(Membership* membership, std::optional<Ipv4Address> local_vtep) {
+  membership_ = membership;
+  local_vtep_ = local_vtep;
+  on_membership_change();
+}
+
+void Controller::on_membership_change() {
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted && local_attached_endpoints(id) > 0) sync_network(id);
+  }
+}
+
+bool Controller::alive(const std::string& node_id) const {
+  if (node_id == store_.node_id()) return true;
+  return membership_ && membership_->is_alive(node_id);
+}
+
+const std::string& Controller::owner_of(const NetworkRecord& network, const Ipv4Prefix& block) const {
+  auto it = store_.blocks().find(block_key(network.id, block));
+  if (it != store_.blocks().end() && !it->second.deleted) return it->second.value.owner;
+  // A block nobody was given belongs to the node that created the network:
+  // ownership then only ever moves by its owner's own write (donate_block).
+  return network.created_by;
+}
+
+void Controller::sync_network(const std::string& network_id) {
+  const NetworkRecord* n = store_.find_network(network_id);
+  if (!n || local_attached_endpoints(network_id) == 0) return;
+  const NetworkRecord network = *n;
+  const std::string bridge = bridge_name(network.id);
+  dataplane_.ensure_network(network, bridge);
+  if (!membership_ || !local_vtep_) return;
+  dataplane_.ensure_overlay(network, bridge, *local_vtep_);
+  std::vector<RemoteEndpoint> remote;
+  for (const auto& [key, e] : store_.endpoints()) {
+    const EndpointRecord& ep = e.value;
+    if (e.deleted || ep.network_id != network.id || ep.node == store_.node_id() || !ep.attach) {
+      continue;
+    }
+    // An endpoint of a dead node leaves the overlay at once; it comes back
+    // when its node does (the tables keep it meanwhile).
+    if (!alive(ep.node)) continue;
+    auto vtep = membership_->address_of(ep.node);
+    if (!vtep) continue;
+    remote.push_back(RemoteEndpoint{ep.ip, ep.mac, *vtep});
+  }
+  std::sort(remote.begin(), remote.end());
+  dataplane_.sync_remote_endpoints(network, remote);
+}
+
+void Controller::on_store_change(const std::string& table, const std::string& key) {
+  std::string network_id;
+  if (table == "endpoints") {
+    auto it = store_.endpoints().find(key);
+    if (it == store_.endpoints().end()) return;
+    network_id = it->second.value.network_id;
+  } else if (table == "blocks") {
+    auto it = store_.blocks().find(key);
+    if (it == store_.blocks().end()) return;
+    network_id = it->second.value.network_id;
+    const NetworkRecord* n = store_.find_network(network_id);
+    auto space = spaces_.find(network_id);
+    if (n && space != spaces_.end()) {
+      const Ipv4Prefix block = it->second.value.block;
+      const bool ours = owner_of(*n, block) == store_.node_id();
+      if (ours && !space->second.owns_block(block)) {
+        space->second.own_block(block);
+        spdlog::info("network {}: received address block {}", n->name, block.str());
+      } else if (!ours && space->second.owns_block(block)) {
+        // Cannot happen while only owners give blocks away; loud if it does.
+        spdlog::error("network {}: block {} now belongs to {} while this node owned it", n->name,
+                      block.str(), owner_of(*n, block));
+        spaces_.erase(space);
+      }
+    }
+    return;
+  } else if (table == "networks") {
+    auto it = store_.networks().find(key);
+    if (it == store_.networks().end()) return;
+    network_id = key;
+    if (it->second.deleted) {
+      spaces_.erase(key);
+      if (local_attached_endpoints(key) == 0) dataplane_.remove_network(bridge_name(key));
+      return;
+    }
+  } else {
+    return;
+  }
+  // Addresses used elsewhere changed: rebuild this network's address space
+  // lazily from the tables, and reprogram the overlay.
+  spaces_.erase(network_id);
+  sync_network(network_id);
+}
+
+bool Controller::donate_block(const std::string& network_id, const std::string& requester) {
+  const NetworkRecord* n = store_.find_network(network_id);
+  if (!n || requester == store_.node_id()) return false;
+  const NetworkRecord network = *n;
+  ipam::AddressSpace& space = space_of(network);
+  std::set<Ipv4Prefix> in_use;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.network_id == network.id) in_use.insert(space.block_of(e.value.ip));
+  }
+  const auto cursor = space.cursor();
+  const std::vector<Ipv4Prefix> blocks = space.all_blocks();
+  // From the top of the subnet down: the owner keeps filling from the bottom.
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    const Ipv4Prefix& block = *it;
+    if (owner_of(network, block) != store_.node_id() || in_use.count(block)) continue;
+    if (cursor && block.contains(*cursor)) continue;
+    if (space.owns_block(block)) space.disown_block(block);
+    store_.put(BlockRecord{network.id, block, requester});
+    spdlog::info("network {}: gave address block {} to node {}", network.name, block.str(), requester);
+    return true;
+  }
+  return false;
+}
 
 std::string Controller::bridge_name(const std::string& network_id) {
-  return "swn-" + network_id.substr(0, 11);
+  return daemon::bridge_name(network_id);
 }
 
 void Controller::reconcile() {
   for (const auto& [id, e] : store_.networks()) {
     const std::string bridge = bridge_name(id);
     if (!e.deleted && local_attached_endpoints(id) > 0) {
-      dataplane_.ensure_network(e.value, bridge);
+      sync_network(id);
     } else {
       dataplane_.remove_network(bridge);
     }
@@ -112,18 +240,17 @@ ipam::AddressSpace& Controller::space_of(const NetworkRecord& network) {
 // answered with. Across nodes, block ownership is what keeps nodes apart.
 void Controller::claim_block(const NetworkRecord& network, ipam::AddressSpace& space,
                              const Ipv4Prefix& block) {
-  store_.put(BlockRecord{network.id, block, store_.node_id()});
+  auto it = store_.blocks().find(block_key(network.id, block));
+  if (it == store_.blocks().end() || it->second.deleted) {
+    store_.put(BlockRecord{network.id, block, store_.node_id()});
+  }
   space.own_block(block);
   spdlog::info("network {}: this node now owns address block {}", network.name, block.str());
 }
 
 Ipv4Address Controller::allocate(const NetworkRecord& network, const api::EndpointCreate& request) {
   ipam::AddressSpace& space = space_of(network);
-  auto owner_of = [&](const Ipv4Prefix& block) -> const std::string* {
-    auto it = store_.blocks().find(block_key(network.id, block));
-    if (it == store_.blocks().end() || it->second.deleted) return nullptr;
-    return &it->second.value.owner;
-  };
+  const std::string& me = store_.node_id();
 
   if (!request.static_ips.empty()) {
     if (request.static_ips.size() > 1) {
@@ -143,38 +270,48 @@ Ipv4Address Controller::allocate(const NetworkRecord& network, const api::Endpoi
                                       network.name);
     }
     Ipv4Prefix block = space.block_of(ip);
-    const std::string* owner = owner_of(block);
-    if (owner && *owner != store_.node_id()) {
+    if (owner_of(network, block) != me) {
       throw Error(Errc::conflict, "requested address " + ip.str() + " is in block " + block.str() +
-                                      " owned by node " + *owner);
+                                      " owned by node " + owner_of(network, block) +
+                                      "; request it on that node");
     }
-    if (!owner) claim_block(network, space, block);
+    if (!space.owns_block(block)) claim_block(network, space, block);
     space.allocate(ip);
     return ip;
   }
 
   // Round robin over the whole subnet, as host-local does: go forward from
-  // the cursor, into a fresh block ahead of it if ours are used up there, and
-  // only then wrap around to reuse released addresses.
+  // the cursor, into a block of ours ahead of it if those in use are full
+  // there, and only then wrap around to reuse released addresses.
   using Wrap = ipam::AddressSpace::Wrap;
-  if (auto ip = space.allocate_next(Wrap::no)) return *ip;
   const std::vector<Ipv4Prefix> blocks = space.all_blocks();
+  auto claimable = [&](const Ipv4Prefix& block) {
+    return !space.owns_block(block) && owner_of(network, block) == me;
+  };
+  if (auto ip = space.allocate_next(Wrap::no)) return *ip;
   const auto cursor = space.cursor();
   for (const Ipv4Prefix& block : blocks) {
-    if (cursor && block.network() <= *cursor) continue;
-    if (owner_of(block)) continue;
+    if ((cursor && block.network() <= *cursor) || !claimable(block)) continue;
     claim_block(network, space, block);
     if (auto ip = space.allocate_next(Wrap::no)) return *ip;
   }
   if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
   for (const Ipv4Prefix& block : blocks) {
-    if (owner_of(block)) continue;
+    if (!claimable(block)) continue;
     claim_block(network, space, block);
     if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
   }
-  throw Error(Errc::exhausted, "no free address in network " + network.name + " (subnet " +
-                                   network.subnet.str() + ", " + std::to_string(space.used()) +
-                                   " of " + std::to_string(space.capacity()) + " in use)");
+  const std::string full = "no free address in network " + network.name + " (subnet " +
+                           network.subnet.str() + ", " + std::to_string(space.used()) + " of " +
+                           std::to_string(space.capacity()) + " in use)";
+  // Blocks of other live nodes may have room: they can give one away.
+  for (const Ipv4Prefix& block : blocks) {
+    const std::string& owner = owner_of(network, block);
+    if (owner != me && alive(owner)) {
+      throw BlockNeeded(network.id, full + " on this node; asked the other nodes for a block");
+    }
+  }
+  throw Error(Errc::exhausted, full);
 }
 
 api::Network Controller::create_network(const api::NetworkCreate& req) {
@@ -342,7 +479,7 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
 
   if (e.attach) {
     try {
-      dataplane_.ensure_network(network, bridge_name(network.id));
+      sync_network(network.id);
     } catch (...) {
       delete_endpoint_record(network, e);
       throw;

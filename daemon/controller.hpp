@@ -11,15 +11,55 @@
 #include <vector>
 
 #include "common/api.hpp"
+#include "common/error.hpp"
 #include "daemon/dataplane.hpp"
 #include "daemon/store.hpp"
 #include "ipam/address_space.hpp"
 
 namespace swarmnet::daemon {
 
+// What the controller needs to know of the cluster. Without one (a node that
+// never joined a cluster) only this node exists and is alive.
+class Membership {
+ public:
+  virtual ~Membership() = default;
+  virtual bool is_alive(const std::string& node_id) const = 0;
+  // The node's underlay address (its VXLAN tunnel endpoint).
+  virtual std::optional<Ipv4Address> address_of(const std::string& node_id) const = 0;
+  // Asks the nodes that own address blocks of a network to give one to us.
+  virtual void request_block(const std::string& network_id) = 0;
+};
+
+// Thrown when this node owns no free address in a network but other nodes
+// own blocks with room: the caller asks them for a block and retries.
+class BlockNeeded : public Error {
+ public:
+  explicit BlockNeeded(std::string network_id, const std::string& message)
+      : Error(Errc::exhausted, message), network_id_(std::move(network_id)) {}
+  const std::string& network_id() const { return network_id_; }
+
+ private:
+  std::string network_id_;
+};
+
 class Controller {
  public:
   Controller(Store& store, Dataplane& dataplane, std::string node_name);
+  ~Controller();
+
+  // Joins the controller to a cluster (or, with nullptr, back to one node).
+  // `local_vtep` is this node's underlay address for the overlay.
+  void set_membership(Membership* membership, std::optional<Ipv4Address> local_vtep);
+  // Membership changed (a node joined, died, came back): reprogram overlays.
+  void on_membership_change();
+  // Another node asks for an address block of a network. If this node owns
+  // a block with no address in use, it hands it over (writes the new owner)
+  // and returns true.
+  bool donate_block(const std::string& network_id, const std::string& requester);
+  // Forwards to the membership (no-op on a single node).
+  void request_block(const std::string& network_id) {
+    if (membership_) membership_->request_block(network_id);
+  }
 
   // Brings the kernel in line with the tables after a (re)start: bridges for
   // networks with local endpoints, none for the others.
@@ -53,6 +93,11 @@ class Controller {
   void claim_block(const NetworkRecord& network, ipam::AddressSpace& space,
                    const Ipv4Prefix& block);
   size_t local_attached_endpoints(const std::string& network_id) const;
+  const std::string& owner_of(const NetworkRecord& network, const Ipv4Prefix& block) const;
+  bool alive(const std::string& node_id) const;
+  void on_store_change(const std::string& table, const std::string& key);
+  // Programs this host's kernel for one network from the tables.
+  void sync_network(const std::string& network_id);
   void delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& endpoint);
   api::Network to_api(const NetworkRecord& n) const;
   api::Endpoint to_api(const NetworkRecord& n, const EndpointRecord& e) const;
@@ -61,6 +106,9 @@ class Controller {
   Dataplane& dataplane_;
   std::string node_name_;
   std::map<std::string, ipam::AddressSpace> spaces_;  // network id -> its addresses
+  size_t listener_id_ = 0;
+  Membership* membership_ = nullptr;
+  std::optional<Ipv4Address> local_vtep_;
 };
 
 }  // namespace swarmnet::daemon

@@ -3,12 +3,23 @@
 // the real kernel (integration tests).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "daemon/records.hpp"
 
 namespace swarmnet::daemon {
+
+// A container on another host, as this host's overlay needs it: a static
+// FDB entry (mac -> vtep) and a neighbour entry (ip -> mac) on the VXLAN device.
+struct RemoteEndpoint {
+  Ipv4Address ip;
+  std::string mac;
+  Ipv4Address vtep;
+  auto operator<=>(const RemoteEndpoint&) const = default;
+};
 
 class Dataplane {
  public:
@@ -17,8 +28,18 @@ class Dataplane {
   // Creates or repairs this host's bridge for a network: exists, has the
   // gateway address, has the network's MTU, is up. Idempotent.
   virtual void ensure_network(const NetworkRecord& network, const std::string& bridge) = 0;
-  // Removes the bridge; no error if it is already gone.
+  // Removes the bridge (and the network's VXLAN device, if any); no error if
+  // they are already gone.
   virtual void remove_network(const std::string& bridge) = 0;
+  // Creates or repairs the network's VXLAN device (VNI, local VTEP address,
+  // learning off, proxy on) enslaved to the bridge. Idempotent.
+  virtual void ensure_overlay(const NetworkRecord& network, const std::string& bridge,
+                              Ipv4Address local_vtep) = 0;
+  // Makes the VXLAN device's static FDB and neighbour entries exactly
+  // `remote`: adds what is missing, removes what is stale, leaves the rest
+  // untouched (so traffic to unchanged endpoints is never interrupted).
+  virtual void sync_remote_endpoints(const NetworkRecord& network,
+                                     const std::vector<RemoteEndpoint>& remote) = 0;
   // Deletes the host end of an endpoint's veth (and so the pair) if present.
   virtual void remove_host_link(const std::string& ifname) = 0;
   // MTU of the underlay (the interface of the default route), 1500 if none.
@@ -26,6 +47,7 @@ class Dataplane {
 };
 
 // The real one, through libnl in the daemon's own network namespace.
-std::unique_ptr<Dataplane> make_linux_dataplane();
+// vxlan_port: the UDP port of the overlay's tunnels (4789 by default).
+std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port);
 
 }  // namespace swarmnet::daemon

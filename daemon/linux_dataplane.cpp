@@ -1,15 +1,23 @@
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "daemon/dataplane.hpp"
+#include "common/error.hpp"
 #include "kernel/netlink.hpp"
+#include "kernel/vxlan.hpp"
 
 namespace swarmnet::daemon {
 
 namespace {
 
+// The VXLAN device of the network whose bridge this is: swn-ID -> swx-ID.
+std::string vxlan_of_bridge(const std::string& bridge) { return "swx-" + bridge.substr(4); }
+
 class LinuxDataplane final : public Dataplane {
  public:
-  LinuxDataplane() : nl_(kernel::NetlinkSocket::open()) {}
+  explicit LinuxDataplane(uint16_t vxlan_port)
+      : nl_(kernel::NetlinkSocket::open()), vxlan_port_(vxlan_port) {}
 
   void ensure_network(const NetworkRecord& n, const std::string& bridge) override {
     bool existed = nl_.find_link(bridge).has_value();
@@ -22,11 +30,83 @@ class LinuxDataplane final : public Dataplane {
   }
 
   void remove_network(const std::string& bridge) override {
+    if (kernel::delete_vxlan(nl_, vxlan_of_bridge(bridge))) {
+      spdlog::info("VXLAN device {} removed", vxlan_of_bridge(bridge));
+    }
     if (nl_.delete_link(bridge)) spdlog::info("bridge {} removed", bridge);
   }
 
   void remove_host_link(const std::string& ifname) override {
     if (nl_.delete_link(ifname)) spdlog::debug("host link {} removed", ifname);
+  }
+
+  void ensure_overlay(const NetworkRecord& n, const std::string& bridge, Ipv4Address vtep) override {
+    kernel::VxlanConfig config;
+    config.name = vxlan_of_bridge(bridge);
+    config.vni = n.vni;
+    config.port = vxlan_port_;
+    config.local = vtep;
+    config.mtu = n.mtu;
+    config.bridge = bridge;
+    try {
+      kernel::ensure_vxlan(nl_, config);
+    } catch (const Error& e) {
+      if (e.code() != Errc::conflict) throw;
+      // A device of ours left with other parameters (say, the node's
+      // address changed): its entries are stale anyway, so start afresh.
+      spdlog::warn("network {}: recreating {}: {}", n.name, config.name, e.what());
+      kernel::delete_vxlan(nl_, config.name);
+      kernel::ensure_vxlan(nl_, config);
+    }
+  }
+
+  void sync_remote_endpoints(const NetworkRecord& n,
+                             const std::vector<RemoteEndpoint>& remote) override {
+    const std::string name = vxlan_name(n.id);
+    auto vx = kernel::find_vxlan(nl_, name);
+    if (!vx) return;  // no overlay on this host (not in a cluster)
+    const int index = vx->link.index;
+
+    std::set<kernel::FdbEntry> want_fdb;
+    std::set<kernel::NeighborEntry> want_neigh;
+    for (const auto& r : remote) {
+      want_fdb.insert({r.mac, r.vtep});
+      want_neigh.insert({r.ip, r.mac});
+    }
+    // Diff against the kernel, so unchanged entries are never touched and
+    // traffic to them never stops (a daemon restart reconciles this way).
+    auto have_fdb_list = kernel::list_fdb(nl_, index);
+    auto have_neigh_list = kernel::list_neighbors(nl_, index);
+    std::set<kernel::FdbEntry> have_fdb(have_fdb_list.begin(), have_fdb_list.end());
+    std::set<kernel::NeighborEntry> have_neigh(have_neigh_list.begin(), have_neigh_list.end());
+    std::set<std::string> wanted_macs;
+    for (const auto& f : want_fdb) wanted_macs.insert(f.mac);
+    std::set<Ipv4Address> wanted_ips;
+    for (const auto& nb : want_neigh) wanted_ips.insert(nb.ip);
+
+    size_t added = 0, removed = 0;
+    for (const auto& f : have_fdb) {
+      if (!wanted_macs.count(f.mac)) removed += kernel::remove_fdb(nl_, index, f.mac) ? 1 : 0;
+    }
+    for (const auto& nb : have_neigh) {
+      if (!wanted_ips.count(nb.ip)) removed += kernel::remove_neighbor(nl_, index, nb.ip) ? 1 : 0;
+    }
+    for (const auto& f : want_fdb) {
+      if (!have_fdb.count(f)) {
+        kernel::add_fdb(nl_, index, f.mac, f.vtep);
+        ++added;
+      }
+    }
+    for (const auto& nb : want_neigh) {
+      if (!have_neigh.count(nb)) {
+        kernel::add_neighbor(nl_, index, nb.ip, nb.mac);
+        ++added;
+      }
+    }
+    if (added || removed) {
+      spdlog::info("network {}: overlay {} now has {} remote endpoint(s) (+{} -{} entries)", n.name,
+                   name, remote.size(), added, removed);
+    }
   }
 
   unsigned underlay_mtu() override {
@@ -40,10 +120,13 @@ class LinuxDataplane final : public Dataplane {
 
  private:
   kernel::NetlinkSocket nl_;
+  uint16_t vxlan_port_;
 };
 
 }  // namespace
 
-std::unique_ptr<Dataplane> make_linux_dataplane() { return std::make_unique<LinuxDataplane>(); }
+std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port) {
+  return std::make_unique<LinuxDataplane>(vxlan_port);
+}
 
 }  // namespace swarmnet::daemon

@@ -51,10 +51,13 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string log_file;
   std::string node_name = hostname();
+  uint16_t vxlan_port = 4789;
   app.add_option("--state-dir", state_dir, "Directory for the journal and snapshot")
       ->capture_default_str();
   app.add_option("--api-socket", socket, "Unix socket of the API (mode 0600)")->capture_default_str();
   app.add_option("--node-name", node_name, "Name of this node")->capture_default_str();
+  app.add_option("--vxlan-port", vxlan_port, "UDP port of the overlay's VXLAN tunnels")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
@@ -66,7 +69,7 @@ int main(int argc, char** argv) {
     (void)lock_fd;  // held until exit
 
     swarmnet::daemon::Store store(state_dir);
-    auto dataplane = swarmnet::daemon::make_linux_dataplane();
+    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port);
     swarmnet::daemon::Controller controller(store, *dataplane, node_name);
     controller.reconcile();
 

@@ -114,6 +114,9 @@ void from_json(const json::value& jv, CursorRecord& c) {
   c.last_allocated = address_of(o, "last_allocated");
 }
 
+std::string bridge_name(const std::string& network_id) { return "swn-" + network_id.substr(0, 11); }
+std::string vxlan_name(const std::string& network_id) { return "swx-" + network_id.substr(0, 11); }
+
 std::string block_key(const std::string& network_id, const Ipv4Prefix& block) {
   return network_id + "/" + block.str();
 }

@@ -87,6 +87,11 @@ void from_json(const json::value&, EndpointRecord&);
 void from_json(const json::value&, CursorRecord&);
 void from_json(const json::value&, Version&);
 
+// This host's kernel objects of a network: its bridge "swn-" and its VXLAN
+// device "swx-" followed by 11 characters of the network id (IFNAMSIZ 15).
+std::string bridge_name(const std::string& network_id);
+std::string vxlan_name(const std::string& network_id);
+
 // Keys of the tables.
 std::string block_key(const std::string& network_id, const Ipv4Prefix& block);
 std::string endpoint_key(const std::string& network_id, const std::string& node,

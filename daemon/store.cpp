@@ -261,8 +261,17 @@ std::vector<Store::Line> Store::replicated_entries() const {
   return out;
 }
 
+size_t Store::add_change_listener(ChangeListener listener) {
+  listeners_.emplace(next_listener_, std::move(listener));
+  return next_listener_++;
+}
+
+void Store::remove_change_listener(size_t id) { listeners_.erase(id); }
+
 void Store::notify(const std::string& table, const std::string& key, const Line* local) {
-  if (listener_) listener_(table, key, local);
+  // A copy: a listener may add or remove listeners while we iterate.
+  auto listeners = listeners_;
+  for (auto& [id, listener] : listeners) listener(table, key, local);
 }
 
 json::value Store::snapshot() const {

@@ -62,7 +62,9 @@ class Store {
   // also pass the line so the caller can broadcast it.
   using ChangeListener =
       std::function<void(const std::string& table, const std::string& key, const Line* local)>;
-  void set_change_listener(ChangeListener listener) { listener_ = std::move(listener); }
+  // Several parts listen (the controller, the gossip layer); the id removes one.
+  size_t add_change_listener(ChangeListener listener);
+  void remove_change_listener(size_t id);
 
   // Merges entries from another node: each is applied only if its version
   // is higher than ours (last writer wins, ties broken by node id, so every
@@ -99,7 +101,8 @@ class Store {
   Table<BlockRecord> blocks_;
   Table<EndpointRecord> endpoints_;
   Table<CursorRecord> cursors_;
-  ChangeListener listener_;
+  std::map<size_t, ChangeListener> listeners_;
+  size_t next_listener_ = 0;
 };
 
 }  // namespace swarmnet::daemon

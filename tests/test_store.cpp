@@ -86,12 +86,12 @@ TEST_CASE("store: merging another node's entries, last writer wins", "[store][re
   daemon::Store a(dir_a.path());
   daemon::Store b(dir_b.path());
   std::vector<std::string> seen_by_b;
-  b.set_change_listener([&](const std::string& table, const std::string& key,
+  b.add_change_listener([&](const std::string& table, const std::string& key,
                             const daemon::Store::Line* local) {
     if (!local) seen_by_b.push_back(table + ":" + key);  // merged, not written here
   });
   std::vector<daemon::Store::Line> broadcast;
-  a.set_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
+  a.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
     if (l) broadcast.push_back(*l);
   });
 
@@ -127,7 +127,7 @@ TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
   daemon::Store a(dir_a.path());
   daemon::Store b(dir_b.path());
   std::vector<daemon::Store::Line> lines;
-  a.set_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
+  a.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
     if (l) lines.push_back(*l);
   });
   a.put(network("n1", "one"));

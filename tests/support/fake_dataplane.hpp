@@ -22,11 +22,24 @@ class FakeDataplane : public daemon::Dataplane {
     bridges[bridge] = n.gateway.str() + "/" + std::to_string(n.subnet.length());
     ++ensure_calls;
   }
-  void remove_network(const std::string& bridge) override { bridges.erase(bridge); }
+  void remove_network(const std::string& bridge) override {
+    bridges.erase(bridge);
+    overlays.erase(bridge);
+  }
+  void ensure_overlay(const daemon::NetworkRecord& n, const std::string& bridge,
+                      Ipv4Address vtep) override {
+    overlays[bridge] = "vni " + std::to_string(n.vni) + " local " + vtep.str();
+  }
+  void sync_remote_endpoints(const daemon::NetworkRecord& n,
+                             const std::vector<daemon::RemoteEndpoint>& remote) override {
+    this->remote[n.id] = remote;
+  }
   void remove_host_link(const std::string& ifname) override { removed_links.push_back(ifname); }
   unsigned underlay_mtu() override { return mtu; }
 
-  std::map<std::string, std::string> bridges;  // name -> gateway CIDR
+  std::map<std::string, std::string> bridges;   // name -> gateway CIDR
+  std::map<std::string, std::string> overlays;  // bridge -> "vni N local IP"
+  std::map<std::string, std::vector<daemon::RemoteEndpoint>> remote;  // network id -> entries
   std::vector<std::string> removed_links;
   unsigned mtu = 1500;
   int ensure_calls = 0;
