@@ -1,0 +1,96 @@
+// Shared vocabulary of the gossip library: addresses, members, the delegate
+// the application implements, timing configuration and counters.
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/ipv4.hpp"
+
+namespace swarmnet::gossip {
+
+using Bytes = std::vector<uint8_t>;
+// The core never reads a clock itself; callers pass steady-clock time points
+// (or virtual ones in the simulator), so the protocol runs in simulation.
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = Clock::duration;
+
+enum class MemberStatus : uint8_t { alive = 0, suspect = 1, dead = 2, left = 3 };
+std::string_view to_string(MemberStatus s);
+
+struct Address {
+  Ipv4Address ip;
+  uint16_t port = 0;
+  auto operator<=>(const Address&) const = default;
+};
+std::string to_string(const Address& a);
+
+struct Member {
+  std::string id, name;
+  Address addr;
+  uint32_t incarnation = 0;
+  MemberStatus status = MemberStatus::alive;
+};
+
+class Delegate {
+ public:
+  virtual ~Delegate() = default;
+  virtual void on_member_change(const Member& m) = 0;  // any status change incl. first sight
+  virtual void on_user_message(std::span<const uint8_t> data) = 0;
+  virtual std::vector<uint8_t> local_state() = 0;  // sent in push/pull
+  virtual void merge_remote_state(std::span<const uint8_t> data) = 0;
+};
+
+// Defaults are memberlist's DefaultLANConfig.
+struct Config {
+  Duration probe_interval = std::chrono::seconds(1);
+  Duration probe_timeout = std::chrono::milliseconds(500);
+  unsigned indirect_checks = 3;
+  Duration gossip_interval = std::chrono::milliseconds(200);
+  unsigned gossip_nodes = 3;
+  // Dead nodes still receive gossip for a while, so a wrongly declared dead
+  // node learns about it and can refute.
+  Duration gossip_to_dead_time = std::chrono::seconds(30);
+  // Dead and left members stay listed (and in push/pull) this long, so
+  // operators see them; then they are forgotten.
+  Duration dead_reap_time = std::chrono::hours(1);
+  unsigned suspicion_mult = 4;
+  // Lifeguard: a suspicion starts at max_mult times the minimum and shrinks
+  // towards the minimum with independent confirmations.
+  unsigned suspicion_max_timeout_mult = 6;
+  unsigned retransmit_mult = 4;
+  Duration push_pull_interval = std::chrono::seconds(30);
+  // Lifeguard local health: probe timeouts stretch up to this factor while
+  // this node seems to be the slow one.
+  unsigned awareness_max_multiplier = 8;
+  // Largest UDP payload we emit (after sealing).
+  size_t packet_mtu = 1400;
+  // Bytes the transport adds around each packet (the keyring's envelope);
+  // the core leaves room for them when filling a packet.
+  size_t packet_overhead = 37;
+  // Push/pull streams: largest frame accepted, time allowed for one exchange.
+  size_t max_stream_bytes = 16 * 1024 * 1024;
+  Duration stream_timeout = std::chrono::seconds(10);
+  // User messages are de-duplicated by id for this long (and at most
+  // user_dedup_capacity ids are remembered).
+  Duration user_dedup_time = std::chrono::minutes(5);
+  size_t user_dedup_capacity = 100000;
+  // How often the transport drives the core's timers.
+  Duration tick_interval = std::chrono::milliseconds(10);
+};
+
+struct Stats {
+  uint64_t packets_in = 0, packets_out = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;
+  uint64_t streams_in = 0, streams_out = 0;
+  uint64_t auth_failures = 0;    // failed to open with any key, replayed or stale
+  uint64_t decode_failures = 0;  // opened but malformed
+  uint64_t stream_failures = 0;  // connect/read/write/timeouts on push-pull
+};
+
+}  // namespace swarmnet::gossip
