@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/files.hpp"
 #include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/random.hpp"
@@ -44,41 +45,6 @@ void write_all(int fd, const std::string& data, const std::string& path) {
     }
     done += static_cast<size_t>(n);
   }
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw_errno(Errc::internal, "opening " + dir, errno);
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// temp file, fsync, rename over, fsync the directory: the file is either the
-// old or the new content after a crash, never a mix.
-void write_file_atomically(const std::string& dir, const std::string& name,
-                           const std::string& data) {
-  const std::string path = dir + "/" + name;
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw_errno(Errc::internal, "creating " + tmp, errno);
-  try {
-    write_all(fd, data, tmp);
-    if (::fsync(fd) != 0) throw_errno(Errc::internal, "fsync " + tmp, errno);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(Errc::internal, "renaming " + tmp, errno);
-  fsync_dir(dir);
-}
-
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 template <class T>
