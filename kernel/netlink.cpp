@@ -176,6 +176,10 @@ std::vector<ObjectPtr> dump(nl_sock* sock, int type, const void* header, size_t 
 
 }  // namespace
 
+void throw_netlink_error(int err, const std::string& what) {
+  throw_nl(err, what);
+}
+
 NetlinkSocket NetlinkSocket::open() {
   SockPtr sock(nl_socket_alloc());
   if (!sock) throw Error(Errc::internal, "out of memory allocating a netlink socket");
@@ -371,6 +375,39 @@ void NetlinkSocket::set_master(const std::string& name, int master_index) {
   rtnl_link_set_master(change.get(), master_index);
   change_link(sock_, change.get(), name,
               "enslave " + name + " to #" + std::to_string(master_index));
+}
+
+namespace {
+
+int visit_raw(nl_msg* msg, void* arg) {
+  (*static_cast<const std::function<void(nlmsghdr*)>*>(arg))(nlmsg_hdr(msg));
+  return NL_OK;
+}
+
+}  // namespace
+
+void NetlinkSocket::dump_messages(const std::function<nl_msg*()>& build,
+                                  const std::function<void(nlmsghdr*)>& visit,
+                                  const std::function<void()>& restart, const std::string& what) {
+  int err = 0;
+  for (int attempt = 0; attempt < kDumpAttempts; ++attempt) {
+    if (attempt > 0) restart();
+    std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>> request(build());
+    if (!request) throw Error(Errc::internal, what + ": out of memory");
+    nl_cb* base = nl_socket_get_cb(sock_);  // takes a reference
+    CbPtr cb(nl_cb_clone(base));
+    nl_cb_put(base);
+    if (!cb) throw Error(Errc::internal, what + ": out of memory");
+    nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, visit_raw,
+              const_cast<void*>(static_cast<const void*>(&visit)));
+    err = nl_send_auto(sock_, request.get());
+    if (err < 0) throw_nl(err, what);
+    err = nl_recvmsgs(sock_, cb.get());
+    if (err >= 0) return;
+    if (err != -NLE_DUMP_INTR) throw_nl(err, what);
+  }
+  throw Error(Errc::unavailable, what + ": interrupted by concurrent changes " +
+                                     std::to_string(kDumpAttempts) + " times: " + nl_message(err));
 }
 
 std::vector<Ipv4Prefix> NetlinkSocket::addresses(const std::string& link) {

@@ -6,6 +6,7 @@
 // (NLE_DUMP_INTR) are retried.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,8 @@
 #include "kernel/netns.hpp"
 
 struct nl_sock;
+struct nl_msg;
+struct nlmsghdr;
 
 namespace swarmnet::kernel {
 
@@ -89,10 +92,26 @@ class NetlinkSocket {
     return sock_;
   }
 
+  // A dump for the other kernel/ files that parse attributes libnl's
+  // objects do not cover (bridge-port flags, FDB entries). `build` makes the
+  // request (header and filter attributes; ownership passes here) and is
+  // called once per attempt, because a retried dump needs a fresh sequence
+  // number; `visit` sees every reply message; `restart` runs before a retry
+  // after NLE_DUMP_INTR, so the caller can drop the interrupted attempt's
+  // partial result. Same bounded retries as the dumps above.
+  void dump_messages(const std::function<struct nl_msg*()>& build,
+                     const std::function<void(struct nlmsghdr*)>& visit,
+                     const std::function<void()>& restart, const std::string& what);
+
  private:
   explicit NetlinkSocket(struct nl_sock* sock) : sock_(sock) {}
   struct nl_sock* sock_ = nullptr;
 };
+
+// Throws the Error this library uses for a libnl error code (conflict for
+// NLE_EXIST, not_found for NLE_NODEV/NLE_OBJ_NOTFOUND, ...), with libnl's
+// message: "what: message". For the other kernel/ files.
+[[noreturn]] void throw_netlink_error(int err, const std::string& what);
 
 // Writes a sysctl in the calling thread's namespace ("net/ipv4/ip_forward").
 void write_sysctl(const std::string& key, const std::string& value);
