@@ -115,6 +115,26 @@ int main(int argc, char** argv) {
 
   auto* status = app.add_subcommand("status", "Show the daemon's status");
 
+  auto* cluster = app.add_subcommand("cluster", "Create, join or leave a cluster");
+  cluster->require_subcommand(1);
+  std::string advertise, token;
+  auto* cl_init = cluster->add_subcommand(
+      "init", "Start a cluster with this node; prints the join token on its last line");
+  cl_init->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
+  auto* cl_join = cluster->add_subcommand("join", "Join a cluster");
+  cl_join->add_option("--token", token, "Token printed by `cluster init`")->required();
+  cl_join->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
+  auto* cl_leave = cluster->add_subcommand("leave", "Leave the cluster (others see \"left\")");
+  auto* cl_token = cluster->add_subcommand("token", "Print the join token");
+  auto* cl_rotate = cluster->add_subcommand(
+      "rotate-key", "Add a new primary cluster key and retire the old one, cluster-wide");
+  auto* cl_status = cluster->add_subcommand("status", "Show this node's cluster status as JSON");
+
+  auto* node = app.add_subcommand("node", "Cluster nodes");
+  node->require_subcommand(1);
+  auto* node_ls = node->add_subcommand("ls", "List the nodes and their state");
+  node_ls->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -161,6 +181,43 @@ int main(int argc, char** argv) {
           auto e = json::value_to<api::Endpoint>(item);
           rows.push_back({e.container_id.substr(0, 24), e.ifname, e.address.str(), e.mac,
                           e.node.substr(0, 12), e.service});
+        }
+        print_table(rows);
+      }
+    } else if (cl_init->parsed()) {
+      json::value body = {{"advertise_addr", advertise}};
+      json::value r = client.call("POST", "/v1/cluster/init", &body);
+      std::cout << "Cluster initialised. To add a node, run on it:\n"
+                << "  swarmnetctl cluster join --token <token below> --advertise-addr <its address>\n"
+                << r.at("token").as_string().c_str() << "\n";
+    } else if (cl_join->parsed()) {
+      json::value body = {{"token", token}, {"advertise_addr", advertise}};
+      client.call("POST", "/v1/cluster/join", &body);
+      std::cout << "joined\n";
+    } else if (cl_leave->parsed()) {
+      client.call("POST", "/v1/cluster/leave");
+      std::cout << "left\n";
+    } else if (cl_token->parsed()) {
+      std::cout << client.call("GET", "/v1/cluster/token").at("token").as_string().c_str() << "\n";
+    } else if (cl_rotate->parsed()) {
+      client.call("POST", "/v1/cluster/rotate-key");
+      std::cout << "key rotation started: the new key is distributed, made primary, then the old one "
+                   "retired\n";
+    } else if (cl_status->parsed()) {
+      pretty(std::cout, client.call("GET", "/v1/cluster"));
+      std::cout << "\n";
+    } else if (node_ls->parsed()) {
+      json::value v = client.call("GET", "/v1/nodes");
+      if (format == "json") {
+        std::cout << json::serialize(v) << "\n";
+      } else {
+        std::vector<std::vector<std::string>> rows{{"ID", "NAME", "ADDRESS", "STATUS", ""}};
+        for (const auto& item : v.as_array()) {
+          const auto& o = item.as_object();
+          rows.push_back({std::string(o.at("id").as_string()).substr(0, 12),
+                          std::string(o.at("name").as_string()), std::string(o.at("address").as_string()),
+                          std::string(o.at("status").as_string()),
+                          o.at("self").as_bool() ? "(this node)" : ""});
         }
         print_table(rows);
       }
