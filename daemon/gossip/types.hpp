@@ -57,8 +57,12 @@ struct Config {
   // node learns about it and can refute.
   Duration gossip_to_dead_time = std::chrono::seconds(30);
   // Dead and left members stay listed (and in push/pull) this long, so
-  // operators see them; then they are forgotten.
-  Duration dead_reap_time = std::chrono::hours(1);
+  // operators see them; then they are forgotten. Until then a dead (not
+  // left) member is retried every reconnect_interval with a push/pull, so
+  // the two sides of a healed partition find each other again (memberlist
+  // leaves this to serf; these are serf's defaults).
+  Duration dead_reap_time = std::chrono::hours(24);
+  Duration reconnect_interval = std::chrono::seconds(30);
   unsigned suspicion_mult = 4;
   // Lifeguard: a suspicion starts at max_mult times the minimum and shrinks
   // towards the minimum with independent confirmations.

@@ -1,0 +1,649 @@
+#include "daemon/gossip/memberlist.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "common/error.hpp"
+
+namespace swarmnet::gossip {
+
+Duration suspicion_timeout(unsigned mult, size_t n, Duration interval) {
+  // Larger clusters take longer to spread a refutation, so they wait longer.
+  double node_scale = std::max(1.0, std::log10(std::max<double>(1.0, static_cast<double>(n))));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(interval).count();
+  return std::chrono::milliseconds(
+      static_cast<int64_t>(mult * node_scale * static_cast<double>(ms)));
+}
+
+unsigned retransmit_limit(unsigned mult, size_t n) {
+  double node_scale = std::ceil(std::log10(static_cast<double>(n) + 1.0));
+  return mult * static_cast<unsigned>(node_scale);
+}
+
+Duration push_pull_scale(Duration interval, size_t n) {
+  // Above 32 nodes, a full state sync gets more expensive; do it less often
+  // so the cluster-wide TCP load stays flat.
+  constexpr size_t kThreshold = 32;
+  if (n <= kThreshold) return interval;
+  double mult = std::ceil(std::log2(static_cast<double>(n)) - std::log2(double(kThreshold))) + 1.0;
+  return interval * static_cast<int64_t>(mult);
+}
+
+Duration remaining_suspicion_time(unsigned confirmations, unsigned k, Duration elapsed,
+                                  Duration min, Duration max) {
+  double frac = k == 0 ? 1.0 : std::log(confirmations + 1.0) / std::log(k + 1.0);
+  double max_s = std::chrono::duration<double>(max).count();
+  double min_s = std::chrono::duration<double>(min).count();
+  double raw = max_s - frac * (max_s - min_s);
+  Duration timeout = std::chrono::milliseconds(static_cast<int64_t>(std::floor(1000.0 * raw)));
+  if (timeout < min) timeout = min;
+  return timeout - elapsed;
+}
+
+Memberlist::Memberlist(Config config, std::string self_id, std::string self_name, Address self_addr,
+                       Delegate& delegate, std::mt19937_64 rng)
+    : config_(config),
+      self_id_(std::move(self_id)),
+      self_name_(std::move(self_name)),
+      self_addr_(self_addr),
+      delegate_(delegate),
+      rng_(rng) {
+  if (self_id_.empty() || self_id_.size() > kMaxIdLength)
+    throw Error(Errc::invalid_argument, "gossip: node id must be 1..64 bytes");
+  if (self_name_.size() > kMaxNameLength)
+    throw Error(Errc::invalid_argument, "gossip: node name longer than 255 bytes");
+  if (config_.packet_mtu < config_.packet_overhead + 128)
+    throw Error(Errc::invalid_argument, "gossip: packet MTU too small");
+  NodeState self{Member{self_id_, self_name_, self_addr_, incarnation_, MemberStatus::alive}, {}};
+  nodes_.emplace(self_id_, std::move(self));
+  probe_order_.push_back(self_id_);
+}
+
+void Memberlist::ensure_started(TimePoint now) {
+  if (started_) return;
+  started_ = true;
+  // Random phases, so a cluster started at once does not probe and gossip
+  // in lockstep.
+  auto stagger = [&](Duration d) {
+    std::uniform_int_distribution<int64_t> dist(0, std::max<int64_t>(1, d.count()) - 1);
+    return now + Duration(dist(rng_));
+  };
+  next_probe_ = stagger(config_.probe_interval);
+  next_gossip_ = stagger(config_.gossip_interval);
+  next_push_pull_ = stagger(config_.push_pull_interval);
+  next_reap_ = now + config_.gossip_interval;
+  next_reconnect_ = stagger(config_.reconnect_interval);
+  enqueue_broadcast(self_id_, Alive{incarnation_, self_id_, self_name_, self_addr_});
+}
+
+// ---- input ----------------------------------------------------------------
+
+void Memberlist::handle_packet(const Address& from, std::span<const uint8_t> plaintext,
+                               TimePoint now) {
+  ensure_started(now);
+  stats_.packets_in++;
+  stats_.bytes_in += plaintext.size();
+  auto msg = decode(plaintext);
+  if (!msg) {
+    stats_.decode_failures++;
+    return;
+  }
+  if (auto* c = std::get_if<Compound>(&*msg)) {
+    for (const auto& part : c->parts) {
+      auto inner = decode(part);
+      // decode() allows a compound at top level only; refuse one nested.
+      if (!inner || std::holds_alternative<Compound>(*inner)) {
+        stats_.decode_failures++;
+        continue;
+      }
+      handle_message(from, *inner, now, true);
+    }
+    return;
+  }
+  handle_message(from, *msg, now, false);
+}
+
+std::optional<Bytes> Memberlist::handle_stream(const Address& /*from*/,
+                                               std::span<const uint8_t> plaintext, TimePoint now) {
+  ensure_started(now);
+  stats_.streams_in++;
+  stats_.bytes_in += plaintext.size();
+  auto msg = decode(plaintext);
+  auto* pp = msg ? std::get_if<PushPull>(&*msg) : nullptr;
+  if (!pp || pp->reply) {
+    stats_.decode_failures++;
+    return std::nullopt;
+  }
+  // Reply with what we had before merging: the peer already knows its own.
+  Bytes reply = encode(local_state(false, true));
+  merge_remote(*pp, now);
+  stats_.bytes_out += reply.size();
+  return reply;
+}
+
+void Memberlist::handle_message(const Address& from, const Message& msg, TimePoint now,
+                                bool in_compound) {
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, Ping>) {
+          on_ping(from, m);
+        } else if constexpr (std::is_same_v<T, IndirectPing>) {
+          on_indirect_ping(m, now);
+        } else if constexpr (std::is_same_v<T, Ack>) {
+          on_ack(m.seq, now);
+        } else if constexpr (std::is_same_v<T, Nack>) {
+          on_nack(m.seq);
+        } else if constexpr (std::is_same_v<T, Alive>) {
+          on_alive(m, now);
+        } else if constexpr (std::is_same_v<T, Suspect>) {
+          on_suspect(m, now);
+        } else if constexpr (std::is_same_v<T, Dead>) {
+          on_dead(m, now);
+        } else if constexpr (std::is_same_v<T, UserMsg>) {
+          on_user(m, now);
+        } else if constexpr (std::is_same_v<T, PushPull>) {
+          // Only a reply to our own request comes back as a packet; a
+          // request must arrive on a stream. Not piggybacked either.
+          if (!m.reply || in_compound) {
+            stats_.decode_failures++;
+            return;
+          }
+          merge_remote(m, now);
+        } else {
+          stats_.decode_failures++;  // compound inside compound: refused
+        }
+      },
+      msg);
+}
+
+void Memberlist::on_ping(const Address& from, const Ping& p) {
+  // A ping meant for a previous owner of this address is not ours to answer:
+  // acking it would keep a dead node alive.
+  if (!p.target_id.empty() && p.target_id != self_id_) return;
+  Address to = p.source.port != 0 ? p.source : from;
+  send(to, Ack{p.seq});
+}
+
+void Memberlist::on_indirect_ping(const IndirectPing& p, TimePoint now) {
+  uint32_t local = ++seq_;
+  relays_[local] = Relay{p.seq, p.source, p.want_nack, now + config_.probe_timeout};
+  send(p.target, Ping{local, p.target_id, self_id_, self_addr_});
+}
+
+void Memberlist::on_ack(uint32_t seq, TimePoint /*now*/) {
+  if (probe_ && probe_->seq == seq) {
+    probe_.reset();
+    adjust_awareness(-1);
+    return;
+  }
+  auto it = relays_.find(seq);
+  if (it != relays_.end()) {
+    send(it->second.reply_to, Ack{it->second.orig_seq});
+    relays_.erase(it);
+  }
+}
+
+void Memberlist::on_nack(uint32_t seq) {
+  if (probe_ && probe_->seq == seq) probe_->nacks++;
+}
+
+void Memberlist::on_alive(const Alive& a, TimePoint now) {
+  if (a.node_id.empty()) return;
+  if (a.node_id == self_id_) {
+    // Someone claims a newer life of ours (a previous run of this node, or
+    // stale gossip after a restart): outbid it.
+    if (!leaving_ &&
+        (a.incarnation > incarnation_ || (a.incarnation == incarnation_ && a.addr != self_addr_)))
+      refute(a.incarnation);
+    return;
+  }
+  auto it = nodes_.find(a.node_id);
+  if (it == nodes_.end()) {
+    NodeState st{Member{a.node_id, a.name, a.addr, a.incarnation, MemberStatus::alive}, now};
+    auto [ins, _] = nodes_.emplace(a.node_id, std::move(st));
+    alive_count_++;
+    // Insert at a random position so new nodes are probed soon but not all
+    // by everybody at once.
+    std::uniform_int_distribution<size_t> pos(0, probe_order_.size());
+    probe_order_.insert(probe_order_.begin() + static_cast<ptrdiff_t>(pos(rng_)), a.node_id);
+    enqueue_broadcast(a.node_id, a);
+    notify(ins->second);
+    return;
+  }
+  NodeState& st = it->second;
+  if (a.incarnation <= st.m.incarnation) return;  // old news
+  suspicions_.erase(a.node_id);
+  bool changed = st.m.status != MemberStatus::alive || st.m.addr != a.addr || st.m.name != a.name;
+  st.m.incarnation = a.incarnation;
+  st.m.addr = a.addr;
+  st.m.name = a.name;
+  set_status(st, MemberStatus::alive, now);
+  enqueue_broadcast(a.node_id, a);
+  if (changed) notify(st);
+}
+
+void Memberlist::on_suspect(const Suspect& s, TimePoint now) {
+  auto it = nodes_.find(s.node_id);
+  if (it == nodes_.end()) return;
+  NodeState& st = it->second;
+  if (s.incarnation < st.m.incarnation) return;
+
+  auto sus = suspicions_.find(s.node_id);
+  if (sus != suspicions_.end()) {
+    // Lifeguard: an independent confirmation shortens the timer; re-gossip
+    // it so others can count it too.
+    Suspicion& x = sus->second;
+    if (x.confirmations < x.k && x.confirmed_by.insert(s.from_id).second) {
+      x.confirmations++;
+      x.deadline =
+          now + remaining_suspicion_time(x.confirmations, x.k, now - x.start, x.min, x.max);
+      enqueue_broadcast(s.node_id, s);
+    }
+    return;
+  }
+  if (st.m.status != MemberStatus::alive) return;
+
+  if (s.node_id == self_id_) {
+    if (leaving_) return;
+    // Being suspected hints that we are the slow one (Lifeguard).
+    adjust_awareness(1);
+    refute(s.incarnation);
+    return;
+  }
+
+  enqueue_broadcast(s.node_id, s);
+  st.m.incarnation = s.incarnation;
+  set_status(st, MemberStatus::suspect, now);
+
+  size_t n = alive_count_;
+  // Confirmations wanted; with a tiny cluster there are not enough peers to
+  // confirm, so start at the minimum.
+  unsigned k = config_.suspicion_mult > 2 ? config_.suspicion_mult - 2 : 0;
+  if (n < k + 2) k = 0;
+  Suspicion x;
+  x.start = now;
+  x.min = suspicion_timeout(config_.suspicion_mult, n, config_.probe_interval);
+  x.max = k == 0 ? x.min : x.min * config_.suspicion_max_timeout_mult;
+  x.k = k;
+  x.confirmed_by.insert(s.from_id);  // the accuser does not confirm itself
+  x.deadline = now + (k == 0 ? x.min : x.max);
+  suspicions_[s.node_id] = std::move(x);
+  notify(st);
+}
+
+void Memberlist::on_dead(const Dead& d, TimePoint now) {
+  auto it = nodes_.find(d.node_id);
+  if (it == nodes_.end()) return;
+  NodeState& st = it->second;
+  if (d.incarnation < st.m.incarnation) return;
+  suspicions_.erase(d.node_id);
+  if (st.m.status == MemberStatus::dead || st.m.status == MemberStatus::left) return;
+
+  if (d.node_id == self_id_ && !leaving_) {
+    refute(d.incarnation);
+    return;
+  }
+  enqueue_broadcast(d.node_id, d);
+  st.m.incarnation = d.incarnation;
+  set_status(st, d.from_id == d.node_id ? MemberStatus::left : MemberStatus::dead, now);
+  if (probe_ && probe_->target == d.node_id) probe_.reset();
+  notify(st);
+}
+
+void Memberlist::on_user(const UserMsg& u, TimePoint now) {
+  if (seen_user_.count(u.msg_id)) return;
+  // Forget old ids first; the cap bounds memory under a flood.
+  while (!seen_user_order_.empty() &&
+         (seen_user_order_.front().first + config_.user_dedup_time < now ||
+          seen_user_order_.size() >= config_.user_dedup_capacity)) {
+    seen_user_.erase(seen_user_order_.front().second);
+    seen_user_order_.pop_front();
+  }
+  seen_user_.emplace(u.msg_id, now);
+  seen_user_order_.emplace_back(now, u.msg_id);
+  // Spread it on (epidemic), then deliver.
+  enqueue_broadcast({}, u);
+  delegate_.on_user_message(u.data);
+}
+
+void Memberlist::merge_remote(const PushPull& pp, TimePoint now) {
+  for (const auto& m : pp.members) {
+    switch (m.status) {
+      case MemberStatus::alive:
+        on_alive(Alive{m.incarnation, m.id, m.name, m.addr}, now);
+        break;
+      case MemberStatus::left:
+        on_dead(Dead{m.incarnation, m.id, m.id}, now);
+        break;
+      case MemberStatus::dead:
+      case MemberStatus::suspect:
+        // Someone else's verdict of death becomes a suspicion here: the node
+        // gets its chance to refute, as in memberlist.
+        on_suspect(Suspect{m.incarnation, m.id, self_id_}, now);
+        break;
+    }
+  }
+  delegate_.merge_remote_state(pp.user_state);
+}
+
+PushPull Memberlist::local_state(bool join, bool reply) {
+  PushPull pp;
+  pp.join = join;
+  pp.reply = reply;
+  pp.members.reserve(nodes_.size());
+  for (const auto& [id, st] : nodes_) pp.members.push_back(st.m);
+  pp.user_state = delegate_.local_state();
+  return pp;
+}
+
+// ---- timers ---------------------------------------------------------------
+
+void Memberlist::tick(TimePoint now) {
+  ensure_started(now);
+  if (probe_) {
+    if (!probe_->indirect_sent && now >= probe_->indirect_at) send_indirect(now);
+    if (probe_ && now >= probe_->deadline) probe_failed(now);
+  }
+  if (!probe_ && now >= next_probe_) {
+    next_probe_ = now + scale(config_.probe_interval);
+    if (!leaving_) start_probe(now);
+  }
+  for (auto it = relays_.begin(); it != relays_.end();) {
+    if (now >= it->second.deadline) {
+      if (it->second.want_nack) send(it->second.reply_to, Nack{it->second.orig_seq});
+      it = relays_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  check_suspicions(now);
+  if (now >= next_gossip_) {
+    next_gossip_ = now + config_.gossip_interval;
+    gossip(now);
+  }
+  if (now >= next_push_pull_) {
+    next_push_pull_ = now + push_pull_scale(config_.push_pull_interval, alive_count_);
+    if (!leaving_) push_pull(now);
+  }
+  if (now >= next_reconnect_) {
+    next_reconnect_ = now + config_.reconnect_interval;
+    if (!leaving_) reconnect(now);
+  }
+  if (now >= next_reap_) {
+    next_reap_ = now + config_.gossip_interval;
+    reap(now);
+  }
+}
+
+void Memberlist::start_probe(TimePoint now) {
+  // Randomized round-robin: walk a shuffled list, reshuffle at the end.
+  for (size_t tries = 0; tries < probe_order_.size(); ++tries) {
+    if (probe_index_ >= probe_order_.size()) {
+      probe_index_ = 0;
+      std::shuffle(probe_order_.begin(), probe_order_.end(), rng_);
+    }
+    const std::string& id = probe_order_[probe_index_++];
+    if (id == self_id_) continue;
+    const NodeState& st = nodes_.at(id);
+    if (st.m.status == MemberStatus::dead || st.m.status == MemberStatus::left) continue;
+
+    Probe p;
+    p.target = id;
+    p.seq = ++seq_;
+    p.indirect_at = now + scale(config_.probe_timeout);
+    p.deadline = now + scale(config_.probe_interval);
+    probe_ = p;
+    std::optional<Message> extra;
+    // Lifeguard's buddy system: tell a suspect it is suspected, so it can
+    // refute at once instead of waiting for the gossip to reach it.
+    if (st.m.status == MemberStatus::suspect) extra = Suspect{st.m.incarnation, id, self_id_};
+    send(st.m.addr, Ping{p.seq, id, self_id_, self_addr_}, extra);
+    return;
+  }
+}
+
+void Memberlist::send_indirect(TimePoint now) {
+  probe_->indirect_sent = true;
+  auto it = nodes_.find(probe_->target);
+  if (it == nodes_.end()) return;
+  auto helpers = random_members(config_.indirect_checks, now, probe_->target, false);
+  for (const auto& h : helpers) {
+    const NodeState& hs = nodes_.at(h);
+    if (hs.m.status != MemberStatus::alive) continue;
+    probe_->expected_nacks++;
+    send(hs.m.addr,
+         IndirectPing{probe_->seq, probe_->target, it->second.m.addr, self_id_, self_addr_, true});
+  }
+}
+
+void Memberlist::probe_failed(TimePoint now) {
+  Probe p = *probe_;
+  probe_.reset();
+  // Lifeguard: missing nacks mean our own links (or we) are the trouble,
+  // so slow down; nacks all in means the target really is quiet.
+  if (p.expected_nacks > 0) {
+    if (p.nacks < p.expected_nacks) adjust_awareness(static_cast<int>(p.expected_nacks - p.nacks));
+  } else {
+    adjust_awareness(1);
+  }
+  auto it = nodes_.find(p.target);
+  if (it == nodes_.end()) return;
+  on_suspect(Suspect{it->second.m.incarnation, p.target, self_id_}, now);
+}
+
+void Memberlist::check_suspicions(TimePoint now) {
+  std::vector<std::string> expired;
+  for (const auto& [id, x] : suspicions_)
+    if (now >= x.deadline) expired.push_back(id);
+  for (const auto& id : expired) {
+    auto it = nodes_.find(id);
+    suspicions_.erase(id);
+    if (it == nodes_.end() || it->second.m.status != MemberStatus::suspect) continue;
+    on_dead(Dead{it->second.m.incarnation, id, self_id_}, now);
+  }
+}
+
+void Memberlist::gossip(TimePoint now) {
+  if (queue_.size() == 0) return;
+  auto targets = random_members(config_.gossip_nodes, now, {}, true);
+  unsigned limit = retransmit_limit(config_.retransmit_mult, alive_count_);
+  size_t budget = config_.packet_mtu - config_.packet_overhead - kCompoundHeader;
+  for (const auto& id : targets) {
+    auto msgs = queue_.take(kCompoundPerPart, budget, limit, kMaxCompoundParts);
+    if (msgs.empty()) return;
+    Bytes pkt = msgs.size() == 1 ? std::move(msgs.front()) : encode_compound(msgs);
+    stats_.packets_out++;
+    stats_.bytes_out += pkt.size();
+    outbox_.push_back(OutPacket{nodes_.at(id).m.addr, std::move(pkt), false});
+  }
+}
+
+void Memberlist::push_pull(TimePoint now) {
+  auto peer = random_members(1, now, {}, false);
+  if (peer.empty()) return;
+  const NodeState& st = nodes_.at(peer.front());
+  if (st.m.status != MemberStatus::alive) return;
+  Bytes req = encode(local_state(false, false));
+  stats_.streams_out++;
+  stats_.bytes_out += req.size();
+  outbox_.push_back(OutPacket{st.m.addr, std::move(req), true});
+}
+
+void Memberlist::reconnect(TimePoint /*now*/) {
+  std::vector<const NodeState*> dead;
+  for (const auto& [id, st] : nodes_)
+    if (st.m.status == MemberStatus::dead) dead.push_back(&st);
+  if (dead.empty()) return;
+  std::uniform_int_distribution<size_t> pick(0, dead.size() - 1);
+  // A full exchange: each side learns that the other thinks it dead and
+  // refutes, and the alive news then spreads on both sides.
+  Bytes req = encode(local_state(true, false));
+  stats_.streams_out++;
+  stats_.bytes_out += req.size();
+  outbox_.push_back(OutPacket{dead[pick(rng_)]->m.addr, std::move(req), true});
+}
+
+void Memberlist::reap(TimePoint now) {
+  std::vector<std::string> gone;
+  for (const auto& [id, st] : nodes_)
+    if ((st.m.status == MemberStatus::dead || st.m.status == MemberStatus::left) &&
+        st.state_change + config_.dead_reap_time < now && id != self_id_)
+      gone.push_back(id);
+  if (gone.empty()) return;
+  for (const auto& id : gone) nodes_.erase(id);
+  std::erase_if(probe_order_, [&](const std::string& id) { return !nodes_.count(id); });
+  probe_index_ = std::min(probe_index_, probe_order_.size());
+}
+
+// ---- actions --------------------------------------------------------------
+
+void Memberlist::join(const std::vector<Address>& seeds, TimePoint now) {
+  ensure_started(now);
+  for (const auto& s : seeds) {
+    Bytes req = push_pull_request(true);
+    stats_.streams_out++;
+    stats_.bytes_out += req.size();
+    outbox_.push_back(OutPacket{s, std::move(req), true});
+  }
+}
+
+Bytes Memberlist::push_pull_request(bool join) {
+  return encode(local_state(join, false));
+}
+
+void Memberlist::leave(TimePoint now) {
+  ensure_started(now);
+  if (leaving_) return;
+  leaving_ = true;
+  probe_.reset();
+  on_dead(Dead{incarnation_, self_id_, self_id_}, now);
+}
+
+bool Memberlist::leave_sent() const {
+  if (!leaving_) return false;
+  // Alone (we no longer count ourselves): no one to tell.
+  if (alive_count_ == 0) return true;
+  // One gossip round's worth of transmits (gossip_nodes members, or fewer
+  // if that is the whole limit), so a single lost packet does not lose it.
+  int sent = queue_.transmits(self_id_);
+  unsigned want =
+      std::min(config_.gossip_nodes, retransmit_limit(config_.retransmit_mult, alive_count_ + 1));
+  return sent < 0 || static_cast<unsigned>(sent) >= want;
+}
+
+void Memberlist::broadcast(Bytes data) {
+  UserMsg u;
+  u.msg_id = rng_();
+  u.data = std::move(data);
+  seen_user_.emplace(u.msg_id, TimePoint{});
+  seen_user_order_.emplace_back(TimePoint{}, u.msg_id);
+  enqueue_broadcast({}, u);
+}
+
+std::vector<Member> Memberlist::members() const {
+  std::vector<Member> out;
+  out.reserve(nodes_.size());
+  for (const auto& [id, st] : nodes_) out.push_back(st.m);
+  std::sort(out.begin(), out.end(), [](const Member& a, const Member& b) { return a.id < b.id; });
+  return out;
+}
+
+std::optional<Member> Memberlist::member(const std::string& id) const {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return std::nullopt;
+  return it->second.m;
+}
+
+std::vector<OutPacket> Memberlist::take_outbox() {
+  return std::exchange(outbox_, {});
+}
+
+// ---- helpers --------------------------------------------------------------
+
+void Memberlist::refute(uint32_t seen_incarnation) {
+  incarnation_ = std::max(incarnation_, seen_incarnation) + 1;
+  NodeState& self = nodes_.at(self_id_);
+  self.m.incarnation = incarnation_;
+  enqueue_broadcast(self_id_, Alive{incarnation_, self_id_, self_name_, self_addr_});
+}
+
+void Memberlist::set_status(NodeState& st, MemberStatus s, TimePoint now) {
+  auto live = [](MemberStatus x) { return x == MemberStatus::alive || x == MemberStatus::suspect; };
+  if (live(st.m.status) && !live(s)) alive_count_--;
+  if (!live(st.m.status) && live(s)) alive_count_++;
+  if (st.m.status != s) st.state_change = now;
+  st.m.status = s;
+}
+
+void Memberlist::notify(const NodeState& st) {
+  if (st.m.id == self_id_) return;
+  delegate_.on_member_change(st.m);
+}
+
+void Memberlist::enqueue_broadcast(const std::string& key, const Message& msg) {
+  queue_.queue(key, encode(msg));
+}
+
+void Memberlist::send(const Address& to, const Message& msg, const std::optional<Message>& extra) {
+  std::vector<Bytes> parts;
+  parts.push_back(encode(msg));
+  if (extra) parts.push_back(encode(*extra));
+  size_t used = config_.packet_overhead + kCompoundHeader;
+  for (const auto& p : parts) used += p.size() + kCompoundPerPart;
+  // Piggyback whatever gossip fits in the rest of the packet.
+  if (used < config_.packet_mtu) {
+    auto more = queue_.take(kCompoundPerPart, config_.packet_mtu - used,
+                            retransmit_limit(config_.retransmit_mult, alive_count_),
+                            kMaxCompoundParts - parts.size());
+    for (auto& m : more) parts.push_back(std::move(m));
+  }
+  Bytes pkt = parts.size() == 1 ? std::move(parts.front()) : encode_compound(parts);
+  stats_.packets_out++;
+  stats_.bytes_out += pkt.size();
+  outbox_.push_back(OutPacket{to, std::move(pkt), false});
+}
+
+std::vector<std::string> Memberlist::random_members(size_t k, TimePoint now,
+                                                    const std::string& exclude,
+                                                    bool include_recent_dead) {
+  std::vector<std::string> out;
+  if (k == 0 || probe_order_.size() <= 1) return out;
+  auto eligible = [&](const std::string& id) {
+    if (id == self_id_ || id == exclude) return false;
+    if (std::find(out.begin(), out.end(), id) != out.end()) return false;
+    const NodeState& st = nodes_.at(id);
+    if (st.m.status == MemberStatus::alive || st.m.status == MemberStatus::suspect) return true;
+    // Gossip to the recently dead: if they were wrongly declared, they
+    // learn it and refute.
+    return include_recent_dead && st.m.status == MemberStatus::dead &&
+           now - st.state_change < config_.gossip_to_dead_time;
+  };
+  // Rejection sampling keeps this O(k) in large clusters; a bounded number
+  // of tries, then a linear pass so small or mostly-dead lists still work.
+  std::uniform_int_distribution<size_t> pick(0, probe_order_.size() - 1);
+  for (size_t tries = 0; tries < 4 * k + 8 && out.size() < k; ++tries) {
+    const std::string& id = probe_order_[pick(rng_)];
+    if (eligible(id)) out.push_back(id);
+  }
+  if (out.size() < k) {
+    std::vector<std::string> rest;
+    for (const auto& id : probe_order_)
+      if (eligible(id)) rest.push_back(id);
+    std::shuffle(rest.begin(), rest.end(), rng_);
+    for (auto& id : rest) {
+      if (out.size() >= k) break;
+      out.push_back(std::move(id));
+    }
+  }
+  return out;
+}
+
+void Memberlist::adjust_awareness(int delta) {
+  int v = static_cast<int>(awareness_) + delta;
+  int max = static_cast<int>(config_.awareness_max_multiplier) - 1;
+  awareness_ = static_cast<unsigned>(std::clamp(v, 0, std::max(0, max)));
+}
+
+}  // namespace swarmnet::gossip
