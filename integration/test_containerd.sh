@@ -107,6 +107,8 @@ sweep_stale() {
 }
 
 say "swarmnet + containerd integration test ($TAG)"
+# ctest gives 600 s and then SIGKILLs; stop before that so the cleanups run.
+watchdog "${SWARMNET_IT_TIMEOUT:-420}"
 containerd_ensure
 busybox_image_ensure
 sweep_stale

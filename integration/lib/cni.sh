@@ -123,7 +123,7 @@ cni_conflist_del() {
       ".plugins[$i] + {cniVersion: \$v, name: \$n} + (if \$p == null then {} else {prevResult: \$p} end)" "$conflist")
     type=$(jq -r .type <<<"$conf")
     bin=$(cni_find_plugin "$type") || { warn "CNI plugin $type not found in $CNI_SEARCH_PATH"; rc=1; continue; }
-    if ! out=$(_cni_in_netns "$hostns" env CNI_COMMAND=DEL CNI_CONTAINERID="$cid" CNI_NETNS="$netns" \
+    if ! out=$(_cni_in_netns "$hostns" timeout 60 env CNI_COMMAND=DEL CNI_CONTAINERID="$cid" CNI_NETNS="$netns" \
       CNI_IFNAME="$ifname" CNI_PATH="$CNI_SEARCH_PATH" "$bin" <<<"$conf"); then
       warn "CNI DEL by $type failed: $out"
       rc=1

@@ -10,6 +10,8 @@
 #   on_exit CMD...       push a cleanup command; all run in reverse order on any exit
 #   wait_for SECS CMD... retry CMD every 0.1 s until it succeeds or SECS pass
 #   require_root
+#   watchdog SECS        SIGTERM this script after SECS (so its cleanups still run:
+#                        ctest's own timeout kills with SIGKILL, which skips them)
 #
 # Cleanups run on EXIT (also after `set -e` failures) and on INT/TERM/HUP. Each
 # one runs with errexit off, so one failing cleanup does not skip the others.
@@ -26,6 +28,15 @@ SWARMNET_BIN_DIR="${SWARMNET_BIN_DIR:-$SWARMNET_BUILD_DIR/bin}"
 
 _SWARMNET_FAILURES=0
 _SWARMNET_CLEANUPS=()
+# The script's own stdout/stderr: a signal can arrive while a command runs with
+# its output sent to /dev/null, and the cleanups must still be heard.
+# Programs started in the background must not keep them: close them there with
+# `{_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&-` (a daemon holding a CI pipe open
+# would keep the CI run from ending).
+# Programs started in the background must not keep copies: close them there
+# with `{_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&-` (a daemon holding a CI
+# pipe open would keep the CI run from ending).
+exec {_SWARMNET_STDOUT}>&1 {_SWARMNET_STDERR}>&2
 
 say()  { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -50,6 +61,7 @@ _swarmnet_run_cleanups() {
   local rc=$?
   trap - EXIT
   set +e
+  exec 1>&"$_SWARMNET_STDOUT" 2>&"$_SWARMNET_STDERR"
   local i
   for ((i = ${#_SWARMNET_CLEANUPS[@]} - 1; i >= 0; i--)); do
     eval "${_SWARMNET_CLEANUPS[i]}"
@@ -96,4 +108,21 @@ need_bin() {
   local p="$SWARMNET_BIN_DIR/$1"
   [[ -x "$p" ]] || die "$p not found: build first (scripts/build)"
   echo "$p"
+}
+
+# watchdog SECS: after SECS, SIGTERM this shell, whose trap then runs every
+# cleanup. Bash handles the signal once the current foreground command ends, so
+# the helpers bound every command that could hang with `timeout`.
+watchdog() {
+  local secs="$1" me=$$
+  (
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$secs" &
+    s=$!
+    wait "$s"
+    echo "watchdog: still running after $secs s: stopping (cleanups run)" >&2
+    kill -TERM "$me"
+  ) &
+  _SWARMNET_WATCHDOG=$!
+  on_exit 'kill -TERM "$_SWARMNET_WATCHDOG" 2>/dev/null; wait "$_SWARMNET_WATCHDOG" 2>/dev/null || true'
 }

@@ -32,7 +32,9 @@ _CONTAINERD_PID=""
 _CONTAINERD_MADE_ETC_CNI=0
 declare -A _CTR_FG_PIDS=()
 
-ctr_() { ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" "$@"; }
+# Every ctr call is bounded: a hung one would keep a test (and its cleanup) forever.
+CTR_TIMEOUT="${CTR_TIMEOUT:-60}"
+ctr_() { timeout "$CTR_TIMEOUT" ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" "$@"; }
 
 # ctr_has container|task|image NAME. The list is read whole before matching:
 # `ctr ... | grep -q` under pipefail fails at random (SIGPIPE to ctr).
@@ -56,7 +58,7 @@ containerd_ensure() {
   [[ -e /etc/cni ]] && _CONTAINERD_MADE_ETC_CNI=0 || _CONTAINERD_MADE_ETC_CNI=1
   local log="$SWARMNET_RUN_DIR/containerd.log"
   say "starting containerd (log: $log)"
-  containerd --address "$CONTAINERD_ADDRESS" >"$log" 2>&1 </dev/null &
+  containerd --address "$CONTAINERD_ADDRESS" >"$log" 2>&1 </dev/null {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _CONTAINERD_PID=$!
   on_exit containerd_stop
   if ! wait_for 30 containerd_answers; then
@@ -145,7 +147,7 @@ ctr_task_running() { ctr_ task ls 2>/dev/null | awk -v id="$1" '$1 == id && $3 =
 ctr_run_detached() {
   local id="$1" ns="${2:-}"
   info "ctr run --cni -d $SWARMNET_IMAGE $id${ns:+ (CNI plugins run in host netns $ns)}"
-  _in_netns "$ns" ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" \
+  _in_netns "$ns" timeout "$CTR_TIMEOUT" ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" \
     run --cni -d "$SWARMNET_IMAGE" "$id" sleep 100000 </dev/null
 }
 
@@ -155,7 +157,7 @@ ctr_run_foreground() {
   log="$SWARMNET_RUN_DIR/ctr-$id.log"
   info "ctr run --rm --cni $SWARMNET_IMAGE $id (in the background; ctr tears the network down when it ends)${ns:+ (host netns $ns)}"
   _in_netns "$ns" ctr --address "$CONTAINERD_ADDRESS" --namespace "$SWARMNET_CTR_NAMESPACE" \
-    run --rm --cni "$SWARMNET_IMAGE" "$id" sleep 100000 </dev/null >"$log" 2>&1 &
+    run --rm --cni "$SWARMNET_IMAGE" "$id" sleep 100000 </dev/null >"$log" 2>&1 {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _CTR_FG_PIDS[$id]=$!
   if ! wait_for 30 ctr_task_running "$id"; then
     cat "$log" >&2 || true

@@ -17,7 +17,7 @@ SWARMNETD_LOG=""
 
 snctl() {
   local sock="$1"; shift
-  "$SWARMNET_BIN_DIR/swarmnetctl" --socket "$sock" "$@"
+  timeout 30 "$SWARMNET_BIN_DIR/swarmnetctl" --socket "$sock" "$@"
 }
 
 swarmnetd_answers() { snctl "$1" network ls >/dev/null 2>&1; }
@@ -31,7 +31,7 @@ swarmnetd_start() {
   say "starting swarmnetd (state $state, API $sock${ns:+, host netns $ns}, log $SWARMNETD_LOG)"
   local cmd=("$bin" --state-dir "$state" --api-socket "$sock" --log-level "${SWARMNETD_LOG_LEVEL:-debug}")
   if [[ -n "$ns" ]]; then cmd=(ip netns exec "$ns" "${cmd[@]}"); fi
-  "${cmd[@]}" >"$SWARMNETD_LOG" 2>&1 </dev/null &
+  "${cmd[@]}" >"$SWARMNETD_LOG" 2>&1 </dev/null {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _SWARMNETD_PID=$!
   on_exit swarmnetd_stop
   if ! wait_for 20 swarmnetd_answers "$sock"; then
