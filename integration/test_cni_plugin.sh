@@ -73,6 +73,8 @@ conf_for() {  # NETWORK VERSION [extra JSON merged in]
     '{cniVersion: $v, name: $n, type: "swarmnet", daemonSocket: $s} + $x'
 }
 in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
+jqq() { jq -e "$@" >/dev/null; }
+ping1() { ip netns exec "$1" ping -q -c1 -W2 "$2" >/dev/null 2>&1; }
 addr_of() { jq -r '.ips[0].address' <<<"$1" | cut -d/ -f1; }
 
 snctl "$SOCK" network create front --subnet 10.77.0.0/24 >/dev/null
@@ -90,7 +92,7 @@ cni "$PLUGIN" ADD c1 "$P-c1" eth0 "$CONF" "IgnoreUnknown=1;K8S_POD_NAME=c1;SWARM
 expect_ok "ADD c1"
 R1="$OUT"
 check "ADD result has cniVersion 1.1.0, 2 interfaces, sandbox and mtu" \
-  jq -e --arg ns "/var/run/netns/$P-c1" '.cniVersion == "1.1.0" and (.interfaces | length) == 2
+  jqq --arg ns "/var/run/netns/$P-c1" '.cniVersion == "1.1.0" and (.interfaces | length) == 2
     and .interfaces[1].sandbox == $ns and .interfaces[1].mtu > 0 and .ips[0].interface == 1
     and .routes[0].dst == "0.0.0.0/0" and .dns.nameservers[0] == "10.77.0.1"' <<<"$R1"
 A1=$(addr_of "$R1")
@@ -106,9 +108,9 @@ cni "$PLUGIN" ADD c2 "$P-c2" eth0 "$CONF"
 expect_ok "ADD c2"
 A2=$(addr_of "$OUT")
 check "c1 and c2 got distinct addresses ($A1, $A2)" test "$A1" != "$A2"
-check "ping c1 -> c2 ($A2)" in_ns "$P-c1" ping -c1 -W2 "$A2"
-check "ping c2 -> c1 ($A1)" in_ns "$P-c2" ping -c1 -W2 "$A1"
-check "ping c1 -> gateway ($GW)" in_ns "$P-c1" ping -c1 -W2 "$GW"
+check "ping c1 -> c2 ($A2)" ping1 "$P-c1" "$A2"
+check "ping c2 -> c1 ($A1)" ping1 "$P-c2" "$A1"
+check "ping c1 -> gateway ($GW)" ping1 "$P-c1" "$GW"
 
 # CHECK notices an address removed behind its back.
 ip -n "$P-c1" addr del "$A1/$(jq -r '.ips[0].address' <<<"$R1" | cut -d/ -f2)" dev eth0
@@ -200,7 +202,7 @@ expect_ok "ADD g1"
 cni "$PLUGIN" GC "" "" "" "$(jq -c '. + {"cni.dev/valid-attachments": [{containerID: "c1", ifname: "eth0"}]}' <<<"$CONF")"
 expect_ok "GC keeping only c1"
 check "GC left exactly c1 on front" test "$(endpoints front)" == 1
-check "c1 still reaches the gateway after GC" in_ns "$P-c1" ping -c1 -W2 "$GW"
+check "c1 still reaches the gateway after GC" ping1 "$P-c1" "$GW"
 cni "$PLUGIN" DEL g1 "$P-g1" eth0 "$CONF"
 expect_ok "DEL g1 after GC released it"
 
@@ -208,21 +210,43 @@ expect_ok "DEL g1 after GC released it"
 say "100 concurrent ADDs"
 BURST=$(conf_for burst 1.0.0)
 for i in $(seq 1 100); do ip netns add "$P-b$i"; done
-start=$(date +%s.%N)
+start=$(date +%s%N)
+# `wait` alone would also wait for swarmnetd: wait for these pids only.
+pids=()
 for i in $(seq 1 100); do
   (cni "$PLUGIN" ADD "b$i" "$P-b$i" eth0 "$BURST"; echo "$RC" >"$TMP/b$i.rc"; echo "$OUT" >"$TMP/b$i.out") &
+  pids+=($!)
 done
-wait
-elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+wait "${pids[@]}"
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 ok=$(cat "$TMP"/b*.rc | grep -c '^0$' || true)
 distinct=$(for i in $(seq 1 100); do jq -r '.ips[0].address // empty' "$TMP/b$i.out"; done | sort -u | wc -l)
-check "100 concurrent ADDs succeeded ($ok ok, ${elapsed}s)" test "$ok" == 100
+check "100 concurrent ADDs succeeded ($ok ok, ${elapsed_ms} ms for the burst)" test "$ok" == 100
 check "100 distinct addresses" test "$distinct" == 100
 check "daemon holds 100 endpoints on burst" test "$(endpoints burst)" == 100
-for i in $(seq 1 100); do (cni "$PLUGIN" DEL "b$i" "$P-b$i" eth0 "$BURST"; echo "$RC" >"$TMP/d$i.rc") & done
-wait
+pids=()
+for i in $(seq 1 100); do
+  (cni "$PLUGIN" DEL "b$i" "$P-b$i" eth0 "$BURST"; echo "$RC" >"$TMP/d$i.rc") &
+  pids+=($!)
+done
+wait "${pids[@]}"
 check "100 concurrent DELs succeeded" test "$(cat "$TMP"/d*.rc | grep -c '^0$' || true)" == 100
 check "burst network empty again" test "$(endpoints burst)" == 0
+
+# A figure, not a check: sequential ADD and DEL wall time, plugin process included.
+adds=()
+dels=()
+for i in $(seq 1 20); do
+  t0=$(date +%s%N)
+  cni "$PLUGIN" ADD "b$i" "$P-b$i" eth0 "$BURST"
+  t1=$(date +%s%N)
+  cni "$PLUGIN" DEL "b$i" "$P-b$i" eth0 "$BURST"
+  t2=$(date +%s%N)
+  adds+=($(((t1 - t0) / 1000)))
+  dels+=($(((t2 - t1) / 1000)))
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+info "sequential ADD p50 $(median "${adds[@]}") us, DEL p50 $(median "${dels[@]}") us (20 runs, incl. ip netns exec)"
 
 # ---------------------------------------------------------------- chaining
 say "conflist: swarmnet, then portmap, bandwidth, tuning (cniVersion 1.0.0)"
@@ -243,15 +267,23 @@ for conf in "${CHAIN[@]}"; do
   if [[ "$RC" == 0 ]]; then pass "chained ADD: $type"; prev="$OUT"; else fail "chained ADD: $type ($OUT)"; chain_ok=0; break; fi
 done
 if ((chain_ok)); then
-  check "final result still carries swarmnet's address" jq -e '.ips[0].address | startswith("10.77.0.")' <<<"$prev"
+  check "final result still carries swarmnet's address" jqq '.ips[0].address | startswith("10.77.0.")' <<<"$prev"
   check "tuning applied in the container (somaxconn 512)" \
     bash -c "[[ \$(ip netns exec '$P-ch' sysctl -n net.core.somaxconn) == 512 ]]"
-  check "ping chained container -> c1" in_ns "$P-ch" ping -c1 -W2 "$A1"
+  check "ping chained container -> c1" ping1 "$P-ch" "$A1"
   for conf in "${CHAIN[@]}"; do
     type=$(jq -r .type <<<"$conf")
     cni "$(plugin_bin "$type")" CHECK ch "$P-ch" eth0 "$(jq -c --argjson r "$prev" '. + {prevResult: $r}' <<<"$conf")"
+    if [[ "$type" == portmap && "$RC" != 0 && "$OUT" == *"could not check ipv6 dnat"* ]]; then
+      # Debian's portmap (plugins 1.1.1) checks IPv6 rules it never made for an
+      # IPv4-only attachment: containernetworking/plugins#819, not ours.
+      echo "SKIP: chained CHECK: portmap (upstream bug containernetworking/plugins#819)"
+      continue
+    fi
     expect_ok "chained CHECK: $type"
   done
+  check "portmap installed its IPv4 DNAT for host port 18080" \
+    bash -c "ip netns exec '$HOSTNS' iptables -t nat -S | grep -q 'dport 18080'"
 fi
 for ((i = ${#CHAIN[@]} - 1; i >= 0; i--)); do
   conf="${CHAIN[i]}"
@@ -280,8 +312,8 @@ BGW=$(sn_network_field "$SOCK" back .gateway)
 check "addresses from the swarmnet network back ($I1, $I2)" \
   bash -c "[[ '$I1' == 10.78.0.* && '$I2' == 10.78.0.* && '$I1' != '$I2' ]]"
 check "daemon holds 2 endpoints on back" test "$(endpoints back)" == 2
-check "ping i1 -> i2 over the reference bridge" in_ns "$P-i1" ping -c1 -W2 "$I2"
-check "ping i1 -> bridge gateway $BGW" in_ns "$P-i1" ping -c1 -W2 "$BGW"
+check "ping i1 -> i2 over the reference bridge" ping1 "$P-i1" "$I2"
+check "ping i1 -> bridge gateway $BGW" ping1 "$P-i1" "$BGW"
 cni "$REF/bridge" CHECK i2 "$P-i2" eth0 "$(jq -c --argjson r "$IRES" '. + {prevResult: $r}' <<<"$BR")"
 expect_ok "bridge+swarmnet-ipam CHECK i2"
 cni "$REF/bridge" DEL i1 "$P-i1" eth0 "$BR"
