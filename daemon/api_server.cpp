@@ -17,6 +17,7 @@
 
 #include "common/error.hpp"
 #include "common/json_fields.hpp"
+#include "daemon/cluster.hpp"
 
 namespace swarmnet::daemon {
 
@@ -98,8 +99,20 @@ json::value encode_list(const std::vector<T>& items) {
   return a;
 }
 
-HttpReply route(Controller& c, const std::string& method, const std::vector<std::string>& p,
-                const std::string& body) {
+Cluster& need_cluster(Cluster* cluster) {
+  if (!cluster) throw Error(Errc::unavailable, "this daemon has no cluster support");
+  return *cluster;
+}
+
+Ipv4Address advertise_of(const json::object& o) {
+  const std::string text = json_fields::required_string(o, "advertise_addr");
+  auto ip = Ipv4Address::try_parse(text);
+  if (!ip) throw Error(Errc::invalid_argument, "advertise_addr \"" + text + "\" is not an IPv4 address");
+  return *ip;
+}
+
+HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
+                const std::vector<std::string>& p, const std::string& body) {
   auto is = [&](std::initializer_list<const char*> fixed) {
     if (p.size() < fixed.size()) return false;
     size_t i = 0;
@@ -138,6 +151,22 @@ HttpReply route(Controller& c, const std::string& method, const std::vector<std:
       return {204, nullptr};
     }
   }
+  if (n == 2 && is({"v1", "cluster"}) && method == "GET") {
+    return {200, cluster ? need_cluster(cluster).status_json() : json::value(json::object{{"active", false}})};
+  }
+  if (n == 2 && is({"v1", "nodes"}) && method == "GET") return {200, need_cluster(cluster).nodes_json()};
+  if (n == 3 && is({"v1", "cluster", "init"}) && method == "POST") {
+    json::value v = json_fields::parse(body, "cluster init");
+    std::string token = need_cluster(cluster).init(advertise_of(json_fields::as_object(v, "body")));
+    return {201, json::object{{"token", token}}};
+  }
+  if (n == 3 && is({"v1", "cluster", "token"}) && method == "GET") {
+    return {200, json::object{{"token", need_cluster(cluster).token()}}};
+  }
+  if (n == 3 && is({"v1", "cluster", "rotate-key"}) && method == "POST") {
+    need_cluster(cluster).rotate_key();
+    return {202, json::object{{"status", "rotation started"}}};
+  }
   if (n == 4 && is({"v1", "networks", "*", "gc"}) && method == "POST") {
     return {200, json::value_from(c.gc(p[2], decode<api::GcRequest>(body, "gc request")))};
   }
@@ -150,10 +179,10 @@ HttpReply route(Controller& c, const std::string& method, const std::vector<std:
 
 }  // namespace
 
-HttpReply handle_request(Controller& controller, const std::string& method,
+HttpReply handle_request(Controller& controller, Cluster* cluster, const std::string& method,
                          const std::string& target, const std::string& body) {
   try {
-    return route(controller, method, split_path(target), body);
+    return route(controller, cluster, method, split_path(target), body);
   } catch (const BlockNeeded& e) {
     HttpReply r = error_reply(e.code(), e.what());
     r.block_needed_for = e.network_id();
@@ -170,7 +199,45 @@ HttpReply handle_request(Controller& controller, const std::string& method,
 
 namespace {
 
-asio::awaitable<void> serve_connection(local::socket socket, Controller& controller) {
+// join and leave finish later (the gossip exchange): the reply waits for them.
+struct Pending {
+  bool finished = false;
+  std::optional<std::string> error;
+  asio::steady_timer timer;
+  explicit Pending(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+};
+
+asio::awaitable<HttpReply> cluster_async(Cluster& cluster, const std::string& what,
+                                         const std::string& body) {
+  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
+  auto finish = [pending](std::optional<std::string> error) {
+    pending->finished = true;
+    pending->error = std::move(error);
+    pending->timer.cancel();
+  };
+  try {
+    if (what == "join") {
+      json::value v = json_fields::parse(body, "cluster join");
+      const auto& o = json_fields::as_object(v, "body");
+      cluster.join(json_fields::required_string(o, "token"), advertise_of(o), finish);
+    } else {
+      cluster.leave([finish] { finish(std::nullopt); });
+    }
+  } catch (const Error& e) {
+    co_return error_reply(e.code(), e.what());
+  }
+  if (!pending->finished) {
+    pending->timer.expires_after(std::chrono::seconds(30));
+    boost::system::error_code ec;
+    co_await pending->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!pending->finished) co_return error_reply(Errc::unavailable, "cluster " + what + " timed out");
+  if (pending->error) co_return error_reply(Errc::unavailable, "cluster " + what + ": " + *pending->error);
+  co_return HttpReply{200, json::object{{"status", what == "join" ? "joined" : "left"}}};
+}
+
+asio::awaitable<void> serve_connection(local::socket socket, Controller& controller,
+                                       Cluster* cluster) {
   beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy> stream(
       std::move(socket));
   beast::flat_buffer buffer;
@@ -181,8 +248,15 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
       stream.expires_after(kIdleTimeout);
       co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
       auto& req = parser.get();
-      HttpReply reply = handle_request(controller, std::string(req.method_string()),
-                                       std::string(req.target()), req.body());
+      const std::string target(req.target());
+      HttpReply reply;
+      if (cluster && req.method() == http::verb::post &&
+          (target == "/v1/cluster/join" || target == "/v1/cluster/leave")) {
+        reply = co_await cluster_async(*cluster, target.substr(12), req.body());
+      } else {
+        reply = handle_request(controller, cluster, std::string(req.method_string()), target,
+                               req.body());
+      }
       // Out of addresses here but other nodes own blocks: ask, wait for a
       // block to arrive by gossip, retry; the caller sees only the outcome.
       for (int attempt = 0; !reply.block_needed_for.empty() && attempt < kBlockWaitSteps; ++attempt) {
@@ -190,8 +264,8 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
         asio::steady_timer timer(co_await asio::this_coro::executor);
         timer.expires_after(kBlockWaitStep);
         co_await timer.async_wait(asio::use_awaitable);
-        reply = handle_request(controller, std::string(req.method_string()),
-                               std::string(req.target()), req.body());
+        reply = handle_request(controller, cluster, std::string(req.method_string()), target,
+                               req.body());
       }
       http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
       res.set(http::field::server, "swarmnetd");
@@ -227,7 +301,8 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
   stream.socket().shutdown(local::socket::shutdown_send, ignored);
 }
 
-asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller) {
+asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller,
+                                  Cluster* cluster) {
   for (;;) {
     boost::system::error_code ec;
     local::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -236,15 +311,20 @@ asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& control
       spdlog::warn("api accept: {}", ec.message());
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller),
+    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster),
                    asio::detached);
   }
 }
 
 }  // namespace
 
-ApiServer::ApiServer(asio::io_context& io, Controller& controller, std::string socket_path)
-    : io_(io), controller_(controller), socket_path_(std::move(socket_path)), acceptor_(io) {
+ApiServer::ApiServer(asio::io_context& io, Controller& controller, Cluster* cluster,
+                     std::string socket_path)
+    : io_(io),
+      controller_(controller),
+      cluster_(cluster),
+      socket_path_(std::move(socket_path)),
+      acceptor_(io) {
   namespace fs = std::filesystem;
   fs::path dir = fs::path(socket_path_).parent_path();
   if (!dir.empty()) {
@@ -271,7 +351,7 @@ ApiServer::ApiServer(asio::io_context& io, Controller& controller, std::string s
   if (ec) throw Error(Errc::internal, "cannot bind " + socket_path_ + ": " + ec.message());
   ::chmod(socket_path_.c_str(), 0600);
   acceptor_.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(io_, accept_loop(acceptor_, controller_), asio::detached);
+  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_), asio::detached);
   spdlog::info("API listening on {}", socket_path_);
 }
 

@@ -10,6 +10,10 @@
 #include "daemon/controller.hpp"
 
 namespace swarmnet::daemon {
+class Cluster;
+}
+
+namespace swarmnet::daemon {
 
 struct HttpReply {
   HttpReply(unsigned s = 200, boost::json::value b = nullptr) : status(s), body(std::move(b)) {}
@@ -23,14 +27,16 @@ struct HttpReply {
 // Routes one request to the controller. Never throws: errors become the
 // API's error body with the matching status. Separate from the socket code
 // so tests can drive it directly.
-HttpReply handle_request(Controller& controller, const std::string& method,
+// `cluster` may be null (a daemon built without one, or unit tests).
+HttpReply handle_request(Controller& controller, Cluster* cluster, const std::string& method,
                          const std::string& target, const std::string& body);
 
 class ApiServer {
  public:
   // Binds the socket (mode 0600; a stale socket file is replaced, a live one
   // is an Error(conflict)) and starts accepting.
-  ApiServer(boost::asio::io_context& io, Controller& controller, std::string socket_path);
+  ApiServer(boost::asio::io_context& io, Controller& controller, Cluster* cluster,
+            std::string socket_path);
   ~ApiServer();
 
   // Stops accepting and removes the socket file.
@@ -39,6 +45,7 @@ class ApiServer {
  private:
   boost::asio::io_context& io_;
   Controller& controller_;
+  Cluster* cluster_;
   std::string socket_path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
 };

@@ -415,16 +415,23 @@ void Controller::remove_network(const std::string& name_or_id) {
   const NetworkRecord network = resolve(name_or_id);
   size_t count = 0;
   std::string example;
+  std::vector<std::string> orphans;  // endpoints of nodes that are gone
   for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.network_id == network.id) {
-      if (count++ == 0) example = e.value.container_id;
+    if (e.deleted || e.value.network_id != network.id) continue;
+    if (!alive(e.value.node)) {
+      orphans.push_back(key);
+      continue;
     }
+    if (count++ == 0) example = e.value.container_id;
   }
   if (count > 0) {
     throw Error(Errc::conflict, "network " + network.name + " has " + std::to_string(count) +
                                     " endpoint(s) (e.g. container " + example +
                                     "); remove them first");
   }
+  // A node that died or left cannot delete its endpoints any more: they go
+  // with the network.
+  for (const auto& key : orphans) store_.erase_endpoint(key);
   dataplane_.remove_network(bridge_name(network.id));
   std::vector<std::string> blocks;
   for (const auto& [key, e] : store_.blocks()) {
@@ -433,7 +440,9 @@ void Controller::remove_network(const std::string& name_or_id) {
   for (const auto& key : blocks) store_.erase_block(key);
   store_.erase_network(network.id);
   spaces_.erase(network.id);
-  spdlog::info("network {} removed", network.name);
+  spdlog::info("network {} removed{}", network.name,
+               orphans.empty() ? "" : " with " + std::to_string(orphans.size()) +
+                                          " endpoint(s) of nodes no longer in the cluster");
 }
 
 std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& network_name,

@@ -13,6 +13,7 @@
 #include "common/log.hpp"
 #include "common/version.hpp"
 #include "daemon/api_server.hpp"
+#include "daemon/cluster.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
 #include "daemon/store.hpp"
@@ -52,10 +53,14 @@ int main(int argc, char** argv) {
   std::string log_file;
   std::string node_name = hostname();
   uint16_t vxlan_port = 4789;
+  swarmnet::daemon::ClusterOptions cluster_options;
   app.add_option("--state-dir", state_dir, "Directory for the journal and snapshot")
       ->capture_default_str();
   app.add_option("--api-socket", socket, "Unix socket of the API (mode 0600)")->capture_default_str();
   app.add_option("--node-name", node_name, "Name of this node")->capture_default_str();
+  app.add_option("--gossip-port", cluster_options.gossip_port,
+                 "TCP and UDP port of the cluster's gossip")
+      ->capture_default_str();
   app.add_option("--vxlan-port", vxlan_port, "UDP port of the overlay's VXLAN tunnels")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
@@ -74,7 +79,9 @@ int main(int argc, char** argv) {
     controller.reconcile();
 
     boost::asio::io_context io(1);
-    swarmnet::daemon::ApiServer server(io, controller, socket);
+    swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
+    cluster.resume();
+    swarmnet::daemon::ApiServer server(io, controller, &cluster, socket);
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;

@@ -17,7 +17,7 @@ struct Fixture {
   daemon::Controller controller{store, dataplane, "test"};
   daemon::HttpReply call(const std::string& method, const std::string& target,
                          const std::string& body = "") {
-    return daemon::handle_request(controller, method, target, body);
+    return daemon::handle_request(controller, nullptr, method, target, body);
   }
 };
 std::string code(const daemon::HttpReply& r) {

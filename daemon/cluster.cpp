@@ -1,0 +1,407 @@
+#include "daemon/cluster.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdio>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/json_fields.hpp"
+
+namespace swarmnet::daemon {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kTokenPrefix = "SWMTKN-1-";
+constexpr const char* kSettingsFile = "cluster.json";
+// A node asks for a block at most this often per network.
+constexpr auto kBlockRequestInterval = 500ms;
+// Between the steps of a key rotation: long enough for a broadcast to reach
+// every node (and, if lost, for push/pull to repair it on small clusters).
+constexpr auto kRotationStep = 5s;
+constexpr auto kLeaveTimeout = 3s;
+
+gossip::Address parse_address(const std::string& text, uint16_t default_port) {
+  auto colon = text.rfind(':');
+  std::string ip = colon == std::string::npos ? text : text.substr(0, colon);
+  uint16_t port = default_port;
+  if (colon != std::string::npos) {
+    const std::string p = text.substr(colon + 1);
+    unsigned long v = 0;
+    try {
+      size_t used = 0;
+      v = std::stoul(p, &used);
+      if (used != p.size() || v == 0 || v > 65535) throw std::invalid_argument(p);
+    } catch (const std::exception&) {
+      throw Error(Errc::invalid_argument, "invalid port in \"" + text + "\"");
+    }
+    port = static_cast<uint16_t>(v);
+  }
+  return gossip::Address{Ipv4Address::parse(ip), port};
+}
+
+std::vector<uint8_t> to_bytes(const json::value& v) {
+  const std::string s = json::serialize(v);
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+std::optional<json::value> from_bytes(std::span<const uint8_t> data) {
+  boost::system::error_code ec;
+  json::value v = json::parse(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()), ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+std::string JoinToken::str() const {
+  return std::string(kTokenPrefix) + gossip::Keyring::key_to_base64(key) + "-" + gossip::to_string(seed);
+}
+
+JoinToken JoinToken::parse(const std::string& text) {
+  const std::string bad = "invalid join token (expected SWMTKN-1-KEY-IP:PORT, as printed by "
+                          "`swarmnetctl cluster init`)";
+  if (text.rfind(kTokenPrefix, 0) != 0) throw Error(Errc::invalid_argument, bad);
+  const std::string rest = text.substr(std::string(kTokenPrefix).size());
+  const auto dash = rest.rfind('-');
+  if (dash == std::string::npos) throw Error(Errc::invalid_argument, bad);
+  JoinToken t;
+  try {
+    t.key = gossip::Keyring::key_from_base64(rest.substr(0, dash));
+    t.seed = parse_address(rest.substr(dash + 1), 7946);
+  } catch (const Error& e) {
+    throw Error(Errc::invalid_argument, bad + ": " + e.what());
+  }
+  return t;
+}
+
+Cluster::Cluster(boost::asio::io_context& io, Store& store, Controller& controller,
+                 std::string state_dir, std::string node_name, ClusterOptions options)
+    : io_(io),
+      store_(store),
+      controller_(controller),
+      state_dir_(std::move(state_dir)),
+      node_name_(std::move(node_name)),
+      options_(std::move(options)) {
+  listener_id_ = store_.add_change_listener(
+      [this](const std::string&, const std::string&, const Store::Line* local) {
+        if (local && node_) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*local}}});
+      });
+}
+
+Cluster::~Cluster() {
+  store_.remove_change_listener(listener_id_);
+  if (node_) node_->stop();
+  controller_.set_membership(nullptr, std::nullopt);
+}
+
+void Cluster::resume() {
+  auto text = read_file(state_dir_ + "/" + kSettingsFile);
+  if (!text) return;
+  try {
+    json::value v = json_fields::parse(*text, kSettingsFile);
+    const auto& o = json_fields::as_object(v, kSettingsFile);
+    const Ipv4Address advertise = Ipv4Address::parse(json_fields::required_string(o, "advertise"));
+    std::vector<gossip::Keyring::Key> keys;
+    for (const auto& k : json_fields::string_array(o, "keys")) {
+      keys.push_back(gossip::Keyring::key_from_base64(k));
+    }
+    if (keys.empty()) throw Error(Errc::invalid_argument, "no cluster key");
+    const uint64_t version = json_fields::optional_uint(o, "keys_version", UINT64_MAX).value_or(1);
+    std::vector<gossip::Address> peers;
+    for (const auto& p : json_fields::string_array(o, "peers")) {
+      peers.push_back(parse_address(p, options_.gossip_port));
+    }
+    start(advertise, std::move(keys), version);
+    spdlog::info("cluster: resuming as {} with {} known peer(s)", advertise.str(), peers.size());
+    if (!peers.empty()) {
+      node_->join(peers, [](std::optional<std::string> error) {
+        if (error) spdlog::warn("cluster: rejoin: {} (will keep trying through gossip)", *error);
+      });
+    }
+  } catch (const std::exception& e) {
+    throw Error(Errc::internal, "cannot resume the cluster from " + state_dir_ + "/" +
+                                    kSettingsFile + ": " + e.what());
+  }
+}
+
+void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys,
+                    uint64_t keys_version) {
+  advertise_ = advertise;
+  keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
+  keys_version_ = keys_version;
+  node_ = std::make_unique<gossip::Node>(io_, options_.gossip, store_.node_id(), node_name_,
+                                         gossip::Address{advertise, options_.gossip_port},
+                                         *keyring_, *this);
+  node_->start();
+  members_.clear();
+  members_[store_.node_id()] = gossip::Member{store_.node_id(), node_name_,
+                                              gossip::Address{advertise, options_.gossip_port}, 0,
+                                              gossip::MemberStatus::alive};
+  controller_.set_membership(this, advertise);
+  save();
+}
+
+void Cluster::stop() {
+  if (node_) node_->stop();
+  node_.reset();
+  keyring_.reset();
+  members_.clear();
+  advertise_.reset();
+  controller_.set_membership(nullptr, std::nullopt);
+}
+
+std::string Cluster::init(Ipv4Address advertise) {
+  if (node_) throw Error(Errc::conflict, "this node is already in a cluster; `cluster leave` first");
+  start(advertise, {gossip::Keyring::generate_key()}, 1);
+  spdlog::info("cluster: initialised on {}:{}", advertise.str(), options_.gossip_port);
+  return token();
+}
+
+void Cluster::join(const std::string& token_text, Ipv4Address advertise,
+                   std::function<void(std::optional<std::string>)> done) {
+  if (node_) throw Error(Errc::conflict, "this node is already in a cluster; `cluster leave` first");
+  JoinToken t = JoinToken::parse(token_text);
+  start(advertise, {t.key}, 0);  // version 0: the cluster's keyring wins
+  spdlog::info("cluster: joining through {}", gossip::to_string(t.seed));
+  node_->join({t.seed}, [this, done = std::move(done)](std::optional<std::string> error) {
+    // Not inside the node's callback: stop() destroys the node.
+    boost::asio::post(io_, [this, done, error] {
+      if (error) {
+        spdlog::error("cluster: join failed: {}", *error);
+        stop();
+        std::remove((state_dir_ + "/" + kSettingsFile).c_str());
+      } else {
+        spdlog::info("cluster: joined; {} member(s) known", members_.size());
+        save();
+      }
+      done(error);
+    });
+  });
+}
+
+void Cluster::leave(std::function<void()> done) {
+  if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
+  node_->leave(std::chrono::duration_cast<std::chrono::milliseconds>(kLeaveTimeout),
+               [this, done = std::move(done)] {
+                 spdlog::info("cluster: left");
+                 // Stopping inside the node's own callback would destroy it
+                 // mid-call: do it from the event loop.
+                 boost::asio::post(io_, [this, done] {
+                   stop();
+                   std::remove((state_dir_ + "/" + kSettingsFile).c_str());
+                   done();
+                 });
+               });
+}
+
+void Cluster::rotate_key() {
+  if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
+  const auto fresh = gossip::Keyring::generate_key();
+  auto old_keys = keyring_->keys();
+  // 1. Everyone learns the new key (still sealing with the old one).
+  std::vector<gossip::Keyring::Key> step1 = old_keys;
+  step1.push_back(fresh);
+  // 2. Everyone seals with the new key (and still opens the old).
+  std::vector<gossip::Keyring::Key> step2 = {fresh};
+  step2.insert(step2.end(), old_keys.begin(), old_keys.end());
+  // 3. The old keys are forgotten.
+  std::vector<gossip::Keyring::Key> step3 = {fresh};
+  auto publish = [this](const std::vector<gossip::Keyring::Key>& keys) {
+    json::array a;
+    for (const auto& k : keys) a.emplace_back(gossip::Keyring::key_to_base64(k));
+    json::value ring = json::object{{"version", keys_version_ + 1}, {"keys", std::move(a)}};
+    apply_keyring(ring);
+    broadcast(json::object{{"type", "keyring"}, {"keyring", ring}});
+  };
+  publish(step1);
+  spdlog::info("cluster: key rotation started (new key distributed)");
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, kRotationStep);
+  timer->async_wait([this, timer, publish, step2, step3](const boost::system::error_code& ec) {
+    if (ec || !node_) return;
+    publish(step2);
+    spdlog::info("cluster: key rotation: new key is primary");
+    timer->expires_after(kRotationStep);
+    timer->async_wait([this, timer, publish, step3](const boost::system::error_code& ec2) {
+      if (ec2 || !node_) return;
+      publish(step3);
+      spdlog::info("cluster: key rotation done: old key retired");
+    });
+  });
+}
+
+std::string Cluster::token() const {
+  if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
+  return JoinToken{keyring_->keys().front(), gossip::Address{*advertise_, options_.gossip_port}}.str();
+}
+
+json::value Cluster::nodes_json() const {
+  json::array a;
+  for (const auto& [id, m] : members_) {
+    a.push_back(json::object{{"id", m.id},
+                             {"name", m.name},
+                             {"address", gossip::to_string(m.addr)},
+                             {"status", std::string(gossip::to_string(m.status))},
+                             {"self", id == store_.node_id()}});
+  }
+  return a;
+}
+
+json::value Cluster::status_json() const {
+  json::object o{{"active", node_ != nullptr}};
+  if (node_) {
+    const auto s = node_->stats();
+    o["advertise"] = advertise_->str() + ":" + std::to_string(options_.gossip_port);
+    o["members"] = members_.size();
+    o["keys"] = keyring_->keys().size();
+    o["stats"] = json::object{{"packets_in", s.packets_in},       {"packets_out", s.packets_out},
+                              {"bytes_in", s.bytes_in},           {"bytes_out", s.bytes_out},
+                              {"auth_failures", s.auth_failures}, {"decode_failures", s.decode_failures},
+                              {"stream_failures", s.stream_failures}};
+  }
+  return o;
+}
+
+bool Cluster::is_alive(const std::string& node_id) const {
+  auto it = members_.find(node_id);
+  if (it == members_.end()) return false;
+  // A suspect is still alive until proven dead: its endpoints stay.
+  return it->second.status == gossip::MemberStatus::alive ||
+         it->second.status == gossip::MemberStatus::suspect;
+}
+
+std::optional<Ipv4Address> Cluster::address_of(const std::string& node_id) const {
+  auto it = members_.find(node_id);
+  if (it == members_.end()) return std::nullopt;
+  return it->second.addr.ip;
+}
+
+void Cluster::request_block(const std::string& network_id) {
+  if (!node_) return;
+  auto now = std::chrono::steady_clock::now();
+  auto& last = last_block_request_[network_id];
+  if (now - last < kBlockRequestInterval) return;
+  last = now;
+  spdlog::info("cluster: asking the other nodes for an address block of network {}", network_id);
+  broadcast(json::object{{"type", "block_request"}, {"network", network_id}, {"from", store_.node_id()}});
+}
+
+void Cluster::on_member_change(const gossip::Member& m) {
+  auto it = members_.find(m.id);
+  const bool changed = it == members_.end() || it->second.status != m.status || it->second.addr != m.addr;
+  members_[m.id] = m;
+  if (!changed) return;
+  spdlog::info("cluster: node {} ({}, {}) is {}", m.name, m.id.substr(0, 12), gossip::to_string(m.addr),
+               gossip::to_string(m.status));
+  controller_.on_membership_change();
+  save();  // remembers peers for a restart
+}
+
+void Cluster::on_user_message(std::span<const uint8_t> data) {
+  auto message = from_bytes(data);
+  if (!message) {
+    spdlog::warn("cluster: dropped a gossip message that is not a JSON object");
+    return;
+  }
+  handle_message(*message);
+}
+
+void Cluster::handle_message(const json::value& message) {
+  try {
+    const auto& o = message.as_object();
+    const std::string type = json_fields::required_string(o, "type");
+    if (type == "entries") {
+      const json::value* lines = json_fields::find(o, "lines");
+      if (!lines || !lines->is_array()) throw Error(Errc::invalid_argument, "entries without lines");
+      store_.merge(std::vector<json::value>(lines->as_array().begin(), lines->as_array().end()));
+    } else if (type == "block_request") {
+      controller_.donate_block(json_fields::required_string(o, "network"),
+                               json_fields::required_string(o, "from"));
+    } else if (type == "keyring") {
+      apply_keyring(o.at("keyring"));
+    } else {
+      spdlog::debug("cluster: ignoring gossip message of unknown type {}", type);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: dropped a gossip message: {}", e.what());
+  }
+}
+
+std::vector<uint8_t> Cluster::local_state() {
+  json::array entries;
+  for (auto& line : store_.replicated_entries()) entries.push_back(std::move(line));
+  return to_bytes(json::object{{"entries", std::move(entries)}, {"keyring", keyring_json()}});
+}
+
+void Cluster::merge_remote_state(std::span<const uint8_t> data) {
+  auto state = from_bytes(data);
+  if (!state) {
+    spdlog::warn("cluster: dropped a push/pull state that is not a JSON object");
+    return;
+  }
+  try {
+    const auto& o = state->as_object();
+    if (const json::value* ring = json_fields::find(o, "keyring")) apply_keyring(*ring);
+    if (const json::value* entries = json_fields::find(o, "entries"); entries && entries->is_array()) {
+      size_t changed = store_.merge(
+          std::vector<json::value>(entries->as_array().begin(), entries->as_array().end()));
+      if (changed) spdlog::info("cluster: push/pull brought {} change(s)", changed);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: dropped a push/pull state: {}", e.what());
+  }
+}
+
+json::value Cluster::keyring_json() const {
+  json::array a;
+  if (keyring_) {
+    for (const auto& k : keyring_->keys()) a.emplace_back(gossip::Keyring::key_to_base64(k));
+  }
+  return json::object{{"version", keys_version_}, {"keys", std::move(a)}};
+}
+
+void Cluster::apply_keyring(const json::value& ring) {
+  if (!keyring_) return;
+  const auto& o = json_fields::as_object(ring, "keyring");
+  const uint64_t version = json_fields::optional_uint(o, "version", UINT64_MAX).value_or(0);
+  if (version <= keys_version_) return;
+  std::vector<gossip::Keyring::Key> keys;
+  for (const auto& k : json_fields::string_array(o, "keys")) keys.push_back(gossip::Keyring::key_from_base64(k));
+  if (keys.empty()) throw Error(Errc::invalid_argument, "keyring without keys");
+  for (const auto& k : keys) keyring_->add_key(k);
+  keyring_->use_key(keys.front());
+  for (const auto& k : keyring_->keys()) {
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) keyring_->remove_key(k);
+  }
+  keys_version_ = version;
+  spdlog::info("cluster: keyring version {} ({} key(s))", version, keys.size());
+  save();
+}
+
+void Cluster::broadcast(const json::value& message) {
+  if (node_) node_->broadcast(to_bytes(message));
+}
+
+void Cluster::save() const {
+  if (!node_) return;
+  json::array keys;
+  for (const auto& k : keyring_->keys()) keys.emplace_back(gossip::Keyring::key_to_base64(k));
+  json::array peers;
+  for (const auto& [id, m] : members_) {
+    if (id != store_.node_id() && m.status != gossip::MemberStatus::left) {
+      peers.emplace_back(gossip::to_string(m.addr));
+    }
+  }
+  json::object o{{"advertise", advertise_->str()},
+                 {"keys", std::move(keys)},
+                 {"keys_version", keys_version_},
+                 {"peers", std::move(peers)}};
+  write_file_atomically(state_dir_, kSettingsFile, json::serialize(o) + "\n");
+}
+
+}  // namespace swarmnet::daemon

@@ -1,0 +1,103 @@
+// The cluster: this node's membership in the gossip cluster and what rides on
+// it. It joins the gossip layer (daemon/gossip) to the daemon's tables:
+//   - every local change of a replicated table is broadcast (piggybacked on
+//     gossip, a bounded number of retransmits), and every push/pull carries
+//     all replicated entries, so the tables converge after any partition;
+//   - membership answers the controller's "is that node alive, where is it";
+//   - address-block requests travel as broadcasts; owners answer by writing
+//     the new owner into the block table;
+//   - the keyring (cluster keys, primary first) is itself versioned state, so
+//     a rotation reaches every node by broadcast or, failing that, push/pull.
+// Cluster settings persist in STATE_DIR/cluster.json, so a restarted daemon
+// rejoins by itself.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "daemon/controller.hpp"
+#include "daemon/gossip/keyring.hpp"
+#include "daemon/gossip/node.hpp"
+#include "daemon/store.hpp"
+
+namespace swarmnet::daemon {
+
+struct ClusterOptions {
+  uint16_t gossip_port = 7946;
+  gossip::Config gossip;  // memberlist's LAN timings unless set
+};
+
+// "SWMTKN-1-<base64 key>-<ip>:<port>": what `cluster init` prints and
+// `cluster join` takes. It carries the secret key: treat it as a password.
+struct JoinToken {
+  gossip::Keyring::Key key;
+  gossip::Address seed;
+  std::string str() const;
+  static JoinToken parse(const std::string& text);  // Error(invalid_argument)
+};
+
+class Cluster final : public Membership, public gossip::Delegate {
+ public:
+  Cluster(boost::asio::io_context& io, Store& store, Controller& controller, std::string state_dir,
+          std::string node_name, ClusterOptions options);
+  ~Cluster() override;
+
+  // Rejoins the cluster saved in cluster.json, if any.
+  void resume();
+
+  // Starts a new cluster with this node alone; returns the join token.
+  std::string init(Ipv4Address advertise);
+  // Joins through the token's node. `done` gets an error message or nullopt.
+  void join(const std::string& token, Ipv4Address advertise,
+            std::function<void(std::optional<std::string>)> done);
+  // Tells the others we leave (they see "left"), then stops gossiping.
+  void leave(std::function<void()> done);
+  // Adds a new primary key, then retires the old ones, cluster-wide.
+  void rotate_key();
+
+  bool active() const { return node_ != nullptr; }
+  std::string token() const;
+  boost::json::value nodes_json() const;
+  boost::json::value status_json() const;
+
+  // Membership
+  bool is_alive(const std::string& node_id) const override;
+  std::optional<Ipv4Address> address_of(const std::string& node_id) const override;
+  void request_block(const std::string& network_id) override;
+
+  // gossip::Delegate
+  void on_member_change(const gossip::Member& m) override;
+  void on_user_message(std::span<const uint8_t> data) override;
+  std::vector<uint8_t> local_state() override;
+  void merge_remote_state(std::span<const uint8_t> data) override;
+
+ private:
+  void start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys, uint64_t keys_version);
+  void stop();
+  void save() const;
+  void broadcast(const boost::json::value& message);
+  void apply_keyring(const boost::json::value& keyring);
+  boost::json::value keyring_json() const;
+  void handle_message(const boost::json::value& message);
+
+  boost::asio::io_context& io_;
+  Store& store_;
+  Controller& controller_;
+  std::string state_dir_;
+  std::string node_name_;
+  ClusterOptions options_;
+  size_t listener_id_ = 0;
+
+  std::optional<Ipv4Address> advertise_;
+  std::unique_ptr<gossip::Keyring> keyring_;
+  uint64_t keys_version_ = 0;
+  std::unique_ptr<gossip::Node> node_;
+  std::map<std::string, gossip::Member> members_;  // by node id
+  std::map<std::string, std::chrono::steady_clock::time_point> last_block_request_;
+};
+
+}  // namespace swarmnet::daemon
