@@ -1,0 +1,406 @@
+#include "daemon/firewall.hpp"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <sstream>
+#include <utility>
+
+#include "common/error.hpp"
+#include "kernel/netlink.hpp"
+
+namespace swarmnet::daemon {
+namespace firewall_script {
+namespace {
+
+namespace json = boost::json;
+
+const std::string kPrefix = "inet swarmnet";
+
+// Interface names end up inside double quotes in nft scripts, so anything
+// beyond the kernel's own name rules is refused rather than escaped.
+void validate(const FirewallNetwork& n) {
+  const bool name_ok = !n.bridge.empty() && n.bridge.size() < 16 &&
+                       std::all_of(n.bridge.begin(), n.bridge.end(), [](char c) {
+                         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+                       });
+  if (!name_ok) {
+    throw Error(Errc::invalid_argument,
+                "firewall: invalid bridge name \"" + n.bridge + "\" for network " + n.id);
+  }
+  if (!n.subnet.is_network()) {
+    throw Error(Errc::invalid_argument, "firewall: subnet " + n.subnet.str() + " of network " +
+                                            n.id + " has host bits set");
+  }
+  // A /0 would put every address of the internet into `subnets`.
+  if (n.subnet.length() == 0) {
+    throw Error(Errc::invalid_argument,
+                "firewall: subnet 0.0.0.0/0 of network " + n.id + " would match every address");
+  }
+}
+
+std::string quoted(const std::string& name) {
+  return "\"" + name + "\"";
+}
+
+// The elements one network contributes, set by set.
+struct NetworkElements {
+  std::vector<std::pair<std::string, std::string>> always;  // (set, element)
+  std::pair<std::string, std::string> kind;                 // internal or masquerade
+  std::pair<std::string, std::string> other_kind;           // the one it must not be in
+};
+
+NetworkElements elements_of(const FirewallNetwork& n) {
+  validate(n);
+  const std::string bridge = quoted(n.bridge);
+  const std::string subnet = n.subnet.str();
+  NetworkElements e;
+  e.always = {{"bridges", bridge},
+              {"subnets", subnet},
+              {"bridge-subnets", bridge + " . " + subnet},
+              {"same-bridge", bridge + " . " + bridge}};
+  std::pair<std::string, std::string> internal{"internal-bridges", bridge};
+  std::pair<std::string, std::string> masquerade{"masquerade-subnets", subnet};
+  e.kind = n.internal ? internal : masquerade;
+  e.other_kind = n.internal ? masquerade : internal;
+  return e;
+}
+
+std::string add_element(const std::string& set, const std::string& element) {
+  return "add element " + kPrefix + " " + set + " { " + element + " }\n";
+}
+
+std::string delete_element(const std::string& set, const std::string& element) {
+  return "delete element " + kPrefix + " " + set + " { " + element + " }\n";
+}
+
+// Adding an element that exists is no error (without `create`), and the
+// transaction sees its own changes: add-then-delete removes an element
+// whether or not it was there. (nft 1.0.6 has no `destroy` command.)
+std::string ensure_absent(const std::string& set, const std::string& element) {
+  return add_element(set, element) + delete_element(set, element);
+}
+
+// One component of an element as nft writes it in a script, from nft's
+// JSON: `type` is the set's type for that component.
+std::string render_component(const json::value& v, const std::string& type, bool interval) {
+  if (v.is_string()) {
+    std::string s(v.as_string());
+    if (type == "ifname" || type == "string") return quoted(s);
+    // nft lists a one-address interval without its length.
+    if (interval && type == "ipv4_addr" && s.find('/') == std::string::npos) return s + "/32";
+    return s;
+  }
+  if (v.is_int64()) return std::to_string(v.as_int64());
+  if (v.is_uint64()) return std::to_string(v.as_uint64());
+  if (v.is_object()) {
+    const json::object& o = v.as_object();
+    if (auto* p = o.if_contains("prefix")) {
+      const json::object& po = p->as_object();
+      return std::string(po.at("addr").as_string()) + "/" +
+             std::to_string(po.at("len").to_number<unsigned>());
+    }
+    if (auto* r = o.if_contains("range")) {
+      const json::array& ra = r->as_array();
+      return render_component(ra.at(0), type, false) + "-" +
+             render_component(ra.at(1), type, false);
+    }
+  }
+  throw Error(Errc::internal,
+              "firewall: unexpected element in nft's listing: " + json::serialize(v));
+}
+
+std::string render_element(const json::value& v, const std::vector<std::string>& types,
+                           bool interval) {
+  // Elements with a comment, timeout or counter come wrapped.
+  if (v.is_object()) {
+    const json::object& o = v.as_object();
+    if (auto* e = o.if_contains("elem"))
+      return render_element(e->as_object().at("val"), types, interval);
+    if (auto* c = o.if_contains("concat")) {
+      const json::array& parts = c->as_array();
+      if (parts.size() != types.size()) {
+        throw Error(Errc::internal,
+                    "firewall: element " + json::serialize(v) + " does not match the set's type");
+      }
+      std::string out;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        if (i) out += " . ";
+        out += render_component(parts[i], types[i], interval);
+      }
+      return out;
+    }
+  }
+  return render_component(v, types.empty() ? "" : types.front(), interval);
+}
+
+}  // namespace
+
+const std::vector<std::string>& set_names() {
+  static const std::vector<std::string> names = {"bridges",          "subnets",
+                                                 "bridge-subnets",   "same-bridge",
+                                                 "internal-bridges", "masquerade-subnets"};
+  return names;
+}
+
+std::string base() {
+  std::ostringstream s;
+  s << "add table " << kPrefix << "\n";
+  s << "add set " << kPrefix << " bridges { type ifname; }\n";
+  s << "add set " << kPrefix << " subnets { type ipv4_addr; flags interval; }\n";
+  s << "add set " << kPrefix << " bridge-subnets { type ifname . ipv4_addr; flags interval; }\n";
+  s << "add set " << kPrefix << " same-bridge { type ifname . ifname; }\n";
+  s << "add set " << kPrefix << " internal-bridges { type ifname; }\n";
+  s << "add set " << kPrefix << " masquerade-subnets { type ipv4_addr; flags interval; }\n";
+
+  s << "add chain " << kPrefix
+    << " forward { type filter hook forward priority filter - 10; policy accept; }\n";
+  s << "add chain " << kPrefix << " from-network\n";
+  s << "add chain " << kPrefix << " to-network\n";
+  s << "add chain " << kPrefix << " published\n";
+  s << "add chain " << kPrefix
+    << " published-dnat { type nat hook prerouting priority dstnat; policy accept; }\n";
+  s << "add chain " << kPrefix
+    << " egress-nat { type nat hook postrouting priority srcnat; policy accept; }\n";
+
+  // `published` and `published-dnat` are not flushed: their rules belong to
+  // the code that publishes ports.
+  for (const char* chain : {"forward", "from-network", "to-network", "egress-nat"}) {
+    s << "flush chain " << kPrefix << " " << chain << "\n";
+  }
+  auto rule = [&](const char* chain, const std::string& body) {
+    s << "add rule " << kPrefix << " " << chain << " " << body << "\n";
+  };
+
+  // Only traffic of swarmnet networks is ours; the policy leaves the rest to
+  // whatever else filters on this host.
+  rule("forward", "iifname @bridges jump from-network");
+  rule("forward", "oifname @bridges jump to-network");
+  rule("forward", "ip daddr @subnets jump to-network");
+
+  rule("from-network",
+       "iifname . ip saddr != @bridge-subnets counter drop "
+       "comment \"source outside the bridge's own subnet\"");
+  rule("from-network",
+       "iifname . ip daddr @bridge-subnets accept "
+       "comment \"own network: same host, or over VXLAN\"");
+  rule("from-network",
+       "ip daddr @subnets counter drop comment \"another swarmnet network, whatever the route\"");
+  rule("from-network",
+       "iifname . oifname @same-bridge accept "
+       "comment \"bridged (br_netfilter): broadcast, multicast, IPv6 link-local\"");
+  rule("from-network", "oifname @bridges counter drop comment \"routed into another bridge\"");
+  rule("from-network",
+       "meta nfproto != ipv4 counter drop comment \"networks are IPv4: no IPv6 egress\"");
+  rule("from-network", "iifname @internal-bridges counter drop comment \"internal: no egress\"");
+  rule("from-network", "accept comment \"egress (masqueraded in egress-nat)\"");
+
+  rule("to-network", "ct state established,related accept comment \"replies to egress\"");
+  rule("to-network", "jump published");
+  rule("to-network", "counter drop comment \"from the outside, not published\"");
+
+  rule("egress-nat", "ip saddr @masquerade-subnets oifname != @bridges masquerade");
+  return s.str();
+}
+
+std::string add_network(const FirewallNetwork& network) {
+  const NetworkElements e = elements_of(network);
+  std::string script;
+  for (const auto& [set, element] : e.always) script += add_element(set, element);
+  script += add_element(e.kind.first, e.kind.second);
+  script += ensure_absent(e.other_kind.first, e.other_kind.second);
+  return script;
+}
+
+std::string remove_network(const FirewallNetwork& network) {
+  const NetworkElements e = elements_of(network);
+  std::string script;
+  for (const auto& [set, element] : e.always) script += ensure_absent(set, element);
+  script += ensure_absent(e.kind.first, e.kind.second);
+  script += ensure_absent(e.other_kind.first, e.other_kind.second);
+  return script;
+}
+
+std::string remove_all() {
+  return "add table " + kPrefix + "\ndelete table " + kPrefix + "\n";
+}
+
+FirewallElements expected_elements(const std::vector<FirewallNetwork>& networks) {
+  FirewallElements out;
+  for (const auto& name : set_names()) out[name];
+  for (const auto& n : networks) {
+    const NetworkElements e = elements_of(n);
+    for (const auto& [set, element] : e.always) out[set].insert(element);
+    out[e.kind.first].insert(e.kind.second);
+  }
+  return out;
+}
+
+std::vector<std::string> differences(const FirewallElements& expected,
+                                     const FirewallElements& actual) {
+  std::vector<std::string> out;
+  static const std::set<std::string> none;
+  auto elements = [](const FirewallElements& m, const std::string& set) -> const auto& {
+    auto it = m.find(set);
+    return it == m.end() ? none : it->second;
+  };
+  std::set<std::string> sets;
+  for (const auto& [name, _] : expected) sets.insert(name);
+  for (const auto& [name, _] : actual) sets.insert(name);
+  for (const auto& set : sets) {
+    const auto& want = elements(expected, set);
+    const auto& have = elements(actual, set);
+    if (!expected.contains(set)) out.push_back("set " + set + ": unexpected set");
+    if (!actual.contains(set)) out.push_back("set " + set + ": missing set");
+    for (const auto& e : want) {
+      if (!have.contains(e)) out.push_back("set " + set + ": missing " + e);
+    }
+    for (const auto& e : have) {
+      if (!want.contains(e)) out.push_back("set " + set + ": unexpected " + e);
+    }
+  }
+  return out;
+}
+
+std::string reconcile(const FirewallElements& expected, const FirewallElements& actual) {
+  // Deletions first: a subnet that moved to another bridge must leave its
+  // old interval before the new one can be added without an overlap.
+  std::string deletions, additions;
+  for (const auto& set : set_names()) {
+    auto want = expected.find(set);
+    auto have = actual.find(set);
+    if (have != actual.end()) {
+      for (const auto& e : have->second) {
+        if (want == expected.end() || !want->second.contains(e))
+          deletions += delete_element(set, e);
+      }
+    }
+    if (want != expected.end()) {
+      for (const auto& e : want->second) {
+        if (have == actual.end() || !have->second.contains(e)) additions += add_element(set, e);
+      }
+    }
+  }
+  return deletions + additions;
+}
+
+FirewallElements parse_listing(std::string_view text) {
+  FirewallElements out;
+  try {
+    const json::value root = json::parse(text);
+    for (const json::value& item : root.at("nftables").as_array()) {
+      const json::object& o = item.as_object();
+      const json::value* set = o.if_contains("set");
+      if (!set) continue;
+      const json::object& s = set->as_object();
+      if (s.at("table").as_string() != kTable || s.at("family").as_string() != kFamily) continue;
+      std::vector<std::string> types;
+      const json::value& type = s.at("type");
+      if (type.is_string()) {
+        types.emplace_back(type.as_string());
+      } else {
+        for (const json::value& t : type.as_array()) types.emplace_back(t.as_string());
+      }
+      bool interval = false;
+      if (auto* flags = s.if_contains("flags")) {
+        for (const json::value& f : flags->as_array()) interval |= f.as_string() == "interval";
+      }
+      auto& elements = out[std::string(s.at("name").as_string())];
+      if (auto* elem = s.if_contains("elem")) {
+        for (const json::value& e : elem->as_array()) {
+          elements.insert(render_element(e, types, interval));
+        }
+      }
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(Errc::internal,
+                std::string("firewall: cannot read nft's JSON listing: ") + e.what());
+  }
+  return out;
+}
+
+}  // namespace firewall_script
+
+Firewall::Firewall() : nft_() {}
+
+Firewall::Firewall(kernel::NftContext&& nft) : nft_(std::move(nft)) {}
+
+void Firewall::ensure_base() {
+  nft_.run(firewall_script::base());
+}
+
+void Firewall::add_network(const FirewallNetwork& network) {
+  try {
+    nft_.run(firewall_script::add_network(network));
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found && !table_exists()) {
+      throw Error(Errc::not_found,
+                  "firewall: table inet swarmnet does not exist "
+                  "(ensure_base() first) while adding network " +
+                      network.id);
+    }
+    throw Error(e.code(), "firewall: adding network " + network.id + " (" + network.bridge + ", " +
+                              network.subnet.str() + "): " + e.what());
+  }
+}
+
+void Firewall::remove_network(const FirewallNetwork& network) {
+  try {
+    nft_.run(firewall_script::remove_network(network));
+  } catch (const Error& e) {
+    // Without the table there is nothing to remove: no error, as for an
+    // element that is already gone.
+    if (e.code() == Errc::not_found && !table_exists()) return;
+    throw Error(e.code(), "firewall: removing network " + network.id + ": " + e.what());
+  }
+}
+
+void Firewall::remove_all() {
+  nft_.run(firewall_script::remove_all());
+}
+
+bool Firewall::table_exists() {
+  // Lists the table names only, not the (possibly large) sets.
+  const std::string tables = nft_.run("list tables inet");
+  return tables.find("table inet swarmnet\n") != std::string::npos;
+}
+
+std::string Firewall::dump() {
+  try {
+    return nft_.run("list table inet swarmnet", kernel::NftContext::Output::text_stateless);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found) return "";
+    throw;
+  }
+}
+
+FirewallElements Firewall::actual_elements() {
+  std::string listing;
+  try {
+    listing = nft_.run("list table inet swarmnet", kernel::NftContext::Output::json);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found) return {};
+    throw;
+  }
+  return firewall_script::parse_listing(listing);
+}
+
+std::vector<std::string> Firewall::check(const std::vector<FirewallNetwork>& expected) {
+  return firewall_script::differences(firewall_script::expected_elements(expected),
+                                      actual_elements());
+}
+
+void Firewall::reconcile(const std::vector<FirewallNetwork>& expected) {
+  ensure_base();
+  const std::string script =
+      firewall_script::reconcile(firewall_script::expected_elements(expected), actual_elements());
+  if (!script.empty()) nft_.run(script);
+}
+
+void enable_ip_forward() {
+  kernel::write_sysctl("net/ipv4/ip_forward", "1");
+}
+
+}  // namespace swarmnet::daemon

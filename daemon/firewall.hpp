@@ -1,0 +1,160 @@
+// swarmnet's packet filter and egress NAT on one host: isolation between
+// networks, masquerade to the outside, no way in from the underlay unless a
+// port is published. All of it lives in one nftables table, `inet swarmnet`;
+// no other table is read or changed.
+//
+// The rules are fixed (written once by ensure_base()); everything that
+// changes with the networks lives in named sets, so adding or removing a
+// network is adding or removing a few set elements in one transaction,
+// whatever the number of networks, and never rewrites a rule.
+//
+//   sets (all keyed by bridge name and/or subnet)
+//     bridges             ifname               every swarmnet bridge
+//     subnets             ipv4_addr, interval  every swarmnet subnet
+//     bridge-subnets      ifname . ipv4_addr   a bridge and its own subnet
+//     same-bridge         ifname . ifname      "br" . "br", for L2 traffic
+//     internal-bridges    ifname               bridges of --internal networks
+//     masquerade-subnets  ipv4_addr, interval  subnets with egress
+//
+//   chains
+//     forward       hook forward, priority filter - 10: dispatches packets
+//                   from a bridge to from-network, packets to a bridge or a
+//                   swarmnet subnet to to-network, leaves the rest alone
+//     from-network  anti-spoofing, own network accepted, other networks
+//                   dropped, egress accepted unless internal
+//     to-network    replies accepted, published traffic (chain `published`,
+//                   empty until ports are published), everything else dropped
+//     published     EMPTY on purpose: the port-publishing code owns it
+//     published-dnat hook prerouting, priority dstnat: EMPTY on purpose, for
+//                   the DNAT of published ports
+//     egress-nat    hook postrouting, priority srcnat: masquerade
+//
+// Hook priorities. In netfilter a drop is final wherever it happens, while
+// an accept only ends the base chain it is in: the packet goes on through
+// every other base chain on the same hook (other tables, iptables-nft,
+// firewalld, dockerd). So no other firewall's accept can bypass our drops, at
+// any priority. We hook forward at filter - 10 so our verdict comes first,
+// before the usual filter chains (priority 0) count, log or otherwise act on
+// a packet that isolation refuses. The converse also holds and is the
+// operator's business: another table's drop (dockerd's FORWARD policy DROP)
+// wins over our accepts. Masquerade sits at srcnat (100) like iptables' nat
+// POSTROUTING; it only matches our subnets, so its order against other NAT
+// does not matter. No input-hook rules: the host's own services, and the
+// VXLAN packets (UDP 4789 to the host's underlay address), are input
+// traffic and never cross the forward hook, so they are not filtered here.
+//
+// br_netfilter. This kernel has it built in with bridge-nf-call-iptables=1
+// (per namespace, on by default): frames bridged between two ports of one
+// bridge (container to container on one host, or container to VXLAN port
+// to another host) also traverse the inet forward hook, with iifname and
+// oifname both the bridge. That is why from-network accepts a network's
+// own traffic explicitly (its subnet, then anything that stays on its
+// bridge) before dropping what goes to other networks; without
+// br_netfilter the same frames never reach nftables and are allowed anyway.
+//
+// Isolation does not rely on routes: a packet from bridge A to any address
+// of another swarmnet subnet is dropped whatever route the container or the
+// host has (`subnets` holds every network of the cluster, with or without a
+// local bridge), and a packet from a bridge must carry a source in that
+// bridge's own subnet.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ipv4.hpp"
+#include "kernel/nftables.hpp"
+
+namespace swarmnet::daemon {
+
+struct FirewallNetwork {
+  std::string id;      // the network's id, for messages
+  std::string bridge;  // its bridge on this host; need not exist (names match as text)
+  Ipv4Prefix subnet;   // network form (no host bits)
+  bool internal = false;
+};
+
+// The elements of each set of the table, as nft prints them
+// ("\"swn-a\" . 10.81.0.0/24"), keyed by set name.
+using FirewallElements = std::map<std::string, std::set<std::string>>;
+
+// The nft scripts and their inverse, as pure functions (unit-tested without
+// root). Every script is meant to run as one transaction.
+namespace firewall_script {
+
+inline constexpr std::string_view kFamily = "inet";
+inline constexpr std::string_view kTable = "swarmnet";
+// The names of the sets the table holds, in the order of the header above.
+const std::vector<std::string>& set_names();
+
+// Creates what is missing and rewrites the rules of the chains swarmnet
+// owns (flush + add in the same transaction: packets see the old rules or
+// the new ones, never none). Sets, their elements and the two `published`
+// chains are kept.
+std::string base();
+// Adds a network's elements; also removes it from the set of the other
+// kind (internal or not), so re-adding with a changed flag is correct.
+// Throws Error(invalid_argument) for a bad bridge name or subnet.
+std::string add_network(const FirewallNetwork& network);
+// Removes a network's elements. Each element is added first, then deleted
+// in the same transaction, so removing what is already gone is no error.
+std::string remove_network(const FirewallNetwork& network);
+// Deletes the table (add first: deleting a missing table is no error).
+std::string remove_all();
+
+// What the sets hold when exactly `networks` are added.
+FirewallElements expected_elements(const std::vector<FirewallNetwork>& networks);
+// "set S: missing E" / "set S: unexpected E", sorted; empty when equal.
+std::vector<std::string> differences(const FirewallElements& expected,
+                                     const FirewallElements& actual);
+// One transaction that turns `actual` into `expected`.
+std::string reconcile(const FirewallElements& expected, const FirewallElements& actual);
+// Reads the elements out of `nft -j list table inet swarmnet` output.
+// Throws Error(internal) if the JSON is not what nft prints.
+FirewallElements parse_listing(std::string_view json);
+
+}  // namespace firewall_script
+
+class Firewall {
+ public:
+  // With a context in the calling thread's namespace.
+  Firewall();
+  // With a given context (NftContext::open_in for another namespace).
+  explicit Firewall(kernel::NftContext&& nft);
+
+  // Creates the table, its sets and chains and (re)writes the rules.
+  // Idempotent; call at start, before any network is added.
+  void ensure_base();
+  // Idempotent; Error(not_found) if ensure_base() was not called,
+  // Error(conflict) if the subnet overlaps another network's.
+  void add_network(const FirewallNetwork& network);
+  // Idempotent (no error if absent, or the table is missing).
+  void remove_network(const FirewallNetwork& network);
+  // Deletes the table and everything in it. Idempotent.
+  void remove_all();
+
+  bool table_exists();
+  // The table as nft lists it (text, without counter values, so equal
+  // configurations dump equal), "" when it does not exist.
+  std::string dump();
+  // The elements of the table's sets, empty when the table does not exist.
+  FirewallElements actual_elements();
+  // The differences between the kernel and `expected` (see
+  // firewall_script::differences); empty when they agree.
+  std::vector<std::string> check(const std::vector<FirewallNetwork>& expected);
+  // Adds what is missing and removes what is stale, in one transaction
+  // (after a daemon restart). Calls ensure_base() first.
+  void reconcile(const std::vector<FirewallNetwork>& expected);
+
+ private:
+  kernel::NftContext nft_;
+};
+
+// Turns on IPv4 forwarding in the calling thread's namespace (egress from
+// the bridges to the underlay is routed). Idempotent.
+void enable_ip_forward();
+
+}  // namespace swarmnet::daemon
