@@ -116,6 +116,14 @@ void Controller::sync_network(const std::string& network_id) {
   dataplane_.sync_remote_endpoints(network, remote);
 }
 
+void Controller::sync_firewall() {
+  std::vector<NetworkRecord> networks;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) networks.push_back(e.value);
+  }
+  dataplane_.sync_firewall(networks);
+}
+
 void Controller::on_store_change(const std::string& table, const std::string& key) {
   std::string network_id;
   if (table == "endpoints") {
@@ -146,6 +154,7 @@ void Controller::on_store_change(const std::string& table, const std::string& ke
     auto it = store_.networks().find(key);
     if (it == store_.networks().end()) return;
     network_id = key;
+    sync_firewall();
     if (it->second.deleted) {
       spaces_.erase(key);
       if (local_attached_endpoints(key) == 0) dataplane_.remove_network(bridge_name(key));
@@ -189,6 +198,7 @@ std::string Controller::bridge_name(const std::string& network_id) {
 }
 
 void Controller::reconcile() {
+  sync_firewall();
   for (const auto& [id, e] : store_.networks()) {
     const std::string bridge = bridge_name(id);
     if (!e.deleted && local_attached_endpoints(id) > 0) {
@@ -375,24 +385,28 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
     n.mtu = std::max(kMinMtu, dataplane_.underlay_mtu() - kVxlanOverhead);
   }
 
-  std::vector<uint32_t> vnis;
+  // The VNI must be unique in the whole cluster, and networks may be created
+  // on two nodes at the same moment, before either hears of the other. So
+  // it is drawn from the network's random id (24 bits, 16.7 million values)
+  // rather than "next free", which two nodes would pick alike; a value
+  // already known here is skipped.
+  n.id = random_hex(16);
+  std::set<uint32_t> vnis;
   for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted) vnis.push_back(e.value.vni);
+    if (!e.deleted) vnis.insert(e.value.vni);
   }
-  std::sort(vnis.begin(), vnis.end());
-  n.vni = kFirstVni;
-  for (uint32_t v : vnis) {
-    if (v == n.vni) ++n.vni;
-  }
-  if (n.vni > kMaxVni) throw Error(Errc::exhausted, "no VXLAN network identifier left");
+  if (vnis.size() >= kMaxVni - kFirstVni) throw Error(Errc::exhausted, "no VXLAN network identifier left");
+  n.vni = kFirstVni + static_cast<uint32_t>(std::stoull(n.id.substr(0, 8), nullptr, 16) %
+                                            (kMaxVni - kFirstVni + 1));
+  while (vnis.count(n.vni)) n.vni = n.vni == kMaxVni ? kFirstVni : n.vni + 1;
 
   n.internal = req.internal;
   n.block_length = ipam::default_block_length(n.subnet);
   n.created_by = store_.node_id();
-  n.id = random_hex(16);
 
   ipam::AddressSpace check(n.subnet, n.gateway, n.block_length);  // validates the layout
   store_.put(n);
+  sync_firewall();
   spdlog::info("network {} created: id {} subnet {} gateway {} mtu {} vni {}{}", n.name, n.id,
                n.subnet.str(), n.gateway.str(), n.mtu, n.vni, n.internal ? " internal" : "");
   return to_api(n);
@@ -440,6 +454,7 @@ void Controller::remove_network(const std::string& name_or_id) {
   for (const auto& key : blocks) store_.erase_block(key);
   store_.erase_network(network.id);
   spaces_.erase(network.id);
+  sync_firewall();
   spdlog::info("network {} removed{}", network.name,
                orphans.empty() ? "" : " with " + std::to_string(orphans.size()) +
                                           " endpoint(s) of nodes no longer in the cluster");

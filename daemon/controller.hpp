@@ -98,6 +98,8 @@ class Controller {
   void on_store_change(const std::string& table, const std::string& key);
   // Programs this host's kernel for one network from the tables.
   void sync_network(const std::string& network_id);
+  // The packet filter for every network of the cluster.
+  void sync_firewall();
   void delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& endpoint);
   api::Network to_api(const NetworkRecord& n) const;
   api::Endpoint to_api(const NetworkRecord& n, const EndpointRecord& e) const;

@@ -42,6 +42,11 @@ class Dataplane {
                                      const std::vector<RemoteEndpoint>& remote) = 0;
   // Deletes the host end of an endpoint's veth (and so the pair) if present.
   virtual void remove_host_link(const std::string& ifname) = 0;
+  // Makes the host's packet filter match the cluster's networks (every
+  // network, with or without a local bridge: isolation holds for all):
+  // isolation between networks, masquerade to the outside unless internal,
+  // nothing in from the underlay. Idempotent; touches only what differs.
+  virtual void sync_firewall(const std::vector<NetworkRecord>& networks) = 0;
   // MTU of the underlay (the interface of the default route), 1500 if none.
   virtual unsigned underlay_mtu() = 0;
 };

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "daemon/dataplane.hpp"
+#include "daemon/firewall.hpp"
 #include "common/error.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/vxlan.hpp"
@@ -17,7 +18,11 @@ std::string vxlan_of_bridge(const std::string& bridge) { return "swx-" + bridge.
 class LinuxDataplane final : public Dataplane {
  public:
   explicit LinuxDataplane(uint16_t vxlan_port)
-      : nl_(kernel::NetlinkSocket::open()), vxlan_port_(vxlan_port) {}
+      : nl_(kernel::NetlinkSocket::open()), vxlan_port_(vxlan_port) {
+    // Containers reach the outside through this host (routed, masqueraded).
+    enable_ip_forward();
+    firewall_.ensure_base();
+  }
 
   void ensure_network(const NetworkRecord& n, const std::string& bridge) override {
     bool existed = nl_.find_link(bridge).has_value();
@@ -109,6 +114,17 @@ class LinuxDataplane final : public Dataplane {
     }
   }
 
+  void sync_firewall(const std::vector<NetworkRecord>& networks) override {
+    std::vector<FirewallNetwork> want;
+    for (const auto& n : networks) {
+      want.push_back(FirewallNetwork{n.id, bridge_name(n.id), n.subnet, n.internal});
+    }
+    auto diff = firewall_.check(want);
+    if (diff.empty()) return;
+    firewall_.reconcile(want);
+    spdlog::info("firewall: {} change(s) for {} network(s)", diff.size(), networks.size());
+  }
+
   unsigned underlay_mtu() override {
     for (const auto& r : nl_.routes()) {
       if (r.destination.length() == 0 && r.oif_index != 0) {
@@ -121,6 +137,7 @@ class LinuxDataplane final : public Dataplane {
  private:
   kernel::NetlinkSocket nl_;
   uint16_t vxlan_port_;
+  Firewall firewall_;
 };
 
 }  // namespace

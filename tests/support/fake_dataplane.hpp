@@ -35,12 +35,17 @@ class FakeDataplane : public daemon::Dataplane {
     this->remote[n.id] = remote;
   }
   void remove_host_link(const std::string& ifname) override { removed_links.push_back(ifname); }
+  void sync_firewall(const std::vector<daemon::NetworkRecord>& networks) override {
+    firewall.clear();
+    for (const auto& n : networks) firewall.insert(n.subnet.str() + (n.internal ? " internal" : ""));
+  }
   unsigned underlay_mtu() override { return mtu; }
 
   std::map<std::string, std::string> bridges;   // name -> gateway CIDR
   std::map<std::string, std::string> overlays;  // bridge -> "vni N local IP"
   std::map<std::string, std::vector<daemon::RemoteEndpoint>> remote;  // network id -> entries
   std::vector<std::string> removed_links;
+  std::set<std::string> firewall;  // "subnet [internal]" per network
   unsigned mtu = 1500;
   int ensure_calls = 0;
   bool fail_next_ensure = false;
