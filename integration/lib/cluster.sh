@@ -12,9 +12,15 @@
 #   host_sock I                   host I's swarmnetd API socket
 #   hctl I ARGS...                swarmnetctl against host I
 #   host_daemon_start I / host_daemon_stop I [SIGNAL]
+#   host_add I                    one more host namespace (I > N) with its daemon
+#                                 started, not joined; removed by cluster_down
+#   node_status I NAME            the state (alive/suspect/dead/left) of node NAME
+#                                 as host I sees it ("" if host I does not know it)
 #   container_add I NAME NETWORK  a "container": a namespace attached by the real
 #                                 CNI plugin run inside host I's namespace; prints its address
 #   container_del I NAME NETWORK  CNI DEL, then the namespace goes
+#                                 (containers added in background jobs are removed
+#                                 by cluster_down too: it sweeps "$CLUSTER_TAG-c-*")
 #   container_ns NAME             the container's namespace
 #   outside_up                    an "outside" namespace on the underlay (not a node)
 #
@@ -86,6 +92,18 @@ host_daemon_stop() {
   unset "_CLUSTER_PIDS[$i]"
 }
 
+# host_add I: a host beyond those of cluster_up (its daemon runs, not in the cluster).
+host_add() {
+  local i="$1"
+  if ((i > CLUSTER_N)); then CLUSTER_N="$i"; fi
+  _cluster_make_host "$i"
+  host_daemon_start "$i"
+}
+
+node_status() {
+  hctl "$1" node ls --format json 2>/dev/null | jq -r --arg n "$2" '.[] | select(.name == $n) | .status'
+}
+
 alive_count() { hctl "$1" node ls --format json 2>/dev/null | jq '[.[] | select(.status == "alive")] | length'; }
 
 cluster_up() {
@@ -115,6 +133,10 @@ cluster_down() {
   local i c
   for c in "${_CLUSTER_CONTAINERS[@]}"; do ip netns del "$(container_ns "$c")" 2>/dev/null || true; done
   _CLUSTER_CONTAINERS=()
+  # Those made in background jobs (whose additions to the list were lost).
+  for c in $(ip netns list 2>/dev/null | awk -v p="$CLUSTER_TAG-c-" 'index($1, p) == 1 {print $1}'); do
+    ip netns del "$c" 2>/dev/null || true
+  done
   for i in "${!_CLUSTER_PIDS[@]}"; do host_daemon_stop "$i"; done
   for ((i = 1; i <= CLUSTER_N; i++)); do
     ip netns del "$(host_ns "$i")" 2>/dev/null || true
@@ -123,7 +145,11 @@ cluster_down() {
   ip netns del "$(outside_ns)" 2>/dev/null || true
   ip netns del "$CLUSTER_TAG-u" 2>/dev/null || true
   rmdir /etc/netns 2>/dev/null || true
-  if ((_CLUSTER_MADE_ETC_CNI)); then rmdir /etc/cni 2>/dev/null || true; _CLUSTER_MADE_ETC_CNI=0; fi
+  # Not while another cluster (a concurrent run) still binds /etc/netns/HOST/cni over it.
+  if ((_CLUSTER_MADE_ETC_CNI)) && ! compgen -G "/etc/netns/*/cni" >/dev/null; then
+    rmdir /etc/cni 2>/dev/null || true
+  fi
+  _CLUSTER_MADE_ETC_CNI=0
   if [[ -n "$CLUSTER_DIR" && -z "${KEEP_LOGS:-}" ]]; then rm -rf "$CLUSTER_DIR"; fi
   CLUSTER_N=0
 }
