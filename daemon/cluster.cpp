@@ -143,11 +143,60 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   members_[store_.node_id()] = gossip::Member{store_.node_id(), node_name_,
                                               gossip::Address{advertise, options_.gossip_port}, 0,
                                               gossip::MemberStatus::alive};
+  last_majority_ = std::chrono::steady_clock::now();
+  gone_since_.clear();
   controller_.set_membership(this, advertise);
   save();
+  schedule_housekeeping();
+}
+
+void Cluster::schedule_housekeeping() {
+  housekeeping_timer_ = std::make_unique<boost::asio::steady_timer>(io_, 1s);
+  housekeeping_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !node_) return;
+    housekeeping();
+    schedule_housekeeping();
+  });
+}
+
+bool Cluster::sees_majority() const {
+  size_t counted = 0, alive = 0;
+  for (const auto& [id, m] : members_) {
+    if (m.status == gossip::MemberStatus::left) continue;
+    ++counted;
+    if (is_alive(id)) ++alive;
+  }
+  return alive * 2 > counted;
+}
+
+bool Cluster::may_allocate() const {
+  return std::chrono::steady_clock::now() - last_majority_ < options_.reclaim_after / 2;
+}
+
+void Cluster::housekeeping() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!sees_majority()) return;
+  last_majority_ = now;
+  // One reclaimer: the alive node with the smallest id, as all agree on it
+  // once membership has converged.
+  for (const auto& [id, m] : members_) {
+    if (is_alive(id)) {
+      if (id != store_.node_id()) return;
+      break;
+    }
+  }
+  for (auto it = gone_since_.begin(); it != gone_since_.end();) {
+    if (now - it->second < options_.reclaim_after) {
+      ++it;
+      continue;
+    }
+    controller_.reclaim_from(it->first);
+    it = gone_since_.erase(it);
+  }
 }
 
 void Cluster::stop() {
+  housekeeping_timer_.reset();
   if (node_) node_->stop();
   node_.reset();
   keyring_.reset();
@@ -295,6 +344,11 @@ void Cluster::on_member_change(const gossip::Member& m) {
   auto it = members_.find(m.id);
   const bool changed = it == members_.end() || it->second.status != m.status || it->second.addr != m.addr;
   members_[m.id] = m;
+  if (m.status == gossip::MemberStatus::dead || m.status == gossip::MemberStatus::left) {
+    gone_since_.emplace(m.id, std::chrono::steady_clock::now());
+  } else {
+    gone_since_.erase(m.id);
+  }
   if (!changed) return;
   spdlog::info("cluster: node {} ({}, {}) is {}", m.name, m.id.substr(0, 12), gossip::to_string(m.addr),
                gossip::to_string(m.status));

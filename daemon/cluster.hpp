@@ -29,6 +29,12 @@ namespace swarmnet::daemon {
 struct ClusterOptions {
   uint16_t gossip_port = 7946;
   gossip::Config gossip;  // memberlist's LAN timings unless set
+  // A node dead (or gone) this long has its address blocks and endpoints
+  // taken over by the cluster. A node cut off from a majority stops handing
+  // out addresses after half of it (its lease), so by the time the majority
+  // reclaims, the lost node has long stopped using those blocks: a block is
+  // never used on two live nodes, as long as clocks run at similar speed.
+  std::chrono::seconds reclaim_after{24 * 3600};
 };
 
 // "SWMTKN-1-<base64 key>-<ip>:<port>": what `cluster init` prints and
@@ -70,6 +76,7 @@ class Cluster final : public Membership, public gossip::Delegate {
   void request_block(const std::string& network_id) override;
 
   // gossip::Delegate
+  bool may_allocate() const override;
   void on_member_change(const gossip::Member& m) override;
   void on_user_message(std::span<const uint8_t> data) override;
   std::vector<uint8_t> local_state() override;
@@ -83,6 +90,11 @@ class Cluster final : public Membership, public gossip::Delegate {
   void apply_keyring(const boost::json::value& keyring);
   boost::json::value keyring_json() const;
   void handle_message(const boost::json::value& message);
+  bool sees_majority() const;
+  // Once a second: renews the lease while a majority is in sight; the node
+  // with the smallest id among those alive reclaims nodes dead too long.
+  void housekeeping();
+  void schedule_housekeeping();
 
   boost::asio::io_context& io_;
   Store& store_;
@@ -98,6 +110,9 @@ class Cluster final : public Membership, public gossip::Delegate {
   std::unique_ptr<gossip::Node> node_;
   std::map<std::string, gossip::Member> members_;  // by node id
   std::map<std::string, std::chrono::steady_clock::time_point> last_block_request_;
+  std::map<std::string, std::chrono::steady_clock::time_point> gone_since_;  // dead or left
+  std::chrono::steady_clock::time_point last_majority_;
+  std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
 };
 
 }  // namespace swarmnet::daemon

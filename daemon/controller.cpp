@@ -169,6 +169,45 @@ void Controller::on_store_change(const std::string& table, const std::string& ke
   sync_network(network_id);
 }
 
+size_t Controller::reclaim_from(const std::string& dead_node) {
+  if (dead_node == store_.node_id() || alive(dead_node)) return 0;
+  std::vector<std::string> endpoints;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.node == dead_node) endpoints.push_back(key);
+  }
+  // Its containers are presumed gone with it: their addresses are freed
+  // first, so the blocks taken below are empty.
+  for (const auto& key : endpoints) store_.erase_endpoint(key);
+  size_t taken = 0;
+  std::vector<BlockRecord> blocks;
+  for (const auto& [key, e] : store_.blocks()) {
+    if (!e.deleted && e.value.owner == dead_node) blocks.push_back(e.value);
+  }
+  for (auto b : blocks) {
+    b.owner = store_.node_id();
+    store_.put(b);
+    ++taken;
+  }
+  // Blocks it held implicitly, as creator of a network, become explicit ours.
+  for (const auto& [id, e] : store_.networks()) {
+    if (e.deleted || e.value.created_by != dead_node) continue;
+    ipam::AddressSpace space(e.value.subnet, e.value.gateway, e.value.block_length);
+    for (const Ipv4Prefix& block : space.all_blocks()) {
+      auto it = store_.blocks().find(block_key(id, block));
+      if (it != store_.blocks().end() && !it->second.deleted) continue;
+      store_.put(BlockRecord{id, block, store_.node_id()});
+      ++taken;
+    }
+  }
+  spaces_.clear();  // rebuilt from the tables on next use
+  if (taken || !endpoints.empty()) {
+    spdlog::warn("reclaimed {} address block(s) and {} endpoint(s) of node {}, dead past the reclaim time",
+                 taken, endpoints.size(), dead_node);
+  }
+  on_membership_change();
+  return taken;
+}
+
 bool Controller::donate_block(const std::string& network_id, const std::string& requester) {
   const NetworkRecord* n = store_.find_network(network_id);
   if (!n || requester == store_.node_id()) return false;
@@ -259,6 +298,12 @@ void Controller::claim_block(const NetworkRecord& network, ipam::AddressSpace& s
 }
 
 Ipv4Address Controller::allocate(const NetworkRecord& network, const api::EndpointCreate& request) {
+  if (membership_ && !membership_->may_allocate()) {
+    throw Error(Errc::unavailable,
+                "this node has been cut off from most of the cluster for longer than its lease; "
+                "it hands out no address until it sees a majority again (the others may have "
+                "taken its address blocks back)");
+  }
   ipam::AddressSpace& space = space_of(network);
   const std::string& me = store_.node_id();
 

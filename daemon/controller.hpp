@@ -28,6 +28,10 @@ class Membership {
   virtual std::optional<Ipv4Address> address_of(const std::string& node_id) const = 0;
   // Asks the nodes that own address blocks of a network to give one to us.
   virtual void request_block(const std::string& network_id) = 0;
+  // False once this node has been cut off from a majority of the cluster
+  // for longer than its lease: the majority may then reclaim its blocks, so
+  // it must stop handing out addresses from them.
+  virtual bool may_allocate() const { return true; }
 };
 
 // Thrown when this node owns no free address in a network but other nodes
@@ -56,6 +60,11 @@ class Controller {
   // a block with no address in use, it hands it over (writes the new owner)
   // and returns true.
   bool donate_block(const std::string& network_id, const std::string& requester);
+  // Takes over the address blocks and endpoints of a node that has been
+  // dead longer than the reclaim time (the cluster layer decides when, and
+  // that only one node does it). Returns the number of blocks taken.
+  size_t reclaim_from(const std::string& dead_node);
+
   // Forwards to the membership (no-op on a single node).
   void request_block(const std::string& network_id) {
     if (membership_) membership_->request_block(network_id);

@@ -45,8 +45,9 @@ std::string hostname() {
 int main(int argc, char** argv) {
   CLI::App app{
       "swarmnetd: swarmnet's per-host daemon. Keeps the networks, endpoints and their\n"
-      "addresses (journaled in --state-dir), wires each network's host bridge, and\n"
-      "serves the HTTP/JSON API that the CNI plugins and swarmnetctl call."};
+      "addresses (journaled in --state-dir) and shares them with the other nodes by\n"
+      "encrypted gossip; programs this host's bridges, VXLAN overlay and packet\n"
+      "filter; serves the HTTP/JSON API that the CNI plugins and swarmnetctl call."};
   std::string state_dir = swarmnet::api::kDefaultStateDir;
   std::string socket = swarmnet::api::kDefaultSocket;
   std::string log_level = "info";
@@ -61,19 +62,46 @@ int main(int argc, char** argv) {
   app.add_option("--gossip-port", cluster_options.gossip_port,
                  "TCP and UDP port of the cluster's gossip")
       ->capture_default_str();
+  auto ms = [](double v) {
+    return std::chrono::duration_cast<swarmnet::gossip::Duration>(std::chrono::duration<double, std::milli>(v));
+  };
+  double probe_ms = 1000, gossip_ms = 200, push_pull_s = 30;
+  unsigned suspicion_mult = 4;
+  int64_t tombstone_s = swarmnet::daemon::Store::kDefaultTombstoneSeconds;
+  app.add_option("--probe-interval-ms", probe_ms, "Gossip: failure-detection probe interval")
+      ->capture_default_str();
+  app.add_option("--gossip-interval-ms", gossip_ms, "Gossip: dissemination interval")
+      ->capture_default_str();
+  app.add_option("--suspicion-mult", suspicion_mult,
+                 "Gossip: a suspect is declared dead after mult x log10(nodes) x probe interval")
+      ->capture_default_str();
+  app.add_option("--push-pull-interval-s", push_pull_s, "Gossip: full state exchange interval")
+      ->capture_default_str();
+  int64_t reclaim_s = 24 * 3600;
+  app.add_option("--reclaim-after-s", reclaim_s,
+                 "A node gone this long loses its address blocks and endpoints to the cluster")
+      ->capture_default_str();
+  app.add_option("--tombstone-ttl-s", tombstone_s, "How long deletions are remembered")
+      ->capture_default_str();
   app.add_option("--vxlan-port", vxlan_port, "UDP port of the overlay's VXLAN tunnels")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
   CLI11_PARSE(app, argc, argv);
+  cluster_options.gossip.probe_interval = ms(probe_ms);
+  cluster_options.gossip.probe_timeout = ms(probe_ms / 2);
+  cluster_options.gossip.gossip_interval = ms(gossip_ms);
+  cluster_options.gossip.suspicion_mult = suspicion_mult;
+  cluster_options.gossip.push_pull_interval = ms(push_pull_s * 1000);
+  cluster_options.reclaim_after = std::chrono::seconds(reclaim_s);
 
   try {
     swarmnet::init_logging("swarmnetd", log_level, log_file);
     int lock_fd = lock_state_dir(state_dir);
     (void)lock_fd;  // held until exit
 
-    swarmnet::daemon::Store store(state_dir);
+    swarmnet::daemon::Store store(state_dir, tombstone_s);
     auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port);
     swarmnet::daemon::Controller controller(store, *dataplane, node_name);
     controller.reconcile();

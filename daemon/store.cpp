@@ -24,9 +24,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kSnapshotFormat = 1;
-// Tombstones stay this long so that a peer that was away can still learn of
-// the deletion (gossip anti-entropy); after that they are dropped at compaction.
-constexpr int64_t kTombstoneSeconds = 3600;
 constexpr size_t kCompactAfterLines = 4096;
 
 int64_t now_seconds() {
@@ -62,7 +59,8 @@ json::array dump_table(const Table<T>& t) {
 
 }  // namespace
 
-Store::Store(std::string state_dir) : dir_(std::move(state_dir)) {
+Store::Store(std::string state_dir, int64_t tombstone_seconds)
+    : dir_(std::move(state_dir)), tombstone_seconds_(tombstone_seconds) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error(Errc::internal, "cannot create state directory " + dir_ + ": " + ec.message());
@@ -251,7 +249,7 @@ json::value Store::snapshot() const {
 }
 
 void Store::compact() {
-  const int64_t horizon = now_seconds() - kTombstoneSeconds;
+  const int64_t horizon = now_seconds() - tombstone_seconds_;
   auto reap = [&](auto& t) {
     std::erase_if(t, [&](const auto& kv) { return kv.second.deleted && kv.second.deleted_at < horizon; });
   };

@@ -24,7 +24,10 @@ class Store {
  public:
   // Opens (creating if needed) the state directory, loads and compacts.
   // Throws Error(internal) with the file and reason if the state is unreadable.
-  explicit Store(std::string state_dir);
+  // Tombstones are kept this long (so a node that was away still learns of a
+  // deletion by push/pull), then dropped at compaction.
+  static constexpr int64_t kDefaultTombstoneSeconds = 3600;
+  explicit Store(std::string state_dir, int64_t tombstone_seconds = kDefaultTombstoneSeconds);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -93,6 +96,7 @@ class Store {
   json::value snapshot() const;
 
   std::string dir_;
+  int64_t tombstone_seconds_;
   std::string node_id_;
   uint64_t lamport_ = 0;
   int journal_fd_ = -1;
