@@ -13,6 +13,28 @@
 // long as the daemon lets a node own a block only when no other live node
 // does, every address handed out here is unique in the cluster.
 //
+// How the daemon (daemon/controller.cpp, daemon/cluster.cpp) keeps the other
+// half, whatever the timing, partitions included:
+//  1. A block with no record in the replicated block table belongs to the
+//     node that created the network. Nobody else may use it.
+//  2. Ownership moves only by the current owner's own write: an owner gives
+//     an EMPTY block away (donate_block: disown locally, then write the new
+//     owner) when another node asks. Since only one node may write a block's
+//     record at any moment, there are never two concurrent writers, and last
+//     writer wins can never pick between two owners. A node that cannot reach
+//     any owner (a partition) cannot get a block: it fails the ADD instead.
+//  3. Each allocation is journaled with fdatasync before the reply, and the
+//     block claim before the first allocation in it, so a restart never
+//     forgets what was handed out (test_daemon_crash.sh).
+//  4. A node dead longer than --reclaim-after-s has its blocks taken over by
+//     one node (the smallest id alive) of a majority. A node cut off from a
+//     majority stops allocating after half that time (its lease), so a
+//     reclaimed block is never still in use for new addresses by its former
+//     owner. Its old containers are presumed gone with it, as swarm presumes
+//     of tasks on a lost node.
+// Tests: tests/test_cluster_ipam.cpp (three controllers, lossy gossip,
+// partitions, reclaim) and integration/test_cluster_partition.sh (3 hosts).
+//
 // Rules, as host-local's round robin: the network address, the broadcast
 // address and the gateway are never handed out; allocation resumes after the
 // last address handed out (the cursor), wrapping around, so a released
