@@ -226,7 +226,7 @@ TEST_CASE("gossip node: foreign keys, garbage and replays are refused and counte
   std::vector<uint8_t> junk(200, 0xAB);
   s.send_to(asio::buffer(junk), to);
   Keyring same({key(1)});
-  const std::vector<uint8_t> udp_aad = {'s', 'w', 'n', '/', 'u', 'd', 'p'};
+  const auto& udp_aad = kPacketChannel;
   auto sealed = same.seal(encode(Ping{1, "nobody", "x", {}}), udp_aad);
   s.send_to(asio::buffer(sealed), to);
   s.send_to(asio::buffer(sealed), to);

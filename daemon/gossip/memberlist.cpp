@@ -72,7 +72,7 @@ void Memberlist::ensure_started(TimePoint now) {
   next_probe_ = stagger(config_.probe_interval);
   next_gossip_ = stagger(config_.gossip_interval);
   next_push_pull_ = stagger(config_.push_pull_interval);
-  next_reap_ = now + config_.gossip_interval;
+  next_reap_ = now + std::chrono::seconds(1);
   next_reconnect_ = stagger(config_.reconnect_interval);
   enqueue_broadcast(self_id_, Alive{incarnation_, self_id_, self_name_, self_addr_});
 }
@@ -239,6 +239,7 @@ void Memberlist::on_suspect(const Suspect& s, TimePoint now) {
       x.confirmations++;
       x.deadline =
           now + remaining_suspicion_time(x.confirmations, x.k, now - x.start, x.min, x.max);
+      next_suspicion_check_ = std::min(next_suspicion_check_, x.deadline);
       enqueue_broadcast(s.node_id, s);
     }
     return;
@@ -269,6 +270,7 @@ void Memberlist::on_suspect(const Suspect& s, TimePoint now) {
   x.k = k;
   x.confirmed_by.insert(s.from_id);  // the accuser does not confirm itself
   x.deadline = now + (k == 0 ? x.min : x.max);
+  next_suspicion_check_ = std::min(next_suspicion_check_, x.deadline);
   suspicions_[s.node_id] = std::move(x);
   notify(st);
 }
@@ -372,8 +374,10 @@ void Memberlist::tick(TimePoint now) {
     if (!leaving_) reconnect(now);
   }
   if (now >= next_reap_) {
-    next_reap_ = now + config_.gossip_interval;
-    reap(now);
+    // Reaping works on a scale of hours; once a second is plenty, and only
+    // when someone is dead or left (a scan of all members otherwise).
+    next_reap_ = now + std::chrono::seconds(1);
+    if (nodes_.size() > alive_count_ + (leaving_ ? 1 : 0)) reap(now);
   }
 }
 
@@ -434,9 +438,15 @@ void Memberlist::probe_failed(TimePoint now) {
 }
 
 void Memberlist::check_suspicions(TimePoint now) {
+  if (now < next_suspicion_check_) return;
   std::vector<std::string> expired;
-  for (const auto& [id, x] : suspicions_)
-    if (now >= x.deadline) expired.push_back(id);
+  next_suspicion_check_ = TimePoint::max();
+  for (const auto& [id, x] : suspicions_) {
+    if (now >= x.deadline)
+      expired.push_back(id);
+    else
+      next_suspicion_check_ = std::min(next_suspicion_check_, x.deadline);
+  }
   for (const auto& id : expired) {
     auto it = nodes_.find(id);
     suspicions_.erase(id);

@@ -165,6 +165,8 @@ class Memberlist {
   std::vector<std::string> probe_order_;
   size_t probe_index_ = 0;
   std::unordered_map<std::string, Suspicion> suspicions_;
+  // No suspicion fires before this (a lower bound), so most ticks skip the scan.
+  TimePoint next_suspicion_check_{};
   std::optional<Probe> probe_;
   std::unordered_map<uint32_t, Relay> relays_;
 

@@ -19,10 +19,8 @@ using boost::system::error_code;
 
 namespace {
 
-// Associated data binding a sealed blob to its channel: a UDP packet cannot
-// be replayed as a stream frame or the other way round.
-const std::vector<uint8_t> kUdpAad = {'s', 'w', 'n', '/', 'u', 'd', 'p'};
-const std::vector<uint8_t> kTcpAad = {'s', 'w', 'n', '/', 't', 'c', 'p'};
+const std::vector<uint8_t>& kUdpAad = kPacketChannel;
+const std::vector<uint8_t>& kTcpAad = kStreamChannel;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 

@@ -29,6 +29,11 @@
 
 namespace swarmnet::gossip {
 
+// Associated data binding a sealed blob to its channel: a UDP packet cannot
+// be replayed as a stream frame or the other way round.
+inline const std::vector<uint8_t> kPacketChannel = {'s', 'w', 'n', '/', 'u', 'd', 'p'};
+inline const std::vector<uint8_t> kStreamChannel = {'s', 'w', 'n', '/', 't', 'c', 'p'};
+
 class Node {
  public:
   Node(boost::asio::io_context& io, Config config, std::string id, std::string name, Address bind,
