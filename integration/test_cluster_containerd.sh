@@ -73,6 +73,7 @@ ctr_ip() { ctr_exec "$1" ip -4 -o addr show dev eth0 | awk '{split($4, a, "/"); 
 eps() { hctl "$1" endpoint ls "$NET" --format json | jq -r '.[] | "\(.container_id) \(.address | split("/")[0])"' | sort; }
 has_ep() { eps "$1" | grep -qxF -- "$2 $3"; }
 no_ep() { ! eps "$1" | grep -qF -- "$2"; }
+no_eps() { [[ -z "$(eps "$1")" ]]; }
 
 say "network $NET created on host 2 (the network named in every host's CNI config)"
 hctl 2 network create "$NET" --subnet 10.252.0.0/24 >/dev/null
@@ -104,7 +105,7 @@ check "$CB removed" ctr_del 3 "$CB"
 for i in 1 2 3; do
   check "host $i no longer lists $CA" wait_for 10 no_ep "$i" "$(ctr_cni_id "$CA")"
   check "host $i no longer lists $CB" wait_for 10 no_ep "$i" "$(ctr_cni_id "$CB")"
-  check "host $i has no endpoint left on $NET" wait_for 10 test -z "$(eps "$i")"
+  check "host $i has no endpoint left on $NET" wait_for 10 no_eps "$i"
 done
 check "no CNI result cache left for $CA/$CB" \
   bash -c "! ls /var/lib/cni/results/ 2>/dev/null | grep -qE -- '-$CLUSTER_TAG-[ab]-'"

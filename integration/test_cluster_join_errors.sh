@@ -82,7 +82,7 @@ unchanged "closed port"
 
 say "a correct join still works after the failures"
 check "host 2 joins" hctl 2 cluster join --token "$token" --advertise-addr "$(host_ip 2)"
-check "host 1 lists host1 and host2 alive" wait_for 10 test "$(alive_count 1)" == 2
+check "host 1 lists host1 and host2 alive" wait_for 10 alive_is 1 2
 
 say "joining twice, init when in a cluster"
 refused "second join on host 2" "already in a cluster" 2 cluster join --token "$token" --advertise-addr "$(host_ip 2)"

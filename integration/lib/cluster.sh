@@ -14,6 +14,7 @@
 #   host_daemon_start I / host_daemon_stop I [SIGNAL]
 #   host_add I                    one more host namespace (I > N) with its daemon
 #                                 started, not joined; removed by cluster_down
+#   alive_count I / alive_is I N  how many nodes host I sees alive / whether that is N
 #   node_status I NAME            the state (alive/suspect/dead/left) of node NAME
 #                                 as host I sees it ("" if host I does not know it)
 #   container_add I NAME NETWORK  a "container": a namespace attached by the real
@@ -105,6 +106,9 @@ node_status() {
 }
 
 alive_count() { hctl "$1" node ls --format json 2>/dev/null | jq '[.[] | select(.status == "alive")] | length'; }
+# alive_is I N: host I sees N nodes alive (for wait_for, which must re-run the
+# count: `wait_for S test "$(alive_count I)" == N` would count only once).
+alive_is() { [[ "$(alive_count "$1")" == "$2" ]]; }
 
 cluster_up() {
   local n="$1" i token
@@ -124,7 +128,7 @@ cluster_up() {
       die "host $i could not join"
   done
   for ((i = 1; i <= n; i++)); do
-    wait_for 30 test "$(alive_count "$i")" == "$n" || die "host $i sees $(alive_count "$i") of $n nodes alive"
+    wait_for 30 alive_is "$i" "$n" || die "host $i sees $(alive_count "$i") of $n nodes alive"
   done
   info "$n nodes alive on every host"
 }
