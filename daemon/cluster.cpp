@@ -25,6 +25,9 @@ constexpr auto kBlockRequestInterval = 500ms;
 // every node (and, if lost, for push/pull to repair it on small clusters).
 constexpr auto kRotationStep = 5s;
 constexpr auto kLeaveTimeout = 3s;
+// How long remembered members count as alive after a restart without word
+// from gossip (memberlist's default suspicion would take about as long).
+constexpr auto kAssumeAliveAfterRestart = 15s;
 
 gossip::Address parse_address(const std::string& text, uint16_t default_port) {
   auto colon = text.rfind(':');
@@ -117,7 +120,19 @@ void Cluster::resume() {
     for (const auto& p : json_fields::string_array(o, "peers")) {
       peers.push_back(parse_address(p, options_.gossip_port));
     }
-    start(advertise, std::move(keys), version);
+    std::vector<gossip::Member> remembered;
+    if (const json::value* saved = json_fields::find(o, "members"); saved && saved->is_array()) {
+      for (const auto& mv : saved->as_array()) {
+        const auto& m = json_fields::as_object(mv, "member");
+        gossip::Member member;
+        member.id = json_fields::required_string(m, "id");
+        member.name = json_fields::string_or(m, "name", "");
+        member.addr = parse_address(json_fields::required_string(m, "address"), options_.gossip_port);
+        member.status = gossip::MemberStatus::alive;
+        if (member.id != store_.node_id()) remembered.push_back(member);
+      }
+    }
+    start(advertise, std::move(keys), version, remembered);
     spdlog::info("cluster: resuming as {} with {} known peer(s)", advertise.str(), peers.size());
     if (!peers.empty()) {
       node_->join(peers, [](std::optional<std::string> error) {
@@ -131,7 +146,7 @@ void Cluster::resume() {
 }
 
 void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys,
-                    uint64_t keys_version) {
+                    uint64_t keys_version, const std::vector<gossip::Member>& remembered) {
   advertise_ = advertise;
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
@@ -145,6 +160,12 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
                                               gossip::MemberStatus::alive};
   last_majority_ = std::chrono::steady_clock::now();
   gone_since_.clear();
+  assumed_alive_until_.clear();
+  const auto until = std::chrono::steady_clock::now() + kAssumeAliveAfterRestart;
+  for (const auto& m : remembered) {
+    members_[m.id] = m;
+    assumed_alive_until_[m.id] = until;
+  }
   controller_.set_membership(this, advertise);
   save();
   schedule_housekeeping();
@@ -175,6 +196,21 @@ bool Cluster::may_allocate() const {
 
 void Cluster::housekeeping() {
   const auto now = std::chrono::steady_clock::now();
+  // Remembered members that gossip never confirmed: no longer assumed alive.
+  bool expired = false;
+  for (auto it = assumed_alive_until_.begin(); it != assumed_alive_until_.end();) {
+    if (now < it->second) {
+      ++it;
+      continue;
+    }
+    spdlog::info("cluster: node {} not heard of since the restart; treating it as dead",
+                 members_.count(it->first) ? members_[it->first].name : it->first);
+    if (members_.count(it->first)) members_[it->first].status = gossip::MemberStatus::dead;
+    gone_since_.emplace(it->first, now);
+    it = assumed_alive_until_.erase(it);
+    expired = true;
+  }
+  if (expired) controller_.on_membership_change();
   if (!sees_majority()) return;
   last_majority_ = now;
   // One reclaimer: the alive node with the smallest id, as all agree on it
@@ -319,6 +355,9 @@ json::value Cluster::status_json() const {
 bool Cluster::is_alive(const std::string& node_id) const {
   auto it = members_.find(node_id);
   if (it == members_.end()) return false;
+  if (auto a = assumed_alive_until_.find(node_id); a != assumed_alive_until_.end()) {
+    return std::chrono::steady_clock::now() < a->second;
+  }
   // A suspect is still alive until proven dead: its endpoints stay.
   return it->second.status == gossip::MemberStatus::alive ||
          it->second.status == gossip::MemberStatus::suspect;
@@ -344,6 +383,7 @@ void Cluster::on_member_change(const gossip::Member& m) {
   auto it = members_.find(m.id);
   const bool changed = it == members_.end() || it->second.status != m.status || it->second.addr != m.addr;
   members_[m.id] = m;
+  assumed_alive_until_.erase(m.id);  // gossip has spoken
   if (m.status == gossip::MemberStatus::dead || m.status == gossip::MemberStatus::left) {
     gone_since_.emplace(m.id, std::chrono::steady_clock::now());
   } else {
@@ -451,10 +491,17 @@ void Cluster::save() const {
       peers.emplace_back(gossip::to_string(m.addr));
     }
   }
+  json::array members;
+  for (const auto& [id, m] : members_) {
+    if (id != store_.node_id() && m.status == gossip::MemberStatus::alive) {
+      members.push_back(json::object{{"id", m.id}, {"name", m.name}, {"address", gossip::to_string(m.addr)}});
+    }
+  }
   json::object o{{"advertise", advertise_->str()},
                  {"keys", std::move(keys)},
                  {"keys_version", keys_version_},
-                 {"peers", std::move(peers)}};
+                 {"peers", std::move(peers)},
+                 {"members", std::move(members)}};
   write_file_atomically(state_dir_, kSettingsFile, json::serialize(o) + "\n");
 }
 

@@ -83,7 +83,9 @@ class Cluster final : public Membership, public gossip::Delegate {
   void merge_remote_state(std::span<const uint8_t> data) override;
 
  private:
-  void start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys, uint64_t keys_version);
+  // `remembered`: members saved before a restart, assumed alive for a while.
+  void start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys, uint64_t keys_version,
+             const std::vector<gossip::Member>& remembered = {});
   void stop();
   void save() const;
   void broadcast(const boost::json::value& message);
@@ -109,6 +111,10 @@ class Cluster final : public Membership, public gossip::Delegate {
   uint64_t keys_version_ = 0;
   std::unique_ptr<gossip::Node> node_;
   std::map<std::string, gossip::Member> members_;  // by node id
+  // After a restart, the members saved in cluster.json count as alive until
+  // gossip tells otherwise or this deadline passes, so the overlay entries
+  // to them are kept (not torn down and rebuilt) across a daemon restart.
+  std::map<std::string, std::chrono::steady_clock::time_point> assumed_alive_until_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_block_request_;
   std::map<std::string, std::chrono::steady_clock::time_point> gone_since_;  // dead or left
   std::chrono::steady_clock::time_point last_majority_;

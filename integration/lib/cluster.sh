@@ -75,7 +75,8 @@ host_daemon_start() {
   # shellcheck disable=SC2086
   ip netns exec "$ns" "$SWARMNET_BIN_DIR/swarmnetd" --state-dir "$CLUSTER_DIR/h$i/state" \
     --api-socket "$(host_sock "$i")" --node-name "host$i" --log-level "${CLUSTER_LOG_LEVEL:-debug}" \
-    ${CLUSTER_DAEMON_ARGS:-} >>"$CLUSTER_DIR/h$i/swarmnetd.log" 2>&1 </dev/null &
+    ${CLUSTER_DAEMON_ARGS:-} >>"$CLUSTER_DIR/h$i/swarmnetd.log" 2>&1 </dev/null \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _CLUSTER_PIDS[$i]=$!
   wait_for 20 hctl "$i" status || { tail -20 "$CLUSTER_DIR/h$i/swarmnetd.log" >&2; die "swarmnetd on host $i did not start"; }
 }
