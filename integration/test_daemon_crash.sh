@@ -35,7 +35,8 @@ cleanup() {
 on_exit cleanup
 
 start_daemon() {
-  "$DAEMON" --state-dir "$STATE" --api-socket "$SOCK" --log-level info >>"$TMP/daemon.log" 2>&1 </dev/null &
+  "$DAEMON" --state-dir "$STATE" --api-socket "$SOCK" --log-level info >>"$TMP/daemon.log" 2>&1 </dev/null \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   DAEMON_PID=$!
   wait_for 20 "$CTL" --socket "$SOCK" status || die "swarmnetd did not start"
 }
