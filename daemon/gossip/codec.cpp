@@ -332,7 +332,24 @@ Bytes encode(const Message& m) {
 }
 
 Bytes encode_compound(const std::vector<Bytes>& parts) {
-  return encode(Compound{parts});
+  // Same bytes as encode(Compound{parts}), without copying the parts into a
+  // Compound first: this is the gossip hot path.
+  if (parts.size() > kMaxCompoundParts)
+    throw Error(Errc::invalid_argument, "gossip: too many parts in a compound message");
+  size_t total = kCompoundHeader + kCompoundPerPart * parts.size();
+  for (const auto& p : parts) total += p.size();
+  Bytes out;
+  out.reserve(total);
+  Writer w(out);
+  w.u8(static_cast<uint8_t>(MessageKind::compound));
+  w.u16(static_cast<uint16_t>(parts.size()));
+  for (const auto& p : parts) {
+    if (p.size() > UINT16_MAX)
+      throw Error(Errc::invalid_argument, "gossip: compound part too large");
+    w.u16(static_cast<uint16_t>(p.size()));
+  }
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
 }
 
 std::optional<Message> decode(std::span<const uint8_t> data) {

@@ -61,6 +61,7 @@ Memberlist::Memberlist(Config config, std::string self_id, std::string self_name
 }
 
 void Memberlist::ensure_started(TimePoint now) {
+  last_now_ = std::max(last_now_, now);
   if (started_) return;
   started_ = true;
   // Random phases, so a cluster started at once does not probe and gossip
@@ -547,8 +548,10 @@ void Memberlist::broadcast(Bytes data) {
   UserMsg u;
   u.msg_id = rng_();
   u.data = std::move(data);
-  seen_user_.emplace(u.msg_id, TimePoint{});
-  seen_user_order_.emplace_back(TimePoint{}, u.msg_id);
+  // Remember our own id, stamped with the latest time we know, so the
+  // message coming back round is not delivered to us.
+  seen_user_.emplace(u.msg_id, last_now_);
+  seen_user_order_.emplace_back(last_now_, u.msg_id);
   enqueue_broadcast({}, u);
 }
 

@@ -76,7 +76,8 @@ class Memberlist {
   bool leave_sent() const;
   bool leaving() const { return leaving_; }
 
-  // Application data, spread to every member (each receives it once).
+  // Application data, spread to every member (each receives it once; the
+  // sender's own Delegate does not get it).
   void broadcast(Bytes data);
 
   std::vector<Member> members() const;  // including ourselves
@@ -155,6 +156,7 @@ class Memberlist {
   std::mt19937_64 rng_;
 
   bool started_ = false;
+  TimePoint last_now_{};  // latest time the caller gave us (for broadcast())
   bool leaving_ = false;
   uint32_t incarnation_ = 1;
   uint32_t seq_ = 0;

@@ -222,6 +222,8 @@ void Node::stop() {
   impl_->dgram.close(ec);
   impl_->acceptor.close(ec);
   impl_->ticker.cancel();
+  // A leave still waiting is over: nothing more will go out.
+  if (impl_->leave_done) asio::post(io_, std::exchange(impl_->leave_done, nullptr));
 }
 
 void Node::on_datagram(const Address& from, std::span<const uint8_t> data) {

@@ -40,7 +40,8 @@ struct Member {
 class Delegate {
  public:
   virtual ~Delegate() = default;
-  virtual void on_member_change(const Member& m) = 0;  // any status change incl. first sight
+  // Any status change incl. first sight (never called about ourselves).
+  virtual void on_member_change(const Member& m) = 0;
   virtual void on_user_message(std::span<const uint8_t> data) = 0;
   virtual std::vector<uint8_t> local_state() = 0;  // sent in push/pull
   virtual void merge_remote_state(std::span<const uint8_t> data) = 0;
