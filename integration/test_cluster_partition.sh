@@ -62,7 +62,7 @@ round() {
   done
   wait "${pids[@]}" || true
 }
-ok_count() { grep -lx 0 "$CLUSTER_DIR/$1"/h"$2"-*.rc 2>/dev/null | wc -l; }
+ok_count() { grep -lx 0 "$CLUSTER_DIR/$1/h$2"-*.rc 2>/dev/null | wc -l; }
 
 # check_no_duplicates ROUND
 check_no_duplicates() {
