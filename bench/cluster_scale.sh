@@ -103,12 +103,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for ((j = 1; j <= N; j++)); do
     ((j == h)) && continue
     ns=$(container_ns "p$j")
-    # All probes start at once (in parallel), each clearing its own neighbour
-    # cache first. -D: each reply line starts with its receive time; the
-    # first one is kept.
-    (ip -n "$ns" neigh flush to "$ip_new" 2>/dev/null || true
-      ip netns exec "$ns" ping -D -n -i 0.02 -w "$REACH_TIMEOUT" "$ip_new" 2>/dev/null |
-      grep -m1 'bytes from' >"$WORK/r$r-$j" || true) &
+    # All probes start at once (in parallel). Each runs 1 s pings (one echo
+    # every 20 ms), restarted with its neighbour entry flushed: a probe whose
+    # ARP entry had gone FAILED sometimes stayed unanswered for the rest of a
+    # long ping while a fresh ping got replies at once (seen in 3 of 50
+    # rounds). -D: each reply line starts with its receive time; the first
+    # one is kept.
+    (end=$((SECONDS + REACH_TIMEOUT)) line=""
+      while [[ -z "$line" ]] && ((SECONDS < end)); do
+        ip -n "$ns" neigh flush to "$ip_new" 2>/dev/null || true
+        line=$(ip netns exec "$ns" ping -D -n -i 0.02 -w 1 "$ip_new" 2>/dev/null | grep -m1 'bytes from') || true
+      done
+      echo "$line" >"$WORK/r$r-$j") &
     pids+=($!)
   done
   wait "${pids[@]}"
@@ -133,6 +139,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
       warn "  host $j: neigh on $vx: $(ip -n "$(host_ns "$j")" neigh show dev "$vx" to "$ip_new" | tr '\n' ' ')"
       warn "  host $j: fdb for $mac: $(bridge -n "$(host_ns "$j")" fdb show dev "$vx" | grep -F "$mac" | tr '\n' ' ')"
       warn "  host $j: probe's neigh: $(ip -n "$(container_ns "p$j")" neigh show to "$ip_new" | tr '\n' ' ')"
+      ip -n "$(container_ns "p$j")" neigh flush to "$ip_new" 2>/dev/null || true
+      if cping "p$j" "$ip_new" 3; then fresh="replies"; else fresh="no reply"; fi
+      warn "  host $j: a fresh ping now (neighbour flushed, 3 tries): $fresh; probe's neigh then: $(ip -n "$(container_ns "p$j")" neigh show to "$ip_new" | tr '\n' ' ')"
       warn "  host $j: last log lines: $(tail -3 "$CLUSTER_DIR/h$j/swarmnetd.log" | tr '\n' '|')"
     done
     continue
