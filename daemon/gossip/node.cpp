@@ -97,7 +97,10 @@ void Node::start() {
   im.dgram.non_blocking(true, ec);
 
   std::random_device rd;
-  core_ = std::make_unique<Memberlist>(config_, id_, name_, bound_, delegate_,
+  Address advertise = bound_;
+  if (config_.advertise.ip.value() != 0) advertise.ip = config_.advertise.ip;
+  if (config_.advertise.port != 0) advertise.port = config_.advertise.port;
+  core_ = std::make_unique<Memberlist>(config_, id_, name_, advertise, delegate_,
                                        std::mt19937_64((uint64_t(rd()) << 32) | rd()));
   core_->tick(Clock::now());
   stopped_ = false;

@@ -9,7 +9,10 @@
 // called from any thread (a mutex guards the core); callbacks (done, and the
 // Delegate's) run on the io thread with that mutex held, so a Delegate may
 // call back into broadcast()/members() but must not block.
-// Lifetime: call stop() (or let the io_context stop) before destroying.
+// start() and stop() touch the sockets: call them on the io thread (or
+// before it runs / after it stopped).
+// Lifetime: stop() and let the io_context stop (or run its pending handlers)
+// before destroying a Node: in-flight operations refer to it.
 #pragma once
 
 #include <atomic>
@@ -60,7 +63,7 @@ class Node {
   std::vector<Member> members() const;
   Stats stats() const;
   Keyring& keyring() { return keyring_; }
-  Address address() const { return bound_; }
+  Address address() const { return bound_; }  // bound (not advertised) address
   const std::string& id() const { return id_; }
 
  private:

@@ -85,6 +85,10 @@ struct Config {
   // user_dedup_capacity ids are remembered).
   Duration user_dedup_time = std::chrono::minutes(5);
   size_t user_dedup_capacity = 100000;
+  // What the transport tells others to reach us at, when it differs from
+  // the bind address (binding 0.0.0.0, NAT): a zero ip or port means "the
+  // bound one".
+  Address advertise{};
   // How often the transport drives the core's timers.
   Duration tick_interval = std::chrono::milliseconds(10);
 };
