@@ -116,10 +116,35 @@ void Controller::sync_network(const std::string& network_id) {
   dataplane_.sync_remote_endpoints(network, remote);
 }
 
-void Controller::sync_firewall() {
-  std::vector<NetworkRecord> networks;
+// Two nodes that create networks at the same moment, before either hears of
+// the other, can pick the same name or overlapping subnets (a VNI clash is
+// made unlikely by drawing VNIs at random). Nothing can undo that without a
+// coordinator; say it loudly so the operator removes one.
+void Controller::warn_conflicts(const NetworkRecord& n) const {
   for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted) networks.push_back(e.value);
+    if (e.deleted || id == n.id) continue;
+    if (e.value.name == n.name || e.value.subnet.overlaps(n.subnet) || e.value.vni == n.vni) {
+      spdlog::error("networks {} ({} {} vni {}) and {} ({} {} vni {}) were created concurrently on two "
+                    "nodes and clash; remove one of them",
+                    n.name, n.id.substr(0, 12), n.subnet.str(), n.vni, e.value.name,
+                    id.substr(0, 12), e.value.subnet.str(), e.value.vni);
+    }
+  }
+}
+
+void Controller::sync_firewall() {
+  // Oldest first, so that of two clashing networks (see warn_conflicts) the
+  // one created first keeps its rules; the other gets none until removed.
+  std::vector<std::pair<Version, NetworkRecord>> all;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) all.emplace_back(e.version, e.value);
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<NetworkRecord> networks;
+  for (const auto& [version, n] : all) {
+    bool clash = false;
+    for (const auto& kept : networks) clash = clash || kept.subnet.overlaps(n.subnet);
+    if (!clash) networks.push_back(n);
   }
   dataplane_.sync_firewall(networks);
 }
@@ -154,6 +179,7 @@ void Controller::on_store_change(const std::string& table, const std::string& ke
     auto it = store_.networks().find(key);
     if (it == store_.networks().end()) return;
     network_id = key;
+    if (!it->second.deleted) warn_conflicts(it->second.value);
     sync_firewall();
     if (it->second.deleted) {
       spaces_.erase(key);
@@ -360,11 +386,20 @@ Ipv4Address Controller::allocate(const NetworkRecord& network, const api::Endpoi
                            network.subnet.str() + ", " + std::to_string(space.used()) + " of " +
                            std::to_string(space.capacity()) + " in use)";
   // Blocks of other live nodes may have room: they can give one away.
+  bool unreachable_owner = false;
   for (const Ipv4Prefix& block : blocks) {
     const std::string& owner = owner_of(network, block);
-    if (owner != me && alive(owner)) {
+    if (owner == me) continue;
+    if (alive(owner)) {
       throw BlockNeeded(network.id, full + " on this node; asked the other nodes for a block");
     }
+    unreachable_owner = true;
+  }
+  if (unreachable_owner) {
+    throw Error(Errc::unavailable,
+                "no free address in this node's blocks of network " + network.name +
+                    ", and the nodes that own its other blocks are unreachable (a partition, or "
+                    "dead nodes not yet reclaimed); try again when they are back");
   }
   throw Error(Errc::exhausted, full);
 }

@@ -109,6 +109,7 @@ class Controller {
   void sync_network(const std::string& network_id);
   // The packet filter for every network of the cluster.
   void sync_firewall();
+  void warn_conflicts(const NetworkRecord& network) const;
   void delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& endpoint);
   api::Network to_api(const NetworkRecord& n) const;
   api::Endpoint to_api(const NetworkRecord& n, const EndpointRecord& e) const;
