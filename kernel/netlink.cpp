@@ -238,7 +238,11 @@ std::optional<LinkInfo> NetlinkSocket::find_link(const std::string& name) {
 
 std::optional<LinkInfo> NetlinkSocket::find_link(int index) {
   if (index <= 0) return std::nullopt;
-  return get_kernel(sock_, index, nullptr, "#" + std::to_string(index));
+  // Not "#" + to_string(): GCC 12 at -O3 warns (-Wrestrict, a known false
+  // positive) about that operator+.
+  std::string what = std::to_string(index);
+  what.insert(what.begin(), '#');
+  return get_kernel(sock_, index, nullptr, what);
 }
 
 LinkInfo NetlinkSocket::get_link(const std::string& name) {
