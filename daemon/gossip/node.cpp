@@ -360,7 +360,12 @@ void Node::join(std::vector<Address> seeds, std::function<void(std::optional<std
                      std::lock_guard lock(self->mu_);
                      if (!reply) {
                        self->wire_.stream_failures++;
-                       err = describe(seed) + ": no answer";
+                       // A seed drops a stream sealed with a key it lacks
+                       // without a word (no oracle for attackers), so a
+                       // wrong key looks like silence from here: say both.
+                       err = describe(seed) +
+                             ": no answer (the seed is down or unreachable, or it refused our "
+                             "cluster key: is the join token current?)";
                      } else if (auto plain = self->keyring_.open(*reply, kTcpAad); !plain) {
                        // The seed answered with a key we do not have.
                        self->wire_.auth_failures++;
