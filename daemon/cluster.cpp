@@ -234,6 +234,10 @@ void Cluster::housekeeping() {
 void Cluster::stop() {
   housekeeping_timer_.reset();
   if (node_) node_->stop();
+  // A stopped node may still have completions queued on the io_context that
+  // refer to it (and to its keyring): it is destroyed only with the Cluster,
+  // after the io_context has stopped.
+  if (node_) retired_.push_back(Retired{std::move(keyring_), std::move(node_)});
   node_.reset();
   keyring_.reset();
   members_.clear();

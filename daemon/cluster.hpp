@@ -119,6 +119,11 @@ class Cluster final : public Membership, public gossip::Delegate {
   std::map<std::string, std::chrono::steady_clock::time_point> gone_since_;  // dead or left
   std::chrono::steady_clock::time_point last_majority_;
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
+  struct Retired {  // destroyed in this order: node, then its keyring
+    std::unique_ptr<gossip::Keyring> keyring;
+    std::unique_ptr<gossip::Node> node;
+  };
+  std::vector<Retired> retired_;
 };
 
 }  // namespace swarmnet::daemon

@@ -172,11 +172,14 @@ std::string base() {
     s << "add rule " << kPrefix << " " << chain << " " << body << "\n";
   };
 
-  // Only traffic of swarmnet networks is ours; the policy leaves the rest to
-  // whatever else filters on this host.
+  // Only traffic of swarmnet bridges is ours; the policy leaves the rest to
+  // whatever else filters on this host. Matching on the bridges, not on the
+  // subnets' addresses: a swarmnet subnet may also live on another plugin's
+  // bridge (swarmnet-ipam under the reference bridge plugin), whose bridged
+  // frames must pass; a packet can only reach one of our containers by
+  // leaving through one of our bridges, which `oifname @bridges` catches.
   rule("forward", "iifname @bridges jump from-network");
   rule("forward", "oifname @bridges jump to-network");
-  rule("forward", "ip daddr @subnets jump to-network");
 
   rule("from-network",
        "iifname . ip saddr != @bridge-subnets counter drop "

@@ -18,8 +18,9 @@
 //
 //   chains
 //     forward       hook forward, priority filter - 10: dispatches packets
-//                   from a bridge to from-network, packets to a bridge or a
-//                   swarmnet subnet to to-network, leaves the rest alone
+//                   from a bridge to from-network, packets to a bridge to
+//                   to-network, leaves the rest alone (a swarmnet subnet on
+//                   another plugin's bridge, for swarmnet-ipam, is not ours)
 //     from-network  anti-spoofing, own network accepted, other networks
 //                   dropped, egress accepted unless internal
 //     to-network    replies accepted, published traffic (chain `published`,
