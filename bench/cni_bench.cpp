@@ -143,6 +143,11 @@ int main(int argc, char** argv) {
     }
     boost::json::value create = {{"name", "bench"}, {"subnet", "10.199.0.0/16"}};
     client.call("POST", "/v1/networks", &create);
+    // A host runs more than one container: one endpoint stays for the whole
+    // run, so the network's bridge exists throughout (as the reference
+    // plugin's does) instead of being made and removed in every cycle.
+    boost::json::value pin = {{"container_id", "bench-resident"}, {"ifname", "eth0"}};
+    client.call("POST", "/v1/networks/bench/endpoints", &pin);
 
     const std::string swarmnet_conf =
         R"({"cniVersion":"1.0.0","name":"bench","type":"swarmnet","daemonSocket":")" + socket + R"("})";
