@@ -9,6 +9,7 @@
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
 #include "plugin/cni/attachment.hpp"
+#include "plugin/cni/daemon_commands.hpp"
 #include "plugin/cni/scope_guard.hpp"
 #include "plugin/cni/skel.hpp"
 
@@ -143,25 +144,6 @@ void cmd_check(const Environment& env, const NetConf& conf) {
                    e.what());
   }
   check_attachment(env, conf, seen, json::value_to<api::Endpoint>(reply));
-}
-
-void cmd_gc(const Environment&, const NetConf& conf) {
-  ApiClient api(conf.daemon_socket);
-  json::value body = json::value_from(gc_request(conf));
-  auto res = json::value_to<api::GcResult>(api.call("POST", gc_target(conf), &body));
-  for (const auto& k : res.released) {
-    spdlog::info("GC {}: released {}/{}", conf.network, k.container_id, k.ifname);
-  }
-}
-
-void cmd_status(const Environment&, const NetConf& conf) {
-  try {
-    ApiClient(conf.daemon_socket).call("GET", kStatusTarget);
-  } catch (const Error& e) {
-    if (e.code() != Errc::unavailable) throw;
-    throw CniError(code::kPluginNotAvailable, "plugin not available: swarmnetd is not reachable",
-                   e.what());
-  }
 }
 
 }  // namespace
