@@ -102,6 +102,11 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
       buffer.append(chunk, static_cast<size_t>(n));
     }
     boost::beast::error_code ec;
+    if (eof && !parser.got_some() && buffer.empty()) {
+      // A daemon killed after accepting us: Beast would take the bare EOF
+      // for an empty "200 OK", so say what it is.
+      throw Error(Errc::unavailable, where + " closed the connection without answering");
+    }
     if (eof && buffer.empty()) {
       parser.put_eof(ec);
       if (ec || !parser.is_done()) throw Error(Errc::unavailable, where + " closed the connection mid-reply");
