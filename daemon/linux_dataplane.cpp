@@ -25,10 +25,9 @@ class LinuxDataplane final : public Dataplane {
   }
 
   void ensure_network(const NetworkRecord& n, const std::string& bridge) override {
-    bool existed = nl_.find_link(bridge).has_value();
-    nl_.ensure_bridge(bridge, n.mtu);
+    const bool created = nl_.ensure_bridge(bridge, n.mtu);
     nl_.add_address(bridge, Ipv4Prefix(n.gateway, n.subnet.length()));
-    if (!existed) {
+    if (created) {
       spdlog::info("network {}: bridge {} created with gateway {}/{} mtu {}", n.name, bridge,
                    n.gateway.str(), n.subnet.length(), n.mtu);
     }

@@ -20,25 +20,12 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "kernel/libnl_util.hpp"
 
 namespace swarmnet::kernel {
 namespace {
 
-// RAII for libnl's reference-counted objects: every get/alloc is paired with
-// a put by construction, so error paths cannot leak.
-template <typename T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const {
-    if (p) Free(p);
-  }
-};
-using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, rtnl_link_put>>;
-using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, rtnl_addr_put>>;
-using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
-using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
-using ObjectPtr = std::unique_ptr<nl_object, Deleter<nl_object, nl_object_put>>;
-using CbPtr = std::unique_ptr<nl_cb, Deleter<nl_cb, nl_cb_put>>;
-using SockPtr = std::unique_ptr<nl_sock, Deleter<nl_sock, nl_socket_free>>;
+using namespace libnl;
 
 // How many times a dump is restarted after the kernel flagged it as
 // inconsistent (a change raced with it) before giving up.
@@ -68,12 +55,6 @@ Errc errc_for(int err) {
 
 [[noreturn]] void throw_nl(int err, const std::string& what) {
   throw Error(errc_for(err), what + ": " + nl_message(err));
-}
-
-void check_name(const std::string& name) {
-  if (name.empty() || name.size() >= IFNAMSIZ) {
-    throw Error(Errc::invalid_argument, "invalid interface name \"" + name + "\"");
-  }
 }
 
 LinkPtr alloc_link() {
@@ -287,7 +268,7 @@ void NetlinkSocket::create_veth(const std::string& name, const std::string& peer
   if (err < 0) throw_nl(err, "create veth " + name + " (peer " + peer_name + ")");
 }
 
-void NetlinkSocket::ensure_bridge(const std::string& name, unsigned mtu) {
+bool NetlinkSocket::ensure_bridge(const std::string& name, unsigned mtu) {
   check_name(name);
   LinkPtr link = alloc_link();
   if (rtnl_link_set_type(link.get(), "bridge") < 0) {
@@ -297,7 +278,7 @@ void NetlinkSocket::ensure_bridge(const std::string& name, unsigned mtu) {
   if (mtu) rtnl_link_set_mtu(link.get(), mtu);
   rtnl_link_set_flags(link.get(), IFF_UP);
   int err = rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL);
-  if (err == 0) return;
+  if (err == 0) return true;
   if (err != -NLE_EXIST) throw_nl(err, "create bridge " + name);
 
   auto existing = find_link(name);
@@ -315,6 +296,7 @@ void NetlinkSocket::ensure_bridge(const std::string& name, unsigned mtu) {
     err = rtnl_link_change(sock_, change.get(), change.get(), 0);
     if (err < 0) throw_nl(err, "configure bridge " + name);
   }
+  return false;
 }
 
 bool NetlinkSocket::delete_link(const std::string& name) {

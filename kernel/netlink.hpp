@@ -62,7 +62,8 @@ class NetlinkSocket {
                    unsigned mtu, const std::string& peer_mac);
 
   // Creates a bridge if missing (no error if it exists), sets mtu, brings up.
-  void ensure_bridge(const std::string& name, unsigned mtu);
+  // True when it was created by this call.
+  bool ensure_bridge(const std::string& name, unsigned mtu);
 
   // Deletes a link; false if it did not exist.
   bool delete_link(const std::string& name);

@@ -18,30 +18,15 @@
 #include <memory>
 
 #include "common/error.hpp"
+#include "kernel/libnl_util.hpp"
 
 namespace swarmnet::kernel {
 namespace {
 
-// RAII for libnl objects, as in netlink.cpp.
-template <typename T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const {
-    if (p) Free(p);
-  }
-};
-using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, rtnl_link_put>>;
-using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
-using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>>;
-using CbPtr = std::unique_ptr<nl_cb, Deleter<nl_cb, nl_cb_put>>;
+using namespace libnl;
 
 constexpr uint32_t kMaxVni = (1u << 24) - 1;
 using Mac = std::array<unsigned char, 6>;
-
-void check_name(const std::string& name) {
-  if (name.empty() || name.size() >= IFNAMSIZ) {
-    throw Error(Errc::invalid_argument, "invalid interface name \"" + name + "\"");
-  }
-}
 
 Mac parse_mac(const std::string& text) {
   Mac bytes{};
