@@ -583,7 +583,14 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
 
   if (e.attach) {
     try {
-      sync_network(network.id);
+      // A local ADD changes no remote entry: the overlay (a VXLAN lookup and
+      // two netlink dumps) is programmed only when this endpoint brings the
+      // network to this host; otherwise the bridge is just checked.
+      if (local_attached_endpoints(network.id) == 1) {
+        sync_network(network.id);
+      } else {
+        dataplane_.ensure_network(network, bridge_name(network.id));
+      }
     } catch (...) {
       delete_endpoint_record(network, e);
       throw;
