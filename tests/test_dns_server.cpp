@@ -1,0 +1,166 @@
+// The DNS server on loopback: UDP and TCP answers, truncation and the TCP
+// retry, malformed packets, forwarding of outside names and its failure.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "common/error.hpp"
+#include "dns/server.hpp"
+#include "support/dns_packets.hpp"
+
+using namespace swarmnet;
+using namespace swarmnet::dns;
+using swarmnet::test::make_query;
+using swarmnet::test::parse_answer;
+
+namespace {
+
+struct Fd {
+  int fd;
+  ~Fd() { ::close(fd); }
+};
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+std::vector<uint8_t> udp_ask(uint16_t port, const std::vector<uint8_t>& query, int timeout_ms = 2000) {
+  Fd s{::socket(AF_INET, SOCK_DGRAM, 0)};
+  auto to = loopback(port);
+  ::sendto(s.fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  pollfd p{s.fd, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) != 1) return {};
+  std::vector<uint8_t> buf(65535);
+  ssize_t n = ::recv(s.fd, buf.data(), buf.size(), 0);
+  buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return buf;
+}
+
+std::vector<uint8_t> tcp_ask(uint16_t port, const std::vector<uint8_t>& query) {
+  Fd s{::socket(AF_INET, SOCK_STREAM, 0)};
+  auto to = loopback(port);
+  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) return {};
+  std::vector<uint8_t> out = {static_cast<uint8_t>(query.size() >> 8), static_cast<uint8_t>(query.size())};
+  out.insert(out.end(), query.begin(), query.end());
+  if (::send(s.fd, out.data(), out.size(), 0) != static_cast<ssize_t>(out.size())) return {};
+  uint8_t len[2];
+  if (::recv(s.fd, len, 2, MSG_WAITALL) != 2) return {};
+  std::vector<uint8_t> reply(static_cast<size_t>(len[0] << 8 | len[1]));
+  if (::recv(s.fd, reply.data(), reply.size(), MSG_WAITALL) != static_cast<ssize_t>(reply.size())) return {};
+  return reply;
+}
+
+// A server on 127.0.0.1 at a free high port; the network "lo-net" has
+// 127.0.0.1 as its gateway, so loopback queries are the host's own.
+struct Running {
+  NameTable table{2};
+  uint16_t port = 0;
+  std::unique_ptr<Server> server;
+  Running() {
+    table.upsert_network({"n1", "lo-net", Ipv4Address::parse("127.0.0.1")});
+    std::mt19937 rng(std::random_device{}());
+    for (int attempt = 0; attempt < 20 && !server; ++attempt) {
+      port = static_cast<uint16_t>(20000 + rng() % 30000);
+      auto s = std::make_unique<Server>(table, ServerOptions{.port = port});
+      try {
+        s->add_listener(Ipv4Address::parse("127.0.0.1"));
+        server = std::move(s);
+      } catch (const Error&) {
+      }
+    }
+    REQUIRE(server);
+    server->start();
+  }
+  void add(const std::string& name, const std::string& address, const std::string& key) {
+    table.upsert_endpoint({key, "n1", key, name, {}, Ipv4Address::parse(address), false, "", true});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("UDP and TCP queries are answered from the table") {
+  Running r;
+  r.add("web", "10.1.0.5", "c1");
+  auto a = parse_answer(udp_ask(r.port, make_query("web", type::A)));
+  REQUIRE(a.ok);
+  REQUIRE(a.answers.size() == 1);
+  CHECK(a.answers[0].data == "10.1.0.5");
+  auto t = parse_answer(tcp_ask(r.port, make_query("web.lo-net", type::A)));
+  REQUIRE(t.ok);
+  REQUIRE(t.answers.size() == 1);
+  CHECK(t.answers[0].data == "10.1.0.5");
+  CHECK(r.server->stats().tcp_queries == 1);
+}
+
+TEST_CASE("an answer too big for UDP comes with TC, and whole over TCP") {
+  Running r;
+  for (int i = 0; i < 100; ++i) r.add("big", "10.1.0." + std::to_string(i + 1), "c" + std::to_string(i));
+  auto a = parse_answer(udp_ask(r.port, make_query("big", type::A)));
+  REQUIRE(a.ok);
+  CHECK(a.tc());
+  CHECK(a.answers.size() < 100);
+  auto e = parse_answer(udp_ask(r.port, make_query("big", type::A, {.edns = true, .edns_size = 4096})));
+  CHECK(e.tc());
+  CHECK(e.answers.size() > a.answers.size());  // EDNS: up to 1232 bytes
+  auto t = parse_answer(tcp_ask(r.port, make_query("big", type::A)));
+  REQUIRE(t.ok);
+  CHECK_FALSE(t.tc());
+  CHECK(t.answers.size() == 100);
+}
+
+TEST_CASE("malformed packets get FORMERR or nothing, and the server keeps serving") {
+  Running r;
+  r.add("web", "10.1.0.5", "c1");
+  std::vector<uint8_t> garbage = {0xBE, 0xEF, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3F, 'x'};
+  auto e = parse_answer(udp_ask(r.port, garbage));
+  CHECK(e.id == 0xBEEF);
+  CHECK(e.rcode == 1);
+  CHECK(udp_ask(r.port, {1, 2, 3}, 300).empty());  // no header: dropped
+  auto a = parse_answer(udp_ask(r.port, make_query("web", type::A)));
+  REQUIRE(a.answers.size() == 1);
+  CHECK(r.server->stats().malformed == 2);
+}
+
+TEST_CASE("outside names: forwarded and relayed unchanged; SERVFAIL when the upstream fails or is absent") {
+  Running r;
+  auto none = parse_answer(udp_ask(r.port, make_query("example.org", type::A)));
+  CHECK(none.rcode == 2);  // no forwarder
+
+  std::vector<uint8_t> canned;
+  r.server->set_forwarder([&](std::span<const uint8_t> query, bool, ForwardDone done) {
+    if (query.size() > 20 && query[13] == 'f') {  // "fail..."
+      done({});
+      return;
+    }
+    // An "upstream" answer: the query turned into a response, plus a byte we can recognise.
+    canned.assign(query.begin(), query.end());
+    canned[2] |= 0x80;
+    done(canned);
+  });
+  auto q = make_query("example.org", type::A);
+  auto relayed = udp_ask(r.port, q);
+  REQUIRE(relayed.size() == q.size());
+  CHECK(relayed == canned);
+  auto failed = parse_answer(udp_ask(r.port, make_query("fail.example.org", type::A)));
+  CHECK(failed.rcode == 2);
+  CHECK(failed.qdcount == 1);
+  auto over_tcp = tcp_ask(r.port, q);
+  CHECK(over_tcp == canned);
+  CHECK(r.server->stats().forwarded == 3);
+}
+
+TEST_CASE("a second server on the same address and port is refused with a clear error") {
+  Running r;
+  Server other(r.table, ServerOptions{.port = r.port});
+  CHECK_THROWS_WITH(other.add_listener(Ipv4Address::parse("127.0.0.1")),
+                    Catch::Contains("cannot listen on 127.0.0.1:" + std::to_string(r.port)));
+}
