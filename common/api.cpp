@@ -15,6 +15,12 @@ json::array to_array(const std::vector<std::string>& v) {
   return a;
 }
 
+json::array to_array(const std::vector<Ipv4Address>& v) {
+  json::array a;
+  for (const auto& x : v) a.push_back(json::value(x.str()));
+  return a;
+}
+
 json::object to_object(const std::map<std::string, std::string>& m) {
   json::object o;
   for (const auto& [k, v] : m) o[k] = v;
@@ -179,7 +185,9 @@ void tag_invoke(json::value_from_tag, json::value& jv, const Endpoint& e) {
                     {"name", e.name},
                     {"aliases", to_array(e.aliases)},
                     {"service", e.service},
-                    {"labels", to_object(e.labels)}};
+                    {"labels", to_object(e.labels)},
+                    {"dns_servers", to_array(e.dns_servers)},
+                    {"dns_search", to_array(e.dns_search)}};
 }
 
 Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value& jv) {
@@ -203,6 +211,8 @@ Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value& jv) {
   e.aliases = string_array(o, "aliases");
   e.service = string_or(o, "service", "");
   e.labels = string_map(o, "labels");
+  for (const std::string& s : string_array(o, "dns_servers")) e.dns_servers.push_back(Ipv4Address::parse(s));
+  e.dns_search = string_array(o, "dns_search");
   return e;
 }
 

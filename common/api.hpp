@@ -83,6 +83,11 @@ struct Endpoint {
   std::vector<std::string> aliases;
   std::string service;
   std::map<std::string, std::string> labels;
+  // Where the container resolves names: swarmnetd's DNS at the network's
+  // gateway, and the network's name as search domain. Empty when the
+  // daemon serves no DNS (--no-dns).
+  std::vector<Ipv4Address> dns_servers;
+  std::vector<std::string> dns_search;
 };
 
 // POST /v1/networks/NAME/gc

@@ -76,6 +76,7 @@ void Controller::on_membership_change() {
   for (const auto& [id, e] : store_.networks()) {
     if (!e.deleted && local_attached_endpoints(id) > 0) sync_network(id);
   }
+  for (const auto& listener : membership_listeners_) listener();
 }
 
 bool Controller::alive(const std::string& node_id) const {
@@ -727,6 +728,10 @@ api::Endpoint Controller::to_api(const NetworkRecord& n, const EndpointRecord& e
   a.aliases = e.aliases;
   a.service = e.service;
   a.labels = e.labels;
+  if (dns_enabled_) {
+    a.dns_servers = {n.gateway};
+    a.dns_search = {n.name};
+  }
   return a;
 }
 

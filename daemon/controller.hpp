@@ -4,6 +4,7 @@
 // either completes (journaled, kernel updated) or throws with nothing changed.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -92,6 +93,15 @@ class Controller {
 
   api::Status status() const;
 
+  // Whether a node is alive (this node always is).
+  bool is_alive(const std::string& node_id) const { return alive(node_id); }
+  // Called after every membership change (after the overlays are updated).
+  void add_membership_listener(std::function<void()> listener) {
+    membership_listeners_.push_back(std::move(listener));
+  }
+  // Whether endpoints are told to resolve through swarmnetd's DNS.
+  void set_dns_enabled(bool enabled) { dns_enabled_ = enabled; }
+
   // The host bridge name of a network ("swn-" + 11 characters of its id).
   static std::string bridge_name(const std::string& network_id);
 
@@ -121,6 +131,8 @@ class Controller {
   size_t listener_id_ = 0;
   Membership* membership_ = nullptr;
   std::optional<Ipv4Address> local_vtep_;
+  std::vector<std::function<void()>> membership_listeners_;
+  bool dns_enabled_ = false;
 };
 
 }  // namespace swarmnet::daemon

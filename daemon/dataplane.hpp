@@ -52,7 +52,9 @@ class Dataplane {
 };
 
 // The real one, through libnl in the daemon's own network namespace.
-// vxlan_port: the UDP port of the overlay's tunnels (4789 by default).
-std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port);
+// vxlan_port: the UDP port of the overlay's tunnels (4789 by default);
+// dns_queries_per_second: the firewall's per-container DNS limit (0: none).
+std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port,
+                                                unsigned dns_queries_per_second = 0);
 
 }  // namespace swarmnet::daemon

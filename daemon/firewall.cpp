@@ -143,7 +143,7 @@ const std::vector<std::string>& set_names() {
   return names;
 }
 
-std::string base() {
+std::string base(unsigned dns_queries_per_second) {
   std::ostringstream s;
   s << "add table " << kPrefix << "\n";
   s << "add set " << kPrefix << " bridges { type ifname; }\n";
@@ -162,6 +162,13 @@ std::string base() {
     << " published-dnat { type nat hook prerouting priority dstnat; policy accept; }\n";
   s << "add chain " << kPrefix
     << " egress-nat { type nat hook postrouting priority srcnat; policy accept; }\n";
+  s << "add set " << kPrefix
+    << " dns-clients { type ipv4_addr; flags dynamic,timeout; timeout 1m; size 65536; }\n";
+  s << "add chain " << kPrefix
+    << " dns-input { type filter hook input priority filter - 10; policy accept; }\n";
+  // The limit lives in each element: flushed so a changed rate applies.
+  s << "flush set " << kPrefix << " dns-clients\n";
+  s << "flush chain " << kPrefix << " dns-input\n";
 
   // `published` and `published-dnat` are not flushed: their rules belong to
   // the code that publishes ports.
@@ -203,6 +210,12 @@ std::string base() {
   rule("to-network", "counter drop comment \"from the outside, not published\"");
 
   rule("egress-nat", "ip saddr @masquerade-subnets oifname != @bridges masquerade");
+  if (dns_queries_per_second > 0) {
+    rule("dns-input", "iifname @bridges udp dport 53 update @dns-clients { ip saddr limit rate over " +
+                          std::to_string(dns_queries_per_second) + "/second burst " +
+                          std::to_string(dns_queries_per_second) +
+                          " packets } counter drop comment \"DNS flood from one container\"");
+  }
   return s.str();
 }
 
@@ -331,7 +344,7 @@ Firewall::Firewall() : nft_() {}
 Firewall::Firewall(kernel::NftContext&& nft) : nft_(std::move(nft)) {}
 
 void Firewall::ensure_base() {
-  nft_.run(firewall_script::base());
+  nft_.run(firewall_script::base(dns_rate_));
 }
 
 void Firewall::add_network(const FirewallNetwork& network) {

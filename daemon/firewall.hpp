@@ -29,6 +29,11 @@
 //     published-dnat hook prerouting, priority dstnat: EMPTY on purpose, for
 //                   the DNAT of published ports
 //     egress-nat    hook postrouting, priority srcnat: masquerade
+//     dns-input     hook input, priority filter - 10: per-source limit on
+//                   UDP queries to port 53 from the bridges (dynamic set
+//                   dns-clients: one token bucket per container address),
+//                   so a flooding container's excess is dropped before it
+//                   fills the DNS socket's queue and starves the others
 //
 // Hook priorities. In netfilter a drop is final wherever it happens, while
 // an accept only ends the base chain it is in: the packet goes on through
@@ -94,8 +99,9 @@ const std::vector<std::string>& set_names();
 // Creates what is missing and rewrites the rules of the chains swarmnet
 // owns (flush + add in the same transaction: packets see the old rules or
 // the new ones, never none). Sets, their elements and the two `published`
-// chains are kept.
-std::string base();
+// chains are kept. `dns_queries_per_second`: the per-container limit on
+// UDP queries to swarmnetd's DNS (0: none), see chain dns-input.
+std::string base(unsigned dns_queries_per_second = 0);
 // Adds a network's elements; also removes it from the set of the other
 // kind (internal or not), so re-adding with a changed flag is correct.
 // Throws Error(invalid_argument) for a bad bridge name or subnet.
@@ -129,6 +135,8 @@ class Firewall {
   // Creates the table, its sets and chains and (re)writes the rules.
   // Idempotent; call at start, before any network is added.
   void ensure_base();
+  // The DNS per-source limit ensure_base() writes (0: none).
+  void set_dns_rate_limit(unsigned queries_per_second) { dns_rate_ = queries_per_second; }
   // Idempotent; Error(not_found) if ensure_base() was not called,
   // Error(conflict) if the subnet overlaps another network's.
   void add_network(const FirewallNetwork& network);
@@ -152,6 +160,7 @@ class Firewall {
 
  private:
   kernel::NftContext nft_;
+  unsigned dns_rate_ = 0;
 };
 
 // Turns on IPv4 forwarding in the calling thread's namespace (egress from

@@ -17,10 +17,11 @@ std::string vxlan_of_bridge(const std::string& bridge) { return "swx-" + bridge.
 
 class LinuxDataplane final : public Dataplane {
  public:
-  explicit LinuxDataplane(uint16_t vxlan_port)
+  LinuxDataplane(uint16_t vxlan_port, unsigned dns_queries_per_second)
       : nl_(kernel::NetlinkSocket::open()), vxlan_port_(vxlan_port) {
     // Containers reach the outside through this host (routed, masqueraded).
     enable_ip_forward();
+    firewall_.set_dns_rate_limit(dns_queries_per_second);
     firewall_.ensure_base();
   }
 
@@ -141,8 +142,8 @@ class LinuxDataplane final : public Dataplane {
 
 }  // namespace
 
-std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port) {
-  return std::make_unique<LinuxDataplane>(vxlan_port);
+std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port, unsigned dns_queries_per_second) {
+  return std::make_unique<LinuxDataplane>(vxlan_port, dns_queries_per_second);
 }
 
 }  // namespace swarmnet::daemon

@@ -16,6 +16,9 @@
 #include "daemon/cluster.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
+#include "daemon/service_discovery.hpp"
+#include "dns/name_table.hpp"
+#include "dns/server.hpp"
 #include "daemon/store.hpp"
 
 namespace {
@@ -85,6 +88,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--vxlan-port", vxlan_port, "UDP port of the overlay's VXLAN tunnels")
       ->capture_default_str();
+  bool dns_enabled = true;
+  uint16_t dns_port = 53;
+  uint32_t dns_ttl = 2;
+  unsigned dns_rate = 2000;
+  app.add_flag("!--no-dns", dns_enabled,
+               "Serve no DNS (containers then get no nameserver from swarmnet)");
+  app.add_option("--dns-port", dns_port,
+                 "Port of the DNS server at each network's gateway address (resolv.conf needs 53)")
+      ->capture_default_str();
+  app.add_option("--dns-ttl", dns_ttl, "TTL of swarmnet's DNS answers, seconds")->capture_default_str();
+  app.add_option("--dns-rate-limit", dns_rate,
+                 "UDP DNS queries per second one container may send (the excess is dropped by "
+                 "the firewall; 0: no limit)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
@@ -102,9 +119,22 @@ int main(int argc, char** argv) {
     (void)lock_fd;  // held until exit
 
     swarmnet::daemon::Store store(state_dir, tombstone_s);
-    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port);
+    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_enabled ? dns_rate : 0);
     swarmnet::daemon::Controller controller(store, *dataplane, node_name);
+    controller.set_dns_enabled(dns_enabled);
     controller.reconcile();
+
+    // Service discovery: its own thread; the table follows the store.
+    swarmnet::dns::NameTable names(dns_ttl);
+    std::optional<swarmnet::dns::Server> dns_server;
+    std::optional<swarmnet::daemon::ServiceDiscovery> discovery;
+    if (dns_enabled) {
+      dns_server.emplace(names, swarmnet::dns::ServerOptions{.port = dns_port});
+      discovery.emplace(store, controller, names, *dns_server);
+      dns_server->start();
+      spdlog::info("DNS: {} names, listening on {} gateway address(es) port {}", names.name_count(),
+                   dns_server->listeners().size(), dns_port);
+    }
 
     boost::asio::io_context io(1);
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);

@@ -78,7 +78,8 @@ json::value to_json(const EndpointRecord& e) {
                       {"name", e.name},
                       {"aliases", std::move(aliases)},
                       {"service", e.service},
-                      {"labels", std::move(labels)}};
+                      {"labels", std::move(labels)},
+                      {"healthy", e.healthy}};
 }
 
 void from_json(const json::value& jv, EndpointRecord& e) {
@@ -102,6 +103,71 @@ void from_json(const json::value& jv, EndpointRecord& e) {
       if (v.is_string()) e.labels.emplace(std::string(k), std::string(v.get_string()));
     }
   }
+  e.healthy = bool_or(o, "healthy", true);
+}
+
+json::value to_json(const ServiceRecord& s) {
+  json::array networks;
+  for (const auto& n : s.networks) networks.emplace_back(n);
+  json::object vips;
+  for (const auto& [n, ip] : s.vips) vips[n] = ip.str();
+  json::array ports;
+  for (const auto& p : s.ports) {
+    ports.push_back(json::object{{"target", p.target},
+                                 {"protocol", p.protocol},
+                                 {"published", p.published},
+                                 {"publish_mode", p.publish_mode}});
+  }
+  return json::object{{"id", s.id},
+                      {"name", s.name},
+                      {"mode", s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip"},
+                      {"networks", std::move(networks)},
+                      {"vips", std::move(vips)},
+                      {"ports", std::move(ports)},
+                      {"health", json::object{{"kind", s.health.kind},
+                                              {"port", s.health.port},
+                                              {"path", s.health.path},
+                                              {"interval_s", s.health.interval_s},
+                                              {"retries", s.health.retries}}},
+                      {"created_by", s.created_by}};
+}
+
+void from_json(const json::value& jv, ServiceRecord& s) {
+  const auto& o = as_object(jv, "service record");
+  s.id = required_string(o, "id");
+  s.name = required_string(o, "name");
+  const std::string mode = string_or(o, "mode", "vip");
+  if (mode != "vip" && mode != "dnsrr") throw Error(Errc::invalid_argument, "service mode must be vip or dnsrr");
+  s.mode = mode == "dnsrr" ? ServiceMode::dnsrr : ServiceMode::vip;
+  s.networks = string_array(o, "networks");
+  s.vips.clear();
+  if (const json::value* v = find(o, "vips"); v && v->is_object()) {
+    for (const auto& [k, ip] : v->get_object()) {
+      if (!ip.is_string()) throw Error(Errc::invalid_argument, "service vips: expected address strings");
+      s.vips.emplace(std::string(k), Ipv4Address::parse(ip.get_string()));
+    }
+  }
+  s.ports.clear();
+  if (const json::value* v = find(o, "ports"); v && v->is_array()) {
+    for (const auto& pv : v->get_array()) {
+      const auto& po = as_object(pv, "service port");
+      ServicePortRecord p;
+      p.target = static_cast<uint16_t>(optional_uint(po, "target", 65535).value_or(0));
+      p.protocol = string_or(po, "protocol", "tcp");
+      p.published = static_cast<uint16_t>(optional_uint(po, "published", 65535).value_or(0));
+      p.publish_mode = string_or(po, "publish_mode", "");
+      s.ports.push_back(p);
+    }
+  }
+  if (const json::value* h = find(o, "health"); h && h->is_object()) {
+    const auto& ho = h->get_object();
+    s.health.kind = string_or(ho, "kind", "");
+    s.health.port = static_cast<uint16_t>(optional_uint(ho, "port", 65535).value_or(0));
+    s.health.path = string_or(ho, "path", "");
+    s.health.interval_s = static_cast<unsigned>(optional_uint(ho, "interval_s", 86400).value_or(5));
+    s.health.retries = static_cast<unsigned>(optional_uint(ho, "retries", 1000).value_or(3));
+  }
+  s.created_by = string_or(o, "created_by", "");
 }
 
 json::value to_json(const CursorRecord& c) {

@@ -59,6 +59,42 @@ struct EndpointRecord {
   std::vector<std::string> aliases;
   std::string service;
   std::map<std::string, std::string> labels;
+  // The task's health as its own host last checked it (true when the
+  // service has no check). Unhealthy tasks leave DNS answers and balancers.
+  bool healthy = true;
+};
+
+enum class ServiceMode { vip, dnsrr };
+
+// A port of a service: the port its tasks listen on, and how it is
+// published to the outside (publish_mode "" = not published).
+struct ServicePortRecord {
+  uint16_t target = 0;
+  std::string protocol = "tcp";  // "tcp" or "udp"
+  uint16_t published = 0;
+  std::string publish_mode;  // "", "ingress" or "host"
+  auto operator<=>(const ServicePortRecord&) const = default;
+};
+
+struct HealthCheckRecord {
+  std::string kind;  // "" (none), "tcp" or "http"
+  uint16_t port = 0;
+  std::string path;  // http only
+  unsigned interval_s = 5;
+  unsigned retries = 3;
+  auto operator<=>(const HealthCheckRecord&) const = default;
+};
+
+// A service: its tasks are the endpoints whose `service` is its name.
+struct ServiceRecord {
+  std::string id;
+  std::string name;
+  ServiceMode mode = ServiceMode::vip;
+  std::vector<std::string> networks;          // network ids
+  std::map<std::string, Ipv4Address> vips;    // network id -> VIP (vip mode)
+  std::vector<ServicePortRecord> ports;
+  HealthCheckRecord health;
+  std::string created_by;
 };
 
 // Local to this node, never replicated: where round-robin allocation resumes.
@@ -79,12 +115,14 @@ json::value to_json(const NetworkRecord&);
 json::value to_json(const BlockRecord&);
 json::value to_json(const EndpointRecord&);
 json::value to_json(const CursorRecord&);
+json::value to_json(const ServiceRecord&);
 json::value to_json(const Version&);
 // Decoders throw Error(invalid_argument) naming the field.
 void from_json(const json::value&, NetworkRecord&);
 void from_json(const json::value&, BlockRecord&);
 void from_json(const json::value&, EndpointRecord&);
 void from_json(const json::value&, CursorRecord&);
+void from_json(const json::value&, ServiceRecord&);
 void from_json(const json::value&, Version&);
 
 // This host's kernel objects of a network: its bridge "swn-" and its VXLAN

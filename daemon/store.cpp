@@ -175,6 +175,7 @@ bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
   if (table == "blocks") return apply(blocks_);
   if (table == "endpoints") return apply(endpoints_);
   if (table == "cursors") return apply(cursors_);
+  if (table == "services") return apply(services_);
   throw Error(Errc::invalid_argument, "unknown table \"" + table + "\"");
 }
 
@@ -222,6 +223,7 @@ std::vector<Store::Line> Store::replicated_entries() const {
   add("networks", networks_);
   add("blocks", blocks_);
   add("endpoints", endpoints_);
+  add("services", services_);
   return out;
 }
 
@@ -245,6 +247,7 @@ json::value Store::snapshot() const {
                       {"tables", json::object{{"networks", dump_table(networks_)},
                                               {"blocks", dump_table(blocks_)},
                                               {"endpoints", dump_table(endpoints_)},
+                                              {"services", dump_table(services_)},
                                               {"cursors", dump_table(cursors_)}}}};
 }
 
@@ -256,6 +259,7 @@ void Store::compact() {
   reap(networks_);
   reap(blocks_);
   reap(endpoints_);
+  reap(services_);
   reap(cursors_);
 
   write_file_atomically(dir_, "state.json", json::serialize(snapshot()) + "\n");
@@ -315,6 +319,21 @@ Version Store::put(const BlockRecord& r) {
 }
 Version Store::put(const EndpointRecord& r) {
   return write("endpoints", endpoints_, endpoint_key(r.network_id, r.node, r.container_id, r.ifname), &r);
+}
+
+Version Store::put(const ServiceRecord& r) { return write("services", services_, r.id, &r); }
+Version Store::erase_service(const std::string& id) {
+  return write<ServiceRecord>("services", services_, id, nullptr);
+}
+const ServiceRecord* Store::find_service(const std::string& id) const {
+  auto it = services_.find(id);
+  return it == services_.end() || it->second.deleted ? nullptr : &it->second.value;
+}
+const ServiceRecord* Store::find_service_by_name(const std::string& name) const {
+  for (const auto& [id, e] : services_) {
+    if (!e.deleted && e.value.name == name) return &e.value;
+  }
+  return nullptr;
 }
 
 Version Store::erase_network(const std::string& id) {

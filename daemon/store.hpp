@@ -40,12 +40,17 @@ class Store {
   // Where round-robin allocation resumes, per network (local, derived from
   // this node's endpoint writes; saved in snapshots).
   const Table<CursorRecord>& cursors() const { return cursors_; }
+  const Table<ServiceRecord>& services() const { return services_; }
 
   // Local writes: stamp a new version (Lamport clock + this node), journal,
   // then apply. Return the version written.
   Version put(const NetworkRecord& r);
   Version put(const BlockRecord& r);
   Version put(const EndpointRecord& r);
+  Version put(const ServiceRecord& r);
+  Version erase_service(const std::string& id);
+  const ServiceRecord* find_service(const std::string& id) const;
+  const ServiceRecord* find_service_by_name(const std::string& name) const;
   Version erase_network(const std::string& id);
   Version erase_block(const std::string& key);
   Version erase_endpoint(const std::string& key);
@@ -61,7 +66,7 @@ class Store {
   using Line = json::value;
 
   // Called after every change to a replicated table (networks, blocks,
-  // endpoints), local or merged, with the table name and key. Local writes
+  // endpoints, services), local or merged, with the table name and key. Local writes
   // also pass the line so the caller can broadcast it.
   using ChangeListener =
       std::function<void(const std::string& table, const std::string& key, const Line* local)>;
@@ -105,6 +110,7 @@ class Store {
   Table<BlockRecord> blocks_;
   Table<EndpointRecord> endpoints_;
   Table<CursorRecord> cursors_;
+  Table<ServiceRecord> services_;
   std::map<size_t, ChangeListener> listeners_;
   size_t next_listener_ = 0;
 };

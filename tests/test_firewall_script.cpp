@@ -76,9 +76,18 @@ TEST_CASE("base: rewrites its own chains but never the published ones", "[firewa
   }
   CHECK_FALSE(contains(s, "flush chain inet swarmnet published"));
   CHECK_FALSE(contains(s, "flush table"));
-  CHECK_FALSE(contains(s, "flush set"));
+  // The networks' sets keep their elements (only the DNS meter's dynamic
+  // set is flushed, so a changed rate applies to every client).
+  for (const std::string& set : script::set_names()) CHECK_FALSE(contains(s, "flush set inet swarmnet " + set + "\n"));
   // Every flush comes before the first rule, so the rules are only added once.
   CHECK(s.rfind("flush chain") < s.find("add rule"));
+}
+
+TEST_CASE("base: a per-container DNS limit on UDP port 53 from the bridges, only when asked", "[firewall]") {
+  CHECK_FALSE(contains(script::base(0), "udp dport 53"));
+  const std::string s = script::base(500);
+  CHECK(contains(s, "add rule inet swarmnet dns-input iifname @bridges udp dport 53 update @dns-clients "
+                    "{ ip saddr limit rate over 500/second burst 500 packets } counter drop"));
 }
 
 TEST_CASE("base: the order of the isolation rules", "[firewall]") {

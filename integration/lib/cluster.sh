@@ -185,7 +185,18 @@ container_add() {
   ip -n "$(container_ns "$name")" link set lo up
   _CLUSTER_CONTAINERS+=("$name")
   out=$(_cni ADD "$i" "$name" "$net") || { echo "$out" >&2; return 1; }
+  # The CNI result, kept for tests that look at more than the address (dns).
+  mkdir -p "$CLUSTER_DIR/results"
+  printf '%s\n' "$out" >"$CLUSTER_DIR/results/$name.json"
   jq -r '.ips[0].address | split("/")[0]' <<<"$out"
+}
+
+# container_resolv_conf NAME: a resolv.conf made from the container's CNI
+# result (dns.nameservers, dns.search), as a runtime that honours it writes.
+container_resolv_conf() {
+  local r="$CLUSTER_DIR/results/$1.json"
+  jq -r '(.dns.nameservers // [])[] | "nameserver " + .' "$r"
+  jq -r 'if (.dns.search // []) | length > 0 then "search " + (.dns.search | join(" ")) else empty end' "$r"
 }
 
 container_del() {

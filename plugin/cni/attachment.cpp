@@ -7,6 +7,19 @@
 namespace swarmnet::cni {
 
 namespace {
+// The DNS the container should use: what the network config says, if it
+// says anything, else swarmnetd's DNS at the network's gateway with the
+// network's name as search domain (so "web" also finds "web.NETWORK").
+Dns dns_for(const api::Endpoint& ep, const NetConf& conf) {
+  if (!conf.dns.nameservers.empty() || !conf.dns.search.empty()) return conf.dns;
+  Dns d = conf.dns;
+  for (const Ipv4Address& a : ep.dns_servers) d.nameservers.push_back(a.str());
+  d.search = ep.dns_search;
+  return d;
+}
+}  // namespace
+
+namespace {
 
 [[noreturn]] void differs(const std::string& what) {
   throw CniError(code::kCheckFailed, "CHECK failed: " + what);
@@ -100,7 +113,7 @@ Result attach_result(const api::Endpoint& ep, const std::string& host_mac, const
   def.dst = "0.0.0.0/0";
   def.gw = ep.gateway.str();
   ours.routes.push_back(def);
-  ours.dns = conf.dns;
+  ours.dns = dns_for(ep, conf);
   return append_result(conf.prev_result.value_or(Result{}), ours);
 }
 
@@ -111,7 +124,7 @@ Result ipam_result(const api::Endpoint& ep, const NetConf& conf) {
   ip.gateway = ep.gateway.str();
   r.ips.push_back(ip);
   r.routes = conf.routes;
-  r.dns = conf.dns;
+  r.dns = dns_for(ep, conf);
   return r;
 }
 

@@ -1,0 +1,93 @@
+#include "daemon/service_discovery.hpp"
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+
+namespace swarmnet::daemon {
+
+ServiceDiscovery::ServiceDiscovery(Store& store, Controller& controller, dns::NameTable& table,
+                                   dns::Server& server)
+    : store_(store), controller_(controller), table_(table), server_(server) {
+  listener_id_ = store_.add_change_listener(
+      [this](const std::string& t, const std::string& key, const Store::Line*) { on_change(t, key); });
+  controller_.add_membership_listener([this] { resync(); });
+  resync();
+}
+
+ServiceDiscovery::~ServiceDiscovery() { store_.remove_change_listener(listener_id_); }
+
+void ServiceDiscovery::resync() {
+  for (const auto& [id, e] : store_.networks()) update_network(id);
+  for (const auto& [key, e] : store_.endpoints()) update_endpoint(key);
+  for (const auto& [id, e] : store_.services()) update_service(id);
+}
+
+void ServiceDiscovery::on_change(const std::string& table, const std::string& key) {
+  try {
+    if (table == "networks") {
+      update_network(key);
+    } else if (table == "endpoints") {
+      update_endpoint(key);
+    } else if (table == "services") {
+      update_service(key);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("DNS: updating {} {}: {}", table, key, e.what());
+  }
+}
+
+void ServiceDiscovery::update_network(const std::string& id) {
+  const NetworkRecord* n = store_.find_network(id);
+  if (!n) {
+    auto it = store_.networks().find(id);
+    if (it != store_.networks().end()) server_.remove_listener(it->second.value.gateway);
+    table_.remove_network(id);
+    return;
+  }
+  table_.upsert_network({n->id, n->name, n->gateway});
+  try {
+    server_.add_listener(n->gateway);
+  } catch (const Error& e) {
+    // Names still replicate; only this host's containers of the network
+    // cannot ask. Say so loudly: it is an operator's problem (port 53 taken).
+    spdlog::error("DNS for network {}: {}", n->name, e.what());
+  }
+}
+
+void ServiceDiscovery::update_endpoint(const std::string& key) {
+  const EndpointRecord* e = store_.find_endpoint(key);
+  // A dead node's containers stop resolving at once (they are unreachable
+  // anyway); they come back if the node does.
+  if (!e || !controller_.is_alive(e->node)) {
+    table_.remove_endpoint(key);
+    return;
+  }
+  dns::EndpointInfo info;
+  info.key = key;
+  info.network_id = e->network_id;
+  info.container_id = e->container_id;
+  info.name = e->name;
+  info.aliases = e->aliases;
+  info.ip = e->ip;
+  info.local = e->node == store_.node_id();
+  info.service = e->service;
+  info.healthy = e->healthy;
+  table_.upsert_endpoint(info);
+}
+
+void ServiceDiscovery::update_service(const std::string& id) {
+  const ServiceRecord* s = store_.find_service(id);
+  if (!s) {
+    table_.remove_service(id);
+    return;
+  }
+  dns::ServiceInfo info;
+  info.id = s->id;
+  info.name = s->name;
+  info.dnsrr = s->mode == ServiceMode::dnsrr;
+  info.vips = s->vips;
+  for (const ServicePortRecord& p : s->ports) info.ports.push_back({p.target, p.protocol});
+  table_.upsert_service(info);
+}
+
+}  // namespace swarmnet::daemon
