@@ -155,8 +155,8 @@ RulePtr reject_rule(uint8_t protocol) {
 // Registers: the hash input is four 32-bit slots 04..07 (the 16-bit ports
 // zero-padded by the payload load, as nft lays out a concatenation); the
 // lookup key is VIP . bucket in slots 00..01; the backend lands in 00.
-RulePtr balance_rule(const std::string& chain, uint32_t buckets) {
-  RulePtr rule = new_rule(chain);
+RulePtr balance_rule(uint32_t buckets) {
+  RulePtr rule = new_rule(mod_chain(buckets));
   nftnl_rule* r = rule.get();
   add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, kSaddrOffset, 4, reg32(4));
   add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, reg32(5));
@@ -333,6 +333,12 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
+UdataPtr comment_udata(uint8_t type, const std::string& text) {
+  UdataPtr udata(check_alloc(nftnl_udata_buf_alloc(text.size() + 16)));
+  nftnl_udata_put_strz(udata.get(), type, text.c_str());
+  return udata;
+}
+
 void encode(BatchBuilder& b, const Plan& ordered) {
   for (size_t i = 0; i < ordered.size(); ++i) {
     const Op& op = ordered[i];
@@ -353,10 +359,6 @@ void encode(BatchBuilder& b, const Plan& ordered) {
               }
             },
             [&](const AddBaseRules&) {
-              for (const char* chain : {"prerouting", "input"}) {
-                RulePtr flush = new_rule(chain);
-                b.rule(NFT_MSG_DELRULE, 0, flush.get(), std::string("flush chain ") + chain);
-              }
               for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
                 RulePtr r = dispatch_rule(proto);
                 b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.get(), "add rule prerouting");
@@ -364,26 +366,11 @@ void encode(BatchBuilder& b, const Plan& ordered) {
                 b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, reject.get(), "add rule input");
               }
             },
-            [&](const FlushChain& o) {
-              RulePtr flush = new_rule(o.chain);
-              b.rule(NFT_MSG_DELRULE, 0, flush.get(), "flush chain " + o.chain);
-            },
-            [&](const AddVipChain& o) {
-              ChainPtr chain = new_chain(o.chain);
-              UdataPtr udata(check_alloc(nftnl_udata_buf_alloc(256)));
-              nftnl_udata_put_strz(udata.get(), NFTNL_UDATA_CHAIN_COMMENT, o.comment.c_str());
-              nftnl_chain_set_data(chain.get(), NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(udata.get()),
-                                   nftnl_udata_buf_len(udata.get()));
-              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain.get(), "add chain " + o.chain);
-            },
-            [&](const DeleteChain& o) {
-              // Deleting a chain deletes its rules with it (kernel 4.x and later).
-              ChainPtr chain = new_chain(o.chain);
-              b.chain(NFT_MSG_DELCHAIN, 0, chain.get(), "delete chain " + o.chain);
-            },
-            [&](const AddBalanceRule& o) {
-              RulePtr r = balance_rule(o.chain, o.buckets);
-              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.get(), "add rule " + o.chain);
+            [&](const AddModChain& o) {
+              ChainPtr chain = new_chain(mod_chain(o.buckets));
+              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, chain.get(), "add chain " + mod_chain(o.buckets));
+              RulePtr r = balance_rule(o.buckets);
+              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.get(), "add rule " + mod_chain(o.buckets));
             },
             [&](const AddBackends&) {
               // Consecutive AddBackends (a full load) share messages.
@@ -391,8 +378,8 @@ void encode(BatchBuilder& b, const Plan& ordered) {
               size_t j = i;
               for (; j < ordered.size() && std::holds_alternative<AddBackends>(ordered[j]); ++j) {
                 const auto& add = std::get<AddBackends>(ordered[j]);
-                for (uint32_t bucket = 0; bucket < add.backends.size(); ++bucket) {
-                  all.emplace_back(backend_key(add.vip, bucket), add.backends[bucket].network_order());
+                for (const auto& [bucket, backend] : add.buckets) {
+                  all.emplace_back(backend_key(add.vip, bucket), backend.network_order());
                 }
               }
               std::string what = "add elements to backends";
@@ -405,45 +392,74 @@ void encode(BatchBuilder& b, const Plan& ordered) {
                          },
                          what);
             },
-            [&](const DeleteBackends& o) {
-              b.elements(NFT_MSG_DELSETELEM, kBackendMap, o.buckets.size(),
+            [&](const DeleteBackends&) {
+              std::vector<BackendKey> all;
+              size_t j = i;
+              for (; j < ordered.size() && std::holds_alternative<DeleteBackends>(ordered[j]); ++j) {
+                const auto& del = std::get<DeleteBackends>(ordered[j]);
+                for (uint32_t bucket : del.buckets) all.push_back(backend_key(del.vip, bucket));
+              }
+              std::string what = "delete elements from backends";
+              if (j == i + 1) what += " for " + std::get<DeleteBackends>(op).vip.str();
+              i = j - 1;
+              b.elements(NFT_MSG_DELSETELEM, kBackendMap, all.size(),
                          [&](nftnl_set_elem* e, size_t k) {
-                           BackendKey key = backend_key(o.vip, o.buckets[k]);
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &key, sizeof(key));
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k], sizeof(BackendKey));
                          },
-                         "delete elements of " + o.vip.str() + " from backends");
+                         what);
             },
             [&](const AddVipElement&) {
-              std::vector<const AddVipElement*> all;
+              std::vector<const AddVipElement*> to_map, to_addresses;
               size_t j = i;
               for (; j < ordered.size() && std::holds_alternative<AddVipElement>(ordered[j]); ++j) {
-                all.push_back(&std::get<AddVipElement>(ordered[j]));
+                const auto& add = std::get<AddVipElement>(ordered[j]);
+                if (add.to_map) to_map.push_back(&add);
+                if (add.to_addresses) to_addresses.push_back(&add);
               }
-              std::string suffix = j == i + 1 ? " for " + all[0]->vip.str() : std::string();
+              std::string suffix = j == i + 1 ? " for " + std::get<AddVipElement>(op).vip.str() : "";
               i = j - 1;
-              b.elements(NFT_MSG_NEWSETELEM, kVipMap, all.size(),
+              std::vector<std::string> chains(to_map.size());
+              b.elements(NFT_MSG_NEWSETELEM, kVipMap, to_map.size(),
                          [&](nftnl_set_elem* e, size_t k) {
-                           uint32_t key = all[k]->vip.network_order();
+                           uint32_t key = to_map[k]->vip.network_order();
                            nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &key, 4);
-                           nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, static_cast<uint32_t>(NFT_GOTO));
-                           nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, all[k]->chain.c_str());
+                           if (to_map[k]->buckets > 0) {
+                             nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, static_cast<uint32_t>(NFT_GOTO));
+                             chains[k] = mod_chain(to_map[k]->buckets);
+                             nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, chains[k].c_str());
+                           } else {
+                             nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NF_ACCEPT);
+                           }
+                           UdataPtr udata = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, to_map[k]->comment);
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(udata.get()),
+                                              nftnl_udata_buf_len(udata.get()));
                          },
                          "add elements to vips" + suffix);
-              b.elements(NFT_MSG_NEWSETELEM, kVipAddressSet, all.size(),
+              b.elements(NFT_MSG_NEWSETELEM, kVipAddressSet, to_addresses.size(),
                          [&](nftnl_set_elem* e, size_t k) {
-                           uint32_t key = all[k]->vip.network_order();
+                           uint32_t key = to_addresses[k]->vip.network_order();
                            nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &key, 4);
                          },
                          "add elements to vip-addresses" + suffix);
             },
-            [&](const DeleteVipElement& o) {
-              uint32_t key = o.vip.network_order();
-              for (const char* set : {kVipMap, kVipAddressSet}) {
-                if (set == kVipMap ? !o.from_map : !o.from_addresses) continue;
-                b.elements(NFT_MSG_DELSETELEM, set, 1,
-                           [&](nftnl_set_elem* e, size_t) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &key, 4); },
-                           "delete " + o.vip.str() + " from " + set);
+            [&](const DeleteVipElement&) {
+              std::vector<uint32_t> from_map, from_addresses;
+              size_t j = i;
+              for (; j < ordered.size() && std::holds_alternative<DeleteVipElement>(ordered[j]); ++j) {
+                const auto& del = std::get<DeleteVipElement>(ordered[j]);
+                if (del.from_map) from_map.push_back(del.vip.network_order());
+                if (del.from_addresses) from_addresses.push_back(del.vip.network_order());
               }
+              std::string suffix = j == i + 1 ? " for " + std::get<DeleteVipElement>(op).vip.str() : "";
+              i = j - 1;
+              b.elements(NFT_MSG_DELSETELEM, kVipMap, from_map.size(),
+                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &from_map[k], 4); },
+                         "delete elements from vips" + suffix);
+              b.elements(NFT_MSG_DELSETELEM, kVipAddressSet, from_addresses.size(),
+                         [&](nftnl_set_elem* e, size_t k) {
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &from_addresses[k], 4);
+                         },
+                         "delete elements from vip-addresses" + suffix);
             },
         },
         op);
@@ -501,15 +517,15 @@ void send_batch(int fd, BatchBuilder& builder, std::vector<char>& buffer, bool m
 
 // ---- reading ----------------------------------------------------------------
 
-std::optional<std::string> chain_comment(const nftnl_chain* chain) {
-  if (!nftnl_chain_is_set(chain, NFTNL_CHAIN_USERDATA)) return std::nullopt;
+std::optional<std::string> element_comment(nftnl_set_elem* e) {
+  if (!nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_USERDATA)) return std::nullopt;
   uint32_t len = 0;
-  const void* data = nftnl_chain_get_data(chain, NFTNL_CHAIN_USERDATA, &len);
+  const void* data = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len);
   std::optional<std::string> comment;
   nftnl_udata_parse(
       data, len,
       [](const nftnl_udata* attr, void* out) -> int {
-        if (nftnl_udata_type(attr) == NFTNL_UDATA_CHAIN_COMMENT && nftnl_udata_len(attr) > 0) {
+        if (nftnl_udata_type(attr) == NFTNL_UDATA_SET_ELEM_COMMENT && nftnl_udata_len(attr) > 0) {
           const char* text = static_cast<const char*>(nftnl_udata_get(attr));
           static_cast<std::optional<std::string>*>(out)->emplace(text, strnlen(text, nftnl_udata_len(attr)));
         }
@@ -519,55 +535,24 @@ std::optional<std::string> chain_comment(const nftnl_chain* chain) {
   return comment;
 }
 
-// The modulus of a rule's hash expression (0 if it has none).
-uint32_t rule_buckets(nftnl_rule* rule) {
-  uint32_t buckets = 0;
-  nftnl_expr_foreach(
-      rule,
-      [](nftnl_expr* e, void* out) -> int {
-        if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "hash") == 0) {
-          *static_cast<uint32_t*>(out) = nftnl_expr_get_u32(e, NFTNL_EXPR_HASH_MODULUS);
-        }
-        return 0;
-      },
-      &buckets);
-  return buckets;
-}
-
-struct ChainsRead {
-  std::map<std::string, KernelVip>* vips;
-};
-
 int on_chain(const nlmsghdr* nlh, void* data) {
   ChainPtr chain(check_alloc(nftnl_chain_alloc()));
   if (nftnl_chain_nlmsg_parse(nlh, chain.get()) < 0) return MNL_CB_OK;
-  auto key = key_of_chain(nftnl_chain_get_str(chain.get(), NFTNL_CHAIN_NAME));
-  if (!key) return MNL_CB_OK;
-  auto comment = chain_comment(chain.get());
-  auto parsed = comment ? parse_vip_chain_comment(*comment) : std::nullopt;
-  if (!parsed) return MNL_CB_OK;  // not one of ours: left alone
-  KernelVip vip;
-  vip.key = *key;
-  vip.vip = parsed->first;
-  vip.bridge = parsed->second;
-  static_cast<std::map<std::string, KernelVip>*>(data)->emplace(*key, vip);
-  return MNL_CB_OK;
-}
-
-// chain name -> buckets of its rule
-int on_rule(const nlmsghdr* nlh, void* data) {
-  RulePtr rule(check_alloc(nftnl_rule_alloc()));
-  if (nftnl_rule_nlmsg_parse(nlh, rule.get()) < 0) return MNL_CB_OK;
-  uint32_t buckets = rule_buckets(rule.get());
-  if (buckets > 0) {
-    (*static_cast<std::map<std::string, uint32_t>*>(data))[nftnl_rule_get_str(rule.get(), NFTNL_RULE_CHAIN)] =
-        buckets;
+  if (auto n = buckets_of_chain(nftnl_chain_get_str(chain.get(), NFTNL_CHAIN_NAME))) {
+    static_cast<std::set<uint32_t>*>(data)->insert(*n);
   }
   return MNL_CB_OK;
 }
 
+// The raw contents of the three sets, before they are put together.
+struct RawSets {
+  std::map<Ipv4Address, KernelVip> mapped;  // from @vips, by VIP
+  std::set<Ipv4Address> addresses;
+  std::map<std::pair<Ipv4Address, uint32_t>, Ipv4Address> backends;
+};
+
 struct ElementsRead {
-  TableState* state;
+  RawSets* raw;
   std::string set;
 };
 
@@ -581,25 +566,39 @@ int on_elements(const nlmsghdr* nlh, void* data) {
     uint32_t key_len = 0;
     const void* key = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &key_len);
     if (!key) continue;
-    if (read->set == kBackendMap && key_len == sizeof(BackendKey)) {
-      BackendKey k;
-      std::memcpy(&k, key, sizeof(k));
+    if (read->set == kBackendMap) {
       uint32_t data_len = 0;
       const void* value = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &data_len);
-      if (!value || data_len != 4) continue;
+      if (key_len != sizeof(BackendKey) || !value || data_len != 4) continue;
+      BackendKey k;
+      std::memcpy(&k, key, sizeof(k));
       uint32_t backend;
       std::memcpy(&backend, value, 4);
-      read->state->backends[{Ipv4Address(ntohl(k.vip)), k.bucket}] = Ipv4Address(ntohl(backend));
-    } else if (key_len == 4) {
-      uint32_t address;
-      std::memcpy(&address, key, 4);
-      Ipv4Address vip(ntohl(address));
-      if (read->set == kVipAddressSet) {
-        read->state->vip_addresses.insert(vip);
-      } else if (read->set == kVipMap && nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) {
-        read->state->vip_map[vip] = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
-      }
+      read->raw->backends[{Ipv4Address(ntohl(k.vip)), k.bucket}] = Ipv4Address(ntohl(backend));
+      continue;
     }
+    if (key_len != 4) continue;
+    uint32_t address;
+    std::memcpy(&address, key, 4);
+    Ipv4Address vip(ntohl(address));
+    if (read->set == kVipAddressSet) {
+      read->raw->addresses.insert(vip);
+      continue;
+    }
+    // @vips: ours only when the comment says whose it is.
+    auto comment = element_comment(e);
+    auto parsed = comment ? parse_vip_comment(*comment) : std::nullopt;
+    if (!parsed) continue;
+    KernelVip entry;
+    entry.key = parsed->first;
+    entry.vip = vip;
+    entry.bridge = parsed->second;
+    if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) {
+      auto n = buckets_of_chain(nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN));
+      if (!n) continue;
+      entry.buckets = *n;
+    }
+    read->raw->mapped[vip] = entry;
   }
   nftnl_set_elems_iter_destroy(iter);
   return MNL_CB_OK;
@@ -656,35 +655,6 @@ void NftSocket::dump(int type, nlmsghdr* request, int (*callback)(const nlmsghdr
   }
 }
 
-std::optional<KernelVip> NftSocket::read_vip(const std::string& key) {
-  std::string chain_name = vip_chain(key);
-  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
-  std::map<std::string, KernelVip> found;
-  {
-    ChainPtr chain = new_chain(chain_name);
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETCHAIN, NFPROTO_IPV4, NLM_F_ACK, next_seq());
-    nftnl_chain_nlmsg_build_payload(nlh, chain.get());
-    try {
-      dump(NFT_MSG_GETCHAIN, nlh, on_chain, &found, "read chain " + chain_name);
-    } catch (const Error& e) {
-      if (e.code() == Errc::not_found) return std::nullopt;
-      throw;
-    }
-  }
-  auto it = found.find(key);
-  if (it == found.end()) return std::nullopt;
-  std::map<std::string, uint32_t> buckets;
-  {
-    RulePtr rule = new_rule(chain_name);
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETRULE, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
-    nftnl_rule_nlmsg_build_payload(nlh, rule.get());
-    dump(NFT_MSG_GETRULE, nlh, on_rule, &buckets, "read rules of " + chain_name);
-  }
-  KernelVip vip = it->second;
-  if (auto b = buckets.find(chain_name); b != buckets.end()) vip.buckets = b->second;
-  return assume_consistent(vip);
-}
-
 TableState NftSocket::read_table() {
   TableState state;
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
@@ -706,39 +676,36 @@ TableState NftSocket::read_table() {
     nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, kTable);
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETCHAIN, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
     nftnl_chain_nlmsg_build_payload(nlh, chain.get());
-    dump(NFT_MSG_GETCHAIN, nlh, on_chain, &state.vips, "list chains");
+    dump(NFT_MSG_GETCHAIN, nlh, on_chain, &state.mod_chains, "list chains");
   }
-  {
-    std::map<std::string, uint32_t> buckets;
-    RulePtr rule(check_alloc(nftnl_rule_alloc()));
-    nftnl_rule_set_str(rule.get(), NFTNL_RULE_TABLE, kTable);
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETRULE, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
-    nftnl_rule_nlmsg_build_payload(nlh, rule.get());
-    dump(NFT_MSG_GETRULE, nlh, on_rule, &buckets, "list rules");
-    for (auto& [key, vip] : state.vips) {
-      if (auto b = buckets.find(vip_chain(key)); b != buckets.end()) vip.buckets = b->second;
-    }
-  }
+  RawSets raw;
   for (const char* name : {kVipMap, kVipAddressSet, kBackendMap}) {
     SetPtr set = new_set(name);
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
     nftnl_set_elems_nlmsg_build_payload(nlh, set.get());
-    ElementsRead read{&state, name};
+    ElementsRead read{&raw, name};
     try {
       dump(NFT_MSG_GETSETELEM, nlh, on_elements, &read, std::string("list set ") + name);
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;  // a table without that set
     }
   }
-  for (auto& [key, vip] : state.vips) {
-    auto first = state.backends.lower_bound({vip.vip, 0});
-    for (auto it = first; it != state.backends.end() && it->first.first == vip.vip; ++it) {
-      vip.elements[it->first.second] = it->second;
+  for (auto& [vip, entry] : raw.mapped) {
+    entry.listed = raw.addresses.erase(vip) > 0;
+    auto it = raw.backends.lower_bound({vip, 0});
+    while (it != raw.backends.end() && it->first.first == vip) {
+      entry.elements[it->first.second] = it->second;
+      it = raw.backends.erase(it);
     }
-    auto mapped = state.vip_map.find(vip.vip);
-    vip.mapped = mapped != state.vip_map.end() && mapped->second == vip_chain(key);
-    vip.listed = state.vip_addresses.count(vip.vip) > 0;
+    if (!state.vips.emplace(entry.key, entry).second) {
+      // A second VIP with one key (by hand): an orphan, for sync to remove.
+      state.orphan_mapped.insert(vip);
+      if (entry.listed) state.orphan_addresses.insert(vip);
+      for (const auto& [bucket, backend] : entry.elements) state.orphan_backends[vip].push_back(bucket);
+    }
   }
+  state.orphan_addresses.merge(raw.addresses);
+  for (const auto& [key, backend] : raw.backends) state.orphan_backends[key.first].push_back(key.second);
   return state;
 }
 

@@ -4,12 +4,8 @@
 // are dumps filtered to our table (or to one chain) by the kernel.
 #pragma once
 
-#include <map>
-#include <memory>
-#include <optional>
-#include <set>
+#include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "lb/nft_plan.hpp"
@@ -18,15 +14,6 @@ struct mnl_socket;
 struct nlmsghdr;
 
 namespace swarmnet::lb::nft {
-
-// Everything of our table, as the kernel holds it.
-struct TableState {
-  bool exists = false;
-  std::map<std::string, KernelVip> vips;          // by key (chains vip-<key>)
-  std::map<Ipv4Address, std::string> vip_map;     // @vips: VIP -> goto chain
-  std::set<Ipv4Address> vip_addresses;            // @vip-addresses
-  std::map<std::pair<Ipv4Address, uint32_t>, Ipv4Address> backends;  // @backends
-};
 
 class NftSocket {
  public:
@@ -42,11 +29,8 @@ class NftSocket {
   // conflict: exists / in use; unavailable: no permission).
   void apply(const Plan& plan);
 
-  // What the kernel has for one VIP: its chain (comment) and the rule's
-  // modulus. nullopt when the chain (or the table) does not exist.
-  std::optional<KernelVip> read_vip(const std::string& key);
-
-  // The whole table (dumps of its chains, rules and the three sets).
+  // The whole table (dumps of its chains and its three sets, filtered to
+  // this table by the kernel).
   TableState read_table();
 
   // Deletes the table with everything in it; no error if it is missing.

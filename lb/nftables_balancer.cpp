@@ -1,10 +1,18 @@
 // The nftables Balancer: plans (nft_plan) sent as netlink batches
 // (nft_netlink), plus the VIP addresses on the bridges (vip_addresses).
+//
+// It keeps what it last read from or wrote to the kernel (the table's
+// VIPs and mod-N chains), so an update is one batch with no read before
+// it: the table is read once, at the first call, and again after any
+// failed batch (someone changed the table behind our back) before one
+// retry. read_kernel_state() and sync() always read the kernel.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "common/error.hpp"
-#include <spdlog/spdlog.h>
 #include "kernel/netlink.hpp"
 #include "lb/balancer.hpp"
 #include "lb/nft_netlink.hpp"
@@ -14,12 +22,11 @@
 namespace swarmnet::lb {
 namespace {
 
-// Checks what the daemon sends and puts the backends in the order the
-// buckets use (sorted, no duplicates), so a plan never half-applies
-// because of bad input.
+// Checks what the daemon sends and puts the backends in bucket order
+// (sorted, no duplicates), so a plan never half-applies on bad input.
 VirtualIp checked(const VirtualIp& in) {
   nft::check_key(in.key);
-  if (in.bridge.empty() || in.bridge.size() > 15) {
+  if (in.bridge.empty() || in.bridge.size() > 15 || in.bridge.find(' ') != std::string::npos) {
     throw Error(Errc::invalid_argument, "VIP " + in.key + ": invalid bridge name \"" + in.bridge + "\"");
   }
   VirtualIp out = in;
@@ -36,18 +43,15 @@ class NftablesBalancer : public Balancer {
 
   void upsert(const VirtualIp& in) override {
     VirtualIp want = checked(in);
-    std::optional<nft::KernelVip> old = nft_.read_vip(want.key);
-    try {
-      apply_upsert(old, want);
-    } catch (const Error& e) {
-      // The quick read assumed the VIP's elements were all there; someone
-      // removed one by hand. Read them for real and try once more.
-      if (e.code() != Errc::not_found || !old) throw;
-      spdlog::warn("nftables: {}; rereading VIP {} from the kernel", e.what(), want.key);
-      nft::TableState state = nft_.read_table();
-      auto it = state.vips.find(want.key);
-      apply_upsert(it == state.vips.end() ? std::nullopt : std::optional(it->second), want);
-    }
+    std::optional<nft::KernelVip> old;
+    with_retry([&](nft::TableState& state) {
+      old = find(state, want.key);
+      nft::Plan plan;
+      if (!state.exists) nft::plan_base(state, plan);
+      nft::plan_upsert(old, want, state, plan);
+      nft_.apply(plan);
+      state.vips[want.key] = nft::expected(want);
+    });
     if (old && (old->vip != want.vip || old->bridge != want.bridge)) {
       remove_vip_address(nl_, old->bridge, old->vip);
     }
@@ -56,23 +60,16 @@ class NftablesBalancer : public Balancer {
 
   void remove(const std::string& key) override {
     nft::check_key(key);
-    std::optional<nft::KernelVip> old = nft_.read_vip(key);
-    if (!old) return;
-    // The address first: from then on the VIP stops drawing new traffic.
-    remove_vip_address(nl_, old->bridge, old->vip);
-    nft::Plan plan;
-    nft::plan_remove(*old, plan);
-    try {
+    with_retry([&](nft::TableState& state) {
+      auto old = find(state, key);
+      if (!old) return;
+      // The address first: from then on the VIP draws no new traffic.
+      remove_vip_address(nl_, old->bridge, old->vip);
+      nft::Plan plan;
+      nft::plan_remove(*old, plan);
       nft_.apply(plan);
-    } catch (const Error& e) {
-      if (e.code() != Errc::not_found) throw;
-      nft::TableState state = nft_.read_table();
-      auto it = state.vips.find(key);
-      if (it == state.vips.end()) return;
-      plan.clear();
-      nft::plan_remove(it->second, plan);
-      nft_.apply(plan);
-    }
+      state.vips.erase(key);
+    });
   }
 
   void sync(const std::vector<VirtualIp>& all) override {
@@ -84,18 +81,22 @@ class NftablesBalancer : public Balancer {
         throw Error(Errc::invalid_argument, "VIP key " + vip.key + " given twice");
       }
     }
+    state_.reset();
     nft::TableState state = nft_.read_table();
     nft::Plan plan;
-    nft::plan_base(plan);
+    if (!state.exists) nft::plan_base(state, plan);
+    nft::plan_orphans(state, plan);
     for (const auto& [key, have] : state.vips) {
       if (!keys.count(key)) nft::plan_remove(have, plan);
     }
-    for (const VirtualIp& want : wanted) {
-      auto it = state.vips.find(want.key);
-      if (it != state.vips.end() && nft::matches(it->second, want)) continue;
-      nft::plan_upsert(it == state.vips.end() ? std::nullopt : std::optional(it->second), want, plan);
-    }
+    for (const VirtualIp& want : wanted) nft::plan_upsert(find(state, want.key), want, state, plan);
     nft_.apply(plan);
+    state.vips.clear();
+    state.orphan_mapped.clear();
+    state.orphan_addresses.clear();
+    state.orphan_backends.clear();
+    for (const VirtualIp& want : wanted) state.vips[want.key] = nft::expected(want);
+    state_ = std::move(state);
 
     // Addresses: exactly the wanted ones, each on its bridge.
     std::set<std::pair<std::string, Ipv4Address>> want_addresses;
@@ -122,9 +123,9 @@ class NftablesBalancer : public Balancer {
       // The bridge only when the address really is there: a missing
       // address shows as a difference.
       if (on_bridges.count({have.bridge, have.vip})) vip.bridge = have.bridge;
-      // Only what packets can reach: the buckets the rule hashes into,
-      // through the VIP's entry in @vips.
-      if (have.mapped) {
+      // Only what packets reach: the buckets the hash can give, through a
+      // chain that exists.
+      if (state.mod_chains.count(have.buckets)) {
         for (const auto& [bucket, backend] : have.elements) {
           if (bucket < have.buckets) vip.backends.push_back(backend);
         }
@@ -136,6 +137,7 @@ class NftablesBalancer : public Balancer {
   }
 
   void clear() override {
+    state_.reset();
     nft::TableState state = nft_.read_table();
     for (const auto& [key, have] : state.vips) remove_vip_address(nl_, have.bridge, have.vip);
     for (const auto& [bridge, vip] : list_vip_addresses(nl_)) remove_vip_address(nl_, bridge, vip);
@@ -143,15 +145,39 @@ class NftablesBalancer : public Balancer {
   }
 
  private:
-  void apply_upsert(const std::optional<nft::KernelVip>& old, const VirtualIp& want) {
-    nft::Plan plan;
-    nft::plan_base(plan);
-    nft::plan_upsert(old, want, plan);
-    nft_.apply(plan);
+  static std::optional<nft::KernelVip> find(const nft::TableState& state, const std::string& key) {
+    auto it = state.vips.find(key);
+    if (it == state.vips.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // Runs `change` on the known state; if the kernel refuses the batch
+  // because it differs from what we knew (not_found, conflict), reads the
+  // table again and runs it once more.
+  template <typename Change>
+  void with_retry(Change change) {
+    bool fresh = !state_;
+    if (!state_) state_ = nft_.read_table();
+    try {
+      change(*state_);
+      return;
+    } catch (const Error& e) {
+      state_.reset();
+      if (fresh || (e.code() != Errc::not_found && e.code() != Errc::conflict)) throw;
+      spdlog::warn("nftables: {}; reading table {} again", e.what(), nft::kTable);
+    }
+    state_ = nft_.read_table();
+    try {
+      change(*state_);
+    } catch (...) {
+      state_.reset();
+      throw;
+    }
   }
 
   nft::NftSocket nft_;
   kernel::NetlinkSocket nl_;
+  std::optional<nft::TableState> state_;
 };
 
 }  // namespace
