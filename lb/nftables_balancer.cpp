@@ -1,0 +1,187 @@
+// The nftables Balancer: plans (nft_plan) sent as netlink batches
+// (nft_netlink), plus the VIP addresses on the bridges (vip_addresses).
+//
+// It keeps what it last read from or wrote to the kernel (the table's
+// VIPs and mod-N chains), so an update is one batch with no read before
+// it: the table is read once, at the first call, and again after any
+// failed batch (someone changed the table behind our back) before one
+// retry. read_kernel_state() and sync() always read the kernel.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "common/error.hpp"
+#include "kernel/netlink.hpp"
+#include "lb/balancer.hpp"
+#include "lb/nft_netlink.hpp"
+#include "lb/nft_plan.hpp"
+#include "lb/vip_addresses.hpp"
+
+namespace swarmnet::lb {
+namespace {
+
+// Checks what the daemon sends and puts the backends in bucket order
+// (sorted, no duplicates), so a plan never half-applies on bad input.
+VirtualIp checked(const VirtualIp& in) {
+  nft::check_key(in.key);
+  if (in.bridge.empty() || in.bridge.size() > 15 || in.bridge.find(' ') != std::string::npos) {
+    throw Error(Errc::invalid_argument, "VIP " + in.key + ": invalid bridge name \"" + in.bridge + "\"");
+  }
+  VirtualIp out = in;
+  std::sort(out.backends.begin(), out.backends.end());
+  out.backends.erase(std::unique(out.backends.begin(), out.backends.end()), out.backends.end());
+  return out;
+}
+
+class NftablesBalancer : public Balancer {
+ public:
+  NftablesBalancer() : nl_(kernel::NetlinkSocket::open()) {}
+
+  std::string_view name() const override { return "nftables"; }
+
+  void upsert(const VirtualIp& in) override {
+    VirtualIp want = checked(in);
+    std::optional<nft::KernelVip> old;
+    with_retry([&](nft::TableState& state) {
+      old = find(state, want.key);
+      nft::Plan plan;
+      if (!state.exists) nft::plan_base(state, plan);
+      nft::plan_upsert(old, want, state, plan);
+      nft_.apply(plan);
+      state.vips[want.key] = nft::expected(want);
+    });
+    if (old && (old->vip != want.vip || old->bridge != want.bridge)) {
+      remove_vip_address(nl_, old->bridge, old->vip);
+    }
+    ensure_vip_address(nl_, want.bridge, want.vip);
+  }
+
+  void remove(const std::string& key) override {
+    nft::check_key(key);
+    with_retry([&](nft::TableState& state) {
+      auto old = find(state, key);
+      if (!old) return;
+      // The address first: from then on the VIP draws no new traffic.
+      remove_vip_address(nl_, old->bridge, old->vip);
+      nft::Plan plan;
+      nft::plan_remove(*old, plan);
+      nft_.apply(plan);
+      state.vips.erase(key);
+    });
+  }
+
+  void sync(const std::vector<VirtualIp>& all) override {
+    std::vector<VirtualIp> wanted;
+    std::set<std::string> keys;
+    for (const VirtualIp& vip : all) {
+      wanted.push_back(checked(vip));
+      if (!keys.insert(vip.key).second) {
+        throw Error(Errc::invalid_argument, "VIP key " + vip.key + " given twice");
+      }
+    }
+    state_.reset();
+    nft::TableState state = nft_.read_table();
+    nft::Plan plan;
+    if (!state.exists) nft::plan_base(state, plan);
+    nft::plan_orphans(state, plan);
+    for (const auto& [key, have] : state.vips) {
+      if (!keys.count(key)) nft::plan_remove(have, plan);
+    }
+    for (const VirtualIp& want : wanted) nft::plan_upsert(find(state, want.key), want, state, plan);
+    nft_.apply(plan);
+    state.vips.clear();
+    state.orphan_mapped.clear();
+    state.orphan_addresses.clear();
+    state.orphan_backends.clear();
+    for (const VirtualIp& want : wanted) state.vips[want.key] = nft::expected(want);
+    state_ = std::move(state);
+
+    // Addresses: exactly the wanted ones, each on its bridge.
+    std::set<std::pair<std::string, Ipv4Address>> want_addresses;
+    for (const VirtualIp& want : wanted) want_addresses.emplace(want.bridge, want.vip);
+    auto have = list_vip_addresses(nl_);
+    for (const auto& address : have) {
+      if (!want_addresses.count(address)) remove_vip_address(nl_, address.first, address.second);
+    }
+    std::set<std::pair<std::string, Ipv4Address>> have_set(have.begin(), have.end());
+    for (const auto& address : want_addresses) {
+      if (!have_set.count(address)) ensure_vip_address(nl_, address.first, address.second);
+    }
+  }
+
+  std::vector<VirtualIp> read_kernel_state() override {
+    nft::TableState state = nft_.read_table();
+    auto addresses = list_vip_addresses(nl_);
+    std::set<std::pair<std::string, Ipv4Address>> on_bridges(addresses.begin(), addresses.end());
+    std::vector<VirtualIp> out;
+    for (const auto& [key, have] : state.vips) {
+      VirtualIp vip;
+      vip.key = key;
+      vip.vip = have.vip;
+      // The bridge only when the address really is there: a missing
+      // address shows as a difference.
+      if (on_bridges.count({have.bridge, have.vip})) vip.bridge = have.bridge;
+      // Only what packets reach: the buckets the hash can give, through a
+      // chain that exists.
+      if (state.mod_chains.count(have.buckets)) {
+        for (const auto& [bucket, backend] : have.elements) {
+          if (bucket < have.buckets) vip.backends.push_back(backend);
+        }
+      }
+      std::sort(vip.backends.begin(), vip.backends.end());
+      out.push_back(std::move(vip));
+    }
+    return out;  // by key: state.vips is a map
+  }
+
+  void clear() override {
+    state_.reset();
+    nft::TableState state = nft_.read_table();
+    for (const auto& [key, have] : state.vips) remove_vip_address(nl_, have.bridge, have.vip);
+    for (const auto& [bridge, vip] : list_vip_addresses(nl_)) remove_vip_address(nl_, bridge, vip);
+    nft_.delete_table();
+  }
+
+ private:
+  static std::optional<nft::KernelVip> find(const nft::TableState& state, const std::string& key) {
+    auto it = state.vips.find(key);
+    if (it == state.vips.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // Runs `change` on the known state; if the kernel refuses the batch
+  // because it differs from what we knew (not_found, conflict), reads the
+  // table again and runs it once more.
+  template <typename Change>
+  void with_retry(Change change) {
+    bool fresh = !state_;
+    if (!state_) state_ = nft_.read_table();
+    try {
+      change(*state_);
+      return;
+    } catch (const Error& e) {
+      state_.reset();
+      if (fresh || (e.code() != Errc::not_found && e.code() != Errc::conflict)) throw;
+      spdlog::warn("nftables: {}; reading table {} again", e.what(), nft::kTable);
+    }
+    state_ = nft_.read_table();
+    try {
+      change(*state_);
+    } catch (...) {
+      state_.reset();
+      throw;
+    }
+  }
+
+  nft::NftSocket nft_;
+  kernel::NetlinkSocket nl_;
+  std::optional<nft::TableState> state_;
+};
+
+}  // namespace
+
+std::unique_ptr<Balancer> make_nftables_balancer() { return std::make_unique<NftablesBalancer>(); }
+
+}  // namespace swarmnet::lb
