@@ -1,0 +1,124 @@
+#include "lb/vip_addresses.hpp"
+
+#include <arpa/inet.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "common/error.hpp"
+
+namespace swarmnet::lb {
+namespace {
+
+struct MsgFree {
+  void operator()(nl_msg* msg) const { nlmsg_free(msg); }
+};
+using MsgPtr = std::unique_ptr<nl_msg, MsgFree>;
+
+// An RTM_NEWADDR / RTM_DELADDR for vip/32 on link `index`.
+MsgPtr address_message(int type, int flags, int index, Ipv4Address vip, bool with_protocol) {
+  MsgPtr msg(nlmsg_alloc_simple(type, flags));
+  if (!msg) throw Error(Errc::internal, "out of memory allocating a netlink message");
+  ifaddrmsg header{};
+  header.ifa_family = AF_INET;
+  header.ifa_prefixlen = 32;
+  header.ifa_scope = RT_SCOPE_UNIVERSE;
+  header.ifa_index = static_cast<unsigned>(index);
+  uint32_t address = vip.network_order();
+  // A few dozen bytes in a page-sized message: a failure here is a bug.
+  if (nlmsg_append(msg.get(), &header, sizeof(header), NLMSG_ALIGNTO) < 0 ||
+      nla_put(msg.get(), IFA_LOCAL, sizeof(address), &address) < 0 ||
+      nla_put(msg.get(), IFA_ADDRESS, sizeof(address), &address) < 0 ||
+      (with_protocol && nla_put_u8(msg.get(), IFA_PROTO, kVipAddressProtocol) < 0)) {
+    throw Error(Errc::internal, "netlink address message too small");
+  }
+  return msg;
+}
+
+// One request and the kernel's ACK: 0 or a negative libnl code.
+int transact(kernel::NetlinkSocket& nl, nl_msg* msg) {
+  int err = nl_send_auto(nl.raw(), msg);
+  if (err < 0) return err;
+  return nl_wait_for_ack(nl.raw());
+}
+
+}  // namespace
+
+void ensure_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
+  int index = nl.link_index(bridge);  // Error(not_found) names the bridge
+  // NLM_F_REPLACE: an address that is already there is not an error, and
+  // one added without the mark (by hand) gets it.
+  MsgPtr msg = address_message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, index, vip, true);
+  int err = transact(nl, msg.get());
+  if (err == -NLE_EXIST) return;
+  if (err < 0) kernel::throw_netlink_error(err, "add VIP address " + vip.str() + "/32 to " + bridge);
+}
+
+void remove_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
+  auto link = nl.find_link(bridge);
+  if (!link) return;
+  MsgPtr msg = address_message(RTM_DELADDR, 0, link->index, vip, false);
+  int err = transact(nl, msg.get());
+  if (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return;
+  if (err < 0) {
+    kernel::throw_netlink_error(err, "remove VIP address " + vip.str() + "/32 from " + bridge);
+  }
+}
+
+std::vector<std::pair<std::string, Ipv4Address>> list_vip_addresses(kernel::NetlinkSocket& nl) {
+  struct Found {
+    int index;
+    Ipv4Address address;
+    std::optional<uint8_t> protocol;
+  };
+  std::vector<Found> found;
+  nl.dump_messages(
+      [] {
+        nl_msg* msg = nlmsg_alloc_simple(RTM_GETADDR, NLM_F_DUMP);
+        ifaddrmsg header{};
+        header.ifa_family = AF_INET;
+        if (msg && nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0) {
+          nlmsg_free(msg);
+          msg = nullptr;
+        }
+        return msg;
+      },
+      [&](nlmsghdr* hdr) {
+        if (hdr->nlmsg_type != RTM_NEWADDR) return;
+        nlattr* attrs[IFA_MAX + 1];
+        if (nlmsg_parse(hdr, sizeof(ifaddrmsg), attrs, IFA_MAX, nullptr) < 0) return;
+        auto* header = static_cast<ifaddrmsg*>(nlmsg_data(hdr));
+        if (header->ifa_family != AF_INET || header->ifa_prefixlen != 32) return;
+        nlattr* local = attrs[IFA_LOCAL] ? attrs[IFA_LOCAL] : attrs[IFA_ADDRESS];
+        if (!local || nla_len(local) != 4) return;
+        Found entry{static_cast<int>(header->ifa_index), Ipv4Address(ntohl(nla_get_u32(local))), {}};
+        if (attrs[IFA_PROTO]) entry.protocol = nla_get_u8(attrs[IFA_PROTO]);
+        found.push_back(entry);
+      },
+      [&] { found.clear(); }, "list VIP addresses");
+
+  std::map<int, std::string> names;  // one link lookup per bridge, not per VIP
+  std::vector<std::pair<std::string, Ipv4Address>> out;
+  for (const Found& entry : found) {
+    if (entry.protocol && *entry.protocol != kVipAddressProtocol) continue;
+    auto name = names.find(entry.index);
+    if (name == names.end()) {
+      auto link = nl.find_link(entry.index);
+      name = names.emplace(entry.index, link ? link->name : std::string()).first;
+    }
+    if (name->second.empty()) continue;  // the link went away meanwhile
+    // Without IFA_PROTO (older kernels) only the naming tells.
+    if (!entry.protocol && name->second.rfind("swn-", 0) != 0) continue;
+    out.emplace_back(name->second, entry.address);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace swarmnet::lb
