@@ -93,16 +93,33 @@ struct MapElement {
 std::string table_script() {
   std::string t = "ip " + std::string(kIpvsTable);
   std::string m = std::string(kIpvsMarkMap);
+  std::string e = std::string(kIpvsEmptySet);
+  // VIPs without backends are refused here, before IPVS (LOCAL_IN at
+  // priority 98, LOCAL_OUT at -99): TCP with a reset, the rest with ICMP
+  // port unreachable. IPVS would answer ICMP itself, but a TCP socket that
+  // is busy in connect() when the ICMP arrives (same host, same CPU: the
+  // usual case) only notes it as a soft error and waits for the SYN
+  // retransmission, a second later; a reset is queued and acted on at once.
+  std::string refuse = " ip daddr @" + e + " meta l4proto tcp reject with tcp reset\n" +
+                       "add rule " + t + " %CHAIN% ip daddr @" + e + " reject\n";
+  auto refuse_in = [&](const std::string& chain) {
+    std::string r = "add rule " + t + " " + chain + refuse;
+    return r.replace(r.find("%CHAIN%"), 7, chain);
+  };
   // `add` keeps what exists (the map's elements survive a restart); the
   // chains are flushed and their one rule added in the same transaction,
   // so running this twice never doubles a rule.
   return "add table " + t + "\n" +
          "add map " + t + " " + m + " { type ipv4_addr : mark; }\n" +
+         "add set " + t + " " + e + " { type ipv4_addr; }\n" +
          "add chain " + t + " prerouting { type filter hook prerouting priority mangle; policy accept; }\n" +
+         "add chain " + t + " input { type filter hook input priority filter; policy accept; }\n" +
          "add chain " + t + " output { type route hook output priority mangle; policy accept; }\n" +
          "flush chain " + t + " prerouting\n" +
+         "flush chain " + t + " input\n" +
          "flush chain " + t + " output\n" +
          "add rule " + t + " prerouting meta mark set ip daddr map @" + m + "\n" +
+         refuse_in("input") + refuse_in("output") +
          "add rule " + t + " output meta mark set ip daddr map @" + m + "\n";
 }
 
@@ -112,9 +129,33 @@ std::string element(const MapElement& e) {
   return e.vip.str() + (e.key.empty() ? "" : " comment \"" + e.key + "\"") + " : " + mark;
 }
 
-std::string element_command(std::string_view verb, const std::string& body) {
-  return std::string(verb) + " element ip " + std::string(kIpvsTable) + " " +
-         std::string(kIpvsMarkMap) + " { " + body + " }\n";
+std::string element_command(std::string_view verb, const std::string& body,
+                            std::string_view set = kIpvsMarkMap) {
+  return std::string(verb) + " element ip " + std::string(kIpvsTable) + " " + std::string(set) +
+         " { " + body + " }\n";
+}
+
+// The addresses in the set of VIPs without backends.
+std::set<Ipv4Address> read_empty_set(kernel::NftContext& nft) {
+  std::string listing;
+  try {
+    listing = nft.run("list set ip " + std::string(kIpvsTable) + " " + std::string(kIpvsEmptySet),
+                      kernel::NftContext::Output::json);
+  } catch (const Error& e) {
+    if (e.code() == Errc::not_found) return {};
+    throw;
+  }
+  std::set<Ipv4Address> vips;
+  json::value doc = json::parse(listing);
+  for (const json::value& item : doc.at("nftables").as_array()) {
+    const json::object* set = item.as_object().if_contains("set") ? &item.at("set").as_object() : nullptr;
+    if (!set || !set->if_contains("elem")) continue;
+    for (const json::value& e : set->at("elem").as_array()) {
+      if (!e.is_string()) continue;
+      if (auto vip = Ipv4Address::try_parse(e.as_string())) vips.insert(*vip);
+    }
+  }
+  return vips;
 }
 
 // The map's elements, read from the kernel. Empty if the table is missing.
@@ -183,16 +224,25 @@ class IpvsBalancer final : public Balancer {
     const bool fresh = existing == entries_.end();
     Entry entry = fresh ? Entry{v.vip, allocate_mark(v.key, used_marks_), v.bridge} : existing->second;
 
+    const bool want_empty = v.backends.empty();
+    const bool moved = !fresh && entry.vip != v.vip;
     try {
       ensure_service(entry.mark);
-      sync_destinations(entry.mark, v.backends);
-      if (fresh || entry.vip != v.vip) {
-        std::string commands;
-        if (!fresh) commands += element_command("delete", entry.vip.str());
-        commands += element_command("add", element({v.key, v.vip, entry.mark}));
-        nft_.run(commands);
+      std::string commands;
+      if (moved) {
+        commands += element_command("delete", entry.vip.str());
+        if (entry.empty) commands += element_command("delete", entry.vip.str(), kIpvsEmptySet);
       }
-      if (!fresh && (entry.bridge != v.bridge || entry.vip != v.vip)) {
+      if (fresh || moved) commands += element_command("add", element({v.key, v.vip, entry.mark}));
+      const bool empty_now = !fresh && !moved && entry.empty;
+      if (want_empty && !empty_now) commands += element_command("add", v.vip.str(), kIpvsEmptySet);
+      if (!want_empty && empty_now) commands += element_command("delete", v.vip.str(), kIpvsEmptySet);
+      // Refusing starts before the last destination goes; it ends only
+      // after the first one is there.
+      if (want_empty && !commands.empty()) nft_.run(commands);
+      sync_destinations(entry.mark, v.backends);
+      if (!want_empty && !commands.empty()) nft_.run(commands);
+      if (!fresh && (entry.bridge != v.bridge || moved)) {
         remove_vip_address(nl_, entry.bridge, entry.vip);
       }
       ensure_vip_address(nl_, v.bridge, v.vip);
@@ -211,6 +261,7 @@ class IpvsBalancer final : public Balancer {
     if (!fresh) key_by_vip_.erase(entry.vip);
     entry.vip = v.vip;
     entry.bridge = v.bridge;
+    entry.empty = want_empty;
     entries_[v.key] = entry;
     key_by_vip_[v.vip] = v.key;
     used_marks_.insert(entry.mark);
@@ -243,6 +294,8 @@ class IpvsBalancer final : public Balancer {
       delete_element(orphan.vip);
     }
     orphan_elements_.clear();
+    for (Ipv4Address vip : stale_empty_) delete_element(vip, kIpvsEmptySet);
+    stale_empty_.clear();
     for (const VirtualIp& v : all) upsert(v);
     // IPVS services with our marks that no VIP uses (a crash between steps).
     for (const IpvsService& service : ipvs_.fwmark_services()) {
@@ -299,6 +352,7 @@ class IpvsBalancer final : public Balancer {
     Ipv4Address vip;
     uint32_t mark = 0;
     std::string bridge;
+    bool empty = false;  // in the set of VIPs refused for lack of backends
   };
 
   // Keys, marks and bridges from the kernel: the map names key, VIP and
@@ -310,16 +364,20 @@ class IpvsBalancer final : public Balancer {
     orphan_elements_.clear();
     std::map<Ipv4Address, std::string> bridge_of;
     for (const auto& [bridge, vip] : list_vip_addresses(nl_)) bridge_of.emplace(vip, bridge);
+    std::set<Ipv4Address> empty = read_empty_set(nft_);
     for (MapElement& e : read_map(nft_)) {
       if (e.key.empty() || !is_swarmnet_mark(e.mark) || entries_.contains(e.key)) {
         orphan_elements_.push_back(e);
         continue;
       }
       auto b = bridge_of.find(e.vip);
-      entries_[e.key] = Entry{e.vip, e.mark, b == bridge_of.end() ? "" : b->second};
+      entries_[e.key] = Entry{e.vip, e.mark, b == bridge_of.end() ? "" : b->second,
+                              empty.contains(e.vip)};
+      empty.erase(e.vip);
       key_by_vip_[e.vip] = e.key;
       used_marks_.insert(e.mark);
     }
+    stale_empty_ = std::move(empty);  // refused addresses of no VIP
   }
 
   void ensure_table() {
@@ -367,9 +425,9 @@ class IpvsBalancer final : public Balancer {
     }
   }
 
-  void delete_element(Ipv4Address vip) {
+  void delete_element(Ipv4Address vip, std::string_view set = kIpvsMarkMap) {
     try {
-      nft_.run(element_command("delete", vip.str()));
+      nft_.run(element_command("delete", vip.str(), set));
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;
     }
@@ -378,6 +436,7 @@ class IpvsBalancer final : public Balancer {
   // The element first, so no packet is marked for a service that is going.
   void remove_objects(const Entry& entry) {
     delete_element(entry.vip);
+    delete_element(entry.vip, kIpvsEmptySet);
     ipvs_.delete_service(entry.mark);
     if (!entry.bridge.empty()) remove_vip_address(nl_, entry.bridge, entry.vip);
   }
@@ -392,6 +451,7 @@ class IpvsBalancer final : public Balancer {
   std::map<Ipv4Address, std::string> key_by_vip_;
   std::set<uint32_t> used_marks_;
   std::vector<MapElement> orphan_elements_;
+  std::set<Ipv4Address> stale_empty_;
   bool table_ready_ = false;
 };
 

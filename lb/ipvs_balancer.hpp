@@ -11,8 +11,11 @@
 //     flow whose IPVS entry expired while idle is scheduled to the same
 //     backend again (with sloppy_tcp, from any packet, not only a SYN).
 //     Destinations: the backends, port 0 (keep the packet's port), NAT.
-//     No destination: IPVS answers ICMP port unreachable itself (TCP
-//     connect fails at once with ECONNREFUSED), never the host's stack.
+//     No destination: the VIP is also in the set `empty-vips`, and rules in
+//     the input and output chains (before IPVS) answer TCP with a reset and
+//     the rest with ICMP port unreachable: connect() fails at once with
+//     ECONNREFUSED (IPVS's own ICMP reply is only acted on when the SYN is
+//     retransmitted, a second later), and the host's stack never sees it.
 //   The VIP's /32 on the bridge (lb/vip_addresses.hpp).
 #pragma once
 
@@ -31,6 +34,7 @@ namespace swarmnet::lb {
 
 inline constexpr std::string_view kIpvsTable = "swarmnet-ipvs";
 inline constexpr std::string_view kIpvsMarkMap = "vip-marks";
+inline constexpr std::string_view kIpvsEmptySet = "empty-vips";
 
 // Marks are 0x5e000000 | 24 bits: the top byte says "a swarmnet IPVS
 // service", so IPVS services of other owners (kube-proxy, Docker's own

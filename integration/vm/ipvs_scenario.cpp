@@ -413,16 +413,11 @@ TEST_CASE("a VIP without backends refuses at once and never reaches a host proce
   Answer tcp = tcp_request();
   auto tcp_time = std::chrono::steady_clock::now() - start;
   Answer udp = udp_request();
-  for (int i = 0; i < 3; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    Answer again = tcp_request();
-    WARN("refused again: " << again.text << " in "
-         << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s");
-  }
-  WARN(read_file("/proc/net/ip_vs_conn").substr(0, 1500));
   ::close(host_listener);
   CHECK(tcp.text == "error: Connection refused");
-  CHECK(tcp_time < 1s);
+  // IPVS's own ICMP for a service without destinations takes a SYN
+  // retransmission (1 s) to be acted on; the balancer's reset does not.
+  CHECK(tcp_time < 500ms);
   CHECK(udp.text == "error: Connection refused");
 
   b.upsert(web(all_backends()));
