@@ -205,6 +205,20 @@ class IpvsBalancer final : public Balancer {
     struct utsname u {};
     ::uname(&u);
     for (const auto& [key, value] : ipvs_sysctls(u.release)) kernel::write_sysctl(key, value);
+    // A backend on the VIP's bridge (local, or remote behind the VXLAN
+    // port) answers the client directly: the reply is bridged, not routed,
+    // and IPVS sees it (to put the VIP back as its source) only because
+    // br_netfilter passes bridged IPv4 through the FORWARD hook. Checked in
+    // the VM: with this at 0, TCP never connects and UDP answers are
+    // dropped. Per namespace since Linux 5.3.
+    try {
+      kernel::write_sysctl("net/bridge/bridge-nf-call-iptables", "1");
+    } catch (const Error& e) {
+      if (e.code() != Errc::not_found) throw;
+      throw Error(Errc::unavailable,
+                  "IPVS balancing needs br_netfilter (modprobe br_netfilter): the replies of "
+                  "backends on the VIP's bridge must pass IPVS");
+    }
     ipvs_.set_timeouts(settings_.timeouts);
     ensure_table();
     load_cache();

@@ -460,3 +460,25 @@ TEST_CASE("remove and clear leave no IPVS service, mark or address", "[ipvs]") {
   CHECK(tcp_request().ok());
   b.clear();
 }
+
+TEST_CASE("backend replies on the same bridge are de-NATed only through br_netfilter", "[ipvs]") {
+  Balancer& b = balancer();
+  b.upsert(web(all_backends()));
+  REQUIRE(kernel::read_sysctl("net/bridge/bridge-nf-call-iptables") == "1");
+  CHECK(tcp_request().ok());
+  CHECK(udp_request().ok());
+  // Without it the backend's reply is bridged straight to the client with
+  // the backend's own address as source: TCP never completes, a connected
+  // UDP socket drops the answer.
+  kernel::write_sysctl("net/bridge/bridge-nf-call-iptables", "0");
+  Answer tcp = tcp_request();
+  Answer udp = udp_request();
+  INFO("bridge-nf-call-iptables=0: TCP " << tcp.text << ", UDP " << udp.text);
+  CHECK_FALSE(tcp.ok());
+  CHECK_FALSE(udp.ok());
+  // So the balancer turns it on in its namespace when it starts.
+  auto again = make_ipvs_balancer();
+  CHECK(kernel::read_sysctl("net/bridge/bridge-nf-call-iptables") == "1");
+  CHECK(tcp_request().ok());
+  b.clear();
+}
