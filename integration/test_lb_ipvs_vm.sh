@@ -13,7 +13,7 @@ scenario="${SWARMNET_BIN_DIR:?}/../integration/vm/ipvs_scenario"
 say "IPVS balancer scenario inside a VM (qemu TCG)"
 start=$(date +%s)
 status=0
-"$SWARMNET_SOURCE_DIR/integration/vm/run-in-vm.sh" --timeout 540 --with /usr/sbin/nft \
+"$SWARMNET_SOURCE_DIR/integration/vm/run-in-vm.sh" --timeout 540 --with /usr/sbin/nft --with /usr/sbin/bridge \
   -- "$scenario" --durations yes || status=$?
 info "VM run took $(( $(date +%s) - start )) s"
 check "the IPVS scenario passes inside the VM (exit status $status)" test "$status" -eq 0

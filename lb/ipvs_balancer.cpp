@@ -90,6 +90,12 @@ struct MapElement {
   uint32_t mark = 0;
 };
 
+std::string mark_hex(uint32_t mark) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "0x%08x", mark);
+  return text;
+}
+
 std::string table_script() {
   std::string t = "ip " + std::string(kIpvsTable);
   std::string m = std::string(kIpvsMarkMap);
@@ -115,12 +121,21 @@ std::string table_script() {
          "add chain " + t + " prerouting { type filter hook prerouting priority mangle; policy accept; }\n" +
          "add chain " + t + " input { type filter hook input priority filter; policy accept; }\n" +
          "add chain " + t + " output { type route hook output priority mangle; policy accept; }\n" +
+         "add chain " + t + " postrouting { type filter hook postrouting priority mangle; policy accept; }\n" +
          "flush chain " + t + " prerouting\n" +
+         "flush chain " + t + " postrouting\n" +
          "flush chain " + t + " input\n" +
          "flush chain " + t + " output\n" +
          "add rule " + t + " prerouting meta mark set ip daddr map @" + m + "\n" +
          refuse_in("input") + refuse_in("output") +
-         "add rule " + t + " output meta mark set ip daddr map @" + m + "\n";
+         "add rule " + t + " output meta mark set ip daddr map @" + m + "\n" +
+         // IPVS has used the mark by now (LOCAL_IN/LOCAL_OUT). Left on the
+         // packet, it would survive VXLAN encapsulation (no scrub within a
+         // namespace): the outer UDP packet, sent from this host with the
+         // VIP's mark, would be scheduled by IPVS again and loop ("Dead loop
+         // on virtual device", seen in the VM with a remote backend).
+         "add rule " + t + " postrouting meta mark & " + mark_hex(kMarkPrefixMask) + " == " +
+         mark_hex(kMarkPrefix) + " meta mark set 0x0\n";
 }
 
 std::string element(const MapElement& e) {

@@ -175,7 +175,7 @@ class Topology {
   }
   static void teardown() {
     std::string ip = kIp;
-    for (const char* n : {"b1", "b2", "b3", "client"}) {
+    for (const char* n : {"b1", "b2", "b3", "client", "b4", "hostb"}) {
       std::system((ip + " netns del " + ns_name(n) + " 2>/dev/null").c_str());
     }
     std::system((ip + " link del " + kBridge + " 2>/dev/null").c_str());
@@ -480,5 +480,76 @@ TEST_CASE("backend replies on the same bridge are de-NATed only through br_netfi
   auto again = make_ipvs_balancer();
   CHECK(kernel::read_sysctl("net/bridge/bridge-nf-call-iptables") == "1");
   CHECK(tcp_request().ok());
+  b.clear();
+}
+
+// A second host (namespace hostb) joined to this one by VXLAN over an
+// underlay veth, as swarmnet's overlay does; backend b4 sits behind
+// hostb's bridge. Learning with a flood entry to the other VTEP is enough
+// here (the real data plane uses static FDB entries instead).
+class RemoteBackend {
+ public:
+  RemoteBackend() {
+    std::string ip = kIp;
+    std::string hb = Topology::ns_name("hostb");
+    std::string b4 = Topology::ns_name("b4");
+    std::vector<std::string> steps = {
+        ip + " netns add " + hb,
+        ip + " link add v-underlay type veth peer name eth0 netns " + hb,
+        ip + " addr add 10.78.0.1/30 dev v-underlay",
+        ip + " link set v-underlay up",
+        ip + " -n " + hb + " addr add 10.78.0.2/30 dev eth0",
+        ip + " -n " + hb + " link set eth0 up",
+        ip + " -n " + hb + " link set lo up",
+        ip + " link add swn-vx0 type vxlan id 42 dstport 4789 local 10.78.0.1 dev v-underlay",
+        ip + " link set swn-vx0 master " + kBridge + " up",
+        "/usr/sbin/bridge fdb append 00:00:00:00:00:00 dev swn-vx0 dst 10.78.0.2",
+        ip + " -n " + hb + " link add swn-brb type bridge",
+        ip + " -n " + hb + " link set swn-brb up",
+        ip + " -n " + hb + " link add swn-vxb type vxlan id 42 dstport 4789 local 10.78.0.2 dev eth0",
+        ip + " -n " + hb + " link set swn-vxb master swn-brb up",
+        "/usr/sbin/bridge -n " + hb + " fdb append 00:00:00:00:00:00 dev swn-vxb dst 10.78.0.1",
+        ip + " netns add " + b4,
+        ip + " -n " + hb + " link add v-b4 type veth peer name eth0 netns " + b4,
+        ip + " -n " + hb + " link set v-b4 master swn-brb up",
+        ip + " -n " + b4 + " addr add 10.77.0.14/24 dev eth0",
+        ip + " -n " + b4 + " link set eth0 mtu 1450 up",
+        ip + " -n " + b4 + " link set lo up",
+        ip + " -n " + b4 + " route add default via 10.77.0.1",
+    };
+    for (const std::string& step : steps) REQUIRE(sh(step) == 0);
+    server_ = std::make_unique<NameServer>(Topology::ns_path("b4"), "b4");
+  }
+  ~RemoteBackend() {
+    server_.reset();
+    std::string ip = kIp;
+    std::system((ip + " netns del " + Topology::ns_name("b4") + " 2>/dev/null").c_str());
+    std::system((ip + " netns del " + Topology::ns_name("hostb") + " 2>/dev/null").c_str());
+    std::system((ip + " link del swn-vx0 2>/dev/null").c_str());
+    std::system((ip + " link del v-underlay 2>/dev/null").c_str());
+  }
+
+ private:
+  std::unique_ptr<NameServer> server_;
+};
+
+TEST_CASE("a backend on another host behind VXLAN: its bridged replies are de-NATed too",
+          "[ipvs]") {
+  Balancer& b = balancer();
+  RemoteBackend remote;
+  const Ipv4Address b4 = Ipv4Address::parse("10.77.0.14");
+  b.upsert(web({b4}));
+  Answer tcp = tcp_request();
+  Answer udp = udp_request();
+  CHECK(tcp.text == "b4");
+  CHECK(udp.text == "b4");
+
+  std::vector<Ipv4Address> four = all_backends();
+  four.push_back(b4);
+  b.upsert(web(four));
+  auto seen = tally(60, tcp_request);
+  INFO("TCP over 4 backends: " << describe(seen));
+  CHECK(seen["b4"] >= 5);
+  CHECK(seen["b1"] + seen["b2"] + seen["b3"] + seen["b4"] == 60);
   b.clear();
 }
