@@ -135,6 +135,42 @@ int main(int argc, char** argv) {
   auto* node_ls = node->add_subcommand("ls", "List the nodes and their state");
   node_ls->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
 
+  auto* service = app.add_subcommand("service", "Manage services (a VIP or DNS round robin over tasks)");
+  service->require_subcommand(1);
+  std::vector<std::string> svc_networks, svc_ports;
+  std::string endpoint_mode = "vip", health_spec;
+  unsigned health_interval = 5, health_retries = 3;
+  auto* svc_create = service->add_subcommand("create", "Create a service");
+  svc_create->add_option("name", name, "Service name (a DNS label)")->required();
+  svc_create->add_option("--network", svc_networks, "Network of the service (repeat for several)")->required();
+  svc_create->add_option("--endpoint-mode", endpoint_mode, "vip (one balanced address) or dnsrr")
+      ->check(CLI::IsMember({"vip", "dnsrr"}))
+      ->capture_default_str();
+  svc_create->add_option("--port", svc_ports, "A port the tasks serve, PORT[/tcp|/udp] (for SRV records)");
+  svc_create->add_option("--health", health_spec, "Health check: tcp:PORT or http:PORT/PATH");
+  svc_create->add_option("--health-interval", health_interval, "Seconds between checks")->capture_default_str();
+  svc_create->add_option("--health-retries", health_retries, "Failures in a row before a task is unhealthy")
+      ->capture_default_str();
+  auto* svc_ls = service->add_subcommand("ls", "List services");
+  svc_ls->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  auto* svc_inspect = service->add_subcommand("inspect", "Show a service, its VIPs and tasks as JSON");
+  svc_inspect->add_option("name", name, "Service name")->required();
+  auto* svc_rm = service->add_subcommand("rm", "Remove a service (its containers stay)");
+  svc_rm->add_option("name", name, "Service name")->required();
+  std::string attach_network, attach_container, attach_ifname = "eth0";
+  auto* svc_attach = service->add_subcommand("attach", "Make a container of this host a task of a service");
+  svc_attach->add_option("name", name, "Service name")->required();
+  auto* svc_detach = service->add_subcommand("detach", "Make a container of this host a task of no service");
+  for (auto* c : {svc_attach, svc_detach}) {
+    c->add_option("--network", attach_network, "The container's network")->required();
+    c->add_option("--container", attach_container, "Container id (as the engine passed it)")->required();
+    c->add_option("--ifname", attach_ifname, "Its interface")->capture_default_str();
+  }
+
+  auto* lb = app.add_subcommand("lb", "The kernel load balancer of this host");
+  lb->require_subcommand(1);
+  auto* lb_check = lb->add_subcommand("check", "Compare the kernel's VIPs and backends with what they should be");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -221,6 +257,90 @@ int main(int argc, char** argv) {
         }
         print_table(rows);
       }
+    } else if (svc_create->parsed()) {
+      json::object body{{"name", name}, {"endpoint_mode", endpoint_mode}};
+      json::array nets;
+      for (const auto& n : svc_networks) nets.emplace_back(n);
+      body["networks"] = std::move(nets);
+      json::array ports;
+      for (const auto& spec : svc_ports) {
+        auto slash = spec.find('/');
+        const std::string number = spec.substr(0, slash);
+        const std::string proto = slash == std::string::npos ? "tcp" : spec.substr(slash + 1);
+        unsigned long port = 0;
+        try {
+          port = std::stoul(number);
+        } catch (...) {
+        }
+        if (port == 0 || port > 65535) throw swarmnet::Error(swarmnet::Errc::invalid_argument, "--port " + spec + ": expected PORT[/tcp|/udp]");
+        ports.push_back(json::object{{"target", port}, {"protocol", proto}});
+      }
+      body["ports"] = std::move(ports);
+      if (!health_spec.empty()) {
+        auto colon = health_spec.find(':');
+        const std::string kind = health_spec.substr(0, colon);
+        std::string rest = colon == std::string::npos ? "" : health_spec.substr(colon + 1);
+        std::string path;
+        if (auto slash = rest.find('/'); slash != std::string::npos) {
+          path = rest.substr(slash);
+          rest = rest.substr(0, slash);
+        }
+        unsigned long port = 0;
+        try {
+          port = std::stoul(rest);
+        } catch (...) {
+        }
+        if ((kind != "tcp" && kind != "http") || port == 0 || port > 65535) {
+          throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                                "--health " + health_spec + ": expected tcp:PORT or http:PORT/PATH");
+        }
+        json::object h{{"kind", kind}, {"port", port}, {"interval_s", health_interval}, {"retries", health_retries}};
+        if (!path.empty()) h["path"] = path;
+        body["health"] = std::move(h);
+      }
+      json::value b = body;
+      json::value r = client.call("POST", "/v1/services", &b);
+      std::cout << r.at("name").as_string().c_str() << " " << r.at("id").as_string().c_str();
+      for (const auto& [net, vip] : r.at("vips").as_object()) std::cout << " " << net << "=" << vip.as_string().c_str();
+      std::cout << "\n";
+    } else if (svc_ls->parsed()) {
+      json::value v = client.call("GET", "/v1/services");
+      if (format == "json") {
+        std::cout << json::serialize(v) << "\n";
+      } else {
+        std::vector<std::vector<std::string>> rows{{"NAME", "ID", "MODE", "VIPS", "TASKS", "HEALTHY"}};
+        for (const auto& item : v.as_array()) {
+          const auto& o = item.as_object();
+          std::string vips;
+          for (const auto& [net, vip] : o.at("vips").as_object())
+            vips += (vips.empty() ? "" : ",") + std::string(net) + "=" + std::string(vip.as_string());
+          rows.push_back({std::string(o.at("name").as_string()), std::string(o.at("id").as_string()).substr(0, 12),
+                          std::string(o.at("endpoint_mode").as_string()), vips.empty() ? "-" : vips,
+                          json::serialize(o.at("task_count")), json::serialize(o.at("healthy_count"))});
+        }
+        print_table(rows);
+      }
+    } else if (svc_inspect->parsed()) {
+      pretty(std::cout, client.call("GET", "/v1/services/" + url_segment(name)));
+      std::cout << "\n";
+    } else if (svc_rm->parsed()) {
+      client.call("DELETE", "/v1/services/" + url_segment(name));
+      std::cout << name << "\n";
+    } else if (svc_attach->parsed() || svc_detach->parsed()) {
+      json::value body = {{"network", attach_network}, {"container_id", attach_container}, {"ifname", attach_ifname}};
+      const std::string target = svc_attach->parsed() ? url_segment(name) : std::string("-");
+      client.call("POST", "/v1/services/" + target + "/attach", &body);
+      std::cout << attach_container << (svc_attach->parsed() ? " attached to " + name : std::string(" detached")) << "\n";
+    } else if (lb_check->parsed()) {
+      json::value r = client.call("GET", "/v1/lb/check");
+      const auto& diffs = r.at("differences").as_array();
+      if (diffs.empty()) {
+        std::cout << "lb check: " << r.at("backend").as_string().c_str() << " holds the " << json::serialize(r.at("vips"))
+                  << " intended VIP(s), no difference\n";
+        return 0;
+      }
+      for (const auto& d : diffs) std::cout << d.as_string().c_str() << "\n";
+      return 4;  // differences: scripts can tell
     } else if (status->parsed()) {
       pretty(std::cout, client.call("GET", "/v1/status"));
       std::cout << "\n";

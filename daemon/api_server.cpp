@@ -180,9 +180,14 @@ HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
 }  // namespace
 
 HttpReply handle_request(Controller& controller, Cluster* cluster, const std::string& method,
-                         const std::string& target, const std::string& body) {
+                         const std::string& target, const std::string& body, const RouteHandlers* extra) {
   try {
-    return route(controller, cluster, method, split_path(target), body);
+    const std::vector<std::string> path = split_path(target);
+    if (extra) {
+      for (const RouteHandler& handler : *extra)
+        if (auto reply = handler(method, path, body)) return std::move(*reply);
+    }
+    return route(controller, cluster, method, path, body);
   } catch (const BlockNeeded& e) {
     HttpReply r = error_reply(e.code(), e.what());
     r.block_needed_for = e.network_id();
@@ -237,7 +242,7 @@ asio::awaitable<HttpReply> cluster_async(Cluster& cluster, const std::string& wh
 }
 
 asio::awaitable<void> serve_connection(local::socket socket, Controller& controller,
-                                       Cluster* cluster) {
+                                       Cluster* cluster, std::shared_ptr<RouteHandlers> extra) {
   beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy> stream(
       std::move(socket));
   beast::flat_buffer buffer;
@@ -255,7 +260,7 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
         reply = co_await cluster_async(*cluster, target.substr(12), req.body());
       } else {
         reply = handle_request(controller, cluster, std::string(req.method_string()), target,
-                               req.body());
+                               req.body(), extra.get());
       }
       // Out of addresses here but other nodes own blocks: ask, wait for a
       // block to arrive by gossip, retry; the caller sees only the outcome.
@@ -265,7 +270,7 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
         timer.expires_after(kBlockWaitStep);
         co_await timer.async_wait(asio::use_awaitable);
         reply = handle_request(controller, cluster, std::string(req.method_string()), target,
-                               req.body());
+                               req.body(), extra.get());
       }
       http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
       res.set(http::field::server, "swarmnetd");
@@ -302,7 +307,7 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
 }
 
 asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller,
-                                  Cluster* cluster) {
+                                  Cluster* cluster, std::shared_ptr<RouteHandlers> extra) {
   for (;;) {
     boost::system::error_code ec;
     local::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -311,7 +316,7 @@ asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& control
       spdlog::warn("api accept: {}", ec.message());
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster),
+    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster, extra),
                    asio::detached);
   }
 }
@@ -351,7 +356,7 @@ ApiServer::ApiServer(asio::io_context& io, Controller& controller, Cluster* clus
   if (ec) throw Error(Errc::internal, "cannot bind " + socket_path_ + ": " + ec.message());
   ::chmod(socket_path_.c_str(), 0600);
   acceptor_.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_), asio::detached);
+  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_, extra_), asio::detached);
   spdlog::info("API listening on {}", socket_path_);
 }
 

@@ -5,7 +5,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/json.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/controller.hpp"
 
@@ -24,12 +28,19 @@ struct HttpReply {
   std::string block_needed_for;
 };
 
-// Routes one request to the controller. Never throws: errors become the
-// API's error body with the matching status. Separate from the socket code
-// so tests can drive it directly.
+// A part of the daemon with routes of its own (services, lb): returns
+// nullopt for a path that is not its; may throw like the controller.
+using RouteHandler = std::function<std::optional<HttpReply>(
+    const std::string& method, const std::vector<std::string>& path, const std::string& body)>;
+using RouteHandlers = std::vector<RouteHandler>;
+
+// Routes one request to the controller (or to one of `extra`). Never
+// throws: errors become the API's error body with the matching status.
+// Separate from the socket code so tests can drive it directly.
 // `cluster` may be null (a daemon built without one, or unit tests).
 HttpReply handle_request(Controller& controller, Cluster* cluster, const std::string& method,
-                         const std::string& target, const std::string& body);
+                         const std::string& target, const std::string& body,
+                         const RouteHandlers* extra = nullptr);
 
 class ApiServer {
  public:
@@ -41,6 +52,8 @@ class ApiServer {
 
   // Stops accepting and removes the socket file.
   void close();
+  // More routes (before the first request).
+  void add_routes(RouteHandler handler) { extra_->push_back(std::move(handler)); }
 
  private:
   boost::asio::io_context& io_;
@@ -48,6 +61,7 @@ class ApiServer {
   Cluster* cluster_;
   std::string socket_path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::shared_ptr<RouteHandlers> extra_ = std::make_shared<RouteHandlers>();
 };
 
 }  // namespace swarmnet::daemon

@@ -624,13 +624,30 @@ api::Endpoint Controller::get_endpoint(const std::string& network_name,
 }
 
 void Controller::delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& e) {
-  if (e.attach && !e.host_ifname.empty()) dataplane_.remove_host_link(e.host_ifname);
   const EndpointRecord copy = e;  // e may live in the table we are about to change
+  // The record goes first: its listeners (balancers, DNS) drop the task
+  // while its interface still exists, then the interface goes.
   store_.erase_endpoint(endpoint_key(copy.network_id, copy.node, copy.container_id, copy.ifname));
+  if (copy.attach && !copy.host_ifname.empty()) dataplane_.remove_host_link(copy.host_ifname);
   space_of(network).release(copy.ip);
   if (copy.attach && local_attached_endpoints(network.id) == 0) {
     dataplane_.remove_network(bridge_name(network.id));
   }
+}
+
+void Controller::release_endpoint(const std::string& key) {
+  const EndpointRecord* e = store_.find_endpoint(key);
+  if (!e) return;
+  const NetworkRecord* n = store_.find_network(e->network_id);
+  if (e->node == store_.node_id() && n) {
+    const NetworkRecord network = *n;
+    delete_endpoint_record(network, *e);
+    return;
+  }
+  // Another node's: only the owner of the address's block may hand the
+  // address out again, and it learns of this deletion by gossip; until its
+  // next start it keeps the address as used (a leak, never a duplicate).
+  store_.erase_endpoint(key);
 }
 
 bool Controller::delete_endpoint(const std::string& network_name, const std::string& container_id,

@@ -90,6 +90,9 @@ class Controller {
   bool delete_endpoint(const std::string& network, const std::string& container_id,
                        const std::string& ifname);
   api::GcResult gc(const std::string& network, const api::GcRequest& request);
+  // Deletes an endpoint record by its key, whichever node wrote it (a
+  // service's VIP reservation); its address is released if this node owns it.
+  void release_endpoint(const std::string& key);
 
   api::Status status() const;
 

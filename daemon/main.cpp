@@ -16,7 +16,11 @@
 #include "daemon/cluster.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
+#include "daemon/health.hpp"
+#include "daemon/load_balancing.hpp"
+#include "daemon/service_api.hpp"
 #include "daemon/service_discovery.hpp"
+#include "daemon/services.hpp"
 #include "dns/name_table.hpp"
 #include "dns/server.hpp"
 #include "daemon/store.hpp"
@@ -102,6 +106,11 @@ int main(int argc, char** argv) {
                  "UDP DNS queries per second one container may send (the excess is dropped by "
                  "the firewall; 0: no limit)")
       ->capture_default_str();
+  std::string lb_backend = "auto";
+  app.add_option("--lb-backend", lb_backend,
+                 "Service VIP balancer: auto (IPVS where the kernel has it, else nftables), ipvs, "
+                 "nftables, or none")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
@@ -136,10 +145,23 @@ int main(int argc, char** argv) {
                    dns_server->listeners().size(), dns_port);
     }
 
+    // Services: VIPs balanced by the kernel, health checks of local tasks.
+    swarmnet::daemon::Services services(store, controller);
+    std::unique_ptr<swarmnet::lb::Balancer> balancer;
+    std::optional<swarmnet::daemon::LoadBalancing> load_balancing;
+    if (lb_backend != "none") {
+      balancer = swarmnet::daemon::choose_balancer(lb_backend);
+      load_balancing.emplace(store, controller, *balancer);
+      load_balancing->resync();
+    }
+
     boost::asio::io_context io(1);
+    swarmnet::daemon::HealthChecker health(io, store);
+    health.start();
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
     cluster.resume();
     swarmnet::daemon::ApiServer server(io, controller, &cluster, socket);
+    server.add_routes(swarmnet::daemon::service_routes(services, load_balancing ? &*load_balancing : nullptr));
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;

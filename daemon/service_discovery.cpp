@@ -2,6 +2,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "daemon/services.hpp"
 
 namespace swarmnet::daemon {
 
@@ -58,7 +59,8 @@ void ServiceDiscovery::update_endpoint(const std::string& key) {
   const EndpointRecord* e = store_.find_endpoint(key);
   // A dead node's containers stop resolving at once (they are unreachable
   // anyway); they come back if the node does.
-  if (!e || !controller_.is_alive(e->node)) {
+  // A VIP reservation is no container: the service's own entry names it.
+  if (!e || !controller_.is_alive(e->node) || is_vip_endpoint(*e)) {
     table_.remove_endpoint(key);
     return;
   }

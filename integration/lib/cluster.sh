@@ -174,7 +174,8 @@ outside_up() {
 
 _cni() {  # _cni COMMAND HOST NAME NETWORK
   local cmd="$1" i="$2" name="$3" net="$4"
-  ip netns exec "$(host_ns "$i")" env CNI_COMMAND="$cmd" CNI_CONTAINERID="$name" \
+  # CNI_ARGS passes through (e.g. CNI_ARGS=SWARMNET_SERVICE=web container_add ...).
+  ip netns exec "$(host_ns "$i")" env CNI_COMMAND="$cmd" CNI_CONTAINERID="$name" CNI_ARGS="${CNI_ARGS:-}" \
     CNI_NETNS="/var/run/netns/$(container_ns "$name")" CNI_IFNAME=eth0 CNI_PATH="$SWARMNET_BIN_DIR" \
     "$SWARMNET_BIN_DIR/swarmnet" <<<'{"cniVersion":"1.1.0","name":"'"$net"'","type":"swarmnet","daemonSocket":"'"$(host_sock "$i")"'"}'
 }

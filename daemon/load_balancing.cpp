@@ -1,0 +1,164 @@
+#include "daemon/load_balancing.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "daemon/services.hpp"
+
+namespace swarmnet::daemon {
+
+namespace {
+std::string vip_key(const ServiceRecord& s, const std::string& network_id) {
+  // At most 63 characters (balancer.hpp): 16 + 1 + 32 at most.
+  return s.id.substr(0, 16) + "/" + network_id.substr(0, 32);
+}
+}  // namespace
+
+LoadBalancing::LoadBalancing(Store& store, Controller& controller, lb::Balancer& balancer)
+    : store_(store), controller_(controller), balancer_(balancer) {
+  listener_id_ = store_.add_change_listener(
+      [this](const std::string& t, const std::string& key, const Store::Line*) { on_change(t, key); });
+  controller_.add_membership_listener([this] {
+    // A node died or came back: its tasks leave or rejoin every VIP.
+    for (const auto& [id, e] : store_.services())
+      if (!e.deleted) update_service(e.value);
+  });
+}
+
+LoadBalancing::~LoadBalancing() { store_.remove_change_listener(listener_id_); }
+
+bool LoadBalancing::has_local_bridge(const std::string& network_id) const {
+  for (const auto& [key, e] : store_.endpoints()) {
+    const EndpointRecord& r = e.value;
+    if (!e.deleted && r.attach && r.network_id == network_id && r.node == store_.node_id()) return true;
+  }
+  return false;
+}
+
+std::optional<lb::VirtualIp> LoadBalancing::vip_of(const ServiceRecord& s, const std::string& network_id) const {
+  auto vip = s.vips.find(network_id);
+  if (s.mode != ServiceMode::vip || vip == s.vips.end() || !has_local_bridge(network_id)) return std::nullopt;
+  lb::VirtualIp v;
+  v.key = vip_key(s, network_id);
+  v.vip = vip->second;
+  v.bridge = bridge_name(network_id);
+  for (const auto& [key, e] : store_.endpoints()) {
+    const EndpointRecord& r = e.value;
+    if (e.deleted || r.service != s.name || r.network_id != network_id || !r.healthy) continue;
+    if (!controller_.is_alive(r.node)) continue;
+    v.backends.push_back(r.ip);
+  }
+  std::sort(v.backends.begin(), v.backends.end());
+  v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
+  return v;
+}
+
+std::vector<lb::VirtualIp> LoadBalancing::intended() const {
+  std::vector<lb::VirtualIp> out;
+  for (const auto& [id, e] : store_.services()) {
+    if (e.deleted) continue;
+    for (const auto& network_id : e.value.networks)
+      if (auto v = vip_of(e.value, network_id)) out.push_back(*v);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+  return out;
+}
+
+void LoadBalancing::program(const std::string& key, const std::optional<lb::VirtualIp>& want) {
+  auto it = programmed_.find(key);
+  if (want) {
+    if (it != programmed_.end() && it->second == *want) return;
+    balancer_.upsert(*want);
+    spdlog::info("lb: VIP {} on {}: {} backend(s)", want->vip.str(), want->bridge, want->backends.size());
+    programmed_[key] = *want;
+  } else if (it != programmed_.end()) {
+    balancer_.remove(key);
+    spdlog::info("lb: VIP {} removed", it->second.vip.str());
+    programmed_.erase(it);
+  }
+}
+
+void LoadBalancing::update_service(const ServiceRecord& s) {
+  for (const auto& network_id : s.networks) program(vip_key(s, network_id), vip_of(s, network_id));
+}
+
+void LoadBalancing::update_services_on(const std::string& network_id) {
+  for (const auto& [id, e] : store_.services()) {
+    if (e.deleted) continue;
+    const auto& nets = e.value.networks;
+    if (std::find(nets.begin(), nets.end(), network_id) != nets.end()) update_service(e.value);
+  }
+}
+
+void LoadBalancing::on_change(const std::string& table, const std::string& key) {
+  try {
+    if (table == "services") {
+      auto it = store_.services().find(key);
+      if (it == store_.services().end()) return;
+      const ServiceRecord& s = it->second.value;  // a tombstone keeps its last value
+      if (it->second.deleted) {
+        for (const auto& network_id : s.networks) program(vip_key(s, network_id), std::nullopt);
+      } else {
+        // Networks the service left (an update) lose its VIP here too.
+        std::vector<std::string> stale;
+        const std::string prefix = s.id.substr(0, 16) + "/";
+        for (const auto& [k, v] : programmed_)
+          if (k.rfind(prefix, 0) == 0) stale.push_back(k);
+        for (const auto& k : stale) {
+          bool kept = std::any_of(s.networks.begin(), s.networks.end(),
+                                  [&](const std::string& n) { return vip_key(s, n) == k; });
+          if (!kept) program(k, std::nullopt);
+        }
+        update_service(s);
+      }
+    } else if (table == "endpoints") {
+      auto it = store_.endpoints().find(key);
+      if (it == store_.endpoints().end()) return;
+      const EndpointRecord& e = it->second.value;
+      if (is_vip_endpoint(e)) return;
+      // A local container's arrival or departure may create or remove the
+      // network's bridge here: every VIP of the network follows.
+      if (e.node == store_.node_id() && e.attach) {
+        update_services_on(e.network_id);
+      } else if (!e.service.empty()) {
+        if (const ServiceRecord* s = store_.find_service_by_name(e.service)) update_service(*s);
+      }
+    }
+  } catch (const std::exception& ex) {
+    spdlog::error("lb: applying {} {}: {}", table, key, ex.what());
+  }
+}
+
+void LoadBalancing::resync() {
+  auto all = intended();
+  balancer_.sync(all);
+  programmed_.clear();
+  for (auto& v : all) programmed_[v.key] = v;
+  spdlog::info("lb: {} balancer holds {} VIP(s)", balancer_.name(), all.size());
+}
+
+std::string LoadBalancing::check() { return lb::describe_differences(intended(), balancer_.read_kernel_state()); }
+
+std::unique_ptr<lb::Balancer> choose_balancer(const std::string& wanted) {
+  if (wanted == "nftables") {
+    spdlog::info("lb: nftables balancer (--lb-backend nftables)");
+    return lb::make_nftables_balancer();
+  }
+  if (wanted == "ipvs") {
+    if (!lb::ipvs_available()) {
+      throw Error(Errc::unavailable, "--lb-backend ipvs: this kernel has no IPVS (ip_vs module); use nftables or auto");
+    }
+    spdlog::info("lb: IPVS balancer (--lb-backend ipvs)");
+    return lb::make_ipvs_balancer();
+  }
+  if (wanted != "auto") throw Error(Errc::invalid_argument, "--lb-backend: auto, ipvs or nftables, not " + wanted);
+  if (lb::ipvs_available()) {
+    spdlog::info("lb: the kernel has IPVS: IPVS balancer (--lb-backend auto)");
+    return lb::make_ipvs_balancer();
+  }
+  spdlog::info("lb: the kernel has no IPVS: nftables balancer (--lb-backend auto)");
+  return lb::make_nftables_balancer();
+}
+
+}  // namespace swarmnet::daemon

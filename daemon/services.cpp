@@ -1,0 +1,228 @@
+#include "daemon/services.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+#include "common/json_fields.hpp"
+#include "common/log.hpp"
+#include "common/random.hpp"
+
+namespace swarmnet::daemon {
+
+namespace json = boost::json;
+using namespace json_fields;
+
+namespace {
+
+// Service names are DNS labels (they are answered as names), and "tasks" is
+// taken by tasks.NAME.
+void check_service_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63 && name != "tasks" &&
+            std::all_of(name.begin(), name.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                     c == '_';
+            }) &&
+            name.front() != '-';
+  if (!ok) {
+    throw Error(Errc::invalid_argument, "service name \"" + name +
+                                            "\": 1-63 letters, digits, '-' or '_' (a DNS label), not \"tasks\"");
+  }
+}
+
+ServicePortRecord decode_port(const json::value& v, size_t index) {
+  const std::string where = "ports[" + std::to_string(index) + "]";
+  const auto& o = as_object(v, where);
+  ServicePortRecord p;
+  auto target = optional_uint(o, "target", 65535);
+  if (!target || *target == 0) throw Error(Errc::invalid_argument, where + ".target: a port 1-65535 is required");
+  p.target = static_cast<uint16_t>(*target);
+  p.protocol = string_or(o, "protocol", "tcp");
+  if (p.protocol != "tcp" && p.protocol != "udp") {
+    throw Error(Errc::invalid_argument, where + ".protocol: \"tcp\" or \"udp\", not \"" + p.protocol + "\"");
+  }
+  return p;
+}
+
+HealthCheckRecord decode_health(const json::object& o) {
+  HealthCheckRecord h;
+  h.kind = string_or(o, "kind", "");
+  if (h.kind.empty()) return h;
+  if (h.kind != "tcp" && h.kind != "http") {
+    throw Error(Errc::invalid_argument, "health.kind: \"tcp\" or \"http\", not \"" + h.kind + "\"");
+  }
+  auto port = optional_uint(o, "port", 65535);
+  if (!port || *port == 0) throw Error(Errc::invalid_argument, "health.port: a port 1-65535 is required");
+  h.port = static_cast<uint16_t>(*port);
+  h.path = string_or(o, "path", h.kind == "http" ? "/" : "");
+  if (h.kind == "http" && (h.path.empty() || h.path[0] != '/' ||
+                           h.path.find_first_of(" \r\n") != std::string::npos)) {
+    throw Error(Errc::invalid_argument, "health.path: an absolute path without spaces, like /healthz");
+  }
+  h.interval_s = static_cast<unsigned>(optional_uint(o, "interval_s", 3600).value_or(5));
+  h.retries = static_cast<unsigned>(optional_uint(o, "retries", 100).value_or(3));
+  if (h.interval_s == 0 || h.retries == 0) {
+    throw Error(Errc::invalid_argument, "health.interval_s and health.retries must be at least 1");
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string vip_container_id(const std::string& service_name) { return "svc-vip-" + service_name; }
+
+bool is_vip_endpoint(const EndpointRecord& e) { return e.labels.count(kVipLabel) != 0; }
+
+const ServiceRecord& Services::find(const std::string& name) const {
+  if (const ServiceRecord* s = store_.find_service_by_name(name)) return *s;
+  if (const ServiceRecord* s = store_.find_service(name)) return *s;
+  throw Error(Errc::not_found, "no service \"" + name + "\"");
+}
+
+json::value Services::create(const std::string& body) {
+  const json::value v = parse(body, "service");
+  const auto& o = as_object(v, "service");
+  ServiceRecord s;
+  s.name = required_string(o, "name");
+  check_service_name(s.name);
+  if (store_.find_service_by_name(s.name)) throw Error(Errc::conflict, "service \"" + s.name + "\" exists");
+  const std::string mode = string_or(o, "endpoint_mode", "vip");
+  if (mode != "vip" && mode != "dnsrr") {
+    throw Error(Errc::invalid_argument, "endpoint_mode: \"vip\" or \"dnsrr\", not \"" + mode + "\"");
+  }
+  s.mode = mode == "dnsrr" ? ServiceMode::dnsrr : ServiceMode::vip;
+  const std::vector<std::string> network_names = string_array(o, "networks");
+  if (network_names.empty()) throw Error(Errc::invalid_argument, "networks: at least one network is required");
+  for (const std::string& n : network_names) {
+    const NetworkRecord* net = store_.find_network_by_name(n);
+    if (!net) net = store_.find_network(n);
+    if (!net) throw Error(Errc::not_found, "networks: no network \"" + n + "\"");
+    if (std::find(s.networks.begin(), s.networks.end(), net->id) == s.networks.end()) s.networks.push_back(net->id);
+  }
+  if (const json::value* ports = json_fields::find(o, "ports")) {
+    if (!ports->is_array()) throw Error(Errc::invalid_argument, "ports: expected an array");
+    for (size_t i = 0; i < ports->get_array().size(); ++i) s.ports.push_back(decode_port(ports->get_array()[i], i));
+  }
+  if (const json::value* h = json_fields::find(o, "health")) s.health = decode_health(as_object(*h, "health"));
+  s.id = random_hex(16);
+  s.created_by = store_.node_id();
+
+  // The VIPs first (each an address-only endpoint through the cluster IPAM).
+  // A BlockNeeded escapes to the API server, which asks for a block and
+  // retries the whole request: the reservations made so far are found again
+  // (same container id), not made twice. Any other failure releases them.
+  std::vector<std::string> reserved;
+  try {
+    if (s.mode == ServiceMode::vip) {
+      for (const std::string& network_id : s.networks) {
+        api::EndpointCreate req;
+        req.container_id = vip_container_id(s.name);
+        req.ifname = "vip";
+        req.attach = false;
+        req.labels = {{kVipLabel, s.name}};
+        const NetworkRecord& net = *store_.find_network(network_id);
+        auto [ep, created] = controller_.create_endpoint(net.name, req);
+        s.vips[network_id] = ep.address.address();
+        reserved.push_back(endpoint_key(network_id, store_.node_id(), req.container_id, req.ifname));
+      }
+    }
+    store_.put(s);
+  } catch (const BlockNeeded&) {
+    throw;
+  } catch (...) {
+    for (const std::string& key : reserved) controller_.release_endpoint(key);
+    throw;
+  }
+  spdlog::info("service {} ({}) created: {} mode on {} network(s)", s.name, s.id.substr(0, 12), mode,
+               s.networks.size());
+  return to_json_view(s, true);
+}
+
+json::value Services::list() const {
+  json::array out;
+  for (const auto& [id, e] : store_.services())
+    if (!e.deleted) out.push_back(to_json_view(e.value, false));
+  return out;
+}
+
+json::value Services::inspect(const std::string& name) const { return to_json_view(find(name), true); }
+
+void Services::remove(const std::string& name) {
+  const ServiceRecord s = find(name);
+  // The service goes first (balancers and DNS drop its VIPs), then the
+  // reservations, wherever they were made.
+  store_.erase_service(s.id);
+  std::vector<std::string> vip_keys;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && is_vip_endpoint(e.value) && e.value.labels.at(kVipLabel) == s.name) vip_keys.push_back(key);
+  }
+  for (const std::string& key : vip_keys) controller_.release_endpoint(key);
+  spdlog::info("service {} removed ({} VIP(s) released)", s.name, vip_keys.size());
+}
+
+json::value Services::attach(const std::string& name, const std::string& body) {
+  if (!name.empty()) find(name);
+  const json::value v = parse(body, "attach");
+  const auto& o = as_object(v, "attach");
+  const std::string network = required_string(o, "network");
+  const std::string container_id = required_string(o, "container_id");
+  const std::string ifname = string_or(o, "ifname", "eth0");
+  const NetworkRecord* net = store_.find_network_by_name(network);
+  if (!net) net = store_.find_network(network);
+  if (!net) throw Error(Errc::not_found, "no network \"" + network + "\"");
+  const std::string key = endpoint_key(net->id, store_.node_id(), container_id, ifname);
+  const EndpointRecord* e = store_.find_endpoint(key);
+  if (!e) {
+    throw Error(Errc::not_found, "no endpoint of container " + container_id + " (" + ifname + ") on network " +
+                                     network + " on this host (attach on the container's own host)");
+  }
+  EndpointRecord updated = *e;
+  updated.service = name;
+  updated.healthy = true;  // its health is checked anew for the new service
+  store_.put(updated);
+  spdlog::info("container {} on {}: now a task of {}", container_id, network, name.empty() ? "no service" : name);
+  return json::object{{"container_id", container_id}, {"network", net->name}, {"service", name}};
+}
+
+json::value Services::to_json_view(const ServiceRecord& s, bool with_tasks) const {
+  auto network_name = [&](const std::string& id) {
+    const NetworkRecord* n = store_.find_network(id);
+    return n ? n->name : id;
+  };
+  json::array networks;
+  for (const auto& id : s.networks) networks.emplace_back(network_name(id));
+  json::object vips;
+  for (const auto& [id, ip] : s.vips) vips[network_name(id)] = ip.str();
+  json::array ports;
+  for (const auto& p : s.ports) ports.push_back(json::object{{"target", p.target}, {"protocol", p.protocol}});
+  json::object out{{"id", s.id},
+                   {"name", s.name},
+                   {"endpoint_mode", s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip"},
+                   {"networks", std::move(networks)},
+                   {"vips", std::move(vips)},
+                   {"ports", std::move(ports)},
+                   {"health", json::object{{"kind", s.health.kind},
+                                           {"port", s.health.port},
+                                           {"path", s.health.path},
+                                           {"interval_s", s.health.interval_s},
+                                           {"retries", s.health.retries}}}};
+  json::array tasks;
+  size_t count = 0, healthy = 0;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (e.deleted || e.value.service != s.name) continue;
+    ++count;
+    if (e.value.healthy) ++healthy;
+    if (!with_tasks) continue;
+    tasks.push_back(json::object{{"container_id", e.value.container_id},
+                                 {"network", network_name(e.value.network_id)},
+                                 {"node", e.value.node},
+                                 {"node_alive", controller_.is_alive(e.value.node)},
+                                 {"ip", e.value.ip.str()},
+                                 {"healthy", e.value.healthy}});
+  }
+  out["task_count"] = count;
+  out["healthy_count"] = healthy;
+  if (with_tasks) out["tasks"] = std::move(tasks);
+  return out;
+}
+
+}  // namespace swarmnet::daemon
