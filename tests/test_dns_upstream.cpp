@@ -2,7 +2,8 @@
 // root needed beyond what dnsmasq wants): answers relayed byte for byte with
 // the client's id, over UDP and TCP; REFUSED relayed, not retried; a closed
 // port and a silent server fail in bounded time; the outstanding limit;
-// many queries at once; clean destruction with queries in flight.
+// many queries at once; clean destruction with queries in flight; and
+// swarmnet's DNS server relaying outside names through it.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +26,8 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "dns/name_table.hpp"
+#include "dns/server.hpp"
 #include "dns/upstream.hpp"
 #include "support/temp_dir.hpp"
 
@@ -351,7 +354,7 @@ TEST_CASE("a server that never answers fails after timeout * tries, not much soo
   CHECK(ms(out.elapsed) < 600 + 300);
 }
 
-TEST_CASE("queries beyond max_outstanding fail at once; the others still get their turn") {
+TEST_CASE("queries beyond max_outstanding fail at once, the others still get their turn") {
   Fd silent = silent_udp_server();
   boost::asio::io_context io;
   auto options = to(bound_port(silent.get()));
@@ -450,4 +453,52 @@ TEST_CASE("destroying the upstream with queries in flight calls nobody") {
   io.restart();
   io.run_for(300ms);
   CHECK(calls == 0);
+}
+
+// The wiring the daemon uses: the Upstream lives on the server's io_context,
+// made before the server's thread starts and owned by the forwarder, so it
+// goes after that thread has stopped and before the io_context does.
+TEST_CASE("swarmnet's DNS server relays outside names through the upstream, SERVFAIL when it is silent") {
+  if (!have_dnsmasq()) return;
+  Dnsmasq dnsmasq;
+  Fd silent = silent_udp_server();
+  dns::NameTable table;
+  table.upsert_network({"net-1", "front", kLoopback});  // the host asking its "gateway" 127.0.0.1
+
+  auto serve = [&](dns::Server& server, dns::Upstream::Options options) {
+    server.set_forwarder([upstream = std::make_shared<dns::Upstream>(server.io(), options)](
+                             std::span<const uint8_t> query, bool over_tcp, dns::ForwardDone done) {
+      upstream->forward(query, over_tcp, std::move(done));
+    });
+    server.start();
+    server.add_listener(kLoopback);
+  };
+
+  {
+    const uint16_t port = free_port();
+    dns::Server server(table, {.port = port});
+    serve(server, to(dnsmasq.port()));
+    const Bytes query = make_query(0x7777, "outside.example.test", 1);
+    auto direct = direct_udp(dnsmasq.port(), query);
+    REQUIRE(direct);
+    CHECK(direct_udp(port, query) == direct);
+    auto direct_over_tcp = direct_tcp(dnsmasq.port(), query);
+    REQUIRE(direct_over_tcp);
+    CHECK(direct_tcp(port, query) == direct_over_tcp);
+    CHECK(server.stats().forwarded == 2);
+  }
+  {
+    const uint16_t port = free_port();
+    dns::Server server(table, {.port = port});
+    auto options = to(bound_port(silent.get()));
+    options.timeout = 100ms;
+    options.tries = 1;
+    serve(server, options);
+    const auto start = Clock::now();
+    auto answer = direct_udp(port, make_query(0x0808, "outside.example.test", 1));
+    REQUIRE(answer);
+    CHECK(id_of(*answer) == 0x0808);
+    CHECK(rcode_of(*answer) == 2);  // SERVFAIL
+    CHECK(ms(Clock::now() - start) < 300);
+  }
 }
