@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Service DNS throughput and latency, one run, same machine, same path:
+#   swarmnet  a 1-host swarmnet cluster (integration/lib/cluster.sh), one
+#             network, NAMES endpoints with a name each created through the
+#             daemon's API (attach=false), and a client container attached by
+#             the real CNI plugin; dnsperf inside the client asks the network's
+#             gateway, port 53 (swarmnetd's DNS, the per-container rate limit off)
+#   dnsmasq   the same names and addresses in an --addn-hosts file, listening
+#             on the same gateway address in the same host namespace (port
+#             5353), the same dnsperf run from the same container
+# Prints QPS and mean latency of both and the ratio (goal: at least 1.5x
+# dnsmasq's QPS with a lower mean latency, DESIGN.md "Figures measured here").
+#
+# Memory: swarmnetd's RSS before and after the NAMES names; the name table's
+# RSS growth for MEMORY_NAMES names (build/bin/dns_names, in-process, as the
+# daemon feeds it) next to dnsmasq's RSS growth for the same number of names
+# in a hosts file.
+#
+# Root; build first (swarmnetd swarmnetctl swarmnet dns_names). Traffic stays
+# inside namespaces this script makes; they, the daemons and the files go on
+# exit, also on failure or Ctrl-C.
+#
+# Env: NAMES (default 1000), DURATION (dnsperf -l, default 10),
+#      OUTSTANDING (dnsperf -q, default 200), ROUNDS (default 1: each server
+#      measured ROUNDS times, alternating; the median is reported),
+#      MEMORY_NAMES (default 100000; 0 skips the memory part),
+#      SWARMNET_BIN_DIR (default build/bin).
+set -euo pipefail
+case "${1:-}" in
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+esac
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/../integration/lib/common.sh"
+source "$HERE/../integration/lib/cluster.sh"
+require_root
+for tool in dnsperf dnsmasq jq curl; do
+  command -v "$tool" >/dev/null || die "$tool is needed (scripts/install-deps)"
+done
+need_bin swarmnetd >/dev/null
+need_bin swarmnetctl >/dev/null
+need_bin swarmnet >/dev/null
+
+NAMES="${NAMES:-1000}"
+DURATION="${DURATION:-10}"
+OUTSTANDING="${OUTSTANDING:-200}"
+ROUNDS="${ROUNDS:-1}"
+MEMORY_NAMES="${MEMORY_NAMES:-100000}"
+DNSMASQ_PORT=5353
+SUBNET=10.248.0.0/16
+GW=10.248.0.1
+export CLUSTER_LOG_LEVEL="${CLUSTER_LOG_LEVEL:-warn}"
+export CLUSTER_DAEMON_ARGS="${CLUSTER_DAEMON_ARGS:-} --dns-rate-limit 0"
+watchdog $((900 + ROUNDS * 2 * (DURATION + 10)))
+
+# dnsmasq reads its hosts file after dropping to its own user: a world-readable directory.
+BENCH_DIR=$(mktemp -d /tmp/swarmnet-dns-bench.XXXXXX)
+chmod 755 "$BENCH_DIR"
+on_exit "rm -rf '$BENCH_DIR'"
+declare -a DNSMASQ_PIDS=()
+bench_cleanup() {
+  local p
+  for p in "${DNSMASQ_PIDS[@]}"; do kill_pid "$p" dnsmasq; done
+  DNSMASQ_PIDS=()
+}
+on_exit bench_cleanup
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+# dnsmasq_start NETNS ADDRESS HOSTS_FILE: prints its pid.
+dnsmasq_start() {
+  local ns="$1" address="$2" hosts="$3"
+  ip netns exec "$ns" dnsmasq --no-daemon --no-resolv --no-hosts --conf-file=/dev/null --pid-file= \
+    --addn-hosts="$hosts" --bind-interfaces --listen-address="$address" -p "$DNSMASQ_PORT" \
+    >>"$BENCH_DIR/dnsmasq.log" 2>&1 </dev/null {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  echo $!
+}
+
+# answers NETNS SERVER PORT NAME: one A query with dnsperf, answered NOERROR.
+answers() {
+  local ns="$1" server="$2" port="$3" name="$4"
+  echo "$name A" >"$BENCH_DIR/one.query"
+  ip netns exec "$ns" dnsperf -s "$server" -p "$port" -d "$BENCH_DIR/one.query" -n 1 -t 1 2>/dev/null |
+    grep -q 'NOERROR 1 '
+}
+
+# perf NAME PORT: one dnsperf run from the client container; sets QPS, LAT_MS, LOST.
+perf() {
+  local label="$1" port="$2" out="$BENCH_DIR/dnsperf.$1.$RANDOM"
+  ip netns exec "$(container_ns client)" dnsperf -s "$GW" -p "$port" -d "$BENCH_DIR/queries" \
+    -l "$DURATION" -q "$OUTSTANDING" -c 1 -T 1 >"$out" 2>&1 || { cat "$out" >&2; die "dnsperf against $label failed"; }
+  QPS=$(sed -n 's/.*Queries per second: *\([0-9.]*\).*/\1/p' "$out" | awk '{printf "%.0f", $1}')
+  LAT_MS=$(sed -n 's/.*Average Latency (s): *\([0-9.]*\).*/\1/p' "$out" | awk '{printf "%.3f", $1 * 1000}')
+  LOST=$(sed -n 's/.*Queries lost: *\([0-9]*\).*/\1/p' "$out")
+  local noerror
+  noerror=$(sed -n 's/.*NOERROR \([0-9]*\) .*/\1/p' "$out")
+  info "$label: $QPS qps, $LAT_MS ms mean, $LOST lost, ${noerror:-0} NOERROR"
+  [[ -n "$QPS" && -n "$LAT_MS" ]] || { cat "$out" >&2; die "no figures from dnsperf against $label"; }
+}
+
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+cluster_up 1
+HOST_NS=$(host_ns 1)
+SOCK=$(host_sock 1)
+DAEMON_PID="${_CLUSTER_PIDS[1]}"
+hctl 1 network create bench --subnet "$SUBNET" >/dev/null
+client_ip=$(container_add 1 client bench)
+info "client container $client_ip; the network's DNS at $GW"
+wait_for 10 answers "$(container_ns client)" "$GW" 53 client || die "swarmnetd does not answer DNS at $GW"
+
+say "creating $NAMES endpoints with a name each through the API"
+rss_before=$(rss_kib "$DAEMON_PID")
+start=$SECONDS
+for ((i = 1; i <= NAMES; i++)); do
+  curl -sf --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' \
+    -d '{"container_id":"bench-'"$i"'","ifname":"eth0","attach":false,"name":"n'"$i"'"}' \
+    http://swarmnetd/v1/networks/bench/endpoints >/dev/null || die "creating endpoint $i"
+done
+info "$NAMES endpoints in $((SECONDS - start)) s"
+wait_for 10 answers "$(container_ns client)" "$GW" 53 "n$NAMES" || die "n$NAMES does not resolve"
+rss_after=$(rss_kib "$DAEMON_PID")
+
+# The same names and addresses for dnsmasq, and the query file for both.
+curl -sf --unix-socket "$SOCK" http://swarmnetd/v1/networks/bench/endpoints |
+  jq -r '.[] | select(.name != null and (.name | startswith("n"))) | "\(.address | split("/")[0]) \(.name)"' \
+    >"$BENCH_DIR/hosts"
+[[ "$(wc -l <"$BENCH_DIR/hosts")" == "$NAMES" ]] || die "expected $NAMES names in the API, got $(wc -l <"$BENCH_DIR/hosts")"
+for ((i = 1; i <= NAMES; i++)); do echo "n$i A"; done >"$BENCH_DIR/queries"
+
+pid=$(dnsmasq_start "$HOST_NS" "$GW" "$BENCH_DIR/hosts")
+DNSMASQ_PIDS+=("$pid")
+wait_for 10 answers "$(container_ns client)" "$GW" "$DNSMASQ_PORT" "n$NAMES" || die "dnsmasq does not answer n$NAMES"
+
+say "dnsperf from the client container: $NAMES names, $DURATION s, $OUTSTANDING outstanding, $ROUNDS round(s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+: >"$BENCH_DIR/sw.qps"; : >"$BENCH_DIR/sw.lat"; : >"$BENCH_DIR/dm.qps"; : >"$BENCH_DIR/dm.lat"
+for ((r = 1; r <= ROUNDS; r++)); do
+  perf swarmnet 53
+  echo "$QPS" >>"$BENCH_DIR/sw.qps"; echo "$LAT_MS" >>"$BENCH_DIR/sw.lat"
+  perf dnsmasq "$DNSMASQ_PORT"
+  echo "$QPS" >>"$BENCH_DIR/dm.qps"; echo "$LAT_MS" >>"$BENCH_DIR/dm.lat"
+done
+bench_cleanup
+sw_qps=$(median <"$BENCH_DIR/sw.qps"); sw_lat=$(median <"$BENCH_DIR/sw.lat")
+dm_qps=$(median <"$BENCH_DIR/dm.qps"); dm_lat=$(median <"$BENCH_DIR/dm.lat")
+
+memory_line=""
+if ((MEMORY_NAMES > 0)); then
+  say "memory for $MEMORY_NAMES names"
+  table_line=$("$(need_bin dns_names)" -n "$MEMORY_NAMES" --lookups 200000 | head -n 1)
+  info "swarmnet $table_line"
+  table_mib=$(sed -n 's/.*RSS +\([0-9.]*\) MiB.*/\1/p' <<<"$table_line")
+  # dnsmasq: RSS with an empty hosts file, then with the names (on the host namespace's loopback).
+  : >"$BENCH_DIR/empty.hosts"
+  for ((i = 1; i <= MEMORY_NAMES; i++)); do
+    echo "10.$((i >> 16 & 255)).$((i >> 8 & 255)).$((i & 255)) c$i"
+  done >"$BENCH_DIR/many.hosts"
+  dm_rss=()
+  for hosts in empty.hosts many.hosts; do
+    pid=$(dnsmasq_start "$HOST_NS" 127.0.0.1 "$BENCH_DIR/$hosts")
+    DNSMASQ_PIDS+=("$pid")
+    if [[ "$hosts" == many.hosts ]]; then
+      wait_for 60 answers "$HOST_NS" 127.0.0.1 "$DNSMASQ_PORT" "c$MEMORY_NAMES" || die "dnsmasq did not load $hosts"
+    else
+      sleep 1
+    fi
+    dm_rss+=("$(rss_kib "$pid")")
+    bench_cleanup
+  done
+  dm_mib=$(mib $((dm_rss[1] - dm_rss[0])))
+  info "dnsmasq: RSS +$dm_mib MiB for $MEMORY_NAMES names in a hosts file ($(mib "${dm_rss[0]}") MiB empty)"
+  memory_line="memory for $MEMORY_NAMES names: swarmnet name table +$table_mib MiB, dnsmasq +$dm_mib MiB"
+fi
+
+say "results"
+ratio=$(awk -v a="$sw_qps" -v b="$dm_qps" 'BEGIN {printf "%.2f", a / b}')
+goal="met"
+awk -v a="$sw_qps" -v b="$dm_qps" -v la="$sw_lat" -v lb="$dm_lat" 'BEGIN {exit !(a >= 1.5 * b && la < lb)}' ||
+  goal="NOT met"
+echo "swarmnet: $sw_qps qps, $sw_lat ms mean; dnsmasq: $dm_qps qps, $dm_lat ms mean; ratio $ratio (goal >= 1.5 with a lower mean latency: $goal)"
+echo "swarmnetd RSS: $(mib "$rss_before") MiB before the $NAMES names, $(mib "$rss_after") MiB after"
+[[ -z "$memory_line" ]] || echo "$memory_line"
