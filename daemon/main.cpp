@@ -23,6 +23,7 @@
 #include "daemon/services.hpp"
 #include "dns/name_table.hpp"
 #include "dns/server.hpp"
+#include "dns/upstream.hpp"
 #include "daemon/store.hpp"
 
 namespace {
@@ -102,6 +103,10 @@ int main(int argc, char** argv) {
                  "Port of the DNS server at each network's gateway address (resolv.conf needs 53)")
       ->capture_default_str();
   app.add_option("--dns-ttl", dns_ttl, "TTL of swarmnet's DNS answers, seconds")->capture_default_str();
+  std::vector<std::string> dns_upstreams;
+  app.add_option("--dns-upstream", dns_upstreams,
+                 "Nameserver for outside names, IP[:PORT] (repeat for several; default: those of "
+                 "/etc/resolv.conf)");
   app.add_option("--dns-rate-limit", dns_rate,
                  "UDP DNS queries per second one container may send (the excess is dropped by "
                  "the firewall; 0: no limit)")
@@ -137,9 +142,38 @@ int main(int argc, char** argv) {
     swarmnet::dns::NameTable names(dns_ttl);
     std::optional<swarmnet::dns::Server> dns_server;
     std::optional<swarmnet::daemon::ServiceDiscovery> discovery;
+    std::optional<swarmnet::dns::Upstream> upstream;  // lives on the DNS thread's io_context
+    // Declared after `upstream`, so destroyed before it, also when an
+    // exception unwinds: the DNS thread stops before the forwarder goes.
+    struct StopDnsFirst {
+      std::optional<swarmnet::dns::Server>& server;
+      ~StopDnsFirst() {
+        if (server) server->stop();
+      }
+    } stop_dns_first{dns_server};
     if (dns_enabled) {
       dns_server.emplace(names, swarmnet::dns::ServerOptions{.port = dns_port});
       discovery.emplace(store, controller, names, *dns_server);
+      swarmnet::dns::Upstream::Options up;
+      for (const std::string& spec : dns_upstreams) {
+        const auto colon = spec.find(':');
+        const auto ip = swarmnet::Ipv4Address::try_parse(spec.substr(0, colon));
+        int port = colon == std::string::npos ? 53 : std::atoi(spec.c_str() + colon + 1);
+        if (!ip || port <= 0 || port > 65535) {
+          throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                                "--dns-upstream " + spec + ": expected IP or IP:PORT");
+        }
+        up.servers.emplace_back(*ip, static_cast<uint16_t>(port));
+      }
+      up.exclude = dns_server->listeners();  // resolv.conf pointing at ourselves must not loop
+      upstream.emplace(dns_server->io(), up);
+      dns_server->set_forwarder([&u = *upstream](std::span<const uint8_t> q, bool tcp,
+                                                 swarmnet::dns::ForwardDone done) {
+        u.forward(q, tcp, std::move(done));
+      });
+      std::string servers;
+      for (const auto& s : upstream->servers()) servers += (servers.empty() ? "" : ", ") + s;
+      spdlog::info("DNS: outside names go to {}", servers.empty() ? "(no nameserver)" : servers);
       dns_server->start();
       spdlog::info("DNS: {} names, listening on {} gateway address(es) port {}", names.name_count(),
                    dns_server->listeners().size(), dns_port);

@@ -355,8 +355,10 @@ struct Server::Impl {
 
 Server::Server(NameTable& table, ServerOptions options) : impl_(std::make_unique<Impl>(table, options)) {}
 
-Server::~Server() {
-  if (impl_->started) {
+Server::~Server() { stop(); }
+
+void Server::stop() {
+  if (impl_->started && impl_->thread.joinable()) {
     asio::post(impl_->io, [this] {
       std::vector<Ipv4Address> all;
       for (const auto& [ip, l] : impl_->listeners) all.push_back(l->address);

@@ -64,6 +64,10 @@ class Server {
 
   // Starts the thread. Listeners can be added before or after.
   void start();
+  // Closes every listener and ends the thread (the io_context stays, so
+  // whatever runs on it, like the upstream forwarder, can be destroyed
+  // safely afterwards). Idempotent; the destructor calls it.
+  void stop();
 
   // Answers on address:port (UDP and TCP). The address need not exist yet
   // (IP_FREEBIND: a network's gateway appears with its bridge). Blocks until

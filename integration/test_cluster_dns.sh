@@ -17,7 +17,12 @@ source "$HERE/lib/containerd.sh"
 require_root
 for tool in busybox dig jq ctr; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
 
+# Outside names go to an upstream server on the underlay: dnsmasq in the
+# outside namespace (172.31.250.200, made by outside_up).
+OUT=172.31.250.200
+CLUSTER_DAEMON_ARGS="--dns-upstream $OUT"
 cluster_up 3
+outside_up
 FRONT_GW=10.241.0.1
 BACK_GW=10.242.0.1
 
@@ -73,6 +78,24 @@ check "f3 (front, host 3) asking back's gateway on its own host still gets no ba
   bash -c "[[ -z \$(ip netns exec $(container_ns f3) dig +short +tries=1 +time=2 @$BACK_GW db | grep -v '^;') ]]"
 check "... while its own names resolve there too" \
   bash -c "[[ \$(ip netns exec $(container_ns f3) dig +short +tries=1 +time=2 @$BACK_GW web | grep -v '^;') == $web ]]"
+
+say "outside names: forwarded to the upstream (dnsmasq on the underlay) and relayed"
+ip netns exec "$(outside_ns)" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
+  --listen-address="$OUT" --port 53 --address=/outside.test/192.0.2.10 --user=root --pid-file= </dev/null \
+  >/dev/null 2>&1 {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+UPSTREAM=$!
+on_exit "kill_pid $UPSTREAM"
+check "outside.test resolves through the upstream" wait_for 10 resolves_to client outside.test 192.0.2.10
+check "db (another network's name) is an outside name for client: the upstream's answer, not ours" \
+  bash -c "[[ \$(ip netns exec $(container_ns client) dig +tries=1 +time=3 @$FRONT_GW db | sed -n 's/.*status: \\([A-Z]*\\),.*/\\1/p') =~ ^(REFUSED|NXDOMAIN)$ ]]"
+kill_pid "$UPSTREAM"
+t0=$(date +%s%N)
+st=$(status client outside.test)
+t1=$(date +%s%N)
+info "with the upstream gone: $st after $(((t1 - t0) / 1000000)) ms"
+check "an unreachable upstream gives SERVFAIL" test "$st" == SERVFAIL
+check "... within a bounded time (timeout 1 s x 2 tries, under 4 s)" test $(((t1 - t0) / 1000000)) -lt 4000
+check "swarmnet's own names still answer meanwhile" resolves_to client web "$web"
 
 say "an answer too big for UDP: truncated, then whole over TCP"
 for n in $(seq 1 40); do
