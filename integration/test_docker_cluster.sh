@@ -57,7 +57,10 @@ for i in 1 2; do
 done >/dev/null
 
 say "a Docker container on each host"
-dk 1 run -d --name d1 --network "$NET" "$DOCKER_TEST_IMAGE" sleep 100000 >/dev/null
+# --dns: Docker's embedded DNS (127.0.0.11) forwards what it does not know
+# to swarmnetd's DNS at the network's gateway.
+GW=10.94.0.1
+dk 1 run -d --name d1 --dns "$GW" --label swarmnet.service=front --network "$NET" "$DOCKER_TEST_IMAGE" sleep 100000 >/dev/null
 dk 2 run -d --name d2 --network "$NET" "$DOCKER_TEST_IMAGE" sleep 100000 >/dev/null
 a1=$(docker_ip 1 d1 "$NET"); a2=$(docker_ip 2 d2 "$NET")
 info "d1 (host 1) $a1, d2 (host 2) $a2"
@@ -74,6 +77,16 @@ check "d1 (Docker, host 1) pings the containerd container on host 2" wait_for 15
 check "the containerd container pings d1 (Docker, host 1)" ctr_exec "$CT" ping -c 2 -W 2 "$a1"
 eps_of() { hctl "$1" endpoint ls "$NET" --format json | jq -r '.[] | select(.address) | .address | split("/")[0]' | sort | tr '\n' ' '; }
 want=$(printf '%s\n' "$a1" "$a2" "$act" | sort | tr '\n' ' ')
+say "names across engines (swarmnetd's DNS at $GW)"
+# ctr's CNI container id is NAMESPACE-ID, which is the containerd side's name.
+ctr_name="$(ctr_cni_id "$CT")"
+resolves() { dk 1 exec d1 nslookup "$1" 2>/dev/null | grep -q "Address: $2\$"; }
+check "d1 (Docker) resolves the containerd container's name $ctr_name to $act" wait_for 15 resolves "$ctr_name" "$act"
+ctr_resolves() { ctr_exec "$CT" nslookup "$1" "$GW" 2>/dev/null | grep -q "Address: $2\$"; }
+check "the containerd container resolves d1 (Docker's container name) to $a1" wait_for 15 ctr_resolves d1 "$a1"
+svc_of() { hctl 1 endpoint ls "$NET" --format json | jq -r --arg a "$a1/24" '.[] | select(.address == $a) | .service'; }
+svc_is() { [[ "$(svc_of)" == "$1" ]]; }
+check "d1's label swarmnet.service=front makes it a task of front" wait_for 10 svc_is front
 for i in 1 2; do check "host $i lists the three endpoints ($want)" wait_for 10 test "$(eps_of "$i")" = "$want"; done
 
 say "the Docker side goes; swarmnet's network and the containerd container stay"

@@ -59,7 +59,8 @@ plugin_start() {
   local i="$1" dir ns
   dir=$(_docker_dir "$i"); ns=$(_dk_ns "$i")
   local cmd=("$(need_bin swarmnet-docker)" --socket "$dir/plugins/swarmnet.sock"
-    --daemon-socket "$(_dk_sock "$i")" --state-dir "$dir/plugin-state" --log-level debug)
+    --daemon-socket "$(_dk_sock "$i")" --state-dir "$dir/plugin-state" --log-level debug
+    --docker-socket "$dir/docker.sock")
   if [[ -n "$ns" ]]; then cmd=(ip netns exec "$ns" "${cmd[@]}"); fi
   "${cmd[@]}" >>"$dir/plugin.log" 2>&1 </dev/null {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _PLUGIN_PIDS[${i:-0}]=$!

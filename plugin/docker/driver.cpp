@@ -112,8 +112,9 @@ bool StateDir::erase_pool(const std::string& id) {
 
 // --- Driver -----------------------------------------------------------------
 
-Driver::Driver(DaemonApi& daemon, HostLinks& links, PortPublisher& publisher, StateDir& state)
-    : daemon_(daemon), links_(links), publisher_(publisher), state_(state) {}
+Driver::Driver(DaemonApi& daemon, HostLinks& links, PortPublisher& publisher, StateDir& state,
+               EndpointNamer* namer)
+    : daemon_(daemon), links_(links), publisher_(publisher), state_(state), namer_(namer) {}
 
 std::pair<unsigned, json::object> Driver::handle(const std::string& method,
                                                  std::string_view body) {
@@ -475,6 +476,7 @@ json::object Driver::join(const Join& r) {
   links_.create_pair(ep.host_ifname, src, ep.mtu != 0 ? ep.mtu : 1500, ep.mac, ep.bridge);
   spdlog::info("Join: {} on {}: {} ({} -> {}), sandbox {}", short_id(r.endpoint_id), n.name,
                ep.address.str(), ep.host_ifname, src, r.sandbox_key);
+  if (namer_) namer_->joined(n.network_id, r.endpoint_id);
   return join_reply(src, "eth", ep.gateway);
 }
 

@@ -80,6 +80,14 @@ struct ContainerInfo {
   std::map<std::string, std::string> labels;
 };
 
+// Told of every Join, to find the container and give swarmnetd its names
+// later (container_names.hpp). Must not block.
+class EndpointNamer {
+ public:
+  virtual ~EndpointNamer() = default;
+  virtual void joined(const std::string& network_id, const std::string& endpoint_id) = 0;
+};
+
 // What this plugin remembers between calls, in files (survives restarts).
 class StateDir {
  public:
@@ -112,7 +120,8 @@ inline constexpr const char* kEndpointIfname = "docker";  // swarmnetd's key par
 
 class Driver {
  public:
-  Driver(DaemonApi& daemon, HostLinks& links, PortPublisher& publisher, StateDir& state);
+  Driver(DaemonApi& daemon, HostLinks& links, PortPublisher& publisher, StateDir& state,
+         EndpointNamer* namer = nullptr);
 
   // One plugin call: `method` is the URL path ("/NetworkDriver.Join"),
   // `body` the raw request. Never throws: errors become the protocol's
@@ -150,6 +159,7 @@ class Driver {
   HostLinks& links_;
   PortPublisher& publisher_;
   StateDir& state_;
+  EndpointNamer* namer_;
   std::string node_id_;
   // Docker calls concurrently; one call at a time keeps each reservation
   // swap and each state file change whole.

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "common/api_client.hpp"
@@ -15,6 +16,7 @@
 #include "common/version.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
+#include "plugin/docker/container_names.hpp"
 #include "plugin/docker/driver.hpp"
 #include "plugin/docker/publisher.hpp"
 #include "plugin/docker/server.hpp"
@@ -64,12 +66,16 @@ int run(int argc, char** argv) {
   std::string socket = kDefaultPluginSocket;
   std::string daemon_socket = api::kDefaultSocket;
   std::string state_dir = std::string(api::kDefaultStateDir) + "/docker";
+  std::string docker_socket = kDefaultDockerSocket;
   std::string log_level = "info";
   std::string log_file;
   app.add_option("--socket", socket, "where dockerd finds the plugin")->capture_default_str();
   app.add_option("--daemon-socket", daemon_socket, "swarmnetd's API socket")->capture_default_str();
   app.add_option("--state-dir", state_dir,
                  "what the plugin remembers (Docker network and pool ids)")
+      ->capture_default_str();
+  app.add_option("--docker-socket", docker_socket,
+                 "dockerd's API, where container names and labels are read (\"\" = never)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--log-file", log_file, "also log to this file");
@@ -91,7 +97,9 @@ int run(int argc, char** argv) {
     NetlinkHostLinks links;
     NftPortPublisher publisher;
     StateDir state(state_dir);
-    Driver driver(daemon, links, publisher, state);
+    std::unique_ptr<DockerEndpointNamer> namer;
+    if (!docker_socket.empty()) namer = std::make_unique<DockerEndpointNamer>(docker_socket, daemon);
+    Driver driver(daemon, links, publisher, state, namer.get());
     PluginServer server(driver, socket);
     spdlog::info("swarmnet-docker {} on {} (swarmnetd {}, state {})", kVersion, socket,
                  daemon_socket, state_dir);
