@@ -51,10 +51,11 @@ check "host 1 knows $NET" wait_for 10 knows 1 "$NET"
 
 docker_env_up 1
 docker_env_up 2
+dk_quiet() { dk "$@" >/dev/null; }
 for i in 1 2; do
   check "host $i: docker network create ... --ipam-opt swarmnet.network=$NET $NET" \
-    dk "$i" network create -d swarmnet --ipam-driver swarmnet --ipam-opt "swarmnet.network=$NET" "$NET"
-done >/dev/null
+    dk_quiet "$i" network create -d swarmnet --ipam-driver swarmnet --ipam-opt "swarmnet.network=$NET" "$NET"
+done
 
 say "a Docker container on each host"
 # --dns: Docker's embedded DNS (127.0.0.11) forwards what it does not know

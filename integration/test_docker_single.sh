@@ -21,12 +21,13 @@ h=$(host_ns 1)
 
 ip_of() { docker_ip 1 "$1" "$2"; }
 cexec() { local c="$1"; shift; dk 1 exec "$c" "$@" >/dev/null 2>&1; }
+dk_quiet() { dk "$@" >/dev/null; }
 reply_has() { jq -e "$2" <<<"$1" >/dev/null; }
 links_left() { ip -n "$h" -o link show | grep -cE ': sw[vc][0-9a-f]' || true; }
 published_rules() { ip netns exec "$h" nft -j list chain inet swarmnet "$1" | jq '[.nftables[] | select(.rule)] | length'; }
 
 say "docker network create -d swarmnet --ipam-driver swarmnet --subnet 10.93.0.0/24 web"
-check "network created" dk 1 network create -d swarmnet --ipam-driver swarmnet --subnet 10.93.0.0/24 web >/dev/null
+check "network created" dk_quiet 1 network create -d swarmnet --ipam-driver swarmnet --subnet 10.93.0.0/24 web
 has_subnet() { hctl 1 network ls --format json | jq -e --arg s "$1" '.[] | select(.subnet == $s)' >/dev/null; }
 check "swarmnetd knows the swarmnet network of subnet 10.93.0.0/24" has_subnet 10.93.0.0/24
 
@@ -89,19 +90,19 @@ say "restart swarmnet-docker while dockerd runs"
 plugin_stop 1
 plugin_start 1
 check "after the plugin's restart, web1 still reaches web2" cexec web1 ping -c 1 -W 2 "$a2"
-check "and Docker's next call succeeds (docker run)" dk 1 run -d --name web3 --network web "$DOCKER_TEST_IMAGE" sleep 100000 >/dev/null
+check "and Docker's next call succeeds (docker run)" dk_quiet 1 run -d --name web3 --network web "$DOCKER_TEST_IMAGE" sleep 100000
 check "web3 reaches web1" cexec web3 ping -c 2 -W 2 "$a1"
 
 say "restart swarmnetd while dockerd runs"
 host_daemon_stop 1
 host_daemon_start 1
 check "after swarmnetd's restart, web1 still reaches web3" cexec web1 ping -c 1 -W 2 "$(ip_of web3 web)"
-check "and Docker's next call succeeds (docker run)" dk 1 run -d --name web4 --network web "$DOCKER_TEST_IMAGE" sleep 100000 >/dev/null
+check "and Docker's next call succeeds (docker run)" dk_quiet 1 run -d --name web4 --network web "$DOCKER_TEST_IMAGE" sleep 100000
 check "web4 reaches web2" cexec web4 ping -c 2 -W 2 "$a2"
 
 say "docker rm -f, docker network rm: nothing left"
 dk 1 rm -f web1 web2 web3 web4 back1 >/dev/null
-check "docker network rm web back" dk 1 network rm web back >/dev/null
+check "docker network rm web back" dk_quiet 1 network rm web back
 check "no swarmnet network left (both were made for Docker)" test "$(hctl 1 network ls --format json | jq length)" = 0
 check "no veth left on the host" test "$(links_left)" = 0
 check "no published-port rule left" test "$(published_rules published-dnat) $(published_rules published)" = "0 0"

@@ -42,7 +42,7 @@ _dk_sock() { if [[ -n "$1" ]]; then host_sock "$1"; else echo "$DOCKER_SWARMNETD
 
 docker_rootfs_tar() {
   local out="$1" work bb=/bin/busybox applet
-  [[ -x "$bb" ]] && ! ldd "$bb" >/dev/null 2>&1 || die "$bb must be busybox-static"
+  if [[ ! -x "$bb" ]] || ldd "$bb" >/dev/null 2>&1; then die "$bb must be busybox-static"; fi
   work=$(mktemp -d)
   mkdir -p "$work/bin" "$work/etc" "$work/proc" "$work/sys" "$work/dev" "$work/tmp" "$work/root"
   cp "$bb" "$work/bin/busybox"
