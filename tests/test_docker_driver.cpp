@@ -167,6 +167,17 @@ TEST_CASE("docker: Docker's whole call sequence leaves nothing behind", "[docker
       R"(","Options":{"com.docker.network.portmap":[{"Proto":6,"Port":80,"HostPort":8080,"HostPortEnd":8080}]}})"));
   CHECK(f.publisher.published.count(kEp) == 1);
 
+  SECTION("the container's names reach swarmnetd (PATCH)") {
+    json::value update = json::value_from(endpoint_names({"cccc3333dddd4444", "web1", {{"swarmnet.service", "web"}}}));
+    f.api.call("PATCH", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", &update);
+    auto named = f.api.call("GET", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", nullptr);
+    CHECK(named.at("name") == "web1");
+    CHECK(named.at("service") == "web");
+    CHECK(named.at("aliases") == json::array{"cccc3333dddd"});
+    CHECK(named.at("address") == "10.77.0.2/24");
+    CHECK_THROWS_AS(f.api.call("PATCH", "/v1/networks/" + pool_id + "/endpoints/nope/docker", &update), Error);
+  }
+
   SECTION("bad calls change nothing") {
     auto r = f.call("/NetworkDriver.Join", json::object{{"NetworkID", "abc"}, {"EndpointID", kEp}, {"SandboxKey", "/x"}});
     CHECK_THAT(std::string(r.at("Err").as_string()), Catch::Contains("unknown network abc"));
