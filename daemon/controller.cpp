@@ -663,7 +663,10 @@ api::Endpoint Controller::update_endpoint(const std::string& network_name,
   EndpointRecord changed = *e;
   if (update.name) changed.name = *update.name;
   if (update.aliases) changed.aliases = *update.aliases;
-  if (update.service) changed.service = *update.service;
+  if (update.service && *update.service != changed.service) {
+    changed.service = *update.service;
+    changed.healthy = true;  // as for an attach: checked anew for the new service
+  }
   store_.put(changed);
   return to_api(network, changed);
 }
