@@ -167,6 +167,23 @@ EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value&
   return e;
 }
 
+void tag_invoke(json::value_from_tag, json::value& jv, const EndpointUpdate& u) {
+  json::object o;
+  if (u.name) o["name"] = *u.name;
+  if (u.aliases) o["aliases"] = json::value_from(*u.aliases);
+  if (u.service) o["service"] = *u.service;
+  jv = std::move(o);
+}
+
+EndpointUpdate tag_invoke(json::value_to_tag<EndpointUpdate>, const json::value& jv) {
+  const auto& o = as_object(jv, "endpoint update");
+  EndpointUpdate u;
+  u.name = optional_string(o, "name");
+  if (o.contains("aliases") && !o.at("aliases").is_null()) u.aliases = string_array(o, "aliases");
+  u.service = optional_string(o, "service");
+  return u;
+}
+
 void tag_invoke(json::value_from_tag, json::value& jv, const Endpoint& e) {
   jv = json::object{{"id", e.id},
                     {"network_id", e.network_id},

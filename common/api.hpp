@@ -90,6 +90,15 @@ struct Endpoint {
   std::vector<std::string> dns_search;
 };
 
+// PATCH /v1/networks/NAME/endpoints/CONTAINER/IFNAME: names learnt after
+// the attachment (Docker names the container to its driver only after Join).
+// Absent fields stay as they are.
+struct EndpointUpdate {
+  std::optional<std::string> name;
+  std::optional<std::vector<std::string>> aliases;
+  std::optional<std::string> service;
+};
+
 // POST /v1/networks/NAME/gc
 struct GcRequest {
   std::vector<AttachmentKey> valid;
@@ -121,6 +130,8 @@ void tag_invoke(json::value_from_tag, json::value&, const AttachmentKey&);
 AttachmentKey tag_invoke(json::value_to_tag<AttachmentKey>, const json::value&);
 void tag_invoke(json::value_from_tag, json::value&, const EndpointCreate&);
 EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const EndpointUpdate&);
+EndpointUpdate tag_invoke(json::value_to_tag<EndpointUpdate>, const json::value&);
 void tag_invoke(json::value_from_tag, json::value&, const Endpoint&);
 Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value&);
 void tag_invoke(json::value_from_tag, json::value&, const GcRequest&);

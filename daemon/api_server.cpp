@@ -146,6 +146,10 @@ HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
   }
   if (n == 6 && is({"v1", "networks", "*", "endpoints", "*", "*"})) {
     if (method == "GET") return {200, json::value_from(c.get_endpoint(p[2], p[4], p[5]))};
+    if (method == "PATCH") {
+      return {200, json::value_from(c.update_endpoint(
+                       p[2], p[4], p[5], decode<api::EndpointUpdate>(body, "endpoint update")))};
+    }
     if (method == "DELETE") {
       c.delete_endpoint(p[2], p[4], p[5]);
       return {204, nullptr};

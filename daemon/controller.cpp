@@ -650,6 +650,27 @@ void Controller::release_endpoint(const std::string& key) {
   store_.erase_endpoint(key);
 }
 
+api::Endpoint Controller::update_endpoint(const std::string& network_name,
+                                         const std::string& container_id,
+                                         const std::string& ifname,
+                                         const api::EndpointUpdate& update) {
+  const NetworkRecord network = resolve(network_name);
+  const auto* e = store_.find_endpoint(endpoint_key(network.id, store_.node_id(), container_id, ifname));
+  if (!e) {
+    throw Error(Errc::not_found, "no endpoint for container " + container_id + " interface " +
+                                     ifname + " on network " + network.name);
+  }
+  EndpointRecord changed = *e;
+  if (update.name) changed.name = *update.name;
+  if (update.aliases) changed.aliases = *update.aliases;
+  if (update.service && *update.service != changed.service) {
+    changed.service = *update.service;
+    changed.healthy = true;  // as for an attach: checked anew for the new service
+  }
+  store_.put(changed);
+  return to_api(network, changed);
+}
+
 bool Controller::delete_endpoint(const std::string& network_name, const std::string& container_id,
                                  const std::string& ifname) {
   const NetworkRecord* network = store_.find_network_by_name(network_name);

@@ -86,6 +86,10 @@ class Controller {
   std::vector<api::Endpoint> list_endpoints(const std::string& network) const;
   api::Endpoint get_endpoint(const std::string& network, const std::string& container_id,
                              const std::string& ifname) const;
+  // Sets the names of an existing endpoint of this node (Error(not_found)
+  // otherwise); the change is replicated like any other.
+  api::Endpoint update_endpoint(const std::string& network, const std::string& container_id,
+                                const std::string& ifname, const api::EndpointUpdate& update);
   // False when there was nothing to delete (DEL may repeat).
   bool delete_endpoint(const std::string& network, const std::string& container_id,
                        const std::string& ifname);

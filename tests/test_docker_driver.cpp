@@ -1,0 +1,240 @@
+// The Docker plugin without root: protocol decoders and replies, and the
+// driver driven through Docker's call sequence against the real controller
+// (through the API's request handler, a fake dataplane behind it), with
+// fake host links and publisher.
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "common/error.hpp"
+#include "daemon/api_server.hpp"
+#include "plugin/docker/container_names.hpp"
+#include "plugin/docker/driver.hpp"
+#include "plugin/docker/protocol.hpp"
+#include "plugin/docker/publisher.hpp"
+#include "support/fake_dataplane.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace swarmnet;
+using namespace swarmnet::docker;
+using swarmnet::testing::FakeDataplane;
+using swarmnet::testing::TempDir;
+namespace json = boost::json;
+
+namespace {
+
+class ControllerApi : public DaemonApi {
+ public:
+  explicit ControllerApi(daemon::Controller& c) : c_(c) {}
+  json::value call(const std::string& method, const std::string& target,
+                   const json::value* body) override {
+    auto r = daemon::handle_request(c_, nullptr, method, target, body ? json::serialize(*body) : "");
+    if (r.status >= 300) {
+      const auto& o = r.body.as_object();
+      throw Error(errc_from_string(o.at("code").as_string()), std::string(o.at("message").as_string()));
+    }
+    return r.body;
+  }
+
+ private:
+  daemon::Controller& c_;
+};
+
+struct FakeLinks : HostLinks {
+  std::set<std::string> links;
+  void create_pair(const std::string& h, const std::string& c, unsigned, const std::string&,
+                   const std::string&) override {
+    links.insert(h);
+    links.insert(c);
+  }
+  bool remove(const std::string& n) override { return links.erase(n) > 0; }
+};
+
+struct FakePublisher : PortPublisher {
+  std::map<std::string, std::vector<PortBinding>> published;
+  void publish(const std::string& e, Ipv4Address, const std::vector<PortBinding>& p) override {
+    published[e] = p;
+  }
+  void unpublish(const std::string& e) override { published.erase(e); }
+};
+
+struct Fixture {
+  TempDir dir;
+  FakeDataplane dataplane;
+  daemon::Store store{dir.path() + "/store"};
+  daemon::Controller controller{store, dataplane, "test"};
+  ControllerApi api{controller};
+  FakeLinks links;
+  FakePublisher publisher;
+  StateDir state{dir.path() + "/plugin"};
+  Driver driver{api, links, publisher, state};
+
+  json::object call(const std::string& method, const json::value& body) {
+    auto [status, reply] = driver.handle(method, json::serialize(body));
+    REQUIRE(status == 200);
+    return reply;
+  }
+  json::object ok(const std::string& method, const json::value& body) {
+    json::object r = call(method, body);
+    INFO(method << " -> " << json::serialize(r));
+    CHECK(!r.contains("Err"));
+    CHECK(!r.contains("Error"));
+    return r;
+  }
+  size_t endpoints(const std::string& network) {
+    return api.call("GET", "/v1/networks/" + network + "/endpoints", nullptr).as_array().size();
+  }
+};
+
+const std::string kNet = "bfbcd762dd5d963f96955cd14e9fced8158e16c6cc89f21b7a0d8a9b33c3da70";
+const std::string kEp = "f70e07acfd0eda8d1214d1d6212a4aba19d252f5d42717460a4864ec36af0c1f";
+
+}  // namespace
+
+TEST_CASE("docker: decoders name the bad field", "[docker]") {
+  auto err = [](auto f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::invalid_argument);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(err([] { parse_join(json::parse(R"({"NetworkID":"a/b","EndpointID":"x","SandboxKey":"/s"})")); }),
+             Catch::Contains("not a Docker id"));
+  CHECK_THAT(err([] { parse_join(json::parse(R"({"NetworkID":"a","EndpointID":"x"})")); }),
+             Catch::Contains("SandboxKey"));
+  CHECK_THAT(err([] { parse_request_pool(json::parse(R"({"Pool":"10.0.0.1/24"})")); }),
+             Catch::Contains("Pool"));
+  CHECK_THAT(err([] { parse_release_address(json::parse(R"({"PoolID":"p","Address":"1.2.3"})")); }),
+             Catch::Contains("Address"));
+  CHECK_THAT(err([] { parse_create_endpoint(json::parse(R"({"NetworkID":"a","EndpointID":"b","Interface":{"Address":"x"}})")); }),
+             Catch::Contains("Interface.Address"));
+  CHECK_THAT(err([] { parse_program_external_connectivity(json::parse(
+                 R"({"NetworkID":"a","EndpointID":"b","Options":{"com.docker.network.portmap":[{"Proto":1,"Port":80}]}})")); }),
+             Catch::Contains("protocol number 1"));
+}
+
+TEST_CASE("docker: port bindings as Docker sends them", "[docker]") {
+  auto r = parse_program_external_connectivity(json::parse(R"({"NetworkID":"a","EndpointID":"b","Options":{
+    "com.docker.network.portmap":[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080},
+                                  {"Proto":17,"IP":"","Port":53,"HostIP":"192.0.2.1","HostPort":0,"HostPortEnd":0}]}})"));
+  REQUIRE(r.ports.size() == 2);
+  CHECK(r.ports[0].proto == "tcp");
+  CHECK(r.ports[0].host_port == 8080);
+  CHECK(!r.ports[0].host_ip);
+  CHECK(r.ports[1].proto == "udp");
+  CHECK(r.ports[1].host_port == 53);  // no host port: the container port
+  CHECK(r.ports[1].host_ip == Ipv4Address::parse("192.0.2.1"));
+  std::string script = publish_script::add("e1", Ipv4Address::parse("10.0.0.5"), r.ports);
+  CHECK_THAT(script, Catch::Contains("fib daddr type local tcp dport 8080 dnat ip to 10.0.0.5:80 comment \"docker:e1 tcp/8080\""));
+  CHECK_THAT(script, Catch::Contains("ip daddr 192.0.2.1 udp dport 53 dnat ip to 10.0.0.5:53"));
+  CHECK_THAT(script, Catch::Contains("add rule inet swarmnet published ip daddr 10.0.0.5 tcp dport 80 ct status dnat accept"));
+  const char* listing = R"({"nftables":[{"metainfo":{}},{"chain":{"name":"published-dnat"}},
+    {"rule":{"handle":7,"comment":"docker:e1 tcp/8080"}},{"rule":{"handle":9,"comment":"docker:e2 udp/53"}},
+    {"rule":{"handle":11,"comment":"service:web tcp/80"}}]})";
+  CHECK(publish_script::handles(listing, "e1") == std::vector<uint64_t>{7});
+  CHECK(publish_script::handles(listing, "") == std::vector<uint64_t>{7, 9});
+  CHECK(publish_script::taken_ports(listing, "e1") == std::vector<std::string>{"udp/53"});
+}
+
+TEST_CASE("docker: Docker's whole call sequence leaves nothing behind", "[docker]") {
+  Fixture f;
+  f.ok("/Plugin.Activate", json::object{});
+  auto pool = f.ok("/IpamDriver.RequestPool", json::parse(R"({"AddressSpace":"swarmnet-local","Pool":"10.77.0.0/24","Options":{}})"));
+  const std::string pool_id(pool.at("PoolID").as_string());
+  CHECK(pool.at("Pool") == "10.77.0.0/24");
+  CHECK(pool.at("Data").at("com.docker.network.gateway") == "10.77.0.1/24");
+  f.ok("/NetworkDriver.CreateNetwork", json::parse(R"({"NetworkID":")" + kNet +
+      R"(","Options":{"com.docker.network.generic":{}},"IPv4Data":[{"AddressSpace":"swarmnet-local","Gateway":"10.77.0.1/24","Pool":"10.77.0.0/24"}],"IPv6Data":[]})"));
+  auto addr = f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}, {"Options", nullptr}});
+  CHECK(addr.at("Address") == "10.77.0.2/24");
+  CHECK(f.endpoints(pool_id) == 1);  // the reservation
+
+  auto ce = f.ok("/NetworkDriver.CreateEndpoint", json::object{{"NetworkID", kNet}, {"EndpointID", kEp},
+      {"Interface", json::object{{"Address", "10.77.0.2/24"}, {"MacAddress", ""}}}});
+  CHECK(ce.at("Interface").at("MacAddress") == "02:42:0a:4d:00:02");
+  auto ep = f.api.call("GET", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", nullptr);
+  CHECK(ep.at("attach") == true);
+  CHECK(f.endpoints(pool_id) == 1);  // reservation turned into the endpoint
+
+  auto join = f.ok("/NetworkDriver.Join", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}, {"SandboxKey", "/var/run/docker/netns/x"}});
+  CHECK(join.at("Gateway") == "10.77.0.1");
+  CHECK(join.at("InterfaceName").at("DstPrefix") == "eth");
+  CHECK(f.links.links.count(std::string(join.at("InterfaceName").at("SrcName").as_string())) == 1);
+  f.ok("/NetworkDriver.ProgramExternalConnectivity", json::parse(R"({"NetworkID":")" + kNet + R"(","EndpointID":")" + kEp +
+      R"(","Options":{"com.docker.network.portmap":[{"Proto":6,"Port":80,"HostPort":8080,"HostPortEnd":8080}]}})"));
+  CHECK(f.publisher.published.count(kEp) == 1);
+
+  SECTION("the container's names reach swarmnetd (PATCH)") {
+    json::value update = json::value_from(endpoint_names({"cccc3333dddd4444", "web1", {{"swarmnet.service", "web"}}}));
+    f.api.call("PATCH", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", &update);
+    auto named = f.api.call("GET", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", nullptr);
+    CHECK(named.at("name") == "web1");
+    CHECK(named.at("service") == "web");
+    CHECK(named.at("aliases") == json::array{"cccc3333dddd"});
+    CHECK(named.at("address") == "10.77.0.2/24");
+    CHECK_THROWS_AS(f.api.call("PATCH", "/v1/networks/" + pool_id + "/endpoints/nope/docker", &update), Error);
+  }
+
+  SECTION("bad calls change nothing") {
+    auto r = f.call("/NetworkDriver.Join", json::object{{"NetworkID", "abc"}, {"EndpointID", kEp}, {"SandboxKey", "/x"}});
+    CHECK_THAT(std::string(r.at("Err").as_string()), Catch::Contains("unknown network abc"));
+    r = f.call("/IpamDriver.ReleaseAddress", json::object{{"PoolID", pool_id}, {"Address", "10.77.0.99"}});
+    CHECK_THAT(std::string(r.at("Error").as_string()), Catch::Contains("not allocated"));
+    r = f.call("/NetworkDriver.CreateEndpoint", json::object{{"NetworkID", kNet}, {"EndpointID", "beef"},
+        {"Interface", json::object{{"Address", "10.77.0.50/24"}}}});
+    CHECK_THAT(std::string(r.at("Err").as_string()), Catch::Contains("was not handed out"));
+    auto [status, raw] = f.driver.handle("/IpamDriver.RequestPool", "{\"Pool\":");
+    CHECK(status == 200);
+    CHECK_THAT(std::string(raw.at("Error").as_string()), Catch::Contains("invalid JSON"));
+    CHECK(f.driver.handle("/Unknown.Method", "{}").first == 404);
+    CHECK(f.endpoints(pool_id) == 1);
+  }
+
+  f.ok("/NetworkDriver.RevokeExternalConnectivity", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}});
+  CHECK(f.publisher.published.empty());
+  f.ok("/NetworkDriver.Leave", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}});
+  CHECK(f.links.links.empty());
+  f.ok("/NetworkDriver.DeleteEndpoint", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}});
+  auto again = f.call("/NetworkDriver.DeleteEndpoint", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}});
+  CHECK_THAT(std::string(again.at("Err").as_string()), Catch::Contains("unknown endpoint"));
+  f.ok("/IpamDriver.ReleaseAddress", json::object{{"PoolID", pool_id}, {"Address", "10.77.0.2"}});
+  CHECK(f.endpoints(pool_id) == 0);
+  f.ok("/NetworkDriver.DeleteNetwork", json::object{{"NetworkID", kNet}});
+  f.ok("/IpamDriver.ReleasePool", json::object{{"PoolID", pool_id}});
+  CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().empty());  // made for Docker, gone with it
+  auto twice = f.call("/IpamDriver.ReleasePool", json::object{{"PoolID", pool_id}});
+  CHECK(twice.contains("Error"));
+}
+
+TEST_CASE("docker: a pool maps onto an existing swarmnet network by name or subnet", "[docker]") {
+  Fixture f;
+  json::value create = json::parse(R"({"name":"shared","subnet":"10.94.0.0/24"})");
+  f.api.call("POST", "/v1/networks", &create);
+  auto by_name = f.ok("/IpamDriver.RequestPool", json::parse(R"({"Options":{"swarmnet.network":"shared"}})"));
+  CHECK(by_name.at("Pool") == "10.94.0.0/24");
+  auto dup = f.call("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.94.0.0/24"})"));
+  CHECK_THAT(std::string(dup.at("Error").as_string()), Catch::Contains("already the pool"));
+  f.ok("/IpamDriver.ReleasePool", json::object{{"PoolID", by_name.at("PoolID")}});
+  CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().size() == 1);  // not ours to delete
+  auto wrong = f.call("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.95.0.0/24","Options":{"swarmnet.network":"shared"}})"));
+  CHECK_THAT(std::string(wrong.at("Error").as_string()), Catch::Contains("has subnet 10.94.0.0/24"));
+}
+
+TEST_CASE("docker: the container of an endpoint in dockerd's container list", "[docker]") {
+  auto list = json::parse(R"([
+    {"Id":"aaaa1111bbbb2222","Names":["/other"],"Labels":{},"NetworkSettings":{"Networks":{"n":{"EndpointID":"e0"}}}},
+    {"Id":"cccc3333dddd4444","Names":["/web/alias","/web1"],"Labels":{"swarmnet.service":"web"},
+     "NetworkSettings":{"Networks":{"n":{"EndpointID":"e1"},"m":{"EndpointID":"e2"}}}}])");
+  auto c = container_of_endpoint(list, "e2");
+  REQUIRE(c);
+  CHECK(c->name == "web1");
+  auto u = endpoint_names(*c);
+  CHECK(u.name == "web1");
+  CHECK(u.service == "web");
+  CHECK(u.aliases == std::vector<std::string>{"cccc3333dddd"});
+  CHECK(!container_of_endpoint(list, "e9"));
+  CHECK(!container_of_endpoint(json::parse("{}"), "e1"));
+}
