@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <charconv>
 #include <iostream>
 
 #include "common/api.hpp"
@@ -158,8 +159,14 @@ int main(int argc, char** argv) {
       for (const std::string& spec : dns_upstreams) {
         const auto colon = spec.find(':');
         const auto ip = swarmnet::Ipv4Address::try_parse(spec.substr(0, colon));
-        int port = colon == std::string::npos ? 53 : std::atoi(spec.c_str() + colon + 1);
-        if (!ip || port <= 0 || port > 65535) {
+        unsigned port = 53;
+        if (colon != std::string::npos) {
+          const char* first = spec.data() + colon + 1;
+          const char* last = spec.data() + spec.size();
+          auto [end, ec] = std::from_chars(first, last, port);
+          if (ec != std::errc{} || end != last) port = 0;
+        }
+        if (!ip || port == 0 || port > 65535) {
           throw swarmnet::Error(swarmnet::Errc::invalid_argument,
                                 "--dns-upstream " + spec + ": expected IP or IP:PORT");
         }

@@ -169,9 +169,10 @@ class ResponseWriter {
   uint16_t counts_[2] = {0, 0};  // answer, authority
 };
 
-// Writes a header-only reply to a query whose header could be read (FORMERR,
-// NOTIMP, REFUSED, SERVFAIL...), echoing the question when the query had a
-// parseable one. Returns the length (0 if `packet` has no full header).
+// Writes a header-only reply (no question: qdcount 0) to a query whose
+// header could be read but whose question could not (FORMERR, NOTIMP).
+// Replies to parsed queries use ResponseWriter, which echoes the question.
+// Returns the length (0 if `packet` has no full header).
 size_t write_error_reply(std::span<const uint8_t> packet, Rcode rcode, std::span<uint8_t> out);
 
 // "7.0.0.10.in-addr.arpa" -> 10.0.0.7; nullopt for any other name.

@@ -223,11 +223,15 @@ struct Server::Impl {
           ++replies;
         } else if (action == Action::forward) {
           sockaddr_in to = b.in_addr[i];
-          forward(packet, source, false, [fd, to](std::span<const uint8_t> bytes) {
+          // The listener itself, not its descriptor: if it is removed before
+          // the upstream answers, the answer is dropped instead of going out
+          // of a closed (or reused) descriptor.
+          forward(packet, source, false, [listener = listeners.at(l.address.value()), to](std::span<const uint8_t> bytes) {
+            if (!listener->udp_socket.is_open()) return;
             // Non-blocking: under overload a reply is dropped, as a
             // datagram may be; the client retries.
-            ::sendto(fd, bytes.data(), bytes.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to),
-                     sizeof to);
+            ::sendto(listener->udp_socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT,
+                     reinterpret_cast<const sockaddr*>(&to), sizeof to);
           });
         }
       }
