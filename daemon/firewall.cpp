@@ -310,6 +310,9 @@ FirewallElements parse_listing(std::string_view text) {
       if (!set) continue;
       const json::object& s = set->as_object();
       if (s.at("table").as_string() != kTable || s.at("family").as_string() != kFamily) continue;
+      // Only the networks' sets: dns-clients is the kernel's own (dynamic).
+      const auto& names = set_names();
+      if (std::find(names.begin(), names.end(), std::string(s.at("name").as_string())) == names.end()) continue;
       std::vector<std::string> types;
       const json::value& type = s.at("type");
       if (type.is_string()) {
