@@ -579,6 +579,17 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   e.aliases = req.aliases;
   e.service = req.service;
   e.labels = req.labels;
+  // The bridge before the record: the record's listeners act on it at once
+  // (the balancer puts the network's VIP addresses on it when this is the
+  // network's first container here, and nothing would tell it again).
+  if (e.attach) {
+    try {
+      dataplane_.ensure_network(network, bridge_name(network.id));
+    } catch (...) {
+      if (local_attached_endpoints(network.id) == 0) dataplane_.remove_network(bridge_name(network.id));
+      throw;
+    }
+  }
   store_.put(e);
   release.armed = false;
 

@@ -57,11 +57,18 @@ void HealthChecker::probe(const std::string& key, const EndpointRecord& task, co
   // A probe gets at most the interval (and 5 s) to answer.
   const auto limit = std::chrono::seconds(std::min(check.interval_s, 5u));
   auto work = [this, key, target, check, limit, alive = alive_]() -> asio::awaitable<void> {
-    tcp::socket socket(io_);
+    // Shared with the deadline's handler: when the deadline expires in the
+    // same turn as the probe ends, its handler is already queued (cancel()
+    // comes too late) and runs after this frame is gone; by reference it
+    // closed a destroyed socket, and the throwing close() (EBADF) took the
+    // whole daemon down.
+    auto owned = std::make_shared<tcp::socket>(io_);
+    tcp::socket& socket = *owned;
     asio::steady_timer deadline(io_);
     deadline.expires_after(limit);
-    deadline.async_wait([&socket](const boost::system::error_code& ec) {
-      if (!ec) socket.close();
+    deadline.async_wait([owned](const boost::system::error_code& ec) {
+      boost::system::error_code ignored;
+      if (!ec) owned->close(ignored);
     });
     boost::system::error_code ec;
     std::string detail;

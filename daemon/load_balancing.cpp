@@ -17,6 +17,9 @@ std::string vip_key(const ServiceRecord& s, const std::string& network_id) {
 
 LoadBalancing::LoadBalancing(Store& store, Controller& controller, lb::Balancer& balancer)
     : store_(store), controller_(controller), balancer_(balancer) {
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && !e.value.service.empty()) service_of_[key] = e.value.service;
+  }
   listener_id_ = store_.add_change_listener(
       [this](const std::string& t, const std::string& key, const Store::Line*) { on_change(t, key); });
   controller_.add_membership_listener([this] {
@@ -117,12 +120,27 @@ void LoadBalancing::on_change(const std::string& table, const std::string& key) 
       if (it == store_.endpoints().end()) return;
       const EndpointRecord& e = it->second.value;
       if (is_vip_endpoint(e)) return;
+      // The service the endpoint was a task of until now: an attach or
+      // detach (here or on another host) moves it, and the service it left
+      // must drop it as well as the new one take it.
+      std::string before;
+      if (auto was = service_of_.find(key); was != service_of_.end()) before = was->second;
+      const std::string now = it->second.deleted ? "" : e.service;
+      if (now.empty()) {
+        service_of_.erase(key);
+      } else {
+        service_of_[key] = now;
+      }
       // A local container's arrival or departure may create or remove the
       // network's bridge here: every VIP of the network follows.
       if (e.node == store_.node_id() && e.attach) {
         update_services_on(e.network_id);
-      } else if (!e.service.empty()) {
-        if (const ServiceRecord* s = store_.find_service_by_name(e.service)) update_service(*s);
+      } else {
+        auto update_named = [this](const std::string& name) {
+          if (const ServiceRecord* s = name.empty() ? nullptr : store_.find_service_by_name(name)) update_service(*s);
+        };
+        update_named(before);
+        if (e.service != before) update_named(e.service);
       }
     }
   } catch (const std::exception& ex) {

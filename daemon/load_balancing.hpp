@@ -44,6 +44,9 @@ class LoadBalancing {
   lb::Balancer& balancer_;
   size_t listener_id_ = 0;
   std::map<std::string, lb::VirtualIp> programmed_;  // by key
+  // The service each endpoint was last seen in (by endpoint key), so a
+  // task that moves to another service, or to none, also leaves the old one.
+  std::map<std::string, std::string> service_of_;
 };
 
 // The balancer --lb-backend asks for: "ipvs", "nftables", or "auto" (IPVS

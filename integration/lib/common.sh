@@ -28,6 +28,11 @@ SWARMNET_BIN_DIR="${SWARMNET_BIN_DIR:-$SWARMNET_BUILD_DIR/bin}"
 
 _SWARMNET_FAILURES=0
 _SWARMNET_CLEANUPS=()
+# Cleanups belong to the shell that sourced this file. A background job
+# (`prog &`) is a fork of it that keeps its traps until it execs PROG: a
+# kill_pid landing in that window ran `exit 143` and then every cleanup in
+# the child (the whole cluster torn down under the running script).
+_SWARMNET_MAIN_PID=$BASHPID
 # The script's own stdout/stderr: a signal can arrive while a command runs with
 # its output sent to /dev/null, and the cleanups must still be heard.
 # Programs started in the background must not keep them: close them there with
@@ -60,6 +65,7 @@ on_exit() { _SWARMNET_CLEANUPS+=("$*"); }
 _swarmnet_run_cleanups() {
   local rc=$?
   trap - EXIT
+  if [[ "$BASHPID" != "$_SWARMNET_MAIN_PID" ]]; then exit "$rc"; fi
   set +e
   exec 1>&"$_SWARMNET_STDOUT" 2>&"$_SWARMNET_STDERR"
   local i
