@@ -264,7 +264,17 @@ TEST_CASE("parse_listing refuses what nft would not print", "[firewall]") {
   CHECK(error_code_of([] { script::parse_listing(R"({"tables": []})"); }) == Errc::internal);
   CHECK(error_code_of([] {
           script::parse_listing(
-              R"({"nftables": [{"set": {"family": "inet", "name": "s", "table": "swarmnet",
+              R"({"nftables": [{"set": {"family": "inet", "name": "bridge-subnets", "table": "swarmnet",
                  "type": ["ifname", "ipv4_addr"], "elem": [{"concat": ["a"]}]}}]})");
         }) == Errc::internal);
+}
+
+TEST_CASE("parse_listing reads only the networks' sets, not the DNS meter's", "[firewall]") {
+  auto e = script::parse_listing(
+      R"({"nftables": [{"set": {"family": "inet", "name": "dns-clients", "table": "swarmnet",
+         "type": "ipv4_addr", "elem": ["10.0.0.5"]}},
+        {"set": {"family": "inet", "name": "bridges", "table": "swarmnet", "type": "ifname",
+         "elem": ["swn-a"]}}]})");
+  CHECK(e.count("dns-clients") == 0);
+  CHECK(e["bridges"] == std::set<std::string>{"\"swn-a\""});
 }
