@@ -1,5 +1,6 @@
 // lb_bench: programming service VIPs into the kernel, swarmnet's nftables
-// balancer next to the `nft` command doing the same load, in the same run.
+// balancer (and its IPVS balancer, where the kernel has IPVS) next to the
+// `nft` command doing the same load, in the same run.
 //
 // For N services (1,000 and 10,000 by default) of 10 backends each:
 //   - ours: Balancer::sync() of all N from scratch (one netlink batch, plus
@@ -11,7 +12,11 @@
 //     otherwise hide what the nftables work costs;
 //   - nft: `nft -f` of the same ruleset (same table, chains, maps and
 //     elements) written as text, then one `nft add element` (median of 5),
-//     which is what a tool driving the nft command would run per change.
+//     which is what a tool driving the nft command would run per change;
+//   - ipvs (with --ipvs, or whenever the kernel has IPVS): the IPVS
+//     balancer's sync() and upsert() on the same VIPs, addresses timed
+//     apart the same way. This machine's kernel has no IPVS:
+//     bench/lb_bench_ipvs.sh runs this program inside a VM that has it.
 // Each measurement runs in a fresh throwaway network namespace, deleted at
 // the end (also on error).
 #include <unistd.h>
@@ -43,6 +48,17 @@ namespace {
 
 const char* kBridge = "swn-lbbench";
 
+// iproute2's ip by its path: a shell that prefers its own applets (the
+// busybox sh of the VM of lb_bench_ipvs.sh) would run busybox's `ip`,
+// which has no `netns`.
+std::string ip_command() {
+  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/bin/ip", "/usr/bin/ip"}) {
+    if (::access(path, X_OK) == 0) return path;
+  }
+  return "ip";
+}
+const std::string kIp = ip_command();
+
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -56,8 +72,8 @@ double median(std::vector<double> v) {
 class Throwaway {
  public:
   Throwaway() : name_("swn-lbbench-" + std::to_string(::getpid())) {
-    std::system(("ip netns del " + name_ + " 2>/dev/null").c_str());
-    if (std::system(("ip netns add " + name_).c_str()) != 0) {
+    std::system((kIp + " netns del " + name_ + " 2>/dev/null").c_str());
+    if (std::system((kIp + " netns add " + name_).c_str()) != 0) {
       throw Error(Errc::internal, "ip netns add " + name_ + " failed");
     }
     guard_.emplace(kernel::Netns::open("/var/run/netns/" + name_));
@@ -66,7 +82,7 @@ class Throwaway {
   }
   ~Throwaway() {
     guard_.reset();
-    std::system(("ip netns del " + name_ + " 2>/dev/null").c_str());
+    std::system((kIp + " netns del " + name_ + " 2>/dev/null").c_str());
   }
   const std::string& name() const { return name_; }
 
@@ -159,7 +175,7 @@ Figures measure_nft_command(const std::vector<lb::VirtualIp>& all, const std::st
     file << ruleset(all);
   }
   Figures f;
-  std::string exec = "ip netns exec " + netns + " ";
+  std::string exec = kIp + " netns exec " + netns + " ";
   auto start = Clock::now();
   int rc = std::system((exec + "nft -f " + path).c_str());
   f.load_ms = ms_since(start);
@@ -181,15 +197,24 @@ Figures measure_nft_command(const std::vector<lb::VirtualIp>& all, const std::st
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lb_bench: VIP programming, swarmnet's nftables balancer vs the nft command"};
+  CLI::App app{"lb_bench: VIP programming, swarmnet's nftables (and IPVS) balancer vs the nft command"};
   std::vector<uint32_t> sizes{1000, 10000};
+  bool want_ipvs = false, skip_nft_command = false;
   app.add_option("--services", sizes, "service counts (10 backends each)");
+  app.add_flag("--ipvs", want_ipvs, "measure the IPVS balancer too (an error if the kernel has no IPVS)");
+  app.add_flag("--no-nft-command", skip_nft_command, "skip the nft command's figures");
   CLI11_PARSE(app, argc, argv);
   if (::geteuid() != 0) {
     std::cerr << "lb_bench: needs root (it makes network namespaces)\n";
     return 2;
   }
   try {
+    const bool ipvs = lb::ipvs_available();
+    if (want_ipvs && !ipvs) {
+      std::cerr << "lb_bench: --ipvs: this kernel has no IPVS (bench/lb_bench_ipvs.sh runs lb_bench in a VM "
+                   "that has it)\n";
+      return 2;
+    }
     for (uint32_t n : sizes) {
       auto all = services(n);
       Figures ours, nft;
@@ -202,23 +227,41 @@ int main(int argc, char** argv) {
         auto balancer = lb::make_nftables_balancer();
         ours = measure(*balancer, all);
       }
-      {
+      if (!skip_nft_command) {
         Throwaway ns;
         nft = measure_nft_command(all, ns.name());
+      }
+      Figures ipvs_figures;
+      double ipvs_addresses = 0;
+      if (ipvs) {
+        Throwaway ns;
+        ipvs_addresses = addresses_alone(all);
+        auto balancer = lb::make_ipvs_balancer();
+        ipvs_figures = measure(*balancer, all);
       }
       double ours_nft_only = ours.load_ms;
       ours.load_ms += addresses;
       std::printf("%u services x 10 backends\n", n);
       std::printf("  full load   swarmnet nftables %9.1f ms (of which %u VIP addresses %.1f ms, nftables %.1f ms)\n",
                   ours.load_ms, n, addresses, ours_nft_only);
-      std::printf("              nft -f            %9.1f ms   ratio nft/swarmnet %.1fx (nftables part alone %.1fx)\n",
-                  nft.load_ms, nft.load_ms / ours.load_ms, nft.load_ms / std::max(ours_nft_only, 0.001));
+      if (!skip_nft_command) {
+        std::printf("              nft -f            %9.1f ms   ratio nft/swarmnet %.1fx (nftables part alone %.1fx)\n",
+                    nft.load_ms, nft.load_ms / ours.load_ms, nft.load_ms / std::max(ours_nft_only, 0.001));
+      }
+      if (ipvs) {
+        std::printf("              swarmnet ipvs     %9.1f ms (of which %u VIP addresses %.1f ms, IPVS+marks %.1f ms)\n",
+                    ipvs_figures.load_ms + ipvs_addresses, n, ipvs_addresses, ipvs_figures.load_ms);
+      }
       std::printf("  one change  swarmnet upsert   %9.3f ms (median of 20)\n", ours.change_ms);
-      std::printf("              nft add element   %9.3f ms (median of 5)   ratio %.0fx\n", nft.change_ms,
-                  nft.change_ms / ours.change_ms);
-      // IPVS column: the IPVS balancer measures with the same measure()
-      // where the kernel has IPVS (lb::ipvs_available()).
-      if (!std::filesystem::exists("/proc/net/ip_vs")) std::printf("  ipvs: not available in this kernel\n");
+      if (!skip_nft_command) {
+        std::printf("              nft add element   %9.3f ms (median of 5)   ratio %.0fx\n", nft.change_ms,
+                    nft.change_ms / ours.change_ms);
+      }
+      if (ipvs) {
+        std::printf("              ipvs upsert       %9.3f ms (median of 20)\n", ipvs_figures.change_ms);
+      } else {
+        std::printf("  ipvs: not available in this kernel (bench/lb_bench_ipvs.sh runs this in a VM)\n");
+      }
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

@@ -2,21 +2,26 @@
 # No stale backend, ever (issue 5, item 6). A 3-host cluster, two networks,
 # vip-mode services (one on both networks, one with an HTTP health check) and
 # a dnsrr one; then OPS (default 1,000) random operations as fast as the
-# programs go, no sleeps: task creations and deletions through the real CNI
-# plugin on any host, `service attach`/`detach` (moving a container between
-# services), and health flips (a busybox httpd started or killed in a task's
-# namespace, so the owning host's checker changes the verdict and gossips it).
+# programs go, no sleeps, one worker per host at once: task creations and
+# deletions through the real CNI plugin, `service attach`/`detach` (moving a
+# container between services, or out of any), and health flips (a busybox
+# httpd started or killed in a task's namespace, so its host's checker
+# changes the verdict and gossips it). Two moments random operations reach
+# only by chance are then made on purpose: a host's first container on a
+# network, and a task detached on another host than the one balancing it.
 # Then, once the cluster has settled:
 #   - `swarmnetctl lb check` finds no difference on any host;
-#   - each host's nftables table holds exactly what the test's own model of
-#     the cluster says (VIP -> healthy tasks, only on hosts with a container
-#     on the VIP's network), read with `nft -j`, not through the daemon;
+#   - each host's nftables table and VIP addresses hold exactly what the
+#     test's own model of the cluster says (VIP -> healthy tasks, only on
+#     hosts with a container on the VIP's network), read with `nft -j` and
+#     `ip`, not through the daemon;
 #   - a backend element deleted by hand is reported by `lb check` (exit 4);
 #   - removing every service leaves no element in @vips, @vip-addresses or
-#     @backends and no VIP address (proto 83) on any bridge, on any host;
-#     removing the containers too leaves the same.
-# Env: OPS (operations, default 1000), SEED (random seed, default: time),
-#      SWARMNET_IT_TIMEOUT (watchdog, default 420 s).
+#     @backends and no VIP address on any bridge, on any host; removing the
+#     containers too leaves the same.
+# Env: OPS (operations, default 1000), SEED (random seed, default: time;
+#      printed, with the operations' log on failure), SWARMNET_IT_TIMEOUT
+#      (watchdog, default 420 s). About 3 minutes on 2 busy cores.
 set -euo pipefail
 case "${1:-}" in
   -h | --help) echo "usage: integration/test_lb_consistency.sh   (root; build first; env OPS, SEED)"; exit 0 ;;
