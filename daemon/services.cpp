@@ -200,11 +200,8 @@ json::value Services::to_json_view(const ServiceRecord& s, bool with_tasks) cons
                    {"networks", std::move(networks)},
                    {"vips", std::move(vips)},
                    {"ports", std::move(ports)},
-                   {"health", json::object{{"kind", s.health.kind},
-                                           {"port", s.health.port},
-                                           {"path", s.health.path},
-                                           {"interval_s", s.health.interval_s},
-                                           {"retries", s.health.retries}}}};
+                   // The record's own form of the check (daemon/records.cpp).
+                   {"health", to_json(s).as_object().at("health")}};
   json::array tasks;
   size_t count = 0, healthy = 0;
   for (const auto& [key, e] : store_.endpoints()) {
