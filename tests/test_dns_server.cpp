@@ -1,17 +1,12 @@
 // The DNS server on loopback: UDP and TCP answers, truncation and the TCP
 // retry, malformed packets, forwarding of outside names and its failure.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <random>
 
 #include "common/error.hpp"
 #include "dns/server.hpp"
 #include "support/dns_packets.hpp"
+#include "support/loopback_dns.hpp"
 
 using namespace swarmnet;
 using namespace swarmnet::dns;
@@ -20,43 +15,12 @@ using swarmnet::test::parse_answer;
 
 namespace {
 
-struct Fd {
-  int fd;
-  ~Fd() { ::close(fd); }
-};
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
-
 std::vector<uint8_t> udp_ask(uint16_t port, const std::vector<uint8_t>& query, int timeout_ms = 2000) {
-  Fd s{::socket(AF_INET, SOCK_DGRAM, 0)};
-  auto to = loopback(port);
-  ::sendto(s.fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  pollfd p{s.fd, POLLIN, 0};
-  if (::poll(&p, 1, timeout_ms) != 1) return {};
-  std::vector<uint8_t> buf(65535);
-  ssize_t n = ::recv(s.fd, buf.data(), buf.size(), 0);
-  buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  return buf;
+  return test::udp_exchange(port, query, std::chrono::milliseconds(timeout_ms)).value_or(test::Bytes{});
 }
 
 std::vector<uint8_t> tcp_ask(uint16_t port, const std::vector<uint8_t>& query) {
-  Fd s{::socket(AF_INET, SOCK_STREAM, 0)};
-  auto to = loopback(port);
-  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) return {};
-  std::vector<uint8_t> out = {static_cast<uint8_t>(query.size() >> 8), static_cast<uint8_t>(query.size())};
-  out.insert(out.end(), query.begin(), query.end());
-  if (::send(s.fd, out.data(), out.size(), 0) != static_cast<ssize_t>(out.size())) return {};
-  uint8_t len[2];
-  if (::recv(s.fd, len, 2, MSG_WAITALL) != 2) return {};
-  std::vector<uint8_t> reply(static_cast<size_t>(len[0] << 8 | len[1]));
-  if (::recv(s.fd, reply.data(), reply.size(), MSG_WAITALL) != static_cast<ssize_t>(reply.size())) return {};
-  return reply;
+  return test::tcp_exchange(port, query, std::chrono::seconds(2)).value_or(test::Bytes{});
 }
 
 // A server on 127.0.0.1 at a free high port; the network "lo-net" has

@@ -29,6 +29,8 @@
 #include "dns/name_table.hpp"
 #include "dns/server.hpp"
 #include "dns/upstream.hpp"
+#include "support/dns_packets.hpp"
+#include "support/loopback_dns.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace swarmnet;
@@ -41,22 +43,10 @@ namespace {
 constexpr const char* kDnsmasq = "/usr/sbin/dnsmasq";
 const Ipv4Address kLoopback(0x7f000001);
 
-// A query packet built by hand (so these tests do not lean on the codec):
-// one question, RD set, optionally an EDNS OPT record with `edns_size`.
+// A query packet (support/dns_packets.hpp builds it by hand, so these tests
+// do not lean on the codec): one question, RD set, optionally EDNS.
 Bytes make_query(uint16_t id, const std::string& name, uint16_t qtype, uint16_t edns_size = 0) {
-  Bytes q = {uint8_t(id >> 8), uint8_t(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns_size ? uint8_t(1) : uint8_t(0)};
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t dot = name.find('.', start);
-    if (dot == std::string::npos) dot = name.size();
-    q.push_back(uint8_t(dot - start));
-    q.insert(q.end(), name.begin() + long(start), name.begin() + long(dot));
-    start = dot + 1;
-  }
-  q.push_back(0);
-  q.insert(q.end(), {uint8_t(qtype >> 8), uint8_t(qtype), 0, 1});
-  if (edns_size) q.insert(q.end(), {0, 0, 41, uint8_t(edns_size >> 8), uint8_t(edns_size), 0, 0, 0, 0, 0, 0});
-  return q;
+  return test::make_query(name, qtype, {.id = id, .edns = edns_size != 0, .edns_size = edns_size});
 }
 
 uint16_t id_of(const Bytes& m) { return uint16_t(m.at(0) << 8 | m.at(1)); }
@@ -64,27 +54,8 @@ int rcode_of(const Bytes& m) { return m.at(3) & 0x0f; }
 bool tc_of(const Bytes& m) { return (m.at(2) & 0x02) != 0; }
 unsigned ancount_of(const Bytes& m) { return unsigned(m.at(6) << 8 | m.at(7)); }
 
-sockaddr_in loopback_addr(uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sa;
-}
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using test::Fd;
+using test::loopback_addr;
 
 uint16_t bound_port(int fd) {
   sockaddr_in sa{};
@@ -117,44 +88,10 @@ uint16_t free_port() {
 }
 
 std::optional<Bytes> direct_udp(uint16_t port, const Bytes& query) {
-  Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  timeval tv{0, 300'000};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in sa = loopback_addr(port);
-  if (sendto(fd.get(), query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0)
-    return std::nullopt;
-  Bytes answer(65535);
-  const ssize_t n = recv(fd.get(), answer.data(), answer.size(), 0);
-  if (n < 0) return std::nullopt;
-  answer.resize(size_t(n));
-  return answer;
+  return test::udp_exchange(port, query, 300ms);
 }
 
-bool read_all(int fd, uint8_t* data, size_t size) {
-  while (size) {
-    const ssize_t n = read(fd, data, size);
-    if (n <= 0) return false;
-    data += n;
-    size -= size_t(n);
-  }
-  return true;
-}
-
-std::optional<Bytes> direct_tcp(uint16_t port, const Bytes& query) {
-  Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  timeval tv{2, 0};
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in sa = loopback_addr(port);
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return std::nullopt;
-  Bytes framed = {uint8_t(query.size() >> 8), uint8_t(query.size())};
-  framed.insert(framed.end(), query.begin(), query.end());
-  if (write(fd.get(), framed.data(), framed.size()) != ssize_t(framed.size())) return std::nullopt;
-  uint8_t len[2];
-  if (!read_all(fd.get(), len, 2)) return std::nullopt;
-  Bytes answer(size_t(len[0] << 8 | len[1]));
-  if (!read_all(fd.get(), answer.data(), answer.size())) return std::nullopt;
-  return answer;
-}
+std::optional<Bytes> direct_tcp(uint16_t port, const Bytes& query) { return test::tcp_exchange(port, query, 2s); }
 
 // dnsmasq on 127.0.0.1:port answering *.example.test with 192.0.2.7 and
 // big.hosts.test with 60 addresses (an answer above 512 bytes); anything
