@@ -9,15 +9,14 @@ using namespace json_fields;
 
 namespace {
 
-json::array to_array(const std::vector<std::string>& v) {
-  json::array a;
-  for (const auto& s : v) a.emplace_back(s);
-  return a;
-}
+std::string text_of(const std::string& s) { return s; }
+std::string text_of(const Ipv4Address& a) { return a.str(); }
 
-json::array to_array(const std::vector<Ipv4Address>& v) {
+// Strings and addresses both travel as JSON strings.
+template <class T>
+json::array to_array(const std::vector<T>& v) {
   json::array a;
-  for (const auto& x : v) a.push_back(json::value(x.str()));
+  for (const auto& x : v) a.emplace_back(text_of(x));
   return a;
 }
 
