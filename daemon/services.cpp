@@ -6,6 +6,7 @@
 #include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/random.hpp"
+#include "dns/name_table.hpp"
 
 namespace swarmnet::daemon {
 
@@ -17,12 +18,7 @@ namespace {
 // Service names are DNS labels (they are answered as names), and "tasks" is
 // taken by tasks.NAME.
 void check_service_name(const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 63 && name != "tasks" &&
-            std::all_of(name.begin(), name.end(), [](char c) {
-              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                     c == '_';
-            }) &&
-            name.front() != '-';
+  bool ok = dns::is_hostname_label(name) && name != "tasks" && name.front() != '-';
   if (!ok) {
     throw Error(Errc::invalid_argument, "service name \"" + name +
                                             "\": 1-63 letters, digits, '-' or '_' (a DNS label), not \"tasks\"");

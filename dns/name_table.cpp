@@ -17,21 +17,12 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// A name as a container would type it: one DNS label of hostname characters.
-bool is_label(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_';
-  });
-}
-
 // The name of a container whose engine gave none: its id, or the first 12
 // characters of a 64-character id (what Docker uses as hostname).
 std::string effective_name(const EndpointInfo& e) {
   if (!e.name.empty()) return e.name;
-  if (is_label(e.container_id)) return e.container_id;
-  if (e.container_id.size() > 12 && is_label(e.container_id.substr(0, 12)))
+  if (is_hostname_label(e.container_id)) return e.container_id;
+  if (e.container_id.size() > 12 && is_hostname_label(e.container_id.substr(0, 12)))
     return e.container_id.substr(0, 12);
   return "";
 }
@@ -57,13 +48,23 @@ void erase_if_vec(std::vector<T>& v, Pred pred) {
 
 }  // namespace
 
+bool is_hostname_label(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+  });
+}
+
+void NameTable::write_key(std::string& out, uint32_t network, std::string_view name) {
+  out.assign(4, '\0');
+  std::memcpy(out.data(), &network, 4);
+  for (char c : name) out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c);
+}
+
 std::string NameTable::key_for(uint32_t network, std::string_view name) {
-  std::string key(4 + name.size(), '\0');
-  std::memcpy(key.data(), &network, 4);
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    key[4 + i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-  }
+  std::string key;
+  write_key(key, network, name);
   return key;
 }
 
@@ -76,11 +77,11 @@ uint32_t NameTable::network_index(const std::string& id) {
   return index;
 }
 
-std::string NameTable::network_name(uint32_t index) const {
+std::string_view NameTable::network_name(uint32_t index) const {
   auto id = network_ids_.find(index);
   if (id == network_ids_.end()) return "";
   auto it = networks_.find(id->second);
-  return it == networks_.end() ? "" : it->second.info.name;
+  return it == networks_.end() ? std::string_view() : std::string_view(it->second.info.name);
 }
 
 void NameTable::upsert_network(const NetworkInfo& network) {
@@ -295,8 +296,7 @@ void NameTable::rebuild_service_locked(const ServiceInfo& service) {
     contributions_.erase(it);
 }
 
-std::optional<Scope> NameTable::scope_of(Ipv4Address source, Ipv4Address destination) const {
-  std::shared_lock lock(mutex_);
+std::optional<Scope> NameTable::scope_locked(Ipv4Address source, Ipv4Address destination) const {
   Scope scope;
   if (auto it = local_by_ip_.find(source.value()); it != local_by_ip_.end()) {
     for (const std::string& container : it->second) {
@@ -317,11 +317,15 @@ std::optional<Scope> NameTable::scope_of(Ipv4Address source, Ipv4Address destina
   return std::nullopt;
 }
 
-Outcome NameTable::respond(const Query& query, const Scope& scope, ResponseWriter& writer) const {
+Outcome NameTable::respond(const Query& query, Ipv4Address source, Ipv4Address destination,
+                           ResponseWriter& writer) const {
+  std::shared_lock lock(mutex_);
+  const std::optional<Scope> found_scope = scope_locked(source, destination);
+  if (!found_scope) return Outcome::refused;
+  const Scope& scope = *found_scope;
   if (query.qclass != kClassIn && query.qclass != kClassAny) return Outcome::outside;
   std::string_view qname = query.name.view();
   const uint32_t ttl = ttl_;
-  std::shared_lock lock(mutex_);
 
   // Reverse lookups: PTR for addresses of the scope's networks.
   if (auto ip = parse_reverse_name(qname)) {
@@ -350,9 +354,7 @@ Outcome NameTable::respond(const Query& query, const Scope& scope, ResponseWrite
   std::string_view zone;  // set when the name ends in one of the scope's networks
   for (size_t i = 0; i < scope.count; ++i) {
     uint32_t n = scope.networks[i];
-    key.assign(4, '\0');
-    std::memcpy(key.data(), &n, 4);
-    for (char c : qname) key.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c);
+    write_key(key, n, qname);
     if (auto it = names_.find(key); it != names_.end()) found.emplace_back(&it->second, n);
     auto id = network_ids_.find(n);
     if (id == network_ids_.end()) continue;
@@ -389,7 +391,7 @@ Outcome NameTable::respond(const Query& query, const Scope& scope, ResponseWrite
   }
   if (query.qtype == type::SRV || query.qtype == type::ANY) {
     for (const auto& [e, network] : found) {
-      std::string net = network_name(network);
+      const std::string_view net = network_name(network);
       for (const Srv& s : e->srvs) {
         // The target lives in the network the SRV name was found in.
         Joined target(s.target, net);
@@ -410,14 +412,15 @@ std::vector<std::string> NameTable::dump() const {
   for (const auto& [key, entry] : names_) {
     uint32_t network = 0;
     std::memcpy(&network, key.data(), 4);
-    std::string name = key.substr(4) + "." + network_name(network);
+    const std::string net(network_name(network));
+    const std::string name = key.substr(4) + "." + net;
     for (const Address& a : entry.addresses) lines.push_back(name + " A " + a.ip.str());
     for (const Srv& s : entry.srvs)
-      lines.push_back(name + " SRV " + std::to_string(s.port) + " " + s.target + "." + network_name(network));
+      lines.push_back(name + " SRV " + std::to_string(s.port) + " " + s.target + "." + net);
   }
   for (const auto& [ip, ptrs] : ptrs_)
     for (const Ptr& p : ptrs)
-      lines.push_back(reverse_name(Ipv4Address(ip)) + " PTR " + p.target + "." + network_name(p.network));
+      lines.push_back(reverse_name(Ipv4Address(ip)) + " PTR " + p.target + "." + std::string(network_name(p.network)));
   std::sort(lines.begin(), lines.end());
   return lines;
 }

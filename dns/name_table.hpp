@@ -32,6 +32,10 @@
 
 namespace swarmnet::dns {
 
+// A name as a container would type it: one DNS label of hostname
+// characters (letters, digits, '-', '_'), 1 to 63 of them.
+bool is_hostname_label(std::string_view s);
+
 struct NetworkInfo {
   std::string id;
   std::string name;
@@ -94,15 +98,15 @@ class NameTable {
   // Drops everything (tests, resync).
   void clear();
 
-  // The scope of a query from `source` to `destination` (a gateway address
-  // this host listens on). A container of this host sees its networks; the
-  // host itself (loopback, or one of its gateway addresses as the source)
-  // sees the network whose gateway it asked. nullopt: refuse the query.
-  std::optional<Scope> scope_of(Ipv4Address source, Ipv4Address destination) const;
-
-  // Answers `query` within `scope` into `writer` (records, or NODATA or
-  // NXDOMAIN with an SOA as RFC 2308 says), or says it is an outside name.
-  Outcome respond(const Query& query, const Scope& scope, ResponseWriter& writer) const;
+  // Answers `query`, sent from `source` to `destination` (a gateway address
+  // this host listens on), into `writer`: records, or NODATA or NXDOMAIN
+  // with an SOA as RFC 2308 says; or says it is an outside name (forward
+  // it) or that the source may not ask (refuse it). The scope: a container
+  // of this host sees its networks; the host itself (loopback, or one of
+  // its gateway addresses as the source) sees the network whose gateway it
+  // asked. One shared lock for the whole answer.
+  Outcome respond(const Query& query, Ipv4Address source, Ipv4Address destination,
+                  ResponseWriter& writer) const;
 
   // Every name the table answers, "name.network A ip" lines, for `swarmnetctl dns ls`
   // and tests.
@@ -144,6 +148,9 @@ class NameTable {
     uint32_t index;
   };
 
+  std::optional<Scope> scope_locked(Ipv4Address source, Ipv4Address destination) const;
+  // A name's key: the network's index (4 bytes), then the name in lower case.
+  static void write_key(std::string& out, uint32_t network, std::string_view name);
   static std::string key_for(uint32_t network, std::string_view name);
   uint32_t network_index(const std::string& id);
   void withdraw(const std::string& owner);
@@ -153,7 +160,7 @@ class NameTable {
                std::string target);
   void rebuild_service(const std::string& service_name);
   void rebuild_service_locked(const ServiceInfo& service);
-  std::string network_name(uint32_t index) const;
+  std::string_view network_name(uint32_t index) const;  // "" if unknown
   void index_local(const EndpointInfo& e, bool add);
 
   uint32_t ttl_;

@@ -124,14 +124,7 @@ struct Server::Impl {
     }
     const size_t limit = over_tcp ? out.size() : std::min(out.size(), query.max_udp_answer());
     ResponseWriter writer(out, query, limit);
-    auto scope = table.scope_of(source, destination);
-    if (!scope) {
-      ++refused;
-      writer.set_rcode(Rcode::refused);
-      out_len = writer.finish();
-      return Action::reply;
-    }
-    switch (table.respond(query, *scope, writer)) {
+    switch (table.respond(query, source, destination, writer)) {
       case Outcome::answered:
         ++answered;
         if (writer.truncated()) ++truncated;
