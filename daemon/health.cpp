@@ -25,17 +25,23 @@ void HealthChecker::start() { tick(); }
 
 void HealthChecker::tick() {
   const auto now = std::chrono::steady_clock::now();
+  // The services by name, once per tick (not a scan of them per task).
+  std::map<std::string_view, const ServiceRecord*> services;
+  for (const auto& [id, e] : store_.services())
+    if (!e.deleted) services.emplace(e.value.name, &e.value);
   std::map<std::string, State> seen;
   for (const auto& [key, e] : store_.endpoints()) {
     const EndpointRecord& r = e.value;
     if (e.deleted || r.node != store_.node_id() || r.service.empty()) continue;
-    const ServiceRecord* s = store_.find_service_by_name(r.service);
+    auto found = services.find(r.service);
+    const ServiceRecord* s = found == services.end() ? nullptr : found->second;
     if (!s || s->health.kind.empty()) {
       // No check (any more): a task is healthy by definition.
       if (!r.healthy) record(key, true, "the service has no health check");
       continue;
     }
-    State st = states_.count(key) ? states_[key] : State{now, 0, false};
+    auto known = states_.find(key);
+    State st = known != states_.end() ? known->second : State{now, 0, false};
     if (!st.running && now >= st.next) {
       st.running = true;
       st.next = now + std::chrono::seconds(s->health.interval_s);

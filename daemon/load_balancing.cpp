@@ -31,27 +31,24 @@ LoadBalancing::LoadBalancing(Store& store, Controller& controller, lb::Balancer&
 
 LoadBalancing::~LoadBalancing() { store_.remove_change_listener(listener_id_); }
 
-bool LoadBalancing::has_local_bridge(const std::string& network_id) const {
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& r = e.value;
-    if (!e.deleted && r.attach && r.network_id == network_id && r.node == store_.node_id()) return true;
-  }
-  return false;
-}
-
+// One pass over the endpoints finds both whether this host has the
+// network's bridge (a local attached endpoint: the VIP's address lives on
+// it) and the service's healthy tasks on live nodes.
 std::optional<lb::VirtualIp> LoadBalancing::vip_of(const ServiceRecord& s, const std::string& network_id) const {
   auto vip = s.vips.find(network_id);
-  if (s.mode != ServiceMode::vip || vip == s.vips.end() || !has_local_bridge(network_id)) return std::nullopt;
+  if (s.mode != ServiceMode::vip || vip == s.vips.end()) return std::nullopt;
   lb::VirtualIp v;
   v.key = vip_key(s, network_id);
   v.vip = vip->second;
   v.bridge = bridge_name(network_id);
+  bool local_bridge = false;
   for (const auto& [key, e] : store_.endpoints()) {
     const EndpointRecord& r = e.value;
-    if (e.deleted || r.service != s.name || r.network_id != network_id || !r.healthy) continue;
-    if (!controller_.is_alive(r.node)) continue;
-    v.backends.push_back(r.ip);
+    if (e.deleted || r.network_id != network_id) continue;
+    if (r.attach && r.node == store_.node_id()) local_bridge = true;
+    if (r.service == s.name && r.healthy && controller_.is_alive(r.node)) v.backends.push_back(r.ip);
   }
+  if (!local_bridge) return std::nullopt;
   std::sort(v.backends.begin(), v.backends.end());
   v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
   return v;

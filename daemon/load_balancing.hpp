@@ -37,7 +37,6 @@ class LoadBalancing {
   void update_services_on(const std::string& network_id);
   void program(const std::string& key, const std::optional<lb::VirtualIp>& want);
   std::optional<lb::VirtualIp> vip_of(const ServiceRecord& s, const std::string& network_id) const;
-  bool has_local_bridge(const std::string& network_id) const;
 
   Store& store_;
   Controller& controller_;
