@@ -180,18 +180,21 @@ struct Server::Impl {
     });
   }
 
+  // One message of a batch: its address and its single buffer.
+  static void point(mmsghdr& m, sockaddr_in& address, iovec& iov, uint8_t* buffer, size_t size) {
+    iov = {buffer, size};
+    m.msg_hdr = {};
+    m.msg_hdr.msg_name = &address;
+    m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    m.msg_hdr.msg_iov = &iov;
+    m.msg_hdr.msg_iovlen = 1;
+  }
+
   void udp_drain(Listener& l) {
     Batch& b = *batch;
     const int fd = l.udp_socket.native_handle();
     for (int round = 0; round < kDrainRounds; ++round) {
-      for (size_t i = 0; i < kBatch; ++i) {
-        b.in_iov[i] = {b.in_buf[i], kMaxUdpQuery};
-        b.in[i].msg_hdr = {};
-        b.in[i].msg_hdr.msg_name = &b.in_addr[i];
-        b.in[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
-        b.in[i].msg_hdr.msg_iov = &b.in_iov[i];
-        b.in[i].msg_hdr.msg_iovlen = 1;
-      }
+      for (size_t i = 0; i < kBatch; ++i) point(b.in[i], b.in_addr[i], b.in_iov[i], b.in_buf[i], kMaxUdpQuery);
       int n = ::recvmmsg(fd, b.in, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
       udp_queries += static_cast<uint64_t>(n);
@@ -207,12 +210,7 @@ struct Server::Impl {
         Action action = answer(packet, source, l.address, false, b.out_buf[replies], len);
         if (action == Action::reply) {
           b.out_addr[replies] = b.in_addr[i];
-          b.out_iov[replies] = {b.out_buf[replies], len};
-          b.out[replies].msg_hdr = {};
-          b.out[replies].msg_hdr.msg_name = &b.out_addr[replies];
-          b.out[replies].msg_hdr.msg_namelen = sizeof(sockaddr_in);
-          b.out[replies].msg_hdr.msg_iov = &b.out_iov[replies];
-          b.out[replies].msg_hdr.msg_iovlen = 1;
+          point(b.out[replies], b.out_addr[replies], b.out_iov[replies], b.out_buf[replies], len);
           ++replies;
         } else if (action == Action::forward) {
           sockaddr_in to = b.in_addr[i];
