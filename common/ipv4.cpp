@@ -77,4 +77,11 @@ bool Ipv4Prefix::overlaps(const Ipv4Prefix& other) const {
 
 std::string Ipv4Prefix::str() const { return address_.str() + "/" + std::to_string(length_); }
 
+std::optional<uint16_t> parse_port(std::string_view text) {
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+  if (ec != std::errc{} || end != text.data() + text.size() || port == 0 || port > 65535) return std::nullopt;
+  return static_cast<uint16_t>(port);
+}
+
 }  // namespace swarmnet

@@ -59,4 +59,8 @@ class Ipv4Prefix {
   unsigned length_ = 0;
 };
 
+// A TCP/UDP port written in decimal, 1 to 65535, nothing else ("80x", "0",
+// "65536" and "" are nullopt).
+std::optional<uint16_t> parse_port(std::string_view text);
+
 }  // namespace swarmnet

@@ -267,13 +267,9 @@ int main(int argc, char** argv) {
         auto slash = spec.find('/');
         const std::string number = spec.substr(0, slash);
         const std::string proto = slash == std::string::npos ? "tcp" : spec.substr(slash + 1);
-        unsigned long port = 0;
-        try {
-          port = std::stoul(number);
-        } catch (...) {
-        }
-        if (port == 0 || port > 65535) throw swarmnet::Error(swarmnet::Errc::invalid_argument, "--port " + spec + ": expected PORT[/tcp|/udp]");
-        ports.push_back(json::object{{"target", port}, {"protocol", proto}});
+        const auto port = swarmnet::parse_port(number);
+        if (!port) throw swarmnet::Error(swarmnet::Errc::invalid_argument, "--port " + spec + ": expected PORT[/tcp|/udp]");
+        ports.push_back(json::object{{"target", *port}, {"protocol", proto}});
       }
       body["ports"] = std::move(ports);
       if (!health_spec.empty()) {
@@ -285,16 +281,12 @@ int main(int argc, char** argv) {
           path = rest.substr(slash);
           rest = rest.substr(0, slash);
         }
-        unsigned long port = 0;
-        try {
-          port = std::stoul(rest);
-        } catch (...) {
-        }
-        if ((kind != "tcp" && kind != "http") || port == 0 || port > 65535) {
+        const auto port = swarmnet::parse_port(rest);
+        if ((kind != "tcp" && kind != "http") || !port) {
           throw swarmnet::Error(swarmnet::Errc::invalid_argument,
                                 "--health " + health_spec + ": expected tcp:PORT or http:PORT/PATH");
         }
-        json::object h{{"kind", kind}, {"port", port}, {"interval_s", health_interval}, {"retries", health_retries}};
+        json::object h{{"kind", kind}, {"port", *port}, {"interval_s", health_interval}, {"retries", health_retries}};
         if (!path.empty()) h["path"] = path;
         body["health"] = std::move(h);
       }

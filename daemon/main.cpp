@@ -6,7 +6,6 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <charconv>
 #include <iostream>
 
 #include "common/api.hpp"
@@ -159,18 +158,13 @@ int main(int argc, char** argv) {
       for (const std::string& spec : dns_upstreams) {
         const auto colon = spec.find(':');
         const auto ip = swarmnet::Ipv4Address::try_parse(spec.substr(0, colon));
-        unsigned port = 53;
-        if (colon != std::string::npos) {
-          const char* first = spec.data() + colon + 1;
-          const char* last = spec.data() + spec.size();
-          auto [end, ec] = std::from_chars(first, last, port);
-          if (ec != std::errc{} || end != last) port = 0;
-        }
-        if (!ip || port == 0 || port > 65535) {
+        const auto port = colon == std::string::npos ? std::optional<uint16_t>(53)
+                                                     : swarmnet::parse_port(spec.substr(colon + 1));
+        if (!ip || !port) {
           throw swarmnet::Error(swarmnet::Errc::invalid_argument,
                                 "--dns-upstream " + spec + ": expected IP or IP:PORT");
         }
-        up.servers.emplace_back(*ip, static_cast<uint16_t>(port));
+        up.servers.emplace_back(*ip, *port);
       }
       up.exclude = dns_server->listeners();  // resolv.conf pointing at ourselves must not loop
       upstream.emplace(dns_server->io(), up);
