@@ -21,17 +21,9 @@
 #      CHURN_PERIOD (s, default 0.5), REACH_TIMEOUT (s per round, default 20),
 #      CLUSTER_LOG_LEVEL (default info), SWARMNET_BIN_DIR (default build/bin).
 set -euo pipefail
-case "${1:-}" in
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-esac
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/../integration/lib/common.sh"
-source "$HERE/../integration/lib/cluster.sh"
-require_root
-for tool in jq ping awk; do command -v "$tool" >/dev/null || die "$tool is needed (scripts/install-deps)"; done
-need_bin swarmnetd >/dev/null
-need_bin swarmnetctl >/dev/null
-need_bin swarmnet >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_needs jq ping awk
+bench_needs_cluster
 
 N="${HOSTS:-10}"
 ROUNDS="${ROUNDS:-10}"

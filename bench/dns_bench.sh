@@ -26,19 +26,9 @@
 #      MEMORY_NAMES (default 100000; 0 skips the memory part),
 #      SWARMNET_BIN_DIR (default build/bin).
 set -euo pipefail
-case "${1:-}" in
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-esac
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/../integration/lib/common.sh"
-source "$HERE/../integration/lib/cluster.sh"
-require_root
-for tool in dnsperf dnsmasq jq curl; do
-  command -v "$tool" >/dev/null || die "$tool is needed (scripts/install-deps)"
-done
-need_bin swarmnetd >/dev/null
-need_bin swarmnetctl >/dev/null
-need_bin swarmnet >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_needs dnsperf dnsmasq jq curl
+bench_needs_cluster
 
 NAMES="${NAMES:-1000}"
 DURATION="${DURATION:-10}"

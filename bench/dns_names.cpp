@@ -18,6 +18,7 @@
 
 #include "dns/message.hpp"
 #include "dns/name_table.hpp"
+#include "tests/support/dns_packets.hpp"
 
 using namespace swarmnet;
 using Clock = std::chrono::steady_clock;
@@ -31,20 +32,6 @@ long rss_kib() {
   while (std::getline(status, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
   return -1;
-}
-
-std::vector<uint8_t> query_for(uint16_t id, const std::string& name) {
-  std::vector<uint8_t> q = {uint8_t(id >> 8), uint8_t(id), 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0};
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t dot = name.find('.', start);
-    if (dot == std::string::npos) dot = name.size();
-    q.push_back(uint8_t(dot - start));
-    q.insert(q.end(), name.begin() + long(start), name.begin() + long(dot));
-    start = dot + 1;
-  }
-  q.insert(q.end(), {0, 0, 1, 0, 1});
-  return q;
 }
 
 std::string hex_id(std::mt19937_64& rng) {
@@ -103,7 +90,9 @@ int main(int argc, char** argv) {
   const long rss_after = rss_kib();
 
   std::vector<std::vector<uint8_t>> queries;
-  for (size_t i = 0; i < 4096; ++i) queries.push_back(query_for(uint16_t(i), "c" + std::to_string(rng() % count)));
+  for (size_t i = 0; i < 4096; ++i) {
+    queries.push_back(test::make_query("c" + std::to_string(rng() % count), 1, {.id = uint16_t(i)}));
+  }
   size_t answered = 0;
   uint8_t buffer[dns::kEdnsUdpSize];
   const auto lookup_start = Clock::now();

@@ -12,12 +12,7 @@
 #      VM_TIMEOUT (seconds, default 1800). Needs root, qemu-system-x86,
 #      linux-image-amd64, busybox-static, nftables.
 set -euo pipefail
-case "${1:-}" in
-  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-esac
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/../integration/lib/common.sh"
-require_root
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench=$(need_bin lb_bench)
 nft=$(command -v nft) || die "nft missing (apt-get install nftables)"
 

@@ -22,14 +22,8 @@
 # Env: HOSTS (1|2), CONNECTIONS (32), DURATION (10), SWARMNET_BIN_DIR.
 # Needs root, wrk, curl and busybox; removes everything it made on exit.
 set -euo pipefail
-case "${1:-}" in
-  -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-esac
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/../integration/lib/common.sh"
-source "$HERE/../integration/lib/cluster.sh"
-require_root
-for tool in busybox curl jq wrk; do command -v "$tool" >/dev/null || die "$tool missing (apt-get install $tool)"; done
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_needs busybox curl jq wrk
 HOSTS="${HOSTS:-1}"
 CONNECTIONS="${CONNECTIONS:-32}"
 DURATION="${DURATION:-10}"

@@ -28,19 +28,9 @@
 #      load average to drop below X before measuring),
 #      SWARMNET_BIN_DIR (default build/bin).
 set -euo pipefail
-case "${1:-}" in
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-esac
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/../integration/lib/common.sh"
-source "$HERE/../integration/lib/cluster.sh"
-require_root
-for tool in iperf3 jq bridge awk; do
-  command -v "$tool" >/dev/null || die "$tool is needed (scripts/install-deps)"
-done
-need_bin swarmnetd >/dev/null
-need_bin swarmnetctl >/dev/null
-need_bin swarmnet >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_needs iperf3 jq bridge awk
+bench_needs_cluster
 
 DURATION="${DURATION:-10}"
 PARALLEL="${PARALLEL:-4}"

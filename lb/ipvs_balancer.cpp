@@ -150,65 +150,60 @@ std::string element_command(std::string_view verb, const std::string& body,
          " { " + body + " }\n";
 }
 
-// The addresses in the set of VIPs without backends.
-std::set<Ipv4Address> read_empty_set(kernel::NftContext& nft) {
+// The "elem" array of `list KIND ip swarmnet-ipvs NAME` (KIND "set" or
+// "map") as JSON; empty when the table or the set is missing or empty.
+json::array list_elements(kernel::NftContext& nft, const std::string& kind, std::string_view name) {
   std::string listing;
   try {
-    listing = nft.run("list set ip " + std::string(kIpvsTable) + " " + std::string(kIpvsEmptySet),
+    listing = nft.run("list " + kind + " ip " + std::string(kIpvsTable) + " " + std::string(name),
                       kernel::NftContext::Output::json);
   } catch (const Error& e) {
     if (e.code() == Errc::not_found) return {};
     throw;
   }
-  std::set<Ipv4Address> vips;
+  json::array elements;
   json::value doc = json::parse(listing);
   for (const json::value& item : doc.at("nftables").as_array()) {
-    const json::object* set = item.as_object().if_contains("set") ? &item.at("set").as_object() : nullptr;
-    if (!set || !set->if_contains("elem")) continue;
-    for (const json::value& e : set->at("elem").as_array()) {
-      if (!e.is_string()) continue;
-      if (auto vip = Ipv4Address::try_parse(e.as_string())) vips.insert(*vip);
-    }
+    const json::value* set = item.as_object().if_contains(kind);
+    if (!set || !set->as_object().if_contains("elem")) continue;
+    for (const json::value& e : set->at("elem").as_array()) elements.push_back(e);
+  }
+  return elements;
+}
+
+// The addresses in the set of VIPs without backends.
+std::set<Ipv4Address> read_empty_set(kernel::NftContext& nft) {
+  std::set<Ipv4Address> vips;
+  for (const json::value& e : list_elements(nft, "set", kIpvsEmptySet)) {
+    if (!e.is_string()) continue;
+    if (auto vip = Ipv4Address::try_parse(e.as_string())) vips.insert(*vip);
   }
   return vips;
 }
 
 // The map's elements, read from the kernel. Empty if the table is missing.
 std::vector<MapElement> read_map(kernel::NftContext& nft) {
-  std::string listing;
-  try {
-    listing = nft.run("list map ip " + std::string(kIpvsTable) + " " + std::string(kIpvsMarkMap),
-                      kernel::NftContext::Output::json);
-  } catch (const Error& e) {
-    if (e.code() == Errc::not_found) return {};
-    throw;
-  }
   std::vector<MapElement> elements;
-  json::value doc = json::parse(listing);
-  for (const json::value& item : doc.at("nftables").as_array()) {
-    const json::object* map = item.as_object().if_contains("map") ? &item.at("map").as_object() : nullptr;
-    if (!map || !map->if_contains("elem")) continue;
-    for (const json::value& pair : map->at("elem").as_array()) {
-      const json::array& kv = pair.as_array();
-      if (kv.size() != 2) continue;
-      MapElement e;
-      // An element with a comment is {"elem": {"val": ..., "comment": ...}},
-      // one without is the bare address string.
-      const json::value* val = &kv[0];
-      if (val->is_object() && val->as_object().if_contains("elem")) {
-        const json::object& inner = val->at("elem").as_object();
-        if (const json::value* c = inner.if_contains("comment"); c && c->is_string()) {
-          e.key = std::string(c->as_string());
-        }
-        val = inner.if_contains("val");
+  for (const json::value& pair : list_elements(nft, "map", kIpvsMarkMap)) {
+    const json::array& kv = pair.as_array();
+    if (kv.size() != 2) continue;
+    MapElement e;
+    // An element with a comment is {"elem": {"val": ..., "comment": ...}},
+    // one without is the bare address string.
+    const json::value* val = &kv[0];
+    if (val->is_object() && val->as_object().if_contains("elem")) {
+      const json::object& inner = val->at("elem").as_object();
+      if (const json::value* c = inner.if_contains("comment"); c && c->is_string()) {
+        e.key = std::string(c->as_string());
       }
-      if (!val || !val->is_string()) continue;
-      auto vip = Ipv4Address::try_parse(val->as_string());
-      if (!vip || !kv[1].is_number()) continue;
-      e.vip = *vip;
-      e.mark = static_cast<uint32_t>(kv[1].to_number<uint64_t>());
-      elements.push_back(std::move(e));
+      val = inner.if_contains("val");
     }
+    if (!val || !val->is_string()) continue;
+    auto vip = Ipv4Address::try_parse(val->as_string());
+    if (!vip || !kv[1].is_number()) continue;
+    e.vip = *vip;
+    e.mark = static_cast<uint32_t>(kv[1].to_number<uint64_t>());
+    elements.push_back(std::move(e));
   }
   return elements;
 }

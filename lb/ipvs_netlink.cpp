@@ -15,19 +15,14 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "kernel/libnl_util.hpp"
 #include "kernel/netlink.hpp"
 
 namespace swarmnet::lb {
 namespace {
 
-struct MsgFree {
-  void operator()(nl_msg* msg) const { nlmsg_free(msg); }
-};
-using MsgPtr = std::unique_ptr<nl_msg, MsgFree>;
-struct CbFree {
-  void operator()(nl_cb* cb) const { nl_cb_put(cb); }
-};
-using CbPtr = std::unique_ptr<nl_cb, CbFree>;
+using kernel::libnl::CbPtr;
+using kernel::libnl::MsgPtr;
 
 // Building a message of a few dozen bytes cannot run out of room; a failure
 // here is a bug, reported as such.

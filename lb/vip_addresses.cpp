@@ -12,14 +12,12 @@
 #include <optional>
 
 #include "common/error.hpp"
+#include "kernel/libnl_util.hpp"
 
 namespace swarmnet::lb {
 namespace {
 
-struct MsgFree {
-  void operator()(nl_msg* msg) const { nlmsg_free(msg); }
-};
-using MsgPtr = std::unique_ptr<nl_msg, MsgFree>;
+using kernel::libnl::MsgPtr;
 
 // An RTM_NEWADDR / RTM_DELADDR for vip/32 on link `index`.
 MsgPtr address_message(int type, int flags, int index, Ipv4Address vip, bool with_protocol) {
