@@ -190,6 +190,16 @@ std::optional<api::Network> Driver::find_network(const std::string& name_or_id) 
   }
 }
 
+std::optional<api::Network> Driver::find_network_by_subnet(const Ipv4Prefix& subnet) {
+  auto all = json::value_to<std::vector<api::Network>>(daemon_.call("GET", networks_target()));
+  for (auto& n : all) {
+    if (n.subnet.network() == subnet.network() && n.subnet.length() == subnet.length()) {
+      return std::move(n);
+    }
+  }
+  return std::nullopt;
+}
+
 // --- IPAM -------------------------------------------------------------------
 
 json::object Driver::request_pool(const RequestPool& r) {
@@ -212,12 +222,7 @@ json::object Driver::request_pool(const RequestPool& r) {
                                network->subnet.str() + ", not " + r.pool->str());
     }
   } else if (r.pool) {
-    auto all = json::value_to<std::vector<api::Network>>(daemon_.call("GET", networks_target()));
-    for (const auto& n : all) {
-      if (n.subnet.network() == r.pool->network() && n.subnet.length() == r.pool->length()) {
-        network = n;
-      }
-    }
+    network = find_network_by_subnet(*r.pool);
   }
   bool created = false;
   if (!network) {
@@ -351,13 +356,7 @@ json::object Driver::create_network(const CreateNetwork& r) {
                                      std::to_string(r.ipv4.size()));
   }
   const IpamData& data = r.ipv4.front();
-  auto all = json::value_to<std::vector<api::Network>>(daemon_.call("GET", networks_target()));
-  std::optional<api::Network> network;
-  for (const auto& n : all) {
-    if (n.subnet.network() == data.pool.network() && n.subnet.length() == data.pool.length()) {
-      network = n;
-    }
-  }
+  auto network = find_network_by_subnet(data.pool);
   if (!network) {
     fail(Errc::invalid_argument, "no swarmnet network has subnet " + data.pool.str() +
                                      ": create the Docker network with --ipam-driver swarmnet");

@@ -153,6 +153,7 @@ class Driver {
   std::optional<api::Endpoint> find_reservation(const std::string& network_id, Ipv4Address a);
   api::Endpoint reserve(const std::string& network_id, std::optional<Ipv4Address> address);
   std::optional<api::Network> find_network(const std::string& name_or_id);
+  std::optional<api::Network> find_network_by_subnet(const Ipv4Prefix& subnet);
   const std::string& node_id();
 
   DaemonApi& daemon_;
