@@ -99,7 +99,7 @@ for i in 1 2; do
   # once, so the wait never saw host 2's deletions arrive by gossip (a flake).
   check "host $i lists only the containerd endpoint" wait_for 10 eps_is "$i" "$act " ||
     info "host $i lists: $(eps_of "$i")"
-  check "host $i has no Docker veth left" test "$(ip -n "$(host_ns "$i")" -o link show | grep -cE ': sw[vc][0-9a-f]' || true)" = "$([[ $i == 2 ]] && echo 1 || echo 0)"
+  check "host $i has no Docker veth left" test "$(docker_links_left "$i")" = "$([[ $i == 2 ]] && echo 1 || echo 0)"
 done
 
 (($(failures) == 0)) || die "$(failures) check(s) failed"

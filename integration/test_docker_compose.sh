@@ -39,9 +39,8 @@ check "an outside machine fetches http://HOST:8080/" \
 say "docker-compose down"
 check "compose down" compose down
 check "no swarmnet network left" test "$(hctl 1 network ls --format json | jq length)" = 0
-check "no veth left" test "$(ip -n "$(host_ns 1)" -o link show | grep -cE ': sw[vc][0-9a-f]' || true)" = 0
-check "no published-port rule left" \
-  test "$(ip netns exec "$(host_ns 1)" nft -j list chain inet swarmnet published-dnat | jq '[.nftables[] | select(.rule)] | length')" = 0
+check "no veth left" test "$(docker_links_left 1)" = 0
+check "no published-port rule left" test "$(published_rules 1 published-dnat)" = 0
 
 (($(failures) == 0)) || die "$(failures) check(s) failed"
 pass "test_docker_compose"

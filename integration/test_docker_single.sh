@@ -17,14 +17,11 @@ containerd_ensure
 cluster_up 1
 outside_up
 docker_env_up 1
-h=$(host_ns 1)
 
 ip_of() { docker_ip 1 "$1" "$2"; }
 cexec() { local c="$1"; shift; dk 1 exec "$c" "$@" >/dev/null 2>&1; }
 dk_quiet() { dk "$@" >/dev/null; }
 reply_has() { jq -e "$2" <<<"$1" >/dev/null; }
-links_left() { ip -n "$h" -o link show | grep -cE ': sw[vc][0-9a-f]' || true; }
-published_rules() { ip netns exec "$h" nft -j list chain inet swarmnet "$1" | jq '[.nftables[] | select(.rule)] | length'; }
 
 say "docker network create -d swarmnet --ipam-driver swarmnet --subnet 10.93.0.0/24 web"
 check "network created" dk_quiet 1 network create -d swarmnet --ipam-driver swarmnet --subnet 10.93.0.0/24 web
@@ -57,14 +54,14 @@ check "after network disconnect, web1 has one interface again" \
 
 say "-p 8080:80 publishes on the host's address"
 dk 1 run -d --name srv -p 8080:80 --network web "$DOCKER_TEST_IMAGE" httpd -f -p 80 -h /etc >/dev/null
-check "two published-port rules (DNAT + accept)" test "$(published_rules published-dnat) $(published_rules published)" = "1 1"
+check "two published-port rules (DNAT + accept)" test "$(published_rules 1 published-dnat) $(published_rules 1 published)" = "1 1"
 check "an outside machine fetches http://HOST:8080/ from the container" \
   bash -c "ip netns exec $(outside_ns) curl -sf -m 5 http://$(host_ip 1):8080/passwd | grep -q root:x"
 check "publishing the same host port twice is refused" \
   bash -c "! docker -H $(docker_host 1) run -d --name srv2 -p 8080:80 --network web $DOCKER_TEST_IMAGE sleep 1 >/dev/null 2>&1"
 dk 1 rm -f srv2 >/dev/null 2>&1 || true
 dk 1 rm -f srv >/dev/null
-check "docker rm -f removes the published-port rules" test "$(published_rules published-dnat) $(published_rules published)" = "0 0"
+check "docker rm -f removes the published-port rules" test "$(published_rules 1 published-dnat) $(published_rules 1 published)" = "0 0"
 
 say "bad plugin calls: an error in Err/Error, nothing changed"
 before=$(hctl 1 network inspect docker-10.93.0.0-24 | jq -c '.endpoints')
@@ -104,8 +101,8 @@ say "docker rm -f, docker network rm: nothing left"
 dk 1 rm -f web1 web2 web3 web4 back1 >/dev/null
 check "docker network rm web back" dk_quiet 1 network rm web back
 check "no swarmnet network left (both were made for Docker)" test "$(hctl 1 network ls --format json | jq length)" = 0
-check "no veth left on the host" test "$(links_left)" = 0
-check "no published-port rule left" test "$(published_rules published-dnat) $(published_rules published)" = "0 0"
+check "no veth left on the host" test "$(docker_links_left 1)" = 0
+check "no published-port rule left" test "$(published_rules 1 published-dnat) $(published_rules 1 published)" = "0 0"
 check "the plugin's state is empty" test -z "$(find "$(_docker_dir 1)/plugin-state" -type f)"
 r=$(plugin_call 1 NetworkDriver.DeleteNetwork "{\"NetworkID\":\"$netid\"}")
 check "a second DeleteNetwork: Err ($r)" reply_has "$r" '.Err | test("unknown network")'

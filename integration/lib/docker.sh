@@ -16,6 +16,8 @@
 #   plugin_call I METHOD JSON       POST a raw plugin call (curl), prints the reply
 #   docker_ip I CONTAINER NETWORK   the container's address on a Docker network
 #   docker_rootfs_tar OUT           busybox-static's rootfs as a plain tar (docker import)
+#   docker_links_left I             how many container veth ends (sw[vc]...) host I holds
+#   published_rules I CHAIN         how many rules host I's chain `inet swarmnet CHAIN` holds
 #
 # Each dockerd runs in a mount namespace of its own where a per-host directory
 # is bind-mounted over /run/docker/plugins: that is where dockerd looks for
@@ -171,3 +173,10 @@ docker_ip() {
   local i="$1" c="$2" net="$3"
   dk "$i" inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$c"
 }
+
+_dk_in() {  # _dk_in I CMD...: CMD in host I's network namespace
+  local ns; ns=$(_dk_ns "$1"); shift
+  if [[ -n "$ns" ]]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+docker_links_left() { _dk_in "$1" ip -o link show | grep -cE ': sw[vc][0-9a-f]' || true; }
+published_rules() { _dk_in "$1" nft -j list chain inet swarmnet "$2" | jq '[.nftables[] | select(.rule)] | length'; }

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -190,6 +191,16 @@ std::optional<api::Network> Driver::find_network(const std::string& name_or_id) 
   }
 }
 
+std::optional<api::Network> Driver::find_network_by_subnet(const Ipv4Prefix& subnet) {
+  auto all = json::value_to<std::vector<api::Network>>(daemon_.call("GET", networks_target()));
+  for (auto& n : all) {
+    if (n.subnet.network() == subnet.network() && n.subnet.length() == subnet.length()) {
+      return std::move(n);
+    }
+  }
+  return std::nullopt;
+}
+
 // --- IPAM -------------------------------------------------------------------
 
 json::object Driver::request_pool(const RequestPool& r) {
@@ -212,12 +223,7 @@ json::object Driver::request_pool(const RequestPool& r) {
                                network->subnet.str() + ", not " + r.pool->str());
     }
   } else if (r.pool) {
-    auto all = json::value_to<std::vector<api::Network>>(daemon_.call("GET", networks_target()));
-    for (const auto& n : all) {
-      if (n.subnet.network() == r.pool->network() && n.subnet.length() == r.pool->length()) {
-        network = n;
-      }
-    }
+    network = find_network_by_subnet(*r.pool);
   }
   bool created = false;
   if (!network) {
@@ -261,17 +267,20 @@ json::object Driver::release_pool(const ReleasePool& r) {
   return {};
 }
 
-std::optional<api::Endpoint> Driver::find_reservation(const std::string& network_id,
-                                                      Ipv4Address a) {
-  auto eps = json::value_to<std::vector<api::Endpoint>>(
+std::vector<api::Endpoint> Driver::endpoints(const std::string& network_id) {
+  return json::value_to<std::vector<api::Endpoint>>(
       daemon_.call("GET", endpoints_target(network_id)));
+}
+
+const api::Endpoint* Driver::reservation_in(const std::vector<api::Endpoint>& eps,
+                                            Ipv4Address a) {
   for (const auto& e : eps) {
     if (e.node == node_id() && !e.attach && e.container_id.starts_with(kReservationPrefix) &&
         e.address.address() == a) {
-      return e;
+      return &e;
     }
   }
-  return std::nullopt;
+  return nullptr;
 }
 
 api::Endpoint Driver::reserve(const std::string& network_id, std::optional<Ipv4Address> address) {
@@ -307,7 +316,8 @@ json::object Driver::request_address(const RequestAddress& r) {
 json::object Driver::release_address(const ReleaseAddress& r) {
   auto pool = state_.pool(r.pool_id);
   if (!pool) fail(Errc::not_found, "unknown pool " + r.pool_id);
-  auto res = find_reservation(pool->network_id, r.address);
+  const auto eps = endpoints(pool->network_id);
+  const api::Endpoint* res = reservation_in(eps, r.address);
   if (!res) {
     auto n = find_network(pool->network_id);
     if (n && n->gateway == r.address) return {};  // the gateway: never allocated
@@ -351,13 +361,7 @@ json::object Driver::create_network(const CreateNetwork& r) {
                                      std::to_string(r.ipv4.size()));
   }
   const IpamData& data = r.ipv4.front();
-  auto all = json::value_to<std::vector<api::Network>>(daemon_.call("GET", networks_target()));
-  std::optional<api::Network> network;
-  for (const auto& n : all) {
-    if (n.subnet.network() == data.pool.network() && n.subnet.length() == data.pool.length()) {
-      network = n;
-    }
-  }
+  auto network = find_network_by_subnet(data.pool);
   if (!network) {
     fail(Errc::invalid_argument, "no swarmnet network has subnet " + data.pool.str() +
                                      ": create the Docker network with --ipam-driver swarmnet");
@@ -395,7 +399,13 @@ json::object Driver::create_endpoint(const CreateEndpoint& r) {
     fail(Errc::invalid_argument, "address " + r.address->str() + " is outside network " + n.name +
                                      " (" + n.subnet.str() + ")");
   }
-  if (auto existing = find_endpoint(n.network_id, r.endpoint_id)) {
+  // One listing answers both questions: is the endpoint there already, and
+  // which reservation holds its address.
+  const auto eps = endpoints(n.network_id);
+  const auto existing = std::find_if(eps.begin(), eps.end(), [&](const api::Endpoint& e) {
+    return e.node == node_id() && e.container_id == r.endpoint_id && e.ifname == kEndpointIfname;
+  });
+  if (existing != eps.end()) {
     // A repeated call (Docker retried after we restarted): same answer.
     if (existing->address.address() != r.address->address()) {
       fail(Errc::conflict, "endpoint " + r.endpoint_id + " exists with address " +
@@ -408,7 +418,7 @@ json::object Driver::create_endpoint(const CreateEndpoint& r) {
          "swarmnet chooses the MAC address (from the IP address, as other hosts expect): drop "
          "--mac-address");
   }
-  auto res = find_reservation(n.network_id, r.address->address());
+  const api::Endpoint* res = reservation_in(eps, r.address->address());
   if (!res) {
     fail(Errc::invalid_argument, "address " + r.address->str() +
                                      " was not handed out by swarmnet's IPAM on this host: use "

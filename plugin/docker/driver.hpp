@@ -150,9 +150,12 @@ class Driver {
   api::Endpoint endpoint_of(const StateDir::NetworkEntry& n, const std::string& endpoint_id);
   std::optional<api::Endpoint> find_endpoint(const std::string& network_id,
                                              const std::string& container_id);
-  std::optional<api::Endpoint> find_reservation(const std::string& network_id, Ipv4Address a);
+  std::vector<api::Endpoint> endpoints(const std::string& network_id);
+  // This host's reservation of `a` in a listing of endpoints(), or null.
+  const api::Endpoint* reservation_in(const std::vector<api::Endpoint>& eps, Ipv4Address a);
   api::Endpoint reserve(const std::string& network_id, std::optional<Ipv4Address> address);
   std::optional<api::Network> find_network(const std::string& name_or_id);
+  std::optional<api::Network> find_network_by_subnet(const Ipv4Prefix& subnet);
   const std::string& node_id();
 
   DaemonApi& daemon_;

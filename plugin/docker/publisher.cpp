@@ -99,34 +99,44 @@ std::string NftPortPublisher::list(const char* chain) {
   }
 }
 
+// The deletion of the rules of `endpoint_id`, given a listing of
+// published-dnat. They are added and deleted in pairs, in one transaction
+// each, so `published` is only read when published-dnat holds some.
+std::string NftPortPublisher::removal(const std::string& endpoint_id,
+                                      std::string_view dnat_listing) {
+  const auto dnat = publish_script::handles(dnat_listing, endpoint_id);
+  if (dnat.empty()) return "";
+  std::ostringstream s;
+  for (uint64_t h : dnat) s << "delete rule inet swarmnet published-dnat handle " << h << "\n";
+  for (uint64_t h : publish_script::handles(list("published"), endpoint_id)) {
+    s << "delete rule inet swarmnet published handle " << h << "\n";
+  }
+  return s.str();
+}
+
 void NftPortPublisher::publish(const std::string& endpoint_id, Ipv4Address container,
                                const std::vector<PortBinding>& ports) {
-  const auto taken = publish_script::taken_ports(list("published-dnat"), endpoint_id);
+  const std::string dnat = list("published-dnat");
+  const auto taken = publish_script::taken_ports(dnat, endpoint_id);
   for (const auto& p : ports) {
     std::string key = p.proto + "/" + std::to_string(p.host_port);
     if (std::find(taken.begin(), taken.end(), key) != taken.end()) {
       throw Error(Errc::conflict, "host port " + key + " is already published by another container");
     }
   }
-  unpublish(endpoint_id);
-  nft_.run(publish_script::add(endpoint_id, container, ports));
+  // The old rules go and the new come in one transaction.
+  nft_.run(removal(endpoint_id, dnat) + publish_script::add(endpoint_id, container, ports));
 }
 
 void NftPortPublisher::unpublish(const std::string& endpoint_id) {
-  std::ostringstream s;
-  for (const char* chain : {"published-dnat", "published"}) {
-    std::string listing;
-    try {
-      listing = list(chain);
-    } catch (const Error& e) {
-      if (e.code() == Errc::unavailable) return;  // no table: nothing of ours left either
-      throw;
-    }
-    for (uint64_t h : publish_script::handles(listing, endpoint_id)) {
-      s << "delete rule inet swarmnet " << chain << " handle " << h << "\n";
-    }
+  std::string dnat;
+  try {
+    dnat = list("published-dnat");
+  } catch (const Error& e) {
+    if (e.code() == Errc::unavailable) return;  // no table: nothing of ours left either
+    throw;
   }
-  if (!s.str().empty()) nft_.run(s.str());
+  if (std::string script = removal(endpoint_id, dnat); !script.empty()) nft_.run(script);
 }
 
 }  // namespace swarmnet::docker

@@ -42,6 +42,7 @@ class NftPortPublisher : public PortPublisher {
 
  private:
   std::string list(const char* chain);
+  std::string removal(const std::string& endpoint_id, std::string_view dnat_listing);
   kernel::NftContext nft_;
 };
 
