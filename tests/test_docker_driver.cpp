@@ -127,16 +127,23 @@ TEST_CASE("docker: port bindings as Docker sends them", "[docker]") {
   CHECK(r.ports[1].proto == "udp");
   CHECK(r.ports[1].host_port == 53);  // no host port: the container port
   CHECK(r.ports[1].host_ip == Ipv4Address::parse("192.0.2.1"));
-  std::string script = publish_script::add("e1", Ipv4Address::parse("10.0.0.5"), r.ports);
+  std::string script = kernel::published_ports_script::add(kPublishOwner, "e1", Ipv4Address::parse("10.0.0.5"),
+                                                           published_ports(r.ports));
   CHECK_THAT(script, Catch::Contains("fib daddr type local tcp dport 8080 dnat ip to 10.0.0.5:80 comment \"docker:e1 tcp/8080\""));
   CHECK_THAT(script, Catch::Contains("ip daddr 192.0.2.1 udp dport 53 dnat ip to 10.0.0.5:53"));
   CHECK_THAT(script, Catch::Contains("add rule inet swarmnet published ip daddr 10.0.0.5 tcp dport 80 ct status dnat accept"));
   const char* listing = R"({"nftables":[{"metainfo":{}},{"chain":{"name":"published-dnat"}},
     {"rule":{"handle":7,"comment":"docker:e1 tcp/8080"}},{"rule":{"handle":9,"comment":"docker:e2 udp/53"}},
-    {"rule":{"handle":11,"comment":"service:web tcp/80"}}]})";
-  CHECK(publish_script::handles(listing, "e1") == std::vector<uint64_t>{7});
-  CHECK(publish_script::handles(listing, "") == std::vector<uint64_t>{7, 9});
-  CHECK(publish_script::taken_ports(listing, "e1") == std::vector<std::string>{"udp/53"});
+    {"rule":{"handle":11,"comment":"host:ab12 tcp/80"}},{"rule":{"handle":12,"comment":"not ours"}}]})";
+  const auto rules = kernel::published_ports_script::rules(listing);
+  REQUIRE(rules.size() == 3);
+  CHECK(rules[0].owner == "docker");
+  CHECK(rules[0].id == "e1");
+  CHECK(rules[0].port == "tcp/8080");
+  CHECK(rules[0].handle == 7);
+  CHECK(rules[2].owner == "host");
+  CHECK(rules[2].id == "ab12");
+  CHECK(rules[2].port == "tcp/80");
 }
 
 TEST_CASE("docker: Docker's whole call sequence leaves nothing behind", "[docker]") {

@@ -1,0 +1,76 @@
+// Ports published on this host (host mode): a DNAT and an accept rule per
+// port in swarmnetd's table `inet swarmnet`, in the chains `published-dnat`
+// (prerouting) and `published` (jumped to by the forward filter for traffic
+// into a bridge), which swarmnetd's firewall creates empty and never
+// rewrites. Two programs write there: swarmnetd (services' host-mode ports
+// and the CNI portMappings capability, owner "host") and swarmnet-docker
+// (Docker's -p, owner "docker"). Every rule carries the comment
+// "OWNER:ID PROTO/PORT": that is how an owner finds its rules again (after a
+// restart too), and how each sees a port that the other already published,
+// so one host port never goes to two containers.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ipv4.hpp"
+#include "kernel/nftables.hpp"
+
+namespace swarmnet::kernel {
+
+struct PublishedPort {
+  std::string protocol;  // "tcp", "udp" or "sctp"
+  uint16_t host_port = 0;
+  uint16_t container_port = 0;
+  std::optional<Ipv4Address> host_ip;  // nullopt: every local address of the host
+  auto operator<=>(const PublishedPort&) const = default;
+};
+
+// The nft scripts and the reading of listings, pure (tested without root).
+namespace published_ports_script {
+// The rules of one container, to add in one transaction.
+std::string add(std::string_view owner, const std::string& id, Ipv4Address container,
+                const std::vector<PublishedPort>& ports);
+struct ListedRule {
+  std::string owner;
+  std::string id;
+  std::string port;  // "tcp/8080"
+  uint64_t handle = 0;
+};
+// The rules of a JSON listing of one chain (nft -j list chain ...) that
+// carry a published-port comment; other rules are skipped.
+std::vector<ListedRule> rules(std::string_view listing);
+}  // namespace published_ports_script
+
+class PublishedPorts {
+ public:
+  // owner: "host" or "docker"; runs in the calling thread's namespace.
+  explicit PublishedPorts(std::string owner);
+
+  // Makes the rules of `id` exactly `ports` (old ones out, new ones in, one
+  // transaction). Error(conflict) naming the holder when a host port is
+  // published already by another id, of any owner; Error(unavailable) when
+  // swarmnetd's chains are missing.
+  void replace(const std::string& id, Ipv4Address container, const std::vector<PublishedPort>& ports);
+  // Removes the rules of `id`; nothing to do when it has none (or when the
+  // table is gone).
+  void remove(const std::string& id);
+  // The ids of this owner that have rules.
+  std::set<std::string> ids();
+  // Every published host port ("tcp/8080") and its holder ("docker:ID").
+  std::map<std::string, std::string> taken();
+
+ private:
+  std::string list(const char* chain);
+  std::string removal(const std::string& id, std::string_view dnat_listing);
+
+  std::string owner_;
+  NftContext nft_;
+};
+
+}  // namespace swarmnet::kernel
