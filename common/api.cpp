@@ -143,6 +143,14 @@ void tag_invoke(json::value_from_tag, json::value& jv, const EndpointCreate& e) 
                     {"aliases", to_array(e.aliases)},
                     {"service", e.service},
                     {"attach", e.attach}};
+  if (!e.port_mappings.empty()) {
+    json::array ports;
+    for (const auto& p : e.port_mappings) {
+      ports.push_back(json::object{
+          {"host_port", p.host_port}, {"container_port", p.container_port}, {"protocol", p.protocol}});
+    }
+    jv.as_object()["port_mappings"] = std::move(ports);
+  }
 }
 
 EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value& jv) {
@@ -163,6 +171,26 @@ EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value&
   e.aliases = string_array(o, "aliases");
   e.service = string_or(o, "service", "");
   e.attach = bool_or(o, "attach", true);
+  if (const json::value* v = find(o, "port_mappings")) {
+    if (!v->is_array()) throw Error(Errc::invalid_argument, "field \"port_mappings\": expected an array");
+    for (size_t i = 0; i < v->get_array().size(); ++i) {
+      const std::string where = "port_mappings[" + std::to_string(i) + "]";
+      const auto& po = as_object(v->get_array()[i], where);
+      PortMapping p;
+      const auto host = optional_uint(po, "host_port", 65535);
+      const auto container = optional_uint(po, "container_port", 65535);
+      if (!host || *host == 0 || !container || *container == 0) {
+        throw Error(Errc::invalid_argument, where + ": host_port and container_port 1-65535 are required");
+      }
+      p.host_port = static_cast<uint16_t>(*host);
+      p.container_port = static_cast<uint16_t>(*container);
+      p.protocol = string_or(po, "protocol", "tcp");
+      if (p.protocol != "tcp" && p.protocol != "udp") {
+        throw Error(Errc::invalid_argument, where + ".protocol: \"tcp\" or \"udp\", not \"" + p.protocol + "\"");
+      }
+      e.port_mappings.push_back(p);
+    }
+  }
   return e;
 }
 

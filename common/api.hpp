@@ -49,6 +49,14 @@ struct AttachmentKey {
   auto operator<=>(const AttachmentKey&) const = default;
 };
 
+// A port the runtime asks to publish on this host (CNI portMappings).
+struct PortMapping {
+  uint16_t host_port = 0;
+  uint16_t container_port = 0;
+  std::string protocol = "tcp";  // "tcp" or "udp"
+  auto operator<=>(const PortMapping&) const = default;
+};
+
 // POST /v1/networks/NAME/endpoints
 struct EndpointCreate {
   std::string container_id;
@@ -62,6 +70,8 @@ struct EndpointCreate {
   // true: swarmnetd wires the host side (bridge) for the CNI "swarmnet"
   // plugin; false: an address only, for swarmnet-ipam under another plugin.
   bool attach = true;
+  // Host-mode publications of this endpoint (the CNI portMappings capability).
+  std::vector<PortMapping> port_mappings;
 };
 
 struct Endpoint {

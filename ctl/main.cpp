@@ -7,6 +7,7 @@
 #include "common/api.hpp"
 #include "common/api_client.hpp"
 #include "common/error.hpp"
+#include "common/port_spec.hpp"
 #include "common/version.hpp"
 
 namespace json = boost::json;
@@ -15,6 +16,16 @@ using swarmnet::url_segment;
 namespace api = swarmnet::api;
 
 namespace {
+
+// A port as the daemon's service API takes it.
+json::object port_json(const swarmnet::PortSpec& p) {
+  json::object o{{"target", p.target}, {"protocol", p.protocol}};
+  if (p.published) {
+    o["published"] = *p.published;
+    o["publish_mode"] = p.publish_mode;
+  }
+  return o;
+}
 
 // Indented JSON for humans (inspect), since the API's output is compact.
 void pretty(std::ostream& os, const json::value& v, int indent = 0) {
@@ -137,7 +148,7 @@ int main(int argc, char** argv) {
 
   auto* service = app.add_subcommand("service", "Manage services (a VIP or DNS round robin over tasks)");
   service->require_subcommand(1);
-  std::vector<std::string> svc_networks, svc_ports;
+  std::vector<std::string> svc_networks, svc_ports, svc_publish, svc_publish_rm;
   std::string endpoint_mode = "vip", health_spec;
   unsigned health_interval = 5, health_retries = 3;
   auto* svc_create = service->add_subcommand("create", "Create a service");
@@ -147,10 +158,19 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"vip", "dnsrr"}))
       ->capture_default_str();
   svc_create->add_option("--port", svc_ports, "A port the tasks serve, PORT[/tcp|/udp] (for SRV records)");
+  const char* publish_help =
+      "Publish a port outside the cluster: [mode=host|ingress,][PUBLISHED]:TARGET[/tcp|/udp] "
+      "(host: on the nodes running a task, straight to it; no PUBLISHED: a port is chosen per task, "
+      "see service inspect)";
+  svc_create->add_option("--publish", svc_publish, publish_help);
   svc_create->add_option("--health", health_spec, "Health check: tcp:PORT or http:PORT/PATH");
   svc_create->add_option("--health-interval", health_interval, "Seconds between checks")->capture_default_str();
   svc_create->add_option("--health-retries", health_retries, "Failures in a row before a task is unhealthy")
       ->capture_default_str();
+  auto* svc_update = service->add_subcommand("update", "Change a service's published ports");
+  svc_update->add_option("name", name, "Service name")->required();
+  svc_update->add_option("--publish-add", svc_publish, publish_help);
+  svc_update->add_option("--publish-rm", svc_publish_rm, "Stop publishing a target port, TARGET[/tcp|/udp]");
   auto* svc_ls = service->add_subcommand("ls", "List services");
   svc_ls->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
   auto* svc_inspect = service->add_subcommand("inspect", "Show a service, its VIPs and tasks as JSON");
@@ -263,14 +283,8 @@ int main(int argc, char** argv) {
       for (const auto& n : svc_networks) nets.emplace_back(n);
       body["networks"] = std::move(nets);
       json::array ports;
-      for (const auto& spec : svc_ports) {
-        auto slash = spec.find('/');
-        const std::string number = spec.substr(0, slash);
-        const std::string proto = slash == std::string::npos ? "tcp" : spec.substr(slash + 1);
-        const auto port = swarmnet::parse_port(number);
-        if (!port) throw swarmnet::Error(swarmnet::Errc::invalid_argument, "--port " + spec + ": expected PORT[/tcp|/udp]");
-        ports.push_back(json::object{{"target", *port}, {"protocol", proto}});
-      }
+      for (const auto& spec : svc_ports) ports.push_back(port_json(swarmnet::parse_port_spec(spec)));
+      for (const auto& spec : svc_publish) ports.push_back(port_json(swarmnet::parse_publish_spec(spec)));
       body["ports"] = std::move(ports);
       if (!health_spec.empty()) {
         auto colon = health_spec.find(':');
@@ -294,6 +308,26 @@ int main(int argc, char** argv) {
       json::value r = client.call("POST", "/v1/services", &b);
       std::cout << r.at("name").as_string().c_str() << " " << r.at("id").as_string().c_str();
       for (const auto& [net, vip] : r.at("vips").as_object()) std::cout << " " << net << "=" << vip.as_string().c_str();
+      std::cout << "\n";
+    } else if (svc_update->parsed()) {
+      // The daemon takes the whole new list: the current one, less the
+      // removed publications, plus the added ones.
+      json::value current = client.call("GET", "/v1/services/" + url_segment(name));
+      json::array ports;
+      for (const auto& p : current.at("ports").as_array()) {
+        const auto& o = p.as_object();
+        bool removed = false;
+        for (const auto& spec : svc_publish_rm) {
+          const swarmnet::PortSpec rm = swarmnet::parse_port_spec(spec);
+          removed = removed || (o.contains("publish_mode") && o.at("target").to_number<unsigned>() == rm.target &&
+                                o.at("protocol").as_string() == rm.protocol);
+        }
+        if (!removed) ports.push_back(o);
+      }
+      for (const auto& spec : svc_publish) ports.push_back(port_json(swarmnet::parse_publish_spec(spec)));
+      json::value b = json::object{{"ports", std::move(ports)}};
+      json::value r = client.call("PATCH", "/v1/services/" + url_segment(name), &b);
+      pretty(std::cout, r.at("ports"));
       std::cout << "\n";
     } else if (svc_ls->parsed()) {
       json::value v = client.call("GET", "/v1/services");

@@ -579,6 +579,12 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   e.aliases = req.aliases;
   e.service = req.service;
   e.labels = req.labels;
+  if (e.attach) {
+    for (const auto& m : req.port_mappings) {
+      e.host_ports.push_back(HostPortRecord{m.protocol, m.host_port, m.container_port, "runtime"});
+    }
+    if (endpoint_completer_) endpoint_completer_(e);  // throws when a host port is taken
+  }
   // The bridge before the record: the record's listeners act on it at once
   // (the balancer puts the network's VIP addresses on it when this is the
   // network's first container here, and nothing would tell it again).
@@ -676,7 +682,8 @@ api::Endpoint Controller::update_endpoint(const std::string& network_name,
   if (update.aliases) changed.aliases = *update.aliases;
   if (update.service && *update.service != changed.service) {
     changed.service = *update.service;
-    changed.healthy = true;  // as for an attach: checked anew for the new service
+    changed.healthy = true;  // checked anew for the new service
+    if (changed.attach && endpoint_completer_) endpoint_completer_(changed);  // its host ports
   }
   store_.put(changed);
   return to_api(network, changed);

@@ -106,6 +106,12 @@ class Controller {
   void add_membership_listener(std::function<void()> listener) {
     membership_listeners_.push_back(std::move(listener));
   }
+  // Called with every new endpoint of this node, and with one that changes
+  // service, before it is stored: fills in what depends on the services
+  // (its host ports) and may refuse it by throwing.
+  void set_endpoint_completer(std::function<void(EndpointRecord&)> completer) {
+    endpoint_completer_ = std::move(completer);
+  }
   // Whether endpoints are told to resolve through swarmnetd's DNS.
   void set_dns_enabled(bool enabled) { dns_enabled_ = enabled; }
 
@@ -140,6 +146,7 @@ class Controller {
   std::optional<Ipv4Address> local_vtep_;
   std::vector<std::function<void()>> membership_listeners_;
   bool dns_enabled_ = false;
+  std::function<void(EndpointRecord&)> endpoint_completer_;
 };
 
 }  // namespace swarmnet::daemon

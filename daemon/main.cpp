@@ -17,6 +17,7 @@
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
 #include "daemon/health.hpp"
+#include "daemon/host_ports.hpp"
 #include "daemon/load_balancing.hpp"
 #include "daemon/service_api.hpp"
 #include "daemon/service_discovery.hpp"
@@ -180,8 +181,13 @@ int main(int argc, char** argv) {
                    dns_server->listeners().size(), dns_port);
     }
 
-    // Services: VIPs balanced by the kernel, health checks of local tasks.
+    // Services: VIPs balanced by the kernel, health checks of local tasks,
+    // host-mode published ports.
     swarmnet::daemon::Services services(store, controller);
+    swarmnet::kernel::PublishedPorts published_ports(swarmnet::daemon::kHostPortOwner);
+    swarmnet::daemon::HostPorts host_ports(store, published_ports);
+    controller.set_endpoint_completer([&host_ports](swarmnet::daemon::EndpointRecord& e) { host_ports.complete(e); });
+    host_ports.resync();
     std::unique_ptr<swarmnet::lb::Balancer> balancer;
     std::optional<swarmnet::daemon::LoadBalancing> load_balancing;
     if (lb_backend != "none") {

@@ -65,6 +65,11 @@ json::value to_json(const EndpointRecord& e) {
   for (const auto& a : e.aliases) aliases.emplace_back(a);
   json::object labels;
   for (const auto& [k, v] : e.labels) labels[k] = v;
+  json::array host_ports;
+  for (const auto& p : e.host_ports) {
+    host_ports.push_back(json::object{
+        {"protocol", p.protocol}, {"published", p.published}, {"target", p.target}, {"origin", p.origin}});
+  }
   return json::object{{"id", e.id},
                       {"network_id", e.network_id},
                       {"node", e.node},
@@ -79,7 +84,8 @@ json::value to_json(const EndpointRecord& e) {
                       {"aliases", std::move(aliases)},
                       {"service", e.service},
                       {"labels", std::move(labels)},
-                      {"healthy", e.healthy}};
+                      {"healthy", e.healthy},
+                      {"host_ports", std::move(host_ports)}};
 }
 
 void from_json(const json::value& jv, EndpointRecord& e) {
@@ -104,6 +110,18 @@ void from_json(const json::value& jv, EndpointRecord& e) {
     }
   }
   e.healthy = bool_or(o, "healthy", true);
+  e.host_ports.clear();
+  if (const json::value* v = find(o, "host_ports"); v && v->is_array()) {
+    for (const auto& item : v->get_array()) {
+      const auto& po = as_object(item, "host port");
+      HostPortRecord p;
+      p.protocol = string_or(po, "protocol", "tcp");
+      p.published = static_cast<uint16_t>(optional_uint(po, "published", 65535).value_or(0));
+      p.target = static_cast<uint16_t>(optional_uint(po, "target", 65535).value_or(0));
+      p.origin = string_or(po, "origin", "service");
+      e.host_ports.push_back(p);
+    }
+  }
 }
 
 json::value to_json(const ServiceRecord& s) {

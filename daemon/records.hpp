@@ -44,6 +44,19 @@ struct BlockRecord {
   std::string owner;
 };
 
+// A port of this endpoint published on its own node (host mode): traffic to
+// any local address of the node on `published` goes straight to this
+// endpoint's `target`. From the service's host-mode ports ("service", the
+// number chosen on the node when the service left it open) or from the
+// runtime (the CNI portMappings capability: "runtime").
+struct HostPortRecord {
+  std::string protocol = "tcp";
+  uint16_t published = 0;
+  uint16_t target = 0;
+  std::string origin = "service";
+  auto operator<=>(const HostPortRecord&) const = default;
+};
+
 struct EndpointRecord {
   std::string id;
   std::string network_id;
@@ -62,6 +75,7 @@ struct EndpointRecord {
   // The task's health as its own host last checked it (true when the
   // service has no check). Unhealthy tasks leave DNS answers and balancers.
   bool healthy = true;
+  std::vector<HostPortRecord> host_ports;
 };
 
 enum class ServiceMode { vip, dnsrr };

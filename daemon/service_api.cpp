@@ -15,6 +15,7 @@ RouteHandler service_routes(Services& services, LoadBalancing* lb) {
       if (n == 2 && method == "GET") return HttpReply{200, services.list()};
       if (n == 2 && method == "POST") return HttpReply{201, services.create(body)};
       if (n == 3 && method == "GET") return HttpReply{200, services.inspect(p[2])};
+      if (n == 3 && method == "PATCH") return HttpReply{200, services.update(p[2], body)};
       if (n == 3 && method == "DELETE") {
         services.remove(p[2]);
         return HttpReply{204, nullptr};

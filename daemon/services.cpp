@@ -36,7 +36,41 @@ ServicePortRecord decode_port(const json::value& v, size_t index) {
   if (p.protocol != "tcp" && p.protocol != "udp") {
     throw Error(Errc::invalid_argument, where + ".protocol: \"tcp\" or \"udp\", not \"" + p.protocol + "\"");
   }
+  // "published" absent: not published; 0: published on a port chosen for it.
+  const json::value* published = json_fields::find(o, "published");
+  p.publish_mode = string_or(o, "publish_mode", published ? "ingress" : "");
+  if (published) p.published = static_cast<uint16_t>(optional_uint(o, "published", 65535).value_or(0));
+  if (p.publish_mode == "ingress") {
+    throw Error(Errc::invalid_argument,
+                where + ": ingress publishing needs the routing mesh, which this swarmnet does not have yet; "
+                        "publish in host mode (publish_mode \"host\", swarmnetctl --publish mode=host,...)");
+  }
+  if (p.publish_mode != "" && p.publish_mode != "host") {
+    throw Error(Errc::invalid_argument, where + ".publish_mode: \"host\" or \"ingress\", not \"" + p.publish_mode + "\"");
+  }
   return p;
+}
+
+std::vector<ServicePortRecord> decode_ports(const json::object& o) {
+  std::vector<ServicePortRecord> ports;
+  const json::value* v = json_fields::find(o, "ports");
+  if (!v) return ports;
+  if (!v->is_array()) throw Error(Errc::invalid_argument, "ports: expected an array");
+  for (size_t i = 0; i < v->get_array().size(); ++i) {
+    ServicePortRecord p = decode_port(v->get_array()[i], i);
+    for (const auto& q : ports) {
+      if (q.protocol == p.protocol && q.target == p.target && q.publish_mode == p.publish_mode &&
+          q.published == p.published) {
+        throw Error(Errc::invalid_argument, "ports[" + std::to_string(i) + "]: listed twice");
+      }
+      if (p.published != 0 && q.protocol == p.protocol && q.published == p.published) {
+        throw Error(Errc::invalid_argument, "ports[" + std::to_string(i) + "]: published port " + p.protocol + "/" +
+                                                std::to_string(p.published) + " is already used by this service");
+      }
+    }
+    ports.push_back(p);
+  }
+  return ports;
 }
 
 HealthCheckRecord decode_health(const json::object& o) {
@@ -60,6 +94,15 @@ HealthCheckRecord decode_health(const json::object& o) {
     throw Error(Errc::invalid_argument, "health.interval_s and health.retries must be at least 1");
   }
   return h;
+}
+
+// What a task publishes on its node, as `service inspect` shows it.
+json::array host_ports_json(const EndpointRecord& e) {
+  json::array out;
+  for (const auto& p : e.host_ports) {
+    out.push_back(json::object{{"protocol", p.protocol}, {"published", p.published}, {"target", p.target}, {"origin", p.origin}});
+  }
+  return out;
 }
 
 }  // namespace
@@ -94,10 +137,7 @@ json::value Services::create(const std::string& body) {
     if (!net) throw Error(Errc::not_found, "networks: no network \"" + n + "\"");
     if (std::find(s.networks.begin(), s.networks.end(), net->id) == s.networks.end()) s.networks.push_back(net->id);
   }
-  if (const json::value* ports = json_fields::find(o, "ports")) {
-    if (!ports->is_array()) throw Error(Errc::invalid_argument, "ports: expected an array");
-    for (size_t i = 0; i < ports->get_array().size(); ++i) s.ports.push_back(decode_port(ports->get_array()[i], i));
-  }
+  s.ports = decode_ports(o);
   if (const json::value* h = json_fields::find(o, "health")) s.health = decode_health(as_object(*h, "health"));
   s.id = random_hex(16);
   s.created_by = store_.node_id();
@@ -142,6 +182,19 @@ json::value Services::list() const {
 
 json::value Services::inspect(const std::string& name) const { return to_json_view(find(name), true); }
 
+json::value Services::update(const std::string& name, const std::string& body) {
+  ServiceRecord s = find(name);
+  const json::value v = parse(body, "service update");
+  const auto& o = as_object(v, "service update");
+  for (const auto& [key, value] : o) {
+    if (key != "ports") throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": only ports can be updated");
+  }
+  s.ports = decode_ports(o);
+  store_.put(s);  // every node republishes its tasks' host ports (host_ports.hpp)
+  spdlog::info("service {} updated: {} port(s)", s.name, s.ports.size());
+  return to_json_view(s, true);
+}
+
 void Services::remove(const std::string& name) {
   const ServiceRecord s = find(name);
   // The service goes first (balancers and DNS drop its VIPs), then the
@@ -165,16 +218,15 @@ json::value Services::attach(const std::string& name, const std::string& body) {
   const NetworkRecord* net = store_.find_network_by_name(network);
   if (!net) net = store_.find_network(network);
   if (!net) throw Error(Errc::not_found, "no network \"" + network + "\"");
-  const std::string key = endpoint_key(net->id, store_.node_id(), container_id, ifname);
-  const EndpointRecord* e = store_.find_endpoint(key);
-  if (!e) {
-    throw Error(Errc::not_found, "no endpoint of container " + container_id + " (" + ifname + ") on network " +
-                                     network + " on this host (attach on the container's own host)");
+  // The same change as Docker's PATCH of an endpoint (controller.hpp).
+  api::EndpointUpdate update;
+  update.service = name;
+  try {
+    controller_.update_endpoint(net->name, container_id, ifname, update);
+  } catch (const Error& e) {
+    if (e.code() != Errc::not_found) throw;
+    throw Error(Errc::not_found, std::string(e.what()) + " on this host (attach on the container's own host)");
   }
-  EndpointRecord updated = *e;
-  updated.service = name;
-  updated.healthy = true;  // its health is checked anew for the new service
-  store_.put(updated);
   spdlog::info("container {} on {}: now a task of {}", container_id, network, name.empty() ? "no service" : name);
   return json::object{{"container_id", container_id}, {"network", net->name}, {"service", name}};
 }
@@ -189,7 +241,14 @@ json::value Services::to_json_view(const ServiceRecord& s, bool with_tasks) cons
   json::object vips;
   for (const auto& [id, ip] : s.vips) vips[network_name(id)] = ip.str();
   json::array ports;
-  for (const auto& p : s.ports) ports.push_back(json::object{{"target", p.target}, {"protocol", p.protocol}});
+  for (const auto& p : s.ports) {
+    json::object port{{"target", p.target}, {"protocol", p.protocol}};
+    if (!p.publish_mode.empty()) {
+      port["published"] = p.published;  // 0: chosen per task (host mode), see the tasks
+      port["publish_mode"] = p.publish_mode;
+    }
+    ports.push_back(std::move(port));
+  }
   json::object out{{"id", s.id},
                    {"name", s.name},
                    {"endpoint_mode", s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip"},
@@ -210,7 +269,8 @@ json::value Services::to_json_view(const ServiceRecord& s, bool with_tasks) cons
                                  {"node", e.value.node},
                                  {"node_alive", controller_.is_alive(e.value.node)},
                                  {"ip", e.value.ip.str()},
-                                 {"healthy", e.value.healthy}});
+                                 {"healthy", e.value.healthy},
+                                 {"host_ports", host_ports_json(e.value)}});
   }
   out["task_count"] = count;
   out["healthy_count"] = healthy;

@@ -25,7 +25,9 @@ class Services {
   Services(Store& store, Controller& controller) : store_(store), controller_(controller) {}
 
   // Body: {"name", "networks": [names], "endpoint_mode": "vip"|"dnsrr",
-  //        "ports": [{"target", "protocol"}], "health": {"kind": "tcp"|"http",
+  //        "ports": [{"target", "protocol", "published", "publish_mode":
+  //        "host"}] (published 0: a port chosen on each task's node; no
+  //        "published": not published, a port for SRV), "health": {"kind": "tcp"|"http",
   //        "port", "path", "interval_s", "retries"}}. Error(invalid_argument)
   // naming the field, Error(conflict) if the name is taken, Error(not_found)
   // for an unknown network. Nothing is left behind on failure.
@@ -33,6 +35,9 @@ class Services {
   boost::json::value list() const;
   // The service with its VIPs, and its tasks with their node and health.
   boost::json::value inspect(const std::string& name) const;
+  // Replaces the service's ports. Body: {"ports": [...]} as for create;
+  // nothing else can change (yet).
+  boost::json::value update(const std::string& name, const std::string& body);
   // Removes the service and releases its VIPs; its tasks stay (containers).
   void remove(const std::string& name);
   // Makes an endpoint of this host a task of the service (or of none, with

@@ -191,6 +191,32 @@ TEST_CASE("config: service and name from CNI_ARGS, static ip forms") {
   CHECK(same.static_ips.size() == 1);
 }
 
+TEST_CASE("config: runtimeConfig.portMappings become host-mode publications") {
+  NetConf c = parse_config(
+      R"({"cniVersion":"1.1.0","name":"front","runtimeConfig":{"portMappings":[
+           {"hostPort":8080,"containerPort":80,"protocol":"tcp"},
+           {"hostPort":5353,"containerPort":53,"protocol":"UDP","hostIP":""}]}})",
+      env_for(Command::add), PluginKind::main);
+  REQUIRE(c.port_mappings.size() == 2);
+  CHECK(c.port_mappings[0] == api::PortMapping{8080, 80, "tcp"});
+  CHECK(c.port_mappings[1] == api::PortMapping{5353, 53, "udp"});
+  CHECK(endpoint_request(env_for(Command::add), c, true).port_mappings == c.port_mappings);
+  // swarmnet-ipam only hands out an address: publishing is the portmap plugin's.
+  CHECK(endpoint_request(env_for(Command::add), c, false).port_mappings.empty());
+
+  auto refused = [](const char* mapping) {
+    return parse_config(std::string(R"({"cniVersion":"1.1.0","name":"front","runtimeConfig":{"portMappings":[)") +
+                            mapping + "]}}",
+                        env_for(Command::add), PluginKind::main);
+  };
+  CHECK_THROWS_WITH(refused(R"({"hostPort":0,"containerPort":80})"),
+                    Catch::Contains("runtimeConfig.portMappings[0]: hostPort and containerPort"));
+  CHECK_THROWS_WITH(refused(R"({"hostPort":80,"containerPort":80,"protocol":"sctp"})"),
+                    Catch::Contains(".protocol: \"tcp\" or \"udp\""));
+  CHECK_THROWS_WITH(refused(R"({"hostPort":80,"containerPort":80,"hostIP":"192.0.2.1"})"),
+                    Catch::Contains("all of the host's addresses"));
+}
+
 TEST_CASE("config: every error code path") {
   struct Case {
     const char* what;

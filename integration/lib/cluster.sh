@@ -174,10 +174,14 @@ outside_up() {
 
 _cni() {  # _cni COMMAND HOST NAME NETWORK
   local cmd="$1" i="$2" name="$3" net="$4"
-  # CNI_ARGS passes through (e.g. CNI_ARGS=SWARMNET_SERVICE=web container_add ...).
+  # CNI_ARGS passes through (e.g. CNI_ARGS=SWARMNET_SERVICE=web container_add ...),
+  # and CNI_RUNTIME_CONFIG (JSON) becomes the config's runtimeConfig, as a
+  # runtime passes its capabilities (e.g. '{"portMappings": [...]}').
+  local runtime=""
+  if [[ -n "${CNI_RUNTIME_CONFIG:-}" ]]; then runtime=',"runtimeConfig":'"$CNI_RUNTIME_CONFIG"; fi
   ip netns exec "$(host_ns "$i")" env CNI_COMMAND="$cmd" CNI_CONTAINERID="$name" CNI_ARGS="${CNI_ARGS:-}" \
     CNI_NETNS="/var/run/netns/$(container_ns "$name")" CNI_IFNAME=eth0 CNI_PATH="$SWARMNET_BIN_DIR" \
-    "$SWARMNET_BIN_DIR/swarmnet" <<<'{"cniVersion":"1.1.0","name":"'"$net"'","type":"swarmnet","daemonSocket":"'"$(host_sock "$i")"'"}'
+    "$SWARMNET_BIN_DIR/swarmnet" <<<'{"cniVersion":"1.1.0","name":"'"$net"'","type":"swarmnet","daemonSocket":"'"$(host_sock "$i")"'"'"$runtime"'}'
 }
 
 container_add() {

@@ -80,6 +80,7 @@ api::EndpointCreate endpoint_request(const Environment& env, const NetConf& conf
   req.aliases = conf.aliases;
   req.service = conf.service;
   req.attach = attach;
+  if (attach) req.port_mappings = conf.port_mappings;
   return req;
 }
 

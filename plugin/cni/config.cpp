@@ -1,6 +1,7 @@
 #include "plugin/cni/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 #include "plugin/cni/json_path.hpp"
 
@@ -133,6 +134,33 @@ void parse_runtime_config(const json::object& root, NetConf& conf) {
   for (auto& a : string_list(*rc, "runtimeConfig", "aliases")) {
     if (a.empty()) throw CniError(code::kInvalidConfig, "runtimeConfig.aliases: empty alias");
     conf.aliases.push_back(std::move(a));
+  }
+  if (const json::array* mappings = opt_array(*rc, "runtimeConfig", "portMappings")) {
+    for (size_t i = 0; i < mappings->size(); ++i) {
+      const std::string path = index("runtimeConfig.portMappings", i);
+      const auto& m = object((*mappings)[i], path);
+      api::PortMapping p;
+      auto host = opt_uint(m, path, "hostPort", 65535);
+      auto container = opt_uint(m, path, "containerPort", 65535);
+      if (!host || *host == 0 || !container || *container == 0) {
+        throw CniError(code::kInvalidConfig, path + ": hostPort and containerPort 1-65535 are required");
+      }
+      p.host_port = static_cast<uint16_t>(*host);
+      p.container_port = static_cast<uint16_t>(*container);
+      p.protocol = opt_string(m, path, "protocol").value_or("tcp");
+      for (char& c : p.protocol) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (p.protocol != "tcp" && p.protocol != "udp") {
+        throw CniError(code::kInvalidConfig, path + ".protocol: \"tcp\" or \"udp\", not \"" + p.protocol + "\"");
+      }
+      // swarmnet publishes on every address of the host, as Docker's
+      // swarm host mode does; a single address is not supported.
+      const std::string host_ip = opt_string(m, path, "hostIP").value_or("");
+      if (!host_ip.empty() && host_ip != "0.0.0.0") {
+        throw CniError(code::kInvalidConfig, path + ".hostIP \"" + host_ip +
+                                                 "\": swarmnet publishes on all of the host's addresses (leave hostIP empty)");
+      }
+      conf.port_mappings.push_back(p);
+    }
   }
 }
 

@@ -40,6 +40,8 @@ struct NetConf {
   std::string container_name;
   std::vector<Ipv4Address> static_ips;
   std::vector<std::string> aliases;
+  // runtimeConfig.portMappings (capability "portMappings"): host mode.
+  std::vector<api::PortMapping> port_mappings;
 
   std::optional<Result> prev_result;
   Dns dns;
