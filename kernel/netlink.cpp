@@ -479,11 +479,11 @@ std::vector<RouteInfo> NetlinkSocket::routes() {
   return out;
 }
 
-void NetlinkSocket::add_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
-                              const std::string& link) {
-  const std::string what = "add route " + destination.str() +
-                           (gateway ? " via " + gateway->str() : std::string()) + " dev " + link;
-  int index = link_index(link);
+namespace {
+// A main-table unicast route object: to `destination`, through link `index`
+// (via `gateway` when given; with index 0, no nexthop: for deletion).
+RoutePtr route_object(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway, int index,
+                      const std::string& what) {
   RoutePtr route(rtnl_route_alloc());
   if (!route) throw Error(Errc::internal, what + ": out of memory");
   rtnl_route_set_family(route.get(), AF_INET);
@@ -492,6 +492,7 @@ void NetlinkSocket::add_route(const Ipv4Prefix& destination, std::optional<Ipv4A
   NlAddrPtr dst = make_ipv4(destination.network(), destination.length());
   int err = rtnl_route_set_dst(route.get(), dst.get());
   if (err < 0) throw_nl(err, what);
+  if (index == 0) return route;
   // The route owns the nexthop once added.
   rtnl_nexthop* nh = rtnl_route_nh_alloc();
   if (!nh) throw Error(Errc::internal, what + ": out of memory");
@@ -501,11 +502,39 @@ void NetlinkSocket::add_route(const Ipv4Prefix& destination, std::optional<Ipv4A
     rtnl_route_nh_set_gateway(nh, gw.get());
   }
   rtnl_route_add_nexthop(route.get(), nh);
+  return route;
+}
+}  // namespace
+
+void NetlinkSocket::replace_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
+                                  const std::string& link) {
+  const std::string what = "replace route " + destination.str() +
+                           (gateway ? " via " + gateway->str() : std::string()) + " dev " + link;
+  RoutePtr route = route_object(destination, gateway, link_index(link), what);
+  int err = rtnl_route_add(sock_, route.get(), NLM_F_CREATE | NLM_F_REPLACE);
+  if (err < 0) throw_nl(err, what);
+}
+
+bool NetlinkSocket::delete_route(const Ipv4Prefix& destination) {
+  const std::string what = "delete route " + destination.str();
+  RoutePtr route = route_object(destination, std::nullopt, 0, what);
+  int err = rtnl_route_delete(sock_, route.get(), 0);
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NOADDR) return false;
+  if (err < 0) throw_nl(err, what);
+  return true;
+}
+
+void NetlinkSocket::add_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
+                              const std::string& link) {
+  const std::string what = "add route " + destination.str() +
+                           (gateway ? " via " + gateway->str() : std::string()) + " dev " + link;
+  int index = link_index(link);
+  RoutePtr route = route_object(destination, gateway, index, what);
 
   // NLM_F_EXCL makes any route for this destination (same metric) an
   // EEXIST, instead of silently adding a second nexthop beside it; then we
   // look whether the existing one is the one asked for.
-  err = rtnl_route_add(sock_, route.get(), NLM_F_CREATE | NLM_F_EXCL);
+  int err = rtnl_route_add(sock_, route.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (err == 0) return;
   if (err != -NLE_EXIST) throw_nl(err, what);
   Ipv4Prefix wanted(destination.network(), destination.length());

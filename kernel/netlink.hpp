@@ -89,6 +89,13 @@ class NetlinkSocket {
   void add_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
                  const std::string& link);
 
+  // Makes the main table's route to `destination` this one, whatever route
+  // to it was there (one request: traffic never sees no route).
+  void replace_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
+                     const std::string& link);
+  // Removes the main table's route to `destination`; false if there was none.
+  bool delete_route(const Ipv4Prefix& destination);
+
   struct nl_sock* raw() {
     return sock_;
   }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "common/error.hpp"
@@ -50,6 +51,22 @@ Netns Netns::current() {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_errno(Errc::internal, "open " + path, errno);
   return Netns(fd, path);
+}
+
+Netns Netns::create(const std::string& description) {
+  int fd = -1, err = 0;
+  // unshare() moves only the calling thread: a thread of its own does it
+  // and ends, leaving the namespace held by the descriptor it opened.
+  std::thread([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      err = errno;
+      return;
+    }
+    fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) err = errno;
+  }).join();
+  if (fd < 0) throw_errno(Errc::unavailable, "create network namespace for " + description, err);
+  return Netns(fd, description);
 }
 
 Netns::Netns(Netns&& other) noexcept

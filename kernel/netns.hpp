@@ -16,6 +16,11 @@ class Netns {
   static Netns open(const std::string& path);
   // The namespace of the calling thread.
   static Netns current();
+  // A new, empty network namespace (only a loopback, down), alive as long as
+  // this object (or an interface's peer, a socket, a process) holds it.
+  // `description` names it in messages. Made on a short-lived thread, so the
+  // caller's namespace never changes.
+  static Netns create(const std::string& description);
 
   Netns(Netns&& other) noexcept;
   Netns& operator=(Netns&& other) noexcept;
