@@ -26,6 +26,9 @@ struct NetworkCreate {
   std::optional<Ipv4Address> gateway;  // absent: first host address of the subnet
   std::optional<unsigned> mtu;         // absent: underlay MTU minus the VXLAN overhead
   bool internal = false;               // no egress
+  // The routing mesh's network; only `cluster init` makes one (never
+  // decoded from a request).
+  bool ingress = false;
 };
 
 // GET /v1/networks/NAME, and each element of GET /v1/networks

@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
   auto* cl_init = cluster->add_subcommand(
       "init", "Start a cluster with this node; prints the join token on its last line");
   cl_init->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
+  std::string ingress_subnet = "10.255.0.0/16";
+  cl_init->add_option("--ingress-subnet", ingress_subnet,
+                      "Subnet of the routing mesh's network `ingress` (its nodes' sandboxes and services' ingress VIPs)")
+      ->capture_default_str();
   auto* cl_join = cluster->add_subcommand("join", "Join a cluster");
   cl_join->add_option("--token", token, "Token printed by `cluster init`")->required();
   cl_join->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
@@ -241,7 +245,7 @@ int main(int argc, char** argv) {
         print_table(rows);
       }
     } else if (cl_init->parsed()) {
-      json::value body = {{"advertise_addr", advertise}};
+      json::value body = {{"advertise_addr", advertise}, {"ingress_subnet", ingress_subnet}};
       json::value r = client.call("POST", "/v1/cluster/init", &body);
       std::cout << "Cluster initialised. To add a node, run on it:\n"
                 << "  swarmnetctl cluster join --token <token below> --advertise-addr <its address>\n"

@@ -161,7 +161,15 @@ HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
   if (n == 2 && is({"v1", "nodes"}) && method == "GET") return {200, need_cluster(cluster).nodes_json()};
   if (n == 3 && is({"v1", "cluster", "init"}) && method == "POST") {
     json::value v = json_fields::parse(body, "cluster init");
-    std::string token = need_cluster(cluster).init(advertise_of(json_fields::as_object(v, "body")));
+    const auto& o = json_fields::as_object(v, "body");
+    const std::string subnet = json_fields::string_or(o, "ingress_subnet", kDefaultIngressSubnet);
+    Ipv4Prefix ingress;
+    try {
+      ingress = Ipv4Prefix::parse(subnet);
+    } catch (const Error& e) {
+      throw Error(Errc::invalid_argument, std::string("ingress_subnet: ") + e.what());
+    }
+    std::string token = need_cluster(cluster).init(advertise_of(o), ingress);
     return {201, json::object{{"token", token}}};
   }
   if (n == 3 && is({"v1", "cluster", "token"}) && method == "GET") {

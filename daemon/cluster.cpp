@@ -245,8 +245,22 @@ void Cluster::stop() {
   controller_.set_membership(nullptr, std::nullopt);
 }
 
-std::string Cluster::init(Ipv4Address advertise) {
+std::string Cluster::init(Ipv4Address advertise, const Ipv4Prefix& ingress_subnet) {
   if (node_) throw Error(Errc::conflict, "this node is already in a cluster; `cluster leave` first");
+  bool have_ingress = false;
+  for (const auto& [id, e] : store_.networks()) have_ingress = have_ingress || (!e.deleted && e.value.ingress);
+  if (!have_ingress) {
+    api::NetworkCreate ingress;
+    ingress.name = kIngressNetworkName;
+    ingress.subnet = ingress_subnet;
+    ingress.ingress = true;
+    try {
+      controller_.create_network(ingress);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("the routing mesh's network \"ingress\": ") + e.what() +
+                                " (choose another --ingress-subnet, or rename the network that holds the name)");
+    }
+  }
   start(advertise, {gossip::Keyring::generate_key()}, 1);
   spdlog::info("cluster: initialised on {}:{}", advertise.str(), options_.gossip_port);
   return token();

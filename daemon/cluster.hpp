@@ -26,6 +26,10 @@
 
 namespace swarmnet::daemon {
 
+// The routing mesh's network, made by `cluster init`.
+inline constexpr const char* kIngressNetworkName = "ingress";
+inline constexpr const char* kDefaultIngressSubnet = "10.255.0.0/16";
+
 struct ClusterOptions {
   uint16_t gossip_port = 7946;
   gossip::Config gossip;  // memberlist's LAN timings unless set
@@ -56,7 +60,9 @@ class Cluster final : public Membership, public gossip::Delegate {
   void resume();
 
   // Starts a new cluster with this node alone; returns the join token.
-  std::string init(Ipv4Address advertise);
+  // Also makes the routing mesh's `ingress` network (on `ingress_subnet`)
+  // unless the tables hold one; nothing is started if that fails.
+  std::string init(Ipv4Address advertise, const Ipv4Prefix& ingress_subnet);
   // Joins through the token's node. `done` gets an error message or nullopt.
   void join(const std::string& token, Ipv4Address advertise,
             std::function<void(std::optional<std::string>)> done);

@@ -138,7 +138,9 @@ void Controller::sync_firewall() {
   // one created first keeps its rules; the other gets none until removed.
   std::vector<std::pair<Version, NetworkRecord>> all;
   for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted) all.emplace_back(e.version, e.value);
+    // The ingress network holds no container: nothing to isolate, and its
+    // traffic between sandboxes is the routing mesh's (ingress_sandbox.hpp).
+    if (!e.deleted && !e.value.ingress) all.emplace_back(e.version, e.value);
   }
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<NetworkRecord> networks;
@@ -482,6 +484,7 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   while (vnis.count(n.vni)) n.vni = n.vni == kMaxVni ? kFirstVni : n.vni + 1;
 
   n.internal = req.internal;
+  n.ingress = req.ingress;
   n.block_length = ipam::default_block_length(n.subnet);
   n.created_by = store_.node_id();
 
@@ -547,6 +550,11 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   check_container_id(req.container_id);
   check_ifname(req.ifname);
 
+  if (network.ingress && req.container_id != kSandboxContainerId && !(req.labels.count("swarmnet.vip") && !req.attach)) {
+    throw Error(Errc::invalid_argument, "network \"" + network.name +
+                                            "\" is the routing mesh's: no container joins it (publish a "
+                                            "service's port in ingress mode instead)");
+  }
   const std::string key = endpoint_key(network.id, store_.node_id(), req.container_id, req.ifname);
   if (const EndpointRecord* existing = store_.find_endpoint(key)) {
     // ADD repeated (a runtime retry): same answer, kernel side repaired.

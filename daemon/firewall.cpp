@@ -206,6 +206,9 @@ std::string base(unsigned dns_queries_per_second) {
   rule("from-network", "accept comment \"egress (masqueraded in egress-nat)\"");
 
   rule("to-network", "ct state established,related accept comment \"replies to egress\"");
+  rule("to-network",
+       "iifname \"swn-gwbridge\" accept comment \"the routing mesh: the ingress sandbox forwards only what its "
+       "balancer chose\"");
   rule("to-network", "jump published");
   rule("to-network", "counter drop comment \"from the outside, not published\"");
 

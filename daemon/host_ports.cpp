@@ -101,6 +101,15 @@ std::map<std::string, std::string> HostPorts::taken_except(const EndpointRecord&
     if (e.deleted || !is_local_attached(r, store_.node_id()) || r.id == endpoint.id) continue;
     for (const auto& p : r.host_ports) taken.emplace(port_key(p.protocol, p.published), holder_of(r));
   }
+  // Ingress ports are taken on every node.
+  for (const auto& [id, e] : store_.services()) {
+    if (e.deleted) continue;
+    for (const auto& p : e.value.ports) {
+      if (p.publish_mode == "ingress" && p.published != 0) {
+        taken.emplace(port_key(p.protocol, p.published), "service " + e.value.name + " (ingress mode, every node)");
+      }
+    }
+  }
   for (const auto& [port, holder] : rules_.taken()) {
     if (!holder.starts_with(std::string(kHostPortOwner) + ":")) taken.emplace(port, holder);
   }

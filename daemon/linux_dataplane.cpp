@@ -27,7 +27,9 @@ class LinuxDataplane final : public Dataplane {
 
   void ensure_network(const NetworkRecord& n, const std::string& bridge) override {
     const bool created = nl_.ensure_bridge(bridge, n.mtu);
-    nl_.add_address(bridge, Ipv4Prefix(n.gateway, n.subnet.length()));
+    // The ingress network's bridges carry the sandboxes' traffic only: the
+    // host routes that subnet into its sandbox (ingress_sandbox.hpp).
+    if (!n.ingress) nl_.add_address(bridge, Ipv4Prefix(n.gateway, n.subnet.length()));
     if (created) {
       spdlog::info("network {}: bridge {} created with gateway {}/{} mtu {}", n.name, bridge,
                    n.gateway.str(), n.subnet.length(), n.mtu);

@@ -19,6 +19,8 @@
 #include "daemon/health.hpp"
 #include "daemon/host_ports.hpp"
 #include "daemon/load_balancing.hpp"
+#include "daemon/ingress_sandbox.hpp"
+#include "daemon/routing_mesh.hpp"
 #include "daemon/service_api.hpp"
 #include "daemon/service_discovery.hpp"
 #include "daemon/services.hpp"
@@ -117,6 +119,11 @@ int main(int argc, char** argv) {
                  "Service VIP balancer: auto (IPVS where the kernel has it, else nftables), ipvs, "
                  "nftables, or none")
       ->capture_default_str();
+  std::string gateway_bridge_subnet = swarmnet::daemon::kDefaultGatewayBridgeSubnet;
+  app.add_option("--gateway-bridge-subnet", gateway_bridge_subnet,
+                 "Subnet of the gateway bridge swn-gwbridge between this host and its ingress sandbox "
+                 "(the host takes .1, the sandbox .2); local to the host")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
@@ -194,6 +201,15 @@ int main(int argc, char** argv) {
       balancer = swarmnet::daemon::choose_balancer(lb_backend);
       load_balancing.emplace(store, controller, *balancer);
       load_balancing->resync();
+    }
+    // The routing mesh: every node answers on every ingress port.
+    std::optional<swarmnet::daemon::RoutingMesh> routing_mesh;
+    if (lb_backend != "none") {
+      routing_mesh.emplace(store, controller, swarmnet::Ipv4Prefix::parse_network(gateway_bridge_subnet),
+                           lb_backend);
+      routing_mesh->start();
+    } else {
+      spdlog::info("routing mesh: off (--lb-backend none)");
     }
 
     boost::asio::io_context io(1);

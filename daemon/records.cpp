@@ -32,6 +32,7 @@ json::value to_json(const NetworkRecord& n) {
                       {"mtu", n.mtu},
                       {"vni", n.vni},
                       {"internal", n.internal},
+                      {"ingress", n.ingress},
                       {"block_length", n.block_length},
                       {"created_by", n.created_by}};
 }
@@ -45,6 +46,7 @@ void from_json(const json::value& jv, NetworkRecord& n) {
   n.mtu = static_cast<unsigned>(optional_uint(o, "mtu", 65535).value_or(0));
   n.vni = static_cast<uint32_t>(optional_uint(o, "vni", 0xffffff).value_or(0));
   n.internal = bool_or(o, "internal", false);
+  n.ingress = bool_or(o, "ingress", false);
   n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
   n.created_by = string_or(o, "created_by", "");
 }
@@ -136,7 +138,7 @@ json::value to_json(const ServiceRecord& s) {
                                  {"published", p.published},
                                  {"publish_mode", p.publish_mode}});
   }
-  return json::object{{"id", s.id},
+  json::object out{{"id", s.id},
                       {"name", s.name},
                       {"mode", s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip"},
                       {"networks", std::move(networks)},
@@ -148,6 +150,8 @@ json::value to_json(const ServiceRecord& s) {
                                               {"interval_s", s.health.interval_s},
                                               {"retries", s.health.retries}}},
                       {"created_by", s.created_by}};
+  if (s.ingress_vip) out["ingress_vip"] = s.ingress_vip->str();
+  return out;
 }
 
 void from_json(const json::value& jv, ServiceRecord& s) {
@@ -186,6 +190,8 @@ void from_json(const json::value& jv, ServiceRecord& s) {
     s.health.retries = static_cast<unsigned>(optional_uint(ho, "retries", 1000).value_or(3));
   }
   s.created_by = string_or(o, "created_by", "");
+  s.ingress_vip.reset();
+  if (auto v = string_or(o, "ingress_vip", ""); !v.empty()) s.ingress_vip = Ipv4Address::parse(v);
 }
 
 json::value to_json(const CursorRecord& c) {

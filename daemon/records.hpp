@@ -32,6 +32,10 @@ struct NetworkRecord {
   unsigned mtu = 0;
   uint32_t vni = 0;
   bool internal = false;
+  // The routing mesh's network (made by `cluster init`): it carries
+  // published traffic between the nodes' ingress sandboxes, no container
+  // joins it, and its bridges have no gateway address.
+  bool ingress = false;
   unsigned block_length = 0;
   std::string created_by;
 };
@@ -56,6 +60,9 @@ struct HostPortRecord {
   std::string origin = "service";
   auto operator<=>(const HostPortRecord&) const = default;
 };
+
+// The container id of a node's ingress sandbox on the ingress network.
+inline constexpr const char* kSandboxContainerId = "ingress-sandbox";
 
 struct EndpointRecord {
   std::string id;
@@ -106,6 +113,10 @@ struct ServiceRecord {
   ServiceMode mode = ServiceMode::vip;
   std::vector<std::string> networks;          // network ids
   std::map<std::string, Ipv4Address> vips;    // network id -> VIP (vip mode)
+  // The routing mesh's VIP, on the ingress network, while the service
+  // publishes a port in ingress mode. Not in `vips`: no container is on the
+  // ingress network, and nothing resolves this address by name.
+  std::optional<Ipv4Address> ingress_vip;
   std::vector<ServicePortRecord> ports;
   HealthCheckRecord health;
   std::string created_by;

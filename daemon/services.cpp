@@ -40,12 +40,7 @@ ServicePortRecord decode_port(const json::value& v, size_t index) {
   const json::value* published = json_fields::find(o, "published");
   p.publish_mode = string_or(o, "publish_mode", published ? "ingress" : "");
   if (published) p.published = static_cast<uint16_t>(optional_uint(o, "published", 65535).value_or(0));
-  if (p.publish_mode == "ingress") {
-    throw Error(Errc::invalid_argument,
-                where + ": ingress publishing needs the routing mesh, which this swarmnet does not have yet; "
-                        "publish in host mode (publish_mode \"host\", swarmnetctl --publish mode=host,...)");
-  }
-  if (p.publish_mode != "" && p.publish_mode != "host") {
+  if (p.publish_mode != "" && p.publish_mode != "host" && p.publish_mode != "ingress") {
     throw Error(Errc::invalid_argument, where + ".publish_mode: \"host\" or \"ingress\", not \"" + p.publish_mode + "\"");
   }
   return p;
@@ -107,6 +102,10 @@ json::array host_ports_json(const EndpointRecord& e) {
 
 }  // namespace
 
+bool has_ingress_ports(const ServiceRecord& s) {
+  return std::any_of(s.ports.begin(), s.ports.end(), [](const ServicePortRecord& p) { return p.publish_mode == "ingress"; });
+}
+
 std::string vip_container_id(const std::string& service_name) { return "svc-vip-" + service_name; }
 
 bool is_vip_endpoint(const EndpointRecord& e) { return e.labels.count(kVipLabel) != 0; }
@@ -142,6 +141,8 @@ json::value Services::create(const std::string& body) {
   s.id = random_hex(16);
   s.created_by = store_.node_id();
 
+  check_publications(s);
+
   // The VIPs first (each an address-only endpoint through the cluster IPAM).
   // A BlockNeeded escapes to the API server, which asks for a block and
   // retries the whole request: the reservations made so far are found again
@@ -149,18 +150,9 @@ json::value Services::create(const std::string& body) {
   std::vector<std::string> reserved;
   try {
     if (s.mode == ServiceMode::vip) {
-      for (const std::string& network_id : s.networks) {
-        api::EndpointCreate req;
-        req.container_id = vip_container_id(s.name);
-        req.ifname = "vip";
-        req.attach = false;
-        req.labels = {{kVipLabel, s.name}};
-        const NetworkRecord& net = *store_.find_network(network_id);
-        auto [ep, created] = controller_.create_endpoint(net.name, req);
-        s.vips[network_id] = ep.address.address();
-        reserved.push_back(endpoint_key(network_id, store_.node_id(), req.container_id, req.ifname));
-      }
+      for (const std::string& network_id : s.networks) s.vips[network_id] = reserve_vip(s, network_id, reserved);
     }
+    if (has_ingress_ports(s)) s.ingress_vip = reserve_vip(s, ingress_network().id, reserved);
     store_.put(s);
   } catch (const BlockNeeded&) {
     throw;
@@ -171,6 +163,68 @@ json::value Services::create(const std::string& body) {
   spdlog::info("service {} ({}) created: {} mode on {} network(s)", s.name, s.id.substr(0, 12), mode,
                s.networks.size());
   return to_json_view(s, true);
+}
+
+Ipv4Address Services::reserve_vip(const ServiceRecord& s, const std::string& network_id,
+                                  std::vector<std::string>& reserved) {
+  api::EndpointCreate req;
+  req.container_id = vip_container_id(s.name);
+  req.ifname = "vip";
+  req.attach = false;
+  req.labels = {{kVipLabel, s.name}};
+  const NetworkRecord& net = *store_.find_network(network_id);
+  auto [ep, created] = controller_.create_endpoint(net.name, req);
+  reserved.push_back(endpoint_key(network_id, store_.node_id(), req.container_id, req.ifname));
+  return ep.address.address();
+}
+
+const NetworkRecord& Services::ingress_network() const {
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted && e.value.ingress) return e.value;
+  }
+  throw Error(Errc::unavailable,
+              "ingress publishing needs the cluster's ingress network, which `swarmnetctl cluster init` makes "
+              "(a node outside a cluster has no routing mesh; publish with mode=host there)");
+}
+
+// Ingress ports are the cluster's: every node answers on them, so one
+// number serves one service. Host-mode ports with a number must not collide
+// with them either (both would be DNATed on every node that runs a task).
+// Ingress ports without a number get the first free one of 30000-32767.
+void Services::check_publications(ServiceRecord& s) const {
+  if (s.mode == ServiceMode::dnsrr && has_ingress_ports(s)) {
+    throw Error(Errc::invalid_argument,
+                "ports: a dnsrr service cannot publish in ingress mode (the routing mesh balances through a VIP); "
+                "publish with mode=host");
+  }
+  std::map<std::string, std::string> used;  // "tcp/30080" -> "service web (ingress)"
+  for (const auto& [id, e] : store_.services()) {
+    if (e.deleted || e.value.name == s.name) continue;
+    for (const auto& p : e.value.ports) {
+      if (p.publish_mode.empty() || p.published == 0) continue;
+      used.emplace(p.protocol + "/" + std::to_string(p.published),
+                   "service " + e.value.name + " (" + p.publish_mode + " mode)");
+    }
+  }
+  for (auto& p : s.ports) {
+    if (p.publish_mode.empty()) continue;
+    if (p.publish_mode == "ingress" && p.published == 0) {
+      for (unsigned port = kIngressPortFirst; p.published == 0 && port <= kIngressPortLast; ++port) {
+        if (!used.count(p.protocol + "/" + std::to_string(port))) p.published = static_cast<uint16_t>(port);
+      }
+      if (p.published == 0) {
+        throw Error(Errc::exhausted, "ports: every ingress port of " + std::to_string(kIngressPortFirst) + "-" +
+                                         std::to_string(kIngressPortLast) + " is taken");
+      }
+    }
+    if (p.published == 0) continue;  // host mode: chosen on each node
+    const std::string key = p.protocol + "/" + std::to_string(p.published);
+    auto it = used.find(key);
+    if (it != used.end() && (p.publish_mode == "ingress" || it->second.find("(ingress") != std::string::npos)) {
+      throw Error(Errc::conflict, "ports: " + key + " is already published by " + it->second);
+    }
+    if (p.publish_mode == "ingress") used.emplace(key, "service " + s.name + " (ingress mode)");
+  }
 }
 
 json::value Services::list() const {
@@ -189,8 +243,36 @@ json::value Services::update(const std::string& name, const std::string& body) {
   for (const auto& [key, value] : o) {
     if (key != "ports") throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": only ports can be updated");
   }
+  const ServiceRecord before = s;
   s.ports = decode_ports(o);
-  store_.put(s);  // every node republishes its tasks' host ports (host_ports.hpp)
+  // An ingress port keeps its number through an update unless it was given anew.
+  for (auto& p : s.ports) {
+    if (p.publish_mode != "ingress" || p.published != 0) continue;
+    for (const auto& old : before.ports) {
+      if (old.publish_mode == "ingress" && old.protocol == p.protocol && old.target == p.target) p.published = old.published;
+    }
+  }
+  check_publications(s);
+  std::vector<std::string> reserved;
+  if (has_ingress_ports(s) && !s.ingress_vip) s.ingress_vip = reserve_vip(s, ingress_network().id, reserved);
+  const bool release_ingress_vip = !has_ingress_ports(s) && s.ingress_vip;
+  if (release_ingress_vip) s.ingress_vip.reset();
+  try {
+    store_.put(s);  // every node republishes (host_ports.hpp, routing_mesh.hpp)
+  } catch (...) {
+    for (const std::string& key : reserved) controller_.release_endpoint(key);
+    throw;
+  }
+  if (release_ingress_vip) {
+    const NetworkRecord& ingress = ingress_network();
+    for (const auto& [key, e] : store_.endpoints()) {
+      if (!e.deleted && is_vip_endpoint(e.value) && e.value.labels.at(kVipLabel) == s.name &&
+          e.value.network_id == ingress.id) {
+        controller_.release_endpoint(key);
+        break;
+      }
+    }
+  }
   spdlog::info("service {} updated: {} port(s)", s.name, s.ports.size());
   return to_json_view(s, true);
 }
@@ -254,6 +336,7 @@ json::value Services::to_json_view(const ServiceRecord& s, bool with_tasks) cons
                    {"endpoint_mode", s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip"},
                    {"networks", std::move(networks)},
                    {"vips", std::move(vips)},
+                   {"ingress_vip", s.ingress_vip ? json::value(s.ingress_vip->str()) : json::value(nullptr)},
                    {"ports", std::move(ports)},
                    // The record's own form of the check (daemon/records.cpp).
                    {"health", to_json(s).as_object().at("health")}};

@@ -19,6 +19,9 @@
 namespace swarmnet::daemon {
 
 inline constexpr const char* kVipLabel = "swarmnet.vip";
+// Ingress ports without a number come from here, as in swarm.
+inline constexpr unsigned kIngressPortFirst = 30000;
+inline constexpr unsigned kIngressPortLast = 32767;
 
 class Services {
  public:
@@ -46,6 +49,9 @@ class Services {
 
  private:
   const ServiceRecord& find(const std::string& name) const;
+  Ipv4Address reserve_vip(const ServiceRecord& s, const std::string& network_id, std::vector<std::string>& reserved);
+  const NetworkRecord& ingress_network() const;
+  void check_publications(ServiceRecord& s) const;
   boost::json::value to_json_view(const ServiceRecord& s, bool with_tasks) const;
 
   Store& store_;
@@ -55,5 +61,6 @@ class Services {
 // The endpoint key of a service's VIP reservation on a network.
 std::string vip_container_id(const std::string& service_name);
 bool is_vip_endpoint(const EndpointRecord& e);
+bool has_ingress_ports(const ServiceRecord& s);
 
 }  // namespace swarmnet::daemon

@@ -1,0 +1,177 @@
+#include "daemon/routing_mesh.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "daemon/services.hpp"
+
+namespace swarmnet::daemon {
+
+RoutingMesh::RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend)
+    : store_(store), controller_(controller), gateway_subnet_(gateway_subnet), lb_backend_(std::move(lb_backend)) {
+  listener_id_ = store_.add_change_listener(
+      [this](const std::string& t, const std::string&, const Store::Line*) { on_change(t); });
+  controller_.add_membership_listener([this] { on_change("membership"); });
+}
+
+RoutingMesh::~RoutingMesh() { store_.remove_change_listener(listener_id_); }
+
+const NetworkRecord* RoutingMesh::ingress_network() const {
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted && e.value.ingress) return &e.value;
+  }
+  return nullptr;
+}
+
+void RoutingMesh::start() {
+  if (join()) spdlog::info("routing mesh: this node answers on every ingress port");
+  program();
+}
+
+void RoutingMesh::on_change(const std::string& table) {
+  if (programming_ || table == "cursors") return;
+  if (!sandbox_) join();
+  program();
+}
+
+// This node's place on the ingress network: its endpoint there (one address
+// from the cluster IPAM) and the sandbox behind it. False until both exist.
+bool RoutingMesh::join() {
+  if (sandbox_) return true;
+  const NetworkRecord* ingress = ingress_network();
+  if (!ingress) return false;
+  const NetworkRecord network = *ingress;
+  programming_ = true;
+  try {
+    api::EndpointCreate req;
+    req.container_id = kSandboxContainerId;
+    req.ifname = kSandboxIngressLink;
+    req.netns = "(swarmnetd's ingress sandbox)";
+    auto [ep, created] = controller_.create_endpoint(network.name, req);
+    const EndpointRecord* record =
+        store_.find_endpoint(endpoint_key(network.id, store_.node_id(), req.container_id, req.ifname));
+    if (!record) throw Error(Errc::internal, "the ingress sandbox's endpoint vanished");
+    IngressSandboxConfig config;
+    config.gateway_subnet = gateway_subnet_;
+    config.ingress_subnet = network.subnet;
+    config.ingress_bridge = Controller::bridge_name(network.id);
+    config.ingress_mtu = ep.mtu;
+    config.address = record->ip;
+    config.mac = record->mac;
+    config.host_link = record->host_ifname;
+    config.lb_backend = lb_backend_;
+    sandbox_ = std::make_unique<IngressSandbox>(config);
+    balanced_.clear();
+  } catch (const BlockNeeded& e) {
+    controller_.request_block(e.network_id());  // the blocks' change brings us back here
+  } catch (const std::exception& e) {
+    spdlog::error("routing mesh: cannot join the ingress network: {}", e.what());
+  }
+  programming_ = false;
+  return sandbox_ != nullptr;
+}
+
+std::vector<lb::VirtualIp> RoutingMesh::intended() const {
+  std::vector<lb::VirtualIp> out;
+  for (const auto& [key, v] : balanced_) out.push_back(v);
+  return out;
+}
+
+void RoutingMesh::program() {
+  if (!sandbox_) return;
+  programming_ = true;
+  try {
+    const NetworkRecord* ingress = ingress_network();
+    // Each node's sandbox address on the ingress network.
+    std::map<std::string, Ipv4Address> sandbox_of;
+    for (const auto& [key, e] : store_.endpoints()) {
+      if (!e.deleted && ingress && e.value.network_id == ingress->id && e.value.container_id == kSandboxContainerId) {
+        sandbox_of[e.value.node] = e.value.ip;
+      }
+    }
+    std::map<std::string, lb::VirtualIp> balanced;
+    std::map<Ipv4Address, std::optional<Ipv4Address>> routes;
+    std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published;
+    for (const auto& [id, entry] : store_.services()) {
+      const ServiceRecord& s = entry.value;
+      if (entry.deleted || !s.ingress_vip || !has_ingress_ports(s)) continue;
+      lb::VirtualIp v;
+      v.key = s.id.substr(0, 16) + "/ingress";
+      v.vip = *s.ingress_vip;
+      v.bridge = kSandboxIngressLink;
+      // One backend per task container (a task on two of the service's
+      // networks is one task), on live nodes whose sandbox has joined.
+      std::set<std::pair<std::string, std::string>> seen;
+      for (const std::string& network_id : s.networks) {
+        for (const auto& [key, e] : store_.endpoints()) {
+          const EndpointRecord& r = e.value;
+          if (e.deleted || r.network_id != network_id || r.service != s.name || !r.attach || !r.healthy) continue;
+          if (!controller_.is_alive(r.node)) continue;
+          const bool local = r.node == store_.node_id();
+          if (!local && !sandbox_of.count(r.node)) continue;
+          if (!seen.insert({r.node, r.container_id}).second) continue;
+          v.backends.push_back(r.ip);
+          routes[r.ip] = local ? std::nullopt : std::optional<Ipv4Address>(sandbox_of.at(r.node));
+        }
+      }
+      std::sort(v.backends.begin(), v.backends.end());
+      v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
+      std::vector<kernel::PublishedPort> ports;
+      for (const auto& p : s.ports) {
+        if (p.publish_mode == "ingress") ports.push_back({p.protocol, p.published, p.target, std::nullopt});
+      }
+      published[s.id] = {v.vip, ports};
+      balanced[v.key] = std::move(v);
+    }
+
+    // The sandbox: routes first (a new backend is reachable before it is chosen).
+    sandbox_->sync_routes(routes);
+    for (const auto& [key, v] : balanced) {
+      auto it = balanced_.find(key);
+      if (it != balanced_.end() && it->second == v) continue;
+      sandbox_->balancer().upsert(v);
+      spdlog::info("routing mesh: VIP {} balanced over {} task(s)", v.vip.str(), v.backends.size());
+    }
+    for (const auto& [key, v] : balanced_) {
+      if (!balanced.count(key)) sandbox_->balancer().remove(key);
+    }
+    balanced_ = std::move(balanced);
+
+    // The host: every ingress port on every address of this node.
+    const bool first = published_.empty();
+    for (const auto& [id, want] : published) {
+      auto it = published_.find(id);
+      if (it != published_.end() && it->second == want) continue;
+      try {
+        host_rules_.replace(id, want.first, want.second);
+        std::string list;
+        for (const auto& p : want.second) {
+          list += " " + p.protocol + "/" + std::to_string(p.host_port) + "->" + std::to_string(p.container_port);
+        }
+        spdlog::info("routing mesh: published on this node:{} (VIP {})", list, want.first.str());
+      } catch (const Error& e) {
+        spdlog::error("routing mesh: service {}: {}", id.substr(0, 12), e.what());
+      }
+    }
+    std::set<std::string> stale;
+    for (const auto& [id, want] : published_) {
+      if (!published.count(id)) stale.insert(id);
+    }
+    if (first) {
+      for (const std::string& id : host_rules_.ids()) {
+        if (!published.count(id)) stale.insert(id);
+      }
+    }
+    for (const std::string& id : stale) {
+      host_rules_.remove(id);
+      spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
+    }
+    published_ = std::move(published);
+  } catch (const std::exception& e) {
+    spdlog::error("routing mesh: {}", e.what());
+  }
+  programming_ = false;
+}
+
+}  // namespace swarmnet::daemon
