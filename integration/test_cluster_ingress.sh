@@ -15,7 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib/common.sh"
 source "$HERE/lib/cluster.sh"
 require_root
-for tool in busybox dig jq dnsmasq curl; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
+for tool in busybox dig jq dnsmasq curl haproxy; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
 
 cluster_up 3
 outside_up
@@ -85,6 +85,26 @@ done
 t=$(tally 30 udp_who "$(host_ip 3)" 5353)
 info "30 UDP queries to host 3: $(tr '\n' ' ' <<<"$t")"
 check "host 3 spreads UDP over both tasks (each >= 5 of 30, none failed)" spread_ok "$t" 30 5 "$w1" "$w2"
+
+say "an external load balancer in front of the nodes: examples/external-lb/haproxy.cfg in the outside machine"
+ip netns exec "$(outside_ns)" ip link set lo up
+ip netns exec "$(outside_ns)" haproxy -db -f "$HERE/../examples/external-lb/haproxy.cfg" </dev/null >/dev/null 2>&1 \
+  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+HAPROXY_PID=$!
+on_exit "kill_pid $HAPROXY_PID"
+check "haproxy on the outside machine answers" wait_for 10 answers_some 127.0.0.1:80
+t=$(tally 30 http_get 127.0.0.1:80)
+info "30 requests through haproxy (then the mesh): $(tr '\n' ' ' <<<"$t")"
+check "through haproxy and the nodes, both tasks serve (each >= 5 of 30, none failed)" spread_ok "$t" 30 5 w1 w2
+kill_pid "$HAPROXY_PID"
+
+say "swarmnetd on host 3 restarts: its ingress sandbox is made anew, and host 3 answers again"
+host_daemon_stop 3
+host_daemon_start 3
+check "host 3's 8080 answers after the restart" wait_for 20 answers_some "$(host_ip 3):8080"
+t=$(tally 20 http_get "$(host_ip 3):8080")
+info "20 TCP requests to host 3: $(tr '\n' ' ' <<<"$t")"
+check "and spreads over both tasks again (each >= 3 of 20)" spread_ok "$t" 20 3 w1 w2
 
 say "w1's server stops: its health check fails, and the mesh stops sending to it"
 kill_pid "${PIDS[w1-http]}"

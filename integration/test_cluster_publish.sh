@@ -128,8 +128,4 @@ for i in 1 2 3; do
   check "host $i holds no published-port rule" \
     test "$(ip netns exec "$(host_ns "$i")" nft list chain inet swarmnet published-dnat | grep -c 'comment "host:' || true)" == 0
 done
-out=$(hctl 1 service create web2 --network front --publish 8080:80 2>&1 || true)
-check "ingress publishing is refused clearly until the routing mesh exists" grep -q "routing mesh" <<<"$out"
-check "and creates no service" bash -c "! $SWARMNET_BIN_DIR/swarmnetctl --socket $(host_sock 1) service inspect web2 >/dev/null 2>&1"
-
 exit "$(failures)"
