@@ -38,10 +38,11 @@ IngressSandbox::IngressSandbox(const IngressSandboxConfig& config)
   }
 }
 
-IngressSandbox::~IngressSandbox() {
-  balancer_.reset();
-  teardown();
-}
+// The links go with the sandbox's namespace when the descriptor closes. The
+// host's route into the sandbox stays on purpose: while swarmnetd is down,
+// packets DNATed to an ingress VIP die on the gateway bridge instead of
+// following the default route out of the node.
+IngressSandbox::~IngressSandbox() { balancer_.reset(); }
 
 Ipv4Address IngressSandbox::host_address() const {
   return Ipv4Address(config_.gateway_subnet.network().value() + 1);
@@ -89,6 +90,7 @@ void IngressSandbox::build() {
                config_.address.str(), kGatewayBridge, host_address().str(), length);
 }
 
+// After a failed build: nothing of it stays.
 void IngressSandbox::teardown() noexcept {
   try {
     host_.delete_route(config_.ingress_subnet);

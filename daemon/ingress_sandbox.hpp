@@ -62,7 +62,7 @@ class IngressSandbox {
  public:
   // Builds it all; throws Error with what failed, leaving nothing behind.
   explicit IngressSandbox(const IngressSandboxConfig& config);
-  // Removes the host's links to the sandbox (the sandbox goes with them).
+  // The sandbox goes with its namespace; the host's route to it stays.
   ~IngressSandbox();
   IngressSandbox(const IngressSandbox&) = delete;
   IngressSandbox& operator=(const IngressSandbox&) = delete;

@@ -31,7 +31,10 @@ void RoutingMesh::start() {
 
 void RoutingMesh::on_change(const std::string& table) {
   if (programming_ || table == "cursors") return;
-  if (!sandbox_) join();
+  // After a failure other than a missing address block, only a change of
+  // the networks or of the membership is worth another try (not every
+  // health report).
+  if (!sandbox_ && (!join_failed_ || table == "networks" || table == "membership")) join();
   program();
 }
 
@@ -63,10 +66,12 @@ bool RoutingMesh::join() {
     config.lb_backend = lb_backend_;
     sandbox_ = std::make_unique<IngressSandbox>(config);
     balanced_.clear();
+    join_failed_ = false;
   } catch (const BlockNeeded& e) {
     controller_.request_block(e.network_id());  // the blocks' change brings us back here
   } catch (const std::exception& e) {
     spdlog::error("routing mesh: cannot join the ingress network: {}", e.what());
+    join_failed_ = true;
   }
   programming_ = false;
   return sandbox_ != nullptr;

@@ -58,6 +58,7 @@ class RoutingMesh {
   std::string lb_backend_;
   size_t listener_id_ = 0;
   bool programming_ = false;
+  bool join_failed_ = false;
   std::unique_ptr<IngressSandbox> sandbox_;
   kernel::PublishedPorts host_rules_{kIngressPortOwner};
   std::map<std::string, lb::VirtualIp> balanced_;  // in the sandbox, by key
