@@ -79,7 +79,10 @@ say "cleanup through the API"
 container_del 1 c1 overlay
 container_del 2 c2 overlay
 container_del 3 c3 overlay
-check "host 1 has no bridge left" bash -c "! ip -n $(host_ns 1) -o link show | grep -q swn-"
+overlay_bridge="swn-$(hctl 1 network inspect overlay | jq -r .id | cut -c1-11)"
+check "host 1 has no bridge of overlay left" bash -c "! ip -n $(host_ns 1) -o link show | grep -q $overlay_bridge"
+ingress_bridge="swn-$(hctl 1 network inspect ingress | jq -r .id | cut -c1-11)"
+check "host 1 keeps its ingress bridge (every node is in the routing mesh)" bash -c "ip -n $(host_ns 1) -o link show | grep -q $ingress_bridge"
 check "network removed" hctl 2 network rm overlay
 
 if (($(failures) > 0)); then echo "test_cluster: $(failures) check(s) failed"; exit 1; fi
