@@ -582,7 +582,9 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   e.netns = req.netns;
   e.mac = mac_for(e.ip);
   e.attach = req.attach;
-  e.host_ifname = req.attach ? "swv" + e.id.substr(0, 12) : "";
+  e.host_ifname = !req.attach                              ? ""
+                  : req.container_id == kSandboxContainerId ? kSandboxHostLink
+                                                            : "swv" + e.id.substr(0, 12);
   e.name = req.name;
   e.aliases = req.aliases;
   e.service = req.service;

@@ -63,6 +63,8 @@ struct HostPortRecord {
 
 // The container id of a node's ingress sandbox on the ingress network.
 inline constexpr const char* kSandboxContainerId = "ingress-sandbox";
+// The host end of its veth on the ingress bridge (containers' are "swv...").
+inline constexpr const char* kSandboxHostLink = "swi-sandbox";
 
 struct EndpointRecord {
   std::string id;

@@ -66,7 +66,7 @@ ctr_del() {
 on_exit 'ctr_has container "$CA" && ctr_del 1 "$CA"; ctr_has container "$CB" && ctr_del 3 "$CB"; true'
 
 # veths I: host I's veths other than its underlay eth0 (the containers' host ends).
-veths() { ip -n "$(host_ns "$1")" -o link show type veth | awk -F': ' '$2 !~ /^eth0@/ {print $2}'; }
+veths() { ip -n "$(host_ns "$1")" -o link show type veth | awk -F': ' '$2 ~ /^swv/ {print $2}'; }  # containers' (the routing mesh's swi-sandbox and swn-gwsbox stay)
 # ctr_ip ID: the container's IPv4 address on eth0, as the container sees it.
 ctr_ip() { ctr_exec "$1" ip -4 -o addr show dev eth0 | awk '{split($4, a, "/"); print a[1]; exit}'; }
 # eps I: host I's endpoints of $NET as "container_id address" lines, sorted.
