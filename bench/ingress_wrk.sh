@@ -6,21 +6,26 @@
 #
 # A 2-host swarmnet cluster in namespaces, an "outside" machine on the
 # underlay, a network, a service "web" with one task (a container attached
-# by the real CNI plugin running `busybox httpd` on port 80) on host 2,
+# by the real CNI plugin running a web server on port 80) on host 2,
 # published twice: ingress 8080:80 and host mode 9080:80. Three wrk runs
 # from the outside namespace, one after the other:
 #     wrk http://HOST2:9080/   host mode: one DNAT, straight to the task
 #     wrk http://HOST2:8080/   the mesh, answered by the task's own node
 #     wrk http://HOST1:8080/   the mesh, host 1 has no task: over the
 #                              ingress overlay (VXLAN) to host 2's sandbox
-# busybox httpd forks for every connection (one request per connection), so
-# with many connections the server sets the pace; with CONNECTIONS=1 the
-# latency of each path shows.
-# Env: CONNECTIONS (32), DURATION (10), SWARMNET_BIN_DIR.
-# Needs root, wrk, curl and busybox; removes everything it made on exit.
+# SERVER=nginx (default; one worker, keep-alive: wrk reuses its connections,
+# so the figures are the forwarding cost of each path per request) or
+# SERVER=busybox (busybox httpd forks per connection and answers one request
+# on each: the server sets the pace, and every request is a new flow through
+# the NATs).
+# Env: SERVER (nginx), CONNECTIONS (32), DURATION (10), SWARMNET_BIN_DIR.
+# Needs root, wrk, curl, nginx (nginx-light) or busybox; removes everything
+# it made on exit.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-bench_needs busybox curl jq wrk
+SERVER="${SERVER:-nginx}"
+[[ "$SERVER" == nginx || "$SERVER" == busybox ]] || die "SERVER: nginx or busybox"
+bench_needs "$SERVER" curl jq wrk
 bench_needs_cluster
 CONNECTIONS="${CONNECTIONS:-32}"
 DURATION="${DURATION:-10}"
@@ -42,8 +47,25 @@ wait_for 10 hctl 2 network inspect bench >/dev/null || die "host 2 lacks the net
 wait_for 10 hctl 2 service inspect web >/dev/null || die "host 2 lacks the service"
 container_add 2 web1 bench >/dev/null || die "CNI ADD of web1 failed"
 hctl 2 service attach web --network bench --container web1 >/dev/null
-ip netns exec "$(container_ns web1)" busybox httpd -f -p 80 -h "$WWW" </dev/null >/dev/null 2>&1 \
-  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+if [[ "$SERVER" == nginx ]]; then
+  cat >"$CLUSTER_DIR/nginx.conf" <<CONF
+user root;  # the files live in the cluster's 0700 directory
+worker_processes 1;
+pid $CLUSTER_DIR/nginx.pid;
+error_log $CLUSTER_DIR/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $CLUSTER_DIR/nginx-tmp;
+  server { listen 80; root $WWW; }
+}
+CONF
+  ip netns exec "$(container_ns web1)" nginx -c "$CLUSTER_DIR/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+else
+  ip netns exec "$(container_ns web1)" busybox httpd -f -p 80 -h "$WWW" </dev/null >/dev/null 2>&1 \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+fi
 HTTPD_PID=$!
 fetch() { ip netns exec "$(outside_ns)" curl -s --max-time 2 "http://$1/" 2>/dev/null | grep -q hello; }
 for target in "$(host_ip 2):9080" "$(host_ip 2):8080" "$(host_ip 1):8080"; do
@@ -63,8 +85,7 @@ direct=$(rps "$host_out") local=$(rps "$local_out") remote=$(rps "$remote_out")
 [[ -n "$direct" && -n "$local" && -n "$remote" ]] ||
   { printf '%s\n' "$host_out" "$local_out" "$remote_out"; die "wrk printed no Requests/sec"; }
 
-printf '\nwrk -t1 -c%s -d%ss from outside, busybox httpd (one request per connection), one task on host 2\n' \
-  "$CONNECTIONS" "$DURATION"
+printf '\nwrk -t1 -c%s -d%ss from outside, server %s, one task on host 2\n' "$CONNECTIONS" "$DURATION" "$SERVER"
 line() { printf '  %-40s %10.1f requests/s   p50 %-9s %s\n' "$1" "$2" "$(p50 "$3")" "$(errors "$3")"; }
 line "host mode, host 2:9080 (straight)" "$direct" "$host_out"
 line "mesh, host 2:8080 (task's node)" "$local" "$local_out"
