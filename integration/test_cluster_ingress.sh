@@ -32,26 +32,10 @@ hctl 1 service create web --network front --publish 8080:80 --publish 5353:53/ud
 for i in 2 3; do wait_for 10 hctl "$i" service inspect web || die "host $i lacks the service"; done
 info "web's ingress VIP: $(hctl 1 service inspect web | jq -r .ingress_vip)"
 
-declare -A PIDS=()
-start_servers() {  # start_servers NAME IP: httpd on 80 (page = NAME), dnsmasq on 53 (who.test = IP)
-  local name="$1" ip="$2" ns
-  ns=$(container_ns "$name")
-  mkdir -p "$CLUSTER_DIR/www-$name"
-  echo "$name" >"$CLUSTER_DIR/www-$name/index.html"
-  ip netns exec "$ns" busybox httpd -f -p 80 -h "$CLUSTER_DIR/www-$name" </dev/null \
-    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-  PIDS[$name-http]=$!
-  on_exit "kill_pid ${PIDS[$name-http]}"
-  ip netns exec "$ns" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address="$ip" \
-    --port 53 --address="/who.test/$ip" --user=root --pid-file= </dev/null >/dev/null 2>&1 \
-    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-  PIDS[$name-dns]=$!
-  on_exit "kill_pid ${PIDS[$name-dns]}"
-}
 w1=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 1 w1 front)
 w2=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 2 w2 front)
-start_servers w1 "$w1"
-start_servers w2 "$w2"
+task_servers w1 "$w1"
+task_servers w2 "$w2"
 info "tasks w1 $w1 (host 1), w2 $w2 (host 2); host 3 runs none"
 
 outside() { ip netns exec "$(outside_ns)" "$@"; }
@@ -107,7 +91,7 @@ info "20 TCP requests to host 3: $(tr '\n' ' ' <<<"$t")"
 check "and spreads over both tasks again (each >= 3 of 20)" spread_ok "$t" 20 3 w1 w2
 
 say "w1's server stops: its health check fails, and the mesh stops sending to it"
-kill_pid "${PIDS[w1-http]}"
+kill_pid "${TASK_PIDS[w1-http]}"
 only_w2() { [[ $(hctl 3 service inspect web | jq '[.tasks[] | select(.healthy)] | length') == 1 ]]; }
 check "host 3 sees w1 unhealthy" wait_for 15 only_w2
 t=$(tally 20 http_get "$(host_ip 3):8080")

@@ -27,26 +27,10 @@ say "service web publishes 8080->80/tcp and 5353->53/udp in host mode"
 hctl 1 service create web --network front --publish mode=host,8080:80 --publish mode=host,5353:53/udp >/dev/null
 for i in 2 3; do wait_for 10 hctl "$i" service inspect web || die "host $i lacks the service"; done
 
-declare -A PIDS=()
-start_servers() {  # start_servers NAME IP: httpd on 80 (page = NAME), dnsmasq on 53 (who.test = IP)
-  local name="$1" ip="$2" ns
-  ns=$(container_ns "$name")
-  mkdir -p "$CLUSTER_DIR/www-$name"
-  echo "$name" >"$CLUSTER_DIR/www-$name/index.html"
-  ip netns exec "$ns" busybox httpd -f -p 80 -h "$CLUSTER_DIR/www-$name" </dev/null \
-    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-  PIDS[$name-http]=$!
-  on_exit "kill_pid ${PIDS[$name-http]}"
-  ip netns exec "$ns" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address="$ip" \
-    --port 53 --address="/who.test/$ip" --user=root --pid-file= </dev/null >/dev/null 2>&1 \
-    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-  PIDS[$name-dns]=$!
-  on_exit "kill_pid ${PIDS[$name-dns]}"
-}
 w1=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 1 w1 front)
 w2=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 2 w2 front)
-start_servers w1 "$w1"
-start_servers w2 "$w2"
+task_servers w1 "$w1"
+task_servers w2 "$w2"
 info "tasks w1 $w1 (host 1), w2 $w2 (host 2); host 3 runs no task of web"
 
 outside() { ip netns exec "$(outside_ns)" "$@"; }
@@ -85,7 +69,7 @@ say "service api publishes 80 in host mode without a number; its task runs on ho
 hctl 1 service create api --network front --publish mode=host,:80 >/dev/null
 wait_for 10 hctl 3 service inspect api || die "host 3 lacks api"
 a3=$(CNI_ARGS=SWARMNET_SERVICE=api container_add 3 a3 front)
-start_servers a3 "$a3"
+task_servers a3 "$a3"
 api_port=$(hctl 3 service inspect api | jq -r '.tasks[0].host_ports[0].published')
 range=$(ip netns exec "$(host_ns 3)" cat /proc/sys/net/ipv4/ip_local_port_range)
 info "a3's port on host 3: $api_port (host range: $range)"
@@ -97,7 +81,7 @@ check "host 3's chosen port answers with a3" wait_for 10 answers "$(host_ip 3):$
 
 say "the CNI portMappings capability: container p2 on host 2 maps 9090->80"
 p2=$(CNI_RUNTIME_CONFIG='{"portMappings":[{"hostPort":9090,"containerPort":80,"protocol":"tcp"}]}' container_add 2 p2 front)
-start_servers p2 "$p2"
+task_servers p2 "$p2"
 check "host 2's 9090 answers with p2" wait_for 10 answers "$(host_ip 2):9090" p2
 check "host 1 does not publish 9090" closed "$(host_ip 1):9090"
 if out=$(CNI_RUNTIME_CONFIG='{"portMappings":[{"hostPort":8080,"containerPort":80}]}' container_add 2 p2b front 2>&1); then

@@ -24,6 +24,9 @@
 #                                 by cluster_down too: it sweeps "$CLUSTER_TAG-c-*")
 #   container_ns NAME             the container's namespace
 #   outside_up                    an "outside" namespace on the underlay (not a node)
+#   task_servers NAME IP          in container NAME: busybox httpd on port 80 (its
+#                                 page is NAME) and dnsmasq on UDP 53 (who.test = IP);
+#                                 pids in TASK_PIDS[NAME-http] and [NAME-dns], stopped on exit
 #
 # Layout: namespace "$CLUSTER_TAG-u" holds the underlay bridge; host I is
 # "$CLUSTER_TAG-hI" with eth0 = 172.31.250.(10+I)/24 on it (an address only
@@ -170,6 +173,23 @@ outside_up() {
   ip -n "$CLUSTER_TAG-u" link set "${CLUSTER_TAG}o" master br0 up
   ip -n "$ns" addr add "$CLUSTER_UNDERLAY.200/24" dev eth0
   ip -n "$ns" link set eth0 up
+}
+
+declare -A TASK_PIDS=()
+task_servers() {
+  local name="$1" ip="$2" ns
+  ns=$(container_ns "$name")
+  mkdir -p "$CLUSTER_DIR/www-$name"
+  echo "$name" >"$CLUSTER_DIR/www-$name/index.html"
+  ip netns exec "$ns" busybox httpd -f -p 80 -h "$CLUSTER_DIR/www-$name" </dev/null \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  TASK_PIDS[$name-http]=$!
+  on_exit "kill_pid ${TASK_PIDS[$name-http]}"
+  ip netns exec "$ns" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address="$ip" \
+    --port 53 --address="/who.test/$ip" --user=root --pid-file= </dev/null >/dev/null 2>&1 \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  TASK_PIDS[$name-dns]=$!
+  on_exit "kill_pid ${TASK_PIDS[$name-dns]}"
 }
 
 _cni() {  # _cni COMMAND HOST NAME NETWORK
