@@ -338,15 +338,27 @@ int main(int argc, char** argv) {
       if (format == "json") {
         std::cout << json::serialize(v) << "\n";
       } else {
-        std::vector<std::vector<std::string>> rows{{"NAME", "ID", "MODE", "VIPS", "TASKS", "HEALTHY"}};
+        std::vector<std::vector<std::string>> rows{{"NAME", "ID", "MODE", "VIPS", "TASKS", "HEALTHY", "PUBLISHED"}};
         for (const auto& item : v.as_array()) {
           const auto& o = item.as_object();
           std::string vips;
           for (const auto& [net, vip] : o.at("vips").as_object())
             vips += (vips.empty() ? "" : ",") + std::string(net) + "=" + std::string(vip.as_string());
+          // As docker service ls: "*:8080->80/tcp" (ingress: every node), "host:9080->80/tcp".
+          std::string published;
+          for (const auto& p : o.at("ports").as_array()) {
+            const auto& po = p.as_object();
+            if (!po.contains("publish_mode")) continue;
+            const bool host = po.at("publish_mode").as_string() == "host";
+            const auto number = po.at("published").to_number<unsigned>();
+            published += (published.empty() ? "" : ",") + std::string(host ? "host:" : "*:") +
+                         (number == 0 ? std::string("(per task)") : std::to_string(number)) + "->" +
+                         json::serialize(po.at("target")) + "/" + std::string(po.at("protocol").as_string());
+          }
           rows.push_back({std::string(o.at("name").as_string()), std::string(o.at("id").as_string()).substr(0, 12),
                           std::string(o.at("endpoint_mode").as_string()), vips.empty() ? "-" : vips,
-                          json::serialize(o.at("task_count")), json::serialize(o.at("healthy_count"))});
+                          json::serialize(o.at("task_count")), json::serialize(o.at("healthy_count")),
+                          published.empty() ? "-" : published});
         }
         print_table(rows);
       }

@@ -31,6 +31,8 @@ hctl 1 service create web --network front --publish 8080:80 --publish 5353:53/ud
   --health tcp:80 --health-interval 1 --health-retries 2 >/dev/null
 for i in 2 3; do wait_for 10 hctl "$i" service inspect web || die "host $i lacks the service"; done
 info "web's ingress VIP: $(hctl 1 service inspect web | jq -r .ingress_vip)"
+hctl 1 service ls | sed 's/^/      /'
+check "service ls shows the publications" bash -c "$SWARMNET_BIN_DIR/swarmnetctl --socket $(host_sock 1) service ls | grep -q '\*:8080->80/tcp,\*:5353->53/udp'"
 
 w1=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 1 w1 front)
 w2=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 2 w2 front)
