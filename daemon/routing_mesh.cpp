@@ -77,12 +77,6 @@ bool RoutingMesh::join() {
   return sandbox_ != nullptr;
 }
 
-std::vector<lb::VirtualIp> RoutingMesh::intended() const {
-  std::vector<lb::VirtualIp> out;
-  for (const auto& [key, v] : balanced_) out.push_back(v);
-  return out;
-}
-
 void RoutingMesh::program() {
   if (!sandbox_) return;
   programming_ = true;

@@ -43,8 +43,6 @@ class RoutingMesh {
   // Joins the ingress network if the tables have one, and programs
   // everything (at start; later, changes do it).
   void start();
-  // What the sandbox's balancer should hold (for tests and `lb check`).
-  std::vector<lb::VirtualIp> intended() const;
 
  private:
   void on_change(const std::string& table);

@@ -194,7 +194,9 @@ int client_socket(int type) {
   kernel::NetnsGuard guard(kernel::Netns::open(Topology::ns_path("client")));
   int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  timeval tv{2, 0};
+  // 5 s: the VM is qemu's software emulation on one virtual CPU, which a
+  // busy machine can slow down several times over (2 s timed out in CI).
+  timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   return fd;
@@ -539,6 +541,9 @@ TEST_CASE("a backend on another host behind VXLAN: its bridged replies are de-NA
   RemoteBackend remote;
   const Ipv4Address b4 = Ipv4Address::parse("10.77.0.14");
   b.upsert(web({b4}));
+  // The overlay's first packets: ARP over VXLAN and the bridges' learning,
+  // slow under emulation. Up to 10 tries before the checks.
+  for (int i = 0; i < 10 && tcp_request().text != "b4"; ++i) std::this_thread::sleep_for(500ms);
   Answer tcp = tcp_request();
   Answer udp = udp_request();
   CHECK(tcp.text == "b4");
