@@ -406,7 +406,8 @@ if wait_for 20 all_clean; then
 else
   fail "something of the removed services is left"
   for ((i = 1; i <= HOSTS; i++)); do
-    info "host $i:"; ip netns exec "$(host_ns "$i")" nft list table ip swarmnet-lb 2>&1 | grep -i elements | sed 's/^/      /'
+    info "host $i: lb check: $(hctl "$i" lb check 2>&1 | head -3 | tr '\n' ';'); services: $(hctl "$i" service ls --format json | jq -c '[.[].name]')"
+    { ip netns exec "$(host_ns "$i")" nft list table ip swarmnet-lb 2>&1 | grep -i elements || true; } | sed 's/^/      /'
     vip_addresses "$i" | sed 's/^/      address /'
   done
 fi
