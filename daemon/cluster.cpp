@@ -247,9 +247,7 @@ void Cluster::stop() {
 
 std::string Cluster::init(Ipv4Address advertise, const Ipv4Prefix& ingress_subnet) {
   if (node_) throw Error(Errc::conflict, "this node is already in a cluster; `cluster leave` first");
-  bool have_ingress = false;
-  for (const auto& [id, e] : store_.networks()) have_ingress = have_ingress || (!e.deleted && e.value.ingress);
-  if (!have_ingress) {
+  if (!store_.find_ingress_network()) {
     api::NetworkCreate ingress;
     ingress.name = kIngressNetworkName;
     ingress.subnet = ingress_subnet;

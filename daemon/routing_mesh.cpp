@@ -17,13 +17,6 @@ RoutingMesh::RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gatewa
 
 RoutingMesh::~RoutingMesh() { store_.remove_change_listener(listener_id_); }
 
-const NetworkRecord* RoutingMesh::ingress_network() const {
-  for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted && e.value.ingress) return &e.value;
-  }
-  return nullptr;
-}
-
 void RoutingMesh::start() {
   if (join()) spdlog::info("routing mesh: this node answers on every ingress port");
   program();
@@ -42,7 +35,7 @@ void RoutingMesh::on_change(const std::string& table) {
 // from the cluster IPAM) and the sandbox behind it. False until both exist.
 bool RoutingMesh::join() {
   if (sandbox_) return true;
-  const NetworkRecord* ingress = ingress_network();
+  const NetworkRecord* ingress = store_.find_ingress_network();
   if (!ingress) return false;
   const NetworkRecord network = *ingress;
   programming_ = true;
@@ -81,7 +74,7 @@ void RoutingMesh::program() {
   if (!sandbox_) return;
   programming_ = true;
   try {
-    const NetworkRecord* ingress = ingress_network();
+    const NetworkRecord* ingress = store_.find_ingress_network();
     // Each node's sandbox address on the ingress network.
     std::map<std::string, Ipv4Address> sandbox_of;
     for (const auto& [key, e] : store_.endpoints()) {

@@ -46,7 +46,6 @@ class RoutingMesh {
 
  private:
   void on_change(const std::string& table);
-  const NetworkRecord* ingress_network() const;
   bool join();
   void program();
 

@@ -179,9 +179,7 @@ Ipv4Address Services::reserve_vip(const ServiceRecord& s, const std::string& net
 }
 
 const NetworkRecord& Services::ingress_network() const {
-  for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted && e.value.ingress) return e.value;
-  }
+  if (const NetworkRecord* n = store_.find_ingress_network()) return *n;
   throw Error(Errc::unavailable,
               "ingress publishing needs the cluster's ingress network, which `swarmnetctl cluster init` makes "
               "(a node outside a cluster has no routing mesh; publish with mode=host there)");
