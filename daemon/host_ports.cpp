@@ -1,6 +1,7 @@
 #include "daemon/host_ports.hpp"
 
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "common/error.hpp"
@@ -94,8 +95,9 @@ HostPorts::~HostPorts() { store_.remove_change_listener(listener_id_); }
 
 // Ports published on this node by anyone but `endpoint`: the host ports of
 // this node's other endpoints, and Docker's -p rules read from the kernel.
-std::map<std::string, std::string> HostPorts::taken_except(const EndpointRecord& endpoint) {
-  std::map<std::string, std::string> taken;
+std::map<std::string, std::string> HostPorts::taken_except(const EndpointRecord& endpoint,
+                                                           const std::map<std::string, std::string>& by_others) {
+  std::map<std::string, std::string> taken = by_others;
   for (const auto& [key, e] : store_.endpoints()) {
     const EndpointRecord& r = e.value;
     if (e.deleted || !is_local_attached(r, store_.node_id()) || r.id == endpoint.id) continue;
@@ -110,6 +112,13 @@ std::map<std::string, std::string> HostPorts::taken_except(const EndpointRecord&
       }
     }
   }
+  return taken;
+}
+
+// Ports other owners (Docker's -p, the routing mesh) publish on this host,
+// read from the kernel: one nft listing, whatever the number of endpoints.
+std::map<std::string, std::string> HostPorts::taken_by_others() {
+  std::map<std::string, std::string> taken;
   for (const auto& [port, holder] : rules_.taken()) {
     if (!holder.starts_with(std::string(kHostPortOwner) + ":")) taken.emplace(port, holder);
   }
@@ -120,18 +129,21 @@ void HostPorts::complete(EndpointRecord& endpoint) {
   if (!is_local_attached(endpoint, store_.node_id())) return;
   const ServiceRecord* service = endpoint.service.empty() ? nullptr : store_.find_service_by_name(endpoint.service);
   endpoint.host_ports =
-      resolve_host_ports(endpoint, service, taken_except(endpoint), ephemeral_port_range());
+      resolve_host_ports(endpoint, service, taken_except(endpoint, taken_by_others()), ephemeral_port_range());
 }
 
 void HostPorts::on_service_change(const ServiceRecord& service) {
   const bool gone = store_.find_service_by_name(service.name) == nullptr;
   std::vector<EndpointRecord> changed;
+  std::optional<std::map<std::string, std::string>> by_others;  // read once, if a task is here
+  const PortRange range = ephemeral_port_range();
   for (const auto& [key, e] : store_.endpoints()) {
     const EndpointRecord& r = e.value;
     if (e.deleted || !is_local_attached(r, store_.node_id()) || r.service != service.name) continue;
     EndpointRecord updated = r;
     std::vector<std::string> skipped;
-    updated.host_ports = resolve_host_ports(r, gone ? nullptr : &service, taken_except(r), ephemeral_port_range(),
+    if (!by_others) by_others = taken_by_others();
+    updated.host_ports = resolve_host_ports(r, gone ? nullptr : &service, taken_except(r, *by_others), range,
                                             /*skip_taken=*/true, &skipped);
     for (const auto& why : skipped) {
       spdlog::error("service {}: container {} publishes no port here: {}", service.name, r.container_id, why);

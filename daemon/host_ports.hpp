@@ -69,7 +69,9 @@ class HostPorts {
   void on_service_change(const ServiceRecord& service);
   void program(const EndpointRecord& endpoint);
   void unprogram(const std::string& endpoint_id);
-  std::map<std::string, std::string> taken_except(const EndpointRecord& endpoint);
+  std::map<std::string, std::string> taken_by_others();
+  std::map<std::string, std::string> taken_except(const EndpointRecord& endpoint,
+                                                  const std::map<std::string, std::string>& by_others);
 
   Store& store_;
   kernel::PublishedPorts& rules_;
