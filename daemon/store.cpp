@@ -6,25 +6,27 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/random.hpp"
+#include "daemon/state_records.hpp"
 
 namespace swarmnet::daemon {
 
 namespace fs = std::filesystem;
+namespace records = state_records;
 
 namespace {
 
-constexpr int kSnapshotFormat = 1;
+constexpr int kLegacySnapshotFormat = 1;
 constexpr size_t kCompactAfterLines = 4096;
+// After a failed compaction (a full disk), how many more journal lines
+// before the next try: not one snapshot write per change.
+constexpr size_t kCompactRetryLines = 256;
 
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -32,35 +34,51 @@ int64_t now_seconds() {
       .count();
 }
 
-void write_all(int fd, const std::string& data, const std::string& path) {
+void pwrite_all(int fd, const std::string& data, uint64_t offset, const std::string& path) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw_errno(Errc::internal, "writing " + path, errno);
+      throw_errno(Errc::unavailable, "writing " + path, errno);
     }
     done += static_cast<size_t>(n);
   }
 }
 
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno(Errc::unavailable, "opening " + dir, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw_errno(Errc::unavailable, "fsync of " + dir, err);
+}
+
+// A snapshot's clock; above the bound it is dropped (the entries' own
+// versions still set the clock).
+uint64_t read_clock(const json::object& o, std::vector<std::string>& dropped) {
+  const uint64_t lamport = json_fields::optional_uint(o, "lamport", UINT64_MAX).value_or(0);
+  if (lamport <= Store::kMaxLamport) return lamport;
+  dropped.push_back("its Lamport clock " + std::to_string(lamport) + " is above the bound 2^62");
+  return 0;
+}
+
 template <class T>
-json::array dump_table(const Table<T>& t) {
-  json::array out;
-  for (const auto& [key, e] : t) {
-    out.push_back(json::object{{"key", key},
-                               {"version", to_json(e.version)},
-                               {"deleted", e.deleted},
-                               {"deleted_at", e.deleted_at},
-                               {"value", to_json(e.value)}});
-  }
-  return out;
+json::object entry_line(const char* table, const std::string& key, const Entry<T>& e, bool with_value) {
+  json::object line{{"table", table},
+                    {"key", key},
+                    {"version", to_json(e.version)},
+                    {"deleted", e.deleted},
+                    {"deleted_at", e.deleted_at}};
+  if (with_value) line["value"] = to_json(e.value);
+  return line;
 }
 
 }  // namespace
 
 Store::Store(std::string state_dir, int64_t tombstone_seconds)
-    : dir_(std::move(state_dir)), tombstone_seconds_(tombstone_seconds) {
+    : dir_(std::move(state_dir)), tombstone_seconds_(tombstone_seconds), compact_at_(kCompactAfterLines) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error(Errc::internal, "cannot create state directory " + dir_ + ": " + ec.message());
@@ -77,107 +95,215 @@ Store::Store(std::string state_dir, int64_t tombstone_seconds)
     spdlog::info("new node id {} in {}", node_id_, dir_);
   }
 
+  // Left by a compaction that a crash or a full disk interrupted; never read.
+  for (const char* name : {"snapshot.tmp", "journal.tmp", "state.json.tmp"}) {
+    ::unlink((dir_ + "/" + name).c_str());
+  }
   load();
-  compact();
+  // On a full disk the compaction fails: the daemon starts anyway and goes
+  // on with the journal it has (a daemon that cannot start is worse).
+  if (!compact()) reopen_journal();
 }
 
 Store::~Store() {
   if (journal_fd_ >= 0) ::close(journal_fd_);
 }
 
+// ---- Loading ----
+
 void Store::load() {
-  if (auto snap = read_file(dir_ + "/state.json")) {
-    json::value v;
-    try {
-      v = json_fields::parse(*snap, dir_ + "/state.json");
-      const auto& o = json_fields::as_object(v, "snapshot");
-      auto format = json_fields::optional_uint(o, "format", 1000).value_or(0);
-      if (format != kSnapshotFormat) {
-        throw Error(Errc::internal, "unknown snapshot format " + std::to_string(format));
+  const std::string snapshot = dir_ + "/snapshot";
+  const std::string legacy = dir_ + "/state.json";
+  if (auto text = read_file(snapshot)) {
+    load_snapshot(snapshot, *text);
+  } else if (auto old = read_file(legacy)) {
+    load_legacy_snapshot(legacy, *old);
+  }
+  const std::string journal = dir_ + "/journal";
+  if (auto text = read_file(journal)) load_journal(journal, *text);
+}
+
+void Store::load_snapshot(const std::string& path, const std::string& text) {
+  auto contents = records::read(text, records::kSnapshotHeader);
+  std::vector<std::string> dropped;
+  for (const auto& d : contents.dropped) dropped.push_back("line " + std::to_string(d.line) + ": " + d.reason);
+  if (contents.torn_tail) {
+    dropped.push_back("line " + std::to_string(contents.torn_tail->line) + ": " + contents.torn_tail->reason);
+  }
+  std::optional<uint64_t> announced;
+  size_t entries = 0;
+  for (const auto& r : contents.records) {
+    // The one record without a table is the snapshot's own: clock and size.
+    if (r.value.is_object() && !r.value.as_object().contains("table")) {
+      try {
+        const auto& o = r.value.as_object();
+        announced = json_fields::optional_uint(o, "entries", UINT64_MAX);
+        lamport_ = std::max(lamport_, read_clock(o, dropped));
+      } catch (const std::exception& e) {
+        dropped.push_back("line " + std::to_string(r.line) + ": " + e.what());
       }
-      lamport_ = json_fields::optional_uint(o, "lamport", UINT64_MAX).value_or(0);
-      const auto& tables = json_fields::as_object(o.at("tables"), "tables");
-      for (const auto& [name, rows] : tables) {
-        if (!rows.is_array()) throw Error(Errc::internal, "table " + std::string(name) + " is not an array");
-        for (const auto& row : rows.get_array()) {
+      continue;
+    }
+    ++entries;
+    apply_loaded(r.value, r.line, dropped);
+  }
+  report_dropped(path, dropped);
+  if (announced && *announced != entries) {
+    spdlog::error("state: {} holds {} readable entries of the {} it was written with", path, entries, *announced);
+  }
+}
+
+// Format 1 (before the checksums): one JSON document; a row that does not
+// decode is dropped, a document that does not parse is dropped whole.
+void Store::load_legacy_snapshot(const std::string& path, const std::string& text) {
+  std::vector<std::string> dropped;
+  try {
+    json::value v = json_fields::parse(text, path);
+    const auto& o = json_fields::as_object(v, "snapshot");
+    auto format = json_fields::optional_uint(o, "format", 1000).value_or(0);
+    if (format != kLegacySnapshotFormat) {
+      throw Error(Errc::internal, "unknown snapshot format " + std::to_string(format));
+    }
+    lamport_ = read_clock(o, dropped);
+    const auto& tables = json_fields::as_object(o.at("tables"), "tables");
+    for (const auto& [name, rows] : tables) {
+      if (!rows.is_array()) {
+        dropped.push_back("table " + std::string(name) + ": not an array");
+        continue;
+      }
+      size_t index = 0;
+      for (const auto& row : rows.get_array()) {
+        try {
           json::object line = json_fields::as_object(row, "row");
           line["table"] = name;
           apply_line(line);
+        } catch (const std::exception& e) {
+          dropped.push_back("table " + std::string(name) + " row " + std::to_string(index) + ": " + e.what());
         }
+        ++index;
       }
-    } catch (const std::exception& e) {
-      throw Error(Errc::internal, "cannot load " + dir_ + "/state.json: " + e.what());
     }
+  } catch (const std::exception& e) {
+    dropped.push_back(std::string("the whole file: ") + e.what());
   }
+  report_dropped(path, dropped);
+}
 
-  const std::string journal = dir_ + "/journal";
-  if (auto text = read_file(journal)) {
-    std::istringstream in(*text);
-    std::string line;
-    size_t number = 0;
-    bool torn_tail = !text->empty() && text->back() != '\n';
-    while (std::getline(in, line)) {
-      ++number;
-      if (line.empty()) continue;
-      try {
-        apply_line(json_fields::parse(line, "journal line"));
-      } catch (const std::exception& e) {
-        if (torn_tail && in.peek() == EOF) {
-          spdlog::warn("ignoring torn last journal line {} of {}: {}", number, journal, e.what());
-          break;
-        }
-        throw Error(Errc::internal, "journal " + journal + " line " + std::to_string(number) +
-                                        " is corrupt: " + e.what());
-      }
-    }
+void Store::load_journal(const std::string& path, const std::string& text) {
+  auto contents = records::read(text, records::kJournalHeader);
+  std::vector<std::string> dropped;
+  for (const auto& d : contents.dropped) dropped.push_back("line " + std::to_string(d.line) + ": " + d.reason);
+  for (const auto& r : contents.records) apply_loaded(r.value, r.line, dropped);
+  if (contents.torn_tail) {
+    // An append cut short (power loss, full disk): it was never acknowledged.
+    spdlog::warn("state: ignoring the torn last line {} of {}: {}", contents.torn_tail->line, path,
+                 contents.torn_tail->reason);
+  }
+  loaded_journal_size_ = contents.intact_size;
+  report_dropped(path, dropped);
+}
+
+void Store::apply_loaded(const json::value& record, size_t line, std::vector<std::string>& dropped) {
+  try {
+    apply_line(record);
+  } catch (const std::exception& e) {
+    dropped.push_back("line " + std::to_string(line) + ": " + e.what());
+  }
+}
+
+// Logs each dropped record and keeps the damaged file under another name (a
+// hard link: no space needed), since the compaction that follows replaces it.
+void Store::report_dropped(const std::string& path, const std::vector<std::string>& dropped) {
+  if (dropped.empty()) return;
+  for (const auto& d : dropped) spdlog::error("state: dropped from {} {}", path, d);
+  const std::string copy = path + ".damaged-" + std::to_string(now_seconds());
+  if (::link(path.c_str(), copy.c_str()) == 0) {
+    spdlog::error("state: {} record(s) of {} dropped; the damaged file is kept as {}", dropped.size(), path, copy);
+  } else {
+    spdlog::error("state: {} record(s) of {} dropped", dropped.size(), path);
   }
 }
 
 void Store::apply_line(const json::value& jv) { apply_if_newer(jv, false); }
 
+template <class F>
+decltype(auto) Store::with_table(const std::string& table, F&& f) {
+  if (table == "networks") return f(networks_);
+  if (table == "blocks") return f(blocks_);
+  if (table == "endpoints") return f(endpoints_);
+  if (table == "cursors") return f(cursors_);
+  if (table == "services") return f(services_);
+  throw Error(Errc::invalid_argument, "unknown table \"" + table + "\"");
+}
+
+namespace {
+
+struct LineHead {
+  std::string table;
+  std::string key;
+  Version version;
+  bool deleted = false;
+  int64_t deleted_at = 0;
+};
+
+LineHead read_head(const json::value& jv) {
+  const auto& o = json_fields::as_object(jv, "journal entry");
+  LineHead h;
+  h.table = json_fields::required_string(o, "table");
+  h.key = json_fields::required_string(o, "key");
+  const json::value* version_value = json_fields::find(o, "version");
+  if (!version_value) throw Error(Errc::invalid_argument, "missing field \"version\"");
+  from_json(*version_value, h.version);
+  if (h.version.lamport > Store::kMaxLamport) {
+    throw Error(Errc::invalid_argument, "Lamport value " + std::to_string(h.version.lamport) +
+                                            " of " + h.table + "/" + h.key +
+                                            " is above the bound 2^62 (a corrupt or forged version)");
+  }
+  h.deleted = json_fields::bool_or(o, "deleted", false);
+  h.deleted_at = static_cast<int64_t>(json_fields::optional_uint(o, "deleted_at", INT64_MAX).value_or(0));
+  return h;
+}
+
+}  // namespace
+
 // Decodes a line fully before touching anything, then applies it if its
 // version beats the entry we hold. With validate_only nothing is applied.
 bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
-  const auto& o = json_fields::as_object(jv, "journal entry");
-  const std::string table = json_fields::required_string(o, "table");
-  const std::string key = json_fields::required_string(o, "key");
-  const json::value* version_value = json_fields::find(o, "version");
-  if (!version_value) throw Error(Errc::invalid_argument, "missing field \"version\"");
-  Version version;
-  from_json(*version_value, version);
-  const bool deleted = json_fields::bool_or(o, "deleted", false);
-  const int64_t deleted_at =
-      static_cast<int64_t>(json_fields::optional_uint(o, "deleted_at", INT64_MAX).value_or(0));
-
-  auto apply = [&](auto& t) -> bool {
+  const LineHead h = read_head(jv);
+  const auto& o = jv.as_object();
+  return with_table(h.table, [&](auto& t) -> bool {
     using T = std::decay_t<decltype(t.begin()->second.value)>;
     T value{};
-    if (!deleted) {
+    if (!h.deleted) {
       const json::value* v = json_fields::find(o, "value");
       if (!v) throw Error(Errc::invalid_argument, "missing field \"value\"");
       from_json(*v, value);
     }
     if (validate_only) return false;
-    lamport_ = std::max(lamport_, version.lamport);
-    auto it = t.find(key);
-    if (it != t.end() && !(version > it->second.version)) return false;  // ours is newer
-    auto& e = t[key];
-    e.version = version;
-    e.deleted = deleted;
-    e.deleted_at = deleted_at;
-    if (!deleted) e.value = std::move(value);  // a tombstone keeps the last value
+    lamport_ = std::max(lamport_, h.version.lamport);
+    auto it = t.find(h.key);
+    if (it != t.end() && !(h.version > it->second.version)) return false;  // ours is newer
+    auto& e = t[h.key];
+    e.version = h.version;
+    e.deleted = h.deleted;
+    e.deleted_at = h.deleted_at;
+    if (!h.deleted) e.value = std::move(value);  // a tombstone keeps the last value
     if constexpr (std::is_same_v<T, EndpointRecord>) {
-      if (!deleted) note_allocation(e.value);
+      if (!h.deleted) note_allocation(e.value);
     }
     return true;
-  };
-  if (table == "networks") return apply(networks_);
-  if (table == "blocks") return apply(blocks_);
-  if (table == "endpoints") return apply(endpoints_);
-  if (table == "cursors") return apply(cursors_);
-  if (table == "services") return apply(services_);
-  throw Error(Errc::invalid_argument, "unknown table \"" + table + "\"");
+  });
 }
+
+std::optional<Version> Store::version_of(const std::string& table, const std::string& key) {
+  return with_table(table, [&](auto& t) -> std::optional<Version> {
+    auto it = t.find(key);
+    if (it == t.end()) return std::nullopt;
+    return it->second.version;
+  });
+}
+
+// ---- Replication ----
 
 size_t Store::merge(const std::vector<Line>& lines) {
   for (const auto& line : lines) {
@@ -186,39 +312,39 @@ size_t Store::merge(const std::vector<Line>& lines) {
       throw Error(Errc::invalid_argument, "cursors are local to a node and never merged");
     }
   }
+  // Pick the winners without touching the tables (the journal first: if it
+  // cannot be written, nothing is applied).
+  std::map<std::pair<std::string, std::string>, Version> newest;
+  std::vector<const Line*> winners;
   std::string batch;
-  std::vector<std::pair<std::string, std::string>> changed;
   for (const auto& line : lines) {
-    if (!apply_if_newer(line, false)) continue;
-    const auto& o = line.as_object();
-    changed.emplace_back(std::string(o.at("table").as_string()), std::string(o.at("key").as_string()));
-    batch += json::serialize(line);
-    batch += '\n';
+    LineHead h = read_head(line);
+    auto id = std::make_pair(h.table, h.key);
+    auto it = newest.find(id);
+    std::optional<Version> held = it != newest.end() ? std::optional(it->second) : version_of(h.table, h.key);
+    if (held && !(h.version > *held)) continue;
+    newest[id] = h.version;
+    winners.push_back(&line);
+    batch += records::encode(line);
   }
-  if (!batch.empty()) {
-    // One fdatasync for the whole batch: a push/pull brings thousands.
-    const std::string path = dir_ + "/journal";
-    write_all(journal_fd_, batch, path);
-    if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::internal, "fdatasync " + path, errno);
-    journal_lines_ += changed.size();
+  if (winners.empty()) return 0;
+  // One fdatasync for the whole batch: a push/pull brings thousands.
+  append_journal(std::move(batch), winners.size());
+  std::vector<std::pair<std::string, std::string>> changed;
+  for (const Line* line : winners) {
+    apply_if_newer(*line, false);
+    const auto& o = line->as_object();
+    changed.emplace_back(std::string(o.at("table").as_string()), std::string(o.at("key").as_string()));
   }
   for (const auto& [table, key] : changed) notify(table, key, nullptr);
-  if (journal_lines_ >= kCompactAfterLines) compact();
+  maybe_compact();
   return changed.size();
 }
 
 std::vector<Store::Line> Store::replicated_entries() const {
   std::vector<Line> out;
   auto add = [&](const char* name, const auto& t) {
-    for (const auto& [key, e] : t) {
-      json::object line{{"table", name},
-                        {"key", key},
-                        {"version", to_json(e.version)},
-                        {"deleted", e.deleted},
-                        {"deleted_at", e.deleted_at}};
-      if (!e.deleted) line["value"] = to_json(e.value);
-      out.push_back(std::move(line));
-    }
+    for (const auto& [key, e] : t) out.push_back(entry_line(name, key, e, !e.deleted));
   };
   add("networks", networks_);
   add("blocks", blocks_);
@@ -240,47 +366,145 @@ void Store::notify(const std::string& table, const std::string& key, const Line*
   for (auto& [id, listener] : listeners) listener(table, key, local);
 }
 
-json::value Store::snapshot() const {
-  return json::object{{"format", kSnapshotFormat},
-                      {"node_id", node_id_},
-                      {"lamport", lamport_},
-                      {"tables", json::object{{"networks", dump_table(networks_)},
-                                              {"blocks", dump_table(blocks_)},
-                                              {"endpoints", dump_table(endpoints_)},
-                                              {"services", dump_table(services_)},
-                                              {"cursors", dump_table(cursors_)}}}};
-}
+// ---- Writing ----
 
-void Store::compact() {
+bool Store::compact() {
   const int64_t horizon = now_seconds() - tombstone_seconds_;
-  auto reap = [&](auto& t) {
-    std::erase_if(t, [&](const auto& kv) { return kv.second.deleted && kv.second.deleted_at < horizon; });
+  auto expired = [&](const auto& e) { return e.deleted && e.deleted_at < horizon; };
+  std::string rows;
+  size_t count = 0;
+  auto dump = [&](const char* name, const auto& t) {
+    for (const auto& [key, e] : t) {
+      if (expired(e)) continue;
+      rows += records::encode(entry_line(name, key, e, true));
+      ++count;
+    }
   };
+  dump("networks", networks_);
+  dump("blocks", blocks_);
+  dump("endpoints", endpoints_);
+  dump("services", services_);
+  dump("cursors", cursors_);
+  std::string text(records::kSnapshotHeader);
+  text += '\n';
+  text += records::encode(json::object{{"node_id", node_id_}, {"lamport", lamport_}, {"entries", count}});
+  text += rows;
+  try {
+    write_file_atomically(dir_, "snapshot", text);
+    // Its rename must be durable before the journal's: checked here.
+    fsync_dir(dir_);
+    // The snapshot now holds everything; an empty journal replaces the old one.
+    install_new_journal();
+  } catch (const std::exception& e) {
+    ::unlink((dir_ + "/snapshot.tmp").c_str());
+    spdlog::error("state: cannot compact {}: {}; the journal in use stays", dir_, e.what());
+    return false;
+  }
+  auto reap = [&](auto& t) { std::erase_if(t, [&](const auto& kv) { return expired(kv.second); }); };
   reap(networks_);
   reap(blocks_);
   reap(endpoints_);
   reap(services_);
   reap(cursors_);
-
-  write_file_atomically(dir_, "state.json", json::serialize(snapshot()) + "\n");
-  // The snapshot now holds everything; an empty journal replaces the old one.
-  if (journal_fd_ >= 0) ::close(journal_fd_);
-  write_file_atomically(dir_, "journal", "");
-  journal_fd_ = ::open((dir_ + "/journal").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (journal_fd_ < 0) throw_errno(Errc::internal, "opening " + dir_ + "/journal", errno);
-  journal_lines_ = 0;
+  // Format 1's snapshot, superseded by the first compaction after an upgrade.
+  if (::unlink((dir_ + "/state.json").c_str()) == 0) {
+    spdlog::info("state: converted {} to format 2 (checksummed records)", dir_);
+  }
+  return true;
 }
 
-void Store::append_journal(const json::value& line) {
+// The new journal is complete and durable under its final name before the
+// old descriptor is closed: a failure anywhere leaves the old one in use.
+void Store::install_new_journal() {
   const std::string path = dir_ + "/journal";
-  write_all(journal_fd_, json::serialize(line) + "\n", path);
-  if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::internal, "fdatasync " + path, errno);
-  ++journal_lines_;
+  const std::string tmp = path + ".tmp";
+  const std::string header = std::string(records::kJournalHeader) + "\n";
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw_errno(Errc::unavailable, "creating " + tmp, errno);
+  try {
+    pwrite_all(fd, header, 0, tmp);
+    if (::fdatasync(fd) != 0) throw_errno(Errc::unavailable, "fdatasync " + tmp, errno);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(Errc::unavailable, "renaming " + tmp, errno);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  // Renamed: from here the new file is the journal, whatever happens next.
+  if (journal_fd_ >= 0) ::close(journal_fd_);
+  journal_fd_ = fd;
+  journal_size_ = header.size();
+  journal_lines_ = 0;
+  journal_dirty_ = false;
+  try {
+    fsync_dir(dir_);
+    dir_synced_ = true;
+  } catch (const std::exception& e) {
+    dir_synced_ = false;  // the next append syncs it before acknowledging
+    spdlog::warn("state: {}", e.what());
+  }
+}
+
+// Start-up without a compaction: appends go on at the end of the journal's
+// last whole line (a torn tail is cut off before the first).
+void Store::reopen_journal() {
+  const std::string path = dir_ + "/journal";
+  journal_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (journal_fd_ < 0) throw_errno(Errc::internal, "opening " + path, errno);
+  journal_size_ = loaded_journal_size_;
+  journal_dirty_ = true;
+  dir_synced_ = false;
+  compact_at_ = journal_lines_ + kCompactRetryLines;
+}
+
+void Store::truncate_journal() {
+  const std::string path = dir_ + "/journal";
+  if (::ftruncate(journal_fd_, static_cast<off_t>(journal_size_)) != 0) {
+    throw_errno(Errc::unavailable, "cutting " + path + " back to " + std::to_string(journal_size_) + " bytes", errno);
+  }
+  if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::unavailable, "fdatasync " + path, errno);
+  journal_dirty_ = false;
+}
+
+void Store::append_journal(std::string text, size_t count) {
+  const std::string path = dir_ + "/journal";
+  if (journal_size_ == 0) text.insert(0, std::string(records::kJournalHeader) + "\n");
+  try {
+    if (journal_dirty_) truncate_journal();
+    if (!dir_synced_) {
+      fsync_dir(dir_);
+      dir_synced_ = true;
+    }
+    pwrite_all(journal_fd_, text, journal_size_, path);
+    if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::unavailable, "fdatasync " + path, errno);
+  } catch (const std::exception& e) {
+    // Whatever part of the records reached the file goes: the next append
+    // starts on a clean line, and a half record is never read back.
+    journal_dirty_ = true;
+    try {
+      truncate_journal();
+    } catch (const std::exception& t) {
+      spdlog::error("state: {} (retried before the next write)", t.what());
+    }
+    spdlog::error("state: a change was refused: {}", e.what());
+    throw Error(Errc::unavailable, "swarmnetd cannot save the change in its state directory " + dir_ + ": " +
+                                       e.what() + "; nothing was changed, try again when the disk has room");
+  }
+  journal_size_ += text.size();
+  journal_lines_ += count;
+}
+
+void Store::maybe_compact() {
+  if (journal_lines_ < compact_at_) return;
+  compact_at_ = compact() ? kCompactAfterLines : journal_lines_ + kCompactRetryLines;
 }
 
 template <class T>
 Version Store::write(const char* table, Table<T>& t, const std::string& key, const T* value) {
-  Version v{++lamport_, node_id_};
+  if (lamport_ >= kMaxLamport) {
+    throw Error(Errc::internal, "the Lamport clock reached its bound 2^62; refusing to wrap around");
+  }
+  Version v{lamport_ + 1, node_id_};
   json::object line{{"table", table}, {"key", key}, {"version", to_json(v)}, {"deleted", value == nullptr}};
   int64_t deleted_at = 0;
   if (value) {
@@ -291,7 +515,8 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   }
   // Durable first: if the journal write fails, memory is unchanged.
   const json::value line_value = line;
-  append_journal(line_value);
+  append_journal(records::encode(line_value), 1);
+  lamport_ = v.lamport;
   auto& e = t[key];
   e.version = v;
   e.deleted = value == nullptr;
@@ -301,7 +526,7 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
     if (value) note_allocation(*value);
   }
   notify(table, key, &line_value);
-  if (journal_lines_ >= kCompactAfterLines) compact();
+  maybe_compact();
   return v;
 }
 

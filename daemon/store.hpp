@@ -1,17 +1,26 @@
-// The daemon's tables and their durability.
+// The daemon's tables and their durability (docs/state.md).
 //
-// Every change is one journal line, appended and fdatasync'ed before the
-// caller goes on (so before any API reply that depends on it). At start the
-// last snapshot is loaded, the journal replayed, and both are compacted into
-// a new snapshot (temp file, fsync, rename, fsync of the directory). A
-// SIGKILL at any moment therefore loses at most the change whose reply was
-// never sent; a torn last journal line (power loss) is ignored with a warning.
+// Every change is one journal record, written and fdatasync'ed before
+// memory changes and before the caller goes on (so before any API reply that
+// depends on it). A failed write (full disk, I/O error, short write) cuts the
+// journal back to where the write began, leaves memory unchanged and throws
+// Error(unavailable) (CNI code 11: try again later); once there is room the
+// next write succeeds. Each record carries a CRC32C: at start the last
+// snapshot is loaded and the journal replayed, skipping (and logging with
+// file, line and reason) every record that fails its checksum or does not
+// decode, and ignoring a torn last line; then both are compacted into a new
+// snapshot (temp file, fsync, rename, fsync of the directory) and a new
+// journal put in place the same way before the old one is closed. A SIGKILL
+// at any moment therefore loses at most the change whose reply was never
+// sent, and damage to the files costs only the damaged records. State
+// written before the checksums (state.json, bare JSON lines) still loads.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/records.hpp"
 
@@ -27,6 +36,11 @@ class Store {
   // Tombstones are kept this long (so a node that was away still learns of a
   // deletion by push/pull), then dropped at compaction.
   static constexpr int64_t kDefaultTombstoneSeconds = 3600;
+  // A Lamport value above this is refused, received or loaded: at a million
+  // writes a second a cluster needs 146,000 years to reach it, so only a
+  // corrupt or forged version gets there, and the local clock (at most this
+  // plus one) can never wrap around to 0.
+  static constexpr uint64_t kMaxLamport = uint64_t{1} << 62;
   explicit Store(std::string state_dir, int64_t tombstone_seconds = kDefaultTombstoneSeconds);
   ~Store();
   Store(const Store&) = delete;
@@ -43,7 +57,8 @@ class Store {
   const Table<ServiceRecord>& services() const { return services_; }
 
   // Local writes: stamp a new version (Lamport clock + this node), journal,
-  // then apply. Return the version written.
+  // then apply. Return the version written. Throw Error(unavailable) if the
+  // journal cannot be written, with nothing changed.
   Version put(const NetworkRecord& r);
   Version put(const BlockRecord& r);
   Version put(const EndpointRecord& r);
@@ -79,8 +94,10 @@ class Store {
   // Merges entries from another node: each is applied only if its version
   // is higher than ours (last writer wins, ties broken by node id, so every
   // node picks the same winner). Journaled with one fdatasync for the batch.
-  // Returns how many entries changed; malformed lines throw
-  // Error(invalid_argument) and nothing of the batch is applied.
+  // Returns how many entries changed; malformed lines (a Lamport value above
+  // kMaxLamport included) throw Error(invalid_argument) and nothing of the
+  // batch is applied; a journal that cannot be written throws
+  // Error(unavailable), also with nothing applied.
   size_t merge(const std::vector<Line>& lines);
 
   // Every replicated entry (tombstones included), for a push/pull exchange.
@@ -88,19 +105,31 @@ class Store {
 
   // Number of journal lines since the last snapshot.
   size_t journal_length() const { return journal_lines_; }
-  // Writes a snapshot and empties the journal.
-  void compact();
+  // Writes a snapshot and puts an empty journal in place. On failure (logged)
+  // returns false and the snapshot and journal in use stay as they were.
+  bool compact();
 
  private:
   template <class T>
   Version write(const char* table, Table<T>& t, const std::string& key, const T* value);
-  void append_journal(const json::value& line);
+  template <class F>
+  decltype(auto) with_table(const std::string& table, F&& f);
+  void append_journal(std::string records, size_t count);
+  void truncate_journal();
+  void install_new_journal();
+  void reopen_journal();
+  void maybe_compact();
   void apply_line(const json::value& line);
   void note_allocation(const EndpointRecord& e);
   bool apply_if_newer(const json::value& line, bool validate_only);
+  std::optional<Version> version_of(const std::string& table, const std::string& key);
   void notify(const std::string& table, const std::string& key, const Line* local);
   void load();
-  json::value snapshot() const;
+  void load_snapshot(const std::string& path, const std::string& text);
+  void load_legacy_snapshot(const std::string& path, const std::string& text);
+  void load_journal(const std::string& path, const std::string& text);
+  void apply_loaded(const json::value& record, size_t line, std::vector<std::string>& dropped);
+  void report_dropped(const std::string& path, const std::vector<std::string>& dropped);
 
   std::string dir_;
   int64_t tombstone_seconds_;
@@ -108,6 +137,17 @@ class Store {
   uint64_t lamport_ = 0;
   int journal_fd_ = -1;
   size_t journal_lines_ = 0;
+  // Bytes of the journal known to hold whole records: every append writes
+  // here, and a failed one is cut back to it.
+  uint64_t journal_size_ = 0;
+  // A failed append whose cut-back failed too: cut back before the next.
+  bool journal_dirty_ = false;
+  // The journal's directory entry may not be durable yet (its fsync failed):
+  // synced before the next append is acknowledged.
+  bool dir_synced_ = true;
+  // Where the journal read at start ends intact (a torn last line excluded).
+  uint64_t loaded_journal_size_ = 0;
+  size_t compact_at_;
   Table<NetworkRecord> networks_;
   Table<BlockRecord> blocks_;
   Table<EndpointRecord> endpoints_;
