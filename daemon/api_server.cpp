@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 #include <filesystem>
 
+#include "common/accept_backoff.hpp"
 #include "common/error.hpp"
 #include "common/json_fields.hpp"
 #include "daemon/cluster.hpp"
@@ -320,14 +321,17 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
 
 asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller,
                                   Cluster* cluster, std::shared_ptr<RouteHandlers> extra) {
+  AcceptBackoff backoff("api accept");
   for (;;) {
     boost::system::error_code ec;
     local::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
-      spdlog::warn("api accept: {}", ec.message());
+      // Out of descriptors, the connection waits in the backlog: no spinning.
+      co_await backoff.failed(ec);
       continue;
     }
+    backoff.succeeded();
     asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster, extra),
                    asio::detached);
   }

@@ -363,7 +363,9 @@ json::value Cluster::status_json() const {
     o["stats"] = json::object{{"packets_in", s.packets_in},       {"packets_out", s.packets_out},
                               {"bytes_in", s.bytes_in},           {"bytes_out", s.bytes_out},
                               {"auth_failures", s.auth_failures}, {"decode_failures", s.decode_failures},
-                              {"stream_failures", s.stream_failures}};
+                              {"stream_failures", s.stream_failures},
+                              {"streams_in", s.streams_in},       {"streams_out", s.streams_out},
+                              {"streams_refused", s.streams_refused}};
   }
   return o;
 }

@@ -1,9 +1,11 @@
 // swarmnetd: the per-host sidecar daemon. See README.md and docs/api.md.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
@@ -43,6 +45,26 @@ int lock_state_dir(const std::string& dir) {
                           "another swarmnetd is using the state directory " + dir);
   }
   return fd;
+}
+
+// Every gossip stream, API client and DNS/TCP client holds a descriptor
+// while it lasts; the usual soft limit (1024) is low for a busy host, while
+// the hard limit is what the administrator allows (LimitNOFILE in the
+// systemd unit). The gossip and API accept loops cap and back off on their
+// own when even that runs out.
+void raise_descriptor_limit() {
+  rlimit l{};
+  if (::getrlimit(RLIMIT_NOFILE, &l) != 0) return;
+  const rlim_t before = l.rlim_cur;
+  if (l.rlim_cur < l.rlim_max) {
+    l.rlim_cur = l.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &l) != 0) {
+      spdlog::warn("descriptors: could not raise the soft limit {} to {}: {}", before, l.rlim_max,
+                   std::strerror(errno));
+      return;
+    }
+  }
+  spdlog::info("descriptors: limit {} (soft limit was {})", l.rlim_cur, before);
 }
 
 std::string hostname() {
@@ -137,6 +159,7 @@ int main(int argc, char** argv) {
 
   try {
     swarmnet::init_logging("swarmnetd", log_level, log_file);
+    raise_descriptor_limit();
     int lock_fd = lock_state_dir(state_dir);
     (void)lock_fd;  // held until exit
 

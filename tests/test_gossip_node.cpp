@@ -8,6 +8,12 @@
 #include <future>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "daemon/gossip/codec.hpp"
 #include "daemon/gossip/node.hpp"
 
@@ -92,11 +98,11 @@ struct Cluster {
     io.stop();
     thread.join();
   }
-  size_t add(Keyring::Key k = key(1)) {
+  size_t add(Keyring::Key k = key(1), Config config = fast()) {
     size_t i = nodes.size();
     delegates.push_back(std::make_unique<SafeDelegate>());
     keyrings.push_back(std::make_unique<Keyring>(std::vector<Keyring::Key>{k}));
-    nodes.push_back(std::make_unique<Node>(io, fast(), "node-" + std::to_string(i),
+    nodes.push_back(std::make_unique<Node>(io, config, "node-" + std::to_string(i),
                                            "host-" + std::to_string(i), kLoopback, *keyrings[i],
                                            *delegates[i]));
     on_io([&] { nodes[i]->start(); });
@@ -132,6 +138,36 @@ bool wait_for(P pred, std::chrono::milliseconds max) {
   }
   return pred();
 }
+
+// A TCP connection to a node from a chosen loopback address (127.0.0.x:
+// each is a distinct source to the node).
+struct RawConn {
+  int fd = -1;
+  RawConn(uint32_t from_ip, const Address& to) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(from_ip);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0);
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_addr.s_addr = htonl(to.ip.value());
+    dst.sin_port = htons(to.port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0);
+  }
+  ~RawConn() { ::close(fd); }
+  RawConn(const RawConn&) = delete;
+  void send(const Bytes& b) { REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == ssize_t(b.size())); }
+  // Whether the node closed it within `wait` (EOF or reset).
+  bool closed_within(std::chrono::milliseconds wait) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(wait.count())) <= 0) return false;
+    char c;
+    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+};
 
 std::vector<size_t> upto(size_t n) {
   std::vector<size_t> v;
@@ -226,16 +262,22 @@ TEST_CASE("gossip node: foreign keys, garbage and replays are refused and counte
   std::vector<uint8_t> junk(200, 0xAB);
   s.send_to(asio::buffer(junk), to);
   Keyring same({key(1)});
-  const auto& udp_aad = kPacketChannel;
-  auto sealed = same.seal(encode(Ping{1, "nobody", "x", {}}), udp_aad);
+  const Envelope to_node0{c.nodes[1]->address(), c.nodes[0]->address()};
+  auto sealed = seal_packet(same, to_node0, encode(Ping{1, "nobody", "x", {}}));
   s.send_to(asio::buffer(sealed), to);
   s.send_to(asio::buffer(sealed), to);
-  auto bad = same.seal(std::vector<uint8_t>{0xEE, 1, 2}, udp_aad);
+  auto bad = seal_packet(same, to_node0, std::vector<uint8_t>{0xEE, 1, 2});
   s.send_to(asio::buffer(bad), to);
-  REQUIRE(wait_for([&] { return c.nodes[0]->stats().packets_in >= before.packets_in + 4; }, 1s));
+  // Sealed with the cluster key for node 2, sent to node 0 (a captured
+  // packet replayed to another member): refused, though it would decode.
+  auto for_node2 = seal_packet(same, Envelope{c.nodes[1]->address(), c.nodes[2]->address()},
+                               std::vector<uint8_t>{0xEE, 1, 2});
+  s.send_to(asio::buffer(for_node2), to);
+  REQUIRE(wait_for([&] { return c.nodes[0]->stats().packets_in >= before.packets_in + 5; }, 1s));
   std::this_thread::sleep_for(50ms);
   auto after = c.nodes[0]->stats();
-  CHECK(after.auth_failures == before.auth_failures + 2);  // junk + replay
+  CHECK(after.auth_failures == before.auth_failures + 3);  // junk + replay + misaddressed
+  // Only the packet addressed to node 0 was opened (and failed to decode).
   CHECK(after.decode_failures == before.decode_failures + 1);
   // And the cluster carries on.
   CHECK(c.all_see(MemberStatus::alive, upto(3), upto(3)));
@@ -291,4 +333,60 @@ TEST_CASE("gossip node: key rotation with broadcasts flowing loses nothing", "[g
   }
   for (auto& k : c.keyrings) CHECK(k->keys() == std::vector<Keyring::Key>{key(9)});
   CHECK(c.all_see(MemberStatus::alive, upto(3), upto(3)));
+}
+
+TEST_CASE("gossip node: streams before authentication are capped per source and in all, and timed out",
+          "[gossip][node][limits]") {
+  Config guarded = fast();
+  guarded.max_streams_per_source = 4;
+  guarded.max_streams_total = 6;
+  guarded.stream_auth_timeout = 1000ms;
+  Cluster c;
+  c.add(key(1), guarded);
+  c.add();
+  const Address target = c.nodes[0]->address();
+  const uint32_t attacker1 = 0x7F000002, attacker2 = 0x7F000003;
+
+  // 10 idle connections from one address: 4 are kept, 6 closed at once.
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<RawConn>> first;
+  for (int i = 0; i < 10; ++i) first.push_back(std::make_unique<RawConn>(attacker1, target));
+  REQUIRE(wait_for([&] { return c.nodes[0]->stats().streams_refused == 6; }, 1s));
+  size_t closed_at_once = 0;
+  for (auto& conn : first) closed_at_once += conn->closed_within(50ms);
+  CHECK(closed_at_once == 6);
+
+  // Another address still gets through: a member joins meanwhile.
+  REQUIRE_FALSE(c.join(1, 0));
+
+  // The total cap: 4 more from a second address find 2 free slots.
+  std::vector<std::unique_ptr<RawConn>> second;
+  for (int i = 0; i < 4; ++i) second.push_back(std::make_unique<RawConn>(attacker2, target));
+  REQUIRE(wait_for([&] { return c.nodes[0]->stats().streams_refused == 8; }, 1s));
+
+  // The idle ones that were kept are closed at the deadline, not before.
+  size_t still_open = 0;
+  for (auto& conn : first) still_open += !conn->closed_within(0ms);
+  for (auto& conn : second) still_open += !conn->closed_within(0ms);
+  CHECK(still_open == 6);
+  for (auto& conn : first) CHECK(conn->closed_within(3000ms));
+  for (auto& conn : second) CHECK(conn->closed_within(3000ms));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 1000ms);
+  // (counted once the read the watchdog aborted returns)
+  CHECK(wait_for([&] { return c.nodes[0]->stats().stream_failures >= 6; }, 1s));
+
+  // Slots are given back: a peer announcing a 16 MiB frame without the key
+  // (the layout before envelopes) is read for the head only and closed as
+  // soon as that fails to authenticate, well before the deadline.
+  const auto auth_before = c.nodes[0]->stats().auth_failures;
+  RawConn big(attacker1, target);
+  Bytes announce = {0x01, 0x00, 0x00, 0x00};
+  announce.resize(4 + 1024, 0xAB);
+  auto t1 = std::chrono::steady_clock::now();
+  big.send(announce);
+  CHECK(big.closed_within(1000ms));
+  CHECK(std::chrono::steady_clock::now() - t1 < 300ms);
+  CHECK(c.nodes[0]->stats().auth_failures == auth_before + 1);
+  // And members go on exchanging state.
+  REQUIRE(wait_for([&] { return c.all_see(MemberStatus::alive, upto(2), upto(2)); }, 2s));
 }

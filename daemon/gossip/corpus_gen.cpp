@@ -1,14 +1,16 @@
 // Writes the seed corpus of fuzz/fuzz_gossip_packet.cpp: one file per
-// message kind, plaintext (first byte 0) and sealed (first byte 1, key
-// 0x42 x 32, sealed at 2026-01-01T00:00:00Z as the fuzzer opens them).
+// message kind, plaintext (first byte 0), as a datagram (NAME.sealed, first
+// byte 1) and as a stream frame (NAME.frame, first byte 3), both from
+// 10.0.0.2:7946 to 10.0.0.1:7946 with key 0x42 x 32, sealed at
+// 2026-01-01T00:00:00Z as the fuzzer opens them.
 //   gossip_corpus_gen fuzz/corpus/gossip_packet
 #include <cstdio>
 #include <fstream>
 #include <string>
 
 #include "daemon/gossip/codec.hpp"
+#include "daemon/gossip/envelope.hpp"
 #include "daemon/gossip/keyring.hpp"
-#include "daemon/gossip/node.hpp"
 
 using namespace swarmnet;
 using namespace swarmnet::gossip;
@@ -50,10 +52,15 @@ int main(int argc, char** argv) {
     out.insert(out.end(), plain.begin(), plain.end());
     std::ofstream(dir + "/" + name)
         .write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
-    Bytes sealed = ring.seal(plain, kPacketChannel, when);
+    Bytes sealed = seal_packet(ring, Envelope{b, a}, plain, when);
     out = {1};
     out.insert(out.end(), sealed.begin(), sealed.end());
     std::ofstream(dir + "/" + name + ".sealed")
+        .write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
+    Bytes frame = seal_frame(ring, Envelope{b, a}, plain, when);
+    out = {3};
+    out.insert(out.end(), frame.begin(), frame.end());
+    std::ofstream(dir + "/" + name + ".frame")
         .write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
   }
   return 0;

@@ -6,8 +6,11 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+#include <map>
 #include <random>
 
+#include "common/accept_backoff.hpp"
 #include "common/error.hpp"
 
 namespace swarmnet::gossip {
@@ -18,9 +21,6 @@ using asio::ip::udp;
 using boost::system::error_code;
 
 namespace {
-
-const std::vector<uint8_t>& kUdpAad = kPacketChannel;
-const std::vector<uint8_t>& kTcpAad = kStreamChannel;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
@@ -46,6 +46,11 @@ struct Node::Impl {
   // A pending leave: done once the core says it went out, or at deadline.
   std::function<void()> leave_done;
   TimePoint leave_deadline{};
+  // Incoming streams open now, in all and per source address (touched on
+  // the io thread only).
+  size_t streams_open = 0;
+  std::map<uint32_t, size_t> streams_from;
+  LogThrottle refused_log{std::chrono::seconds(10)};
 };
 
 Node::Node(asio::io_context& io, Config config, std::string id, std::string name, Address bind,
@@ -59,8 +64,8 @@ Node::Node(asio::io_context& io, Config config, std::string id, std::string name
       keyring_(keyring),
       delegate_(delegate),
       impl_(std::make_shared<Impl>(io)) {
-  // The core must leave room for the keyring's envelope in every packet.
-  config_.packet_overhead = Keyring::kOverhead;
+  // The core must leave room for the envelope in every packet.
+  config_.packet_overhead = kPacketOverhead;
 }
 
 Node::~Node() {
@@ -97,10 +102,10 @@ void Node::start() {
   im.dgram.non_blocking(true, ec);
 
   std::random_device rd;
-  Address advertise = bound_;
-  if (config_.advertise.ip.value() != 0) advertise.ip = config_.advertise.ip;
-  if (config_.advertise.port != 0) advertise.port = config_.advertise.port;
-  core_ = std::make_unique<Memberlist>(config_, id_, name_, advertise, delegate_,
+  advertise_ = bound_;
+  if (config_.advertise.ip.value() != 0) advertise_.ip = config_.advertise.ip;
+  if (config_.advertise.port != 0) advertise_.port = config_.advertise.port;
+  core_ = std::make_unique<Memberlist>(config_, id_, name_, advertise_, delegate_,
                                        std::mt19937_64((uint64_t(rd()) << 32) | rd()));
   core_->tick(Clock::now());
   stopped_ = false;
@@ -126,74 +131,7 @@ void Node::start() {
       asio::detached);
 
   // Push/pull streams: one request frame in, one reply frame out.
-  asio::co_spawn(
-      io_,
-      [impl, self]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, sock] = co_await impl->acceptor.async_accept(use_tuple);
-          if (ec == asio::error::operation_aborted || !impl->acceptor.is_open()) co_return;
-          if (ec) continue;
-          auto s = std::make_shared<tcp::socket>(std::move(sock));
-          asio::co_spawn(
-              impl->acceptor.get_executor(),
-              [impl, self, s]() -> asio::awaitable<void> {
-                asio::steady_timer watchdog(s->get_executor());
-                watchdog.expires_after(self->config_.stream_timeout);
-                // Closing the socket aborts a slow or stalled peer's read.
-                watchdog.async_wait([s](error_code e) {
-                  if (!e) s->close(e);
-                });
-                error_code rec;
-                auto remote = s->remote_endpoint(rec);
-                Address from = to_address(remote.address(), remote.port());
-                uint8_t hdr[4];
-                auto [e1, n1] = co_await asio::async_read(*s, asio::buffer(hdr), use_tuple);
-                uint32_t len = (uint32_t(hdr[0]) << 24) | (uint32_t(hdr[1]) << 16) |
-                               (uint32_t(hdr[2]) << 8) | hdr[3];
-                if (e1 || len > self->config_.max_stream_bytes + Keyring::kOverhead) {
-                  std::lock_guard lock(self->mu_);
-                  self->wire_.stream_failures++;
-                  watchdog.cancel();
-                  co_return;
-                }
-                std::vector<uint8_t> body(len);
-                auto [e2, n2] = co_await asio::async_read(*s, asio::buffer(body), use_tuple);
-                if (e2) {
-                  std::lock_guard lock(self->mu_);
-                  self->wire_.stream_failures++;
-                  watchdog.cancel();
-                  co_return;
-                }
-                std::vector<uint8_t> frame;
-                {
-                  std::lock_guard lock(self->mu_);
-                  self->wire_.streams_in++;
-                  self->wire_.bytes_in += 4 + len;
-                  auto plain = self->keyring_.open(body, kTcpAad);
-                  if (!plain) {
-                    self->wire_.auth_failures++;
-                  } else if (self->core_) {
-                    auto reply = self->core_->handle_stream(from, *plain, Clock::now());
-                    self->flush_locked();
-                    if (reply) {
-                      auto sealed = self->keyring_.seal(*reply, kTcpAad);
-                      uint32_t rl = static_cast<uint32_t>(sealed.size());
-                      frame = {uint8_t(rl >> 24), uint8_t(rl >> 16), uint8_t(rl >> 8), uint8_t(rl)};
-                      frame.insert(frame.end(), sealed.begin(), sealed.end());
-                      self->wire_.bytes_out += frame.size();
-                    }
-                  }
-                }
-                if (!frame.empty()) co_await asio::async_write(*s, asio::buffer(frame), use_tuple);
-                watchdog.cancel();
-                error_code ignore;
-                s->shutdown(tcp::socket::shutdown_both, ignore);
-                s->close(ignore);
-              },
-              asio::detached);
-        }
-      },
-      asio::detached);
+  asio::co_spawn(io_, accept_streams(impl), asio::detached);
 
   // Timers.
   asio::co_spawn(
@@ -229,62 +167,204 @@ void Node::stop() {
   if (impl_->leave_done) asio::post(io_, std::exchange(impl_->leave_done, nullptr));
 }
 
+std::vector<Address> Node::own_addresses(const Address& local) const {
+  return {advertise_, bound_, local};
+}
+
 void Node::on_datagram(const Address& from, std::span<const uint8_t> data) {
   std::lock_guard lock(mu_);
   wire_.packets_in++;
   wire_.bytes_in += data.size();
-  auto plain = keyring_.open(data, kUdpAad);
-  if (!plain) {
+  auto opened = open_packet(keyring_, data, own_addresses(bound_));
+  if (!opened) {
     wire_.auth_failures++;
     return;
   }
   if (!core_) return;
-  core_->handle_packet(from, *plain, Clock::now());
+  core_->handle_packet(from, opened->payload, Clock::now());
   flush_locked();
 }
 
-namespace {
+asio::awaitable<void> Node::accept_streams(std::shared_ptr<Impl> impl) {
+  AcceptBackoff backoff("gossip accept");
+  for (;;) {
+    auto [ec, sock] = co_await impl->acceptor.async_accept(use_tuple);
+    if (ec == asio::error::operation_aborted || !impl->acceptor.is_open()) co_return;
+    if (ec) {
+      // Out of descriptors, the connection waits in the backlog: no spinning.
+      co_await backoff.failed(ec);
+      continue;
+    }
+    backoff.succeeded();
+    error_code rec;
+    auto remote = sock.remote_endpoint(rec);
+    if (rec) continue;  // already gone
+    const uint32_t source = remote.address().to_v4().to_uint();
+    auto it = impl->streams_from.find(source);
+    const size_t from_source = it == impl->streams_from.end() ? 0 : it->second;
+    if (impl->streams_open >= config_.max_streams_total ||
+        from_source >= config_.max_streams_per_source) {
+      {
+        std::lock_guard lock(mu_);
+        wire_.streams_refused++;
+      }
+      if (impl->refused_log.due()) {
+        spdlog::warn(
+            "gossip: refused a stream from {}: {} open from it, {} in all (caps {} and {}); {} "
+            "more refused since the last line",
+            remote.address().to_string(), from_source, impl->streams_open,
+            config_.max_streams_per_source, config_.max_streams_total,
+            impl->refused_log.skipped());
+      }
+      sock.close(rec);
+      continue;
+    }
+    ++impl->streams_open;
+    ++impl->streams_from[source];
+    asio::co_spawn(impl->acceptor.get_executor(),
+                   serve_stream(impl, std::make_shared<tcp::socket>(std::move(sock))),
+                   asio::detached);
+  }
+}
 
-// One push/pull exchange as the client; calls done(reply plaintext) or
-// done(nullopt) on any failure.
-asio::awaitable<void> exchange(tcp::endpoint to, std::vector<uint8_t> frame, Duration timeout,
-                               size_t max_bytes,
-                               std::function<void(std::optional<std::vector<uint8_t>>)> done) {
+asio::awaitable<void> Node::serve_stream(std::shared_ptr<Impl> impl,
+                                         std::shared_ptr<tcp::socket> s) {
+  error_code ec;
+  const auto remote = s->remote_endpoint(ec);
+  const auto local = s->local_endpoint(ec);
+  const Address from = to_address(remote.address(), remote.port());
+  // The slot taken by accept_streams is given back however this ends.
+  struct Slot {
+    Impl& im;
+    uint32_t source;
+    ~Slot() {
+      --im.streams_open;
+      if (--im.streams_from[source] == 0) im.streams_from.erase(source);
+    }
+  } slot{*impl, from.ip.value()};
+
+  // Closing the socket aborts a slow or stalled peer's read.
+  asio::steady_timer watchdog(s->get_executor());
+  auto arm = [&](Duration limit) {
+    watchdog.expires_after(limit);
+    watchdog.async_wait([s](error_code e) {
+      if (!e) s->close(e);
+    });
+  };
+  auto fail = [&](uint64_t Stats::*counter) {
+    std::lock_guard lock(mu_);
+    wire_.*counter += 1;
+    watchdog.cancel();
+    s->close(ec);
+  };
+
+  // Until the head authenticates, the peer gets a short time and a few
+  // bytes of memory.
+  arm(config_.stream_auth_timeout);
+  std::array<uint8_t, kFrameHeadSize> head_bytes;
+  auto [e1, n1] = co_await asio::async_read(*s, asio::buffer(head_bytes), use_tuple);
+  if (e1) {
+    fail(&Stats::stream_failures);
+    co_return;
+  }
+  auto head = open_frame_head(keyring_, head_bytes,
+                              own_addresses(to_address(local.address(), local.port())),
+                              config_.max_stream_bytes);
+  if (!head) {
+    fail(&Stats::auth_failures);
+    co_return;
+  }
+
+  // The peer holds the key: its frame's size is believed now.
+  arm(config_.stream_timeout);
+  std::vector<uint8_t> body(head->body_size);
+  auto [e2, n2] = co_await asio::async_read(*s, asio::buffer(body), use_tuple);
+  if (e2) {
+    fail(&Stats::stream_failures);
+    co_return;
+  }
+  std::optional<Bytes> frame;
+  {
+    std::lock_guard lock(mu_);
+    wire_.streams_in++;
+    wire_.bytes_in += kFrameHeadSize + body.size();
+    auto plain = open_frame_body(keyring_, *head, body);
+    if (!plain) {
+      wire_.auth_failures++;
+    } else if (core_) {
+      auto reply = core_->handle_stream(from, *plain, Clock::now());
+      flush_locked();
+      // Back to the sender, from the address it reached us at (what it
+      // checks).
+      if (reply) frame = stream_frame(Envelope{head->envelope.to, head->envelope.from}, *reply);
+      if (frame) wire_.bytes_out += frame->size();
+    }
+  }
+  if (frame) co_await asio::async_write(*s, asio::buffer(*frame), use_tuple);
+  watchdog.cancel();
+  s->shutdown(tcp::socket::shutdown_both, ec);
+  s->close(ec);
+}
+
+asio::awaitable<void> Node::exchange(Address to, Bytes frame, ExchangeDone done) {
   auto s = std::make_shared<tcp::socket>(co_await asio::this_coro::executor);
   asio::steady_timer watchdog(s->get_executor());
-  watchdog.expires_after(timeout);
+  watchdog.expires_after(config_.stream_timeout);
   watchdog.async_wait([s](error_code e) {
     if (!e) s->close(e);
   });
-  std::optional<std::vector<uint8_t>> result;
-  auto [e0] = co_await s->async_connect(to, use_tuple);
+  Outcome outcome = Outcome::no_answer;
+  std::optional<Bytes> reply;
+  auto [e0] = co_await s->async_connect(tcp::endpoint(to_asio(to.ip), to.port), use_tuple);
   if (!e0) {
+    error_code ec;
+    const auto local = s->local_endpoint(ec);
     auto [e1, n1] = co_await asio::async_write(*s, asio::buffer(frame), use_tuple);
-    uint8_t hdr[4];
+    std::array<uint8_t, kFrameHeadSize> head_bytes;
     if (!e1) {
-      auto [e2, n2] = co_await asio::async_read(*s, asio::buffer(hdr), use_tuple);
-      uint32_t len =
-          (uint32_t(hdr[0]) << 24) | (uint32_t(hdr[1]) << 16) | (uint32_t(hdr[2]) << 8) | hdr[3];
-      if (!e2 && len <= max_bytes + Keyring::kOverhead) {
-        std::vector<uint8_t> body(len);
-        auto [e3, n3] = co_await asio::async_read(*s, asio::buffer(body), use_tuple);
-        if (!e3) result = std::move(body);
+      auto [e2, n2] = co_await asio::async_read(*s, asio::buffer(head_bytes), use_tuple);
+      if (!e2) {
+        auto head = open_frame_head(keyring_, head_bytes,
+                                    own_addresses(to_address(local.address(), local.port())),
+                                    config_.max_stream_bytes);
+        // The reply must come from whom we asked.
+        if (!head || head->envelope.from != to) {
+          outcome = Outcome::refused;
+        } else {
+          std::vector<uint8_t> body(head->body_size);
+          auto [e3, n3] = co_await asio::async_read(*s, asio::buffer(body), use_tuple);
+          if (!e3) {
+            reply = open_frame_body(keyring_, *head, body);
+            outcome = reply ? Outcome::ok : Outcome::refused;
+            std::lock_guard lock(mu_);
+            wire_.bytes_in += kFrameHeadSize + body.size();
+          }
+        }
       }
     }
   }
   watchdog.cancel();
   error_code ignore;
   s->close(ignore);
-  done(std::move(result));
+  done(outcome, std::move(reply));
 }
 
-}  // namespace
+std::optional<Bytes> Node::stream_frame(const Envelope& envelope, std::span<const uint8_t> payload) {
+  if (payload.size() > config_.max_stream_bytes) {
+    // No node would take it; say so rather than fail in silence at the peer.
+    spdlog::error("gossip: a {}-byte push/pull state to {} is over the {}-byte stream limit; not sent",
+                  payload.size(), describe(envelope.to), config_.max_stream_bytes);
+    wire_.stream_failures++;
+    return std::nullopt;
+  }
+  return seal_frame(keyring_, envelope, payload);
+}
 
 void Node::flush_locked() {
   if (!core_ || stopped_) return;
   for (auto& out : core_->take_outbox()) {
     if (!out.reliable_stream) {
-      auto sealed = keyring_.seal(out.plaintext, kUdpAad);
+      auto sealed = seal_packet(keyring_, Envelope{advertise_, out.to}, out.plaintext);
       error_code ec;
       impl_->dgram.send_to(asio::buffer(sealed), udp::endpoint(to_asio(out.to.ip), out.to.port), 0,
                            ec);
@@ -295,33 +375,21 @@ void Node::flush_locked() {
       continue;
     }
     // A periodic push/pull (or reconnect): the reply goes into the core.
-    auto sealed = keyring_.seal(out.plaintext, kTcpAad);
-    uint32_t l = static_cast<uint32_t>(sealed.size());
-    std::vector<uint8_t> frame = {uint8_t(l >> 24), uint8_t(l >> 16), uint8_t(l >> 8), uint8_t(l)};
-    frame.insert(frame.end(), sealed.begin(), sealed.end());
+    auto frame = stream_frame(Envelope{advertise_, out.to}, out.plaintext);
+    if (!frame) continue;
     wire_.streams_out++;
-    wire_.bytes_out += frame.size();
+    wire_.bytes_out += frame->size();
     Address to = out.to;
-    Node* self = this;
-    auto impl = impl_;
     asio::co_spawn(io_,
-                   exchange(tcp::endpoint(to_asio(to.ip), to.port), std::move(frame),
-                            config_.stream_timeout, config_.max_stream_bytes,
-                            [self, impl, to](std::optional<std::vector<uint8_t>> reply) {
-                              std::lock_guard lock(self->mu_);
-                              if (self->stopped_) return;
-                              if (!reply) {
-                                self->wire_.stream_failures++;
-                                return;
-                              }
-                              self->wire_.bytes_in += reply->size() + 4;
-                              auto plain = self->keyring_.open(*reply, kTcpAad);
-                              if (!plain) {
-                                self->wire_.auth_failures++;
-                                return;
-                              }
-                              self->core_->handle_packet(to, *plain, Clock::now());
-                              self->flush_locked();
+                   exchange(to, std::move(*frame),
+                            [this, to](Outcome outcome, std::optional<Bytes> reply) {
+                              std::lock_guard lock(mu_);
+                              if (stopped_) return;
+                              if (outcome == Outcome::no_answer) wire_.stream_failures++;
+                              if (outcome == Outcome::refused) wire_.auth_failures++;
+                              if (!reply) return;
+                              core_->handle_packet(to, *reply, Clock::now());
+                              flush_locked();
                             }),
                    asio::detached);
   }
@@ -342,39 +410,43 @@ void Node::join(std::vector<Address> seeds, std::function<void(std::optional<std
   }
   std::lock_guard lock(mu_);
   if (!core_) throw Error(Errc::internal, "gossip: join before start");
-  Node* self = this;
   for (const auto& seed : seeds) {
-    auto sealed = keyring_.seal(core_->push_pull_request(true), kTcpAad);
-    uint32_t l = static_cast<uint32_t>(sealed.size());
-    std::vector<uint8_t> frame = {uint8_t(l >> 24), uint8_t(l >> 16), uint8_t(l >> 8), uint8_t(l)};
-    frame.insert(frame.end(), sealed.begin(), sealed.end());
+    auto frame = stream_frame(Envelope{advertise_, seed}, core_->push_pull_request(true));
+    if (!frame) {
+      asio::post(io_, [st, seed] {
+        st->errors += (st->errors.empty() ? "" : "; ") + describe(seed) + ": state too large";
+        if (--st->pending == 0)
+          st->done("gossip: could not join any seed (" + st->errors + ")");
+      });
+      continue;
+    }
     wire_.streams_out++;
-    wire_.bytes_out += frame.size();
+    wire_.bytes_out += frame->size();
     asio::co_spawn(
         io_,
-        exchange(tcp::endpoint(to_asio(seed.ip), seed.port), std::move(frame),
-                 config_.stream_timeout, config_.max_stream_bytes,
-                 [self, st, seed](std::optional<std::vector<uint8_t>> reply) {
+        exchange(seed, std::move(*frame),
+                 [this, st, seed](Outcome outcome, std::optional<Bytes> reply) {
                    std::optional<std::string> err;
                    {
-                     std::lock_guard lock(self->mu_);
-                     if (!reply) {
-                       self->wire_.stream_failures++;
+                     std::lock_guard lock(mu_);
+                     if (outcome == Outcome::no_answer) {
+                       wire_.stream_failures++;
                        // A seed drops a stream sealed with a key it lacks
                        // without a word (no oracle for attackers), so a
                        // wrong key looks like silence from here: say both.
                        err = describe(seed) +
                              ": no answer (the seed is down or unreachable, or it refused our "
                              "cluster key: is the join token current?)";
-                     } else if (auto plain = self->keyring_.open(*reply, kTcpAad); !plain) {
-                       // The seed answered with a key we do not have.
-                       self->wire_.auth_failures++;
+                     } else if (outcome == Outcome::refused) {
+                       // The seed answered with a key we do not have, or
+                       // not as the address we reached it at.
+                       wire_.auth_failures++;
                        err = describe(seed) + ": reply failed authentication";
-                     } else if (!self->stopped_) {
-                       auto before = self->core_->stats().decode_failures;
-                       self->core_->handle_packet(seed, *plain, Clock::now());
-                       self->flush_locked();
-                       if (self->core_->stats().decode_failures != before)
+                     } else if (!stopped_) {
+                       auto before = core_->stats().decode_failures;
+                       core_->handle_packet(seed, *reply, Clock::now());
+                       flush_locked();
+                       if (core_->stats().decode_failures != before)
                          err = describe(seed) + ": malformed reply";
                      }
                    }

@@ -1,9 +1,19 @@
 // The gossip node on real sockets: the Memberlist core driven by Boost.Asio.
 // UDP on the gossip port carries probes and piggybacked gossip; a TCP
 // listener on the same port serves push/pull exchanges (one request frame,
-// one reply frame, each a u32 big-endian length + sealed bytes). Everything
-// on the wire is sealed with the Keyring; what fails to open (foreign key,
-// tampered, stale, replayed) or to decode is dropped and counted in stats().
+// one reply frame). Everything on the wire is in an envelope (envelope.hpp:
+// sender and recipient addresses, sealed with the Keyring); what is
+// addressed to another node or fails to open (foreign key, tampered, stale,
+// replayed) or to decode is dropped and counted in stats().
+//
+// The TCP port is open to anyone on the underlay, before any authentication,
+// so it is guarded: at most Config::max_streams_per_source streams from one
+// address and max_streams_total in all (more are closed when accepted); a
+// peer has stream_auth_timeout to send the fixed-size head of its frame,
+// which must authenticate before the body's size is believed (at most
+// max_stream_bytes) and its buffer allocated; the whole exchange has
+// stream_timeout. Out of descriptors, the accept loop backs off
+// (common/accept_backoff.hpp) instead of spinning.
 //
 // Threading: the io_context runs on one thread. The public methods may be
 // called from any thread (a mutex guards the core); callbacks (done, and the
@@ -16,6 +26,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -27,15 +38,11 @@
 #include <string>
 #include <vector>
 
+#include "daemon/gossip/envelope.hpp"
 #include "daemon/gossip/keyring.hpp"
 #include "daemon/gossip/memberlist.hpp"
 
 namespace swarmnet::gossip {
-
-// Associated data binding a sealed blob to its channel: a UDP packet cannot
-// be replayed as a stream frame or the other way round.
-inline const std::vector<uint8_t> kPacketChannel = {'s', 'w', 'n', '/', 'u', 'd', 'p'};
-inline const std::vector<uint8_t> kStreamChannel = {'s', 'w', 'n', '/', 't', 'c', 'p'};
 
 class Node {
  public:
@@ -68,13 +75,29 @@ class Node {
 
  private:
   struct Impl;
+  // How a push/pull exchange we started ended.
+  enum class Outcome { ok, no_answer, refused };
+  using ExchangeDone = std::function<void(Outcome, std::optional<Bytes> reply)>;
+
   void flush_locked();
   void on_datagram(const Address& from, std::span<const uint8_t> data);
+  boost::asio::awaitable<void> accept_streams(std::shared_ptr<Impl> impl);
+  boost::asio::awaitable<void> serve_stream(std::shared_ptr<Impl> impl,
+                                            std::shared_ptr<boost::asio::ip::tcp::socket> s);
+  // Sends one request frame to `to` and reads the reply; done runs with mu_
+  // not held.
+  boost::asio::awaitable<void> exchange(Address to, Bytes frame, ExchangeDone done);
+  // The sealed stream frame, or nullopt (logged, counted) if the payload is
+  // larger than any node accepts. Call with mu_ held.
+  std::optional<Bytes> stream_frame(const Envelope& envelope, std::span<const uint8_t> payload);
+  // The addresses a frame may be sent to to reach us (envelope.hpp).
+  std::vector<Address> own_addresses(const Address& local) const;
 
   boost::asio::io_context& io_;
   Config config_;
   std::string id_, name_;
   Address bind_, bound_;
+  Address advertise_;  // what others know us by: the sender in our envelopes
   Keyring& keyring_;
   Delegate& delegate_;
 

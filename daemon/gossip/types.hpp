@@ -75,12 +75,20 @@ struct Config {
   unsigned awareness_max_multiplier = 8;
   // Largest UDP payload we emit (after sealing).
   size_t packet_mtu = 1400;
-  // Bytes the transport adds around each packet (the keyring's envelope);
-  // the core leaves room for them when filling a packet.
-  size_t packet_overhead = 37;
-  // Push/pull streams: largest frame accepted, time allowed for one exchange.
+  // Bytes the transport adds around each packet (envelope.hpp: addresses
+  // and the keyring's seal); the core leaves room for them when filling a
+  // packet.
+  size_t packet_overhead = 50;
+  // Push/pull streams: largest payload accepted (its size is only believed
+  // once the sender proved it has the key), time allowed for one exchange.
   size_t max_stream_bytes = 16 * 1024 * 1024;
   Duration stream_timeout = std::chrono::seconds(10);
+  // Incoming streams: the time a peer has to send a frame's head (and so
+  // prove it holds the key), and how many may be open at once from one
+  // address and in total; more are closed as soon as they are accepted.
+  Duration stream_auth_timeout = std::chrono::seconds(3);
+  size_t max_streams_per_source = 8;
+  size_t max_streams_total = 64;
   // User messages are de-duplicated by id for this long (and at most
   // user_dedup_capacity ids are remembered).
   Duration user_dedup_time = std::chrono::minutes(5);
@@ -100,6 +108,7 @@ struct Stats {
   uint64_t auth_failures = 0;    // failed to open with any key, replayed or stale
   uint64_t decode_failures = 0;  // opened but malformed
   uint64_t stream_failures = 0;  // connect/read/write/timeouts on push-pull
+  uint64_t streams_refused = 0;  // incoming streams closed at once: over a cap
 };
 
 }  // namespace swarmnet::gossip
