@@ -1,6 +1,9 @@
 // swarmnetctl: the operator's CLI, a thin client of swarmnetd's API.
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 
@@ -84,6 +87,70 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
+// The join token holds the cluster key. On the command line it would be in
+// the process list (ps, /proc/PID/cmdline) for every local user to read, so
+// it comes from a file, standard input ("-") or the environment; --token
+// still works, with a warning.
+constexpr const char* kTokenEnv = "SWARMNET_JOIN_TOKEN";
+
+std::string trim(std::string s) {
+  const char* space = " \t\r\n";
+  s.erase(s.find_last_not_of(space) + 1);
+  s.erase(0, s.find_first_not_of(space));
+  return s;
+}
+
+std::string read_token_file(const std::string& path) {
+  std::FILE* f = path == "-" ? stdin : std::fopen(path.c_str(), "re");
+  const std::string name = path == "-" ? "standard input" : path;
+  if (!f) {
+    throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                          "cannot read the join token from " + name + ": " + std::strerror(errno));
+  }
+  // A token is about 80 bytes; more than this is not one (and /dev/zero
+  // must not be read forever).
+  std::string text(4096, '\0');
+  const size_t n = std::fread(text.data(), 1, text.size(), f);
+  const bool more = n == text.size() && std::fgetc(f) != EOF;
+  const bool failed = std::ferror(f);
+  if (f != stdin) std::fclose(f);
+  if (failed) {
+    throw swarmnet::Error(swarmnet::Errc::invalid_argument, "cannot read the join token from " + name);
+  }
+  if (more) {
+    throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                          name + " is larger than a join token (4 KiB at most)");
+  }
+  text.resize(n);
+  text = trim(text);
+  if (text.empty()) {
+    throw swarmnet::Error(swarmnet::Errc::invalid_argument, name + " holds no join token");
+  }
+  return text;
+}
+
+// From --token-file, --token or $SWARMNET_JOIN_TOKEN, in that order of
+// preference; one of the two options at most.
+std::string join_token(const std::string& file, const std::string& arg) {
+  if (!file.empty() && !arg.empty()) {
+    throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                          "give the join token once: --token-file or --token, not both");
+  }
+  if (!file.empty()) return read_token_file(file);
+  if (!arg.empty()) {
+    std::cerr << "swarmnetctl: warning: --token shows the cluster key to every local user in the "
+                 "process list; use --token-file FILE, --token-file - (standard input) or "
+              << kTokenEnv << "\n";
+    return arg;
+  }
+  const char* env = std::getenv(kTokenEnv);
+  if (env && *env) return trim(env);
+  throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                        std::string("a join token is needed: --token-file FILE, --token-file - "
+                                    "(standard input) or the environment variable ") +
+                            kTokenEnv);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -128,7 +195,7 @@ int main(int argc, char** argv) {
 
   auto* cluster = app.add_subcommand("cluster", "Create, join or leave a cluster");
   cluster->require_subcommand(1);
-  std::string advertise, token;
+  std::string advertise, token, token_file;
   auto* cl_init = cluster->add_subcommand(
       "init", "Start a cluster with this node; prints the join token on its last line");
   cl_init->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
@@ -137,7 +204,12 @@ int main(int argc, char** argv) {
                       "Subnet of the routing mesh's network `ingress` (its nodes' sandboxes and services' ingress VIPs)")
       ->capture_default_str();
   auto* cl_join = cluster->add_subcommand("join", "Join a cluster");
-  cl_join->add_option("--token", token, "Token printed by `cluster init`")->required();
+  cl_join->add_option("--token-file", token_file,
+                      "File holding the token printed by `cluster init` (- for standard input); "
+                      "or set SWARMNET_JOIN_TOKEN");
+  cl_join->add_option("--token", token,
+                      "The token itself (visible to local users in the process list: prefer "
+                      "--token-file)");
   cl_join->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
   auto* cl_leave = cluster->add_subcommand("leave", "Leave the cluster (others see \"left\")");
   auto* cl_token = cluster->add_subcommand("token", "Print the join token");
@@ -248,10 +320,12 @@ int main(int argc, char** argv) {
       json::value body = {{"advertise_addr", advertise}, {"ingress_subnet", ingress_subnet}};
       json::value r = client.call("POST", "/v1/cluster/init", &body);
       std::cout << "Cluster initialised. To add a node, run on it:\n"
-                << "  swarmnetctl cluster join --token <token below> --advertise-addr <its address>\n"
+                << "  swarmnetctl cluster join --token-file - --advertise-addr <its address>\n"
+                << "with the token below on its standard input (or in a file, or in "
+                << kTokenEnv << "):\n"
                 << r.at("token").as_string().c_str() << "\n";
     } else if (cl_join->parsed()) {
-      json::value body = {{"token", token}, {"advertise_addr", advertise}};
+      json::value body = {{"token", join_token(token_file, token)}, {"advertise_addr", advertise}};
       client.call("POST", "/v1/cluster/join", &body);
       std::cout << "joined\n";
     } else if (cl_leave->parsed()) {

@@ -3,6 +3,7 @@
 # swarmnetctl, a non-zero exit, and nothing changed (the node stays out of, or
 # in, its cluster; the cluster's node list is untouched).
 #   - join with a malformed token (garbage, truncated, bad key, bad port)
+#   - the token from a file, the environment, --token (warns), none, both
 #   - join through a seed nobody answers on (fails within its timeout)
 #   - join when already in a cluster; init when already in a cluster
 #   - leave when not in a cluster
@@ -80,8 +81,30 @@ refused "join through a closed port ($(host_ip 3):7999)" "could not join|no answ
   cluster join --token "SWMTKN-1-$key-$(host_ip 3):7999" --advertise-addr "$(host_ip 2)"
 unchanged "closed port"
 
+say "where the join token comes from"
+# The key must not be in the process list: a file, standard input or the
+# environment; --token still works, with a warning.
+refused "--token (a garbage one): warns" "process list.*--token-file" 2 cluster join --token garbage \
+  --advertise-addr "$(host_ip 2)"
+refused "no token" "token is needed.*--token-file.*SWARMNET_JOIN_TOKEN" 2 cluster join --advertise-addr "$(host_ip 2)"
+refused "--token and --token-file" "not both" 2 cluster join --token "$token" --token-file - \
+  --advertise-addr "$(host_ip 2)" </dev/null
+refused "a token file that is not there" "cannot read the join token" 2 cluster join \
+  --token-file "$CLUSTER_DIR/no-such-file" --advertise-addr "$(host_ip 2)"
+echo garbage >"$CLUSTER_DIR/bad.token"
+refused "a garbage token from a file" "invalid join token" 2 cluster join --token-file "$CLUSTER_DIR/bad.token" \
+  --advertise-addr "$(host_ip 2)"
+export SWARMNET_JOIN_TOKEN=garbage
+refused "a garbage token from SWARMNET_JOIN_TOKEN" "invalid join token" 2 cluster join --advertise-addr "$(host_ip 2)"
+unset SWARMNET_JOIN_TOKEN
+unchanged "token sources"
+
 say "a correct join still works after the failures"
-check "host 2 joins" hctl 2 cluster join --token "$token" --advertise-addr "$(host_ip 2)"
+(umask 077 && printf '%s\n' "$token" >"$CLUSTER_DIR/join.token")
+out=$(hctl 2 cluster join --token-file "$CLUSTER_DIR/join.token" --advertise-addr "$(host_ip 2)" 2>&1) || true
+info "join with the token from a file: $out"
+check "host 2 joins (token from a file)" test "$(active 2)" == true
+check "without a warning" test "$out" == joined
 check "host 1 lists host1 and host2 alive" wait_for 10 alive_is 1 2
 
 say "joining twice, init when in a cluster"

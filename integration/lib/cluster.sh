@@ -128,7 +128,7 @@ cluster_up() {
   for ((i = 1; i <= n; i++)); do _cluster_make_host "$i"; host_daemon_start "$i"; done
   token=$(hctl 1 cluster init --advertise-addr "$(host_ip 1)" | tail -n 1)
   for ((i = 2; i <= n; i++)); do
-    hctl "$i" cluster join --token "$token" --advertise-addr "$(host_ip "$i")" >/dev/null ||
+    hctl "$i" cluster join --token-file - --advertise-addr "$(host_ip "$i")" <<<"$token" >/dev/null ||
       die "host $i could not join"
   done
   for ((i = 1; i <= n; i++)); do
