@@ -12,6 +12,7 @@
 #   host_sock I                   host I's swarmnetd API socket
 #   hctl I ARGS...                swarmnetctl against host I
 #   host_daemon_start I / host_daemon_stop I [SIGNAL]
+#   host_daemon_launch I          host_daemon_start without waiting for the API
 #   host_add I                    one more host namespace (I > N) with its daemon
 #                                 started, not joined; removed by cluster_down
 #   alive_count I / alive_is I N  how many nodes host I sees alive / whether that is N
@@ -73,6 +74,13 @@ JSON
 }
 
 host_daemon_start() {
+  host_daemon_launch "$1"
+  wait_for 20 hctl "$1" status || { tail -20 "$CLUSTER_DIR/h$1/swarmnetd.log" >&2; die "swarmnetd on host $1 did not start"; }
+}
+
+# host_daemon_launch I: start host I's swarmnetd without waiting for its API
+# (a test that treats a daemon which does not come back as a finding).
+host_daemon_launch() {
   local i="$1" ns
   ns=$(host_ns "$i")
   # shellcheck disable=SC2086
@@ -81,7 +89,6 @@ host_daemon_start() {
     ${CLUSTER_DAEMON_ARGS:-} >>"$CLUSTER_DIR/h$i/swarmnetd.log" 2>&1 </dev/null \
     {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _CLUSTER_PIDS[$i]=$!
-  wait_for 20 hctl "$i" status || { tail -20 "$CLUSTER_DIR/h$i/swarmnetd.log" >&2; die "swarmnetd on host $i did not start"; }
 }
 
 # host_daemon_stop I [SIGNAL]: TERM (graceful) by default, KILL to crash it.
