@@ -479,7 +479,8 @@ as_model() {
 members_state() {
   local i c out=""
   for ((i = 1; i <= HOSTS; i++)); do
-    c=$(hc "$i" node ls --format json 2>/dev/null | jq -r '[.[] | select(.status != "alive") | "\(.name) \(.status)"] | join(", ")') ||
+    c=$(hc "$i" node ls --format json 2>/dev/null | jq -r --argjson n "$HOSTS" '[(.[] | select(.status != "alive") | "\(.name) \(.status)"),
+        (if ([.[] | select(.status == "alive")] | length) != $n then "\([.[] | select(.status == "alive")] | length) alive" else empty end)] | join(", ")') ||
       c="no answer"
     [[ -z "$c" ]] || out+="host $i sees $c; "
   done
