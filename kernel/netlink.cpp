@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "common/random.hpp"
 #include "kernel/libnl_util.hpp"
 
 namespace swarmnet::kernel {
@@ -93,6 +94,17 @@ NlAddrPtr parse_mac(const std::string& text) {
   NlAddrPtr addr(nl_addr_build(AF_LLC, bytes, sizeof(bytes)));
   if (!addr) throw Error(Errc::internal, "out of memory allocating a MAC address");
   return addr;
+}
+
+// A random locally administered unicast MAC.
+std::string random_local_mac() {
+  std::string hex = random_hex(6);
+  const unsigned first = (std::stoul(hex.substr(0, 2), nullptr, 16) & 0xfc) | 0x02;
+  char text[18];
+  std::snprintf(text, sizeof(text), "%02x:%s:%s:%s:%s:%s", first, hex.substr(2, 2).c_str(),
+                hex.substr(4, 2).c_str(), hex.substr(6, 2).c_str(), hex.substr(8, 2).c_str(),
+                hex.substr(10, 2).c_str());
+  return text;
 }
 
 std::string format_mac(nl_addr* addr) {
@@ -276,6 +288,13 @@ bool NetlinkSocket::ensure_bridge(const std::string& name, unsigned mtu) {
   }
   rtnl_link_set_name(link.get(), name.c_str());
   if (mtu) rtnl_link_set_mtu(link.get(), mtu);
+  // An address of its own, given at creation (the kernel then keeps it).
+  // Without one a bridge takes the lowest of its ports' addresses, so the
+  // gateway's MAC changed whenever a container came or went, and the other
+  // containers' ARP entries for the gateway went stale: gateway, DNS and
+  // VIPs unreachable until they expired.
+  NlAddrPtr mac = parse_mac(random_local_mac());
+  rtnl_link_set_addr(link.get(), mac.get());
   rtnl_link_set_flags(link.get(), IFF_UP);
   int err = rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (err == 0) return true;
