@@ -40,6 +40,7 @@ usage: integration/test_chaos.sh [OPTIONS]   (root; build first)
   --seed N             replay the campaign of seed N (default: from the clock; printed)
   --duration D         start phases until D has passed (90s, 15m, 1h; default 75s)
   --phases N           stop after N phases (whatever the duration)
+  --plan N             print the faults of the first N phases of the seed, run nothing
   --hosts N            namespace hosts (default 3)
   --long-faults        some kills and partitions outlast --reclaim-after-s
   --reclaim-after-s S  swarmnetd's --reclaim-after-s (default 20)
@@ -54,6 +55,7 @@ EOF
 SEED=""
 DURATION=75
 MAX_PHASES=0
+PLAN=0
 HOSTS=3
 LONG_FAULTS=0
 RECLAIM_S=20
@@ -75,6 +77,7 @@ while (($#)); do
     --seed) SEED="$2"; shift 2 ;;
     --duration) DURATION=$(parse_duration "$2"); shift 2 ;;
     --phases) MAX_PHASES="$2"; shift 2 ;;
+    --plan) PLAN="$2"; shift 2 ;;
     --hosts) HOSTS="$2"; shift 2 ;;
     --long-faults) LONG_FAULTS=1; shift ;;
     --reclaim-after-s) RECLAIM_S="$2"; shift 2 ;;
@@ -82,20 +85,12 @@ while (($#)); do
     *) usage >&2; exit 2 ;;
   esac
 done
-for v in DURATION MAX_PHASES HOSTS RECLAIM_S CONVERGE_MAX; do
+for v in DURATION MAX_PHASES PLAN HOSTS RECLAIM_S CONVERGE_MAX; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "error: $v must be a whole number (got '${!v}')" >&2; exit 2; }
 done
 ((HOSTS >= 3)) || { echo "error: --hosts must be 3 or more (a partition needs a majority)" >&2; exit 2; }
 SEED="${SEED:-$(date +%s)}"
 [[ "$SEED" =~ ^[0-9]+$ ]] || { echo "error: --seed must be a number" >&2; exit 2; }
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$HERE/lib/common.sh"
-source "$HERE/lib/cluster.sh"
-require_root
-for tool in busybox dig jq nft; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
-watchdog "${SWARMNET_IT_TIMEOUT:-$((DURATION + CONVERGE_MAX + 100))}"
-echo "chaos: seed $SEED (replay: integration/test_chaos.sh --seed $SEED ...)"
 
 # ---- deterministic random numbers ----------------------------------------------
 # Two streams (a 64-bit LCG each, bash arithmetic wraps), so the faults drawn
@@ -115,6 +110,48 @@ pick() { local s="$1"; shift; local a=("$@"); rnd "$s" ${#a[@]}; PICKED="${a[R]}
 
 now_ms() { NOW=$((${EPOCHREALTIME/./} / 1000)); }
 secs() { printf '%d.%d' $(($1 / 1000)) $((($1 % 1000) / 100)); }  # secs MS -> "1.2"
+
+
+# draw_phase: the next phase's fault, from the fault stream alone (so
+# --plan shows what a run will do): P_KIND, P_HOST, P_MS (how long the
+# fault holds), P_OPS (operations meanwhile), P_LOSS, P_BURST, PHASE_DESC.
+KINDS=(none kill kill partition partition loss loss cut-kill)
+draw_phase() {
+  local extra="" burst_txt=""
+  pick fault "${KINDS[@]}"; P_KIND="$PICKED"
+  rnd_in fault 1 "$HOSTS"; P_HOST=$R
+  rnd_in fault 2 12; P_MS=$((R * 1000))
+  rnd_in fault 3 10; P_OPS=$R
+  rnd_in fault 5 30; P_LOSS=$R
+  rnd fault 2; P_BURST=$R
+  [[ "$P_KIND" == kill ]] || P_BURST=0
+  if ((LONG_FAULTS)); then
+    rnd fault 4
+    if ((R == 0)) && [[ "$P_KIND" == kill || "$P_KIND" == partition || "$P_KIND" == cut-kill ]]; then
+      P_MS=$(((RECLAIM_S + 10) * 1000)); extra=" (long: beyond the reclaim time)"
+    fi
+  fi
+  ((P_BURST == 0)) || burst_txt=" during a burst of ADDs"
+  case "$P_KIND" in
+    none) PHASE_DESC="no fault, $P_OPS operations" ;;
+    kill) PHASE_DESC="SIGKILL host $P_HOST${burst_txt}, down $(secs "$P_MS") s$extra, $P_OPS operations" ;;
+    partition) PHASE_DESC="host $P_HOST cut off for $(secs "$P_MS") s$extra, $P_OPS operations" ;;
+    loss) PHASE_DESC="$P_LOSS% loss on the underlay for $(secs "$P_MS") s, $P_OPS operations" ;;
+    cut-kill) PHASE_DESC="host $P_HOST cut off, SIGKILLed and restarted while cut off, $(secs "$P_MS") s$extra, $P_OPS operations" ;;
+  esac
+}
+if ((PLAN)); then
+  for ((PHASE = 1; PHASE <= PLAN; PHASE++)); do draw_phase; printf 'phase %3d  %s\n' "$PHASE" "$PHASE_DESC"; done
+  exit 0
+fi
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/lib/common.sh"
+source "$HERE/lib/cluster.sh"
+require_root
+for tool in busybox dig jq nft; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
+watchdog "${SWARMNET_IT_TIMEOUT:-$((DURATION + CONVERGE_MAX + 100))}"
+echo "chaos: seed $SEED (replay: integration/test_chaos.sh --seed $SEED ...)"
 
 # ---- the cluster ------------------------------------------------------------------
 # DNS: names that are not swarmnet's go to an upstream that does not exist
@@ -681,30 +718,10 @@ CONVERGE_TIMES=()
 
 # ---- the phases ---------------------------------------------------------------------------
 declare -a PHASE_LINES=()
-KINDS=(none kill kill partition partition loss loss cut-kill)
 run_phase() {
-  local kind h d_ms ops loss="" k start t_fault burst=0 extra=""
-  pick fault "${KINDS[@]}"; kind="$PICKED"
-  rnd_in fault 1 "$HOSTS"; h=$R
-  rnd_in fault 2 12; d_ms=$((R * 1000))
-  rnd_in fault 3 10; ops=$R
-  rnd_in fault 5 30; [[ "$kind" != loss ]] || loss=$R
-  rnd fault 2; [[ "$kind" != kill ]] || burst=$R
-  if ((LONG_FAULTS)); then
-    rnd fault 4
-    if ((R == 0)) && [[ "$kind" == kill || "$kind" == partition || "$kind" == cut-kill ]]; then
-      d_ms=$(((RECLAIM_S + 10) * 1000)); extra=" (long: beyond the reclaim time)"
-    fi
-  fi
-  local burst_txt=""
-  ((burst == 0)) || burst_txt=" during a burst of ADDs"
-  case "$kind" in
-    none) PHASE_DESC="no fault, $ops operations" ;;
-    kill) PHASE_DESC="SIGKILL host $h${burst_txt}, down $(secs "$d_ms") s$extra, $ops operations" ;;
-    partition) PHASE_DESC="host $h cut off for $(secs "$d_ms") s$extra, $ops operations" ;;
-    loss) PHASE_DESC="$loss% loss on the underlay for $(secs "$d_ms") s, $ops operations" ;;
-    cut-kill) PHASE_DESC="host $h cut off, SIGKILLed and restarted while cut off, $(secs "$d_ms") s$extra, $ops operations" ;;
-  esac
+  local kind h d_ms ops loss burst k start t_fault
+  draw_phase
+  kind=$P_KIND h=$P_HOST d_ms=$P_MS ops=$P_OPS loss=$P_LOSS burst=$P_BURST
   say "phase $PHASE: $PHASE_DESC"
   log_event "phase $PHASE: $PHASE_DESC"
   count FAULTS "$kind"
@@ -763,35 +780,46 @@ PHASES_RUN=$((PHASE - 1))
 # not resolve but does, a backend deleted from one host's kernel. A checker
 # that says "ok" to these could not have found a violation either.
 CONTROLS_FAILED=0
-control() {  # control WHAT STATE: STATE must not be ok/empty
-  if [[ -n "$2" && "$2" != ok ]]; then info "control: $1: seen ($(head -c 160 <<<"$2"))"
-  else echo "CONTROL FAILED: $1: the check did not see it"; CONTROLS_FAILED=$((CONTROLS_FAILED + 1)); fi
+# control WHAT BEFORE AFTER: the check's verdict before the violation was
+# made (must be clean, "" or ok, for the control to say anything) and after
+# (must not be).
+control() {
+  if [[ -n "$2" && "$2" != ok ]]; then
+    info "control: $1: not conclusive, the check already failed before ($(head -c 120 <<<"$2"))"
+  elif [[ -n "$3" && "$3" != ok ]]; then
+    info "control: $1: seen ($(head -c 160 <<<"$3"))"
+  else
+    echo "CONTROL FAILED: $1: the check did not see it"; CONTROLS_FAILED=$((CONTROLS_FAILED + 1))
+  fi
 }
 run_controls() {
-  local c ns vip
+  local c ns vip before before_dns
   say "controls: each invariant's check sees a violation made on purpose"
   PHASE_DESC="controls"
   c="${NAMES[0]}"
   ns=$(container_ns ctl-dup)
+  before=$(address_findings)
   ip netns add "$ns"
   ip -n "$ns" link add eth0 type veth peer name eth1
   ip -n "$ns" addr add "${C_IP[$c]}/32" dev eth0
-  control "the address of $c live in a second namespace" "$(address_findings)"
+  control "the address of $c live in a second namespace" "$before" "$(address_findings)"
   ip netns del "$ns"
+  before=$(tables_state) before_dns=$(dns_state)
   curl -sf --unix-socket "$(host_sock 1)" -X POST -H 'Content-Type: application/json' \
     -d '{"container_id":"ctlextra","ifname":"eth0","attach":false}' \
     http://swarmnetd/v1/networks/na/endpoints >/dev/null || die "the control endpoint could not be made"
   sleep 2
-  control "an endpoint the operations did not make" "$(tables_state)"
+  control "an endpoint the operations did not make" "$before" "$(tables_state)"
   GONE=(ctlextra.na)
-  control "a name that must not resolve" "$(dns_state)"
+  control "a name that must not resolve" "$before_dns" "$(dns_state)"
   curl -sf --unix-socket "$(host_sock 1)" -X DELETE http://swarmnetd/v1/networks/na/endpoints/ctlextra/eth0 >/dev/null || true
   for ((i = 1; i <= HOSTS; i++)); do
     vip=$(ip netns exec "$(host_ns "$i")" nft -j list map ip swarmnet-lb backends 2>/dev/null |
       jq -r '[.nftables[] | select(.map) | .map.elem // [] | .[] | .[0].concat | "\(.[0]) . \(.[1])"] | first // empty')
     if [[ -n "$vip" ]]; then
+      before=$(lb_state)
       ip netns exec "$(host_ns "$i")" nft delete element ip swarmnet-lb backends "{ $vip }"
-      control "backend $vip deleted from host $i's kernel" "$(lb_state)"
+      control "backend $vip deleted from host $i's kernel" "$before" "$(lb_state)"
       return
     fi
   done
