@@ -111,16 +111,41 @@ Store::~Store() {
 
 // ---- Loading ----
 
+// The file's content, nullopt if there is none. A file that exists but
+// cannot be read stops the start: going on without it would hand out its
+// addresses again.
+std::optional<std::string> Store::read_state_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec) && !ec) return std::nullopt;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno(Errc::internal, "cannot read " + path, errno);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw_errno(Errc::internal, "cannot read " + path, err);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
 void Store::load() {
   const std::string snapshot = dir_ + "/snapshot";
   const std::string legacy = dir_ + "/state.json";
-  if (auto text = read_file(snapshot)) {
+  if (auto text = read_state_file(snapshot)) {
     load_snapshot(snapshot, *text);
-  } else if (auto old = read_file(legacy)) {
+  } else if (auto old = read_state_file(legacy)) {
     load_legacy_snapshot(legacy, *old);
   }
   const std::string journal = dir_ + "/journal";
-  if (auto text = read_file(journal)) load_journal(journal, *text);
+  if (auto text = read_state_file(journal)) load_journal(journal, *text);
 }
 
 void Store::load_snapshot(const std::string& path, const std::string& text) {

@@ -32,7 +32,8 @@ using Table = std::map<std::string, Entry<T>>;
 class Store {
  public:
   // Opens (creating if needed) the state directory, loads and compacts.
-  // Throws Error(internal) with the file and reason if the state is unreadable.
+  // Damaged records are dropped and logged; throws Error(internal) with the
+  // file and reason only if a state file exists but cannot be read at all.
   // Tombstones are kept this long (so a node that was away still learns of a
   // deletion by push/pull), then dropped at compaction.
   static constexpr int64_t kDefaultTombstoneSeconds = 3600;
@@ -124,6 +125,7 @@ class Store {
   bool apply_if_newer(const json::value& line, bool validate_only);
   std::optional<Version> version_of(const std::string& table, const std::string& key);
   void notify(const std::string& table, const std::string& key, const Line* local);
+  static std::optional<std::string> read_state_file(const std::string& path);
   void load();
   void load_snapshot(const std::string& path, const std::string& text);
   void load_legacy_snapshot(const std::string& path, const std::string& text);

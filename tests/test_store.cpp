@@ -216,6 +216,20 @@ TEST_CASE("store: a compaction that fails leaves the journal in use", "[store]")
   CHECK(last.journal_length() == 0);
 }
 
+TEST_CASE("store: a state file that exists but cannot be read stops the start", "[store]") {
+  TempDir dir;
+  { daemon::Store s(dir.path()); }
+  // Starting without it would hand its addresses out again.
+  std::filesystem::remove(dir / "snapshot");
+  std::filesystem::create_directory(dir / "snapshot");
+  try {
+    daemon::Store s(dir.path());
+    FAIL("started without its snapshot");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("cannot read " + dir / "snapshot") != std::string::npos);
+  }
+}
+
 TEST_CASE("store: Lamport values above the bound are refused and the clock never wraps", "[store][replication]") {
   namespace json = boost::json;
   TempDir dir;

@@ -153,3 +153,39 @@ TEST_CASE("store: a store killed mid-write on a full disk starts on the full dis
   CHECK(again.matching({"torn"}).empty());
   CHECK(last.journal_length() == 0);  // compacted, now that it fits
 }
+
+TEST_CASE("store: a merged batch that does not fit on the disk is not applied", "[store][disk][replication]") {
+  if (!Tmpfs::can_mount()) {
+    WARN("not root: no tmpfs can be mounted, the full-disk test did not run");
+    return;
+  }
+  Tmpfs disk(kDiskBytes);
+  daemon::Store peer(disk / "peer");
+  std::vector<daemon::Store::Line> broadcast;
+  peer.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
+    if (l) broadcast.push_back(*l);
+  });
+  for (int i = 0; i < 8; ++i) peer.put(endpoint(i));  // about 10 KB: more than a page
+
+  daemon::Store s(disk / "state");
+  size_t notified = 0;
+  s.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line*) { ++notified; });
+  const auto journal = disk / "state/journal";
+  const auto size_before = std::filesystem::file_size(journal);
+  disk.fill("ballast");
+  try {
+    s.merge(broadcast);
+    FAIL("a batch of 10 KB was journaled on a full disk");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::unavailable);
+  }
+  CHECK(s.endpoints().empty());
+  CHECK(notified == 0);
+  CHECK(std::filesystem::file_size(journal) == size_before);
+
+  // Control: the same batch once there is room (push/pull brings it again).
+  std::filesystem::remove(disk / "ballast");
+  CHECK(s.merge(broadcast) == 8);
+  CHECK(s.endpoints().size() == 8);
+  CHECK(notified == 8);
+}
