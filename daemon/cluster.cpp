@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <cstdio>
 
 #include "common/error.hpp"
@@ -211,6 +212,8 @@ void Cluster::housekeeping() {
     expired = true;
   }
   if (expired) controller_.on_membership_change();
+  // A dead member leaves the VXLAN filter once its reclaim time is up.
+  controller_.sync_underlay_peers();
   if (!sees_majority()) return;
   last_majority_ = now;
   // One reclaimer: the alive node with the smallest id, as all agree on it
@@ -243,6 +246,7 @@ void Cluster::stop() {
   members_.clear();
   advertise_.reset();
   controller_.set_membership(nullptr, std::nullopt);
+  controller_.sync_underlay_peers();  // out of the cluster: VXLAN from nobody
 }
 
 std::string Cluster::init(Ipv4Address advertise, const Ipv4Prefix& ingress_subnet) {
@@ -395,6 +399,23 @@ void Cluster::request_block(const std::string& network_id) {
   last = now;
   spdlog::info("cluster: asking the other nodes for an address block of network {}", network_id);
   broadcast(json::object{{"type", "block_request"}, {"network", network_id}, {"from", store_.node_id()}});
+}
+
+std::vector<Ipv4Address> Cluster::underlay_peers() const {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Ipv4Address> out;
+  for (const auto& [id, m] : members_) {
+    if (m.status == gossip::MemberStatus::left) continue;
+    if (m.status == gossip::MemberStatus::dead) {
+      // Reclaimed (here: no longer in gone_since_) or gone long enough to be.
+      auto gone = gone_since_.find(id);
+      if (gone == gone_since_.end() || now - gone->second >= options_.reclaim_after) continue;
+    }
+    out.push_back(m.addr.ip);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 void Cluster::on_member_change(const gossip::Member& m) {

@@ -80,6 +80,7 @@ class Cluster final : public Membership, public gossip::Delegate {
   bool is_alive(const std::string& node_id) const override;
   std::optional<Ipv4Address> address_of(const std::string& node_id) const override;
   void request_block(const std::string& network_id) override;
+  std::vector<Ipv4Address> underlay_peers() const override;
 
   // gossip::Delegate
   bool may_allocate() const override;

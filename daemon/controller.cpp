@@ -73,10 +73,22 @@ void Controller::set_membership(Membership* membership, std::optional<Ipv4Addres
 }
 
 void Controller::on_membership_change() {
+  // Without a membership (also while the daemon shuts down) the filter
+  // keeps its members, as the overlays keep their entries, so traffic goes
+  // on across a restart; leaving a cluster empties it (Cluster::stop).
+  if (membership_) sync_underlay_peers();
   for (const auto& [id, e] : store_.networks()) {
     if (!e.deleted && local_attached_endpoints(id) > 0) sync_network(id);
   }
   for (const auto& listener : membership_listeners_) listener();
+}
+
+void Controller::sync_underlay_peers() {
+  std::vector<Ipv4Address> peers;
+  if (membership_) peers = membership_->underlay_peers();
+  if (underlay_peers_ == peers) return;
+  dataplane_.set_underlay_peers(peers);
+  underlay_peers_ = std::move(peers);
 }
 
 bool Controller::alive(const std::string& node_id) const {

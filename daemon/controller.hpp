@@ -33,6 +33,10 @@ class Membership {
   // for longer than its lease: the majority may then reclaim its blocks, so
   // it must stop handing out addresses from them.
   virtual bool may_allocate() const { return true; }
+  // The underlay addresses VXLAN may come from: every member's advertise
+  // address, this node's included, a dead member's until it is reclaimed
+  // (a healing partition is not cut off), not one that left.
+  virtual std::vector<Ipv4Address> underlay_peers() const { return {}; }
 };
 
 // Thrown when this node owns no free address in a network but other nodes
@@ -57,6 +61,10 @@ class Controller {
   void set_membership(Membership* membership, std::optional<Ipv4Address> local_vtep);
   // Membership changed (a node joined, died, came back): reprogram overlays.
   void on_membership_change();
+  // Hands membership's underlay_peers() to the packet filter when they
+  // changed (the first call always does; an empty list without a
+  // membership). on_membership_change() calls it while there is one.
+  void sync_underlay_peers();
   // Another node asks for an address block of a network. If this node owns
   // a block with no address in use, it hands it over (writes the new owner)
   // and returns true.
@@ -144,6 +152,7 @@ class Controller {
   size_t listener_id_ = 0;
   Membership* membership_ = nullptr;
   std::optional<Ipv4Address> local_vtep_;
+  std::optional<std::vector<Ipv4Address>> underlay_peers_;  // as last given to the filter
   std::vector<std::function<void()>> membership_listeners_;
   bool dns_enabled_ = false;
   std::function<void(EndpointRecord&)> endpoint_completer_;

@@ -47,14 +47,20 @@ class Dataplane {
   // isolation between networks, masquerade to the outside unless internal,
   // nothing in from the underlay. Idempotent; touches only what differs.
   virtual void sync_firewall(const std::vector<NetworkRecord>& networks) = 0;
+  // The only underlay addresses this host takes VXLAN from (and the only
+  // ones of its own it takes VXLAN to): the cluster members' advertise
+  // addresses. Empty: no VXLAN at all. Replaces the previous list.
+  virtual void set_underlay_peers(const std::vector<Ipv4Address>& members) = 0;
   // MTU of the underlay (the interface of the default route), 1500 if none.
   virtual unsigned underlay_mtu() = 0;
 };
 
 // The real one, through libnl in the daemon's own network namespace.
 // vxlan_port: the UDP port of the overlay's tunnels (4789 by default);
-// dns_queries_per_second: the firewall's per-container DNS limit (0: none).
+// dns_queries_per_second: the firewall's per-container DNS limit (0: none);
+// gossip_port: the cluster's gossip port (TCP and UDP), closed to containers.
 std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port,
-                                                unsigned dns_queries_per_second = 0);
+                                                unsigned dns_queries_per_second = 0,
+                                                uint16_t gossip_port = 7946);
 
 }  // namespace swarmnet::daemon

@@ -143,7 +143,9 @@ const std::vector<std::string>& set_names() {
   return names;
 }
 
-std::string base(unsigned dns_queries_per_second) {
+std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
+  const std::string vxlan = std::to_string(ports.vxlan);
+  const std::string gossip = std::to_string(ports.gossip);
   std::ostringstream s;
   s << "add table " << kPrefix << "\n";
   s << "add set " << kPrefix << " bridges { type ifname; }\n";
@@ -152,6 +154,7 @@ std::string base(unsigned dns_queries_per_second) {
   s << "add set " << kPrefix << " same-bridge { type ifname . ifname; }\n";
   s << "add set " << kPrefix << " internal-bridges { type ifname; }\n";
   s << "add set " << kPrefix << " masquerade-subnets { type ipv4_addr; flags interval; }\n";
+  s << "add set " << kPrefix << " members { type ipv4_addr; }\n";
 
   s << "add chain " << kPrefix
     << " forward { type filter hook forward priority filter - 10; policy accept; }\n";
@@ -169,6 +172,9 @@ std::string base(unsigned dns_queries_per_second) {
   // The limit lives in each element: flushed so a changed rate applies.
   s << "flush set " << kPrefix << " dns-clients\n";
   s << "flush chain " << kPrefix << " dns-input\n";
+  s << "add chain " << kPrefix
+    << " underlay-input { type filter hook input priority filter - 10; policy accept; }\n";
+  s << "flush chain " << kPrefix << " underlay-input\n";
 
   // `published` and `published-dnat` are not flushed: their rules belong to
   // the code that publishes ports.
@@ -191,6 +197,12 @@ std::string base(unsigned dns_queries_per_second) {
   rule("from-network",
        "iifname . ip saddr != @bridge-subnets counter drop "
        "comment \"source outside the bridge's own subnet\"");
+  // Masqueraded, a container's packet to another node would come from this
+  // node's address, a member's: the other node could not tell it apart.
+  rule("from-network", "ip daddr @members udp dport " + vxlan +
+                           " counter drop comment \"VXLAN to a member: only this host tunnels\"");
+  rule("from-network", "ip daddr @members meta l4proto { tcp, udp } th dport " + gossip +
+                           " counter drop comment \"gossip of a member: not for containers\"");
   rule("from-network",
        "iifname . ip daddr @bridge-subnets accept "
        "comment \"own network: same host, or over VXLAN\"");
@@ -213,6 +225,20 @@ std::string base(unsigned dns_queries_per_second) {
   rule("to-network", "counter drop comment \"from the outside, not published\"");
 
   rule("egress-nat", "ip saddr @masquerade-subnets oifname != @bridges masquerade");
+  // "swn-*" matches every swarmnet bridge and the gateway bridge by name, also
+  // one whose network has not reached the sets yet: a container's packet to
+  // this host arrives on its bridge.
+  rule("underlay-input", "iifname \"swn-*\" udp dport " + vxlan +
+                             " counter drop comment \"VXLAN from a container\"");
+  rule("underlay-input", "iifname \"swn-*\" meta l4proto { tcp, udp } th dport " + gossip +
+                             " counter drop comment \"gossip from a container\"");
+  rule("underlay-input", "udp dport " + vxlan +
+                             " ip saddr != @members counter drop comment \"VXLAN from a non-member\"");
+  // The kernel's VXLAN socket takes frames sent to any address of the host.
+  rule("underlay-input", "udp dport " + vxlan +
+                             " ip daddr != @members counter drop comment \"VXLAN not to this node's advertise address\"");
+  rule("underlay-input", "meta nfproto ipv6 udp dport " + vxlan +
+                             " counter drop comment \"the overlay is IPv4\"");
   if (dns_queries_per_second > 0) {
     rule("dns-input", "iifname @bridges udp dport 53 update @dns-clients { ip saddr limit rate over " +
                           std::to_string(dns_queries_per_second) + "/second burst " +
@@ -238,6 +264,16 @@ std::string remove_network(const FirewallNetwork& network) {
   script += ensure_absent(e.kind.first, e.kind.second);
   script += ensure_absent(e.other_kind.first, e.other_kind.second);
   return script;
+}
+
+std::string members(const std::vector<Ipv4Address>& addresses) {
+  std::set<std::string> unique;
+  for (const auto& a : addresses) unique.insert(a.str());
+  std::string script = "flush set " + kPrefix + " members\n";
+  if (unique.empty()) return script;
+  std::string list;
+  for (const auto& a : unique) list += (list.empty() ? "" : ", ") + a;
+  return script + "add element " + kPrefix + " members { " + list + " }\n";
 }
 
 std::string remove_all() {
@@ -350,7 +386,11 @@ Firewall::Firewall() : nft_() {}
 Firewall::Firewall(kernel::NftContext&& nft) : nft_(std::move(nft)) {}
 
 void Firewall::ensure_base() {
-  nft_.run(firewall_script::base(dns_rate_));
+  nft_.run(firewall_script::base(dns_rate_, ports_));
+}
+
+void Firewall::set_members(const std::vector<Ipv4Address>& addresses) {
+  nft_.run(firewall_script::members(addresses));
 }
 
 void Firewall::add_network(const FirewallNetwork& network) {

@@ -15,6 +15,7 @@
 //     same-bridge         ifname . ifname      "br" . "br", for L2 traffic
 //     internal-bridges    ifname               bridges of --internal networks
 //     masquerade-subnets  ipv4_addr, interval  subnets with egress
+//     members             ipv4_addr            see "The underlay" below
 //
 //   chains
 //     forward       hook forward, priority filter - 10: dispatches packets
@@ -45,9 +46,26 @@
 // operator's business: another table's drop (dockerd's FORWARD policy DROP)
 // wins over our accepts. Masquerade sits at srcnat (100) like iptables' nat
 // POSTROUTING; it only matches our subnets, so its order against other NAT
-// does not matter. No input-hook rules: the host's own services, and the
-// VXLAN packets (UDP 4789 to the host's underlay address), are input
-// traffic and never cross the forward hook, so they are not filtered here.
+// does not matter.
+//
+// The underlay (issue 12). The kernel's VXLAN socket decapsulates any frame
+// sent to any address of the host, and the VNI in it picks the network: a
+// forged frame would cross the isolation above. So:
+//     members             ipv4_addr            the cluster members' advertise
+//                         addresses, this node's included; written whole by
+//                         set_members() from membership, never by base()
+//     underlay-input      hook input, priority filter - 10: VXLAN only from a
+//                         member to a member address (this node's own), never
+//                         from a bridge named swn-* (every container bridge
+//                         and the gateway bridge, in the set or not yet);
+//                         the gossip ports (TCP and UDP) closed to those
+//                         bridges and open to everything else (a joining
+//                         node is not a member yet)
+//     from-network        also drops a container's VXLAN and gossip to a
+//                         member: masqueraded, it would arrive from this
+//                         node's address, which the other node accepts.
+// The rest of the host's input (its own services, DNS at the gateways) is
+// not filtered here.
 //
 // br_netfilter. This kernel has it built in with bridge-nf-call-iptables=1
 // (per namespace, on by default): frames bridged between two ports of one
@@ -65,6 +83,7 @@
 // bridge's own subnet.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -93,15 +112,26 @@ namespace firewall_script {
 
 inline constexpr std::string_view kFamily = "inet";
 inline constexpr std::string_view kTable = "swarmnet";
-// The names of the sets the table holds, in the order of the header above.
+
+// The UDP port of the overlay's VXLAN and the gossip port (TCP and UDP).
+struct UnderlayPorts {
+  uint16_t vxlan = 4789;
+  uint16_t gossip = 7946;
+};
+// The names of the networks' sets, in the order of the header above
+// (not `members`, which follows membership, nor the DNS meter's).
 const std::vector<std::string>& set_names();
 
 // Creates what is missing and rewrites the rules of the chains swarmnet
 // owns (flush + add in the same transaction: packets see the old rules or
 // the new ones, never none). Sets, their elements and the two `published`
 // chains are kept. `dns_queries_per_second`: the per-container limit on
-// UDP queries to swarmnetd's DNS (0: none), see chain dns-input.
-std::string base(unsigned dns_queries_per_second = 0);
+// UDP queries to swarmnetd's DNS (0: none), see chain dns-input. The set
+// `members` keeps its elements.
+std::string base(unsigned dns_queries_per_second = 0, UnderlayPorts ports = {});
+// Replaces the set `members` with `addresses` (one transaction: packets see
+// the old set or the new one). Empty: no VXLAN is accepted at all.
+std::string members(const std::vector<Ipv4Address>& addresses);
 // Adds a network's elements; also removes it from the set of the other
 // kind (internal or not), so re-adding with a changed flag is correct.
 // Throws Error(invalid_argument) for a bad bridge name or subnet.
@@ -137,6 +167,10 @@ class Firewall {
   void ensure_base();
   // The DNS per-source limit ensure_base() writes (0: none).
   void set_dns_rate_limit(unsigned queries_per_second) { dns_rate_ = queries_per_second; }
+  // The ports ensure_base() filters on the underlay.
+  void set_underlay_ports(firewall_script::UnderlayPorts ports) { ports_ = ports; }
+  // The advertise addresses VXLAN is accepted from (and to): the members'.
+  void set_members(const std::vector<Ipv4Address>& addresses);
   // Idempotent; Error(not_found) if ensure_base() was not called,
   // Error(conflict) if the subnet overlaps another network's.
   void add_network(const FirewallNetwork& network);
@@ -161,6 +195,7 @@ class Firewall {
  private:
   kernel::NftContext nft_;
   unsigned dns_rate_ = 0;
+  firewall_script::UnderlayPorts ports_;
 };
 
 // Turns on IPv4 forwarding in the calling thread's namespace (egress from

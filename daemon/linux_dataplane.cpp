@@ -17,11 +17,12 @@ std::string vxlan_of_bridge(const std::string& bridge) { return "swx-" + bridge.
 
 class LinuxDataplane final : public Dataplane {
  public:
-  LinuxDataplane(uint16_t vxlan_port, unsigned dns_queries_per_second)
+  LinuxDataplane(uint16_t vxlan_port, unsigned dns_queries_per_second, uint16_t gossip_port)
       : nl_(kernel::NetlinkSocket::open()), vxlan_port_(vxlan_port) {
     // Containers reach the outside through this host (routed, masqueraded).
     enable_ip_forward();
     firewall_.set_dns_rate_limit(dns_queries_per_second);
+    firewall_.set_underlay_ports({vxlan_port, gossip_port});
     firewall_.ensure_base();
   }
 
@@ -127,6 +128,14 @@ class LinuxDataplane final : public Dataplane {
     spdlog::info("firewall: {} change(s) for {} network(s)", diff.size(), networks.size());
   }
 
+  void set_underlay_peers(const std::vector<Ipv4Address>& members) override {
+    firewall_.set_members(members);
+    std::string list;
+    for (const auto& m : members) list += (list.empty() ? "" : ", ") + m.str();
+    spdlog::info("firewall: VXLAN accepted from {} member address(es): {}", members.size(),
+                 list.empty() ? "none" : list);
+  }
+
   unsigned underlay_mtu() override {
     for (const auto& r : nl_.routes()) {
       if (r.destination.length() == 0 && r.oif_index != 0) {
@@ -144,8 +153,9 @@ class LinuxDataplane final : public Dataplane {
 
 }  // namespace
 
-std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port, unsigned dns_queries_per_second) {
-  return std::make_unique<LinuxDataplane>(vxlan_port, dns_queries_per_second);
+std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port, unsigned dns_queries_per_second,
+                                                uint16_t gossip_port) {
+  return std::make_unique<LinuxDataplane>(vxlan_port, dns_queries_per_second, gossip_port);
 }
 
 }  // namespace swarmnet::daemon

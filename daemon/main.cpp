@@ -164,7 +164,8 @@ int main(int argc, char** argv) {
     (void)lock_fd;  // held until exit
 
     swarmnet::daemon::Store store(state_dir, tombstone_s);
-    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_enabled ? dns_rate : 0);
+    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_enabled ? dns_rate : 0,
+                                                               cluster_options.gossip_port);
     swarmnet::daemon::Controller controller(store, *dataplane, node_name);
     controller.set_dns_enabled(dns_enabled);
     controller.reconcile();
@@ -240,6 +241,9 @@ int main(int argc, char** argv) {
     health.start();
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
     cluster.resume();
+    // Without a cluster to resume, VXLAN is refused from everyone (a set
+    // left by an earlier run is emptied).
+    controller.sync_underlay_peers();
     swarmnet::daemon::ApiServer server(io, controller, &cluster, socket);
     server.add_routes(swarmnet::daemon::service_routes(services, load_balancing ? &*load_balancing : nullptr));
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -278,3 +278,53 @@ TEST_CASE("parse_listing reads only the networks' sets, not the DNS meter's", "[
   CHECK(e.count("dns-clients") == 0);
   CHECK(e["bridges"] == std::set<std::string>{"\"swn-a\""});
 }
+
+TEST_CASE("base: the underlay takes VXLAN only from members, never from a container", "[firewall][underlay]") {
+  const std::string s = script::base();
+  CHECK(contains(s, "add set inet swarmnet members { type ipv4_addr; }\n"));
+  // Membership writes the set; rewriting the rules must not empty it.
+  CHECK_FALSE(contains(s, "flush set inet swarmnet members"));
+  CHECK(contains(s,
+                 "add chain inet swarmnet underlay-input { type filter hook input priority "
+                 "filter - 10; policy accept; }\n"
+                 "flush chain inet swarmnet underlay-input\n"));
+  CHECK(contains(s, "underlay-input iifname \"swn-*\" udp dport 4789 counter drop"));
+  CHECK(contains(s, "underlay-input iifname \"swn-*\" meta l4proto { tcp, udp } th dport 7946 counter drop"));
+  CHECK(contains(s, "underlay-input udp dport 4789 ip saddr != @members counter drop"));
+  CHECK(contains(s, "underlay-input udp dport 4789 ip daddr != @members counter drop"));
+  CHECK(contains(s, "underlay-input meta nfproto ipv6 udp dport 4789 counter drop"));
+  // Gossip from the underlay is not filtered: a joining node is no member yet.
+  for (const auto& line : lines_of(s)) {
+    if (contains(line, "th dport 7946")) CHECK((contains(line, "iifname \"swn-*\"") || contains(line, "ip daddr @members")));
+  }
+  // A container's packet to a member is dropped on its own host, where its
+  // bridge still shows: masqueraded, the member would take it as ours.
+  auto at = [&](const std::string& part) {
+    INFO(part);
+    size_t pos = s.find(part);
+    REQUIRE(pos != std::string::npos);
+    return pos;
+  };
+  const size_t vxlan = at("from-network ip daddr @members udp dport 4789 counter drop");
+  const size_t gossip = at("from-network ip daddr @members meta l4proto { tcp, udp } th dport 7946 counter drop");
+  CHECK(vxlan < at("from-network accept comment"));
+  CHECK(gossip < at("from-network accept comment"));
+}
+
+TEST_CASE("base: the underlay's ports follow the daemon's flags", "[firewall][underlay]") {
+  const std::string s = script::base(0, {.vxlan = 4281, .gossip = 17946});
+  CHECK(contains(s, "underlay-input udp dport 4281 ip saddr != @members counter drop"));
+  CHECK(contains(s, "underlay-input iifname \"swn-*\" meta l4proto { tcp, udp } th dport 17946 counter drop"));
+  CHECK(contains(s, "from-network ip daddr @members udp dport 4281 counter drop"));
+  CHECK_FALSE(contains(s, "4789"));
+  CHECK_FALSE(contains(s, "dport 7946 "));
+}
+
+TEST_CASE("members: the whole set replaced in one script", "[firewall][underlay]") {
+  CHECK(script::members({}) == "flush set inet swarmnet members\n");
+  const auto a = Ipv4Address::parse("172.31.250.12");
+  const auto b = Ipv4Address::parse("172.31.250.11");
+  CHECK(script::members({a, b, a}) ==
+        "flush set inet swarmnet members\n"
+        "add element inet swarmnet members { 172.31.250.11, 172.31.250.12 }\n");
+}

@@ -39,6 +39,10 @@ class FakeDataplane : public daemon::Dataplane {
     firewall.clear();
     for (const auto& n : networks) firewall.insert(n.subnet.str() + (n.internal ? " internal" : ""));
   }
+  void set_underlay_peers(const std::vector<Ipv4Address>& members) override {
+    underlay_peers = members;
+    ++underlay_peer_calls;
+  }
   unsigned underlay_mtu() override { return mtu; }
 
   std::map<std::string, std::string> bridges;   // name -> gateway CIDR
@@ -46,6 +50,8 @@ class FakeDataplane : public daemon::Dataplane {
   std::map<std::string, std::vector<daemon::RemoteEndpoint>> remote;  // network id -> entries
   std::vector<std::string> removed_links;
   std::set<std::string> firewall;  // "subnet [internal]" per network
+  std::vector<Ipv4Address> underlay_peers;
+  int underlay_peer_calls = 0;
   unsigned mtu = 1500;
   int ensure_calls = 0;
   bool fail_next_ensure = false;
