@@ -70,6 +70,27 @@ bool valid_network_name(std::string_view name) {
   return true;
 }
 
+std::optional<std::string> subnet_refusal(const Ipv4Prefix& subnet) {
+  if (subnet.length() == 0) {
+    return "subnet " + subnet.str() + " is refused: it would hold every IPv4 address";
+  }
+  static const std::pair<const char*, const char*> kReserved[] = {
+      {"0.0.0.0/8", "\"this network\""},
+      {"127.0.0.0/8", "loopback"},
+      {"169.254.0.0/16", "link-local"},
+      {"224.0.0.0/4", "multicast"},
+      {"240.0.0.0/4", "reserved, with the broadcast address 255.255.255.255"},
+  };
+  for (const auto& [range, meaning] : kReserved) {
+    const Ipv4Prefix reserved = Ipv4Prefix::parse_network(range);
+    if (subnet.overlaps(reserved)) {
+      return "subnet " + subnet.str() + " is refused: it overlaps " + range + " (" + meaning +
+             "), which no network may use";
+    }
+  }
+  return std::nullopt;
+}
+
 void tag_invoke(json::value_from_tag, json::value& jv, const NetworkCreate& n) {
   json::object o;
   o["name"] = n.name;

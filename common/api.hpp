@@ -159,4 +159,12 @@ ErrorBody tag_invoke(json::value_to_tag<ErrorBody>, const json::value&);
 // Network names: what Docker accepts, [A-Za-z0-9][A-Za-z0-9_.-]{0,62}.
 bool valid_network_name(std::string_view name);
 
+// Why `subnet` cannot be a network's, or nullopt when it can: it overlaps a
+// range that IP gives its own meaning (0.0.0.0/8 "this network", loopback
+// 127.0.0.0/8, link-local 169.254.0.0/16, multicast 224.0.0.0/4, reserved
+// 240.0.0.0/4 with the broadcast 255.255.255.255), so a gateway or route in
+// it would break the host. The daemon, swarmnetctl and the Docker driver all
+// ask here.
+std::optional<std::string> subnet_refusal(const Ipv4Prefix& subnet);
+
 }  // namespace swarmnet::api

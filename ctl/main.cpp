@@ -272,7 +272,12 @@ int main(int argc, char** argv) {
   try {
     ApiClient client(socket);
     if (net_create->parsed()) {
-      if (!subnet.empty()) create.subnet = swarmnet::Ipv4Prefix::parse(subnet);
+      if (!subnet.empty()) {
+        create.subnet = swarmnet::Ipv4Prefix::parse(subnet);
+        if (auto why = api::subnet_refusal(*create.subnet)) {
+          throw swarmnet::Error(swarmnet::Errc::invalid_argument, *why);
+        }
+      }
       if (!gateway.empty()) create.gateway = swarmnet::Ipv4Address::parse(gateway);
       if (mtu) create.mtu = mtu;
       json::value body = json::value_from(create);

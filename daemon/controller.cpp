@@ -442,6 +442,7 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
                   "invalid subnet " + req.subnet->str() + ": host bits set (did you mean " +
                       Ipv4Prefix(req.subnet->network(), req.subnet->length()).str() + "?)");
     }
+    if (auto why = api::subnet_refusal(*req.subnet)) throw Error(Errc::invalid_argument, *why);
     if (req.subnet->length() > 30) {
       throw Error(Errc::invalid_argument, "subnet " + req.subnet->str() +
                                               " is too small: a network needs at least a /30");

@@ -245,3 +245,16 @@ TEST_CASE("docker: the container of an endpoint in dockerd's container list", "[
   CHECK(!container_of_endpoint(list, "e9"));
   CHECK(!container_of_endpoint(json::parse("{}"), "e1"));
 }
+
+TEST_CASE("docker: a pool in a range IP reserves is refused before any network is made", "[docker][underlay]") {
+  Fixture f;
+  for (const char* pool : {"224.0.0.0/24", "169.254.0.0/16", "0.0.0.0/0", "127.0.0.0/24"}) {
+    INFO(pool);
+    auto r = f.call("/IpamDriver.RequestPool", json::object{{"Pool", pool}});
+    CHECK_THAT(std::string(r.at("Error").as_string()), Catch::Contains("refused") && Catch::Contains(pool));
+  }
+  CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().empty());
+  // Control: an ordinary pool makes its network.
+  f.ok("/IpamDriver.RequestPool", json::object{{"Pool", "10.96.0.0/24"}});
+  CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().size() == 1);
+}

@@ -1,9 +1,11 @@
-// Issue 12's underlay filter, without root: the controller hands
+// Issue 12's bad input and underlay filter, without root: subnets that IP
+// reserves are refused wherever a network is made, and the controller hands
 // membership's underlay addresses to the packet filter when they change.
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
 
+#include "common/api.hpp"
 #include "common/error.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/store.hpp"
@@ -16,6 +18,13 @@ using swarmnet::testing::TempDir;
 
 namespace {
 
+api::NetworkCreate net(const std::string& name, const std::string& subnet) {
+  api::NetworkCreate n;
+  n.name = name;
+  n.subnet = Ipv4Prefix::parse(subnet);
+  return n;
+}
+
 // A cluster of which only the underlay addresses matter.
 struct FakeMembership : daemon::Membership {
   bool is_alive(const std::string&) const override { return true; }
@@ -26,6 +35,69 @@ struct FakeMembership : daemon::Membership {
 };
 
 }  // namespace
+
+TEST_CASE("subnet_refusal: reserved ranges, with the range named", "[underlay]") {
+  struct Case {
+    const char* subnet;
+    const char* named;  // "" when the subnet is fine
+  };
+  const Case cases[] = {
+      {"0.0.0.0/0", "every IPv4 address"},
+      {"0.0.0.0/8", "0.0.0.0/8"},
+      {"0.1.0.0/16", "0.0.0.0/8"},
+      {"0.0.0.0/1", "0.0.0.0/8"},
+      {"127.0.0.0/8", "127.0.0.0/8 (loopback)"},
+      {"127.5.0.0/24", "loopback"},
+      {"169.254.0.0/16", "169.254.0.0/16 (link-local)"},
+      {"169.254.3.0/24", "link-local"},
+      {"169.0.0.0/8", "link-local"},  // contains it
+      {"224.0.0.0/24", "224.0.0.0/4 (multicast)"},
+      {"239.255.255.0/24", "multicast"},
+      {"240.0.0.0/4", "240.0.0.0/4 (reserved"},
+      {"255.255.255.252/30", "255.255.255.255"},
+      {"128.0.0.0/1", "link-local"},
+      {"10.0.0.0/8", ""},
+      {"10.81.0.0/24", ""},
+      {"172.16.0.0/12", ""},
+      {"192.168.0.0/16", ""},
+      {"1.0.0.0/24", ""},
+      {"126.255.255.0/24", ""},
+      {"169.253.0.0/16", ""},
+      {"223.255.255.0/24", ""},
+  };
+  for (const auto& c : cases) {
+    INFO(c.subnet);
+    const auto why = api::subnet_refusal(Ipv4Prefix::parse_network(c.subnet));
+    if (std::string(c.named).empty()) {
+      CHECK_FALSE(why);
+    } else {
+      REQUIRE(why);
+      CHECK_THAT(*why, Catch::Contains(c.subnet) && Catch::Contains(c.named) &&
+                           Catch::Contains("refused"));
+    }
+  }
+}
+
+TEST_CASE("network create refuses reserved subnets and keeps nothing", "[underlay]") {
+  TempDir dir;
+  FakeDataplane dataplane;
+  daemon::Store store(dir.path());
+  daemon::Controller controller(store, dataplane, "test");
+  for (const char* bad : {"0.0.0.0/0", "224.0.0.0/24", "169.254.0.0/16", "127.0.0.0/24", "240.0.0.0/24"}) {
+    INFO(bad);
+    try {
+      controller.create_network(net("bad", bad));
+      FAIL("created");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::invalid_argument);
+      CHECK_THAT(e.what(), Catch::Contains("refused"));
+    }
+  }
+  CHECK(controller.list_networks().empty());
+  CHECK(dataplane.firewall.empty());
+  // Control: the same call with a usable subnet works.
+  CHECK(controller.create_network(net("good", "10.81.0.0/24")).subnet.str() == "10.81.0.0/24");
+}
 
 TEST_CASE("the packet filter follows membership's underlay addresses", "[underlay]") {
   TempDir dir;

@@ -209,6 +209,9 @@ json::object Driver::request_pool(const RequestPool& r) {
     fail(Errc::invalid_argument,
          "--ip-range is not supported: swarmnet hands out addresses from the whole subnet");
   }
+  if (r.pool) {
+    if (auto why = api::subnet_refusal(*r.pool)) fail(Errc::invalid_argument, *why);
+  }
   std::optional<api::Network> network;
   std::string wanted_name;
   if (auto it = r.options.find(kNetworkOption); it != r.options.end()) {
