@@ -22,6 +22,10 @@
 #include "daemon/host_ports.hpp"
 #include "daemon/load_balancing.hpp"
 #include "daemon/ingress_sandbox.hpp"
+#include "daemon/firewall.hpp"
+#include "daemon/leftovers.hpp"
+#include "lb/ipvs_balancer.hpp"
+#include "lb/nft_plan.hpp"
 #include "daemon/routing_mesh.hpp"
 #include "daemon/service_api.hpp"
 #include "daemon/service_discovery.hpp"
@@ -166,6 +170,9 @@ int main(int argc, char** argv) {
     swarmnet::daemon::Store store(state_dir, tombstone_s);
     auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_enabled ? dns_rate : 0,
                                                                cluster_options.gossip_port);
+    // Before the networks are programmed: a stale bridge holding the gateway
+    // address of one of them would take its traffic.
+    swarmnet::daemon::remove_stale_links(store);
     swarmnet::daemon::Controller controller(store, *dataplane, node_name);
     controller.set_dns_enabled(dns_enabled);
     controller.reconcile();
@@ -225,6 +232,16 @@ int main(int argc, char** argv) {
       balancer = swarmnet::daemon::choose_balancer(lb_backend);
       load_balancing.emplace(store, controller, *balancer);
       load_balancing->resync();
+    }
+    {
+      // A balancer's table left by a run with another backend (or none)
+      // would still DNAT its old VIPs.
+      std::set<std::string> tables{std::string(swarmnet::daemon::firewall_script::kTable)};
+      if (balancer) {
+        tables.insert(std::string(balancer->name() == "ipvs" ? swarmnet::lb::kIpvsTable
+                                                             : std::string_view(swarmnet::lb::nft::kTable)));
+      }
+      swarmnet::daemon::remove_stale_tables(tables);
     }
     // The routing mesh: every node answers on every ingress port.
     std::optional<swarmnet::daemon::RoutingMesh> routing_mesh;

@@ -238,6 +238,16 @@ std::optional<LinkInfo> NetlinkSocket::find_link(int index) {
   return get_kernel(sock_, index, nullptr, what);
 }
 
+std::vector<LinkInfo> NetlinkSocket::links() {
+  ifinfomsg header{};
+  header.ifi_family = AF_UNSPEC;
+  std::vector<LinkInfo> out;
+  for (auto& obj : dump(sock_, RTM_GETLINK, &header, sizeof(header), "list links")) {
+    out.push_back(to_info(reinterpret_cast<rtnl_link*>(obj.get())));
+  }
+  return out;
+}
+
 LinkInfo NetlinkSocket::get_link(const std::string& name) {
   auto link = find_link(name);
   if (!link) throw Error(Errc::not_found, "interface " + name + " does not exist");

@@ -51,6 +51,8 @@ class NetlinkSocket {
   std::optional<LinkInfo> find_link(const std::string& name);
   std::optional<LinkInfo> find_link(int index);
   LinkInfo get_link(const std::string& name);  // Error(not_found) if missing
+  // Every link of this socket's namespace.
+  std::vector<LinkInfo> links();
   int link_index(const std::string& name);     // Error(not_found) if missing
 
   // Creates a veth pair: `name` in this socket's namespace, `peer_name` in

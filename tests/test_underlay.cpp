@@ -8,6 +8,7 @@
 #include "common/api.hpp"
 #include "common/error.hpp"
 #include "daemon/controller.hpp"
+#include "daemon/leftovers.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_dataplane.hpp"
 #include "support/temp_dir.hpp"
@@ -132,4 +133,50 @@ TEST_CASE("the packet filter follows membership's underlay addresses", "[underla
   // Leaving the cluster syncs on purpose: nobody.
   controller.sync_underlay_peers();
   CHECK(dataplane.underlay_peers.empty());
+}
+
+TEST_CASE("leftovers: swarmnet's links that the store does not own", "[underlay]") {
+  TempDir dir;
+  FakeDataplane dataplane;
+  daemon::Store store(dir.path());
+  daemon::Controller controller(store, dataplane, "test");
+  const auto n = controller.create_network(net("app", "10.2.0.0/24"));
+  api::EndpointCreate req;
+  req.container_id = "c1";
+  req.ifname = "eth0";
+  req.netns = "/var/run/netns/c1";
+  const auto [e, created] = controller.create_endpoint("app", req);
+  const std::string bridge = daemon::Controller::bridge_name(n.id);
+  const std::string vxlan = daemon::vxlan_name(n.id);
+  const std::string container_end = "swc" + e.host_ifname.substr(3);
+
+  const std::vector<std::string> links = {
+      "lo", "eth0", "docker0", "swn", "swnfoo", "swvfoo",          // not swarmnet's names
+      bridge, vxlan, e.host_ifname, container_end,                 // owned
+      "swn-0123456789a", "swx-0123456789a", "swv0123456789ab",     // stale
+      "swc0123456789ab", "swn-gwbridge", "swn-gwsbox", "swi-sandbox"};
+  CHECK(daemon::stale_links(links, store) ==
+        std::vector<std::string>{"swn-0123456789a", "swx-0123456789a", "swv0123456789ab",
+                                 "swc0123456789ab", "swn-gwbridge", "swn-gwsbox", "swi-sandbox"});
+
+  // An empty state owns nothing: every swarmnet link is stale.
+  TempDir empty_dir;
+  daemon::Store empty(empty_dir.path());
+  CHECK(daemon::stale_links(links, empty).size() == 11);
+
+  // A deleted network's bridge is no longer owned.
+  controller.delete_endpoint("app", "c1", "eth0");
+  controller.remove_network("app");
+  const auto after = daemon::stale_links({bridge, vxlan, e.host_ifname}, store);
+  CHECK(after == std::vector<std::string>{bridge, vxlan, e.host_ifname});
+}
+
+TEST_CASE("leftovers: swarmnet's tables that the daemon does not use", "[underlay]") {
+  const std::vector<std::string> tables = {"inet swarmnet", "ip swarmnet-lb", "ip swarmnet-ipvs",
+                                           "inet swarmnet-ingress", "inet filter", "ip nat",
+                                           "inet swarmnetx"};
+  CHECK(daemon::stale_tables(tables, {"swarmnet", "swarmnet-lb"}) ==
+        std::vector<std::string>{"ip swarmnet-ipvs", "inet swarmnet-ingress"});
+  CHECK(daemon::stale_tables(tables, {"swarmnet"}) ==
+        std::vector<std::string>{"ip swarmnet-lb", "ip swarmnet-ipvs", "inet swarmnet-ingress"});
 }
