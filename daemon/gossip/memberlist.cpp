@@ -48,7 +48,8 @@ Memberlist::Memberlist(Config config, std::string self_id, std::string self_name
       self_name_(std::move(self_name)),
       self_addr_(self_addr),
       delegate_(delegate),
-      rng_(rng) {
+      rng_(rng),
+      queue_(config_.max_queued_broadcasts) {
   if (self_id_.empty() || self_id_.size() > kMaxIdLength)
     throw Error(Errc::invalid_argument, "gossip: node id must be 1..64 bytes");
   if (self_name_.size() > kMaxNameLength)
@@ -91,6 +92,12 @@ void Memberlist::handle_packet(const Address& from, std::span<const uint8_t> pla
     return;
   }
   if (auto* c = std::get_if<Compound>(&*msg)) {
+    // An empty compound is a peer's answer to a stream of broadcasts: the
+    // next batch may go.
+    if (c->parts.empty()) {
+      if (const std::string* id = id_at(from)) stream_busy_until_[*id] = now + config_.stream_batch_spacing;
+      return;
+    }
     for (const auto& part : c->parts) {
       auto inner = decode(part);
       // decode() allows a compound at top level only; refuse one nested.
@@ -111,6 +118,8 @@ std::optional<Bytes> Memberlist::handle_stream(const Address& /*from*/,
   stats_.streams_in++;
   stats_.bytes_in += plaintext.size();
   auto msg = decode(plaintext);
+  if (msg && (std::holds_alternative<UserMsg>(*msg) || std::holds_alternative<Compound>(*msg)))
+    return handle_user_stream(*msg, now);
   auto* pp = msg ? std::get_if<PushPull>(&*msg) : nullptr;
   if (!pp || pp->reply) {
     stats_.decode_failures++;
@@ -119,6 +128,32 @@ std::optional<Bytes> Memberlist::handle_stream(const Address& /*from*/,
   // Reply with what we had before merging: the peer already knows its own.
   Bytes reply = encode(local_state(false, true));
   merge_remote(*pp, now);
+  stats_.bytes_out += reply.size();
+  return reply;
+}
+
+std::optional<Bytes> Memberlist::handle_user_stream(const Message& msg, TimePoint now) {
+  // Broadcasts too large for a packet, or a backlog, in one stream: a user
+  // message or a compound of them, nothing else.
+  std::vector<UserMsg> msgs;
+  if (auto* u = std::get_if<UserMsg>(&msg)) msgs.push_back(*u);
+  if (auto* c = std::get_if<Compound>(&msg)) {
+    for (const auto& part : c->parts) {
+      auto inner = decode(part);
+      auto* u = inner ? std::get_if<UserMsg>(&*inner) : nullptr;
+      if (!u) {
+        stats_.decode_failures++;
+        return std::nullopt;
+      }
+      msgs.push_back(std::move(*u));
+    }
+  }
+  if (msgs.empty()) {
+    stats_.decode_failures++;
+    return std::nullopt;
+  }
+  for (const auto& u : msgs) on_user(u, now, true);
+  Bytes reply = encode_compound({});
   stats_.bytes_out += reply.size();
   return reply;
 }
@@ -143,7 +178,7 @@ void Memberlist::handle_message(const Address& from, const Message& msg, TimePoi
         } else if constexpr (std::is_same_v<T, Dead>) {
           on_dead(m, now);
         } else if constexpr (std::is_same_v<T, UserMsg>) {
-          on_user(m, now);
+          on_user(m, now, false);
         } else if constexpr (std::is_same_v<T, PushPull>) {
           // Only a reply to our own request comes back as a packet; a
           // request must arrive on a stream. Not piggybacked either.
@@ -164,13 +199,13 @@ void Memberlist::on_ping(const Address& from, const Ping& p) {
   // acking it would keep a dead node alive.
   if (!p.target_id.empty() && p.target_id != self_id_) return;
   Address to = p.source.port != 0 ? p.source : from;
-  send(to, Ack{p.seq});
+  send(p.source_id, to, Ack{p.seq});
 }
 
 void Memberlist::on_indirect_ping(const IndirectPing& p, TimePoint now) {
   uint32_t local = ++seq_;
-  relays_[local] = Relay{p.seq, p.source, p.want_nack, now + config_.probe_timeout};
-  send(p.target, Ping{local, p.target_id, self_id_, self_addr_});
+  relays_[local] = Relay{p.seq, p.source_id, p.source, p.want_nack, now + config_.probe_timeout};
+  send(p.target_id, p.target, Ping{local, p.target_id, self_id_, self_addr_});
 }
 
 void Memberlist::on_ack(uint32_t seq, TimePoint /*now*/) {
@@ -181,7 +216,7 @@ void Memberlist::on_ack(uint32_t seq, TimePoint /*now*/) {
   }
   auto it = relays_.find(seq);
   if (it != relays_.end()) {
-    send(it->second.reply_to, Ack{it->second.orig_seq});
+    send(it->second.reply_id, it->second.reply_to, Ack{it->second.orig_seq});
     relays_.erase(it);
   }
 }
@@ -295,7 +330,7 @@ void Memberlist::on_dead(const Dead& d, TimePoint now) {
   notify(st);
 }
 
-void Memberlist::on_user(const UserMsg& u, TimePoint now) {
+void Memberlist::on_user(const UserMsg& u, TimePoint now, bool via_stream) {
   if (seen_user_.count(u.msg_id)) return;
   // Forget old ids first; the cap bounds memory under a flood.
   while (!seen_user_order_.empty() &&
@@ -306,8 +341,16 @@ void Memberlist::on_user(const UserMsg& u, TimePoint now) {
   }
   seen_user_.emplace(u.msg_id, now);
   seen_user_order_.emplace_back(now, u.msg_id);
-  // Spread it on (epidemic), then deliver.
-  enqueue_broadcast({}, u);
+  // Spread it on (epidemic), then deliver. Not where its origin reaches
+  // every peer itself: by stream up to stream_confirm_nodes, and up to
+  // full_coverage_nodes when it came by stream (a datagram from its origin
+  // may have been lost elsewhere, so those are relayed for redundancy).
+  bool origin_covers = confirm_by_stream() || (via_stream && small_cluster());
+  if (!origin_covers) {
+    Bytes enc = encode(u);
+    bool large = enc.size() > config_.packet_mtu - config_.packet_overhead - kCompoundHeader - kCompoundPerPart;
+    note_dropped(queue_.queue({}, std::move(enc), BroadcastQueue::Kind::relay, large, now));
+  }
   delegate_.on_user_message(u.data);
 }
 
@@ -355,7 +398,7 @@ void Memberlist::tick(TimePoint now) {
   }
   for (auto it = relays_.begin(); it != relays_.end();) {
     if (now >= it->second.deadline) {
-      if (it->second.want_nack) send(it->second.reply_to, Nack{it->second.orig_seq});
+      if (it->second.want_nack) send(it->second.reply_id, it->second.reply_to, Nack{it->second.orig_seq});
       it = relays_.erase(it);
     } else {
       ++it;
@@ -366,6 +409,8 @@ void Memberlist::tick(TimePoint now) {
     next_gossip_ = now + config_.gossip_interval;
     gossip(now);
   }
+  stream_backlog(now);
+  if (full_sync_needed_ && now >= next_full_sync_) full_sync(now);
   if (now >= next_push_pull_) {
     next_push_pull_ = now + push_pull_scale(config_.push_pull_interval, alive_count_);
     if (!leaving_) push_pull(now);
@@ -404,7 +449,7 @@ void Memberlist::start_probe(TimePoint now) {
     // Lifeguard's buddy system: tell a suspect it is suspected, so it can
     // refute at once instead of waiting for the gossip to reach it.
     if (st.m.status == MemberStatus::suspect) extra = Suspect{st.m.incarnation, id, self_id_};
-    send(st.m.addr, Ping{p.seq, id, self_id_, self_addr_}, extra);
+    send(id, st.m.addr, Ping{p.seq, id, self_id_, self_addr_}, extra);
     return;
   }
 }
@@ -418,7 +463,7 @@ void Memberlist::send_indirect(TimePoint now) {
     const NodeState& hs = nodes_.at(h);
     if (hs.m.status != MemberStatus::alive) continue;
     probe_->expected_nacks++;
-    send(hs.m.addr,
+    send(h, hs.m.addr,
          IndirectPing{probe_->seq, probe_->target, it->second.m.addr, self_id_, self_addr_, true});
   }
 }
@@ -458,17 +503,77 @@ void Memberlist::check_suspicions(TimePoint now) {
 
 void Memberlist::gossip(TimePoint now) {
   if (queue_.size() == 0) return;
-  auto targets = random_members(config_.gossip_nodes, now, {}, true);
-  unsigned limit = retransmit_limit(config_.retransmit_mult, alive_count_);
+  auto targets = gossip_targets(config_.gossip_nodes, now);
   size_t budget = config_.packet_mtu - config_.packet_overhead - kCompoundHeader;
+  // In a large cluster a backlog of our own goes by stream to this round's
+  // targets (in a small one stream_backlog() sends it to every peer).
+  bool own_by_stream = !small_cluster() && backlogged(now);
   for (const auto& id : targets) {
-    auto msgs = queue_.take(kCompoundPerPart, budget, limit, kMaxCompoundParts);
-    if (msgs.empty()) return;
-    Bytes pkt = msgs.size() == 1 ? std::move(msgs.front()) : encode_compound(msgs);
-    stats_.packets_out++;
-    stats_.bytes_out += pkt.size();
-    outbox_.push_back(OutPacket{nodes_.at(id).m.addr, std::move(pkt), false});
+    auto t = target(id);
+    auto msgs = queue_.take(t, kCompoundPerPart, budget, kMaxCompoundParts);
+    if (!msgs.empty()) {
+      Bytes pkt = msgs.size() == 1 ? std::move(msgs.front()) : encode_compound(msgs);
+      stats_.packets_out++;
+      stats_.bytes_out += pkt.size();
+      outbox_.push_back(OutPacket{nodes_.at(id).m.addr, std::move(pkt), false});
+    }
+    if (!t.id.empty() && (queue_.large_count() > 0 || own_by_stream) && stream_free(id, now))
+      send_stream(id, queue_.take_stream(t, own_by_stream, config_.stream_batch_bytes, kMaxCompoundParts),
+                  now);
   }
+}
+
+bool Memberlist::backlogged(TimePoint now) const {
+  if (queue_.own_count() == 0 && queue_.large_count() == 0) return false;
+  if (queue_.own_count() > config_.backlog_messages || queue_.large_count() > 0) return true;
+  auto oldest = queue_.oldest_waiting_own(confirm_by_stream(), small_cluster());
+  return oldest && now - *oldest >= config_.backlog_age;
+}
+
+bool Memberlist::stream_free(const std::string& peer, TimePoint now) const {
+  auto it = stream_busy_until_.find(peer);
+  return it == stream_busy_until_.end() || now >= it->second;
+}
+
+void Memberlist::stream_backlog(TimePoint now) {
+  if (!small_cluster() || !backlogged(now)) return;
+  for (const auto& peer : live_peers()) {
+    if (!stream_free(peer, now)) continue;
+    send_stream(peer,
+                queue_.take_stream(target(peer), true, config_.stream_batch_bytes, kMaxCompoundParts),
+                now);
+  }
+}
+
+void Memberlist::send_stream(const std::string& peer, std::vector<Bytes> msgs, TimePoint now) {
+  if (msgs.empty()) return;
+  Bytes req = msgs.size() == 1 ? std::move(msgs.front()) : encode_compound(msgs);
+  stats_.streams_out++;
+  stats_.stream_batches++;
+  stats_.bytes_out += req.size();
+  outbox_.push_back(OutPacket{nodes_.at(peer).m.addr, std::move(req), true});
+  // Until the peer answers (or the stream times out): one at a time.
+  stream_busy_until_[peer] = now + config_.stream_timeout;
+}
+
+void Memberlist::full_sync(TimePoint now) {
+  full_sync_needed_ = false;
+  next_full_sync_ = now + config_.full_sync_spacing;
+  auto peers = small_cluster() ? live_peers() : random_members(config_.gossip_nodes, now, {}, false);
+  if (peers.empty()) return;
+  stats_.full_syncs++;
+  Bytes req = encode(local_state(false, false));
+  for (const auto& peer : peers) {
+    stats_.streams_out++;
+    stats_.bytes_out += req.size();
+    outbox_.push_back(OutPacket{nodes_.at(peer).m.addr, req, true});
+  }
+}
+
+void Memberlist::note_dropped(size_t n) {
+  if (n == 0) return;
+  stats_.broadcasts_dropped += n;
+  full_sync_needed_ = true;
 }
 
 void Memberlist::push_pull(TimePoint now) {
@@ -544,7 +649,15 @@ bool Memberlist::leave_sent() const {
   return sent < 0 || static_cast<unsigned>(sent) >= want;
 }
 
+size_t Memberlist::max_broadcast_bytes() const {
+  // A user message's header: kind, id, length.
+  return config_.max_stream_bytes - 16;
+}
+
 void Memberlist::broadcast(Bytes data) {
+  if (data.size() > max_broadcast_bytes())
+    throw Error(Errc::invalid_argument, "gossip: broadcast of " + std::to_string(data.size()) +
+                                            " bytes is larger than a stream may carry");
   UserMsg u;
   u.msg_id = rng_();
   u.data = std::move(data);
@@ -552,7 +665,9 @@ void Memberlist::broadcast(Bytes data) {
   // message coming back round is not delivered to us.
   seen_user_.emplace(u.msg_id, last_now_);
   seen_user_order_.emplace_back(last_now_, u.msg_id);
-  enqueue_broadcast({}, u);
+  Bytes enc = encode(u);
+  bool large = enc.size() > config_.packet_mtu - config_.packet_overhead - kCompoundHeader - kCompoundPerPart;
+  note_dropped(queue_.queue({}, std::move(enc), BroadcastQueue::Kind::own, large, last_now_));
 }
 
 std::vector<Member> Memberlist::members() const {
@@ -596,10 +711,65 @@ void Memberlist::notify(const NodeState& st) {
 }
 
 void Memberlist::enqueue_broadcast(const std::string& key, const Message& msg) {
-  queue_.queue(key, encode(msg));
+  note_dropped(queue_.queue(key, encode(msg), BroadcastQueue::Kind::membership, false, last_now_));
 }
 
-void Memberlist::send(const Address& to, const Message& msg, const std::optional<Message>& extra) {
+std::vector<std::string> Memberlist::live_peers() const {
+  std::vector<std::string> out;
+  for (const auto& [id, st] : nodes_)
+    if (id != self_id_ && (st.m.status == MemberStatus::alive || st.m.status == MemberStatus::suspect))
+      out.push_back(id);
+  return out;
+}
+
+BroadcastQueue::Target Memberlist::target(const std::string& id) const {
+  BroadcastQueue::Target t;
+  auto it = nodes_.find(id);
+  bool live = it != nodes_.end() && id != self_id_ &&
+              (it->second.m.status == MemberStatus::alive || it->second.m.status == MemberStatus::suspect);
+  // Sends to the recently dead are not tracked: they do not count for a round.
+  if (live) t.id = id;
+  size_t self = leaving_ ? 0 : 1;
+  t.peers = std::max<size_t>(1, alive_count_ > self ? alive_count_ - self : 0);
+  t.limit = retransmit_limit(config_.retransmit_mult, alive_count_);
+  t.cover = small_cluster();
+  t.confirm = confirm_by_stream();
+  return t;
+}
+
+const std::string* Memberlist::id_at(const Address& a) const {
+  for (const auto& [id, st] : nodes_)
+    if (st.m.addr == a && id != self_id_) return &id;
+  return nullptr;
+}
+
+std::vector<std::string> Memberlist::gossip_targets(size_t k, TimePoint now) {
+  std::vector<std::string> out;
+  auto eligible = [&](const std::string& id) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || id == self_id_) return false;
+    if (std::find(out.begin(), out.end(), id) != out.end()) return false;
+    const Member& m = it->second.m;
+    if (m.status == MemberStatus::alive || m.status == MemberStatus::suspect) return true;
+    // Gossip to the recently dead: if they were wrongly declared, they
+    // learn it and refute.
+    return m.status == MemberStatus::dead && now - it->second.state_change < config_.gossip_to_dead_time;
+  };
+  // At most one pass over everyone: with fewer eligible than k, all of them.
+  for (size_t scanned = 0; out.size() < k && scanned <= probe_order_.size(); ++scanned) {
+    if (gossip_index_ >= gossip_order_.size()) {
+      gossip_order_ = probe_order_;
+      std::shuffle(gossip_order_.begin(), gossip_order_.end(), rng_);
+      gossip_index_ = 0;
+    }
+    const std::string& id = gossip_order_[gossip_index_++];
+    if (eligible(id)) out.push_back(id);
+  }
+  return out;
+}
+
+void Memberlist::send(const std::string& dest, const Address& to, const Message& msg,
+                      const std::optional<Message>& extra) {
   std::vector<Bytes> parts;
   parts.push_back(encode(msg));
   if (extra) parts.push_back(encode(*extra));
@@ -607,8 +777,7 @@ void Memberlist::send(const Address& to, const Message& msg, const std::optional
   for (const auto& p : parts) used += p.size() + kCompoundPerPart;
   // Piggyback whatever gossip fits in the rest of the packet.
   if (used < config_.packet_mtu) {
-    auto more = queue_.take(kCompoundPerPart, config_.packet_mtu - used,
-                            retransmit_limit(config_.retransmit_mult, alive_count_),
+    auto more = queue_.take(target(dest), kCompoundPerPart, config_.packet_mtu - used,
                             kMaxCompoundParts - parts.size());
     for (auto& m : more) parts.push_back(std::move(m));
   }

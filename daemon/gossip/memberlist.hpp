@@ -77,8 +77,10 @@ class Memberlist {
   bool leaving() const { return leaving_; }
 
   // Application data, spread to every member (each receives it once; the
-  // sender's own Delegate does not get it).
+  // sender's own Delegate does not get it). One larger than a packet goes
+  // by stream. Throws Error(invalid_argument) above max_broadcast_bytes().
   void broadcast(Bytes data);
+  size_t max_broadcast_bytes() const;
 
   std::vector<Member> members() const;  // including ourselves
   std::optional<Member> member(const std::string& id) const;
@@ -112,6 +114,7 @@ class Memberlist {
   };
   struct Relay {
     uint32_t orig_seq;
+    std::string reply_id;
     Address reply_to;
     bool want_nack;
     TimePoint deadline;
@@ -126,7 +129,10 @@ class Memberlist {
   void on_alive(const Alive& a, TimePoint now);
   void on_suspect(const Suspect& s, TimePoint now);
   void on_dead(const Dead& d, TimePoint now);
-  void on_user(const UserMsg& u, TimePoint now);
+  // via_stream: it came over a stream (reliably, from its origin in a small
+  // cluster).
+  void on_user(const UserMsg& u, TimePoint now, bool via_stream);
+  std::optional<Bytes> handle_user_stream(const Message& msg, TimePoint now);
   void merge_remote(const PushPull& pp, TimePoint now);
   PushPull local_state(bool join, bool reply);
 
@@ -134,6 +140,20 @@ class Memberlist {
   void send_indirect(TimePoint now);
   void probe_failed(TimePoint now);
   void gossip(TimePoint now);
+  void stream_backlog(TimePoint now);
+  void full_sync(TimePoint now);
+  void send_stream(const std::string& peer, std::vector<Bytes> msgs, TimePoint now);
+  // Round-robin over the live (and recently dead) members in random order:
+  // every peer gets a gossip packet once per pass.
+  std::vector<std::string> gossip_targets(size_t k, TimePoint now);
+  std::vector<std::string> live_peers() const;
+  BroadcastQueue::Target target(const std::string& id) const;
+  bool backlogged(TimePoint now) const;
+  bool stream_free(const std::string& peer, TimePoint now) const;
+  void note_dropped(size_t n);
+  bool small_cluster() const { return alive_count_ <= config_.full_coverage_nodes; }
+  bool confirm_by_stream() const { return alive_count_ <= config_.stream_confirm_nodes; }
+  const std::string* id_at(const Address& a) const;
   void push_pull(TimePoint now);
   void check_suspicions(TimePoint now);
   void reap(TimePoint now);
@@ -142,7 +162,10 @@ class Memberlist {
   void refute(uint32_t seen_incarnation);
   void set_status(NodeState& st, MemberStatus s, TimePoint now);
   void notify(const NodeState& st);
-  void send(const Address& to, const Message& msg, const std::optional<Message>& extra = {});
+  // dest: the member id at `to` ("" if unknown), so piggybacked gossip
+  // knows who got it.
+  void send(const std::string& dest, const Address& to, const Message& msg,
+            const std::optional<Message>& extra = {});
   void enqueue_broadcast(const std::string& key, const Message& msg);
   std::vector<std::string> random_members(size_t k, TimePoint now, const std::string& exclude,
                                           bool include_recent_dead);
@@ -175,6 +198,12 @@ class Memberlist {
   TimePoint next_probe_{}, next_gossip_{}, next_push_pull_{}, next_reap_{}, next_reconnect_{};
 
   BroadcastQueue queue_;
+  std::vector<std::string> gossip_order_;
+  size_t gossip_index_ = 0;
+  // Per peer: no broadcast stream to it before this (one in flight, or spacing).
+  std::unordered_map<std::string, TimePoint> stream_busy_until_;
+  bool full_sync_needed_ = false;
+  TimePoint next_full_sync_{};
   std::unordered_map<uint64_t, TimePoint> seen_user_;
   std::deque<std::pair<TimePoint, uint64_t>> seen_user_order_;
 

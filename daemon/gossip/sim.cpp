@@ -3,20 +3,22 @@
 namespace swarmnet::gossip::sim {
 
 std::vector<uint8_t> RecordingDelegate::local_state() {
-  // Each string as u8 length + bytes (short test strings only).
+  // Each string as a u32 length (big-endian) + bytes.
   std::vector<uint8_t> out;
   for (const auto& s : state) {
-    out.push_back(static_cast<uint8_t>(std::min<size_t>(s.size(), 255)));
-    out.insert(out.end(), s.begin(),
-               s.begin() + static_cast<ptrdiff_t>(std::min<size_t>(s.size(), 255)));
+    uint32_t n = static_cast<uint32_t>(s.size());
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(n >> shift));
+    out.insert(out.end(), s.begin(), s.end());
   }
   return out;
 }
 
 void RecordingDelegate::merge_remote_state(std::span<const uint8_t> data) {
   size_t i = 0;
-  while (i < data.size()) {
-    size_t n = data[i++];
+  while (data.size() - i >= 4) {
+    size_t n = (size_t(data[i]) << 24) | (size_t(data[i + 1]) << 16) | (size_t(data[i + 2]) << 8) |
+               data[i + 3];
+    i += 4;
     if (n > data.size() - i) return;
     state.emplace(reinterpret_cast<const char*>(data.data() + i), n);
     i += n;
@@ -35,6 +37,7 @@ Address Network::address(size_t i) const {
 void Network::make_core(size_t i) {
   auto& n = nodes_[i];
   n.delegate = std::make_unique<RecordingDelegate>();
+  n.delegate->clock = &now_;
   n.core = std::make_unique<Memberlist>(config_, id(i), id(i), address(i), *n.delegate,
                                         std::mt19937_64(rng_()));
 }
@@ -51,6 +54,12 @@ size_t Network::add_node() {
 
 void Network::join(size_t i, size_t seed) {
   nodes_[i].core->join({address(seed)}, now_);
+  flush(i);
+}
+
+void Network::publish(size_t i, const std::string& item) {
+  nodes_[i].delegate->state.insert(item);
+  nodes_[i].core->broadcast(Bytes(item.begin(), item.end()));
   flush(i);
 }
 

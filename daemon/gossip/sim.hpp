@@ -19,19 +19,25 @@
 namespace swarmnet::gossip::sim {
 
 // Records what the core reports, and keeps a grow-only set of strings as
-// "application state" so push/pull convergence can be checked.
+// "application state" so push/pull convergence can be checked. Like
+// swarmnet's store, the state also holds every user message received (and
+// Network::publish() puts the sender's own in), so a push/pull carries them.
 class RecordingDelegate : public Delegate {
  public:
   void on_member_change(const Member& m) override { changes.push_back(m); }
   void on_user_message(std::span<const uint8_t> data) override {
     messages.emplace_back(data.begin(), data.end());
+    message_at.push_back(clock ? *clock : TimePoint{});
+    state.emplace(data.begin(), data.end());
   }
   std::vector<uint8_t> local_state() override;
   void merge_remote_state(std::span<const uint8_t> data) override;
 
   std::vector<Member> changes;
   std::vector<Bytes> messages;
+  std::vector<TimePoint> message_at;  // when each of messages arrived
   std::set<std::string> state;
+  const TimePoint* clock = nullptr;  // the network's virtual time
 };
 
 struct NetConfig {
@@ -49,6 +55,9 @@ class Network {
 
   // Adds a node (not yet joined); returns its index. Address 10.0.x.y:7946.
   size_t add_node();
+  // Node i writes `item` into its state and broadcasts it (as swarmnet
+  // broadcasts a store change).
+  void publish(size_t i, const std::string& item);
   // i pushes/pulls with seed j (as Memberlist::join).
   void join(size_t i, size_t seed);
   // Stopped nodes neither tick nor receive; restart() brings up a fresh

@@ -42,6 +42,9 @@ class Delegate {
   virtual ~Delegate() = default;
   // Any status change incl. first sight (never called about ourselves).
   virtual void on_member_change(const Member& m) = 0;
+  // A broadcast from another node. Its content must also be in what
+  // local_state() returns (or be safe to lose, e.g. a request its sender
+  // repeats): when the queue overflows, a push/pull delivers it instead.
   virtual void on_user_message(std::span<const uint8_t> data) = 0;
   virtual std::vector<uint8_t> local_state() = 0;  // sent in push/pull
   virtual void merge_remote_state(std::span<const uint8_t> data) = 0;
@@ -79,6 +82,30 @@ struct Config {
   // and the keyring's seal); the core leaves room for them when filling a
   // packet.
   size_t packet_overhead = 50;
+  // Delivery of broadcasts. In a cluster of at most full_coverage_nodes,
+  // each of our own broadcasts goes to every peer at least once (not only
+  // to retransmit_limit random ones).
+  size_t full_coverage_nodes = 128;
+  // In a cluster of at most stream_confirm_nodes, each of our own
+  // broadcasts also goes by stream to every peer (batched, backlog_age after
+  // it was queued at the latest): datagrams bring it fast, the stream makes
+  // sure whatever the packet loss.
+  size_t stream_confirm_nodes = 32;
+  // A backlog: more than backlog_messages of our own queued, or one queued
+  // backlog_age ago that has gone nowhere yet (packets cannot keep up), or
+  // one too large for a packet. Our own then go by stream, batched, to each
+  // peer (in a small cluster; else to gossip_nodes peers per round), at most
+  // one stream at a time per peer and one batch per peer per
+  // stream_batch_spacing, stream_batch_bytes at most.
+  size_t backlog_messages = 32;
+  Duration backlog_age = std::chrono::milliseconds(500);
+  size_t stream_batch_bytes = 1024 * 1024;
+  Duration stream_batch_spacing = std::chrono::milliseconds(50);
+  // The queue holds at most this many messages. What overflow drops is made
+  // up for by a full push/pull with the peers (at most one such round per
+  // full_sync_spacing); nothing is dropped silently.
+  size_t max_queued_broadcasts = 4096;
+  Duration full_sync_spacing = std::chrono::seconds(1);
   // Push/pull streams: largest payload accepted (its size is only believed
   // once the sender proved it has the key), time allowed for one exchange.
   size_t max_stream_bytes = 16 * 1024 * 1024;
@@ -109,6 +136,9 @@ struct Stats {
   uint64_t decode_failures = 0;  // opened but malformed
   uint64_t stream_failures = 0;  // connect/read/write/timeouts on push-pull
   uint64_t streams_refused = 0;  // incoming streams closed at once: over a cap
+  uint64_t stream_batches = 0;      // streams of broadcasts sent (backlog, large messages)
+  uint64_t broadcasts_dropped = 0;  // by the queue's bound (each made up by a full sync)
+  uint64_t full_syncs = 0;          // push/pull rounds with the peers after an overflow
 };
 
 }  // namespace swarmnet::gossip
