@@ -369,7 +369,8 @@ json::value Cluster::status_json() const {
                               {"auth_failures", s.auth_failures}, {"decode_failures", s.decode_failures},
                               {"stream_failures", s.stream_failures},
                               {"streams_in", s.streams_in},       {"streams_out", s.streams_out},
-                              {"streams_refused", s.streams_refused}};
+                              {"streams_refused", s.streams_refused}, {"stream_batches", s.stream_batches},
+                              {"broadcasts_dropped", s.broadcasts_dropped}, {"full_syncs", s.full_syncs}};
   }
   return o;
 }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "common/error.hpp"
@@ -40,6 +42,36 @@ void check_ifname(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 15 && name != "." && name != "..";
   for (char c : name) ok = ok && c != '/' && c != ':' && !std::isspace(static_cast<unsigned char>(c));
   if (!ok) throw Error(Errc::invalid_argument, "invalid interface name \"" + name + "\"");
+}
+
+// An endpoint's name, aliases and labels travel in every copy of its record
+// (gossip, journal, DNS): bounded, so that no request makes a record of
+// megabytes. A name or alias is a DNS name (253 bytes at most).
+void check_names(const std::optional<std::string>& name,
+                 const std::optional<std::vector<std::string>>& aliases,
+                 const std::map<std::string, std::string>& labels) {
+  constexpr size_t kMaxName = 253, kMaxAliases = 32, kMaxLabels = 64, kMaxLabelKey = 128,
+                   kMaxLabelValue = 1024;
+  auto too_long = [](const std::string& what, const std::string& s, size_t max) {
+    return Error(Errc::invalid_argument, what + " \"" + s.substr(0, 32) + "...\" is " +
+                                             std::to_string(s.size()) + " bytes long, at most " +
+                                             std::to_string(max) + " are allowed");
+  };
+  if (name && name->size() > kMaxName) throw too_long("name", *name, kMaxName);
+  if (aliases) {
+    if (aliases->size() > kMaxAliases)
+      throw Error(Errc::invalid_argument, std::to_string(aliases->size()) + " aliases, at most " +
+                                              std::to_string(kMaxAliases) + " are allowed");
+    for (const auto& a : *aliases)
+      if (a.size() > kMaxName) throw too_long("alias", a, kMaxName);
+  }
+  if (labels.size() > kMaxLabels)
+    throw Error(Errc::invalid_argument, std::to_string(labels.size()) + " labels, at most " +
+                                            std::to_string(kMaxLabels) + " are allowed");
+  for (const auto& [k, v] : labels) {
+    if (k.size() > kMaxLabelKey) throw too_long("label key", k, kMaxLabelKey);
+    if (v.size() > kMaxLabelValue) throw too_long("value of label " + k.substr(0, 32) + ":", v, kMaxLabelValue);
+  }
 }
 
 // Docker derives the MAC from the IP (02:42 + the 4 address bytes): stable
@@ -562,6 +594,7 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   const NetworkRecord network = resolve(network_name);
   check_container_id(req.container_id);
   check_ifname(req.ifname);
+  check_names(req.name, req.aliases, req.labels);
 
   if (network.ingress && req.container_id != kSandboxContainerId && !(req.labels.count("swarmnet.vip") && !req.attach)) {
     throw Error(Errc::invalid_argument, "network \"" + network.name +
@@ -700,6 +733,7 @@ api::Endpoint Controller::update_endpoint(const std::string& network_name,
     throw Error(Errc::not_found, "no endpoint for container " + container_id + " interface " +
                                      ifname + " on network " + network.name);
   }
+  check_names(update.name, update.aliases, {});
   EndpointRecord changed = *e;
   if (update.name) changed.name = *update.name;
   if (update.aliases) changed.aliases = *update.aliases;

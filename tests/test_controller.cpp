@@ -168,6 +168,57 @@ TEST_CASE("endpoints: bad input changes nothing", "[controller]") {
   CHECK(code_of([&] { c.create_endpoint("app", ep("full")); }) == Errc::exhausted);
 }
 
+// Issue 12, point 7: labels and aliases had no length limit (an endpoint's
+// record travels in every gossip message and journal line about it).
+TEST_CASE("endpoints: names, aliases and labels have sane limits, with a clear error",
+          "[controller]") {
+  TempDir dir;
+  Daemon d(dir.path());
+  auto& c = d.controller;
+  c.create_network(net("app", "10.3.0.0/24"));
+  auto message = [&](const api::EndpointCreate& req) {
+    try {
+      c.create_endpoint("app", req);
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::invalid_argument);
+      return std::string(e.what());
+    }
+    return std::string("created");
+  };
+
+  auto ok = ep("ok");
+  ok.name = std::string(253, 'n');
+  ok.aliases = std::vector<std::string>(32, std::string(253, 'a'));
+  for (int i = 0; i < 64; ++i) ok.labels["k" + std::to_string(i)] = std::string(1024, 'v');
+  CHECK(message(ok) == "created");
+
+  auto r = ep("r1");
+  r.aliases = {"web", std::string(254, 'a')};
+  CHECK_THAT(message(r), Catch::Contains("alias") && Catch::Contains("254 bytes long, at most 253"));
+  r = ep("r2");
+  r.aliases = std::vector<std::string>(33, "x");
+  CHECK_THAT(message(r), Catch::Contains("33 aliases, at most 32"));
+  r = ep("r3");
+  r.labels[std::string(129, 'k')] = "v";
+  CHECK_THAT(message(r), Catch::Contains("label key"));
+  r = ep("r4");
+  r.labels["big"] = std::string(1 << 20, 'v');
+  CHECK_THAT(message(r), Catch::Contains("value of label big") && Catch::Contains("at most 1024"));
+  r = ep("r5");
+  for (int i = 0; i < 65; ++i) r.labels["k" + std::to_string(i)] = "v";
+  CHECK_THAT(message(r), Catch::Contains("65 labels, at most 64"));
+  r = ep("r6");
+  r.name = std::string(300, 'n');
+  CHECK_THAT(message(r), Catch::Contains("name"));
+  // Nothing of the refused ones was created.
+  CHECK(c.list_endpoints("app").size() == 1);
+
+  api::EndpointUpdate u;
+  u.aliases = std::vector<std::string>{std::string(1000, 'a')};
+  CHECK(code_of([&] { c.update_endpoint("app", "ok", "eth0", u); }) == Errc::invalid_argument);
+  CHECK(c.list_endpoints("app").front().aliases.front().size() == 253);
+}
+
 TEST_CASE("endpoints: GC releases what the runtime no longer knows", "[controller]") {
   TempDir dir;
   Daemon d(dir.path());

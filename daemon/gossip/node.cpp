@@ -490,7 +490,13 @@ std::vector<Member> Node::members() const {
 Stats Node::stats() const {
   std::lock_guard lock(mu_);
   Stats s = wire_;
-  if (core_) s.decode_failures = core_->stats().decode_failures;
+  if (core_) {
+    const Stats core = core_->stats();
+    s.decode_failures = core.decode_failures;
+    s.stream_batches = core.stream_batches;
+    s.broadcasts_dropped = core.broadcasts_dropped;
+    s.full_syncs = core.full_syncs;
+  }
   return s;
 }
 
