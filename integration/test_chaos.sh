@@ -632,6 +632,12 @@ address_findings() {  # what addresses_check finds, a line each
   for c in "${NAMES[@]}"; do
     grep -qx "$c ${C_IP[$c]}" <<<"$l" || echo "$c should hold ${C_IP[$c]}, has: $(awk -v c="$c" '$1 == c {print $2}' <<<"$l")"
   done
+  # A VIP is an address too (a /32 on the bridges of the hosts that balance
+  # it, the same on each): never one a container holds.
+  d=$(for ((i = 1; i <= HOSTS; i++)); do
+    ip -n "$(host_ns "$i")" -o -4 addr show 2>/dev/null | awk '$2 ~ /^swn-/ && $4 ~ /\/32$/ {sub(/\/32$/, "", $4); print $4}'
+  done | sort -u | grep -xF -f <(awk '{print $2}' <<<"$l") | tr '\n' ' ' || true)
+  [[ -z "$d" ]] || echo "VIP address(es) also live in a container: $d"
   [[ -n "$tables" ]] || return 0
   # Per network, an address under two endpoint keys anywhere in the cluster.
   d=$(for i in $(up_hosts); do dump "$i"; done | awk '$1 == "ep" {print $2, $6, $3, $4}' | sort -u |
@@ -793,7 +799,7 @@ control() {
   fi
 }
 run_controls() {
-  local c ns vip before before_dns
+  local c ns vip br before before_dns
   say "controls: each invariant's check sees a violation made on purpose"
   PHASE_DESC="controls"
   c="${NAMES[0]}"
@@ -804,6 +810,10 @@ run_controls() {
   ip -n "$ns" addr add "${C_IP[$c]}/32" dev eth0
   control "the address of $c live in a second namespace" "$before" "$(address_findings)"
   ip netns del "$ns"
+  br=$(ip -n "$(host_ns 1)" -o -4 addr show | awk -v a="${NET_GW[na]}" 'index($4, a "/") == 1 {print $2; exit}')
+  ip -n "$(host_ns 1)" addr add "${C_IP[$c]}/32" dev "$br"
+  control "the address of $c on host 1's bridge, as a VIP" "$before" "$(address_findings)"
+  ip -n "$(host_ns 1)" addr del "${C_IP[$c]}/32" dev "$br"
   before=$(tables_state) before_dns=$(dns_state)
   curl -sf --unix-socket "$(host_sock 1)" -X POST -H 'Content-Type: application/json' \
     -d '{"container_id":"ctlextra","ifname":"eth0","attach":false}' \
