@@ -372,6 +372,10 @@ TEST_CASE("Firewall: isolation, egress and ingress with real packets", "[firewal
   fw.add_network(t.net_b);
   fw.add_network(t.net_c);
   CHECK(fw.check({t.net_a, t.net_b, t.net_c}).empty());
+  // Both ends of the VXLAN tunnel are members (the host and the peer).
+  const auto host_vtep = Ipv4Address::parse("198.18.1.1");
+  const auto peer_vtep = Ipv4Address::parse("198.18.1.2");
+  fw.set_members({host_vtep, peer_vtep});
   UNSCOPED_INFO(fw.dump());
 
   SECTION("one network: same host through the bridge, and across hosts over VXLAN") {
@@ -381,6 +385,18 @@ TEST_CASE("Firewall: isolation, egress and ingress with real packets", "[firewal
     CHECK(tcp_peer_seen(t.a1, t.a2, "10.81.0.3", 8080) == "10.81.0.2");
     CHECK(ping(t.a1, "10.81.0.200"));
     CHECK(ping(t.peer, "10.81.0.2"));
+  }
+
+  SECTION("VXLAN only from a member's address") {
+    fw.set_members({host_vtep});
+    CHECK_FALSE(ping(t.peer, "10.81.0.2"));
+    CHECK_FALSE(ping(t.a1, "10.81.0.200"));
+    // Rewriting the rules keeps the members.
+    fw.set_members({host_vtep, peer_vtep});
+    fw.ensure_base();
+    CHECK(ping(t.peer, "10.81.0.2"));
+    fw.set_members({});
+    CHECK_FALSE(ping(t.peer, "10.81.0.2"));
   }
 
   SECTION("different networks: no ping, no TCP, either way") {
@@ -428,7 +444,8 @@ TEST_CASE("Firewall: isolation, egress and ingress with real packets", "[firewal
     CHECK_FALSE(ping(t.out, "10.83.0.2"));
     CHECK_FALSE(tcp_peer_seen(t.out, t.a1, "10.81.0.2", 8086));
     // The host itself stays reachable from the underlay (TCP, UDP, ping):
-    // its input is not filtered. VXLAN (UDP 4789) is shown working by the
+    // its input is filtered only on the VXLAN and gossip ports. VXLAN (UDP
+    // 4789, from a member) is shown working by the
     // pings over swn-vxa above; its socket holds 4789, so UDP is tried next
     // door.
     CHECK(ping(t.out, "198.18.0.1"));
