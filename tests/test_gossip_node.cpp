@@ -9,8 +9,10 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -388,5 +390,52 @@ TEST_CASE("gossip node: streams before authentication are capped per source and 
   CHECK(std::chrono::steady_clock::now() - t1 < 300ms);
   CHECK(c.nodes[0]->stats().auth_failures == auth_before + 1);
   // And members go on exchanging state.
+  REQUIRE(wait_for([&] { return c.all_see(MemberStatus::alive, upto(2), upto(2)); }, 2s));
+}
+
+TEST_CASE("gossip node: out of descriptors, the stream accept loop backs off, then serves",
+          "[gossip][node][limits]") {
+  Cluster c;
+  c.add();
+  c.add();
+  const Address target = c.nodes[0]->address();
+  // The clients' sockets exist before the descriptors run out.
+  std::vector<int> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int base = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(base >= 0);
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 256);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<int> filler;
+  for (int fd; (fd = ::fcntl(base, F_DUPFD_CLOEXEC, 0)) >= 0;) filler.push_back(fd);
+  REQUIRE(errno == EMFILE);
+
+  auto cpu = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  const double before = cpu();
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_addr.s_addr = htonl(target.ip.value());
+  dst.sin_port = htons(target.port);
+  for (int fd : clients) REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0);
+  std::this_thread::sleep_for(1500ms);
+  const double used = cpu() - before;
+  for (int fd : filler) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  ::close(base);
+  for (int fd : clients) ::close(fd);
+
+  // A spinning loop takes the whole 1.5 s of one core; the timers of two
+  // fast nodes take a little.
+  CHECK(used < 0.5);
+  // Accepting again: a member joins.
+  REQUIRE_FALSE(c.join(1, 0));
   REQUIRE(wait_for([&] { return c.all_see(MemberStatus::alive, upto(2), upto(2)); }, 2s));
 }
