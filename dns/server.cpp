@@ -17,6 +17,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "common/accept_backoff.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 
@@ -239,13 +240,17 @@ struct Server::Impl {
   // ---- TCP ----
 
   asio::awaitable<void> tcp_accept(std::shared_ptr<Listener> l) {
+    AcceptBackoff backoff("dns tcp accept");
     while (l->acceptor.is_open()) {
       boost::system::error_code ec;
       tcp::socket socket = co_await l->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (!l->acceptor.is_open()) co_return;
+        // Out of descriptors, the connection waits in the backlog: no spinning.
+        co_await backoff.failed(ec);
         continue;
       }
+      backoff.succeeded();
       if (tcp_connections >= options.max_tcp_connections) continue;  // closed by going out of scope
       asio::co_spawn(io, tcp_session(std::move(socket), l->address), asio::detached);
     }

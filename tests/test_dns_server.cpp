@@ -1,7 +1,15 @@
 // The DNS server on loopback: UDP and TCP answers, truncation and the TCP
-// retry, malformed packets, forwarding of outside names and its failure.
+// retry, malformed packets, forwarding of outside names and its failure,
+// and the TCP accept loop out of descriptors.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <random>
+#include <thread>
 
 #include "common/error.hpp"
 #include "dns/server.hpp"
@@ -127,4 +135,54 @@ TEST_CASE("a second server on the same address and port is refused with a clear 
   Server other(r.table, ServerOptions{.port = r.port});
   CHECK_THROWS_WITH(other.add_listener(Ipv4Address::parse("127.0.0.1")),
                     Catch::Contains("cannot listen on 127.0.0.1:" + std::to_string(r.port)));
+}
+
+TEST_CASE("out of descriptors, the TCP accept loop backs off, then answers") {
+  Running r;
+  r.add("web", "10.1.0.5", "c1");
+  // The client's socket exists before the descriptors run out.
+  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(client >= 0);
+  int base = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(base >= 0);
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 256);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<int> filler;
+  for (int fd; (fd = ::fcntl(base, F_DUPFD_CLOEXEC, 0)) >= 0;) filler.push_back(fd);
+  REQUIRE(errno == EMFILE);
+  auto cpu = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  const double before = cpu();
+  sockaddr_in to = test::loopback_addr(r.port);
+  REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  // A query, length-prefixed, waiting in the socket until it is accepted.
+  auto q = make_query("web", type::A);
+  std::vector<uint8_t> framed = {uint8_t(q.size() >> 8), uint8_t(q.size())};
+  framed.insert(framed.end(), q.begin(), q.end());
+  REQUIRE(::send(client, framed.data(), framed.size(), MSG_NOSIGNAL) == ssize_t(framed.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const double used = cpu() - before;
+  for (int fd : filler) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  ::close(base);
+  // A spinning loop takes the whole 1.5 s of one core.
+  CHECK(used < 0.5);
+  // Descriptors are back: the query that waited is answered.
+  pollfd p{client, POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 2000) == 1);
+  uint8_t buf[512];
+  ssize_t n = ::recv(client, buf, sizeof buf, 0);
+  ::close(client);
+  REQUIRE(n > 2);
+  auto a = parse_answer(std::vector<uint8_t>(buf + 2, buf + n));
+  REQUIRE(a.ok);
+  REQUIRE(a.answers.size() == 1);
+  CHECK(a.answers[0].data == "10.1.0.5");
 }
