@@ -649,6 +649,23 @@ addresses_check() {  # addresses_check WHEN [tables]
   while read -r f; do [[ -z "$f" ]] || violation "$1: $f"; done <<<"$(address_findings "${2:-}")"
 }
 
+# repair: after a phase that did not converge, a container whose endpoint
+# no table holds any more (the cluster reclaimed it) is removed as a runtime
+# would remove it (DEL, then its namespace), and a probe made again, so the
+# next phases are judged on what they do, not on this phase's loss again.
+repair() {
+  local t c i n
+  t=$(dump 1)
+  for c in "${NAMES[@]}"; do
+    grep -q "^ep ${C_NET[$c]} $c " <<<"$t" && continue
+    info "repair: $c (host ${C_HOST[$c]}, ${C_IP[$c]}) is in no table any more: removed as its runtime would"
+    log_event "repair: $c (${C_IP[$c]}) lost from the tables"
+    i=${C_HOST[$c]} n=${C_NET[$c]}
+    del_container "$c"
+    if [[ "$c" == p* ]]; then add_container "$i" "$n" "" "$c" >/dev/null || die "the probe $c could not be made again"; fi
+  done
+}
+
 CONVERGE_TIMES=()
 when() { if [[ -n "$1" ]]; then echo "$(secs "$1") s"; else echo never; fi; }
 # converge: after a heal, poll every invariant; the time to converge is the
@@ -766,6 +783,7 @@ run_phase() {
   retry_pending_dels
   converge "$start"
   addresses_check "after the heal" tables
+  [[ "${CONVERGE_TIMES[-1]}" != never ]] || repair
   info "converged: $CONVERGED_IN; $(churn_names | wc -w) containers, ${#PENDING_DEL[@]} DEL(s) owed, services: ${!SVC_UP[*]}"
   PHASE_LINES+=("$PHASE|$kind|$PHASE_DESC|$CONVERGED_IN")
 }
