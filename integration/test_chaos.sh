@@ -46,6 +46,10 @@ usage: integration/test_chaos.sh [OPTIONS]   (root; build first)
   --reclaim-after-s S  swarmnetd's --reclaim-after-s (default 20)
   --converge-max S     how long to wait for convergence after a heal before
                        going on regardless (default 30)
+  --no-repair          after a phase that never converged, keep the containers
+                       the tables lost (default: removed as a runtime would, so
+                       later phases are judged on their own); shows what the
+                       loss leads to, e.g. their addresses handed out again
 Env: KEEP_LOGS=1 keeps the daemons' logs and the campaign's event log;
      CHAOS_STACKS=1 saves the daemon's thread stacks (gdb) when its DNS stalls;
      SWARMNET_IT_TIMEOUT overrides the watchdog (default: duration + converge-max + 100 s).
@@ -56,6 +60,7 @@ SEED=""
 DURATION=75
 MAX_PHASES=0
 PLAN=0
+REPAIR=1
 HOSTS=3
 LONG_FAULTS=0
 RECLAIM_S=20
@@ -80,6 +85,7 @@ while (($#)); do
     --plan) PLAN="$2"; shift 2 ;;
     --hosts) HOSTS="$2"; shift 2 ;;
     --long-faults) LONG_FAULTS=1; shift ;;
+    --no-repair) REPAIR=0; shift ;;
     --reclaim-after-s) RECLAIM_S="$2"; shift 2 ;;
     --converge-max) CONVERGE_MAX="$2"; shift 2 ;;
     *) usage >&2; exit 2 ;;
@@ -783,7 +789,7 @@ run_phase() {
   retry_pending_dels
   converge "$start"
   addresses_check "after the heal" tables
-  [[ "${CONVERGE_TIMES[-1]}" != never ]] || repair
+  [[ "${CONVERGE_TIMES[-1]}" != never ]] || ((!REPAIR)) || repair
   info "converged: $CONVERGED_IN; $(churn_names | wc -w) containers, ${#PENDING_DEL[@]} DEL(s) owed, services: ${!SVC_UP[*]}"
   PHASE_LINES+=("$PHASE|$kind|$PHASE_DESC|$CONVERGED_IN")
 }
@@ -878,7 +884,7 @@ echo "invariant violations: ${#VIOLATIONS[@]}"
 for v in "${VIOLATIONS[@]}"; do echo "  $v"; done
 if ((CONTROLS_FAILED)); then echo "test_chaos: $CONTROLS_FAILED control(s) failed: the checks cannot be trusted"; exit 1; fi
 if ((${#VIOLATIONS[@]})); then
-  echo "test_chaos: ${#VIOLATIONS[@]} violation(s); replay with: integration/test_chaos.sh --seed $SEED --phases $PHASES_RUN$( ((LONG_FAULTS)) && echo " --long-faults")$( ((HOSTS != 3)) && echo " --hosts $HOSTS")"
+  echo "test_chaos: ${#VIOLATIONS[@]} violation(s); replay with: integration/test_chaos.sh --seed $SEED --phases $PHASES_RUN$( ((LONG_FAULTS)) && echo " --long-faults")$( ((REPAIR)) || echo " --no-repair")$( ((CONVERGE_MAX != 30)) && echo " --converge-max $CONVERGE_MAX")$( ((HOSTS != 3)) && echo " --hosts $HOSTS")"
   exit 1
 fi
 echo "test_chaos: no violation (seed $SEED)"
