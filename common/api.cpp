@@ -163,7 +163,9 @@ void tag_invoke(json::value_from_tag, json::value& jv, const EndpointCreate& e) 
                     {"name", e.name},
                     {"aliases", to_array(e.aliases)},
                     {"service", e.service},
-                    {"attach", e.attach}};
+                    {"attach", e.attach},
+                    {"owner", e.owner}};
+  if (!e.cni_config.empty()) jv.as_object()["cni_config"] = e.cni_config;
   if (!e.port_mappings.empty()) {
     json::array ports;
     for (const auto& p : e.port_mappings) {
@@ -212,6 +214,11 @@ EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value&
       e.port_mappings.push_back(p);
     }
   }
+  e.owner = string_or(o, "owner", kOwnerApi);
+  if (e.owner != kOwnerCni && e.owner != kOwnerDocker && e.owner != kOwnerApi) {
+    throw Error(Errc::invalid_argument, "field \"owner\": \"cni\", \"docker\" or \"api\", not \"" + e.owner + "\"");
+  }
+  e.cni_config = string_or(o, "cni_config", "");
   return e;
 }
 
@@ -251,6 +258,8 @@ void tag_invoke(json::value_from_tag, json::value& jv, const Endpoint& e) {
                     {"aliases", to_array(e.aliases)},
                     {"service", e.service},
                     {"labels", to_object(e.labels)},
+                    {"owner", e.owner},
+                    {"cni_config", e.cni_config},
                     {"dns_servers", to_array(e.dns_servers)},
                     {"dns_search", to_array(e.dns_search)}};
 }
@@ -276,6 +285,8 @@ Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value& jv) {
   e.aliases = string_array(o, "aliases");
   e.service = string_or(o, "service", "");
   e.labels = string_map(o, "labels");
+  e.owner = string_or(o, "owner", "");
+  e.cni_config = string_or(o, "cni_config", "");
   for (const std::string& s : string_array(o, "dns_servers")) e.dns_servers.push_back(Ipv4Address::parse(s));
   e.dns_search = string_array(o, "dns_search");
   return e;
@@ -284,7 +295,7 @@ Endpoint tag_invoke(json::value_to_tag<Endpoint>, const json::value& jv) {
 void tag_invoke(json::value_from_tag, json::value& jv, const GcRequest& g) {
   json::array a;
   for (const auto& k : g.valid) a.push_back(json::value_from(k));
-  jv = json::object{{"valid", std::move(a)}};
+  jv = json::object{{"valid", std::move(a)}, {"cni_config", g.cni_config}};
 }
 
 GcRequest tag_invoke(json::value_to_tag<GcRequest>, const json::value& jv) {
@@ -293,6 +304,7 @@ GcRequest tag_invoke(json::value_to_tag<GcRequest>, const json::value& jv) {
   const json::value* v = find(o, "valid");
   if (!v || !v->is_array()) throw Error(Errc::invalid_argument, "field \"valid\": expected an array");
   for (const auto& e : v->get_array()) g.valid.push_back(json::value_to<AttachmentKey>(e));
+  g.cni_config = string_or(o, "cni_config", "");
   return g;
 }
 

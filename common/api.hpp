@@ -60,6 +60,17 @@ struct PortMapping {
   auto operator<=>(const PortMapping&) const = default;
 };
 
+// Who made an endpoint (EndpointCreate.owner, Endpoint.owner). Cleanup done
+// for one of them (CNI GC, the reaper of endpoints whose namespace is gone)
+// only ever releases that one's endpoints. Through the API a client may
+// claim "cni", "docker" or "api" (the default); the service VIPs and the
+// ingress sandbox are the daemon's own.
+inline constexpr const char* kOwnerCni = "cni";
+inline constexpr const char* kOwnerDocker = "docker";
+inline constexpr const char* kOwnerApi = "api";
+inline constexpr const char* kOwnerServiceVip = "service-vip";
+inline constexpr const char* kOwnerSandbox = "sandbox";
+
 // POST /v1/networks/NAME/endpoints
 struct EndpointCreate {
   std::string container_id;
@@ -75,6 +86,10 @@ struct EndpointCreate {
   bool attach = true;
   // Host-mode publications of this endpoint (the CNI portMappings capability).
   std::vector<PortMapping> port_mappings;
+  std::string owner = kOwnerApi;
+  // CNI only: the name of the runtime's network configuration, as GC is
+  // asked per configuration.
+  std::string cni_config;
 };
 
 struct Endpoint {
@@ -96,6 +111,8 @@ struct Endpoint {
   std::vector<std::string> aliases;
   std::string service;
   std::map<std::string, std::string> labels;
+  std::string owner;  // "" for endpoints made before owners were recorded
+  std::string cni_config;
   // Where the container resolves names: swarmnetd's DNS at the network's
   // gateway, and the network's name as search domain. Empty when the
   // daemon serves no DNS (--no-dns).
@@ -112,9 +129,11 @@ struct EndpointUpdate {
   std::optional<std::string> service;
 };
 
-// POST /v1/networks/NAME/gc
+// POST /v1/networks/NAME/gc: CNI GC for one network configuration. Only
+// endpoints the CNI plugin made for that configuration are candidates.
 struct GcRequest {
   std::vector<AttachmentKey> valid;
+  std::string cni_config;
 };
 struct GcResult {
   std::vector<AttachmentKey> released;

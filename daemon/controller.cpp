@@ -635,6 +635,8 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   e.aliases = req.aliases;
   e.service = req.service;
   e.labels = req.labels;
+  e.owner = req.owner;
+  e.cni_config = req.cni_config;
   if (e.attach) {
     for (const auto& m : req.port_mappings) {
       e.host_ports.push_back(HostPortRecord{m.protocol, m.host_port, m.container_port, "runtime"});
@@ -761,22 +763,34 @@ bool Controller::delete_endpoint(const std::string& network_name, const std::str
   return true;
 }
 
+// CNI GC speaks for the CNI plugin only, and for one network configuration:
+// the runtime's valid list says nothing of a service's VIP, the ingress
+// sandbox, a Docker container, or a container of another configuration, so
+// those are never candidates. Records without an owner (written before
+// owners were recorded) are not provably the plugin's: kept.
 api::GcResult Controller::gc(const std::string& network_name, const api::GcRequest& req) {
   const NetworkRecord network = resolve(network_name);
   std::vector<api::AttachmentKey> valid = req.valid;
   std::sort(valid.begin(), valid.end());
   std::vector<EndpointRecord> stale;
+  size_t unowned = 0;
   for (const auto& [key, e] : store_.endpoints()) {
     if (e.deleted || e.value.network_id != network.id || e.value.node != store_.node_id()) continue;
+    if (e.value.owner.empty()) ++unowned;
+    if (e.value.owner != api::kOwnerCni || e.value.cni_config != req.cni_config) continue;
     api::AttachmentKey k{e.value.container_id, e.value.ifname};
     if (!std::binary_search(valid.begin(), valid.end(), k)) stale.push_back(e.value);
   }
   api::GcResult result;
   for (const auto& e : stale) {
     delete_endpoint_record(network, e);
-    spdlog::info("gc on {}: released {} of container {} {}", network.name, e.ip.str(),
-                 e.container_id, e.ifname);
+    spdlog::info("gc on {} (CNI configuration {}): released {} of container {} {}", network.name,
+                 req.cni_config, e.ip.str(), e.container_id, e.ifname);
     result.released.push_back({e.container_id, e.ifname});
+  }
+  if (unowned > 0) {
+    spdlog::info("gc on {}: kept {} endpoint(s) recorded before endpoints had owners (DEL releases them)",
+                 network.name, unowned);
   }
   return result;
 }
@@ -841,6 +855,8 @@ api::Endpoint Controller::to_api(const NetworkRecord& n, const EndpointRecord& e
   a.aliases = e.aliases;
   a.service = e.service;
   a.labels = e.labels;
+  a.owner = e.owner;
+  a.cni_config = e.cni_config;
   if (dns_enabled_) {
     a.dns_servers = {n.gateway};
     a.dns_search = {n.name};

@@ -18,6 +18,7 @@
 #include "daemon/cluster.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
+#include "daemon/endpoint_reaper.hpp"
 #include "daemon/health.hpp"
 #include "daemon/host_ports.hpp"
 #include "daemon/load_balancing.hpp"
@@ -120,6 +121,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tombstone-ttl-s", tombstone_s, "How long deletions are remembered")
       ->capture_default_str();
+  int64_t reap_s = 300;
+  app.add_option("--reap-after-s", reap_s,
+                 "A CNI endpoint whose network namespace has been gone this long without a DEL is "
+                 "released (0: never)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--vxlan-port", vxlan_port, "UDP port of the overlay's VXLAN tunnels")
       ->capture_default_str();
   bool dns_enabled = true;
@@ -256,6 +263,8 @@ int main(int argc, char** argv) {
     boost::asio::io_context io(1);
     swarmnet::daemon::HealthChecker health(io, store);
     health.start();
+    swarmnet::daemon::EndpointReaper reaper(io, store, controller, std::chrono::seconds(reap_s));
+    reaper.start();
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
     cluster.resume();
     // Without a cluster to resume, VXLAN is refused from everyone (a set

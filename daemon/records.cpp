@@ -87,7 +87,9 @@ json::value to_json(const EndpointRecord& e) {
                       {"service", e.service},
                       {"labels", std::move(labels)},
                       {"healthy", e.healthy},
-                      {"host_ports", std::move(host_ports)}};
+                      {"host_ports", std::move(host_ports)},
+                      {"owner", e.owner},
+                      {"cni_config", e.cni_config}};
 }
 
 void from_json(const json::value& jv, EndpointRecord& e) {
@@ -124,6 +126,8 @@ void from_json(const json::value& jv, EndpointRecord& e) {
       e.host_ports.push_back(p);
     }
   }
+  e.owner = string_or(o, "owner", "");
+  e.cni_config = string_or(o, "cni_config", "");
 }
 
 json::value to_json(const ServiceRecord& s) {

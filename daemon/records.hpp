@@ -85,6 +85,11 @@ struct EndpointRecord {
   // service has no check). Unhealthy tasks leave DNS answers and balancers.
   bool healthy = true;
   std::vector<HostPortRecord> host_ports;
+  // Who made it (api::kOwner*): cleanup on behalf of one creator (CNI GC,
+  // the reaper) never releases another's endpoint. "" in records written
+  // before owners were recorded: never released by such cleanup.
+  std::string owner;
+  std::string cni_config;  // CNI: the runtime's network configuration name
 };
 
 enum class ServiceMode { vip, dnsrr };

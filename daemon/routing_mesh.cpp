@@ -44,6 +44,7 @@ bool RoutingMesh::join() {
     req.container_id = kSandboxContainerId;
     req.ifname = kSandboxIngressLink;
     req.netns = "(swarmnetd's ingress sandbox)";
+    req.owner = api::kOwnerSandbox;
     auto [ep, created] = controller_.create_endpoint(network.name, req);
     const EndpointRecord* record =
         store_.find_endpoint(endpoint_key(network.id, store_.node_id(), req.container_id, req.ifname));

@@ -172,6 +172,7 @@ Ipv4Address Services::reserve_vip(const ServiceRecord& s, const std::string& net
   req.ifname = "vip";
   req.attach = false;
   req.labels = {{kVipLabel, s.name}};
+  req.owner = api::kOwnerServiceVip;
   const NetworkRecord& net = *store_.find_network(network_id);
   auto [ep, created] = controller_.create_endpoint(net.name, req);
   reserved.push_back(endpoint_key(network_id, store_.node_id(), req.container_id, req.ifname));

@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "daemon/controller.hpp"
+#include "daemon/endpoint_reaper.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_dataplane.hpp"
 #include "support/temp_dir.hpp"
@@ -28,6 +29,14 @@ api::EndpointCreate ep(const std::string& container, const std::string& ifname =
   e.container_id = container;
   e.ifname = ifname;
   e.netns = "/var/run/netns/" + container;
+  return e;
+}
+
+// As the CNI plugin asks for it, for the network configuration `config`.
+api::EndpointCreate cni_ep(const std::string& container, const std::string& config = "app-conf") {
+  api::EndpointCreate e = ep(container);
+  e.owner = api::kOwnerCni;
+  e.cni_config = config;
   return e;
 }
 
@@ -224,14 +233,65 @@ TEST_CASE("endpoints: GC releases what the runtime no longer knows", "[controlle
   Daemon d(dir.path());
   auto& c = d.controller;
   c.create_network(net("app", "10.4.0.0/24"));
-  for (int i = 0; i < 5; ++i) c.create_endpoint("app", ep("c" + std::to_string(i)));
+  for (int i = 0; i < 5; ++i) c.create_endpoint("app", cni_ep("c" + std::to_string(i)));
   api::GcRequest keep;
   keep.valid = {{"c1", "eth0"}, {"c3", "eth0"}, {"unknown", "eth0"}};
+  keep.cni_config = "app-conf";
   auto result = c.gc("app", keep);
   CHECK(result.released.size() == 3);
   std::set<std::string> left;
   for (const auto& e : c.list_endpoints("app")) left.insert(e.container_id);
   CHECK(left == std::set<std::string>{"c1", "c3"});
+}
+
+TEST_CASE("endpoints: GC releases only what the CNI plugin made for that configuration", "[controller][gc]") {
+  TempDir dir;
+  {
+    Daemon d(dir.path());
+    auto& c = d.controller;
+    // A /29: 5 addresses, so a released one is handed out again at once.
+    c.create_network(net("app", "10.4.1.0/29"));
+    api::EndpointCreate vip = ep("svc-vip-web", "vip");
+    vip.attach = false;
+    vip.owner = api::kOwnerServiceVip;
+    vip.labels = {{"swarmnet.vip", "web"}};
+    const auto vip_ip = c.create_endpoint("app", vip).first.address;
+    api::EndpointCreate docker = ep("0123456789ab");
+    docker.owner = api::kOwnerDocker;
+    docker.netns = "";
+    c.create_endpoint("app", docker);
+    c.create_endpoint("app", cni_ep("other", "another-conf"));  // another configuration's
+    c.create_endpoint("app", cni_ep("stale"));
+    // A record written before owners were recorded: not provably the plugin's.
+    {
+      api::EndpointCreate legacy = cni_ep("legacy");
+      c.create_endpoint("app", legacy);
+      daemon::EndpointRecord r = *d.store.find_endpoint(
+          daemon::endpoint_key(c.inspect_network("app").id, d.store.node_id(), "legacy", "eth0"));
+      r.owner.clear();
+      r.cni_config.clear();
+      d.store.put(r);
+    }
+    CHECK(c.list_endpoints("app").size() == 5);
+
+    api::GcRequest none;
+    none.cni_config = "app-conf";
+    auto result = c.gc("app", none);
+    REQUIRE(result.released.size() == 1);
+    CHECK(result.released.front().container_id == "stale");
+    std::set<std::string> left;
+    for (const auto& e : c.list_endpoints("app")) left.insert(e.container_id);
+    CHECK(left == std::set<std::string>{"svc-vip-web", "0123456789ab", "other", "legacy"});
+    // The only free address is the stale one's: the next ADD gets it, never the VIP's.
+    auto next = c.create_endpoint("app", cni_ep("next")).first.address;
+    CHECK(next != vip_ip);
+    CHECK(code_of([&] { c.create_endpoint("app", cni_ep("full")); }) == Errc::exhausted);
+  }
+  // The owner survives a restart (it is in the journal).
+  Daemon again(dir.path());
+  CHECK(again.controller.get_endpoint("app", "svc-vip-web", "vip").owner == api::kOwnerServiceVip);
+  CHECK(again.controller.get_endpoint("app", "next", "eth0").owner == api::kOwnerCni);
+  CHECK(again.controller.get_endpoint("app", "legacy", "eth0").owner.empty());
 }
 
 TEST_CASE("state survives a restart: no address handed out twice", "[controller][store]") {
@@ -282,4 +342,50 @@ TEST_CASE("endpoints: a released address waits until the whole subnet was used",
   CHECK(all.size() == 253);
   CHECK(all.count("10.6.0.2/24") == 1);  // reused last
   CHECK_THROWS_AS(c.create_endpoint("rr", ep("one-more")), Error);
+}
+
+TEST_CASE("reaper: a CNI endpoint whose namespace is gone without DEL is released after the delay",
+          "[controller][reaper]") {
+  using namespace std::chrono_literals;
+  TempDir dir;
+  Daemon d(dir.path());
+  auto& c = d.controller;
+  c.create_network(net("app", "10.4.2.0/24"));
+  std::set<std::string> present;  // the namespaces that exist
+  boost::asio::io_context io;
+  daemon::EndpointReaper reaper(io, d.store, c, 60s,
+                                [&](const std::string& path) { return present.count(path) > 0; });
+  const auto gone = c.create_endpoint("app", cni_ep("gone")).first;  // its netns is deleted
+  c.create_endpoint("app", cni_ep("kept"));                                  // the control: still there
+  present.insert("/var/run/netns/kept");
+  c.create_endpoint("app", cni_ep("flaky"));  // gone for a while, then back
+  api::EndpointCreate docker = ep("0123456789ab");
+  docker.owner = api::kOwnerDocker;
+  c.create_endpoint("app", docker);  // missing path, but Docker's: not the reaper's business
+  api::EndpointCreate vip = ep("svc-vip-web", "vip");
+  vip.owner = api::kOwnerServiceVip;
+  vip.netns = "";
+  vip.attach = false;
+  c.create_endpoint("app", vip);
+  auto names = [&] {
+    std::set<std::string> s;
+    for (const auto& e : c.list_endpoints("app")) s.insert(e.container_id);
+    return s;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(reaper.sweep(t0) == 0);  // first seen missing
+  CHECK(reaper.sweep(t0 + 30s) == 0);
+  present.insert("/var/run/netns/flaky");
+  CHECK(reaper.sweep(t0 + 40s) == 0);
+  present.erase("/var/run/netns/flaky");
+  CHECK(reaper.sweep(t0 + 59s) == 0);
+  CHECK(reaper.sweep(t0 + 60s) == 1);
+  CHECK(names() == std::set<std::string>{"kept", "flaky", "0123456789ab", "svc-vip-web"});
+  // Released as a DEL would: its host link removed, its address no longer in use.
+  CHECK(std::count(d.dataplane.removed_links.begin(), d.dataplane.removed_links.end(), gone.host_ifname) == 1);
+  for (const auto& e : c.list_endpoints("app")) CHECK(e.address != gone.address);
+  CHECK(reaper.sweep(t0 + 118s) == 0);
+  CHECK(reaper.sweep(t0 + 119s) == 1);  // flaky: 60 s since it went again (t0 + 59 s)
+  CHECK(names() == std::set<std::string>{"kept", "0123456789ab", "svc-vip-web"});
+  CHECK(reaper.sweep(t0 + 1000s) == 0);  // the control stays, however long
 }

@@ -3,7 +3,7 @@
 #
 #   swarmnetd_start STATE_DIR SOCKET [NETNS]   start a swarmnetd (inside host netns NETNS when
 #                                              given), wait until its API answers, stop it by
-#                                              pid on exit
+#                                              pid on exit; SWARMNETD_ARGS: extra flags
 #   swarmnetd_stop
 #   snctl SOCKET ARGS...                        swarmnetctl --socket SOCKET ARGS...
 #   sn_network_field SOCKET NET JQFILTER        a field of `network inspect NET`
@@ -30,6 +30,8 @@ swarmnetd_start() {
   SWARMNETD_LOG="$SWARMNET_RUN_DIR/swarmnetd.$$.log"
   say "starting swarmnetd (state $state, API $sock${ns:+, host netns $ns}, log $SWARMNETD_LOG)"
   local cmd=("$bin" --state-dir "$state" --api-socket "$sock" --log-level "${SWARMNETD_LOG_LEVEL:-debug}")
+  # shellcheck disable=SC2206
+  cmd+=(${SWARMNETD_ARGS:-})
   if [[ -n "$ns" ]]; then cmd=(ip netns exec "$ns" "${cmd[@]}"); fi
   "${cmd[@]}" >"$SWARMNETD_LOG" 2>&1 </dev/null {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   _SWARMNETD_PID=$!

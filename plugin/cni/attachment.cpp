@@ -81,11 +81,13 @@ api::EndpointCreate endpoint_request(const Environment& env, const NetConf& conf
   req.service = conf.service;
   req.attach = attach;
   if (attach) req.port_mappings = conf.port_mappings;
+  req.owner = api::kOwnerCni;
+  req.cni_config = conf.name;
   return req;
 }
 
 api::GcRequest gc_request(const NetConf& conf) {
-  return api::GcRequest{conf.valid_attachments};
+  return api::GcRequest{conf.valid_attachments, conf.name};
 }
 
 unsigned effective_mtu(const api::Endpoint& ep, const NetConf& conf) {

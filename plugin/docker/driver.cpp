@@ -291,6 +291,7 @@ api::Endpoint Driver::reserve(const std::string& network_id, std::optional<Ipv4A
   req.container_id = kReservationPrefix + random_hex(8);
   req.ifname = kEndpointIfname;
   req.attach = false;
+  req.owner = api::kOwnerDocker;
   if (address) req.static_ips = {*address};
   json::value body = json::value_from(req);
   return json::value_to<api::Endpoint>(daemon_.call("POST", endpoints_target(network_id), &body));
@@ -433,6 +434,7 @@ json::object Driver::create_endpoint(const CreateEndpoint& r) {
   req.ifname = kEndpointIfname;
   req.static_ips = {r.address->address()};
   req.attach = true;
+  req.owner = api::kOwnerDocker;
   req.labels = {{"com.docker.network.id", r.network_id}};
   json::value body = json::value_from(req);
   api::Endpoint ep;
