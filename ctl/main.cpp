@@ -216,6 +216,11 @@ int main(int argc, char** argv) {
   auto* cl_rotate = cluster->add_subcommand(
       "rotate-key", "Add a new primary cluster key and retire the old one, cluster-wide");
   auto* cl_status = cluster->add_subcommand("status", "Show this node's cluster status as JSON");
+  auto* cl_force = cluster->add_subcommand(
+      "force-new-cluster",
+      "Recover a cluster that lost its majority for good: the members out of sight stop counting, so this "
+      "node hands out addresses again. Only when they are really gone: a live minority elsewhere would "
+      "hand out the same addresses");
 
   auto* node = app.add_subcommand("node", "Cluster nodes");
   node->require_subcommand(1);
@@ -342,6 +347,10 @@ int main(int argc, char** argv) {
       client.call("POST", "/v1/cluster/rotate-key");
       std::cout << "key rotation started: the new key is distributed, made primary, then the old one "
                    "retired\n";
+    } else if (cl_force->parsed()) {
+      json::value r = client.call("POST", "/v1/cluster/force-new-cluster");
+      std::cout << "forced a new cluster: " << r.at("dropped").to_number<int64_t>()
+                << " member(s) out of sight no longer count; this node hands out addresses again\n";
     } else if (cl_status->parsed()) {
       pretty(std::cout, client.call("GET", "/v1/cluster"));
       std::cout << "\n";

@@ -180,6 +180,9 @@ HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
     need_cluster(cluster).rotate_key();
     return {202, json::object{{"status", "rotation started"}}};
   }
+  if (n == 3 && is({"v1", "cluster", "force-new-cluster"}) && method == "POST") {
+    return {200, json::object{{"dropped", need_cluster(cluster).force_new_cluster()}}};
+  }
   if (n == 4 && is({"v1", "networks", "*", "gc"}) && method == "POST") {
     return {200, json::value_from(c.gc(p[2], decode<api::GcRequest>(body, "gc request")))};
   }

@@ -54,6 +54,54 @@ std::vector<uint8_t> to_bytes(const json::value& v) {
   return std::vector<uint8_t>(s.begin(), s.end());
 }
 
+gossip::MemberStatus parse_status(const std::string& text) {
+  for (auto st : {gossip::MemberStatus::alive, gossip::MemberStatus::suspect, gossip::MemberStatus::dead,
+                  gossip::MemberStatus::left}) {
+    if (text == gossip::to_string(st)) return st;
+  }
+  // Unknown: counted in the quorum, never as alive (the safe side).
+  return gossip::MemberStatus::dead;
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The lease across a restart: only the wall clock can tell how long the
+// daemon was down. A time in the future (the clock went back) or none (a
+// file of an older swarmnetd) cannot be trusted: the lease has run out.
+std::optional<std::chrono::steady_clock::time_point> restore_last_majority(std::optional<uint64_t> saved,
+                                                                           std::chrono::seconds lease) {
+  if (!saved) {
+    spdlog::warn("cluster: {} does not say when this node last saw a majority (an older swarmnetd wrote it): "
+                 "no address is handed out until a majority is seen",
+                 kSettingsFile);
+    return std::nullopt;
+  }
+  if (*saved == 0) {
+    spdlog::error("cluster: this node's lease had run out before the restart (no majority in sight): it hands "
+                  "out no address until it sees a majority again");
+    return std::nullopt;
+  }
+  const int64_t age = unix_now() - static_cast<int64_t>(std::min<uint64_t>(*saved, INT64_MAX));
+  if (age < 0) {
+    spdlog::warn("cluster: the last majority was seen {} s in the future (the clock went back): its lease is "
+                 "treated as run out; no address is handed out until a majority is seen",
+                 -age);
+    return std::nullopt;
+  }
+  if (age >= lease.count()) {
+    spdlog::error("cluster: this node last saw a majority of the cluster {} s ago, longer than its lease ({} s): "
+                  "it hands out no address until it sees a majority again",
+                  age, lease.count());
+    return std::nullopt;
+  }
+  spdlog::info("cluster: last saw a majority {} s ago; the lease holds for {} s more without one", age,
+               lease.count() - age);
+  return std::chrono::steady_clock::now() - std::chrono::seconds(age);
+}
+
 std::optional<json::value> from_bytes(std::span<const uint8_t> data) {
   boost::system::error_code ec;
   json::value v = json::parse(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()), ec);
@@ -129,11 +177,14 @@ void Cluster::resume() {
         member.id = json_fields::required_string(m, "id");
         member.name = json_fields::string_or(m, "name", "");
         member.addr = parse_address(json_fields::required_string(m, "address"), options_.gossip_port);
-        member.status = gossip::MemberStatus::alive;
+        // Files of older swarmnetds hold only the members alive at the time.
+        member.status = parse_status(json_fields::string_or(m, "status", "alive"));
         if (member.id != store_.node_id()) remembered.push_back(member);
       }
     }
-    start(advertise, std::move(keys), version, remembered);
+    const auto last_majority =
+        restore_last_majority(json_fields::optional_uint(o, "last_majority_unix", UINT64_MAX), lease());
+    start(advertise, std::move(keys), version, remembered, last_majority);
     spdlog::info("cluster: resuming as {} with {} known peer(s)", advertise.str(), peers.size());
     if (!peers.empty()) {
       node_->join(peers, [](std::optional<std::string> error) {
@@ -147,7 +198,8 @@ void Cluster::resume() {
 }
 
 void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys,
-                    uint64_t keys_version, const std::vector<gossip::Member>& remembered) {
+                    uint64_t keys_version, const std::vector<gossip::Member>& remembered,
+                    std::optional<std::chrono::steady_clock::time_point> last_majority) {
   advertise_ = advertise;
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
@@ -159,13 +211,19 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   members_[store_.node_id()] = gossip::Member{store_.node_id(), node_name_,
                                               gossip::Address{advertise, options_.gossip_port}, 0,
                                               gossip::MemberStatus::alive};
-  last_majority_ = std::chrono::steady_clock::now();
+  last_majority_ = last_majority;
+  lease_lost_logged_ = !last_majority;  // restore_last_majority said so
   gone_since_.clear();
   assumed_alive_until_.clear();
-  const auto until = std::chrono::steady_clock::now() + kAssumeAliveAfterRestart;
+  const auto now = std::chrono::steady_clock::now();
   for (const auto& m : remembered) {
     members_[m.id] = m;
-    assumed_alive_until_[m.id] = until;
+    if (m.status == gossip::MemberStatus::alive || m.status == gossip::MemberStatus::suspect) {
+      members_[m.id].status = gossip::MemberStatus::alive;
+      assumed_alive_until_[m.id] = now + kAssumeAliveAfterRestart;
+    } else if (m.status == gossip::MemberStatus::dead) {
+      gone_since_.emplace(m.id, now);  // the reclaim clock starts again: later, never sooner
+    }
   }
   controller_.set_membership(this, advertise);
   save();
@@ -181,18 +239,26 @@ void Cluster::schedule_housekeeping() {
   });
 }
 
+bool Cluster::confirmed_alive(const std::string& node_id) const {
+  if (node_id == store_.node_id()) return true;
+  if (assumed_alive_until_.count(node_id)) return false;
+  auto it = members_.find(node_id);
+  return it != members_.end() && (it->second.status == gossip::MemberStatus::alive ||
+                                  it->second.status == gossip::MemberStatus::suspect);
+}
+
 bool Cluster::sees_majority() const {
   size_t counted = 0, alive = 0;
   for (const auto& [id, m] : members_) {
     if (m.status == gossip::MemberStatus::left) continue;
     ++counted;
-    if (is_alive(id)) ++alive;
+    if (confirmed_alive(id)) ++alive;
   }
   return alive * 2 > counted;
 }
 
 bool Cluster::may_allocate() const {
-  return std::chrono::steady_clock::now() - last_majority_ < options_.reclaim_after / 2;
+  return last_majority_ && std::chrono::steady_clock::now() - *last_majority_ < lease();
 }
 
 void Cluster::housekeeping() {
@@ -214,24 +280,88 @@ void Cluster::housekeeping() {
   if (expired) controller_.on_membership_change();
   // A dead member leaves the VXLAN filter once its reclaim time is up.
   controller_.sync_underlay_peers();
-  if (!sees_majority()) return;
+  if (!sees_majority()) {
+    if (!may_allocate() && !lease_lost_logged_) {
+      size_t counted = 0, alive = 0;
+      for (const auto& [id, m] : members_) {
+        if (m.status == gossip::MemberStatus::left) continue;
+        ++counted;
+        alive += confirmed_alive(id) ? 1 : 0;
+      }
+      spdlog::error("cluster: lease lost: no majority of the cluster in sight for {} s ({} of {} members); this "
+                    "node hands out no address until it sees a majority again (the others reclaim its blocks "
+                    "after {} s). If the others are gone for good: `swarmnetctl cluster force-new-cluster`",
+                    lease().count(), alive, counted, options_.reclaim_after.count());
+      lease_lost_logged_ = true;
+    }
+    return;
+  }
+  if (lease_lost_logged_) spdlog::info("cluster: a majority is in sight again: addresses are handed out again");
+  lease_lost_logged_ = false;
   last_majority_ = now;
-  // One reclaimer: the alive node with the smallest id, as all agree on it
-  // once membership has converged.
+  // The saved time may lag behind (a restart then finds a shorter lease,
+  // never a longer one); a tenth of the lease bounds the loss.
+  const auto save_every = std::clamp<std::chrono::steady_clock::duration>(lease() / 10, 1s, 60s);
+  if (!saved_majority_ || now - *saved_majority_ >= save_every) save();
+  // One reclaimer: the alive node with the smallest id among those alive,
+  // as all agree on it once membership has converged.
+  std::string reclaimer;
   for (const auto& [id, m] : members_) {
     if (is_alive(id)) {
-      if (id != store_.node_id()) return;
+      reclaimer = id;
       break;
     }
   }
+  bool forgot = false;
   for (auto it = gone_since_.begin(); it != gone_since_.end();) {
     if (now - it->second < options_.reclaim_after) {
+      ++it;
+      continue;
+    }
+    // Gone past the reclaim time while a majority is in sight: gone for
+    // good; it stops counting towards a majority (saved, it would count
+    // forever). It counts again if it comes back. A minority never gets
+    // here, so it cannot make itself a majority by forgetting.
+    if (auto m = members_.find(it->first);
+        m != members_.end() && m->second.status != gossip::MemberStatus::alive &&
+        m->second.status != gossip::MemberStatus::suspect) {
+      spdlog::info("cluster: node {} ({}) gone for {} s: no longer counted in the cluster's majority",
+                   m->second.name, it->first.substr(0, 12), options_.reclaim_after.count());
+      members_.erase(m);
+      forgot = true;
+    }
+    if (reclaimer != store_.node_id()) {
       ++it;
       continue;
     }
     controller_.reclaim_from(it->first);
     it = gone_since_.erase(it);
   }
+  if (forgot) save();
+}
+
+size_t Cluster::force_new_cluster() {
+  if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
+  const auto now = std::chrono::steady_clock::now();
+  std::string names;
+  size_t dropped = 0;
+  for (auto& [id, m] : members_) {
+    if (id == store_.node_id() || m.status == gossip::MemberStatus::left || confirmed_alive(id)) continue;
+    m.status = gossip::MemberStatus::left;
+    assumed_alive_until_.erase(id);
+    gone_since_.emplace(id, now);
+    names += (names.empty() ? "" : ", ") + m.name;
+    ++dropped;
+  }
+  last_majority_ = now;
+  lease_lost_logged_ = false;
+  spdlog::error("cluster: FORCE-NEW-CLUSTER by the operator: {} member(s) out of sight dropped from this node's "
+                "majority ({}); this node hands out addresses again, and reclaims their blocks after {} s. If any "
+                "of them is alive behind a partition, both sides may now hand out the same address",
+                dropped, names.empty() ? "none" : names, options_.reclaim_after.count());
+  controller_.on_membership_change();
+  save();
+  return dropped;
 }
 
 void Cluster::stop() {
@@ -263,7 +393,7 @@ std::string Cluster::init(Ipv4Address advertise, const Ipv4Prefix& ingress_subne
                                 " (choose another --ingress-subnet, or rename the network that holds the name)");
     }
   }
-  start(advertise, {gossip::Keyring::generate_key()}, 1);
+  start(advertise, {gossip::Keyring::generate_key()}, 1, {}, std::chrono::steady_clock::now());
   spdlog::info("cluster: initialised on {}:{}", advertise.str(), options_.gossip_port);
   return token();
 }
@@ -272,7 +402,9 @@ void Cluster::join(const std::string& token_text, Ipv4Address advertise,
                    std::function<void(std::optional<std::string>)> done) {
   if (node_) throw Error(Errc::conflict, "this node is already in a cluster; `cluster leave` first");
   JoinToken t = JoinToken::parse(token_text);
-  start(advertise, {t.key}, 0);  // version 0: the cluster's keyring wins
+  // Version 0: the cluster's keyring wins. The lease starts now: the node
+  // owns no block yet, and gets one only from a live owner.
+  start(advertise, {t.key}, 0, {}, std::chrono::steady_clock::now());
   spdlog::info("cluster: joining through {}", gossip::to_string(t.seed));
   node_->join({t.seed}, [this, done = std::move(done)](std::optional<std::string> error) {
     // Not inside the node's callback: stop() destroys the node.
@@ -364,6 +496,12 @@ json::value Cluster::status_json() const {
     o["advertise"] = advertise_->str() + ":" + std::to_string(options_.gossip_port);
     o["members"] = members_.size();
     o["keys"] = keyring_->keys().size();
+    json::object held{{"valid", may_allocate()}, {"duration_s", lease().count()}};
+    if (last_majority_) {
+      held["majority_seen_s_ago"] =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *last_majority_).count();
+    }
+    o["lease"] = std::move(held);
     o["stats"] = json::object{{"packets_in", s.packets_in},       {"packets_out", s.packets_out},
                               {"bytes_in", s.bytes_in},           {"bytes_out", s.bytes_out},
                               {"auth_failures", s.auth_failures}, {"decode_failures", s.decode_failures},
@@ -521,7 +659,7 @@ void Cluster::broadcast(const json::value& message) {
   if (node_) node_->broadcast(to_bytes(message));
 }
 
-void Cluster::save() const {
+void Cluster::save() {
   if (!node_) return;
   json::array keys;
   for (const auto& k : keyring_->keys()) keys.emplace_back(gossip::Keyring::key_to_base64(k));
@@ -531,10 +669,15 @@ void Cluster::save() const {
       peers.emplace_back(gossip::to_string(m.addr));
     }
   }
+  // Every member, dead ones too: a node restarted while cut off must still
+  // count them, or it would be a majority of one.
   json::array members;
   for (const auto& [id, m] : members_) {
-    if (id != store_.node_id() && m.status == gossip::MemberStatus::alive) {
-      members.push_back(json::object{{"id", m.id}, {"name", m.name}, {"address", gossip::to_string(m.addr)}});
+    if (id != store_.node_id()) {
+      members.push_back(json::object{{"id", m.id},
+                                     {"name", m.name},
+                                     {"address", gossip::to_string(m.addr)},
+                                     {"status", std::string(gossip::to_string(m.status))}});
     }
   }
   json::object o{{"advertise", advertise_->str()},
@@ -542,7 +685,16 @@ void Cluster::save() const {
                  {"keys_version", keys_version_},
                  {"peers", std::move(peers)},
                  {"members", std::move(members)}};
+  // 0: the lease had run out. Otherwise rounded towards the past: a restart
+  // finds the lease shorter, never longer.
+  int64_t last_majority_unix = 0;
+  if (last_majority_) {
+    const auto age = std::chrono::ceil<std::chrono::seconds>(std::chrono::steady_clock::now() - *last_majority_);
+    last_majority_unix = std::max<int64_t>(1, unix_now() - age.count());
+  }
+  o["last_majority_unix"] = last_majority_unix;
   write_file_atomically(state_dir_, kSettingsFile, json::serialize(o) + "\n");
+  saved_majority_ = last_majority_;
 }
 
 }  // namespace swarmnet::daemon

@@ -9,7 +9,9 @@
 //   - the keyring (cluster keys, primary first) is itself versioned state, so
 //     a rotation reaches every node by broadcast or, failing that, push/pull.
 // Cluster settings persist in STATE_DIR/cluster.json, so a restarted daemon
-// rejoins by itself.
+// rejoins by itself. So do every member and its last known state, and when
+// this node last saw a majority: a node restarted while cut off remembers
+// that it is a minority, and that its lease may have run out.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -38,6 +40,8 @@ struct ClusterOptions {
   // out addresses after half of it (its lease), so by the time the majority
   // reclaims, the lost node has long stopped using those blocks: a block is
   // never used on two live nodes, as long as clocks run at similar speed.
+  // The lease survives a restart (cluster.json holds the wall-clock time of
+  // the last majority), so restarting does not renew it.
   std::chrono::seconds reclaim_after{24 * 3600};
 };
 
@@ -70,6 +74,13 @@ class Cluster final : public Membership, public gossip::Delegate {
   void leave(std::function<void()> done);
   // Adds a new primary key, then retires the old ones, cluster-wide.
   void rotate_key();
+  // Recovery of a cluster that lost its majority for good (swarm's
+  // --force-new-cluster): every other member leaves this node's quorum, so
+  // this node alone is a majority and may hand out addresses again. Their
+  // blocks are reclaimed after the reclaim time, as for any dead node. Only
+  // safe when the others are really gone: a live minority elsewhere would
+  // now allocate from the same blocks. Returns how many members were dropped.
+  size_t force_new_cluster();
 
   bool active() const { return node_ != nullptr; }
   std::string token() const;
@@ -91,15 +102,22 @@ class Cluster final : public Membership, public gossip::Delegate {
 
  private:
   // `remembered`: members saved before a restart, assumed alive for a while.
+  // `last_majority`: when a majority was last seen (restored from
+  // cluster.json; nullopt: the lease has run out).
   void start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys, uint64_t keys_version,
-             const std::vector<gossip::Member>& remembered = {});
+             const std::vector<gossip::Member>& remembered,
+             std::optional<std::chrono::steady_clock::time_point> last_majority);
   void stop();
-  void save() const;
+  void save();
   void broadcast(const boost::json::value& message);
   void apply_keyring(const boost::json::value& keyring);
   boost::json::value keyring_json() const;
   void handle_message(const boost::json::value& message);
   bool sees_majority() const;
+  // Alive as gossip itself says (the members assumed alive after a restart
+  // do not count towards a majority: that would renew the lease unheard).
+  bool confirmed_alive(const std::string& node_id) const;
+  std::chrono::seconds lease() const { return options_.reclaim_after / 2; }
   // Once a second: renews the lease while a majority is in sight; the node
   // with the smallest id among those alive reclaims nodes dead too long.
   void housekeeping();
@@ -124,7 +142,13 @@ class Cluster final : public Membership, public gossip::Delegate {
   std::map<std::string, std::chrono::steady_clock::time_point> assumed_alive_until_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_block_request_;
   std::map<std::string, std::chrono::steady_clock::time_point> gone_since_;  // dead or left
-  std::chrono::steady_clock::time_point last_majority_;
+  // When this node last saw a majority; nullopt: not since its start, and
+  // the lease saved before it had run out (or was not saved).
+  std::optional<std::chrono::steady_clock::time_point> last_majority_;
+  // Its wall-clock time as last written to cluster.json (a restart only
+  // knows the wall clock), and whether the lost lease was logged.
+  std::optional<std::chrono::steady_clock::time_point> saved_majority_;
+  bool lease_lost_logged_ = false;
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
   struct Retired {  // destroyed in this order: node, then its keyring
     std::unique_ptr<gossip::Keyring> keyring;

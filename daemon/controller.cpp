@@ -215,9 +215,12 @@ void Controller::on_store_change(const std::string& table, const std::string& ke
         space->second.own_block(block);
         spdlog::info("network {}: received address block {}", n->name, block.str());
       } else if (!ours && space->second.owns_block(block)) {
-        // Cannot happen while only owners give blocks away; loud if it does.
-        spdlog::error("network {}: block {} now belongs to {} while this node owned it", n->name,
-                      block.str(), owner_of(*n, block));
+        // Only the majority's reclaim takes a block from its owner, and only
+        // once the owner's lease has run out (so it no longer allocates);
+        // anything else is a bug: loud either way.
+        spdlog::error("network {}: block {} now belongs to {} while this node owned it (reclaimed by the "
+                      "cluster while this node was cut off past its lease?)",
+                      n->name, block.str(), owner_of(*n, block));
         spaces_.erase(space);
       }
     }
@@ -372,10 +375,13 @@ void Controller::claim_block(const NetworkRecord& network, ipam::AddressSpace& s
 
 Ipv4Address Controller::allocate(const NetworkRecord& network, const api::EndpointCreate& request) {
   if (membership_ && !membership_->may_allocate()) {
-    throw Error(Errc::unavailable,
-                "this node has been cut off from most of the cluster for longer than its lease; "
-                "it hands out no address until it sees a majority again (the others may have "
-                "taken its address blocks back)");
+    const std::string why =
+        "this node has been cut off from most of the cluster for longer than its lease (half of "
+        "--reclaim-after-s), also across restarts; it hands out no address until it sees a majority "
+        "again (the others may have taken its address blocks back). If the rest of the cluster is gone "
+        "for good: swarmnetctl cluster force-new-cluster";
+    spdlog::warn("network {}: address refused: {}", network.name, why);
+    throw Error(Errc::unavailable, why);
   }
   ipam::AddressSpace& space = space_of(network);
   const std::string& me = store_.node_id();

@@ -30,10 +30,12 @@
 //     one node (the smallest id alive) of a majority. A node cut off from a
 //     majority stops allocating after half that time (its lease), so a
 //     reclaimed block is never still in use for new addresses by its former
-//     owner. Its old containers are presumed gone with it, as swarm presumes
-//     of tasks on a lost node.
+//     owner. The lease survives restarts (cluster.json: all members, and when
+//     a majority was last seen). Its old containers are presumed gone with
+//     it, as swarm presumes of tasks on a lost node.
 // Tests: tests/test_cluster_ipam.cpp (three controllers, lossy gossip,
-// partitions, reclaim) and integration/test_cluster_partition.sh (3 hosts).
+// partitions, reclaim, the lease across restarts),
+// integration/test_cluster_partition.sh and test_cluster_lease.sh (3 hosts).
 //
 // Rules, as host-local's round robin: the network address, the broadcast
 // address and the gateway are never handed out; allocation resumes after the

@@ -2,13 +2,17 @@
 // gossip that can lose messages and partition nodes: no address is ever live
 // on two endpoints, whatever the interleaving, during a partition and after
 // it heals.
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
 
+#include "daemon/cluster.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_dataplane.hpp"
@@ -17,6 +21,7 @@
 using namespace swarmnet;
 using swarmnet::testing::FakeDataplane;
 using swarmnet::testing::TempDir;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -279,4 +284,134 @@ TEST_CASE("cluster IPAM: a node dead past the reclaim time gives its blocks back
   // for longer than the reclaim time is presumed gone with its containers,
   // as swarm presumes of a node's tasks.)
   check_no_duplicates(c, {0, 1});
+}
+
+namespace {
+
+// One daemon's Cluster on loopback, resumed from a cluster.json written here
+// as an earlier run of the daemon (or an older swarmnetd) would leave it.
+// Its peers do not run: this node is cut off from them.
+struct RestartedNode {
+  explicit RestartedNode(const boost::json::object& settings, std::chrono::seconds reclaim_after = 60s) {
+    write_settings(settings);
+    daemon::ClusterOptions options;
+    options.gossip_port = 0;  // any free port
+    options.reclaim_after = reclaim_after;
+    cluster = std::make_unique<daemon::Cluster>(io, store, controller, dir.path(), "me", options);
+    cluster->resume();
+  }
+  void write_settings(const boost::json::object& settings) const {
+    std::ofstream(dir / "cluster.json") << boost::json::serialize(settings) << "\n";
+  }
+  boost::json::object saved() const {
+    std::ifstream in(dir / "cluster.json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return boost::json::parse(text).as_object();
+  }
+  std::string allocate_error() {
+    try {
+      controller.create_endpoint("overlay", ep("c" + std::to_string(++count)));
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  TempDir dir;
+  boost::asio::io_context io;  // never run: no gossip gets through
+  FakeDataplane dataplane;
+  daemon::Store store{dir.path()};
+  daemon::Controller controller{store, dataplane, "me"};
+  std::unique_ptr<daemon::Cluster> cluster;
+  int count = 0;
+};
+
+api::NetworkCreate overlay() {
+  api::NetworkCreate n;
+  n.name = "overlay";
+  n.subnet = Ipv4Prefix::parse("10.30.0.0/24");
+  return n;
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// cluster.json of this node in a cluster of 3, both others last seen `status`.
+boost::json::object settings(const std::string& status, std::optional<int64_t> majority_ago_s) {
+  boost::json::array members;
+  for (int i : {2, 3}) {
+    boost::json::object m{{"id", "peer" + std::to_string(i)},
+                          {"name", "host" + std::to_string(i)},
+                          {"address", "127.0.0.1:" + std::to_string(40000 + i)}};
+    if (!status.empty()) m["status"] = status;
+    members.push_back(std::move(m));
+  }
+  boost::json::object o{{"advertise", "127.0.0.1"},
+                        {"keys", boost::json::array{gossip::Keyring::key_to_base64(gossip::Keyring::generate_key())}},
+                        {"keys_version", 1},
+                        {"peers", boost::json::array{"127.0.0.1:40002", "127.0.0.1:40003"}},
+                        {"members", std::move(members)}};
+  if (majority_ago_s) o["last_majority_unix"] = unix_now() - *majority_ago_s;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("cluster lease: a restart inside a partition neither renews nor loses the lease", "[cluster][lease]") {
+  SECTION("cut off past the lease, restarted: still refuses, and says why") {
+    RestartedNode n(settings("dead", 100));  // lease 30 s, last majority 100 s ago
+    n.controller.create_network(overlay());
+    CHECK_FALSE(n.cluster->may_allocate());
+    const std::string error = n.allocate_error();
+    CHECK_THAT(error, Catch::Contains("cut off from most of the cluster for longer than its lease"));
+    CHECK_THAT(error, Catch::Contains("force-new-cluster"));
+    // Its members stay counted, dead, across the restart.
+    const auto members = n.saved().at("members").as_array();
+    REQUIRE(members.size() == 2);
+    for (const auto& m : members) CHECK(m.at("status").as_string() == "dead");
+    CHECK(n.saved().at("last_majority_unix").as_int64() == 0);  // the lease had run out
+  }
+  SECTION("cut off, restarted inside the lease: goes on allocating from its own blocks") {
+    RestartedNode n(settings("dead", 5));
+    n.controller.create_network(overlay());
+    CHECK(n.cluster->may_allocate());
+    CHECK(n.allocate_error().empty());
+    // The saved time is the old one, not the restart's.
+    CHECK(n.saved().at("last_majority_unix").as_int64() <= unix_now() - 5);
+  }
+  SECTION("a file of an older swarmnetd (alive members only, no time): refuses until a majority is seen") {
+    RestartedNode n(settings("", std::nullopt));
+    CHECK_FALSE(n.cluster->may_allocate());
+  }
+  SECTION("a last majority in the future (the clock went back): refuses") {
+    RestartedNode n(settings("dead", -3600));
+    CHECK_FALSE(n.cluster->may_allocate());
+  }
+  SECTION("force-new-cluster: the members out of sight stop counting, and that survives a restart") {
+    boost::json::object before = settings("dead", 100);
+    {
+      RestartedNode n(before);
+      REQUIRE_FALSE(n.cluster->may_allocate());
+      CHECK(n.cluster->force_new_cluster() == 2);
+      CHECK(n.cluster->may_allocate());
+      n.controller.create_network(overlay());
+      CHECK(n.allocate_error().empty());
+      before = n.saved();
+      for (const auto& m : before.at("members").as_array()) CHECK(m.at("status").as_string() == "left");
+    }
+    // Restarted long after: alone in its quorum, it renews its lease at the
+    // first housekeeping (once a second).
+    before["last_majority_unix"] = unix_now() - 1000;
+    RestartedNode again(before);
+    CHECK_FALSE(again.cluster->may_allocate());
+    again.io.run_for(1500ms);
+    CHECK(again.cluster->may_allocate());
+  }
+  SECTION("control: the same restart with dead members does not renew the lease") {
+    RestartedNode n(settings("dead", 1000));
+    n.io.run_for(1500ms);
+    CHECK_FALSE(n.cluster->may_allocate());
+  }
 }

@@ -98,7 +98,8 @@ CniError from_error(const Error& e) {
       hint = "no address left in the network's subnet";
       break;
     case Errc::unavailable:
-      hint = "swarmnetd cannot do it now (not reachable, or it cannot save to its state directory); try again later";
+      hint = "swarmnetd cannot do it now (not reachable, it cannot save to its state directory, or the "
+             "cluster cannot serve it yet); try again later";
       break;
     case Errc::internal:
       hint = "swarmnetd or kernel failure; see the logs";
