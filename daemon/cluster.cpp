@@ -225,6 +225,9 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
       gone_since_.emplace(m.id, now);  // the reclaim clock starts again: later, never sooner
     }
   }
+  // Alone in its quorum (a cluster of one, or all the others forced out):
+  // a majority at once, not only at the first housekeeping.
+  if (sees_majority()) last_majority_ = now;
   controller_.set_membership(this, advertise);
   save();
   schedule_housekeeping();
