@@ -44,6 +44,11 @@ ip netns exec "$NS" nft add table ip swarmnet-ipvs
 ip -n "$NS" link add keep-br0 type bridge
 ip -n "$NS" link add swnkeep type bridge
 ip netns exec "$NS" nft add table inet keepme
+# The ingress sandbox was a namespace only the killed daemon held: the kernel frees it on its own,
+# some time after the kill, and the host ends of its veths (swn-gwsbox, swi-sandbox) go with it.
+# Wait for that, or the restart races the kernel for them and may find nothing to remove.
+sandbox_gone() { ! has_link swn-gwsbox && ! has_link swi-sandbox; }
+wait_for 10 sandbox_gone || die "the killed daemon's sandbox links are still there after 10 s"
 before=$(links | grep -E '^(swn-|swx-|swi-|swv|swc)' | sort | tr '\n' ' ')
 info "swarmnet links before the restart: $before"
 
