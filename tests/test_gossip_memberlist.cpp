@@ -308,6 +308,42 @@ TEST_CASE("memberlist: partition and heal converge membership and user state via
       3 * def.push_pull_interval));
 }
 
+TEST_CASE("memberlist: a node cut off until declared dead is back everywhere within 3 s of the heal",
+          "[gossip][memberlist]") {
+  // Both sides declare each other dead, so nobody probes anybody across the
+  // old cut; without a ping to the dead the heal waited for the 30 s
+  // reconnect (or for gossip to the recently dead, if it had news to carry).
+  auto cut_for = GENERATE(20s, 60s);  // dead for less and for more than gossip_to_dead_time
+  CAPTURE(cut_for.count());
+  sim::Network net({.loss = 0.0, .seed = 17}, Config{});
+  build(net, 3);
+  net.partition({{0, 1}, {2}});
+  REQUIRE(net.run_until([&] { return all_see(net, MemberStatus::dead, {0, 1}, {2}); }, 60s));
+  REQUIRE(net.run_until([&] { return all_see(net, MemberStatus::dead, {2}, {0, 1}); }, 60s));
+  // State only push/pull carries (the sim's delegate): written on every
+  // node while apart, so each side has something the other lacks, and node
+  // 1's news can reach 2 only by an exchange of its own or through 0's.
+  net.delegate(0).state.insert("majority-0");
+  net.delegate(1).state.insert("majority-1");
+  net.delegate(2).state.insert("cut-off-2");
+  net.run_for(cut_for);
+  net.heal();
+  const TimePoint healed = net.now();
+  REQUIRE(net.run_until([&] { return all_see(net, MemberStatus::alive, range(0, 3), range(0, 3)); },
+                        60s));
+  CHECK(net.now() - healed <= 3s);
+  // The exchanges that brought them back carried the state both ways.
+  REQUIRE(net.run_until(
+      [&] {
+        for (size_t i : {0, 1, 2})
+          if (net.delegate(i).state != std::set<std::string>{"majority-0", "majority-1", "cut-off-2"})
+            return false;
+        return true;
+      },
+      60s));
+  CHECK(net.now() - healed <= 3s);
+}
+
 TEST_CASE("memberlist: malformed packets are counted and ignored", "[gossip][memberlist]") {
   sim::RecordingDelegate d;
   Memberlist m(Config{}, "a", "a", Address{}, d, std::mt19937_64(1));

@@ -76,6 +76,7 @@ void Memberlist::ensure_started(TimePoint now) {
   next_push_pull_ = stagger(config_.push_pull_interval);
   next_reap_ = now + std::chrono::seconds(1);
   next_reconnect_ = stagger(config_.reconnect_interval);
+  next_dead_ping_ = stagger(config_.dead_ping_interval);
   enqueue_broadcast(self_id_, Alive{incarnation_, self_id_, self_name_, self_addr_});
 }
 
@@ -125,9 +126,12 @@ std::optional<Bytes> Memberlist::handle_stream(const Address& /*from*/,
     stats_.decode_failures++;
     return std::nullopt;
   }
-  // Reply with what we had before merging: the peer already knows its own.
-  Bytes reply = encode(local_state(false, true));
+  // Merge first, then reply: if the peer thought us dead, the merge makes
+  // us refute, and the reply carries the new incarnation that brings us
+  // back to life on its side (a reply from before the merge left that to
+  // gossip, which does not go to members it thinks dead).
   merge_remote(*pp, now);
+  Bytes reply = encode(local_state(false, true));
   stats_.bytes_out += reply.size();
   return reply;
 }
@@ -208,10 +212,17 @@ void Memberlist::on_indirect_ping(const IndirectPing& p, TimePoint now) {
   send(p.target_id, p.target, Ping{local, p.target_id, self_id_, self_addr_});
 }
 
-void Memberlist::on_ack(uint32_t seq, TimePoint /*now*/) {
+void Memberlist::on_ack(uint32_t seq, TimePoint now) {
   if (probe_ && probe_->seq == seq) {
     probe_.reset();
     adjust_awareness(-1);
+    return;
+  }
+  if (auto dp = dead_pings_.find(seq); dp != dead_pings_.end()) {
+    auto it = nodes_.find(dp->second.first);
+    dead_pings_.erase(dp);
+    if (it != nodes_.end() && it->second.m.status == MemberStatus::dead && !leaving_)
+      reconnect_to(it->second, now);
     return;
   }
   auto it = relays_.find(seq);
@@ -252,12 +263,25 @@ void Memberlist::on_alive(const Alive& a, TimePoint now) {
   if (a.incarnation <= st.m.incarnation) return;  // old news
   suspicions_.erase(a.node_id);
   bool changed = st.m.status != MemberStatus::alive || st.m.addr != a.addr || st.m.name != a.name;
+  const bool revived = st.m.status == MemberStatus::dead || st.m.status == MemberStatus::left;
   st.m.incarnation = a.incarnation;
   st.m.addr = a.addr;
   st.m.name = a.name;
   set_status(st, MemberStatus::alive, now);
   enqueue_broadcast(a.node_id, a);
   if (changed) notify(st);
+  // What either side wrote while the other was away reached neither (a
+  // broadcast goes to live members only). In a small cluster every member
+  // that sees another come back exchanges state with it, so each write of
+  // the time apart is everywhere within a round trip, not at the next
+  // push/pull; in a large one the push/pulls do it (N^2 streams otherwise).
+  if (revived && confirm_by_stream() && !leaving_ && !recently_exchanged(a.node_id, now))
+    reconnect_to(st, now);
+}
+
+bool Memberlist::recently_exchanged(const std::string& id, TimePoint now) const {
+  auto it = exchanged_at_.find(id);
+  return it != exchanged_at_.end() && now - it->second < 2 * config_.dead_ping_interval;
 }
 
 void Memberlist::on_suspect(const Suspect& s, TimePoint now) {
@@ -418,6 +442,10 @@ void Memberlist::tick(TimePoint now) {
   if (now >= next_reconnect_) {
     next_reconnect_ = now + config_.reconnect_interval;
     if (!leaving_) reconnect(now);
+  }
+  if (now >= next_dead_ping_) {
+    next_dead_ping_ = now + config_.dead_ping_interval;
+    if (!leaving_) ping_dead(now);
   }
   if (now >= next_reap_) {
     // Reaping works on a scale of hours; once a second is plenty, and only
@@ -587,18 +615,43 @@ void Memberlist::push_pull(TimePoint now) {
   outbox_.push_back(OutPacket{st.m.addr, std::move(req), true});
 }
 
-void Memberlist::reconnect(TimePoint /*now*/) {
+void Memberlist::reconnect(TimePoint now) {
   std::vector<const NodeState*> dead;
   for (const auto& [id, st] : nodes_)
     if (st.m.status == MemberStatus::dead) dead.push_back(&st);
   if (dead.empty()) return;
   std::uniform_int_distribution<size_t> pick(0, dead.size() - 1);
-  // A full exchange: each side learns that the other thinks it dead and
-  // refutes, and the alive news then spreads on both sides.
+  reconnect_to(*dead[pick(rng_)], now);
+}
+
+void Memberlist::reconnect_to(const NodeState& st, TimePoint now) {
+  exchanged_at_[st.m.id] = now;
+  // A full exchange: the peer learns that we think it dead and refutes
+  // before it replies (handle_stream merges first), so its reply brings it
+  // back to life here; if it thought us dead, we refute on its reply, and
+  // our alive news reaches it as it is now a live peer.
   Bytes req = encode(local_state(true, false));
   stats_.streams_out++;
   stats_.bytes_out += req.size();
-  outbox_.push_back(OutPacket{dead[pick(rng_)]->m.addr, std::move(req), true});
+  outbox_.push_back(OutPacket{st.m.addr, std::move(req), true});
+}
+
+void Memberlist::ping_dead(TimePoint now) {
+  // Unanswered pings are dropped after a few intervals (the peer is still away).
+  std::erase_if(dead_pings_,
+                [&](const auto& e) { return now - e.second.second > 4 * config_.dead_ping_interval; });
+  if (nodes_.size() <= alive_count_) return;  // nobody dead or left
+  // Round-robin by position in the probe order (it holds every member).
+  for (size_t tries = 0; tries < probe_order_.size(); ++tries) {
+    if (dead_ping_index_ >= probe_order_.size()) dead_ping_index_ = 0;
+    const std::string& id = probe_order_[dead_ping_index_++];
+    const NodeState& st = nodes_.at(id);
+    if (st.m.status != MemberStatus::dead) continue;
+    const uint32_t seq = ++seq_;
+    dead_pings_[seq] = {id, now};
+    send(id, st.m.addr, Ping{seq, id, self_id_, self_addr_});
+    return;
+  }
 }
 
 void Memberlist::reap(TimePoint now) {
@@ -608,7 +661,10 @@ void Memberlist::reap(TimePoint now) {
         st.state_change + config_.dead_reap_time < now && id != self_id_)
       gone.push_back(id);
   if (gone.empty()) return;
-  for (const auto& id : gone) nodes_.erase(id);
+  for (const auto& id : gone) {
+    nodes_.erase(id);
+    exchanged_at_.erase(id);
+  }
   std::erase_if(probe_order_, [&](const std::string& id) { return !nodes_.count(id); });
   probe_index_ = std::min(probe_index_, probe_order_.size());
 }

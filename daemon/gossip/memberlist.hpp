@@ -158,6 +158,9 @@ class Memberlist {
   void check_suspicions(TimePoint now);
   void reap(TimePoint now);
   void reconnect(TimePoint now);
+  void reconnect_to(const NodeState& st, TimePoint now);
+  bool recently_exchanged(const std::string& id, TimePoint now) const;
+  void ping_dead(TimePoint now);
 
   void refute(uint32_t seen_incarnation);
   void set_status(NodeState& st, MemberStatus s, TimePoint now);
@@ -194,8 +197,16 @@ class Memberlist {
   TimePoint next_suspicion_check_{};
   std::optional<Probe> probe_;
   std::unordered_map<uint32_t, Relay> relays_;
+  // Pings to dead members in flight (seq -> member, sent at): an ack means
+  // the member is reachable again, and a push/pull with it follows.
+  std::unordered_map<uint32_t, std::pair<std::string, TimePoint>> dead_pings_;
+  size_t dead_ping_index_ = 0;
+  // When we last sent a member our state for a reconnect or a revival
+  // (erased when it is reaped), so one comeback costs one exchange.
+  std::unordered_map<std::string, TimePoint> exchanged_at_;
 
-  TimePoint next_probe_{}, next_gossip_{}, next_push_pull_{}, next_reap_{}, next_reconnect_{};
+  TimePoint next_probe_{}, next_gossip_{}, next_push_pull_{}, next_reap_{}, next_reconnect_{},
+      next_dead_ping_{};
 
   BroadcastQueue queue_;
   std::vector<std::string> gossip_order_;

@@ -67,6 +67,11 @@ struct Config {
   // leaves this to serf; these are serf's defaults).
   Duration dead_reap_time = std::chrono::hours(24);
   Duration reconnect_interval = std::chrono::seconds(30);
+  // Between those push/pulls, one dead (not left) member is pinged every
+  // dead_ping_interval, round-robin; the first ack starts the push/pull at
+  // once. When both sides of a healed cut think the other dead, nobody
+  // probes across it, so without this the heal waits for the reconnect.
+  Duration dead_ping_interval = std::chrono::seconds(1);
   unsigned suspicion_mult = 4;
   // Lifeguard: a suspicion starts at max_mult times the minimum and shrinks
   // towards the minimum with independent confirmations.
