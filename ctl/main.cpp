@@ -226,6 +226,10 @@ int main(int argc, char** argv) {
   node->require_subcommand(1);
   auto* node_ls = node->add_subcommand("ls", "List the nodes and their state");
   node_ls->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  auto* node_rm = node->add_subcommand(
+      "rm", "Remove a node that is down for good: free the addresses its containers held (refused while it is "
+            "alive; run it where a majority is in sight)");
+  node_rm->add_option("node", name, "Name or id (4+ characters of it) of the node")->required();
 
   auto* service = app.add_subcommand("service", "Manage services (a VIP or DNS round robin over tasks)");
   service->require_subcommand(1);
@@ -369,6 +373,10 @@ int main(int argc, char** argv) {
         }
         print_table(rows);
       }
+    } else if (node_rm->parsed()) {
+      json::value r = client.call("DELETE", "/v1/nodes/" + name);
+      std::cout << "removed node " << r.at("name").as_string().c_str() << ": "
+                << r.at("released").to_number<int64_t>() << " endpoint(s) released\n";
     } else if (svc_create->parsed()) {
       json::object body{{"name", name}, {"endpoint_mode", endpoint_mode}};
       json::array nets;

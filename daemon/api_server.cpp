@@ -160,6 +160,9 @@ HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
     return {200, cluster ? need_cluster(cluster).status_json() : json::value(json::object{{"active", false}})};
   }
   if (n == 2 && is({"v1", "nodes"}) && method == "GET") return {200, need_cluster(cluster).nodes_json()};
+  if (n == 3 && is({"v1", "nodes", "*"}) && method == "DELETE") {
+    return {200, need_cluster(cluster).remove_node(p[2])};
+  }
   if (n == 3 && is({"v1", "cluster", "init"}) && method == "POST") {
     json::value v = json_fields::parse(body, "cluster init");
     const auto& o = json_fields::as_object(v, "body");

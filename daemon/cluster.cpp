@@ -6,7 +6,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <set>
 
+#include "common/api.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/json_fields.hpp"
@@ -343,6 +346,46 @@ void Cluster::housekeeping() {
   if (forgot) save();
 }
 
+boost::json::value Cluster::remove_node(const std::string& ref) {
+  if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
+  if (ref.empty()) throw Error(Errc::invalid_argument, "which node? give its name or id");
+  // By name or id (a unique prefix of 4 or more) among the members, or by id
+  // among the nodes that still hold endpoints (a member forgotten past the
+  // reclaim time is listed by `node ls` as "gone").
+  std::set<std::string> ids;
+  for (const auto& [id, m] : members_)
+    if (m.name == ref || id == ref) ids.insert(id);
+  if (ids.empty() && ref.size() >= 4) {
+    for (const auto& [id, m] : members_)
+      if (id.starts_with(ref)) ids.insert(id);
+    for (const auto& [key, e] : store_.endpoints())
+      if (!e.deleted && e.value.node.starts_with(ref)) ids.insert(e.value.node);
+  }
+  if (ids.empty()) throw Error(Errc::not_found, "no node " + ref + " (see `swarmnetctl node ls`)");
+  if (ids.size() > 1) throw Error(Errc::invalid_argument, "node " + ref + " is ambiguous: give more of its id");
+  const std::string id = *ids.begin();
+  const auto m = members_.find(id);
+  const std::string name = m != members_.end() ? m->second.name : id.substr(0, 12);
+  if (id == store_.node_id()) throw Error(Errc::conflict, "node " + name + " is this node: remove it from another");
+  if (is_alive(id))
+    throw Error(Errc::conflict, "node " + name + " is alive: only a node that is down can be removed");
+  // Only the side that sees a majority may free addresses: a node cut off
+  // in a minority cannot tell a dead node from the other side of its cut.
+  if (!may_allocate())
+    throw Error(Errc::unavailable, "this node does not see a majority of the cluster: remove the node from one that does");
+  const size_t released = controller_.release_node(id);
+  if (m != members_.end()) {
+    members_.erase(m);
+    gone_since_.erase(id);
+    assumed_alive_until_.erase(id);
+    save();
+  }
+  spdlog::warn("cluster: node {} ({}) removed by the operator: {} endpoint(s) released; if it comes back, its "
+               "containers' addresses may be handed out again",
+               name, id.substr(0, 12), released);
+  return json::object{{"id", id}, {"name", name}, {"released", released}};
+}
+
 size_t Cluster::force_new_cluster() {
   if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
   const auto now = std::chrono::steady_clock::now();
@@ -488,6 +531,20 @@ json::value Cluster::nodes_json() const {
                              {"address", gossip::to_string(m.addr)},
                              {"status", std::string(gossip::to_string(m.status))},
                              {"self", id == store_.node_id()}});
+  }
+  // Nodes forgotten past the reclaim time whose endpoints still hold
+  // addresses: `node rm` frees them once the node is known to be gone.
+  std::map<std::string, size_t> holding;
+  for (const auto& [key, e] : store_.endpoints())
+    if (!e.deleted && !members_.count(e.value.node) && e.value.owner != api::kOwnerServiceVip)
+      ++holding[e.value.node];
+  for (const auto& [id, n] : holding) {
+    a.push_back(json::object{{"id", id},
+                             {"name", ""},
+                             {"address", ""},
+                             {"status", "gone"},
+                             {"endpoints", n},
+                             {"self", false}});
   }
   return a;
 }

@@ -81,6 +81,11 @@ class Cluster final : public Membership, public gossip::Delegate {
   // safe when the others are really gone: a live minority elsewhere would
   // now allocate from the same blocks. Returns how many members were dropped.
   size_t force_new_cluster();
+  // The operator says a node that is down is gone for good (`swarmnetctl node
+  // rm`): its address blocks and the addresses its endpoints hold are freed,
+  // and it stops counting in the majority. Refused for this node, a live
+  // one, or without a majority in sight. Returns {id, name, released}.
+  boost::json::value remove_node(const std::string& name_or_id);
 
   bool active() const { return node_ != nullptr; }
   std::string token() const;

@@ -247,13 +247,12 @@ void Controller::on_store_change(const std::string& table, const std::string& ke
 
 size_t Controller::reclaim_from(const std::string& dead_node) {
   if (dead_node == store_.node_id() || alive(dead_node)) return 0;
-  std::vector<std::string> endpoints;
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.node == dead_node) endpoints.push_back(key);
-  }
-  // Its containers are presumed gone with it: their addresses are freed
-  // first, so the blocks taken below are empty.
-  for (const auto& key : endpoints) store_.erase_endpoint(key);
+  // Its blocks become ours, so their free addresses serve the cluster
+  // again. The addresses its endpoints hold stay held: a node "dead" this
+  // long may be cut off with its containers running, and handing their
+  // addresses out would make them live twice when it comes back. They are
+  // freed by their owner (DEL, GC, the reaper) once it is back, or by
+  // `swarmnetctl node rm` if it is gone for good.
   size_t taken = 0;
   std::vector<BlockRecord> blocks;
   for (const auto& [key, e] : store_.blocks()) {
@@ -276,12 +275,36 @@ size_t Controller::reclaim_from(const std::string& dead_node) {
     }
   }
   spaces_.clear();  // rebuilt from the tables on next use
-  if (taken || !endpoints.empty()) {
-    spdlog::warn("reclaimed {} address block(s) and {} endpoint(s) of node {}, dead past the reclaim time",
-                 taken, endpoints.size(), dead_node);
+  size_t held = 0;
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (!e.deleted && e.value.node == dead_node) ++held;
+  }
+  if (taken || held) {
+    spdlog::warn("reclaimed {} address block(s) of node {}, dead past the reclaim time; the {} address(es) its "
+                 "endpoints hold stay held until it comes back and releases them, or `swarmnetctl node rm`",
+                 taken, dead_node, held);
   }
   on_membership_change();
   return taken;
+}
+
+size_t Controller::release_node(const std::string& gone_node) {
+  if (gone_node == store_.node_id() || alive(gone_node)) return 0;
+  reclaim_from(gone_node);
+  std::vector<std::string> endpoints;
+  for (const auto& [key, e] : store_.endpoints()) {
+    // A service's VIP outlives the node that reserved it: the service is
+    // the cluster's, and `service rm` releases it from any node.
+    if (!e.deleted && e.value.node == gone_node && e.value.owner != api::kOwnerServiceVip) endpoints.push_back(key);
+  }
+  for (const auto& key : endpoints) store_.erase_endpoint(key);
+  if (!endpoints.empty()) {
+    spdlog::warn("released the {} endpoint(s) of node {}, removed by the operator: their addresses are free",
+                 endpoints.size(), gone_node);
+    spaces_.clear();
+    on_membership_change();
+  }
+  return endpoints.size();
 }
 
 bool Controller::donate_block(const std::string& network_id, const std::string& requester) {

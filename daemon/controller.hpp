@@ -69,10 +69,15 @@ class Controller {
   // a block with no address in use, it hands it over (writes the new owner)
   // and returns true.
   bool donate_block(const std::string& network_id, const std::string& requester);
-  // Takes over the address blocks and endpoints of a node that has been
-  // dead longer than the reclaim time (the cluster layer decides when, and
-  // that only one node does it). Returns the number of blocks taken.
+  // Takes over the address blocks of a node that has been dead longer than
+  // the reclaim time (the cluster layer decides when, and that only one
+  // node does it); the addresses its endpoints hold stay held. Returns the
+  // number of blocks taken.
   size_t reclaim_from(const std::string& dead_node);
+  // The operator says a dead node is gone for good: its blocks are taken as
+  // by reclaim_from() and its endpoints released (not the service VIPs it
+  // reserved). Returns the number of endpoints released.
+  size_t release_node(const std::string& gone_node);
 
   // Forwards to the membership (no-op on a single node).
   void request_block(const std::string& network_id) {
