@@ -27,11 +27,15 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 
 }  // namespace
 
+// The rename is durable only once the directory is: a failure here is the
+// caller's to know (the new file may not survive a crash).
 static void fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_errno(Errc::internal, "opening " + dir, errno);
-  ::fsync(fd);
+  const int rc = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
+  if (rc != 0) throw_errno(Errc::internal, "fsync " + dir, err);
 }
 
 void write_file_atomically(const std::string& dir, const std::string& name,
@@ -44,11 +48,18 @@ void write_file_atomically(const std::string& dir, const std::string& name,
     write_all(fd, data, tmp);
     if (::fsync(fd) != 0) throw_errno(Errc::internal, "fsync " + tmp, errno);
   } catch (...) {
+    // A full disk: the old file stays as it was, and no half-written
+    // temporary is left to take the space.
     ::close(fd);
+    ::unlink(tmp.c_str());
     throw;
   }
   ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(Errc::internal, "renaming " + tmp, errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw_errno(Errc::internal, "renaming " + tmp, err);
+  }
   fsync_dir(dir);
 }
 
