@@ -142,6 +142,18 @@ else
   pass "host 3 still refuses while cut off"
 fi
 
+say "node rm is refused where it could free addresses still in use"
+if out=$(hctl 3 node rm host1 2>&1); then
+  fail "host 3, cut off, removed host1: $out"
+else
+  check "host 3, cut off, may not remove host1: it sees no majority ($out)" grep -q "does not see a majority" <<<"$out"
+fi
+if out=$(hctl 1 node rm host2 2>&1); then
+  fail "host 1 removed host2, which is alive: $out"
+else
+  check "host 1 may not remove host2: it is alive ($out)" grep -q "is alive" <<<"$out"
+fi
+
 say "heal"
 heal
 th=$SECONDS
