@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "common/port_spec.hpp"
 #include "common/version.hpp"
+#include "ctl/doctor.hpp"
 
 namespace json = boost::json;
 using swarmnet::ApiClient;
@@ -276,7 +277,37 @@ int main(int argc, char** argv) {
   lb->require_subcommand(1);
   auto* lb_check = lb->add_subcommand("check", "Compare the kernel's VIPs and backends with what they should be");
 
+  swarmnet::doctor::Options doctor_options;
+  doctor_options.cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  doctor_options.cni_conf_dir = "/etc/cni/net.d";
+  doctor_options.docker_socket = "/var/run/docker.sock";
+  doctor_options.docker_plugin_socket = "/run/docker/plugins/swarmnet.sock";
+  auto* doctor = app.add_subcommand(
+      "doctor",
+      "Check this host for what swarmnet needs (kernel features tried in a throwaway network namespace, CNI, "
+      "Docker, the daemon, peers, MTU) and say what is missing, with the fix. Exit 0: all there; 1: something "
+      "required is missing; 2: only optional features (IPVS, ESP) are missing. Run as root");
+  doctor->add_option("--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
+  doctor->add_option("--cni-bin-dir", doctor_options.cni_bin_dirs, "Where runtimes look for CNI plugins, in order (repeat)")
+      ->capture_default_str();
+  doctor->add_option("--cni-conf-dir", doctor_options.cni_conf_dir, "CNI configuration directory")->capture_default_str();
+  doctor->add_option("--docker-socket", doctor_options.docker_socket,
+                     "dockerd's socket (absent: no Docker check)")->capture_default_str();
+  doctor->add_option("--docker-plugin-socket", doctor_options.docker_plugin_socket, "swarmnet-docker's socket")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (doctor->parsed()) {
+    doctor_options.daemon_socket = socket;
+    const auto checks = swarmnet::doctor::run(doctor_options);
+    if (format == "json") {
+      std::cout << json::serialize(swarmnet::doctor::to_json(checks)) << "\n";
+    } else {
+      std::cout << swarmnet::doctor::to_text(checks);
+    }
+    return swarmnet::doctor::exit_code(checks);
+  }
 
   try {
     ApiClient client(socket);

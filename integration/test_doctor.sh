@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# swarmnetctl doctor on this machine, whose kernel has VXLAN, bridge,
+# nftables and br_netfilter but no IPVS and no ESP:
+#   1. swarmnetd down, the CNI plugins and a configuration in place: doctor
+#      finds the kernel features by trying them, says IPVS and ESP are
+#      missing and what works without them, says the daemon is down, and
+#      exits 2; --format json says the same.
+#   2. control: the same without the swarmnet plugin in the CNI directory:
+#      doctor says it is missing, with the fix, and exits 1.
+#   3. two hosts, swarmnetd up: doctor on host 1 finds host 2 alive with its
+#      gossip TCP port answering, VXLAN from it accepted, the ports closed to
+#      containers, the underlay's MTU; exits 2 (IPVS, ESP).
+#   4. controls: host 2 rejects gossip TCP, then a network's MTU is too large
+#      for the underlay: doctor names each and exits 1.
+set -euo pipefail
+case "${1:-}" in
+  -h | --help) echo "usage: integration/test_doctor.sh   (root; build first)"; exit 0 ;;
+esac
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/lib/common.sh"
+source "$HERE/lib/cluster.sh"
+require_root
+command -v jq >/dev/null || die "jq is needed (scripts/install-deps)"
+watchdog "${SWARMNET_IT_TIMEOUT:-150}"
+CTL=$(need_bin swarmnetctl)
+
+WORK=$(mktemp -d /tmp/swarmnet-doctor.XXXXXX)
+on_exit "rm -rf '$WORK'"
+mkdir -p "$WORK/bin" "$WORK/net.d"
+cp "$(need_bin swarmnet)" "$(need_bin swarmnet-ipam)" "$WORK/bin/"
+cat >"$WORK/net.d/10-swarmnet.conflist" <<'JSON'
+{"cniVersion": "1.0.0", "name": "demo", "plugins": [{"type": "swarmnet"}]}
+JSON
+# The CNI and Docker places are given so the run does not depend on what this
+# machine has installed; no dockerd socket there: the Docker check is skipped.
+HOST_ARGS=(--cni-bin-dir "$WORK/bin" --cni-conf-dir "$WORK/net.d" --docker-socket "$WORK/no-dockerd.sock")
+
+# doctor OUT_FILE ARGS...: runs it, keeps its output, prints its exit code.
+doctor() {
+  local out="$1" rc=0; shift
+  timeout 60 "$@" >"$out" 2>&1 || rc=$?
+  echo "$rc"
+}
+# has FILE STATUS WHAT [PATTERN]: a line "STATUS  WHAT  ...PATTERN...".
+has() {
+  grep -Eq "^$2 +$3 +.*${4:-}" "$1" || { info "no line '$2 $3 ${4:-}' in:"; sed 's/^/      /' "$1"; return 1; }
+}
+
+say "1. this host, swarmnetd down"
+rc=$(doctor "$WORK/down.txt" "$CTL" --socket "$WORK/none.sock" doctor "${HOST_ARGS[@]}")
+sed 's/^/    /' "$WORK/down.txt"
+check "exit code 2: only optional features missing (got $rc)" test "$rc" = 2
+for f in bridge veth vxlan nftables br_netfilter; do
+  check "kernel $f found by trying it" has "$WORK/down.txt" ok "kernel $f" "created|passes"
+done
+check "IPVS is optional missing, and nftables balances instead" \
+  has "$WORK/down.txt" "optional missing" "kernel ipvs" "balanced by nftables instead.*fix: modprobe ip_vs"
+check "ESP is optional missing, with what still works" \
+  has "$WORK/down.txt" "optional missing" "kernel esp" "AES-GCM.*still works.*fix: modprobe esp4"
+check "the plugins answer CNI VERSION" has "$WORK/down.txt" ok "cni swarmnet plugin" "answers CNI VERSION"
+check "the configuration naming swarmnet is found" has "$WORK/down.txt" ok "cni configuration" "10-swarmnet.conflist"
+check "says the daemon is down" has "$WORK/down.txt" skipped "daemon swarmnetd" "swarmnetd is down"
+check "the underlay's MTU is read" has "$WORK/down.txt" ok "mtu underlay" "MTU [0-9]+"
+check "the summary says swarmnet works here" grep -q "^swarmnet works here; 2 optional" "$WORK/down.txt"
+rc=$(doctor "$WORK/down.json" "$CTL" --socket "$WORK/none.sock" doctor --format json "${HOST_ARGS[@]}")
+check "json: exit code 2 in the output and of the program" \
+  test "$rc/$(jq .exit_code "$WORK/down.json")" = 2/2
+check "json: ipvs and esp optional missing, vxlan ok" test \
+  "$(jq -r '[.checks[] | select(.area == "kernel") | "\(.name)=\(.status)"] | join(",")' "$WORK/down.json")" = \
+  "bridge=ok,veth=ok,vxlan=ok,nftables=ok,br_netfilter=ok,ipvs=optional missing,esp=optional missing"
+check "no link of the throwaway namespace is left on this host" bash -c "! ip -o link | grep -q doctor-"
+
+say "2. control: the swarmnet plugin is not in the CNI directory"
+rm "$WORK/bin/swarmnet"
+rc=$(doctor "$WORK/noplugin.txt" "$CTL" --socket "$WORK/none.sock" doctor "${HOST_ARGS[@]}")
+check "exit code 1: a required piece is missing (got $rc)" test "$rc" = 1
+check "names the missing plugin and the fix" \
+  has "$WORK/noplugin.txt" missing "cni swarmnet plugin" "no executable swarmnet in $WORK/bin.*fix: cmake --install"
+check "the summary says swarmnet will not work" grep -q "^1 required piece(s) missing" "$WORK/noplugin.txt"
+cp "$(need_bin swarmnet)" "$WORK/bin/"
+
+say "3. two hosts, swarmnetd up"
+cluster_up 2
+hdoctor() { doctor "$1" ip netns exec "$(host_ns 1)" "$CTL" --socket "$(host_sock 1)" doctor "${HOST_ARGS[@]}"; }
+rc=$(hdoctor "$WORK/up.txt")
+sed 's/^/    /' "$WORK/up.txt"
+check "exit code 2 with the daemon up (got $rc)" test "$rc" = 2
+check "the daemon is up" has "$WORK/up.txt" ok "daemon swarmnetd" "up on"
+check "host 2 alive, its gossip TCP port answers" \
+  has "$WORK/up.txt" ok "peer host2" "$(host_ip 2):7946\) is alive and its gossip TCP port answers"
+check "VXLAN from host 2 is accepted" has "$WORK/up.txt" ok "vxlan host2" "from $(host_ip 2) is accepted"
+check "gossip and VXLAN are closed to containers" has "$WORK/up.txt" ok "ports closed to containers" "drops"
+check "the underlay is the link holding the advertise address" \
+  has "$WORK/up.txt" ok "mtu underlay" "eth0 \(holds $(host_ip 1)\): MTU 1500"
+
+say "4. controls: what doctor sees when a peer's port or a network's MTU is wrong"
+ip netns exec "$(host_ns 2)" nft -f - <<'NFT'
+table inet doctor-test {
+  chain input { type filter hook input priority filter - 20; tcp dport 7946 reject with tcp reset; }
+}
+NFT
+on_exit "ip netns exec '$(host_ns 2)' nft delete table inet doctor-test 2>/dev/null"
+rc=$(hdoctor "$WORK/cut.txt")
+check "exit code 1 when host 2's gossip TCP port refuses (got $rc)" test "$rc" = 1
+check "names host 2's gossip port and the fix" \
+  has "$WORK/cut.txt" missing "peer host2" "gossip TCP port does not answer: Connection refused.*fix: open UDP and TCP 7946"
+ip netns exec "$(host_ns 2)" nft delete table inet doctor-test
+rc=$(hdoctor "$WORK/healed.txt")
+check "exit code 2 again once the port answers (got $rc)" test "$rc" = 2
+
+hctl 1 network create big --subnet 10.77.0.0/24 --mtu 1480 >/dev/null
+rc=$(hdoctor "$WORK/mtu.txt")
+check "exit code 1 with a network whose MTU does not fit the underlay (got $rc)" test "$rc" = 1
+check "names the network, the numbers and the fix" \
+  has "$WORK/mtu.txt" missing "mtu network big" "MTU 1480 \+ 50 \(VXLAN\) exceeds eth0.*1500.*fix: recreate it with --mtu 1450"
+hctl 1 network rm big >/dev/null
+
+(($(failures) == 0)) || die "$(failures) check(s) failed"
+say "all passed"
