@@ -200,9 +200,17 @@ int main(int argc, char** argv) {
   auto* cl_init = cluster->add_subcommand(
       "init", "Start a cluster with this node; prints the join token on its last line");
   cl_init->add_option("--advertise-addr", advertise, "This node's underlay address")->required();
-  std::string ingress_subnet = "10.255.0.0/16";
+  std::string ingress_subnet;
   cl_init->add_option("--ingress-subnet", ingress_subnet,
-                      "Subnet of the routing mesh's network `ingress` (its nodes' sandboxes and services' ingress VIPs)")
+                      "Subnet of the routing mesh's network `ingress` (its nodes' sandboxes and services' ingress "
+                      "VIPs); default: from the default address pools when given, else 10.255.0.0/16");
+  std::vector<std::string> addr_pools;
+  unsigned addr_pool_mask = 24;
+  cl_init->add_option("--default-addr-pool", addr_pools,
+                      "Where networks created without --subnet come from, cluster-wide (CIDR; repeat for "
+                      "several, used in order); default 10.0.0.0/8");
+  cl_init->add_option("--default-addr-pool-mask-length", addr_pool_mask,
+                      "Length of the subnets cut from the default address pools (at least each pool's, at most 30)")
       ->capture_default_str();
   auto* cl_join = cluster->add_subcommand("join", "Join a cluster");
   cl_join->add_option("--token-file", token_file,
@@ -362,8 +370,17 @@ int main(int argc, char** argv) {
         print_table(rows);
       }
     } else if (cl_init->parsed()) {
-      json::value body = {{"advertise_addr", advertise}, {"ingress_subnet", ingress_subnet}};
-      json::value r = client.call("POST", "/v1/cluster/init", &body);
+      json::object body{{"advertise_addr", advertise}};
+      if (!ingress_subnet.empty()) body["ingress_subnet"] = ingress_subnet;
+      if (!addr_pools.empty()) body["default_addr_pool"] = json::value_from(addr_pools);
+      if (cl_init->count("--default-addr-pool-mask-length")) body["default_addr_pool_mask_length"] = addr_pool_mask;
+      json::value request = std::move(body);
+      json::value r = client.call("POST", "/v1/cluster/init", &request);
+      if (const auto* warnings = r.as_object().if_contains("warnings"); warnings && warnings->is_array()) {
+        for (const auto& w : warnings->as_array()) {
+          if (w.is_string()) std::cerr << "swarmnetctl: warning: " << w.as_string().c_str() << "\n";
+        }
+      }
       std::cout << "Cluster initialised. To add a node, run on it:\n"
                 << "  swarmnetctl cluster join --token-file - --advertise-addr <its address>\n"
                 << "with the token below on its standard input (or in a file, or in "

@@ -166,15 +166,35 @@ HttpReply route(Controller& c, Cluster* cluster, const std::string& method,
   if (n == 3 && is({"v1", "cluster", "init"}) && method == "POST") {
     json::value v = json_fields::parse(body, "cluster init");
     const auto& o = json_fields::as_object(v, "body");
-    const std::string subnet = json_fields::string_or(o, "ingress_subnet", kDefaultIngressSubnet);
-    Ipv4Prefix ingress;
-    try {
-      ingress = Ipv4Prefix::parse(subnet);
-    } catch (const Error& e) {
-      throw Error(Errc::invalid_argument, std::string("ingress_subnet: ") + e.what());
+    std::optional<Ipv4Prefix> ingress;
+    if (auto subnet = json_fields::optional_string(o, "ingress_subnet")) {
+      try {
+        ingress = Ipv4Prefix::parse(*subnet);
+      } catch (const Error& e) {
+        throw Error(Errc::invalid_argument, std::string("ingress_subnet: ") + e.what());
+      }
     }
-    std::string token = need_cluster(cluster).init(advertise_of(o), ingress);
-    return {201, json::object{{"token", token}}};
+    // Either field alone gives pools: a mask length alone applies to swarm's
+    // default pool.
+    std::optional<ipam::AddressPools> pools;
+    const auto mask_length = json_fields::optional_uint(o, "default_addr_pool_mask_length", UINT32_MAX);
+    const auto pool_texts = json_fields::string_array(o, "default_addr_pool");
+    if (mask_length || !pool_texts.empty()) {
+      pools = ipam::default_address_pools();
+      if (!pool_texts.empty()) pools->pools.clear();
+      for (const auto& text : pool_texts) {
+        try {
+          pools->pools.push_back(Ipv4Prefix::parse(text));
+        } catch (const Error& e) {
+          throw Error(Errc::invalid_argument, "invalid default address pool \"" + text + "\": " + e.what());
+        }
+      }
+      if (mask_length) pools->mask_length = static_cast<unsigned>(*mask_length);
+    }
+    auto result = need_cluster(cluster).init(advertise_of(o), ingress, pools);
+    json::array warnings;
+    for (auto& w : result.warnings) warnings.emplace_back(w);
+    return {201, json::object{{"token", result.token}, {"warnings", std::move(warnings)}}};
   }
   if (n == 3 && is({"v1", "cluster", "token"}) && method == "GET") {
     return {200, json::object{{"token", need_cluster(cluster).token()}}};

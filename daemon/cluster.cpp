@@ -185,6 +185,7 @@ void Cluster::resume() {
         if (member.id != store_.node_id()) remembered.push_back(member);
       }
     }
+    if (const json::value* pools = json_fields::find(o, "address_pools")) apply_address_pools(*pools);
     const auto last_majority =
         restore_last_majority(json_fields::optional_uint(o, "last_majority_unix", UINT64_MAX), lease());
     start(advertise, std::move(keys), version, remembered, last_majority);
@@ -421,27 +422,46 @@ void Cluster::stop() {
   keyring_.reset();
   members_.clear();
   advertise_.reset();
+  pools_version_ = 0;
+  controller_.set_address_pools(ipam::default_address_pools());
   controller_.set_membership(nullptr, std::nullopt);
   controller_.sync_underlay_peers();  // out of the cluster: VXLAN from nobody
 }
 
-std::string Cluster::init(Ipv4Address advertise, const Ipv4Prefix& ingress_subnet) {
+Cluster::InitResult Cluster::init(Ipv4Address advertise, std::optional<Ipv4Prefix> ingress_subnet,
+                                  std::optional<ipam::AddressPools> pools) {
   if (node_) throw Error(Errc::conflict, "this node is already in a cluster; `cluster leave` first");
+  InitResult result;
+  if (pools) {
+    if (auto why = ipam::address_pools_refusal(*pools)) throw Error(Errc::invalid_argument, *why);
+    result.warnings = controller_.check_pools_against_routes(*pools);
+  }
+  // Set before the ingress network is made: it may come from them.
+  controller_.set_address_pools(pools.value_or(ipam::default_address_pools()));
   if (!store_.find_ingress_network()) {
     api::NetworkCreate ingress;
     ingress.name = kIngressNetworkName;
+    // As swarm, whose ingress network comes from its default pool; without
+    // pools, the subnet swarmnet has always used.
     ingress.subnet = ingress_subnet;
+    if (!ingress.subnet && !pools) ingress.subnet = Ipv4Prefix::parse(kDefaultIngressSubnet);
     ingress.ingress = true;
     try {
       controller_.create_network(ingress);
     } catch (const Error& e) {
+      controller_.set_address_pools(ipam::default_address_pools());
       throw Error(e.code(), std::string("the routing mesh's network \"ingress\": ") + e.what() +
                                 " (choose another --ingress-subnet, or rename the network that holds the name)");
     }
   }
+  pools_version_ = 1;
   start(advertise, {gossip::Keyring::generate_key()}, 1, {}, std::chrono::steady_clock::now());
-  spdlog::info("cluster: initialised on {}:{}", advertise.str(), options_.gossip_port);
-  return token();
+  spdlog::info("cluster: initialised on {}:{}; default address pools {}", advertise.str(), options_.gossip_port,
+               json::serialize(address_pools_json()));
+  for (const auto& w : result.warnings) spdlog::warn("cluster: {}", w);
+  save();
+  result.token = token();
+  return result;
 }
 
 void Cluster::join(const std::string& token_text, Ipv4Address advertise,
@@ -556,6 +576,7 @@ json::value Cluster::status_json() const {
     o["advertise"] = advertise_->str() + ":" + std::to_string(options_.gossip_port);
     o["members"] = members_.size();
     o["keys"] = keyring_->keys().size();
+    o["default_addr_pools"] = address_pools_json();
     json::object held{{"valid", may_allocate()}, {"duration_s", lease().count()}};
     if (last_majority_) {
       held["majority_seen_s_ago"] =
@@ -667,7 +688,8 @@ void Cluster::handle_message(const json::value& message) {
 std::vector<uint8_t> Cluster::local_state() {
   json::array entries;
   for (auto& line : store_.replicated_entries()) entries.push_back(std::move(line));
-  return to_bytes(json::object{{"entries", std::move(entries)}, {"keyring", keyring_json()}});
+  return to_bytes(json::object{
+      {"entries", std::move(entries)}, {"keyring", keyring_json()}, {"address_pools", address_pools_json()}});
 }
 
 void Cluster::merge_remote_state(std::span<const uint8_t> data) {
@@ -684,6 +706,7 @@ void Cluster::merge_remote_state(std::span<const uint8_t> data) {
           std::vector<json::value>(entries->as_array().begin(), entries->as_array().end()));
       if (changed) spdlog::info("cluster: push/pull brought {} change(s)", changed);
     }
+    if (const json::value* pools = json_fields::find(o, "address_pools")) apply_address_pools(*pools);
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropped a push/pull state: {}", e.what());
   }
@@ -712,6 +735,27 @@ void Cluster::apply_keyring(const json::value& ring) {
   }
   keys_version_ = version;
   spdlog::info("cluster: keyring version {} ({} key(s))", version, keys.size());
+  save();
+}
+
+json::value Cluster::address_pools_json() const {
+  const ipam::AddressPools& current = controller_.address_pools();
+  json::array pools;
+  for (const auto& p : current.pools) pools.emplace_back(p.str());
+  return json::object{{"version", pools_version_}, {"pools", std::move(pools)}, {"mask_length", current.mask_length}};
+}
+
+void Cluster::apply_address_pools(const json::value& value) {
+  const auto& o = json_fields::as_object(value, "address_pools");
+  const uint64_t version = json_fields::optional_uint(o, "version", UINT64_MAX).value_or(0);
+  if (version <= pools_version_) return;
+  ipam::AddressPools pools;
+  for (const auto& p : json_fields::string_array(o, "pools")) pools.pools.push_back(Ipv4Prefix::parse(p));
+  pools.mask_length = static_cast<unsigned>(json_fields::optional_uint(o, "mask_length", 32).value_or(0));
+  if (auto why = ipam::address_pools_refusal(pools)) throw Error(Errc::invalid_argument, "address pools: " + *why);
+  pools_version_ = version;
+  controller_.set_address_pools(std::move(pools));
+  spdlog::info("cluster: default address pools {}", json::serialize(address_pools_json()));
   save();
 }
 
@@ -753,6 +797,7 @@ void Cluster::save() {
     last_majority_unix = std::max<int64_t>(1, unix_now() - age.count());
   }
   o["last_majority_unix"] = last_majority_unix;
+  if (pools_version_ > 0) o["address_pools"] = address_pools_json();
   write_file_atomically(state_dir_, kSettingsFile, json::serialize(o) + "\n");
   saved_majority_ = last_majority_;
 }

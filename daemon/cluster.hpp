@@ -8,6 +8,9 @@
 //     the new owner into the block table;
 //   - the keyring (cluster keys, primary first) is itself versioned state, so
 //     a rotation reaches every node by broadcast or, failing that, push/pull.
+//   - the default address pools (`cluster init --default-addr-pool`) are
+//     versioned state too, set once at init: push/pull carries them, so a
+//     node learns them when it joins, before its join returns.
 // Cluster settings persist in STATE_DIR/cluster.json, so a restarted daemon
 // rejoins by itself. So do every member and its last known state, and when
 // this node last saw a majority: a node restarted while cut off remembers
@@ -25,6 +28,7 @@
 #include "daemon/gossip/keyring.hpp"
 #include "daemon/gossip/node.hpp"
 #include "daemon/store.hpp"
+#include "ipam/subnet_pool.hpp"
 
 namespace swarmnet::daemon {
 
@@ -63,10 +67,18 @@ class Cluster final : public Membership, public gossip::Delegate {
   // Rejoins the cluster saved in cluster.json, if any.
   void resume();
 
-  // Starts a new cluster with this node alone; returns the join token.
-  // Also makes the routing mesh's `ingress` network (on `ingress_subnet`)
-  // unless the tables hold one; nothing is started if that fails.
-  std::string init(Ipv4Address advertise, const Ipv4Prefix& ingress_subnet);
+  struct InitResult {
+    std::string token;
+    std::vector<std::string> warnings;  // for the operator: pools overlapping this host's routes
+  };
+  // Starts a new cluster with this node alone. `pools`: where the cluster's
+  // networks created without a subnet come from (swarm's defaults without);
+  // Error(invalid_argument) if they are invalid or one has no subnet clear
+  // of this host's routes. Also makes the routing mesh's `ingress` network
+  // unless the tables hold one: on `ingress_subnet`, else from the given
+  // pools, else on kDefaultIngressSubnet. Nothing is started if that fails.
+  InitResult init(Ipv4Address advertise, std::optional<Ipv4Prefix> ingress_subnet,
+                  std::optional<ipam::AddressPools> pools = std::nullopt);
   // Joins through the token's node. `done` gets an error message or nullopt.
   void join(const std::string& token, Ipv4Address advertise,
             std::function<void(std::optional<std::string>)> done);
@@ -117,6 +129,9 @@ class Cluster final : public Membership, public gossip::Delegate {
   void broadcast(const boost::json::value& message);
   void apply_keyring(const boost::json::value& keyring);
   boost::json::value keyring_json() const;
+  // Takes pools of a higher version (a joining node has version 0).
+  void apply_address_pools(const boost::json::value& pools);
+  boost::json::value address_pools_json() const;
   void handle_message(const boost::json::value& message);
   bool sees_majority() const;
   // Alive as gossip itself says (the members assumed alive after a restart
@@ -139,6 +154,7 @@ class Cluster final : public Membership, public gossip::Delegate {
   std::optional<Ipv4Address> advertise_;
   std::unique_ptr<gossip::Keyring> keyring_;
   uint64_t keys_version_ = 0;
+  uint64_t pools_version_ = 0;  // 0: not learnt yet (the controller has swarm's defaults)
   std::unique_ptr<gossip::Node> node_;
   std::map<std::string, gossip::Member> members_;  // by node id
   // After a restart, the members saved in cluster.json count as alive until

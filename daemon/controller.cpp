@@ -516,11 +516,16 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
     }
     n.subnet = *req.subnet;
   } else {
-    auto free = ipam::next_free_subnet(ipam::default_address_pool(), ipam::kDefaultSubnetLength, taken);
+    // Clear of this host's routes too: a network over a route would cut the
+    // host off from whatever that route reaches.
+    for (const HostRoute& r : dataplane_.host_routes()) taken.push_back(r.destination);
+    auto free = ipam::next_free_subnet(pools_, taken);
     if (!free) {
-      throw Error(Errc::exhausted, "the default address pool " + ipam::default_address_pool().str() +
-                                       " has no free /" + std::to_string(ipam::kDefaultSubnetLength) +
-                                       " left; give --subnet");
+      std::string pools;
+      for (const auto& p : pools_.pools) pools += (pools.empty() ? "" : ", ") + p.str();
+      throw Error(Errc::exhausted, "the default address pools (" + pools + ") have no free /" +
+                                       std::to_string(pools_.mask_length) +
+                                       " left (networks and this host's routes hold the rest); give --subnet");
     }
     n.subnet = *free;
   }
@@ -568,6 +573,32 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   spdlog::info("network {} created: id {} subnet {} gateway {} mtu {} vni {}{}", n.name, n.id,
                n.subnet.str(), n.gateway.str(), n.mtu, n.vni, n.internal ? " internal" : "");
   return to_api(n);
+}
+
+std::vector<std::string> Controller::check_pools_against_routes(const ipam::AddressPools& pools) {
+  const std::vector<HostRoute> routes = dataplane_.host_routes();
+  auto describe = [](const HostRoute& r) {
+    return r.destination.str() + (r.device.empty() ? "" : " (dev " + r.device + ")");
+  };
+  std::vector<std::string> warnings;
+  for (const Ipv4Prefix& pool : pools.pools) {
+    std::vector<Ipv4Prefix> routed;
+    std::string overlapping;
+    for (const HostRoute& r : routes) {
+      if (!r.destination.overlaps(pool)) continue;
+      routed.push_back(r.destination);
+      overlapping += (overlapping.empty() ? "" : ", ") + describe(r);
+    }
+    if (routed.empty()) continue;
+    if (!ipam::next_free_subnet(pool, pools.mask_length, routed)) {
+      throw Error(Errc::invalid_argument, "default address pool " + pool.str() + " is refused: every /" +
+                                              std::to_string(pools.mask_length) +
+                                              " subnet of it overlaps a route of this host: " + overlapping);
+    }
+    warnings.push_back("default address pool " + pool.str() + " overlaps a route of this host: " + overlapping +
+                       "; networks created without --subnet skip the subnets that overlap it");
+  }
+  return warnings;
 }
 
 std::vector<api::Network> Controller::list_networks() const {

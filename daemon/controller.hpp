@@ -16,6 +16,7 @@
 #include "daemon/dataplane.hpp"
 #include "daemon/store.hpp"
 #include "ipam/address_space.hpp"
+#include "ipam/subnet_pool.hpp"
 
 namespace swarmnet::daemon {
 
@@ -125,6 +126,15 @@ class Controller {
   void set_endpoint_completer(std::function<void(EndpointRecord&)> completer) {
     endpoint_completer_ = std::move(completer);
   }
+  // Where networks created without a subnet come from: the cluster's
+  // default address pools (swarm's 10.0.0.0/8 in /24s outside a cluster).
+  void set_address_pools(ipam::AddressPools pools) { pools_ = std::move(pools); }
+  const ipam::AddressPools& address_pools() const { return pools_; }
+  // Pools against this host's routes: Error(invalid_argument) naming the
+  // route when a pool has no subnet clear of them; else one warning per pool
+  // that overlaps a route (its subnets overlapping one are skipped).
+  std::vector<std::string> check_pools_against_routes(const ipam::AddressPools& pools);
+
   // Whether endpoints are told to resolve through swarmnetd's DNS.
   void set_dns_enabled(bool enabled) { dns_enabled_ = enabled; }
 
@@ -161,6 +171,7 @@ class Controller {
   std::vector<std::function<void()>> membership_listeners_;
   bool dns_enabled_ = false;
   std::function<void(EndpointRecord&)> endpoint_completer_;
+  ipam::AddressPools pools_ = ipam::default_address_pools();
 };
 
 }  // namespace swarmnet::daemon

@@ -21,6 +21,13 @@ struct RemoteEndpoint {
   auto operator<=>(const RemoteEndpoint&) const = default;
 };
 
+// A route of this host (main table) to somewhere a network's subnet must not
+// shadow.
+struct HostRoute {
+  Ipv4Prefix destination;
+  std::string device;  // "" if the route has none
+};
+
 class Dataplane {
  public:
   virtual ~Dataplane() = default;
@@ -53,6 +60,10 @@ class Dataplane {
   virtual void set_underlay_peers(const std::vector<Ipv4Address>& members) = 0;
   // MTU of the underlay (the interface of the default route), 1500 if none.
   virtual unsigned underlay_mtu() = 0;
+  // This host's routes but the default route and those of swarmnet's own
+  // bridges (swn-*): the subnets a network picked from the default address
+  // pools keeps clear of.
+  virtual std::vector<HostRoute> host_routes() { return {}; }
 };
 
 // The real one, through libnl in the daemon's own network namespace.

@@ -145,6 +145,20 @@ class LinuxDataplane final : public Dataplane {
     return 1500;
   }
 
+  std::vector<HostRoute> host_routes() override {
+    std::vector<HostRoute> out;
+    for (const auto& r : nl_.routes()) {
+      if (r.destination.length() == 0) continue;
+      std::string device;
+      if (r.oif_index != 0) {
+        if (auto link = nl_.find_link(r.oif_index)) device = link->name;
+      }
+      if (device.rfind("swn-", 0) == 0 || device.rfind("swx-", 0) == 0) continue;
+      out.push_back(HostRoute{Ipv4Prefix(r.destination.network(), r.destination.length()), device});
+    }
+    return out;
+  }
+
  private:
   kernel::NetlinkSocket nl_;
   uint16_t vxlan_port_;

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "common/api.hpp"
 #include "common/error.hpp"
 
 namespace swarmnet::ipam {
@@ -45,6 +46,48 @@ std::optional<Ipv4Prefix> next_free_subnet(const Ipv4Prefix& pool, unsigned leng
   }
   if (candidate + size - 1 > pool_last) return std::nullopt;
   return Ipv4Prefix(Ipv4Address(static_cast<uint32_t>(candidate)), length);
+}
+
+AddressPools default_address_pools() {
+  return AddressPools{{default_address_pool()}, kDefaultSubnetLength};
+}
+
+std::optional<std::string> address_pools_refusal(const AddressPools& p) {
+  if (p.pools.empty()) return "no default address pool given";
+  if (p.pools.size() > kMaxAddressPools) {
+    return std::to_string(p.pools.size()) + " default address pools, at most " + std::to_string(kMaxAddressPools) +
+           " are allowed";
+  }
+  const std::string mask = "/" + std::to_string(p.mask_length);
+  if (p.mask_length > kMaxMaskLength) {
+    return "default address pool mask length " + mask + " is too long: a network needs at least a /" +
+           std::to_string(kMaxMaskLength);
+  }
+  for (size_t i = 0; i < p.pools.size(); ++i) {
+    const Ipv4Prefix& pool = p.pools[i];
+    if (!pool.is_network()) {
+      return "default address pool " + pool.str() + " has host bits set (did you mean " +
+             Ipv4Prefix(pool.network(), pool.length()).str() + "?)";
+    }
+    if (auto why = api::subnet_refusal(pool)) return "default address pool: " + *why;
+    if (p.mask_length < pool.length()) {
+      return "default address pool " + pool.str() + " cannot hold one " + mask +
+             " subnet: the mask length must be at least " + std::to_string(pool.length());
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (p.pools[j].overlaps(pool)) {
+        return "default address pools " + p.pools[j].str() + " and " + pool.str() + " overlap";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Ipv4Prefix> next_free_subnet(const AddressPools& pools, const std::vector<Ipv4Prefix>& taken) {
+  for (const Ipv4Prefix& pool : pools.pools) {
+    if (auto free = next_free_subnet(pool, pools.mask_length, taken)) return free;
+  }
+  return std::nullopt;
 }
 
 }  // namespace swarmnet::ipam

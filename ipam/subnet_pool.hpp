@@ -3,7 +3,9 @@
 // that overlaps no subnet already in use.
 #pragma once
 
+#include <cstddef>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/ipv4.hpp"
@@ -22,5 +24,32 @@ Ipv4Prefix default_address_pool();
 // if length is shorter than the pool's or above 32.
 std::optional<Ipv4Prefix> next_free_subnet(const Ipv4Prefix& pool, unsigned length,
                                            const std::vector<Ipv4Prefix>& taken);
+
+// Where networks created without a subnet come from: swarm's
+// --default-addr-pool (repeatable) and --default-addr-pool-mask-length.
+struct AddressPools {
+  std::vector<Ipv4Prefix> pools;  // tried in this order
+  unsigned mask_length = kDefaultSubnetLength;
+  bool operator==(const AddressPools&) const = default;
+};
+
+// The pools travel in every push/pull of the cluster: bounded.
+inline constexpr size_t kMaxAddressPools = 32;
+// A network needs at least a /30 (network, gateway, one address, broadcast).
+inline constexpr unsigned kMaxMaskLength = 30;
+
+// {10.0.0.0/8}, /24: swarm's defaults.
+AddressPools default_address_pools();
+
+// Why these pools cannot be used, in words for the operator, or nullopt:
+// none or too many pools, a pool with host bits set, in a reserved range
+// (api::subnet_refusal) or overlapping another pool, a mask length above
+// kMaxMaskLength or shorter than a pool's (each pool holds one subnet).
+std::optional<std::string> address_pools_refusal(const AddressPools& pools);
+
+// The lowest free /mask_length subnet of the first pool that has one, or
+// nullopt. `taken` as for the single-pool form. The pools must be valid
+// (address_pools_refusal).
+std::optional<Ipv4Prefix> next_free_subnet(const AddressPools& pools, const std::vector<Ipv4Prefix>& taken);
 
 }  // namespace swarmnet::ipam

@@ -146,3 +146,85 @@ TEST_CASE("next_free_subnet agrees with a brute force search") {
     REQUIRE(next_free_subnet(pool, length, taken) == expected);
   }
 }
+
+namespace {
+
+swarmnet::ipam::AddressPools Pools(std::initializer_list<const char*> pools, unsigned mask_length) {
+  swarmnet::ipam::AddressPools p;
+  for (const char* t : pools) p.pools.push_back(P(t));
+  p.mask_length = mask_length;
+  return p;
+}
+
+std::string refusal(const swarmnet::ipam::AddressPools& p) {
+  return swarmnet::ipam::address_pools_refusal(p).value_or("accepted");
+}
+
+}  // namespace
+
+TEST_CASE("swarm's default pools") {
+  CHECK(swarmnet::ipam::default_address_pools() == Pools({"10.0.0.0/8"}, 24));
+  CHECK(refusal(swarmnet::ipam::default_address_pools()) == "accepted");
+}
+
+TEST_CASE("several pools: the first with room is used, with the mask length") {
+  const auto pools = Pools({"172.30.0.0/24", "192.168.100.0/23"}, 26);
+  std::vector<Ipv4Prefix> taken;
+  std::vector<std::string> picked;
+  while (auto s = next_free_subnet(pools, taken)) {
+    picked.push_back(s->str());
+    taken.push_back(*s);
+  }
+  CHECK(picked == std::vector<std::string>{"172.30.0.0/26", "172.30.0.64/26", "172.30.0.128/26",
+                                           "172.30.0.192/26", "192.168.100.0/26", "192.168.100.64/26",
+                                           "192.168.100.128/26", "192.168.100.192/26", "192.168.101.0/26",
+                                           "192.168.101.64/26", "192.168.101.128/26", "192.168.101.192/26"});
+  // A subnet freed in the first pool is used again before the second's.
+  std::erase(taken, P("172.30.0.64/26"));
+  taken.pop_back();
+  CHECK(next_free_subnet(pools, taken) == P("172.30.0.64/26"));
+  // Anything else in use (a network given --subnet, a host route) is skipped.
+  CHECK(next_free_subnet(pools, Ps({"172.30.0.0/25"})) == P("172.30.0.128/26"));
+  CHECK(next_free_subnet(pools, Ps({"172.30.0.0/16"})) == P("192.168.100.0/26"));
+}
+
+TEST_CASE("address pools are refused with the reason") {
+  struct Row {
+    swarmnet::ipam::AddressPools pools;
+    const char* says;  // "accepted", or a piece of the refusal
+  };
+  const Row rows[] = {
+      {Pools({"10.20.0.0/16", "10.30.0.0/16"}, 26), "accepted"},
+      {Pools({"10.20.0.0/16"}, 16), "accepted"},
+      {Pools({"10.20.0.0/16"}, 30), "accepted"},
+      {Pools({}, 24), "no default address pool"},
+      {Pools({"10.20.0.0/16"}, 31), "/31 is too long: a network needs at least a /30"},
+      {Pools({"10.20.0.0/16"}, 32), "/32 is too long"},
+      {Pools({"10.20.0.0/16"}, 8), "10.20.0.0/16 cannot hold one /8 subnet: the mask length must be at least 16"},
+      {Pools({"10.0.0.0/8", "172.16.0.0/12"}, 10), "172.16.0.0/12 cannot hold one /10 subnet"},
+      {Pools({"10.20.0.1/16"}, 24), "host bits set (did you mean 10.20.0.0/16?)"},
+      {Pools({"0.0.0.0/0"}, 24), "would hold every IPv4 address"},
+      {Pools({"0.0.0.0/8"}, 24), "overlaps 0.0.0.0/8"},
+      {Pools({"127.0.0.0/16"}, 24), "overlaps 127.0.0.0/8 (loopback)"},
+      {Pools({"169.254.0.0/16"}, 24), "link-local"},
+      {Pools({"224.0.0.0/8"}, 24), "multicast"},
+      {Pools({"240.0.0.0/8"}, 24), "overlaps 240.0.0.0/4"},
+      {Pools({"10.0.0.0/8", "10.1.0.0/16"}, 24), "pools 10.0.0.0/8 and 10.1.0.0/16 overlap"},
+      {Pools({"10.1.0.0/16", "10.1.0.0/16"}, 24), "overlap"},
+  };
+  for (const Row& row : rows) {
+    std::string pools;
+    for (const auto& p : row.pools.pools) pools += p.str() + " ";
+    INFO(pools << "/" << row.pools.mask_length);
+    if (std::string(row.says) == "accepted") {
+      CHECK(refusal(row.pools) == "accepted");
+    } else {
+      CHECK_THAT(refusal(row.pools), Catch::Contains(row.says));
+    }
+  }
+  swarmnet::ipam::AddressPools too_many;  // 11.0.0.0/8, 12.0.0.0/8, ...: each valid alone
+  for (uint32_t i = 0; i <= swarmnet::ipam::kMaxAddressPools; ++i) {
+    too_many.pools.emplace_back(Ipv4Address((11 + i) << 24), 8);
+  }
+  CHECK_THAT(refusal(too_many), Catch::Contains("at most 32"));
+}

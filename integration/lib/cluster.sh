@@ -36,7 +36,8 @@
 # reads in place of /etc/cni/net.d), naming that host's daemon socket.
 #
 # Env: CLUSTER_TAG (default swc$$), CLUSTER_LOG_LEVEL (default debug),
-#      CLUSTER_DAEMON_ARGS (extra swarmnetd flags, e.g. faster gossip timings).
+#      CLUSTER_DAEMON_ARGS (extra swarmnetd flags, e.g. faster gossip timings),
+#      CLUSTER_INIT_ARGS (extra `cluster init` flags, e.g. --default-addr-pool).
 
 if [[ -n "${_SWARMNET_CLUSTER_SH:-}" ]]; then return 0; fi
 _SWARMNET_CLUSTER_SH=1
@@ -133,7 +134,8 @@ cluster_up() {
   ip -n "$CLUSTER_TAG-u" link add br0 type bridge
   ip -n "$CLUSTER_TAG-u" link set br0 up
   for ((i = 1; i <= n; i++)); do _cluster_make_host "$i"; host_daemon_start "$i"; done
-  token=$(hctl 1 cluster init --advertise-addr "$(host_ip 1)" | tail -n 1)
+  # shellcheck disable=SC2086
+  token=$(hctl 1 cluster init --advertise-addr "$(host_ip 1)" ${CLUSTER_INIT_ARGS:-} | tail -n 1)
   for ((i = 2; i <= n; i++)); do
     hctl "$i" cluster join --token-file - --advertise-addr "$(host_ip "$i")" <<<"$token" >/dev/null ||
       die "host $i could not join"

@@ -44,6 +44,7 @@ class FakeDataplane : public daemon::Dataplane {
     ++underlay_peer_calls;
   }
   unsigned underlay_mtu() override { return mtu; }
+  std::vector<daemon::HostRoute> host_routes() override { return routes; }
 
   std::map<std::string, std::string> bridges;   // name -> gateway CIDR
   std::map<std::string, std::string> overlays;  // bridge -> "vni N local IP"
@@ -53,6 +54,7 @@ class FakeDataplane : public daemon::Dataplane {
   std::vector<Ipv4Address> underlay_peers;
   int underlay_peer_calls = 0;
   unsigned mtu = 1500;
+  std::vector<daemon::HostRoute> routes;
   int ensure_calls = 0;
   bool fail_next_ensure = false;
 };
