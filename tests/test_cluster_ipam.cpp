@@ -16,6 +16,7 @@
 #include "daemon/controller.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_dataplane.hpp"
+#include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace swarmnet;
@@ -429,4 +430,38 @@ TEST_CASE("cluster lease: a restart inside a partition neither renews nor loses 
     n.io.run_for(1500ms);
     CHECK_FALSE(n.cluster->may_allocate());
   }
+}
+
+TEST_CASE("networks from the address pools: distinct across nodes; two made at the same moment clash loudly",
+          "[cluster][pools]") {
+  swarmnet::testing::LogCapture log;
+  FakeCluster c(2);
+  ipam::AddressPools pools;
+  pools.pools = {Ipv4Prefix::parse("172.30.0.0/24")};
+  pools.mask_length = 26;
+  for (auto& n : c.nodes) n->controller.set_address_pools(pools);
+  auto& a = *c.nodes[0];
+  auto& b = *c.nodes[1];
+  auto named = [](const char* name) {
+    api::NetworkCreate n;
+    n.name = name;
+    return n;
+  };
+
+  // One after the other (gossip in between): each node skips the other's.
+  CHECK(a.controller.create_network(named("one")).subnet.str() == "172.30.0.0/26");
+  c.pump();
+  CHECK(b.controller.create_network(named("two")).subnet.str() == "172.30.0.64/26");
+  c.pump();
+  CHECK(log.matching({"clash"}).empty());
+
+  // At the same moment (neither has heard of the other's): both pick the
+  // lowest free subnet; there is no coordinator to prevent it, so both nodes
+  // say so once they hear of it.
+  c.partition(1, 1);
+  CHECK(a.controller.create_network(named("three")).subnet.str() == "172.30.0.128/26");
+  CHECK(b.controller.create_network(named("four")).subnet.str() == "172.30.0.128/26");
+  c.heal();
+  c.anti_entropy();
+  CHECK(log.matching({"three", "four", "created concurrently on two nodes and clash"}).size() >= 2);
 }
