@@ -38,6 +38,10 @@ using Clock = std::chrono::steady_clock;
 
 // VXLAN adds 50 bytes to every frame (outer Ethernet, IPv4, UDP, VXLAN).
 constexpr unsigned kVxlanOverhead = 50;
+// Gossip refuses a packet sealed more than 60 s before or after its
+// arrival (the keyring's replay window): at that skew a peer falls silent.
+// Half of it leaves room for the clocks to drift while nobody looks.
+constexpr int64_t kMaxClockSkewMs = 30'000;
 
 struct ProgramResult {
   int exit_status = -1;  // -1: killed at the timeout or not run
@@ -493,6 +497,19 @@ std::vector<Check> check_daemon(const Options& options) {
                      gossip_fix});
     } else {
       out.push_back({"peer", name, Status::ok, who + " is alive and its gossip TCP port answers", ""});
+    }
+    if (const auto* offset = n.if_contains("clock_offset_ms"); offset && state == "alive") {
+      const int64_t ms = offset->to_number<int64_t>();
+      const std::string text = name + "'s clock is " + std::to_string(ms < 0 ? -ms : ms) + " ms " +
+                               (ms < 0 ? "behind" : "ahead of") + " this node's (as its last gossip packet showed)";
+      if (ms >= kMaxClockSkewMs || ms <= -kMaxClockSkewMs) {
+        out.push_back({"clock", name, Status::missing, text + ": gossip refuses packets 60 s off",
+                       "synchronise both clocks (systemd-timesyncd, chrony)"});
+      } else {
+        out.push_back({"clock", name, Status::ok, text, ""});
+      }
+    } else if (state == "alive") {
+      out.push_back({"clock", name, Status::skipped, "no packet from " + name + " seen yet (or an older swarmnetd)", ""});
     }
     if (filter) {
       const bool member = std::find(filter->members.begin(), filter->members.end(), hp->first) != filter->members.end();

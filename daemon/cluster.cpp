@@ -545,12 +545,15 @@ std::string Cluster::token() const {
 
 json::value Cluster::nodes_json() const {
   json::array a;
+  const auto offsets = node_ ? node_->clock_offsets() : std::map<gossip::Address, int64_t>{};
   for (const auto& [id, m] : members_) {
-    a.push_back(json::object{{"id", m.id},
-                             {"name", m.name},
-                             {"address", gossip::to_string(m.addr)},
-                             {"status", std::string(gossip::to_string(m.status))},
-                             {"self", id == store_.node_id()}});
+    json::object o{{"id", m.id},
+                   {"name", m.name},
+                   {"address", gossip::to_string(m.addr)},
+                   {"status", std::string(gossip::to_string(m.status))},
+                   {"self", id == store_.node_id()}};
+    if (auto it = offsets.find(m.addr); it != offsets.end()) o["clock_offset_ms"] = it->second;
+    a.push_back(std::move(o));
   }
   // Nodes forgotten past the reclaim time whose endpoints still hold
   // addresses: `node rm` frees them once the node is known to be gone.

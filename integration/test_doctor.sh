@@ -9,9 +9,11 @@
 #      doctor says it is missing, with the fix, and exits 1.
 #   3. two hosts, swarmnetd up: doctor on host 1 finds host 2 alive with its
 #      gossip TCP port answering, VXLAN from it accepted, the ports closed to
-#      containers, the underlay's MTU; exits 2 (IPVS, ESP).
+#      containers, the underlay's MTU, host 2's clock close to ours; exits 2
+#      (IPVS, ESP).
 #   4. controls: host 2 rejects gossip TCP, then a network's MTU is too large
-#      for the underlay: doctor names each and exits 1.
+#      for the underlay, then host 2's daemon runs with its clock 40 s ahead:
+#      doctor names each and exits 1.
 set -euo pipefail
 case "${1:-}" in
   -h | --help) echo "usage: integration/test_doctor.sh   (root; build first)"; exit 0 ;;
@@ -21,6 +23,8 @@ source "$HERE/lib/common.sh"
 source "$HERE/lib/cluster.sh"
 require_root
 command -v jq >/dev/null || die "jq is needed (scripts/install-deps)"
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+[[ -e "$FAKETIME_LIB" ]] || die "libfaketime is needed (scripts/install-deps)"
 watchdog "${SWARMNET_IT_TIMEOUT:-150}"
 CTL=$(need_bin swarmnetctl)
 
@@ -68,7 +72,12 @@ check "json: exit code 2 in the output and of the program" \
 check "json: ipvs and esp optional missing, vxlan ok" test \
   "$(jq -r '[.checks[] | select(.area == "kernel") | "\(.name)=\(.status)"] | join(",")' "$WORK/down.json")" = \
   "bridge=ok,veth=ok,vxlan=ok,nftables=ok,br_netfilter=ok,ipvs=optional missing,esp=optional missing"
-check "no link of the throwaway namespace is left on this host" bash -c "! ip -o link | grep -q doctor-"
+check "no link of the throwaway namespace is left on this host" bash -c "! ip -o link | grep -q ' doctor-'"
+# Control: that look sees such a link when there is one.
+ip link add doctor-control type bridge
+on_exit "ip link del doctor-control 2>/dev/null"
+check "control: a doctor- link on this host is seen" bash -c "ip -o link | grep -q ' doctor-'"
+ip link del doctor-control
 
 say "2. control: the swarmnet plugin is not in the CNI directory"
 rm "$WORK/bin/swarmnet"
@@ -81,6 +90,10 @@ cp "$(need_bin swarmnet)" "$WORK/bin/"
 
 say "3. two hosts, swarmnetd up"
 cluster_up 2
+# The join went by TCP; host 1 knows host 2's clock from its first gossip
+# datagram (a ping within a second). Until then doctor says "skipped".
+host2_offset() { hctl 1 node ls --format json | jq -e ".[] | select(.name == \"host2\") | .clock_offset_ms $1"; }
+wait_for 10 host2_offset "!= null" || die "no gossip datagram from host 2 reached host 1"
 hdoctor() { doctor "$1" ip netns exec "$(host_ns 1)" "$CTL" --socket "$(host_sock 1)" doctor "${HOST_ARGS[@]}"; }
 rc=$(hdoctor "$WORK/up.txt")
 sed 's/^/    /' "$WORK/up.txt"
@@ -92,6 +105,8 @@ check "VXLAN from host 2 is accepted" has "$WORK/up.txt" ok "vxlan host2" "from 
 check "gossip and VXLAN are closed to containers" has "$WORK/up.txt" ok "ports closed to containers" "drops"
 check "the underlay is the link holding the advertise address" \
   has "$WORK/up.txt" ok "mtu underlay" "eth0 \(holds $(host_ip 1)\): MTU 1500"
+check "host 2's clock is within a few ms of host 1's" \
+  has "$WORK/up.txt" ok "clock host2" "host2's clock is [0-9] ms (ahead of|behind) this node's"
 
 say "4. controls: what doctor sees when a peer's port or a network's MTU is wrong"
 ip netns exec "$(host_ns 2)" nft -f - <<'NFT'
@@ -114,6 +129,19 @@ check "exit code 1 with a network whose MTU does not fit the underlay (got $rc)"
 check "names the network, the numbers and the fix" \
   has "$WORK/mtu.txt" missing "mtu network big" "MTU 1480 \+ 50 \(VXLAN\) exceeds eth0.*1500.*fix: recreate it with --mtu 1450"
 hctl 1 network rm big >/dev/null
+
+# A real clock 40 s ahead for host 2's daemon alone (libfaketime; the
+# monotonic clock, which its timers use, stays true): gossip still flows
+# (the replay window is 60 s), doctor measures it from host 2's packets.
+host_daemon_stop 2
+LD_PRELOAD="$FAKETIME_LIB" FAKETIME="+40s" FAKETIME_DONT_FAKE_MONOTONIC=1 host_daemon_start 2
+# Host 1 keeps the offset of host 2's last packet: wait for one from the
+# restarted daemon (gossip pings every second).
+wait_for 20 host2_offset "> 30000" || die "no packet from host 2's restarted daemon reached host 1"
+rc=$(hdoctor "$WORK/skew.txt")
+check "exit code 1 when host 2's clock is 40 s ahead (got $rc)" test "$rc" = 1
+check "names the skew and the fix" \
+  has "$WORK/skew.txt" missing "clock host2" "clock is (399[0-9][0-9]|400[0-9][0-9]) ms ahead of this node's.*fix: synchronise"
 
 (($(failures) == 0)) || die "$(failures) check(s) failed"
 say "all passed"

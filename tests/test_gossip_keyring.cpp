@@ -67,6 +67,19 @@ TEST_CASE("keyring: replays and stale packets are refused", "[gossip][keyring]")
   for (int i = 0; i < 100; ++i) CHECK(small.open(a.seal(kOne, kUdp, now), kUdp, now));
 }
 
+TEST_CASE("keyring: open tells the sender's clock at sealing (doctor's clock skew)", "[gossip][keyring]") {
+  Keyring a({key(1)}), b({key(1)});
+  const auto now = Keyring::WallClock::now();
+  const auto ms = [](Keyring::WallClock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  };
+  int64_t sent = 0;
+  REQUIRE(b.open(a.seal(kOne, kUdp, now + 40s), kUdp, now, &sent));
+  CHECK(sent - ms(now) == 40'000);
+  REQUIRE(b.open(a.seal(kOne, kUdp, now - 2500ms), kUdp, now, &sent));
+  CHECK(sent - ms(now) == -2'500);
+}
+
 TEST_CASE("keyring: rotation opens with every key, seals with the primary", "[gossip][keyring]") {
   Keyring a({key(1)}), b({key(1)});
   a.add_key(key(2));

@@ -65,9 +65,10 @@ std::optional<OpenedPacket> open_packet(Keyring& keyring, std::span<const uint8_
   auto envelope = read_header(data, mine);
   if (!envelope) return std::nullopt;
   auto header = data.first(kEnvelopeHeaderSize);
-  auto payload = keyring.open(data.subspan(kEnvelopeHeaderSize), aad(kUdpChannel, header), now);
+  int64_t sent_ms = 0;
+  auto payload = keyring.open(data.subspan(kEnvelopeHeaderSize), aad(kUdpChannel, header), now, &sent_ms);
   if (!payload) return std::nullopt;
-  return OpenedPacket{*envelope, std::move(*payload)};
+  return OpenedPacket{*envelope, std::move(*payload), sent_ms};
 }
 
 Bytes seal_frame(Keyring& keyring, const Envelope& envelope, std::span<const uint8_t> payload,

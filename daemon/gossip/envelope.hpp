@@ -53,6 +53,7 @@ Bytes seal_packet(Keyring& keyring, const Envelope& envelope, std::span<const ui
 struct OpenedPacket {
   Envelope envelope;
   Bytes payload;
+  int64_t sent_ms = 0;  // the sender's wall clock when it sealed the packet
 };
 // nullopt: malformed, addressed to none of `mine`, or the keyring refuses it
 // (foreign key, tampered, stale, replayed). An envelope addressed elsewhere

@@ -140,7 +140,7 @@ std::vector<uint8_t> Keyring::seal(std::span<const uint8_t> plaintext, std::span
 
 std::optional<std::vector<uint8_t>> Keyring::open(std::span<const uint8_t> sealed,
                                                   std::span<const uint8_t> aad,
-                                                  WallClock::time_point now) {
+                                                  WallClock::time_point now, int64_t* sent_ms) {
   if (sealed.size() < kOverhead || sealed[0] != kVersion) return std::nullopt;
   auto nonce = sealed.subspan(1, kNonceSize);
   auto ct = sealed.subspan(1 + kNonceSize, sealed.size() - 1 - kNonceSize - kTagSize);
@@ -167,6 +167,7 @@ std::optional<std::vector<uint8_t>> Keyring::open(std::span<const uint8_t> seale
   std::array<uint8_t, kNonceSize> n;
   std::copy(nonce.begin(), nonce.end(), n.begin());
   if (!remember_nonce(n, to_ms(now))) return std::nullopt;
+  if (sent_ms) *sent_ms = static_cast<int64_t>(ts);
   return std::vector<uint8_t>(inner.begin() + kTimestampSize, inner.end());
 }
 

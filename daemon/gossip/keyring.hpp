@@ -60,9 +60,12 @@ class Keyring {
   std::vector<uint8_t> seal(std::span<const uint8_t> plaintext, std::span<const uint8_t> aad,
                             WallClock::time_point now = WallClock::now());
   // nullopt: no key opens it, or it is stale or a replay. The caller counts it.
+  // sent_ms, when given, receives the sender's wall-clock time of sealing
+  // (ms since the epoch) of an opened message: how peers' clocks compare.
   std::optional<std::vector<uint8_t>> open(std::span<const uint8_t> sealed,
                                            std::span<const uint8_t> aad,
-                                           WallClock::time_point now = WallClock::now());
+                                           WallClock::time_point now = WallClock::now(),
+                                           int64_t* sent_ms = nullptr);
 
   void add_key(const Key& key);     // no-op if present
   void use_key(const Key& key);     // make primary; throws Error(not_found) if absent

@@ -175,11 +175,16 @@ void Node::on_datagram(const Address& from, std::span<const uint8_t> data) {
   std::lock_guard lock(mu_);
   wire_.packets_in++;
   wire_.bytes_in += data.size();
-  auto opened = open_packet(keyring_, data, own_addresses(bound_));
+  const auto now = Keyring::WallClock::now();
+  auto opened = open_packet(keyring_, data, own_addresses(bound_), now);
   if (!opened) {
     wire_.auth_failures++;
     return;
   }
+  // Only key holders get here, so the map grows with the members, not with
+  // whoever sends packets.
+  clock_offsets_[opened->envelope.from] =
+      opened->sent_ms - std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   if (!core_) return;
   core_->handle_packet(from, opened->payload, Clock::now());
   flush_locked();
@@ -485,6 +490,11 @@ std::vector<Member> Node::members() const {
   std::lock_guard lock(mu_);
   if (!core_) return {};
   return core_->members();
+}
+
+std::map<Address, int64_t> Node::clock_offsets() const {
+  std::lock_guard lock(mu_);
+  return clock_offsets_;
 }
 
 Stats Node::stats() const {

@@ -32,6 +32,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -69,6 +70,11 @@ class Node {
 
   std::vector<Member> members() const;
   Stats stats() const;
+  // By sender (its advertised address): its wall clock minus ours, in ms,
+  // when its last authenticated datagram arrived. That is the clock skew
+  // plus the one-way delay (well under a millisecond on a LAN); a skew
+  // beyond the keyring's replay window shows as no datagram at all.
+  std::map<Address, int64_t> clock_offsets() const;
   Keyring& keyring() { return keyring_; }
   Address address() const { return bound_; }  // bound (not advertised) address
   const std::string& id() const { return id_; }
@@ -105,6 +111,7 @@ class Node {
   std::unique_ptr<Memberlist> core_;
   std::shared_ptr<Impl> impl_;
   Stats wire_;  // transport-level counters; decode failures come from the core
+  std::map<Address, int64_t> clock_offsets_;
   std::atomic<bool> stopped_{false};
 };
 
