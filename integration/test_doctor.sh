@@ -11,6 +11,7 @@
 #      gossip TCP port answering, VXLAN from it accepted, the ports closed to
 #      containers, the underlay's MTU, host 2's clock close to ours; exits 2
 #      (IPVS, ESP).
+#      swarmnet-docker answers Plugin.Activate; stopped, it is missing (exit 1).
 #   4. controls: host 2 rejects gossip TCP, then a network's MTU is too large
 #      for the underlay, then host 2's daemon runs with its clock 40 s ahead:
 #      doctor names each and exits 1.
@@ -37,7 +38,8 @@ cat >"$WORK/net.d/10-swarmnet.conflist" <<'JSON'
 JSON
 # The CNI and Docker places are given so the run does not depend on what this
 # machine has installed; no dockerd socket there: the Docker check is skipped.
-HOST_ARGS=(--cni-bin-dir "$WORK/bin" --cni-conf-dir "$WORK/net.d" --docker-socket "$WORK/no-dockerd.sock")
+HOST_ARGS=(--cni-bin-dir "$WORK/bin" --cni-conf-dir "$WORK/net.d")
+NO_DOCKER=(--docker-socket "$WORK/no-dockerd.sock")
 
 # doctor OUT_FILE ARGS...: runs it, keeps its output, prints its exit code.
 doctor() {
@@ -51,7 +53,7 @@ has() {
 }
 
 say "1. this host, swarmnetd down"
-rc=$(doctor "$WORK/down.txt" "$CTL" --socket "$WORK/none.sock" doctor "${HOST_ARGS[@]}")
+rc=$(doctor "$WORK/down.txt" "$CTL" --socket "$WORK/none.sock" doctor "${HOST_ARGS[@]}" "${NO_DOCKER[@]}")
 sed 's/^/    /' "$WORK/down.txt"
 check "exit code 2: only optional features missing (got $rc)" test "$rc" = 2
 for f in bridge veth vxlan nftables br_netfilter; do
@@ -66,7 +68,7 @@ check "the configuration naming swarmnet is found" has "$WORK/down.txt" ok "cni 
 check "says the daemon is down" has "$WORK/down.txt" skipped "daemon swarmnetd" "swarmnetd is down"
 check "the underlay's MTU is read" has "$WORK/down.txt" ok "mtu underlay" "MTU [0-9]+"
 check "the summary says swarmnet works here" grep -q "^swarmnet works here; 2 optional" "$WORK/down.txt"
-rc=$(doctor "$WORK/down.json" "$CTL" --socket "$WORK/none.sock" doctor --format json "${HOST_ARGS[@]}")
+rc=$(doctor "$WORK/down.json" "$CTL" --socket "$WORK/none.sock" doctor --format json "${HOST_ARGS[@]}" "${NO_DOCKER[@]}")
 check "json: exit code 2 in the output and of the program" \
   test "$rc/$(jq .exit_code "$WORK/down.json")" = 2/2
 check "json: ipvs and esp optional missing, vxlan ok" test \
@@ -81,7 +83,7 @@ ip link del doctor-control
 
 say "2. control: the swarmnet plugin is not in the CNI directory"
 rm "$WORK/bin/swarmnet"
-rc=$(doctor "$WORK/noplugin.txt" "$CTL" --socket "$WORK/none.sock" doctor "${HOST_ARGS[@]}")
+rc=$(doctor "$WORK/noplugin.txt" "$CTL" --socket "$WORK/none.sock" doctor "${HOST_ARGS[@]}" "${NO_DOCKER[@]}")
 check "exit code 1: a required piece is missing (got $rc)" test "$rc" = 1
 check "names the missing plugin and the fix" \
   has "$WORK/noplugin.txt" missing "cni swarmnet plugin" "no executable swarmnet in $WORK/bin.*fix: cmake --install"
@@ -94,7 +96,12 @@ cluster_up 2
 # datagram (a ping within a second). Until then doctor says "skipped".
 host2_offset() { hctl 1 node ls --format json | jq -e ".[] | select(.name == \"host2\") | .clock_offset_ms $1"; }
 wait_for 10 host2_offset "!= null" || die "no gossip datagram from host 2 reached host 1"
-hdoctor() { doctor "$1" ip netns exec "$(host_ns 1)" "$CTL" --socket "$(host_sock 1)" doctor "${HOST_ARGS[@]}"; }
+# hdoctor OUT_FILE [DOCKER_ARGS...]: doctor on host 1 (without Docker by default).
+hdoctor() {
+  local out="$1"; shift
+  (($#)) || set -- "${NO_DOCKER[@]}"
+  doctor "$out" ip netns exec "$(host_ns 1)" "$CTL" --socket "$(host_sock 1)" doctor "${HOST_ARGS[@]}" "$@"
+}
 rc=$(hdoctor "$WORK/up.txt")
 sed 's/^/    /' "$WORK/up.txt"
 check "exit code 2 with the daemon up (got $rc)" test "$rc" = 2
@@ -107,6 +114,27 @@ check "the underlay is the link holding the advertise address" \
   has "$WORK/up.txt" ok "mtu underlay" "eth0 \(holds $(host_ip 1)\): MTU 1500"
 check "host 2's clock is within a few ms of host 1's" \
   has "$WORK/up.txt" ok "clock host2" "host2's clock is [0-9] ms (ahead of|behind) this node's"
+
+say "3b. the Docker driver, when there is a dockerd"
+# A file stands for dockerd's socket (doctor only asks whether dockerd is
+# installed there); the driver is the real swarmnet-docker.
+: >"$WORK/dockerd.sock"
+ip netns exec "$(host_ns 1)" "$(need_bin swarmnet-docker)" --socket "$WORK/plugin.sock" \
+  --daemon-socket "$(host_sock 1)" --state-dir "$WORK/docker-state" --docker-socket "" \
+  >"$WORK/swarmnet-docker.log" 2>&1 </dev/null {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+DOCKER_PID=$!
+on_exit "kill_pid $DOCKER_PID swarmnet-docker"
+wait_for 10 test -S "$WORK/plugin.sock" || die "swarmnet-docker did not start: $(tail -3 "$WORK/swarmnet-docker.log")"
+DOCKER_ARGS=(--docker-socket "$WORK/dockerd.sock" --docker-plugin-socket "$WORK/plugin.sock")
+rc=$(hdoctor "$WORK/docker.txt" "${DOCKER_ARGS[@]}")
+check "exit code 2 with the driver answering (got $rc)" test "$rc" = 2
+check "the driver answers Plugin.Activate" \
+  has "$WORK/docker.txt" ok "docker plugin socket" "answers Plugin.Activate: NetworkDriver, IpamDriver"
+kill_pid "$DOCKER_PID" swarmnet-docker
+rc=$(hdoctor "$WORK/nodocker.txt" "${DOCKER_ARGS[@]}")
+check "control: exit code 1 once the driver is stopped (got $rc)" test "$rc" = 1
+check "control: names the driver's socket and the fix" \
+  has "$WORK/nodocker.txt" missing "docker plugin socket" "swarmnet-docker does not answer on $WORK/plugin.sock.*fix: start swarmnet-docker"
 
 say "4. controls: what doctor sees when a peer's port or a network's MTU is wrong"
 ip netns exec "$(host_ns 2)" nft -f - <<'NFT'
