@@ -32,6 +32,7 @@
 #include "daemon/service_discovery.hpp"
 #include "daemon/services.hpp"
 #include "dns/name_table.hpp"
+#include "dns/rate_limit.hpp"
 #include "dns/server.hpp"
 #include "dns/upstream.hpp"
 #include "daemon/store.hpp"
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
   bool dns_enabled = true;
   uint16_t dns_port = 53;
   uint32_t dns_ttl = 2;
-  unsigned dns_rate = 2000;
+  unsigned dns_rate = 30000;
   app.add_flag("!--no-dns", dns_enabled,
                "Serve no DNS (containers then get no nameserver from swarmnet)");
   app.add_option("--dns-port", dns_port,
@@ -144,9 +145,11 @@ int main(int argc, char** argv) {
                  "Nameserver for outside names, IP[:PORT] (repeat for several; default: those of "
                  "/etc/resolv.conf)");
   app.add_option("--dns-rate-limit", dns_rate,
-                 "UDP DNS queries per second one container may send (the excess is dropped by "
-                 "the firewall; 0: no limit)")
-      ->capture_default_str();
+                 "DNS queries per second answered for one container; up to a quarter as many more "
+                 "are answered REFUSED (the client fails fast), and UDP past that is dropped by "
+                 "the firewall (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 10'000'000u));
   std::string lb_backend = "auto";
   app.add_option("--lb-backend", lb_backend,
                  "Service VIP balancer: auto (IPVS where the kernel has it, else nftables), ipvs, "
@@ -175,8 +178,10 @@ int main(int argc, char** argv) {
     (void)lock_fd;  // held until exit
 
     swarmnet::daemon::Store store(state_dir, tombstone_s);
-    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_enabled ? dns_rate : 0,
-                                                               cluster_options.gossip_port);
+    // The kernel drops only what the DNS server would not answer at all
+    // (dns/rate_limit.hpp): the excess it refuses must reach it.
+    const unsigned dns_ceiling = dns_enabled ? swarmnet::dns::SourceLimiter::ceiling(dns_rate) : 0;
+    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_ceiling, cluster_options.gossip_port);
     // Before the networks are programmed: a stale bridge holding the gateway
     // address of one of them would take its traffic.
     swarmnet::daemon::remove_stale_links(store);
@@ -198,7 +203,7 @@ int main(int argc, char** argv) {
       }
     } stop_dns_first{dns_server};
     if (dns_enabled) {
-      dns_server.emplace(names, swarmnet::dns::ServerOptions{.port = dns_port});
+      dns_server.emplace(names, swarmnet::dns::ServerOptions{.port = dns_port, .queries_per_second = dns_rate});
       discovery.emplace(store, controller, names, *dns_server);
       swarmnet::dns::Upstream::Options up;
       for (const std::string& spec : dns_upstreams) {
@@ -272,6 +277,25 @@ int main(int argc, char** argv) {
     controller.sync_underlay_peers();
     swarmnet::daemon::ApiServer server(io, controller, &cluster, socket);
     server.add_routes(swarmnet::daemon::service_routes(services, load_balancing ? &*load_balancing : nullptr));
+    server.add_routes([&dns_server, dns_rate](const std::string& method, const std::vector<std::string>& path,
+                                              const std::string&) -> std::optional<swarmnet::daemon::HttpReply> {
+      if (method != "GET" || path != std::vector<std::string>{"v1", "dns"}) return std::nullopt;
+      if (!dns_server) return swarmnet::daemon::HttpReply{200, boost::json::object{{"enabled", false}}};
+      const swarmnet::dns::ServerStats s = dns_server->stats();
+      return swarmnet::daemon::HttpReply{
+          200, boost::json::object{{"enabled", true},
+                                   {"rate_limit", dns_rate},
+                                   {"udp_queries", s.udp_queries},
+                                   {"tcp_queries", s.tcp_queries},
+                                   {"answered", s.answered},
+                                   {"forwarded", s.forwarded},
+                                   {"forward_failures", s.forward_failures},
+                                   {"refused", s.refused},
+                                   {"malformed", s.malformed},
+                                   {"truncated", s.truncated},
+                                   {"over_limit_refused", s.over_limit_refused},
+                                   {"over_limit_dropped", s.over_limit_dropped}}};
+    });
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;

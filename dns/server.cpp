@@ -20,6 +20,7 @@
 #include "common/accept_backoff.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "dns/rate_limit.hpp"
 
 namespace swarmnet::dns {
 
@@ -32,6 +33,10 @@ namespace {
 constexpr size_t kBatch = 32;
 constexpr size_t kMaxUdpQuery = 4096;  // larger datagrams are no query of ours
 constexpr int kDrainRounds = 8;        // then let TCP and forwarded answers run
+constexpr int kUdpReceiveBuffer = 8 << 20;
+// Queries over the limit are logged at most this often, with the counts since
+// the last line (a flood must not become a flood of log lines).
+constexpr std::chrono::seconds kOverLimitLogInterval{10};
 
 enum class Action { reply, forward, none };
 
@@ -72,11 +77,17 @@ struct Server::Impl {
   std::unordered_map<uint32_t, size_t> outstanding;  // source ip -> forwarded queries in flight
   size_t tcp_connections = 0;
   std::unique_ptr<Batch> batch = std::make_unique<Batch>();
+  SourceLimiter limiter;
+  struct OverLimitReport {
+    SourceLimiter::Clock::time_point last{};
+    uint64_t refused = 0, dropped = 0;
+  } over_limit_report;
 
   std::atomic<uint64_t> udp_queries{0}, tcp_queries{0}, answered{0}, forwarded{0},
-      forward_failures{0}, refused{0}, malformed{0}, truncated{0};
+      forward_failures{0}, refused{0}, malformed{0}, truncated{0}, over_limit_refused{0},
+      over_limit_dropped{0};
 
-  Impl(NameTable& t, ServerOptions o) : table(t), options(o) {}
+  Impl(NameTable& t, ServerOptions o) : table(t), options(o), limiter(o.queries_per_second) {}
 
   template <class Fn>
   void run_on_io(Fn&& fn) {
@@ -96,11 +107,41 @@ struct Server::Impl {
     done.get_future().get();
   }
 
+  void note_over_limit(Ipv4Address source, bool dropped, SourceLimiter::Clock::time_point now) {
+    ++(dropped ? over_limit_dropped : over_limit_refused);
+    OverLimitReport& r = over_limit_report;
+    ++(dropped ? r.dropped : r.refused);
+    if (now - r.last < kOverLimitLogInterval) return;
+    spdlog::warn("DNS: over the per-container limit of {} queries a second: {} answered REFUSED, {} "
+                 "dropped since the last such line (the latest from {})",
+                 limiter.rate(), r.refused, r.dropped, source.str());
+    r = {now, 0, 0};
+  }
+
   // Decides what to do with one query; on `reply` the answer is in `out`.
+  // `now` is read once per batch: the limiter needs no finer clock.
   Action answer(std::span<const uint8_t> packet, Ipv4Address source, Ipv4Address destination,
-                bool over_tcp, std::span<uint8_t> out, size_t& out_len) {
+                bool over_tcp, std::span<uint8_t> out, size_t& out_len, SourceLimiter::Clock::time_point now) {
+    const SourceLimiter::Verdict verdict = limiter.admit(source.value(), now);
+    // Over TCP a query is never dropped: the client would wait on an open
+    // connection (and TCP paces itself: one query at a time per connection).
+    if (verdict == SourceLimiter::Verdict::drop && !over_tcp) {
+      note_over_limit(source, true, now);
+      return Action::none;
+    }
     Query query;
     ParseResult parsed = parse_query(packet, query);
+    if (verdict != SourceLimiter::Verdict::answer) {
+      // The question is echoed: glibc ignores an answer whose question does
+      // not match its query (and would wait out its timeout after all).
+      const bool refusable = parsed.status == ParseStatus::ok;
+      note_over_limit(source, !refusable, now);
+      if (!refusable) return Action::none;
+      ResponseWriter writer(out, query, kClassicUdpSize);
+      writer.set_rcode(Rcode::refused);
+      out_len = writer.finish();
+      return Action::reply;
+    }
     switch (parsed.status) {
       case ParseStatus::ok:
         break;
@@ -199,6 +240,7 @@ struct Server::Impl {
       int n = ::recvmmsg(fd, b.in, kBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;
       udp_queries += static_cast<uint64_t>(n);
+      const auto now = SourceLimiter::Clock::now();
       unsigned replies = 0;
       for (int i = 0; i < n; ++i) {
         if (b.in[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -208,7 +250,7 @@ struct Server::Impl {
         std::span<const uint8_t> packet(b.in_buf[i], b.in[i].msg_len);
         Ipv4Address source(ntohl(b.in_addr[i].sin_addr.s_addr));
         size_t len = 0;
-        Action action = answer(packet, source, l.address, false, b.out_buf[replies], len);
+        Action action = answer(packet, source, l.address, false, b.out_buf[replies], len, now);
         if (action == Action::reply) {
           b.out_addr[replies] = b.in_addr[i];
           point(b.out[replies], b.out_addr[replies], b.out_iov[replies], b.out_buf[replies], len);
@@ -286,7 +328,8 @@ struct Server::Impl {
       ++tcp_queries;
       std::span<const uint8_t> packet(query.data(), length);
       size_t len = 0;
-      Action action = answer(packet, source, local, true, {reply.data() + 2, kMaxMessageSize}, len);
+      Action action = answer(packet, source, local, true, {reply.data() + 2, kMaxMessageSize}, len,
+                             SourceLimiter::Clock::now());
       if (action == Action::none) break;  // not a query: drop the connection
       if (action == Action::forward) {
         std::vector<uint8_t> upstream_answer = co_await asio::async_initiate<
@@ -322,7 +365,13 @@ struct Server::Impl {
       l->udp_socket.open(udp::v4());
       // The gateway address appears only with the network's bridge.
       ::setsockopt(l->udp_socket.native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-      l->udp_socket.set_option(asio::socket_base::receive_buffer_size(4 << 20));
+      // A queue that absorbs a stall of the thread at a busy client's rate.
+      // SO_RCVBUF is capped by net.core.rmem_max (208 KiB by default, some
+      // 500 queries); SO_RCVBUFFORCE (CAP_NET_ADMIN, which swarmnetd has) is not.
+      if (::setsockopt(l->udp_socket.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &kUdpReceiveBuffer,
+                       sizeof kUdpReceiveBuffer) != 0) {
+        l->udp_socket.set_option(asio::socket_base::receive_buffer_size(kUdpReceiveBuffer));
+      }
       l->udp_socket.non_blocking(true);
       l->udp_socket.bind(uep);
       l->acceptor.open(tcp::v4());
@@ -406,8 +455,9 @@ std::vector<Ipv4Address> Server::listeners() const {
 
 ServerStats Server::stats() const {
   const Impl& i = *impl_;
-  return ServerStats{i.udp_queries, i.tcp_queries, i.answered,  i.forwarded,
-                     i.forward_failures, i.refused, i.malformed, i.truncated};
+  return ServerStats{i.udp_queries,      i.tcp_queries, i.answered,  i.forwarded,
+                     i.forward_failures, i.refused,     i.malformed, i.truncated,
+                     i.over_limit_refused, i.over_limit_dropped};
 }
 
 }  // namespace swarmnet::dns

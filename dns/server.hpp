@@ -6,10 +6,12 @@
 // (fsync, netlink) never delays an answer, and a query flood never delays the
 // daemon. UDP is served in batches (recvmmsg/sendmmsg): one wake-up of the
 // loop answers up to kBatch queries, which is what lets one thread outrun
-// dnsmasq. Per-source fairness is enforced in the kernel (the firewall's
-// per-source meter on port 53, see daemon/firewall.hpp), before the socket
-// queue; here each source is also limited in how many forwarded queries it
-// may have outstanding, so one container cannot use up the upstream budget.
+// dnsmasq. Per-source fairness: each source has so many queries a second
+// answered, then REFUSED, then dropped (dns/rate_limit.hpp); the firewall's
+// per-source meter on port 53 (daemon/firewall.hpp) drops a flood's excess
+// in the kernel, before it fills the socket's queue. Each source is also
+// limited in how many forwarded queries it may have outstanding, so one
+// container cannot use up the upstream budget.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -36,6 +38,7 @@ using Forwarder = std::function<void(std::span<const uint8_t> query, bool over_t
 struct ServerOptions {
   uint16_t port = 53;
   size_t max_forwards_per_source = 64;   // outstanding upstream queries of one client
+  unsigned queries_per_second = 0;       // answered per source (SourceLimiter); 0: no limit
   size_t max_tcp_connections = 256;
   std::chrono::milliseconds tcp_idle_timeout{10000};
 };
@@ -49,6 +52,8 @@ struct ServerStats {
   uint64_t refused = 0;        // the source is no container of this host
   uint64_t malformed = 0;      // FORMERR, NOTIMP, BADVERS, or dropped
   uint64_t truncated = 0;      // UDP answers with TC set
+  uint64_t over_limit_refused = 0;  // past queries_per_second: answered REFUSED
+  uint64_t over_limit_dropped = 0;  // past SourceLimiter::ceiling: dropped unanswered
 };
 
 class Server {

@@ -1,6 +1,7 @@
 // The DNS server on loopback: UDP and TCP answers, truncation and the TCP
 // retry, malformed packets, forwarding of outside names and its failure,
-// and the TCP accept loop out of descriptors.
+// the TCP accept loop out of descriptors, and the per-source limit.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -14,6 +15,7 @@
 #include "common/error.hpp"
 #include "dns/server.hpp"
 #include "support/dns_packets.hpp"
+#include "support/log_capture.hpp"
 #include "support/loopback_dns.hpp"
 
 using namespace swarmnet;
@@ -37,12 +39,12 @@ struct Running {
   NameTable table{2};
   uint16_t port = 0;
   std::unique_ptr<Server> server;
-  Running() {
+  explicit Running(unsigned queries_per_second = 0) {
     table.upsert_network({"n1", "lo-net", Ipv4Address::parse("127.0.0.1")});
     std::mt19937 rng(std::random_device{}());
     for (int attempt = 0; attempt < 20 && !server; ++attempt) {
       port = static_cast<uint16_t>(20000 + rng() % 30000);
-      auto s = std::make_unique<Server>(table, ServerOptions{.port = port});
+      auto s = std::make_unique<Server>(table, ServerOptions{.port = port, .queries_per_second = queries_per_second});
       try {
         s->add_listener(Ipv4Address::parse("127.0.0.1"));
         server = std::move(s);
@@ -185,4 +187,104 @@ TEST_CASE("out of descriptors, the TCP accept loop backs off, then answers") {
   REQUIRE(a.ok);
   REQUIRE(a.answers.size() == 1);
   CHECK(a.answers[0].data == "10.1.0.5");
+}
+
+namespace {
+
+// `n` queries for `name` sent at once from `source` (an address of
+// loopback), then whatever answers come within half a second after the last.
+std::vector<test::Answer> burst(uint16_t port, const char* source, int n, const std::string& name) {
+  test::Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &from.sin_addr);
+  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) == 0);
+  // Room for every answer, whenever this thread gets to read them (without
+  // root the default, net.core.rmem_max, holds 256: bursts stay below).
+  const int room = 4 << 20;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &room, sizeof room) != 0)
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &room, sizeof room);
+  sockaddr_in to = test::loopback_addr(port);
+  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  std::vector<test::Answer> answers;
+  auto collect = [&](int timeout_ms) {
+    pollfd p{fd.get(), POLLIN, 0};
+    while (::poll(&p, 1, timeout_ms) == 1) {
+      uint8_t buf[512];
+      ssize_t len = ::recv(fd.get(), buf, sizeof buf, 0);
+      if (len > 0) answers.push_back(parse_answer(std::vector<uint8_t>(buf, buf + len)));
+    }
+  };
+  for (int i = 0; i < n; ++i) {
+    auto q = make_query(name, type::A);
+    q[0] = uint8_t(i >> 8);
+    q[1] = uint8_t(i);
+    REQUIRE(::send(fd.get(), q.data(), q.size(), 0) == ssize_t(q.size()));
+    collect(0);  // the socket's queue stays short (256 answers fill its default size)
+  }
+  collect(500);
+  return answers;
+}
+
+}  // namespace
+
+TEST_CASE("past its limit a source gets REFUSED with its question, then nothing; other sources are answered") {
+  // Control: without a limit, every query of the burst is answered.
+  {
+    Running r;
+    r.add("web", "10.1.0.5", "c1");
+    auto all = burst(r.port, "127.0.0.2", 250, "web");
+    CHECK(all.size() == 250);
+  }
+  Running r(60);
+  r.add("web", "10.1.0.5", "c1");
+  testing::LogCapture log;
+  auto answers = burst(r.port, "127.0.0.2", 250, "web");
+  int noerror = 0, refused = 0;
+  for (const auto& a : answers) {
+    if (a.rcode == 0 && a.answers.size() == 1) ++noerror;
+    // Its question echoed, or glibc would not take it as the answer.
+    if (a.rcode == 5 && a.ok && a.qdcount == 1) ++refused;
+  }
+  // A second's worth (the burst takes some ms to send: a few tokens more).
+  CHECK(noerror >= 60);
+  CHECK(noerror <= 75);
+  CHECK(refused >= 15);
+  CHECK(refused <= 20);
+  CHECK(answers.size() == size_t(noerror + refused));
+  const ServerStats s = r.server->stats();
+  CHECK(s.over_limit_refused == uint64_t(refused));
+  CHECK(s.over_limit_dropped == 250 - answers.size());
+  // Another container at the same moment is answered.
+  auto other = parse_answer(test::udp_exchange(r.port, make_query("web", type::A), std::chrono::seconds(2)).value_or(test::Bytes{}));
+  CHECK(other.rcode == 0);
+  CHECK(other.answers.size() == 1);
+  // One log line for the whole burst, not one a query.
+  CHECK(log.matching({"over the per-container limit of 60 queries a second", "127.0.0.2"}).size() == 1);
+  // Over TCP the excess is refused, never left unanswered (the client would
+  // wait on its connection): 100 queries one after the other on one connection.
+  test::Fd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.2", &from.sin_addr);
+  REQUIRE(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) == 0);
+  sockaddr_in to = test::loopback_addr(r.port);
+  REQUIRE(::connect(tcp.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  int tcp_refused = 0, tcp_answers = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto q = make_query("web", type::A);
+    std::vector<uint8_t> framed = {uint8_t(q.size() >> 8), uint8_t(q.size())};
+    framed.insert(framed.end(), q.begin(), q.end());
+    REQUIRE(::send(tcp.get(), framed.data(), framed.size(), MSG_NOSIGNAL) == ssize_t(framed.size()));
+    pollfd p{tcp.get(), POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) break;
+    uint8_t buf[512];
+    ssize_t n = ::recv(tcp.get(), buf, sizeof buf, 0);
+    if (n <= 2) break;
+    auto a = parse_answer(std::vector<uint8_t>(buf + 2, buf + n));
+    ++tcp_answers;
+    tcp_refused += a.rcode == 5;
+  }
+  CHECK(tcp_answers == 100);
+  CHECK(tcp_refused >= 30);
 }
