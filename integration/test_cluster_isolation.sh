@@ -58,6 +58,9 @@ check "the outside cannot reach f1 even with a route to it" \
 say "removing a network removes its rules on every host"
 container_del 1 p1 private
 container_del 3 p3 private
+# p1 was deleted on host 1: host 3 refuses the removal until it has heard so.
+no_endpoints() { [[ "$(hctl 3 endpoint ls private --format json | jq length)" == 0 ]]; }
+check "host 3 hears that p1 is gone" wait_for 10 no_endpoints
 hctl 3 network rm private >/dev/null
 for i in 1 2 3; do
   check "host $i's filter forgot 10.253.0.0/24" wait_for 10 bash -c \
