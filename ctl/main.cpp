@@ -253,9 +253,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   svc_create->add_option("--port", svc_ports, "A port the tasks serve, PORT[/tcp|/udp] (for SRV records)");
   const char* publish_help =
-      "Publish a port outside the cluster: [mode=host|ingress,][PUBLISHED]:TARGET[/tcp|/udp] "
-      "(host: on the nodes running a task, straight to it; no PUBLISHED: a port is chosen per task, "
-      "see service inspect)";
+      "Publish a port outside the cluster, as docker service create takes it: "
+      "[mode=host|ingress,][[PUBLISHED]:]TARGET[/tcp|/udp] or "
+      "published=PUBLISHED,target=TARGET[,protocol=tcp|udp][,mode=host|ingress]; PUBLISHED and TARGET "
+      "may be ranges of equal length (8000-8010:80-90 maps one to one; at most 1000 ports). "
+      "host: on the nodes running a task, straight to it; no PUBLISHED: a port is chosen per task, "
+      "see service inspect";
   svc_create->add_option("--publish", svc_publish, publish_help);
   svc_create->add_option("--health", health_spec, "Health check: tcp:PORT or http:PORT/PATH");
   svc_create->add_option("--health-interval", health_interval, "Seconds between checks")->capture_default_str();
@@ -432,7 +435,9 @@ int main(int argc, char** argv) {
       body["networks"] = std::move(nets);
       json::array ports;
       for (const auto& spec : svc_ports) ports.push_back(port_json(swarmnet::parse_port_spec(spec)));
-      for (const auto& spec : svc_publish) ports.push_back(port_json(swarmnet::parse_publish_spec(spec)));
+      for (const auto& spec : svc_publish) {
+        for (const auto& p : swarmnet::parse_publish_spec(spec)) ports.push_back(port_json(p));
+      }
       body["ports"] = std::move(ports);
       if (!health_spec.empty()) {
         auto colon = health_spec.find(':');
@@ -472,7 +477,9 @@ int main(int argc, char** argv) {
         }
         if (!removed) ports.push_back(o);
       }
-      for (const auto& spec : svc_publish) ports.push_back(port_json(swarmnet::parse_publish_spec(spec)));
+      for (const auto& spec : svc_publish) {
+        for (const auto& p : swarmnet::parse_publish_spec(spec)) ports.push_back(port_json(p));
+      }
       json::value b = json::object{{"ports", std::move(ports)}};
       json::value r = client.call("PATCH", "/v1/services/" + url_segment(name), &b);
       pretty(std::cout, r.at("ports"));

@@ -1,27 +1,13 @@
-// Host-mode publishing without the kernel: the port specifications of the
-// command line, and which host ports an endpoint gets (daemon/host_ports.hpp).
+// Host-mode publishing without the kernel: which host ports an endpoint
+// gets (daemon/host_ports.hpp). The command line's specifications are in
+// test_port_spec.cpp.
 #include <catch2/catch.hpp>
 
 #include "common/error.hpp"
-#include "common/port_spec.hpp"
 #include "daemon/host_ports.hpp"
 
 using namespace swarmnet;
 using namespace swarmnet::daemon;
-
-TEST_CASE("host ports: --port and --publish specifications") {
-  CHECK(parse_port_spec("53/udp") == PortSpec{53, "udp", std::nullopt, ""});
-  CHECK(parse_port_spec("80") == PortSpec{80, "tcp", std::nullopt, ""});
-  CHECK(parse_publish_spec("8080:80") == PortSpec{80, "tcp", 8080, "ingress"});
-  CHECK(parse_publish_spec("mode=host,8080:80/udp") == PortSpec{80, "udp", 8080, "host"});
-  CHECK(parse_publish_spec("mode=host,:80") == PortSpec{80, "tcp", 0, "host"});
-  for (const char* bad : {"80", "mode=host", "mode=hots,80:80", "8080:80/sctp", "x:80", "8080:0", "8080:", "70000:80",
-                          "mode=host,8080:80x"}) {
-    INFO(bad);
-    CHECK_THROWS_WITH(parse_publish_spec(bad), Catch::Contains("expected [mode=host|ingress,][PUBLISHED]:TARGET"));
-  }
-  CHECK_THROWS_WITH(parse_port_spec("80/icmp"), Catch::Contains("--port 80/icmp: expected PORT[/tcp|/udp]"));
-}
 
 namespace {
 ServiceRecord web_service(std::vector<ServicePortRecord> ports) {
