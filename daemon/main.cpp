@@ -16,6 +16,7 @@
 #include "common/version.hpp"
 #include "daemon/api_server.hpp"
 #include "daemon/cluster.hpp"
+#include "daemon/config_file.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
 #include "daemon/endpoint_reaper.hpp"
@@ -163,7 +164,21 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "Read settings from this file: `key = value` lines, each key a long option above without "
+                 "its dashes (`state-dir = /var/lib/swarmnet`, `no-dns = true`; repeat a key for options "
+                 "taking several values); '#' starts a comment line. Options on the command line win")
+      ->configurable(false);
   CLI11_PARSE(app, argc, argv);
+  if (!config_path.empty()) {
+    try {
+      swarmnet::config_file::load(app, config_path);
+    } catch (const swarmnet::Error& e) {
+      std::cerr << "swarmnetd: " << e.what() << "\n";
+      return 2;
+    }
+  }
   cluster_options.gossip.probe_interval = ms(probe_ms);
   cluster_options.gossip.probe_timeout = ms(probe_ms / 2);
   cluster_options.gossip.gossip_interval = ms(gossip_ms);
