@@ -257,6 +257,30 @@ void configure(nl_sock* sock, const std::string& name, unsigned mtu) {
   if (err < 0) throw_netlink_error(err, what);
 }
 
+}  // namespace
+
+void set_port_hairpin(NetlinkSocket& nl, const std::string& port, bool on) {
+  check_name(port);
+  const std::string what = std::string(on ? "turn on" : "turn off") + " hairpin mode of bridge port " + port;
+  MsgPtr msg = alloc_msg(RTM_NEWLINK, 0);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  put(nlmsg_append(msg.get(), &ifi, sizeof(ifi), NLMSG_ALIGNTO), what);
+  put(nla_put_string(msg.get(), IFLA_IFNAME, port.c_str()), what);
+  nlattr* linkinfo = nla_nest_start(msg.get(), IFLA_LINKINFO);
+  if (!linkinfo) put(-NLE_MSGSIZE, what);
+  put(nla_put_string(msg.get(), IFLA_INFO_SLAVE_KIND, "bridge"), what);
+  nlattr* slave = nla_nest_start(msg.get(), IFLA_INFO_SLAVE_DATA);
+  if (!slave) put(-NLE_MSGSIZE, what);
+  put(nla_put_u8(msg.get(), IFLA_BRPORT_MODE, on ? 1 : 0), what);
+  nla_nest_end(msg.get(), slave);
+  nla_nest_end(msg.get(), linkinfo);
+  int err = transact(nl.raw(), msg.get());
+  if (err < 0) throw_netlink_error(err, what);
+}
+
+namespace {
+
 // ---- FDB and neighbour entries -------------------------------------------
 
 MsgPtr neigh_msg(int type, int flags, int family, int ifindex, uint8_t ndm_flags, uint16_t state) {

@@ -96,6 +96,13 @@ std::optional<VxlanInfo> find_vxlan(NetlinkSocket& nl, const std::string& name);
 // exist. Error(conflict) if the name is another kind of link.
 bool delete_vxlan(NetlinkSocket& nl, const std::string& name);
 
+// Hairpin mode of a bridge port: the bridge may send a frame back out of
+// the port it came in by. A container's port needs it for the container to
+// reach itself through a service VIP: with br_netfilter, a packet DNATed to
+// an address behind the bridge it arrived on is bridged, not routed, and
+// would otherwise be dropped there. Error(not_found) if the link is gone.
+void set_port_hairpin(NetlinkSocket& nl, const std::string& port, bool on);
+
 // Static FDB entry MAC -> VTEP on the device (NTF_SELF, permanent), plus a
 // static bridge entry for the MAC on the device's port (see the top).
 // Idempotent, and replaces the VTEP if the MAC is known elsewhere (a

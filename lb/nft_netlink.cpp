@@ -121,9 +121,9 @@ RulePtr new_rule(const std::string& chain) {
   return rule;
 }
 
-// meta l4proto PROTO ip daddr vmap @vips
-RulePtr dispatch_rule(uint8_t protocol) {
-  RulePtr rule = new_rule("prerouting");
+// meta l4proto PROTO ip daddr vmap @vips (in prerouting and output)
+RulePtr dispatch_rule(const char* chain, uint8_t protocol) {
+  RulePtr rule = new_rule(chain);
   add_meta_l4proto(rule.get(), NFT_REG_1);
   add_cmp_u8(rule.get(), NFT_REG_1, protocol);
   add_payload(rule.get(), NFT_PAYLOAD_NETWORK_HEADER, kDaddrOffset, 4, NFT_REG_1);
@@ -147,6 +147,16 @@ RulePtr reject_rule(uint8_t protocol) {
     nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, 3);  // ICMP_PORT_UNREACH
   }
   nftnl_rule_add_expr(rule.get(), e);
+  return rule;
+}
+
+// ip saddr . ip daddr @hairpin masquerade
+RulePtr hairpin_rule() {
+  RulePtr rule = new_rule("postrouting");
+  add_payload(rule.get(), NFT_PAYLOAD_NETWORK_HEADER, kSaddrOffset, 4, reg32(0));
+  add_payload(rule.get(), NFT_PAYLOAD_NETWORK_HEADER, kDaddrOffset, 4, reg32(1));
+  add_lookup(rule.get(), kHairpinSet, reg32(0), std::nullopt);
+  nftnl_rule_add_expr(rule.get(), expr("masq"));
   return rule;
 }
 
@@ -208,6 +218,17 @@ SetPtr new_set(const char* name) {
 
 // A new set in a batch needs an id, unique in the batch (the kernel
 // rejects NEWSET without one with EINVAL).
+constexpr uint32_t kHairpinSetId = 4;
+
+SetPtr hairpin_set() {
+  SetPtr hairpin = new_set(kHairpinSet);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_FLAGS, 0);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_KEY_TYPE, (kTypeIpAddr << kTypeBits) | kTypeIpAddr);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_KEY_LEN, 8);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_ID, kHairpinSetId);
+  return hairpin;
+}
+
 std::vector<SetPtr> base_sets() {
   std::vector<SetPtr> sets;
   SetPtr vips = new_set(kVipMap);
@@ -230,6 +251,7 @@ std::vector<SetPtr> base_sets() {
   sets.push_back(std::move(backends));
   uint32_t id = 1;
   for (SetPtr& set : sets) nftnl_set_set_u32(set.get(), NFTNL_SET_ID, id++);
+  sets.push_back(hairpin_set());
   return sets;
 }
 
@@ -241,6 +263,14 @@ struct BackendKey {
 };
 
 BackendKey backend_key(Ipv4Address vip, uint32_t bucket) { return {vip.network_order(), bucket}; }
+
+// "task . task", both in network order.
+struct HairpinKey {
+  uint32_t source;
+  uint32_t destination;
+};
+
+HairpinKey hairpin_key(Ipv4Address task) { return {task.network_order(), task.network_order()}; }
 
 // One batch being built: each message gets a sequence number and a
 // description, so an error from the kernel names the operation.
@@ -352,6 +382,8 @@ void encode(BatchBuilder& b, const Plan& ordered) {
               b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, post.get(), "add chain postrouting");
               ChainPtr input = base_chain("input", "filter", NF_INET_LOCAL_IN, NF_IP_PRI_FILTER);
               b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, input.get(), "add chain input");
+              ChainPtr output = base_chain("output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
+              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, output.get(), "add chain output");
             },
             [&](const AddSets&) {
               for (SetPtr& s : base_sets()) {
@@ -360,11 +392,49 @@ void encode(BatchBuilder& b, const Plan& ordered) {
             },
             [&](const AddBaseRules&) {
               for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
-                RulePtr r = dispatch_rule(proto);
+                RulePtr r = dispatch_rule("prerouting", proto);
                 b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.get(), "add rule prerouting");
+                RulePtr local = dispatch_rule("output", proto);
+                b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, local.get(), "add rule output");
                 RulePtr reject = reject_rule(proto);
                 b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, reject.get(), "add rule input");
               }
+              RulePtr hairpin = hairpin_rule();
+              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, hairpin.get(), "add rule postrouting");
+            },
+            [&](const AddHairpinBase&) {
+              ChainPtr output = base_chain("output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
+              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, output.get(), "add chain output");
+              for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+                RulePtr local = dispatch_rule("output", proto);
+                b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, local.get(), "add rule output");
+              }
+              SetPtr set = hairpin_set();
+              b.set(set.get(), std::string("add set ") + kHairpinSet);
+              RulePtr hairpin = hairpin_rule();
+              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, hairpin.get(), "add rule postrouting");
+            },
+            [&](const AddHairpin&) {
+              std::vector<HairpinKey> all;
+              size_t j = i;
+              for (; j < ordered.size() && std::holds_alternative<AddHairpin>(ordered[j]); ++j) {
+                for (Ipv4Address task : std::get<AddHairpin>(ordered[j]).tasks) all.push_back(hairpin_key(task));
+              }
+              i = j - 1;
+              b.elements(NFT_MSG_NEWSETELEM, kHairpinSet, all.size(),
+                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k], sizeof(HairpinKey)); },
+                         "add elements to hairpin");
+            },
+            [&](const DeleteHairpin&) {
+              std::vector<HairpinKey> all;
+              size_t j = i;
+              for (; j < ordered.size() && std::holds_alternative<DeleteHairpin>(ordered[j]); ++j) {
+                for (Ipv4Address task : std::get<DeleteHairpin>(ordered[j]).tasks) all.push_back(hairpin_key(task));
+              }
+              i = j - 1;
+              b.elements(NFT_MSG_DELSETELEM, kHairpinSet, all.size(),
+                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k], sizeof(HairpinKey)); },
+                         "delete elements from hairpin");
             },
             [&](const AddModChain& o) {
               ChainPtr chain = new_chain(mod_chain(o.buckets));
@@ -549,6 +619,7 @@ struct RawSets {
   std::map<Ipv4Address, KernelVip> mapped;  // from @vips, by VIP
   std::set<Ipv4Address> addresses;
   std::map<std::pair<Ipv4Address, uint32_t>, Ipv4Address> backends;
+  std::set<Ipv4Address> hairpin;
 };
 
 struct ElementsRead {
@@ -575,6 +646,14 @@ int on_elements(const nlmsghdr* nlh, void* data) {
       uint32_t backend;
       std::memcpy(&backend, value, 4);
       read->raw->backends[{Ipv4Address(ntohl(k.vip)), k.bucket}] = Ipv4Address(ntohl(backend));
+      continue;
+    }
+    if (read->set == kHairpinSet) {
+      HairpinKey k;
+      if (key_len != sizeof(k)) continue;
+      std::memcpy(&k, key, sizeof(k));
+      // Only "task . task" elements are ours (we never add another).
+      if (k.source == k.destination) read->raw->hairpin.insert(Ipv4Address(ntohl(k.source)));
       continue;
     }
     if (key_len != 4) continue;
@@ -679,17 +758,19 @@ TableState NftSocket::read_table() {
     dump(NFT_MSG_GETCHAIN, nlh, on_chain, &state.mod_chains, "list chains");
   }
   RawSets raw;
-  for (const char* name : {kVipMap, kVipAddressSet, kBackendMap}) {
+  for (const char* name : {kVipMap, kVipAddressSet, kBackendMap, kHairpinSet}) {
     SetPtr set = new_set(name);
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
     nftnl_set_elems_nlmsg_build_payload(nlh, set.get());
     ElementsRead read{&raw, name};
     try {
       dump(NFT_MSG_GETSETELEM, nlh, on_elements, &read, std::string("list set ") + name);
+      if (name == std::string(kHairpinSet)) state.hairpin_ready = true;
     } catch (const Error& e) {
       if (e.code() != Errc::not_found) throw;  // a table without that set
     }
   }
+  state.hairpin = std::move(raw.hairpin);
   for (auto& [vip, entry] : raw.mapped) {
     entry.listed = raw.addresses.erase(vip) > 0;
     auto it = raw.backends.lower_bound({vip, 0});
@@ -706,6 +787,7 @@ TableState NftSocket::read_table() {
   }
   state.orphan_addresses.merge(raw.addresses);
   for (const auto& [key, backend] : raw.backends) state.orphan_backends[key.first].push_back(key.second);
+  count_backends(state);
   return state;
 }
 

@@ -29,6 +29,39 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 
 constexpr const char* kModPrefix = "mod-";
 
+// Counts `gone` out of and `come` into state.backend_refs (both lists of
+// @backends elements' tasks), and plans the @hairpin elements of the tasks
+// that got their first element or lost their last.
+void plan_hairpin(TableState& state, const std::vector<Ipv4Address>& gone, const std::vector<Ipv4Address>& come,
+                  Plan& plan) {
+  std::set<Ipv4Address> touched;
+  for (Ipv4Address task : gone) {
+    auto it = state.backend_refs.find(task);
+    if (it != state.backend_refs.end() && --it->second == 0) state.backend_refs.erase(it);
+    touched.insert(task);
+  }
+  for (Ipv4Address task : come) {
+    ++state.backend_refs[task];
+    touched.insert(task);
+  }
+  if (!state.hairpin_ready) return;
+  AddHairpin add;
+  DeleteHairpin del;
+  for (Ipv4Address task : touched) {
+    const bool wanted = state.backend_refs.count(task) > 0;
+    const bool held = state.hairpin.count(task) > 0;
+    if (wanted && !held) {
+      add.tasks.push_back(task);
+      state.hairpin.insert(task);
+    } else if (!wanted && held) {
+      del.tasks.push_back(task);
+      state.hairpin.erase(task);
+    }
+  }
+  if (!del.tasks.empty()) plan.push_back(std::move(del));
+  if (!add.tasks.empty()) plan.push_back(std::move(add));
+}
+
 }  // namespace
 
 void check_key(const std::string& key) {
@@ -91,14 +124,37 @@ void plan_base(TableState& state, Plan& plan) {
     if (state.mod_chains.insert(n).second) plan.push_back(AddModChain{n});
   }
   state.exists = true;
+  state.hairpin_ready = true;
 }
 
-void plan_remove(const KernelVip& old, Plan& plan) {
+void plan_upgrade(TableState& state, Plan& plan) {
+  plan.push_back(AddHairpinBase{});
+  state.hairpin_ready = true;
+  AddHairpin add;
+  for (const auto& [task, count] : state.backend_refs) {
+    if (state.hairpin.insert(task).second) add.tasks.push_back(task);
+  }
+  if (!add.tasks.empty()) plan.push_back(std::move(add));
+}
+
+void count_backends(TableState& state) {
+  state.backend_refs.clear();
+  for (const auto& [key, vip] : state.vips) {
+    for (const auto& [bucket, task] : vip.elements) ++state.backend_refs[task];
+  }
+}
+
+void plan_remove(const KernelVip& old, TableState& state, Plan& plan) {
   plan.push_back(DeleteVipElement{old.vip, true, old.listed});
   if (!old.elements.empty()) {
     DeleteBackends del{old.vip, {}};
-    for (const auto& [bucket, backend] : old.elements) del.buckets.push_back(bucket);
+    std::vector<Ipv4Address> gone;
+    for (const auto& [bucket, backend] : old.elements) {
+      del.buckets.push_back(bucket);
+      gone.push_back(backend);
+    }
     plan.push_back(std::move(del));
+    plan_hairpin(state, gone, {}, plan);
   }
 }
 
@@ -121,10 +177,14 @@ void plan_upsert(const std::optional<KernelVip>& old, const VirtualIp& want, Tab
   // Buckets: only those whose task changes.
   DeleteBackends del{old ? old->vip : next.vip, {}};
   AddBackends add{next.vip, {}};
+  std::vector<Ipv4Address> gone, come;
   if (old) {
     for (const auto& [bucket, backend] : old->elements) {
       auto it = next.elements.find(bucket);
-      if (!same_vip || it == next.elements.end() || it->second != backend) del.buckets.push_back(bucket);
+      if (!same_vip || it == next.elements.end() || it->second != backend) {
+        del.buckets.push_back(bucket);
+        gone.push_back(backend);
+      }
     }
   }
   for (const auto& [bucket, backend] : next.elements) {
@@ -133,17 +193,27 @@ void plan_upsert(const std::optional<KernelVip>& old, const VirtualIp& want, Tab
       auto it = old->elements.find(bucket);
       kept = it != old->elements.end() && it->second == backend;
     }
-    if (!kept) add.buckets.emplace_back(bucket, backend);
+    if (!kept) {
+      add.buckets.emplace_back(bucket, backend);
+      come.push_back(backend);
+    }
   }
   if (!del.buckets.empty()) plan.push_back(std::move(del));
   if (!add.buckets.empty()) plan.push_back(std::move(add));
+  plan_hairpin(state, gone, come, plan);
   if (!keep_map || !keep_address) {
     plan.push_back(AddVipElement{next.vip, vip_comment(next.key, next.bridge), next.buckets, !keep_map,
                                  !keep_address});
   }
 }
 
-void plan_orphans(const TableState& state, Plan& plan) {
+void plan_orphans(TableState& state, Plan& plan) {
+  DeleteHairpin unneeded;
+  for (Ipv4Address task : state.hairpin) {
+    if (!state.backend_refs.count(task)) unneeded.tasks.push_back(task);
+  }
+  for (Ipv4Address task : unneeded.tasks) state.hairpin.erase(task);
+  if (!unneeded.tasks.empty()) plan.push_back(std::move(unneeded));
   for (Ipv4Address vip : state.orphan_mapped) {
     plan.push_back(DeleteVipElement{vip, true, state.orphan_addresses.count(vip) > 0});
   }
@@ -165,11 +235,14 @@ Plan order_for_batch(const Plan& plan) {
                           [](const AddBaseChains&) { return 1; },
                           [](const AddSets&) { return 2; },
                           [](const AddBaseRules&) { return 3; },
+                          [](const AddHairpinBase&) { return 3; },
                           [](const AddModChain&) { return 4; },
                           [](const DeleteVipElement&) { return 5; },
                           [](const DeleteBackends&) { return 6; },
-                          [](const AddBackends&) { return 7; },
-                          [](const AddVipElement&) { return 8; },
+                          [](const DeleteHairpin&) { return 7; },
+                          [](const AddBackends&) { return 8; },
+                          [](const AddHairpin&) { return 9; },
+                          [](const AddVipElement&) { return 10; },
                       },
                       op);
   };
@@ -187,7 +260,18 @@ std::string describe(const Plan& plan) {
                    [&](const AddBaseChains&) { out << "add base chains\n"; },
                    [&](const AddSets&) { out << "add sets\n"; },
                    [&](const AddBaseRules&) { out << "add base rules\n"; },
+                   [&](const AddHairpinBase&) { out << "add chain output, set hairpin, their rules\n"; },
                    [&](const AddModChain& o) { out << "add chain " << mod_chain(o.buckets) << "\n"; },
+                   [&](const DeleteHairpin& o) {
+                     out << "delete hairpin";
+                     for (Ipv4Address a : o.tasks) out << " " << a.str();
+                     out << "\n";
+                   },
+                   [&](const AddHairpin& o) {
+                     out << "add hairpin";
+                     for (Ipv4Address a : o.tasks) out << " " << a.str();
+                     out << "\n";
+                   },
                    [&](const DeleteVipElement& o) {
                      out << "delete " << o.vip.str() << " from" << (o.from_map ? " vips" : "")
                          << (o.from_addresses ? " vip-addresses" : "") << "\n";

@@ -11,9 +11,21 @@
 //                                              comment "key K bridge B"
 //   set vip-addresses { ipv4_addr }            every VIP
 //   map backends      { ipv4_addr . mark : ipv4_addr }  (VIP . bucket) -> task
+//   set hairpin       { ipv4_addr . ipv4_addr }  "task . task" for every task
+//                                              of any VIP
 //   chain prerouting  nat, dstnat: tcp/udp  ip daddr vmap @vips
-//   chain postrouting nat, srcnat: empty; registers NAT at this hook so the
-//                     replies of DNATed flows are translated back, the
+//   chain output      nat, dstnat: the same, for the host's own processes
+//                     (a VIP answers on the host too; whoever gives the flow
+//                     a source address the task can answer is outside lb/)
+//   chain postrouting nat, srcnat: ip saddr . ip daddr @hairpin masquerade.
+//                     A task whose flow the hash sent back to itself would
+//                     get a packet from its own address, which its kernel
+//                     drops as a martian (and its reply would skip the
+//                     host's un-DNAT): masqueraded, it comes from the
+//                     bridge's address and the reply goes back through the
+//                     host. Only that case: other flows keep the client's
+//                     address. The chain also registers NAT at this hook so
+//                     the replies of DNATed flows are translated back, the
 //                     bridged ones too (br_netfilter)
 //   chain input       filter: tcp/udp to @vip-addresses -> reject (a VIP
 //                     packet reaches input only when it was not DNATed: the
@@ -50,6 +62,7 @@ inline constexpr const char* kTable = "swarmnet-lb";
 inline constexpr const char* kVipMap = "vips";
 inline constexpr const char* kVipAddressSet = "vip-addresses";
 inline constexpr const char* kBackendMap = "backends";
+inline constexpr const char* kHairpinSet = "hairpin";
 // Fixed, so that every host (and every restart) hashes a flow the same way.
 inline constexpr uint32_t kHashSeed = 0x5357524d;
 // Created with the table, while @backends is empty (cheap then).
@@ -86,6 +99,13 @@ struct TableState {
   bool exists = false;
   std::map<std::string, KernelVip> vips;  // by key
   std::set<uint32_t> mod_chains;
+  // The table has the set @hairpin and the chain output (a table written
+  // by an older swarmnetd lacks them until plan_upgrade).
+  bool hairpin_ready = false;
+  // How many elements of @backends point at each task (kept as plans
+  // change them), and what @hairpin holds.
+  std::map<Ipv4Address, uint32_t> backend_refs;
+  std::set<Ipv4Address> hairpin;
   // Elements no VIP accounts for (left by a crash or by hand): removed by sync.
   std::set<Ipv4Address> orphan_mapped;  // in @vips
   std::set<Ipv4Address> orphan_addresses;
@@ -97,7 +117,12 @@ struct TableState {
 struct AddTable {};
 struct AddBaseChains {};  // prerouting, postrouting, input
 struct AddSets {};        // vips, vip-addresses, backends
-struct AddBaseRules {};   // the dispatch and reject rules
+struct AddBaseRules {};   // the dispatch, reject and hairpin rules
+// What a table made by an older swarmnetd lacks: chain output with its
+// dispatch rules, set hairpin and the postrouting rule.
+struct AddHairpinBase {};
+struct AddHairpin { std::vector<Ipv4Address> tasks; };
+struct DeleteHairpin { std::vector<Ipv4Address> tasks; };
 struct AddModChain { uint32_t buckets; };  // chain mod-N with its rule
 struct DeleteVipElement { Ipv4Address vip; bool from_map; bool from_addresses; };
 struct DeleteBackends { Ipv4Address vip; std::vector<uint32_t> buckets; };
@@ -110,21 +135,25 @@ struct AddVipElement {
   bool to_addresses;
 };
 
-using Op = std::variant<AddTable, AddBaseChains, AddSets, AddBaseRules, AddModChain, DeleteVipElement,
-                        DeleteBackends, AddBackends, AddVipElement>;
+using Op = std::variant<AddTable, AddBaseChains, AddSets, AddBaseRules, AddHairpinBase, AddModChain,
+                        DeleteVipElement, DeleteBackends, DeleteHairpin, AddBackends, AddHairpin, AddVipElement>;
 using Plan = std::vector<Op>;
 
 // The table with its base chains, sets, rules and mod-1..mod-16 (for a
 // missing table; creating them again would rebind every rule).
 void plan_base(TableState& state, Plan& plan);
+// For a table without @hairpin: adds it, filled from state.backend_refs.
+void plan_upgrade(TableState& state, Plan& plan);
 // Makes `old` (what the kernel has for want.key, if anything) into `want`
 // (backends sorted, unique), touching only the elements that differ.
 // Adds the mod-N chain the VIP needs if `state` lacks it, and records it.
 void plan_upsert(const std::optional<KernelVip>& old, const VirtualIp& want, TableState& state,
                  Plan& plan);
-void plan_remove(const KernelVip& old, Plan& plan);
-// Removes the orphans of `state`.
-void plan_orphans(const TableState& state, Plan& plan);
+void plan_remove(const KernelVip& old, TableState& state, Plan& plan);
+// Removes the orphans of `state` (also @hairpin elements no task needs).
+void plan_orphans(TableState& state, Plan& plan);
+// state.backend_refs from the VIPs of `state`.
+void count_backends(TableState& state);
 
 // The plan in the order the batch sends it: base objects, then the mod-N
 // chains (before the elements, so binding their rules to @backends checks

@@ -48,6 +48,7 @@ class NftablesBalancer : public Balancer {
       old = find(state, want.key);
       nft::Plan plan;
       if (!state.exists) nft::plan_base(state, plan);
+      if (!state.hairpin_ready) nft::plan_upgrade(state, plan);
       nft::plan_upsert(old, want, state, plan);
       nft_.apply(plan);
       state.vips[want.key] = nft::expected(want);
@@ -66,7 +67,7 @@ class NftablesBalancer : public Balancer {
       // The address first: from then on the VIP draws no new traffic.
       remove_vip_address(nl_, old->bridge, old->vip);
       nft::Plan plan;
-      nft::plan_remove(*old, plan);
+      nft::plan_remove(*old, state, plan);
       nft_.apply(plan);
       state.vips.erase(key);
     });
@@ -85,9 +86,10 @@ class NftablesBalancer : public Balancer {
     nft::TableState state = nft_.read_table();
     nft::Plan plan;
     if (!state.exists) nft::plan_base(state, plan);
+    if (!state.hairpin_ready) nft::plan_upgrade(state, plan);
     nft::plan_orphans(state, plan);
     for (const auto& [key, have] : state.vips) {
-      if (!keys.count(key)) nft::plan_remove(have, plan);
+      if (!keys.count(key)) nft::plan_remove(have, state, plan);
     }
     for (const VirtualIp& want : wanted) nft::plan_upsert(find(state, want.key), want, state, plan);
     nft_.apply(plan);

@@ -109,8 +109,9 @@ TEST_CASE("a VIP moved to another address or bridge is removed and added", "[lb]
 }
 
 TEST_CASE("remove deletes the VIP's elements and nothing else", "[lb]") {
+  TableState state = with_chains();
   Plan plan;
-  plan_remove(expected(vip("web/n1", "10.0.0.200", {ip("10.0.0.2"), ip("10.0.0.3")})), plan);
+  plan_remove(expected(vip("web/n1", "10.0.0.200", {ip("10.0.0.2"), ip("10.0.0.3")})), state, plan);
   CHECK(describe(plan) ==
         "delete 10.0.0.200 from vips vip-addresses\n"
         "delete backends 10.0.0.200 . 0 1\n");
@@ -151,6 +152,50 @@ TEST_CASE("orphans left by hand or a crash are deleted by sync's plan", "[lb]") 
         "delete 10.0.0.7 from vips vip-addresses\n"
         "delete 10.0.0.8 from vip-addresses\n"
         "delete backends 10.0.0.9 . 0 3\n");
+}
+
+TEST_CASE("a task's hairpin element lives while any VIP's bucket points at it", "[lb]") {
+  TableState state;
+  Plan plan;
+  plan_base(state, plan);
+  REQUIRE(state.hairpin_ready);
+  plan.clear();
+  auto web = vip("web/n1", "10.0.0.200", {ip("10.0.0.2"), ip("10.0.0.3")});
+  plan_upsert(std::nullopt, web, state, plan);
+  CHECK(describe(plan) ==
+        "add backends 10.0.0.200 . 0:10.0.0.2 1:10.0.0.3\n"
+        "add hairpin 10.0.0.2 10.0.0.3\n"
+        "add 10.0.0.200 to vips vip-addresses (goto mod-2, \"key web/n1 bridge swn-a\")\n");
+  // A second VIP on the same task adds no element; its removal deletes none.
+  plan.clear();
+  auto api = vip("api/n1", "10.0.0.201", {ip("10.0.0.3")});
+  plan_upsert(std::nullopt, api, state, plan);
+  CHECK(describe(plan).find("hairpin") == std::string::npos);
+  plan.clear();
+  plan_remove(expected(api), state, plan);
+  CHECK(describe(plan).find("hairpin") == std::string::npos);
+  // The task leaves web, its last VIP: its element goes.
+  plan.clear();
+  plan_upsert(expected(web), vip("web/n1", "10.0.0.200", {ip("10.0.0.2")}), state, plan);
+  CHECK(describe(plan).find("delete hairpin 10.0.0.3\n") != std::string::npos);
+  CHECK(state.hairpin == std::set<Ipv4Address>{ip("10.0.0.2")});
+  CHECK(state.backend_refs == std::map<Ipv4Address, uint32_t>{{ip("10.0.0.2"), 1}});
+}
+
+TEST_CASE("a table without hairpin (older swarmnetd) is upgraded with its tasks", "[lb]") {
+  TableState state = with_chains();
+  state.vips["web/n1"] = expected(vip("web/n1", "10.0.0.200", {ip("10.0.0.2"), ip("10.0.0.3")}));
+  count_backends(state);
+  Plan plan;
+  plan_upgrade(state, plan);
+  CHECK(describe(plan) ==
+        "add chain output, set hairpin, their rules\n"
+        "add hairpin 10.0.0.2 10.0.0.3\n");
+  // Elements nobody needs (left by a crash) go with sync's orphans.
+  state.hairpin.insert(ip("10.0.0.9"));
+  plan.clear();
+  plan_orphans(state, plan);
+  CHECK(describe(plan) == "delete hairpin 10.0.0.9\n");
 }
 
 TEST_CASE("names and comments round-trip; bad keys are refused", "[lb]") {

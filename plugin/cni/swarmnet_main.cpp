@@ -8,6 +8,7 @@
 #include "common/log.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
+#include "kernel/vxlan.hpp"
 #include "plugin/cni/attachment.hpp"
 #include "plugin/cni/daemon_commands.hpp"
 #include "plugin/cni/scope_guard.hpp"
@@ -84,6 +85,7 @@ Result cmd_add(const Environment& env, const NetConf& conf) {
   host.create_veth(ep.host_ifname, env.ifname, ns, mtu, ep.mac);
   veth_created = true;
   host.set_master(ep.host_ifname, ep.bridge);
+  kernel::set_port_hairpin(host, ep.host_ifname, true);  // a task reaching its own service's VIP
   host.set_up(ep.host_ifname);
   inside.add_address(env.ifname, ep.address);
   inside.set_up(env.ifname);

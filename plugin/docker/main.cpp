@@ -16,6 +16,7 @@
 #include "common/version.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
+#include "kernel/vxlan.hpp"
 #include "plugin/docker/container_names.hpp"
 #include "plugin/docker/driver.hpp"
 #include "plugin/docker/publisher.hpp"
@@ -48,6 +49,7 @@ class NetlinkHostLinks : public HostLinks {
     sock_.create_veth(host_end, container_end, here_, mtu, mac);
     try {
       sock_.set_master(host_end, bridge);
+      kernel::set_port_hairpin(sock_, host_end, true);  // a task reaching its own service's VIP
       sock_.set_up(host_end);
     } catch (...) {
       sock_.delete_link(host_end);
