@@ -1,6 +1,7 @@
 #include "daemon/state_records.hpp"
 
 #include <boost/crc.hpp>
+#include <cmath>
 #include <cstdio>
 
 namespace swarmnet::daemon::state_records {
@@ -31,11 +32,32 @@ std::string crc_text(uint32_t crc) {
   return buf;
 }
 
+// Boost.JSON reads a number beyond a double's range (1e999) as infinity and
+// writes infinity back as "Infinity", which is not JSON: such a record would
+// load, then make the next snapshot line unreadable. The daemon never writes
+// one, so it is damage.
+bool has_non_finite_number(const json::value& v) {
+  if (v.is_double()) return !std::isfinite(v.get_double());
+  if (v.is_array()) {
+    for (const auto& e : v.get_array())
+      if (has_non_finite_number(e)) return true;
+  }
+  if (v.is_object()) {
+    for (const auto& kv : v.get_object())
+      if (has_non_finite_number(kv.value())) return true;
+  }
+  return false;
+}
+
 std::optional<json::value> parse_json(std::string_view text, std::string& error) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec) {
     error = ec.message();
+    return std::nullopt;
+  }
+  if (has_non_finite_number(v)) {
+    error = "a number out of range";
     return std::nullopt;
   }
   return v;

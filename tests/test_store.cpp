@@ -3,6 +3,7 @@
 // stopping the start, bad Lamport values are refused. Full-disk tests are in
 // test_store_disk.cpp, the format 1 fixture in test_store_fixture.cpp.
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -190,6 +191,23 @@ TEST_CASE("store: garbage in the journal of the previous start is reported per l
   INFO(log.all());
   CHECK(log.matching({"dropped from " + dir / "journal", "line 2: not a record"}).size() == 1);
   CHECK(log.matching({"dropped from " + dir / "journal", "line 3: "}).size() == 1);
+}
+
+TEST_CASE("store: a record with a number beyond a double's range is dropped, not loaded", "[store]") {
+  // Boost.JSON reads 1e999 as infinity and writes it back as "Infinity"
+  // (not JSON): loaded, it would make the next snapshot line unreadable.
+  // Framed with a valid checksum, as a bad sector under the checksum can't.
+  const std::string body = R"({"table":"networks","key":"n1","deleted_at":1e999})";
+  const std::string line = daemon::state_records::encode(boost::json::parse(R"({"table":"networks"})"));
+  std::string text = std::string(daemon::state_records::kJournalHeader) + "\n";
+  char crc[9];
+  std::snprintf(crc, sizeof crc, "%08x", daemon::state_records::crc32c(body));
+  text += std::string(crc) + " " + body + "\n" + line;
+  const auto c = daemon::state_records::read(text, daemon::state_records::kJournalHeader);
+  REQUIRE(c.dropped.size() == 1);
+  CHECK(c.dropped[0].line == 2);
+  CHECK(c.dropped[0].reason == "checksum matches but the record is not JSON: a number out of range");
+  CHECK(c.records.size() == 1);  // the control: the well-formed line after it loads
 }
 
 TEST_CASE("store: a compaction that fails leaves the journal in use", "[store]") {
