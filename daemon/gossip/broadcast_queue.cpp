@@ -53,18 +53,22 @@ bool BroadcastQueue::has(const std::vector<std::string>& peers, const std::strin
   return !peer.empty() && std::find(peers.begin(), peers.end(), peer) != peers.end();
 }
 
-void BroadcastQueue::sent(uint64_t id, const Target& t, bool reliable) {
+void BroadcastQueue::sent(uint64_t id, const Target& t) {
   Item& item = items_.at(id);
   if (!item.large) order_.erase(order_key(id, item));
   item.transmits++;
   if (!t.id.empty()) {
-    if (reliable && !has(item.streamed, t.id)) item.streamed.push_back(t.id);
     if (!has(item.sent_to, t.id)) item.sent_to.push_back(t.id);
     if (item.sent_to.size() >= t.peers) {
       item.rounds++;
       item.sent_to.clear();
     }
   }
+  if (!finish_if_done(id, t) && !item.large) order_.insert(order_key(id, item));
+}
+
+bool BroadcastQueue::finish_if_done(uint64_t id, const Target& t) {
+  const Item& item = items_.at(id);
   bool done;
   if (item.kind == Kind::own && t.confirm) {
     done = item.streamed.size() >= t.peers;
@@ -73,11 +77,8 @@ void BroadcastQueue::sent(uint64_t id, const Target& t, bool reliable) {
     done = (item.transmits >= t.limit && (!must_cover || item.rounds > 0)) ||
            (item.streamed.size() >= t.peers && item.kind != Kind::membership);
   }
-  if (done) {
-    erase(id);
-  } else if (!item.large) {
-    order_.insert(order_key(id, item));
-  }
+  if (done) erase(id);
+  return done;
 }
 
 std::vector<Bytes> BroadcastQueue::take(const Target& t, size_t per_message_overhead,
@@ -101,7 +102,7 @@ std::vector<Bytes> BroadcastQueue::take(const Target& t, size_t per_message_over
     out.push_back(item.msg);
     taken.push_back(std::get<2>(*it));
   }
-  for (uint64_t id : taken) sent(id, t, false);
+  for (uint64_t id : taken) sent(id, t);
   return out;
 }
 
@@ -112,7 +113,9 @@ std::vector<Bytes> BroadcastQueue::take_stream(const Target& t, bool own, size_t
   size_t bytes = 0;
   for (const auto& [id, item] : items_) {
     if (out.size() >= max_messages) break;
-    if (!(item.large || (own && item.kind == Kind::own)) || has(item.streamed, t.id)) continue;
+    if (!(item.large || (own && item.kind == Kind::own)) || has(item.streamed, t.id) ||
+        has(item.in_flight, t.id))
+      continue;
     // One longer than a compound part may be goes alone.
     bool alone = item.msg.size() > UINT16_MAX;
     if (!out.empty() && (alone || bytes + item.msg.size() > max_bytes)) break;
@@ -121,8 +124,28 @@ std::vector<Bytes> BroadcastQueue::take_stream(const Target& t, bool own, size_t
     taken.push_back(id);
     if (alone) break;
   }
-  for (uint64_t id : taken) sent(id, t, true);
+  for (uint64_t id : taken) {
+    sent(id, t);  // a transmit, not yet a delivery
+    if (auto it = items_.find(id); it != items_.end() && !t.id.empty()) it->second.in_flight.push_back(t.id);
+  }
   return out;
+}
+
+void BroadcastQueue::stream_answered(const Target& t) {
+  std::vector<uint64_t> carried;
+  for (const auto& [id, item] : items_)
+    if (has(item.in_flight, t.id)) carried.push_back(id);
+  for (uint64_t id : carried) {
+    Item& item = items_.at(id);
+    std::erase(item.in_flight, t.id);
+    if (!has(item.streamed, t.id)) item.streamed.push_back(t.id);
+    if (!item.large) order_.erase(order_key(id, item));
+    if (!finish_if_done(id, t) && !item.large) order_.insert(order_key(id, item));
+  }
+}
+
+void BroadcastQueue::stream_lost(const std::string& peer) {
+  for (auto& [id, item] : items_) std::erase(item.in_flight, peer);
 }
 
 std::optional<TimePoint> BroadcastQueue::oldest_waiting_own(bool confirm, bool cover) const {

@@ -68,9 +68,15 @@ class BroadcastQueue {
                           size_t max_messages);
   // For a stream to t.id: the large messages not yet streamed to it, and
   // with `own` also every message of our own not yet streamed to it; oldest
-  // first, up to max_bytes (at least one) and max_messages. Each counts as
-  // delivered to t.id.
+  // first, up to max_bytes (at least one) and max_messages. They are in
+  // flight to t.id until stream_answered() (delivered) or stream_lost()
+  // (taken again by the next stream): a stream that times out or is
+  // refused must not count as a delivery.
   std::vector<Bytes> take_stream(const Target& t, bool own, size_t max_bytes, size_t max_messages);
+  // t.id answered the stream in flight to it: what it carried is delivered.
+  void stream_answered(const Target& t);
+  // The stream in flight to peer failed or went unanswered.
+  void stream_lost(const std::string& peer);
 
   // Transmits so far of the message under key; -1 if none is queued.
   int transmits(const std::string& key) const;
@@ -94,6 +100,7 @@ class BroadcastQueue {
     uint32_t rounds = 0;    // completed rounds (sent to every peer)
     std::vector<std::string> sent_to;   // this round
     std::vector<std::string> streamed;  // peers reached over a stream (reliably)
+    std::vector<std::string> in_flight;  // peers a stream carrying it is going to
   };
   // Datagram order: membership news, then our own, then relayed ones (the
   // origin of those covers every peer itself; relays add only redundancy);
@@ -102,7 +109,9 @@ class BroadcastQueue {
   static OrderKey order_key(uint64_t id, const Item& it) { return {it.kind, it.transmits, id}; }
   void erase(uint64_t id);
   // Counts a transmit of item id to t; removes the item when done.
-  void sent(uint64_t id, const Target& t, bool reliable);
+  void sent(uint64_t id, const Target& t);
+  // Removes item id if it has reached enough peers; true if it did.
+  bool finish_if_done(uint64_t id, const Target& t);
   static bool has(const std::vector<std::string>& peers, const std::string& peer);
 
   size_t max_items_;

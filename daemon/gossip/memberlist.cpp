@@ -96,7 +96,10 @@ void Memberlist::handle_packet(const Address& from, std::span<const uint8_t> pla
     // An empty compound is a peer's answer to a stream of broadcasts: the
     // next batch may go.
     if (c->parts.empty()) {
-      if (const std::string* id = id_at(from)) stream_busy_until_[*id] = now + config_.stream_batch_spacing;
+      if (const std::string* id = id_at(from)) {
+        stream_busy_until_[*id] = now + config_.stream_batch_spacing;
+        if (streams_unanswered_.erase(*id)) queue_.stream_answered(target(*id));
+      }
       return;
     }
     for (const auto& part : c->parts) {
@@ -433,6 +436,7 @@ void Memberlist::tick(TimePoint now) {
     next_gossip_ = now + config_.gossip_interval;
     gossip(now);
   }
+  expire_unanswered_streams(now);
   stream_backlog(now);
   if (full_sync_needed_ && now >= next_full_sync_) full_sync(now);
   if (now >= next_push_pull_) {
@@ -582,6 +586,28 @@ void Memberlist::send_stream(const std::string& peer, std::vector<Bytes> msgs, T
   outbox_.push_back(OutPacket{nodes_.at(peer).m.addr, std::move(req), true});
   // Until the peer answers (or the stream times out): one at a time.
   stream_busy_until_[peer] = now + config_.stream_timeout;
+  streams_unanswered_.insert(peer);
+}
+
+void Memberlist::stream_failed(const Address& to, TimePoint now) {
+  const std::string* id = id_at(to);
+  if (!id || !streams_unanswered_.erase(*id)) return;
+  queue_.stream_lost(*id);
+  stream_busy_until_[*id] = now + config_.stream_batch_spacing;
+}
+
+void Memberlist::expire_unanswered_streams(TimePoint now) {
+  // The transport says when a stream fails; a stream it lost without a word
+  // (or one to a peer that went away) ends at its deadline.
+  for (auto it = streams_unanswered_.begin(); it != streams_unanswered_.end();) {
+    auto busy = stream_busy_until_.find(*it);
+    if (busy == stream_busy_until_.end() || now >= busy->second) {
+      queue_.stream_lost(*it);
+      it = streams_unanswered_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Memberlist::full_sync(TimePoint now) {

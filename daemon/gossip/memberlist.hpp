@@ -63,6 +63,9 @@ class Memberlist {
                                      TimePoint now);
   // Runs due timers: probes, suspicions, gossip, push/pull.
   void tick(TimePoint now);
+  // The transport's stream to `to` ended without an answer (refused, reset,
+  // timed out): broadcasts it carried go again with the next stream.
+  void stream_failed(const Address& to, TimePoint now);
   std::vector<OutPacket> take_outbox();
 
   // Queues a push/pull join with each seed (reliable outbox entries).
@@ -143,6 +146,7 @@ class Memberlist {
   void stream_backlog(TimePoint now);
   void full_sync(TimePoint now);
   void send_stream(const std::string& peer, std::vector<Bytes> msgs, TimePoint now);
+  void expire_unanswered_streams(TimePoint now);
   // Round-robin over the live (and recently dead) members in random order:
   // every peer gets a gossip packet once per pass.
   std::vector<std::string> gossip_targets(size_t k, TimePoint now);
@@ -213,6 +217,8 @@ class Memberlist {
   size_t gossip_index_ = 0;
   // Per peer: no broadcast stream to it before this (one in flight, or spacing).
   std::unordered_map<std::string, TimePoint> stream_busy_until_;
+  // Peers a stream of broadcasts is on its way to, not answered yet.
+  std::set<std::string> streams_unanswered_;
   bool full_sync_needed_ = false;
   TimePoint next_full_sync_{};
   std::unordered_map<uint64_t, TimePoint> seen_user_;

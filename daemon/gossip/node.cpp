@@ -392,7 +392,11 @@ void Node::flush_locked() {
                               if (stopped_) return;
                               if (outcome == Outcome::no_answer) wire_.stream_failures++;
                               if (outcome == Outcome::refused) wire_.auth_failures++;
-                              if (!reply) return;
+                              if (!reply) {
+                                core_->stream_failed(to, Clock::now());
+                                flush_locked();
+                                return;
+                              }
                               core_->handle_packet(to, *reply, Clock::now());
                               flush_locked();
                             }),
