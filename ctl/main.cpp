@@ -13,6 +13,7 @@
 #include "common/port_spec.hpp"
 #include "common/version.hpp"
 #include "ctl/doctor.hpp"
+#include "ctl/topology.hpp"
 
 namespace json = boost::json;
 using swarmnet::ApiClient;
@@ -288,6 +289,16 @@ int main(int argc, char** argv) {
   lb->require_subcommand(1);
   auto* lb_check = lb->add_subcommand("check", "Compare the kernel's VIPs and backends with what they should be");
 
+  std::string topology_format = "svg", topology_output;
+  auto* topology = app.add_subcommand(
+      "topology",
+      "Draw the cluster: nodes with the containers they run, services (VIPs, published ports) and their tasks, "
+      "networks and the nodes they span. SVG through Graphviz's dot (apt-get install graphviz)");
+  topology->add_option("--format", topology_format, "svg, png, or dot (the Graphviz text, no dot needed)")
+      ->check(CLI::IsMember({"svg", "png", "dot"}))
+      ->capture_default_str();
+  topology->add_option("-o,--output", topology_output, "Write to this file (default: standard output)");
+
   swarmnet::doctor::Options doctor_options;
   doctor_options.cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
   doctor_options.cni_conf_dir = "/etc/cni/net.d";
@@ -534,6 +545,41 @@ int main(int argc, char** argv) {
       }
       for (const auto& d : diffs) std::cout << d.as_string().c_str() << "\n";
       return 4;  // differences: scripts can tell
+    } else if (topology->parsed()) {
+      json::value nodes = client.call("GET", "/v1/nodes");
+      // Outside a cluster the member list is empty: this node alone.
+      if (nodes.as_array().empty()) {
+        const auto st = json::value_to<api::Status>(client.call("GET", "/v1/status"));
+        nodes.as_array().push_back(json::object{
+            {"id", st.node_id}, {"name", st.node_name}, {"address", ""}, {"status", "standalone"}, {"self", true}});
+      }
+      json::value networks = client.call("GET", "/v1/networks");
+      json::array endpoints;
+      for (const auto& n : networks.as_array()) {
+        const std::string net(n.at("name").as_string());
+        json::value list = client.call("GET", "/v1/networks/" + url_segment(net) + "/endpoints");
+        for (auto& e : list.as_array()) endpoints.push_back(std::move(e));
+      }
+      json::array services;
+      const json::value service_list = client.call("GET", "/v1/services");
+      for (const auto& sv : service_list.as_array()) {
+        const std::string svc(sv.at("name").as_string());
+        services.push_back(client.call("GET", "/v1/services/" + url_segment(svc)));
+      }
+      const std::string dot = swarmnet::topology::to_dot(
+          swarmnet::topology::from_api(nodes, networks, json::value(std::move(endpoints)), json::value(std::move(services))));
+      const std::string picture = topology_format == "dot" ? dot : swarmnet::topology::render(dot, topology_format);
+      if (topology_output.empty()) {
+        std::cout << picture;
+      } else {
+        std::FILE* f = std::fopen(topology_output.c_str(), "we");
+        const bool ok = f && std::fwrite(picture.data(), 1, picture.size(), f) == picture.size();
+        if (f && std::fclose(f) != 0) f = nullptr;
+        if (!ok || !f) {
+          throw swarmnet::Error(swarmnet::Errc::invalid_argument,
+                                "cannot write " + topology_output + ": " + std::strerror(errno));
+        }
+      }
     } else if (status->parsed()) {
       pretty(std::cout, client.call("GET", "/v1/status"));
       std::cout << "\n";
