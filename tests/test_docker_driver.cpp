@@ -175,7 +175,7 @@ TEST_CASE("docker: Docker's whole call sequence leaves nothing behind", "[docker
   CHECK(f.publisher.published.count(kEp) == 1);
 
   SECTION("the container's names reach swarmnetd (PATCH)") {
-    json::value update = json::value_from(endpoint_names({"cccc3333dddd4444", "web1", {{"swarmnet.service", "web"}}}));
+    json::value update = json::value_from(endpoint_names({"cccc3333dddd4444", "web1", {{"swarmnet.service", "web"}}, {}}));
     f.api.call("PATCH", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", &update);
     auto named = f.api.call("GET", "/v1/networks/" + pool_id + "/endpoints/" + kEp + "/docker", nullptr);
     CHECK(named.at("name") == "web1");
@@ -257,4 +257,109 @@ TEST_CASE("docker: a pool in a range IP reserves is refused before any network i
   // Control: an ordinary pool makes its network.
   f.ok("/IpamDriver.RequestPool", json::object{{"Pool", "10.96.0.0/24"}});
   CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().size() == 1);
+}
+
+namespace {
+// CreateNetwork as dockerd 20.10 sends it, with `generic` as the -o options.
+json::value create_network_body(const std::string& pool, const std::string& gateway, const json::object& generic,
+                                bool internal) {
+  json::object options{{"com.docker.network.enable_ipv6", false}, {"com.docker.network.generic", generic}};
+  if (internal) options["com.docker.network.internal"] = true;
+  return json::object{{"NetworkID", kNet},
+                      {"Options", options},
+                      {"IPv4Data", json::array{json::object{{"AddressSpace", "swarmnet-local"}, {"Gateway", gateway}, {"Pool", pool}}}},
+                      {"IPv6Data", json::array{}}};
+}
+}  // namespace
+
+TEST_CASE("docker: --internal, the MTU and --gateway make the network; no default route on an internal one", "[docker]") {
+  Fixture f;
+  auto pool = f.ok("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.78.0.0/24","Options":{"swarmnet.network":"inet"}})"));
+  const std::string pool_id(pool.at("PoolID").as_string());
+  auto gw = f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", "10.78.0.254"},
+      {"Options", json::object{{"RequestAddressType", "com.docker.network.gateway"}}}});
+  CHECK(gw.at("Address") == "10.78.0.254/24");
+  f.ok("/NetworkDriver.CreateNetwork",
+       create_network_body("10.78.0.0/24", "10.78.0.254/24", {{"com.docker.network.driver.mtu", "1400"}}, true));
+  auto n = f.api.call("GET", "/v1/networks/inet", nullptr);
+  CHECK(n.at("internal") == true);
+  CHECK(n.at("mtu") == 1400);
+  CHECK(n.at("gateway") == "10.78.0.254");
+  auto addr = f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}});
+  CHECK(addr.at("Address") == "10.78.0.1/24");  // the old gateway is an ordinary address now
+  f.ok("/NetworkDriver.CreateEndpoint", json::object{{"NetworkID", kNet}, {"EndpointID", kEp},
+      {"Interface", json::object{{"Address", "10.78.0.1/24"}}}});
+  auto join = f.ok("/NetworkDriver.Join", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}, {"SandboxKey", "/x"}});
+  CHECK(!join.contains("Gateway"));
+  auto ep = f.api.call("GET", "/v1/networks/inet/endpoints/" + kEp + "/docker", nullptr);
+  CHECK(ep.at("mtu") == 1400);
+  f.ok("/NetworkDriver.Leave", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}});
+  f.ok("/NetworkDriver.DeleteEndpoint", json::object{{"NetworkID", kNet}, {"EndpointID", kEp}});
+  f.ok("/IpamDriver.ReleaseAddress", json::object{{"PoolID", pool_id}, {"Address", "10.78.0.1"}});
+  f.ok("/NetworkDriver.DeleteNetwork", json::object{{"NetworkID", kNet}});
+  f.ok("/IpamDriver.ReleasePool", json::object{{"PoolID", pool_id}});
+  CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().empty());  // the remade network went with the pool
+}
+
+TEST_CASE("docker: options swarmnet does not take are refused, the network left as it was", "[docker]") {
+  Fixture f;
+  auto pool = f.ok("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.79.0.0/24"})"));
+  const std::string pool_id(pool.at("PoolID").as_string());
+  const std::vector<std::pair<json::object, const char*>> refused = {
+      {{{"com.docker.network.bridge.name", "br0"}}, "-o com.docker.network.bridge.name is not supported by swarmnet"},
+      {{{"com.docker.network.driver.mtu", "x"}}, "not a number"},
+      {{{"com.docker.network.driver.mtu", "100"}}, "out of range"},
+  };
+  for (const auto& [generic, why] : refused) {
+    INFO(why);
+    auto r = f.call("/NetworkDriver.CreateNetwork", create_network_body("10.79.0.0/24", "10.79.0.1/24", generic, false));
+    CHECK_THAT(std::string(r.at("Err").as_string()), Catch::Contains(why));
+    auto nets = f.api.call("GET", "/v1/networks", nullptr).as_array();
+    REQUIRE(nets.size() == 1);
+    CHECK(nets[0].at("subnet") == "10.79.0.0/24");
+    CHECK(nets[0].at("internal") == false);
+  }
+  f.ok("/IpamDriver.ReleasePool", json::object{{"PoolID", pool_id}});
+  CHECK(f.api.call("GET", "/v1/networks", nullptr).as_array().empty());
+
+  // A network made before (swarmnetctl, another host) keeps its options.
+  json::value create = json::parse(R"({"name":"made","subnet":"10.80.0.0/24","internal":true})");
+  f.api.call("POST", "/v1/networks", &create);
+  auto made = f.ok("/IpamDriver.RequestPool", json::parse(R"({"Options":{"swarmnet.network":"made"}})"));
+  auto gw = f.call("/IpamDriver.RequestAddress", json::object{{"PoolID", made.at("PoolID")}, {"Address", "10.80.0.9"},
+      {"Options", json::object{{"RequestAddressType", "com.docker.network.gateway"}}}});
+  CHECK_THAT(std::string(gw.at("Error").as_string()), Catch::Contains("--gateway 10.80.0.9 cannot be used"));
+  auto r = f.call("/NetworkDriver.CreateNetwork", create_network_body("10.80.0.0/24", "10.80.0.1/24", {}, false));
+  CHECK_THAT(std::string(r.at("Err").as_string()), Catch::Contains("exists with gateway 10.80.0.1") && Catch::Contains("internal"));
+  f.ok("/NetworkDriver.CreateNetwork", create_network_body("10.80.0.0/24", "10.80.0.1/24", {}, true));
+}
+
+TEST_CASE("docker: --ip-range hands out addresses of the range, --ip any of the subnet", "[docker]") {
+  Fixture f;
+  auto bad = f.call("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.81.0.0/24","SubPool":"10.82.0.0/28"})"));
+  CHECK_THAT(std::string(bad.at("Error").as_string()), Catch::Contains("must lie inside --subnet 10.81.0.0/24"));
+  auto pool = f.ok("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.81.0.0/24","SubPool":"10.81.0.4/30"})"));
+  const std::string pool_id(pool.at("PoolID").as_string());
+  std::vector<std::string> got;
+  for (int i = 0; i < 4; ++i) {
+    got.emplace_back(f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}}).at("Address").as_string());
+  }
+  CHECK(got == std::vector<std::string>{"10.81.0.4/24", "10.81.0.5/24", "10.81.0.6/24", "10.81.0.7/24"});
+  auto full = f.call("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}});
+  CHECK_THAT(std::string(full.at("Error").as_string()), Catch::Contains("no free address in --ip-range 10.81.0.4/30"));
+  CHECK(f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", "10.81.0.200"}}).at("Address") ==
+        "10.81.0.200/24");
+  f.ok("/IpamDriver.ReleaseAddress", json::object{{"PoolID", pool_id}, {"Address", "10.81.0.5"}});
+  CHECK(f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}}).at("Address") == "10.81.0.5/24");
+}
+
+TEST_CASE("docker: --network-alias and connect --alias from dockerd's inspect", "[docker]") {
+  auto inspect = json::parse(R"({"Id":"cccc3333dddd4444","NetworkSettings":{"Networks":{
+    "a":{"EndpointID":"e1","Aliases":["db","primary.db","cccc3333dddd"]},"b":{"EndpointID":"e2","Aliases":null}}}})");
+  CHECK(endpoint_aliases(inspect, "e1") == std::vector<std::string>{"db", "primary.db", "cccc3333dddd"});
+  CHECK(endpoint_aliases(inspect, "e2").empty());
+  CHECK(endpoint_aliases(json::parse("[]"), "e1").empty());
+  ContainerInfo c{"cccc3333dddd4444", "web1", {}, endpoint_aliases(inspect, "e1")};
+  c.aliases.push_back("web1");
+  CHECK(endpoint_names(c).aliases == std::vector<std::string>{"cccc3333dddd", "db", "primary.db"});
 }

@@ -4,7 +4,8 @@
 // our own reply). So after Join, a worker thread asks dockerd's API for the
 // container list (a lock-free snapshot, updated once the start completes)
 // until the endpoint shows up there, then tells swarmnetd the endpoint's
-// name (the container name), aliases (the short id) and service.
+// name (the container name), aliases (the short id, --network-alias and
+// docker network connect --alias, on that network only) and service.
 #pragma once
 
 #include <condition_variable>
@@ -26,6 +27,8 @@ inline constexpr const char* kDefaultDockerSocket = "/var/run/docker.sock";
 // The container holding `endpoint_id` in a /containers/json reply, if any.
 std::optional<ContainerInfo> container_of_endpoint(const json::value& containers,
                                                    const std::string& endpoint_id);
+// The aliases of `endpoint_id` in a /containers/ID/json reply.
+std::vector<std::string> endpoint_aliases(const json::value& inspect, const std::string& endpoint_id);
 // What swarmnetd is told about the endpoint of `c`.
 api::EndpointUpdate endpoint_names(const ContainerInfo& c);
 

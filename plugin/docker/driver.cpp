@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <set>
 
 #include "common/api_client.hpp"
 #include "common/error.hpp"
@@ -71,6 +72,7 @@ std::optional<StateDir::NetworkEntry> StateDir::network(const std::string& id) c
     e.name = jf::required_string(o, "name");
     e.subnet = Ipv4Prefix::parse(jf::required_string(o, "subnet"));
     e.gateway = Ipv4Address::parse(jf::required_string(o, "gateway"));
+    e.internal = jf::bool_or(o, "internal", false);  // absent in files of older releases
     return e;
   } catch (const Error& e) {
     fail(Errc::internal, "state file " + dir_ + "/networks/" + id + " is damaged: " + e.what());
@@ -81,7 +83,8 @@ void StateDir::put_network(const std::string& id, const NetworkEntry& e) {
   json::object o{{"network_id", e.network_id},
                  {"name", e.name},
                  {"subnet", e.subnet.str()},
-                 {"gateway", e.gateway.str()}};
+                 {"gateway", e.gateway.str()},
+                 {"internal", e.internal}};
   write_file_atomically(dir_ + "/networks", id, json::serialize(o));
 }
 
@@ -95,8 +98,10 @@ std::optional<StateDir::PoolEntry> StateDir::pool(const std::string& id) const {
   try {
     const json::value doc = jf::parse(*text, "state file");
     const auto& o = jf::as_object(doc, "state file");
-    return PoolEntry{jf::required_string(o, "network_id"), jf::required_string(o, "name"),
-                     jf::bool_or(o, "created", false)};
+    PoolEntry e{jf::required_string(o, "network_id"), jf::required_string(o, "name"),
+                jf::bool_or(o, "created", false), std::nullopt};
+    if (auto r = jf::optional_string(o, "ip_range")) e.ip_range = Ipv4Prefix::parse_network(*r);
+    return e;
   } catch (const Error& e) {
     fail(Errc::internal, "state file " + dir_ + "/pools/" + id + " is damaged: " + e.what());
   }
@@ -104,7 +109,17 @@ std::optional<StateDir::PoolEntry> StateDir::pool(const std::string& id) const {
 
 void StateDir::put_pool(const std::string& id, const PoolEntry& e) {
   json::object o{{"network_id", e.network_id}, {"name", e.name}, {"created", e.created}};
+  if (e.ip_range) o["ip_range"] = e.ip_range->str();
   write_file_atomically(dir_ + "/pools", id, json::serialize(o));
+}
+
+std::optional<std::string> StateDir::pool_of_network(const std::string& network_id) const {
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(dir_ + "/pools", ec)) {
+    const std::string id = f.path().filename().string();
+    if (auto e = pool(id); e && e->network_id == network_id) return id;
+  }
+  return std::nullopt;
 }
 
 bool StateDir::erase_pool(const std::string& id) {
@@ -205,9 +220,9 @@ std::optional<api::Network> Driver::find_network_by_subnet(const Ipv4Prefix& sub
 
 json::object Driver::request_pool(const RequestPool& r) {
   if (r.v6) fail(Errc::invalid_argument, "swarmnet networks are IPv4 only: drop --ipv6");
-  if (!r.sub_pool.empty()) {
-    fail(Errc::invalid_argument,
-         "--ip-range is not supported: swarmnet hands out addresses from the whole subnet");
+  if (r.sub_pool && (!r.pool || !r.pool->contains(*r.sub_pool))) {
+    fail(Errc::invalid_argument, "--ip-range " + r.sub_pool->str() + " must lie inside --subnet" +
+                                     (r.pool ? " " + r.pool->str() : ""));
   }
   if (r.pool) {
     if (auto why = api::subnet_refusal(*r.pool)) fail(Errc::invalid_argument, *why);
@@ -239,12 +254,12 @@ json::object Driver::request_pool(const RequestPool& r) {
     spdlog::info("RequestPool: created swarmnet network {} ({})", network->name,
                  network->subnet.str());
   }
-  if (state_.pool(network->id)) {
+  if (state_.pool_of_network(network->id)) {
     if (created) daemon_.call("DELETE", network_target(network->id));
     fail(Errc::conflict, "swarmnet network " + network->name +
                              " is already the pool of another Docker network on this host");
   }
-  state_.put_pool(network->id, {network->id, network->name, created});
+  state_.put_pool(network->id, {network->id, network->name, created, r.sub_pool});
   spdlog::info("RequestPool: pool {} = swarmnet network {} {}", short_id(network->id),
                network->name, network->subnet.str());
   return request_pool_reply(network->id, Ipv4Prefix(network->subnet.network(),
@@ -297,20 +312,64 @@ api::Endpoint Driver::reserve(const std::string& network_id, std::optional<Ipv4A
   return json::value_to<api::Endpoint>(daemon_.call("POST", endpoints_target(network_id), &body));
 }
 
+api::Endpoint Driver::reserve_in_range(const StateDir::PoolEntry& pool, const Ipv4Prefix& range) {
+  // swarmnetd allocates from the whole subnet; a range is served here by
+  // asking for its free addresses by name, lowest first. swarmnetd still
+  // decides: an address in use, reserved or in another node's block is
+  // refused, and the next one is tried.
+  auto network = find_network(pool.network_id);
+  if (!network) fail(Errc::not_found, "swarmnet network " + pool.name + " no longer exists");
+  std::set<uint32_t> used;
+  for (const auto& e : endpoints(pool.network_id)) used.insert(e.address.address().value());
+  std::string last_refusal;
+  for (uint64_t v = range.network().value(); v <= range.broadcast().value(); ++v) {
+    const Ipv4Address a(static_cast<uint32_t>(v));
+    if (used.count(a.value()) || a == network->gateway || a == network->subnet.network() ||
+        a == network->subnet.broadcast()) {
+      continue;
+    }
+    try {
+      return reserve(pool.network_id, a);
+    } catch (const Error& e) {
+      if (e.code() != Errc::conflict && e.code() != Errc::invalid_argument) throw;
+      last_refusal = e.what();
+    }
+  }
+  fail(Errc::exhausted, "no free address in --ip-range " + range.str() + " of network " +
+                            pool.name + " on this host" +
+                            (last_refusal.empty() ? "" : " (last refusal: " + last_refusal + ")"));
+}
+
 json::object Driver::request_address(const RequestAddress& r) {
   auto pool = state_.pool(r.pool_id);
   if (!pool) fail(Errc::not_found, "unknown pool " + r.pool_id);
   if (r.gateway()) {
-    // The gateway is the network's own (on this host's bridge), not an
-    // allocation; a different --gateway cannot be honoured.
+    // The gateway is the network's own (on every host's bridge), not an
+    // allocation. A network this plugin made for the pool takes another
+    // --gateway: CreateNetwork remakes it with that gateway. One that
+    // existed before keeps its own.
     auto n = find_network(pool->network_id);
     if (!n) fail(Errc::not_found, "swarmnet network " + pool->name + " no longer exists");
     if (r.address && *r.address != n->gateway) {
-      fail(Errc::invalid_argument, "swarmnet network " + n->name + " has gateway " +
-                                       n->gateway.str() + ": --gateway " + r.address->str() +
-                                       " cannot be used");
+      if (!pool->created) {
+        fail(Errc::invalid_argument, "swarmnet network " + n->name + " has gateway " +
+                                         n->gateway.str() + ": --gateway " + r.address->str() +
+                                         " cannot be used");
+      }
+      if (!n->subnet.contains(*r.address) || *r.address == n->subnet.network() ||
+          *r.address == n->subnet.broadcast()) {
+        fail(Errc::invalid_argument, "--gateway " + r.address->str() +
+                                         " is not a host address of the subnet " + n->subnet.str());
+      }
+      return request_address_reply(Ipv4Prefix(*r.address, n->subnet.length()));
     }
     return request_address_reply(Ipv4Prefix(n->gateway, n->subnet.length()));
+  }
+  if (!r.address && pool->ip_range) {
+    api::Endpoint e = reserve_in_range(*pool, *pool->ip_range);
+    spdlog::info("RequestAddress: {} on {} (--ip-range {})", e.address.str(), pool->name,
+                 pool->ip_range->str());
+    return request_address_reply(e.address);
   }
   api::Endpoint e = reserve(pool->network_id, r.address);
   spdlog::info("RequestAddress: {} on {}", e.address.str(), pool->name);
@@ -358,6 +417,37 @@ api::Endpoint Driver::endpoint_of(const StateDir::NetworkEntry& n, const std::st
   return *e;
 }
 
+api::Network Driver::recreate(const std::string& pool_id, const api::Network& old,
+                              const api::NetworkCreate& wanted) {
+  // Docker's IPAM call (RequestPool, which made the network) comes before
+  // the network driver learns --internal, the MTU and the gateway; the
+  // network has no endpoint yet, so it is made again with them.
+  daemon_.call("DELETE", network_target(old.id));
+  json::value body = json::value_from(wanted);
+  api::Network made;
+  try {
+    made = json::value_to<api::Network>(daemon_.call("POST", networks_target(), &body));
+  } catch (const Error& e) {
+    // Put back the network the pool names, so the pool stays usable
+    // and Docker's ReleasePool finds what it expects.
+    api::NetworkCreate back{old.name, old.subnet, old.gateway, old.mtu, old.internal};
+    json::value b = json::value_from(back);
+    try {
+      const auto restored = json::value_to<api::Network>(daemon_.call("POST", networks_target(), &b));
+      state_.put_pool(pool_id, {restored.id, restored.name, true, state_.pool(pool_id)->ip_range});
+    } catch (const Error& e2) {
+      spdlog::error("CreateNetwork: could not restore swarmnet network {}: {}", old.name, e2.what());
+    }
+    throw;
+  }
+  auto entry = *state_.pool(pool_id);
+  entry.network_id = made.id;
+  state_.put_pool(pool_id, entry);
+  spdlog::info("CreateNetwork: swarmnet network {} made again: gateway {} mtu {}{}", made.name,
+               made.gateway.str(), made.mtu, made.internal ? " internal" : "");
+  return made;
+}
+
 json::object Driver::create_network(const CreateNetwork& r) {
   if (r.ipv6_pools > 0) fail(Errc::invalid_argument, "swarmnet networks are IPv4 only: drop --ipv6");
   if (r.ipv4.size() != 1) {
@@ -375,12 +465,48 @@ json::object Driver::create_network(const CreateNetwork& r) {
     fail(Errc::invalid_argument, "-o swarmnet.network=" + it->second + " but subnet " +
                                      data.pool.str() + " is swarmnet network " + network->name);
   }
+  std::optional<unsigned> mtu;
+  for (const auto& [key, value] : r.generic_options) {
+    if (key == kNetworkOption) continue;
+    if (key == kMtuOption) {
+      const auto n = parse_port(value);  // a decimal 1-65535; swarmnetd checks the range
+      if (!n) fail(Errc::invalid_argument, "-o " + key + "=" + value + ": not a number");
+      mtu = *n;
+      continue;
+    }
+    // Dropping an option silently would leave the user believing it holds.
+    fail(Errc::invalid_argument, "-o " + key + " is not supported by swarmnet (it takes " +
+                                     kMtuOption + " and " + kNetworkOption + ")");
+  }
   if (auto prev = state_.network(r.network_id); prev && prev->network_id != network->id) {
     fail(Errc::conflict, "Docker network " + r.network_id + " is already swarmnet network " +
                              prev->name);
   }
-  state_.put_network(r.network_id,
-                     {network->id, network->name, network->subnet, network->gateway});
+  const std::optional<Ipv4Address> gateway =
+      data.gateway ? std::optional(data.gateway->address()) : std::nullopt;
+  const bool differs = (gateway && *gateway != network->gateway) ||
+                       (mtu && *mtu != network->mtu) || r.internal != network->internal;
+  if (differs) {
+    const auto pool_id = state_.pool_of_network(network->id);
+    const auto pool = pool_id ? state_.pool(*pool_id) : std::nullopt;
+    if (!pool || !pool->created) {
+      // Options are the network's, cluster-wide; set where it is created.
+      fail(Errc::invalid_argument,
+           "swarmnet network " + network->name + " exists with gateway " + network->gateway.str() +
+               ", mtu " + std::to_string(network->mtu) + (network->internal ? ", internal" : ", not internal") +
+               ": give the Docker network the same (--gateway, -o " + kMtuOption +
+               ", --internal), or set them with swarmnetctl network create");
+    }
+    api::NetworkCreate wanted;
+    wanted.name = network->name;
+    wanted.subnet = network->subnet;
+    wanted.gateway = gateway;
+    wanted.mtu = mtu;
+    wanted.internal = r.internal;
+    network = recreate(*pool_id, *network, wanted);
+  }
+  state_.put_network(r.network_id, {network->id, network->name, network->subnet, network->gateway,
+                                    network->internal});
   spdlog::info("CreateNetwork: Docker network {} = swarmnet network {}", short_id(r.network_id),
                network->name);
   return {};
@@ -492,7 +618,9 @@ json::object Driver::join(const Join& r) {
   spdlog::info("Join: {} on {}: {} ({} -> {}), sandbox {}", short_id(r.endpoint_id), n.name,
                ep.address.str(), ep.host_ifname, src, r.sandbox_key);
   if (namer_) namer_->joined(n.network_id, r.endpoint_id);
-  return join_reply(src, "eth", ep.gateway);
+  // An internal network has no way out: no default route through it, as
+  // Docker's own internal networks (the gateway still answers DNS).
+  return join_reply(src, "eth", n.internal ? std::nullopt : std::optional(ep.gateway));
 }
 
 json::object Driver::leave(const EndpointRef& r) {

@@ -78,6 +78,8 @@ struct ContainerInfo {
   std::string id;
   std::string name;
   std::map<std::string, std::string> labels;
+  // --network-alias, docker network connect --alias: on the endpoint's network only.
+  std::vector<std::string> aliases;
 };
 
 // Told of every Join, to find the container and give swarmnetd its names
@@ -97,6 +99,7 @@ class StateDir {
     std::string name;        // swarmnet's
     Ipv4Prefix subnet;
     Ipv4Address gateway;
+    bool internal = false;  // no default route through it (--internal)
   };
   std::optional<NetworkEntry> network(const std::string& docker_network_id) const;
   void put_network(const std::string& docker_network_id, const NetworkEntry& e);
@@ -106,8 +109,11 @@ class StateDir {
     std::string network_id;
     std::string name;
     bool created = false;  // this plugin created the swarmnet network
+    std::optional<Ipv4Prefix> ip_range;  // --ip-range
   };
   std::optional<PoolEntry> pool(const std::string& pool_id) const;
+  // The pool id whose entry names swarmnet network `network_id`, if any.
+  std::optional<std::string> pool_of_network(const std::string& network_id) const;
   void put_pool(const std::string& pool_id, const PoolEntry& e);
   bool erase_pool(const std::string& pool_id);
 
@@ -154,6 +160,12 @@ class Driver {
   // This host's reservation of `a` in a listing of endpoints(), or null.
   const api::Endpoint* reservation_in(const std::vector<api::Endpoint>& eps, Ipv4Address a);
   api::Endpoint reserve(const std::string& network_id, std::optional<Ipv4Address> address);
+  // A reservation of the first free address of `range` (--ip-range).
+  api::Endpoint reserve_in_range(const StateDir::PoolEntry& pool, const Ipv4Prefix& range);
+  // Makes the pool's network again with what `docker network create` asked
+  // for (options Docker gives the network driver only after the IPAM pool).
+  api::Network recreate(const std::string& pool_id, const api::Network& old,
+                        const api::NetworkCreate& wanted);
   std::optional<api::Network> find_network(const std::string& name_or_id);
   std::optional<api::Network> find_network_by_subnet(const Ipv4Prefix& subnet);
   const std::string& node_id();

@@ -152,7 +152,13 @@ RequestPool parse_request_pool(const json::value& body) {
       bad(std::string("field \"Pool\": ") + e.what());
     }
   }
-  r.sub_pool = jf::string_or(o, "SubPool", "");
+  if (std::string sub = jf::string_or(o, "SubPool", ""); !sub.empty()) {
+    try {
+      r.sub_pool = Ipv4Prefix::parse_network(sub);
+    } catch (const Error& e) {
+      bad(std::string("field \"SubPool\" (--ip-range): ") + e.what());
+    }
+  }
   r.options = string_map(o, "Options");
   r.v6 = jf::bool_or(o, "V6", false);
   return r;
@@ -187,6 +193,10 @@ CreateNetwork parse_create_network(const json::value& body) {
   r.network_id = required_id(o, "NetworkID");
   if (const auto* opts = optional_object(o, "Options")) {
     r.generic_options = string_map(*opts, kGenericOptions);
+    if (const json::value* v = jf::find(*opts, kInternalOption); v && !v->is_null()) {
+      if (!v->is_bool()) bad(std::string("option \"") + kInternalOption + "\": expected true or false");
+      r.internal = v->get_bool();
+    }
   }
   if (const json::value* v = jf::find(o, "IPv4Data"); v && !v->is_null()) {
     if (!v->is_array()) bad("field \"IPv4Data\": expected an array");
@@ -290,11 +300,12 @@ json::object create_endpoint_reply(const std::string& mac) {
 }
 
 json::object join_reply(const std::string& src_name, const std::string& dst_prefix,
-                        Ipv4Address gateway) {
-  return {{"InterfaceName", json::object{{"SrcName", src_name}, {"DstPrefix", dst_prefix}}},
-          {"Gateway", gateway.str()},
-          {"StaticRoutes", json::array{}},
-          {"DisableGatewayService", false}};
+                        std::optional<Ipv4Address> gateway) {
+  json::object o{{"InterfaceName", json::object{{"SrcName", src_name}, {"DstPrefix", dst_prefix}}},
+                 {"StaticRoutes", json::array{}},
+                 {"DisableGatewayService", false}};
+  if (gateway) o["Gateway"] = gateway->str();
+  return o;
 }
 
 }  // namespace swarmnet::docker

@@ -31,6 +31,8 @@ inline constexpr const char* kGenericOptions = "com.docker.network.generic";   /
 inline constexpr const char* kPortMap = "com.docker.network.portmap";          // -p bindings
 inline constexpr const char* kGatewayAddressType = "com.docker.network.gateway";
 inline constexpr const char* kRequestAddressType = "RequestAddressType";
+inline constexpr const char* kInternalOption = "com.docker.network.internal";  // --internal
+inline constexpr const char* kMtuOption = "com.docker.network.driver.mtu";     // -o, Docker's bridge's name
 // Ours: the swarmnet network a Docker network maps to (--ipam-opt or -o).
 inline constexpr const char* kNetworkOption = "swarmnet.network";
 
@@ -49,7 +51,7 @@ void check_docker_id(const std::string& id, std::string_view field);
 struct RequestPool {
   std::string address_space;
   std::optional<Ipv4Prefix> pool;  // --subnet
-  std::string sub_pool;            // --ip-range: refused (the daemon owns allocation)
+  std::optional<Ipv4Prefix> sub_pool;  // --ip-range: where addresses without --ip come from
   std::map<std::string, std::string> options;  // --ipam-opt
   bool v6 = false;
 };
@@ -85,6 +87,7 @@ struct IpamData {
 struct CreateNetwork {
   std::string network_id;
   std::map<std::string, std::string> generic_options;  // Options["com.docker.network.generic"]
+  bool internal = false;                                // Options["com.docker.network.internal"]
   std::vector<IpamData> ipv4;
   size_t ipv6_pools = 0;
 };
@@ -144,8 +147,9 @@ json::object request_pool_reply(const std::string& pool_id, const Ipv4Prefix& po
                                  Ipv4Address gateway);
 json::object request_address_reply(const Ipv4Prefix& address);
 json::object create_endpoint_reply(const std::string& mac);  // "" -> no Interface
+// No gateway (an internal network): Docker sets no default route through it.
 json::object join_reply(const std::string& src_name, const std::string& dst_prefix,
-                        Ipv4Address gateway);
+                        std::optional<Ipv4Address> gateway);
 
 inline constexpr const char* kLocalAddressSpace = "swarmnet-local";
 inline constexpr const char* kGlobalAddressSpace = "swarmnet";
