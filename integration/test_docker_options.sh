@@ -4,8 +4,9 @@
 # way out, a normal network as the control), -o com.docker.network.driver.mtu,
 # --gateway, --ip-range, --network-alias and docker network connect --alias
 # (resolved by swarmnet's DNS from a Docker and from a containerd/CNI
-# container), and options swarmnet does not take refused with the reason,
-# leaving nothing behind.
+# container), Docker containers resolving swarmnet's names without --dns,
+# and options swarmnet does not take refused with the reason, leaving
+# nothing behind.
 set -euo pipefail
 case "${1:-}" in
   -h | --help) echo "usage: integration/test_docker_options.sh   (root; build first)"; exit 0 ;;
@@ -101,6 +102,26 @@ check "a Docker container resolves db through swarmnet's DNS" bash -c \
   "docker -H $(docker_host 1) exec co nslookup db 10.92.0.1 2>/dev/null | grep -q 'Address.*$d1'"
 check "and the CNI container cc by its name" bash -c \
   "docker -H $(docker_host 1) exec co nslookup cc 10.92.0.1 2>/dev/null | grep -q 'Address.*$cc'"
+
+say "Docker containers resolve swarmnet's names without --dns"
+check "co was given no --dns: Docker's embedded DNS is its nameserver" bash -c \
+  "docker -H $(docker_host 1) exec co cat /etc/resolv.conf | grep -qx 'nameserver 127.0.0.11'"
+vip=$(hctl 1 service create svc --network open | sed -n 's/.* open=//p')
+info "service svc, VIP $vip on open"
+dk_name() { dk 1 exec co timeout 10 nslookup "$1" 2>/dev/null | sed -n '/^Name:/,$p' | awk '/^Address/ {print $NF}'; }
+check "co resolves the containerd container's name cc ($cc)" wait_for 10 bash -c "[[ \$(docker -H $(docker_host 1) exec co nslookup cc 2>/dev/null | sed -n '/^Name:/,\$p' | awk '/^Address/ {print \$NF}') == $cc ]]"
+check "and the swarmnet service svc to its VIP" test "$(dk_name svc)" = "$vip"
+check "and d1 (Docker's own name, answered by Docker) (control)" test "$(dk_name d1)" = "$d1"
+check "a name nobody has does not resolve (control)" test -z "$(dk_name nope)"
+redirected() { ip netns exec "$(host_ns 1)" nft list table ip swarmnet_docker_dns | grep -o 'packets [0-9]*' | awk '{print $2}'; }
+info "queries redirected to swarmnetd: $(redirected)"
+check "the plugin's redirect counted them" test "$(redirected)" -gt 0
+plugin_stop 1
+check "when the plugin stops, its table goes" bash -c "! ip netns exec $(host_ns 1) nft list table ip swarmnet_docker_dns >/dev/null 2>&1"
+check "and co no longer resolves cc: the redirect is what made it work (control)" test -z "$(dk_name cc)"
+plugin_start 1
+check "when the plugin starts again, co resolves cc" wait_for 10 bash -c "[[ \$(docker -H $(docker_host 1) exec co nslookup cc 2>/dev/null | sed -n '/^Name:/,\$p' | awk '/^Address/ {print \$NF}') == $cc ]]"
+hctl 1 service rm svc >/dev/null
 container_del 1 cc open
 
 say "options swarmnet does not take: refused with the reason, nothing left"

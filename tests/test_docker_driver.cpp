@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "daemon/api_server.hpp"
 #include "plugin/docker/container_names.hpp"
+#include "plugin/docker/dns_redirect.hpp"
 #include "plugin/docker/driver.hpp"
 #include "plugin/docker/protocol.hpp"
 #include "plugin/docker/publisher.hpp"
@@ -362,4 +363,23 @@ TEST_CASE("docker: --network-alias and connect --alias from dockerd's inspect", 
   ContainerInfo c{"cccc3333dddd4444", "web1", {}, endpoint_aliases(inspect, "e1")};
   c.aliases.push_back("web1");
   CHECK(endpoint_names(c).aliases == std::vector<std::string>{"cccc3333dddd", "db", "primary.db"});
+}
+
+TEST_CASE("docker: the nameservers Docker's embedded DNS forwards to", "[docker]") {
+  auto strs = [](const std::vector<Ipv4Address>& v) {
+    std::vector<std::string> out;
+    for (const auto& a : v) out.push_back(a.str());
+    return out;
+  };
+  CHECK(strs(docker_upstreams("# x\nnameserver 10.255.255.53\nsearch lan\nnameserver 192.0.2.1\nnameserver 10.255.255.53\n")) ==
+        std::vector<std::string>{"10.255.255.53", "192.0.2.1"});
+  CHECK(strs(docker_upstreams("nameserver 127.0.0.53\nnameserver ::1\nnameserver 198.51.100.7\n")) ==
+        std::vector<std::string>{"198.51.100.7"});
+  // Only loopback ones, or none: Docker's fallback.
+  CHECK(strs(docker_upstreams("nameserver 127.0.0.53\n")) == std::vector<std::string>{"8.8.8.8", "8.8.4.4"});
+  CHECK(strs(docker_upstreams("")) == std::vector<std::string>{"8.8.8.8", "8.8.4.4"});
+  const std::string script = dns_redirect_script({Ipv4Address::parse("10.255.255.53"), Ipv4Address::parse("192.0.2.1")});
+  CHECK_THAT(script, Catch::Contains("elements = { 10.255.255.53, 192.0.2.1 }"));
+  CHECK_THAT(script, Catch::Contains("iifname \"swn-*\" ip daddr @upstreams meta l4proto { tcp, udp } th dport 53 counter redirect"));
+  CHECK_THAT(script, Catch::StartsWith("add table ip swarmnet_docker_dns\ndelete table ip swarmnet_docker_dns\n"));
 }

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "common/api_client.hpp"
@@ -18,6 +19,9 @@
 #include "kernel/netns.hpp"
 #include "kernel/vxlan.hpp"
 #include "plugin/docker/container_names.hpp"
+#include "common/files.hpp"
+#include "kernel/nftables.hpp"
+#include "plugin/docker/dns_redirect.hpp"
 #include "plugin/docker/driver.hpp"
 #include "plugin/docker/publisher.hpp"
 #include "plugin/docker/server.hpp"
@@ -69,6 +73,7 @@ int run(int argc, char** argv) {
   std::string daemon_socket = api::kDefaultSocket;
   std::string state_dir = std::string(api::kDefaultStateDir) + "/docker";
   std::string docker_socket = kDefaultDockerSocket;
+  std::string host_resolv_conf = "/etc/resolv.conf";
   std::string log_level = "info";
   std::string log_file;
   app.add_option("--socket", socket, "where dockerd finds the plugin")->capture_default_str();
@@ -78,6 +83,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--docker-socket", docker_socket,
                  "dockerd's API, where container names and labels are read (\"\" = never)")
+      ->capture_default_str();
+  app.add_option("--host-resolv-conf", host_resolv_conf,
+                 "the resolv.conf dockerd reads: queries Docker's embedded DNS forwards to its "
+                 "nameservers from a swarmnet network are answered by swarmnetd, so Docker containers "
+                 "resolve swarmnet's names without --dns (\"\" = never; with swarmnetd --no-dns)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--log-file", log_file, "also log to this file");
@@ -102,6 +112,20 @@ int run(int argc, char** argv) {
     std::unique_ptr<DockerEndpointNamer> namer;
     if (!docker_socket.empty()) namer = std::make_unique<DockerEndpointNamer>(docker_socket, daemon);
     Driver driver(daemon, links, publisher, state, namer.get());
+    // Before the server starts and after it stops: libnftables is used from
+    // one thread at a time.
+    std::optional<kernel::NftContext> nft;
+    if (!host_resolv_conf.empty()) {
+      const auto text = read_file(host_resolv_conf);
+      if (!text) throw Error(Errc::invalid_argument, "--host-resolv-conf " + host_resolv_conf + ": cannot read it");
+      const auto upstreams = docker_upstreams(*text);
+      nft.emplace();
+      nft->run(dns_redirect_script(upstreams));
+      std::string list;
+      for (const auto& a : upstreams) list += " " + a.str();
+      spdlog::info("Docker's embedded DNS forwarding to{} is answered by swarmnetd (table ip {})", list,
+                   kDnsRedirectTable);
+    }
     PluginServer server(driver, socket);
     spdlog::info("swarmnet-docker {} on {} (swarmnetd {}, state {})", kVersion, socket,
                  daemon_socket, state_dir);
@@ -113,6 +137,7 @@ int run(int argc, char** argv) {
     });
     server.run();
     waiter.join();
+    if (nft) nft->run(dns_redirect_removal());
     return 0;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
