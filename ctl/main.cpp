@@ -13,6 +13,7 @@
 #include "common/port_spec.hpp"
 #include "common/version.hpp"
 #include "ctl/doctor.hpp"
+#include "ctl/events.hpp"
 #include "ctl/topology.hpp"
 
 namespace json = boost::json;
@@ -195,6 +196,20 @@ int main(int argc, char** argv) {
 
   auto* status = app.add_subcommand("status", "Show the daemon's status");
 
+  std::vector<std::string> event_filters;
+  auto* events = app.add_subcommand(
+      "events",
+      "Stream what changes in the cluster as this node learns it, one line per event, until interrupted: nodes "
+      "(join, suspect, alive, die, leave), networks, endpoints and services (create, update, remove), task "
+      "health (health_status) and key rotations (cluster key_rotate). Exit 1 when the daemon cut this client off "
+      "for reading too slowly (the last line says so)");
+  events->add_option("--format", format, "text (as docker events) or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
+  events->add_option("--filter,-f", event_filters,
+                     "KEY=VALUE, repeatable (one key's values are alternatives, all keys must match): type "
+                     "(node, network, endpoint, service, cluster), action (or event), id (or a prefix), name, "
+                     "node, network, service, container");
+
   auto* cluster = app.add_subcommand("cluster", "Create, join or leave a cluster");
   cluster->require_subcommand(1);
   std::string advertise, token, token_file;
@@ -332,6 +347,11 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (events->parsed()) {
+      swarmnet::EventFilter filter;
+      for (const auto& f : event_filters) filter.add(f);
+      return swarmnet::ctl::print_events(socket, filter, format == "json" ? "json" : "text");
+    }
     ApiClient client(socket);
     if (net_create->parsed()) {
       if (!subnet.empty()) {

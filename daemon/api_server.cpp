@@ -17,8 +17,10 @@
 
 #include "common/accept_backoff.hpp"
 #include "common/error.hpp"
+#include "common/event.hpp"
 #include "common/json_fields.hpp"
 #include "daemon/cluster.hpp"
+#include "daemon/events.hpp"
 
 namespace swarmnet::daemon {
 
@@ -280,10 +282,81 @@ asio::awaitable<HttpReply> cluster_async(Cluster& cluster, const std::string& wh
   co_return HttpReply{200, json::object{{"status", what == "join" ? "joined" : "left"}}};
 }
 
+using ApiStream = beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy>;
+
+// A stream of events may wait as long as a write to its client.
+constexpr auto kEventWriteTimeout = std::chrono::seconds(30);
+
+// GET /v1/events: one JSON event a line in a chunked reply that lasts until
+// the client goes, or falls so far behind that the bus cuts it off (the
+// last line says so, daemon/events.hpp). A client that stops reading is let
+// go after kEventWriteTimeout.
+asio::awaitable<void> stream_events(ApiStream& stream, unsigned version, std::string_view query, EventBus& bus) {
+  EventFilter filter;
+  std::optional<HttpReply> refused;
+  try {
+    filter = EventFilter::from_query(query);
+  } catch (const Error& e) {
+    refused = error_reply(e.code(), e.what());
+  }
+  if (refused) {
+    const HttpReply& reply = *refused;
+    http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
+    res.set(http::field::content_type, "application/json");
+    res.body() = json::serialize(reply.body);
+    res.keep_alive(false);
+    res.prepare_payload();
+    stream.expires_after(kIdleTimeout);
+    co_await http::async_write(stream, res, asio::use_awaitable);
+    co_return;
+  }
+  http::response<http::empty_body> res{http::status::ok, version};
+  res.set(http::field::server, "swarmnetd");
+  res.set(http::field::content_type, "application/x-ndjson");
+  res.keep_alive(false);
+  res.chunked(true);
+  http::response_serializer<http::empty_body> serializer{res};
+  stream.expires_after(kEventWriteTimeout);
+  co_await http::async_write_header(stream, serializer, asio::use_awaitable);
+  stream.expires_never();
+
+  struct Waiter {
+    asio::steady_timer timer;
+    bool client_gone = false;
+  };
+  auto waiter = std::make_shared<Waiter>(Waiter{asio::steady_timer(stream.get_executor())});
+  const std::string wanted = filter.empty() ? "all" : filter.query();
+  auto subscription = bus.subscribe(std::move(filter), [w = std::weak_ptr<Waiter>(waiter)] {
+    if (auto waiting = w.lock()) waiting->timer.cancel();
+  });
+  spdlog::debug("events: a client subscribed ({}); {} subscriber(s)", wanted, bus.subscribers());
+  // The client says nothing more: readable means it closed (or broke the
+  // protocol); either way the stream ends.
+  stream.socket().async_wait(local::socket::wait_read, [waiter](const boost::system::error_code&) {
+    waiter->client_gone = true;
+    waiter->timer.cancel();
+  });
+  for (;;) {
+    while (!subscription->has_pending() && !waiter->client_gone) {
+      waiter->timer.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (waiter->client_gone) co_return;
+    const bool last = subscription->lost();
+    const std::string lines = subscription->take();
+    stream.expires_after(kEventWriteTimeout);
+    co_await asio::async_write(stream, http::make_chunk(asio::buffer(lines)), asio::use_awaitable);
+    stream.expires_never();
+    if (last) break;
+  }
+  stream.expires_after(kEventWriteTimeout);
+  co_await asio::async_write(stream, http::make_chunk_last(), asio::use_awaitable);
+}
+
 asio::awaitable<void> serve_connection(local::socket socket, Controller& controller,
-                                       Cluster* cluster, std::shared_ptr<RouteHandlers> extra) {
-  beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy> stream(
-      std::move(socket));
+                                       Cluster* cluster, EventBus* events, std::shared_ptr<RouteHandlers> extra) {
+  ApiStream stream(std::move(socket));
   beast::flat_buffer buffer;
   try {
     for (;;) {
@@ -293,6 +366,13 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
       co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
       auto& req = parser.get();
       const std::string target(req.target());
+      if (events && req.method() == http::verb::get && split_path(target) == std::vector<std::string>{"v1", "events"}) {
+        const auto q = target.find('?');
+        co_await stream_events(stream, req.version(),
+                               q == std::string::npos ? std::string_view() : std::string_view(target).substr(q + 1),
+                               *events);
+        break;
+      }
       HttpReply reply;
       if (cluster && req.method() == http::verb::post &&
           (target == "/v1/cluster/join" || target == "/v1/cluster/leave")) {
@@ -346,7 +426,7 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
 }
 
 asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller,
-                                  Cluster* cluster, std::shared_ptr<RouteHandlers> extra) {
+                                  Cluster* cluster, EventBus* events, std::shared_ptr<RouteHandlers> extra) {
   AcceptBackoff backoff("api accept");
   for (;;) {
     boost::system::error_code ec;
@@ -358,7 +438,7 @@ asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& control
       continue;
     }
     backoff.succeeded();
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster, extra),
+    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster, events, extra),
                    asio::detached);
   }
 }
@@ -366,10 +446,11 @@ asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& control
 }  // namespace
 
 ApiServer::ApiServer(asio::io_context& io, Controller& controller, Cluster* cluster,
-                     std::string socket_path)
+                     std::string socket_path, EventBus* events)
     : io_(io),
       controller_(controller),
       cluster_(cluster),
+      events_(events),
       socket_path_(std::move(socket_path)),
       acceptor_(io) {
   namespace fs = std::filesystem;
@@ -398,7 +479,7 @@ ApiServer::ApiServer(asio::io_context& io, Controller& controller, Cluster* clus
   if (ec) throw Error(Errc::internal, "cannot bind " + socket_path_ + ": " + ec.message());
   ::chmod(socket_path_.c_str(), 0600);
   acceptor_.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_, extra_), asio::detached);
+  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_, events_, extra_), asio::detached);
   spdlog::info("API listening on {}", socket_path_);
 }
 

@@ -15,6 +15,7 @@
 
 namespace swarmnet::daemon {
 class Cluster;
+class EventBus;
 }
 
 namespace swarmnet::daemon {
@@ -45,9 +46,10 @@ HttpReply handle_request(Controller& controller, Cluster* cluster, const std::st
 class ApiServer {
  public:
   // Binds the socket (mode 0600; a stale socket file is replaced, a live one
-  // is an Error(conflict)) and starts accepting.
+  // is an Error(conflict)) and starts accepting. `events` (may be null)
+  // serves GET /v1/events.
   ApiServer(boost::asio::io_context& io, Controller& controller, Cluster* cluster,
-            std::string socket_path);
+            std::string socket_path, EventBus* events = nullptr);
   ~ApiServer();
 
   // Stops accepting and removes the socket file.
@@ -59,6 +61,7 @@ class ApiServer {
   boost::asio::io_context& io_;
   Controller& controller_;
   Cluster* cluster_;
+  EventBus* events_;
   std::string socket_path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::shared_ptr<RouteHandlers> extra_ = std::make_shared<RouteHandlers>();

@@ -279,7 +279,11 @@ void Cluster::housekeeping() {
     }
     spdlog::info("cluster: node {} not heard of since the restart; treating it as dead",
                  members_.count(it->first) ? members_[it->first].name : it->first);
-    if (members_.count(it->first)) members_[it->first].status = gossip::MemberStatus::dead;
+    if (auto m = members_.find(it->first); m != members_.end()) {
+      const auto before = m->second.status;
+      m->second.status = gossip::MemberStatus::dead;
+      tell_member_changed(m->second, before);
+    }
     gone_since_.emplace(it->first, now);
     it = assumed_alive_until_.erase(it);
     expired = true;
@@ -644,6 +648,7 @@ std::vector<Ipv4Address> Cluster::underlay_peers() const {
 void Cluster::on_member_change(const gossip::Member& m) {
   auto it = members_.find(m.id);
   const bool changed = it == members_.end() || it->second.status != m.status || it->second.addr != m.addr;
+  const auto before = it == members_.end() ? std::nullopt : std::optional(it->second.status);
   members_[m.id] = m;
   assumed_alive_until_.erase(m.id);  // gossip has spoken
   if (m.status == gossip::MemberStatus::dead || m.status == gossip::MemberStatus::left) {
@@ -656,6 +661,17 @@ void Cluster::on_member_change(const gossip::Member& m) {
                gossip::to_string(m.status));
   controller_.on_membership_change();
   save();  // remembers peers for a restart
+  tell_member_changed(m, before);
+}
+
+void Cluster::tell_member_changed(const gossip::Member& m, std::optional<gossip::MemberStatus> before) {
+  if (observer_.member_changed) observer_.member_changed(m, before);
+}
+
+std::optional<std::string> Cluster::name_of(const std::string& node_id) const {
+  auto it = members_.find(node_id);
+  if (it == members_.end()) return std::nullopt;
+  return it->second.name;
 }
 
 void Cluster::on_user_message(std::span<const uint8_t> data) {
@@ -731,6 +747,8 @@ void Cluster::apply_keyring(const json::value& ring) {
   std::vector<gossip::Keyring::Key> keys;
   for (const auto& k : json_fields::string_array(o, "keys")) keys.push_back(gossip::Keyring::key_from_base64(k));
   if (keys.empty()) throw Error(Errc::invalid_argument, "keyring without keys");
+  const auto keys_before = keyring_->keys();
+  const uint64_t version_before = keys_version_;
   for (const auto& k : keys) keyring_->add_key(k);
   keyring_->use_key(keys.front());
   for (const auto& k : keyring_->keys()) {
@@ -739,6 +757,13 @@ void Cluster::apply_keyring(const json::value& ring) {
   keys_version_ = version;
   spdlog::info("cluster: keyring version {} ({} key(s))", version, keys.size());
   save();
+  // Version 0: a joining node learning the cluster's keyring, no rotation.
+  if (observer_.keyring_changed && version_before > 0) {
+    const char* step = keys_before.empty() || keys.front() != keys_before.front() ? "primary"
+                       : keys.size() < keys_before.size()                           ? "retire"
+                                                                                    : "distribute";
+    observer_.keyring_changed(version, keys.size(), step);
+  }
 }
 
 json::value Cluster::address_pools_json() const {

@@ -100,6 +100,20 @@ class Cluster final : public Membership, public gossip::Delegate {
   boost::json::value remove_node(const std::string& name_or_id);
 
   bool active() const { return node_ != nullptr; }
+  // A member's name, if it is one.
+  std::optional<std::string> name_of(const std::string& node_id) const;
+
+  // Told on the daemon's thread, after the change, of every change of a
+  // member's state or address (`before`: nullopt for a node first seen) and
+  // of every new keyring version a rotation brings (not the keyring a
+  // joining node learns). The event stream listens (daemon/events.hpp).
+  struct Observer {
+    std::function<void(const gossip::Member& m, std::optional<gossip::MemberStatus> before)> member_changed;
+    // step: "distribute" (a new key is known), "primary" (the primary key
+    // changed), "retire" (a key is gone).
+    std::function<void(uint64_t version, size_t keys, const std::string& step)> keyring_changed;
+  };
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
   std::string token() const;
   boost::json::value nodes_json() const;
   boost::json::value status_json() const;
@@ -133,6 +147,7 @@ class Cluster final : public Membership, public gossip::Delegate {
   void apply_address_pools(const boost::json::value& pools);
   boost::json::value address_pools_json() const;
   void handle_message(const boost::json::value& message);
+  void tell_member_changed(const gossip::Member& m, std::optional<gossip::MemberStatus> before);
   bool sees_majority() const;
   // Alive as gossip itself says (the members assumed alive after a restart
   // do not count towards a majority: that would renew the lease unheard).
@@ -150,6 +165,7 @@ class Cluster final : public Membership, public gossip::Delegate {
   std::string node_name_;
   ClusterOptions options_;
   size_t listener_id_ = 0;
+  Observer observer_;
 
   std::optional<Ipv4Address> advertise_;
   std::unique_ptr<gossip::Keyring> keyring_;

@@ -20,6 +20,7 @@
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
 #include "daemon/endpoint_reaper.hpp"
+#include "daemon/events.hpp"
 #include "daemon/health.hpp"
 #include "daemon/host_ports.hpp"
 #include "daemon/load_balancing.hpp"
@@ -193,6 +194,9 @@ int main(int argc, char** argv) {
     (void)lock_fd;  // held until exit
 
     swarmnet::daemon::Store store(state_dir, tombstone_s);
+    // What changes from here on is an event (GET /v1/events).
+    swarmnet::daemon::EventBus event_bus;
+    swarmnet::daemon::StateEvents state_events(store, event_bus);
     // The kernel drops only what the DNS server would not answer at all
     // (dns/rate_limit.hpp): the excess it refuses must reach it.
     const unsigned dns_ceiling = dns_enabled ? swarmnet::dns::SourceLimiter::ceiling(dns_rate) : 0;
@@ -286,11 +290,20 @@ int main(int argc, char** argv) {
     swarmnet::daemon::EndpointReaper reaper(io, store, controller, std::chrono::seconds(reap_s));
     reaper.start();
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
+    state_events.set_node_names([&cluster](const std::string& id) { return cluster.name_of(id); });
+    cluster.set_observer(swarmnet::daemon::Cluster::Observer{
+        .member_changed =
+            [&state_events](const swarmnet::gossip::Member& m, std::optional<swarmnet::gossip::MemberStatus> before) {
+              state_events.member_changed(m.id, m.name, m.addr.ip.str(), std::string(swarmnet::gossip::to_string(m.status)),
+                                          before ? std::string(swarmnet::gossip::to_string(*before)) : "");
+            },
+        .keyring_changed = [&state_events](uint64_t version, size_t keys,
+                                           const std::string& step) { state_events.keyring_changed(version, keys, step); }});
     cluster.resume();
     // Without a cluster to resume, VXLAN is refused from everyone (a set
     // left by an earlier run is emptied).
     controller.sync_underlay_peers();
-    swarmnet::daemon::ApiServer server(io, controller, &cluster, socket);
+    swarmnet::daemon::ApiServer server(io, controller, &cluster, socket, &event_bus);
     server.add_routes(swarmnet::daemon::service_routes(services, load_balancing ? &*load_balancing : nullptr));
     server.add_routes([&dns_server, dns_rate](const std::string& method, const std::vector<std::string>& path,
                                               const std::string&) -> std::optional<swarmnet::daemon::HttpReply> {

@@ -1,0 +1,204 @@
+#include "daemon/events.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+namespace swarmnet::daemon {
+
+namespace {
+
+int64_t now_nano() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The table's name in the store -> the event type.
+const char* event_type(const std::string& table) {
+  if (table == "networks") return "network";
+  if (table == "endpoints") return "endpoint";
+  if (table == "services") return "service";
+  return nullptr;  // blocks: bookkeeping of the IPAM, not shown
+}
+
+}  // namespace
+
+// ---- EventBus ----
+
+std::string EventBus::Subscription::take() {
+  std::string out;
+  out.swap(pending_);
+  count_ = 0;
+  return out;
+}
+
+std::shared_ptr<EventBus::Subscription> EventBus::subscribe(EventFilter filter, std::function<void()> wake) {
+  auto s = std::make_shared<Subscription>();
+  s->filter_ = std::move(filter);
+  s->wake_ = std::move(wake);
+  subscribers_.push_back(s);
+  return s;
+}
+
+size_t EventBus::subscribers() {
+  std::erase_if(subscribers_, [](const auto& w) { return w.expired(); });
+  return subscribers_.size();
+}
+
+void EventBus::publish(Event event) {
+  if (event.time_nano == 0) event.time_nano = now_nano();
+  std::string line;  // serialized once, for the first subscriber that wants it
+  std::erase_if(subscribers_, [](const auto& w) { return w.expired(); });
+  // A wake callback may subscribe or unsubscribe: wake after the loop.
+  std::vector<std::shared_ptr<Subscription>> woken;
+  for (const auto& weak : subscribers_) {
+    auto s = weak.lock();
+    if (!s || s->lost_ || !s->filter_.matches(event)) continue;
+    if (s->count_ >= queue_limit_) {
+      Event lost{event.time_nano, "events", "lost", "",
+                 {{"reason", "this subscriber fell " + std::to_string(queue_limit_) +
+                                 " events behind; events after this one were not sent to it"}}};
+      s->pending_ += boost::json::serialize(to_json(lost)) + "\n";
+      s->lost_ = true;
+    } else {
+      if (line.empty()) line = boost::json::serialize(to_json(event)) + "\n";
+      s->pending_ += line;
+      ++s->count_;
+    }
+    woken.push_back(std::move(s));
+  }
+  for (const auto& s : woken) {
+    if (s->wake_) s->wake_();
+  }
+}
+
+// ---- StateEvents ----
+
+StateEvents::StateEvents(Store& store, EventBus& bus) : store_(store), bus_(bus) {
+  for (const char* table : {"networks", "endpoints", "services"}) {
+    auto keys = [&](const auto& t) {
+      std::vector<std::string> out;
+      for (const auto& [key, e] : t)
+        if (!e.deleted) out.push_back(key);
+      return out;
+    };
+    const std::string name = table;
+    const auto live = name == "networks" ? keys(store_.networks())
+                      : name == "endpoints" ? keys(store_.endpoints())
+                                            : keys(store_.services());
+    for (const auto& key : live)
+      if (auto seen = describe(name, key)) seen_[name][key] = std::move(*seen);
+  }
+  listener_id_ = store_.add_change_listener(
+      [this](const std::string& table, const std::string& key, const Store::Line*) { on_change(table, key); });
+}
+
+StateEvents::~StateEvents() { store_.remove_change_listener(listener_id_); }
+
+std::string StateEvents::node_name(const std::string& node_id) const {
+  if (node_names_) {
+    if (auto name = node_names_(node_id); name && !name->empty()) return *name;
+  }
+  return node_id.substr(0, 12);
+}
+
+std::string StateEvents::network_name(const std::string& network_id) const {
+  if (const NetworkRecord* n = store_.find_network(network_id)) return n->name;
+  if (auto it = seen_.find("networks"); it != seen_.end()) {
+    if (auto n = it->second.find(network_id); n != it->second.end()) return n->second.attributes.at("name");
+  }
+  return network_id.substr(0, 12);
+}
+
+std::optional<StateEvents::Seen> StateEvents::describe(const std::string& table, const std::string& key) const {
+  Seen s;
+  if (table == "networks") {
+    const NetworkRecord* n = store_.find_network(key);
+    if (!n) return std::nullopt;
+    s.id = n->id;
+    s.attributes = {{"name", n->name}, {"subnet", n->subnet.str()}, {"vni", std::to_string(n->vni)}};
+    if (n->internal) s.attributes["internal"] = "true";
+    if (n->ingress) s.attributes["ingress"] = "true";
+  } else if (table == "endpoints") {
+    const EndpointRecord* e = store_.find_endpoint(key);
+    if (!e) return std::nullopt;
+    s.id = e->id.empty() ? key : e->id;
+    s.healthy = e->healthy;
+    s.attributes = {{"network", network_name(e->network_id)},
+                    {"container", e->container_id},
+                    {"ip", e->ip.str()},
+                    {"node", node_name(e->node)}};
+    if (!e->name.empty()) s.attributes["name"] = e->name;
+    if (!e->service.empty()) s.attributes["service"] = e->service;
+    if (!e->owner.empty()) s.attributes["owner"] = e->owner;
+  } else if (table == "services") {
+    const ServiceRecord* r = store_.find_service(key);
+    if (!r) return std::nullopt;
+    s.id = r->id;
+    s.attributes = {{"name", r->name}, {"mode", r->mode == ServiceMode::dnsrr ? "dnsrr" : "vip"}};
+    std::string networks, vips, ports;
+    for (const auto& id : r->networks) networks += (networks.empty() ? "" : ",") + network_name(id);
+    for (const auto& [id, ip] : r->vips) vips += (vips.empty() ? "" : ",") + network_name(id) + "=" + ip.str();
+    for (const auto& p : r->ports) {
+      ports += (ports.empty() ? "" : ",") +
+               (p.publish_mode.empty() ? "" : p.publish_mode + ":" + std::to_string(p.published) + "->") +
+               std::to_string(p.target) + "/" + p.protocol;
+    }
+    s.attributes["networks"] = networks;
+    if (!vips.empty()) s.attributes["vips"] = vips;
+    if (!ports.empty()) s.attributes["ports"] = ports;
+  } else {
+    return std::nullopt;
+  }
+  return s;
+}
+
+void StateEvents::on_change(const std::string& table, const std::string& key) {
+  const char* type = event_type(table);
+  if (!type) return;
+  auto now = describe(table, key);
+  auto& seen = seen_[table];
+  auto before = seen.find(key);
+  if (now && before == seen.end()) {
+    bus_.publish(Event{0, type, "create", now->id, now->attributes});
+    seen.emplace(key, std::move(*now));
+  } else if (!now && before != seen.end()) {
+    bus_.publish(Event{0, type, "remove", before->second.id, before->second.attributes});
+    seen.erase(before);
+  } else if (now) {
+    if (now->healthy != before->second.healthy) {
+      auto attributes = now->attributes;
+      attributes["health"] = now->healthy ? "healthy" : "unhealthy";
+      bus_.publish(Event{0, type, "health_status", now->id, std::move(attributes)});
+    }
+    if (now->attributes != before->second.attributes) bus_.publish(Event{0, type, "update", now->id, now->attributes});
+    before->second = std::move(*now);
+  }
+}
+
+void StateEvents::member_changed(const std::string& id, const std::string& name, const std::string& address,
+                                 const std::string& status, const std::string& before) {
+  std::string action;
+  if (status == "alive") {
+    action = before.empty() || before == "left" ? "join" : before == "alive" ? "update" : "alive";
+  } else if (status == "suspect") {
+    action = "suspect";
+  } else if (status == "dead") {
+    action = "die";
+  } else if (status == "left") {
+    action = "leave";
+  } else {
+    action = status;
+  }
+  if (status == before) action = "update";  // its address changed
+  bus_.publish(Event{0, "node", action, id, {{"name", name}, {"address", address}, {"status", status}}});
+}
+
+void StateEvents::keyring_changed(uint64_t version, size_t keys, const std::string& step) {
+  bus_.publish(Event{0,
+                     "cluster",
+                     "key_rotate",
+                     "",
+                     {{"version", std::to_string(version)}, {"keys", std::to_string(keys)}, {"step", step}}});
+}
+
+}  // namespace swarmnet::daemon

@@ -1,0 +1,113 @@
+// The daemon's event stream (GET /v1/events, `swarmnetctl events`).
+//
+// StateEvents turns what this daemon applies into typed events: changes of
+// the replicated tables (its own writes and those merged from other nodes),
+// membership changes and new keyrings, told by the Cluster. EventBus hands
+// each to every subscriber whose filter it matches.
+//
+// Ordering: events come in the order this daemon applied the changes, on its
+// one thread. Changes of one entry therefore come in the order of their
+// versions (an older version is never applied after a newer one), but two
+// nodes' changes may be seen in different orders on different nodes, and a
+// change superseded before it arrived here (a network made and removed
+// while this node was cut off) is never seen at all.
+//
+// A subscriber never slows the daemon: publish() only appends to the
+// subscriber's queue. A subscriber with kDefaultQueueLimit events waiting is
+// cut off: its queue ends with one last event (type "events", action
+// "lost") and takes nothing more; the API server writes what is queued and
+// closes the stream.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/event.hpp"
+#include "daemon/store.hpp"
+
+namespace swarmnet::daemon {
+
+class EventBus {
+ public:
+  static constexpr size_t kDefaultQueueLimit = 1024;
+  explicit EventBus(size_t queue_limit = kDefaultQueueLimit) : queue_limit_(queue_limit) {}
+
+  class Subscription {
+   public:
+    // The queued events as JSON lines (each ending in '\n'), oldest first;
+    // empties the queue.
+    std::string take();
+    bool has_pending() const { return !pending_.empty(); }
+    // Cut off for being too slow: the queue ends with the "lost" event and
+    // nothing is added any more.
+    bool lost() const { return lost_; }
+
+   private:
+    friend class EventBus;
+    EventFilter filter_;
+    std::function<void()> wake_;
+    std::string pending_;
+    size_t count_ = 0;
+    bool lost_ = false;
+  };
+
+  // `wake` is called (from publish) when events are queued for it. The
+  // subscription ends when the returned pointer is released.
+  std::shared_ptr<Subscription> subscribe(EventFilter filter, std::function<void()> wake);
+  // Stamps the event with the current time if it has none and queues it.
+  void publish(Event event);
+  size_t subscribers();
+
+ private:
+  size_t queue_limit_;
+  std::vector<std::weak_ptr<Subscription>> subscribers_;
+};
+
+class StateEvents {
+ public:
+  // Starts listening to the store. The entries already there are what the
+  // stream starts from: they make no events.
+  StateEvents(Store& store, EventBus& bus);
+  ~StateEvents();
+  StateEvents(const StateEvents&) = delete;
+  StateEvents& operator=(const StateEvents&) = delete;
+
+  // Node names for the events' attributes (the cluster knows them); without
+  // one, or for an unknown node, the first 12 characters of its id.
+  void set_node_names(std::function<std::optional<std::string>(const std::string& node_id)> names) {
+    node_names_ = std::move(names);
+  }
+  // A member's state changed; `before` is "" for a node first seen.
+  // States: alive, suspect, dead, left.
+  void member_changed(const std::string& id, const std::string& name, const std::string& address,
+                      const std::string& status, const std::string& before);
+  // A new keyring version is in use (a step of `cluster rotate-key`).
+  // `step`: distribute (a new key is known), primary (it seals now),
+  // retire (the old key is gone).
+  void keyring_changed(uint64_t version, size_t keys, const std::string& step);
+
+ private:
+  // What an entry looked like when last seen, to tell create from update
+  // and to name what a tombstone removed.
+  struct Seen {
+    std::map<std::string, std::string> attributes;
+    std::string id;
+    bool healthy = true;
+  };
+  void on_change(const std::string& table, const std::string& key);
+  std::optional<Seen> describe(const std::string& table, const std::string& key) const;
+  std::string node_name(const std::string& node_id) const;
+  std::string network_name(const std::string& network_id) const;
+
+  Store& store_;
+  EventBus& bus_;
+  size_t listener_id_;
+  std::function<std::optional<std::string>(const std::string&)> node_names_;
+  std::map<std::string, std::map<std::string, Seen>> seen_;  // table -> key -> last live state
+};
+
+}  // namespace swarmnet::daemon
