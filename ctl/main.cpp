@@ -185,6 +185,10 @@ int main(int argc, char** argv) {
   std::string name;
   auto* net_inspect = network->add_subcommand("inspect", "Show a network and its endpoints as JSON");
   net_inspect->add_option("name", name, "Network name or id")->required();
+  bool verbose = false;
+  net_inspect->add_flag("--verbose,-v", verbose,
+                        "Also the network's services with their VIP and tasks on every node (address, node, "
+                        "health), and its peers: the nodes that carry it, with their underlay addresses");
   auto* net_rm = network->add_subcommand("rm", "Remove a network (refused while it has endpoints)");
   net_rm->add_option("name", name, "Network name or id")->required();
 
@@ -381,7 +385,7 @@ int main(int argc, char** argv) {
         print_table(rows);
       }
     } else if (net_inspect->parsed()) {
-      json::value n = client.call("GET", "/v1/networks/" + url_segment(name));
+      json::value n = client.call("GET", "/v1/networks/" + url_segment(name) + (verbose ? "/verbose" : ""));
       json::value eps = client.call("GET", "/v1/networks/" + url_segment(name) + "/endpoints");
       n.as_object()["endpoint_list"] = eps;
       pretty(std::cout, n);

@@ -27,6 +27,7 @@
 #include "daemon/ingress_sandbox.hpp"
 #include "daemon/firewall.hpp"
 #include "daemon/leftovers.hpp"
+#include "daemon/network_view.hpp"
 #include "lb/ipvs_balancer.hpp"
 #include "lb/nft_plan.hpp"
 #include "daemon/routing_mesh.hpp"
@@ -304,6 +305,7 @@ int main(int argc, char** argv) {
     // left by an earlier run is emptied).
     controller.sync_underlay_peers();
     swarmnet::daemon::ApiServer server(io, controller, &cluster, socket, &event_bus);
+    server.add_routes(swarmnet::daemon::network_view_routes(store, controller, &cluster));
     server.add_routes(swarmnet::daemon::service_routes(services, load_balancing ? &*load_balancing : nullptr));
     server.add_routes([&dns_server, dns_rate](const std::string& method, const std::vector<std::string>& path,
                                               const std::string&) -> std::optional<swarmnet::daemon::HttpReply> {
