@@ -130,7 +130,9 @@ void EventFilter::add(std::string_view spec) {
 }
 
 bool EventFilter::matches(const Event& e) const {
-  for (const auto& [key, values] : wanted_) {
+  for (const auto& entry : wanted_) {
+    const std::string& key = entry.first;  // a structured binding: clang 14 cannot capture it
+    const std::vector<std::string>& values = entry.second;
     auto one = [&](const std::string& v) {
       if (key == "type") return e.type == v;
       if (key == "action") return e.action == v;
