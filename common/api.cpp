@@ -98,6 +98,7 @@ void tag_invoke(json::value_from_tag, json::value& jv, const NetworkCreate& n) {
   if (n.gateway) o["gateway"] = n.gateway->str();
   if (n.mtu) o["mtu"] = *n.mtu;
   o["internal"] = n.internal;
+  if (n.encrypted) o["encrypted"] = true;
   jv = std::move(o);
 }
 
@@ -109,21 +110,28 @@ NetworkCreate tag_invoke(json::value_to_tag<NetworkCreate>, const json::value& j
   if (find(o, "gateway") && !find(o, "gateway")->is_null()) n.gateway = address_field(o, "gateway");
   if (auto mtu = optional_uint(o, "mtu", 65535)) n.mtu = static_cast<unsigned>(*mtu);
   n.internal = bool_or(o, "internal", false);
+  n.encrypted = bool_or(o, "encrypted", false);
   return n;
 }
 
 void tag_invoke(json::value_from_tag, json::value& jv, const Network& n) {
-  jv = json::object{{"id", n.id},
-                    {"name", n.name},
-                    {"subnet", n.subnet.str()},
-                    {"gateway", n.gateway.str()},
-                    {"mtu", n.mtu},
-                    {"vni", n.vni},
-                    {"internal", n.internal},
-                    {"block_length", n.block_length},
-                    {"created_by", n.created_by},
-                    {"bridge", n.bridge},
-                    {"endpoints", n.endpoints}};
+  json::object o{{"id", n.id},
+                 {"name", n.name},
+                 {"subnet", n.subnet.str()},
+                 {"gateway", n.gateway.str()},
+                 {"mtu", n.mtu},
+                 {"vni", n.vni},
+                 {"internal", n.internal},
+                 {"encrypted", n.encrypted},
+                 {"block_length", n.block_length},
+                 {"created_by", n.created_by},
+                 {"bridge", n.bridge},
+                 {"endpoints", n.endpoints}};
+  if (n.encrypted) {
+    o["key_generation"] = n.key_generation;
+    if (!n.encryption_missing.empty()) o["encryption_missing"] = n.encryption_missing;
+  }
+  jv = std::move(o);
 }
 
 Network tag_invoke(json::value_to_tag<Network>, const json::value& jv) {
@@ -136,6 +144,9 @@ Network tag_invoke(json::value_to_tag<Network>, const json::value& jv) {
   n.mtu = static_cast<unsigned>(optional_uint(o, "mtu", 65535).value_or(0));
   n.vni = static_cast<uint32_t>(optional_uint(o, "vni", 0xffffff).value_or(0));
   n.internal = bool_or(o, "internal", false);
+  n.encrypted = bool_or(o, "encrypted", false);
+  n.key_generation = static_cast<uint32_t>(optional_uint(o, "key_generation", UINT32_MAX).value_or(0));
+  n.encryption_missing = string_or(o, "encryption_missing", "");
   n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
   n.created_by = string_or(o, "created_by", "");
   n.bridge = string_or(o, "bridge", "");

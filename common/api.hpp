@@ -26,6 +26,7 @@ struct NetworkCreate {
   std::optional<Ipv4Address> gateway;  // absent: first host address of the subnet
   std::optional<unsigned> mtu;         // absent: underlay MTU minus the VXLAN overhead
   bool internal = false;               // no egress
+  bool encrypted = false;              // VXLAN between hosts in IPsec ESP
   // The routing mesh's network; only `cluster init` makes one (never
   // decoded from a request).
   bool ingress = false;
@@ -40,6 +41,12 @@ struct Network {
   unsigned mtu = 0;
   uint32_t vni = 0;
   bool internal = false;
+  bool encrypted = false;
+  // Encrypted networks: the cluster key generation this node's outbound ESP
+  // uses now (0: none programmed: no peer, or not in a cluster), and why
+  // this node cannot carry the network ("" when it can).
+  uint32_t key_generation = 0;
+  std::string encryption_missing;
   unsigned block_length = 0;  // prefix length of the address blocks nodes own
   std::string created_by;     // node id
   std::string bridge;         // this host's bridge for the network

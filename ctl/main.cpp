@@ -175,8 +175,11 @@ int main(int argc, char** argv) {
   net_create->add_option("name", create.name, "Network name")->required();
   net_create->add_option("--subnet", subnet, "Subnet in CIDR form (default: next free /24 of 10.0.0.0/8)");
   net_create->add_option("--gateway", gateway, "Gateway address (default: first address of the subnet)");
-  net_create->add_option("--mtu", mtu, "MTU (default: underlay MTU minus 50)");
+  net_create->add_option("--mtu", mtu, "MTU (default: underlay MTU minus 50, minus 90 with --encrypted)");
   net_create->add_flag("--internal", create.internal, "No access to the outside");
+  net_create->add_flag("--encrypted", create.encrypted,
+                       "VXLAN between hosts in IPsec ESP (AES-GCM, keys from the cluster key); needs esp4 in "
+                       "every host's kernel");
 
   std::string format = "table";
   auto* net_ls = network->add_subcommand("ls", "List networks");
@@ -380,7 +383,8 @@ int main(int argc, char** argv) {
           auto n = json::value_to<api::Network>(item);
           rows.push_back({n.name, n.id.substr(0, 12), n.subnet.str(), n.gateway.str(),
                           std::to_string(n.mtu), std::to_string(n.vni), std::to_string(n.endpoints),
-                          n.internal ? "internal" : ""});
+                          std::string(n.internal ? "internal" : "") +
+                              (n.internal && n.encrypted ? "," : "") + (n.encrypted ? "encrypted" : "")});
         }
         print_table(rows);
       }

@@ -188,7 +188,14 @@ void Cluster::resume() {
     if (const json::value* pools = json_fields::find(o, "address_pools")) apply_address_pools(*pools);
     const auto last_majority =
         restore_last_majority(json_fields::optional_uint(o, "last_majority_unix", UINT64_MAX), lease());
-    start(advertise, std::move(keys), version, remembered, last_majority);
+    std::vector<uint32_t> generations;
+    if (const json::value* g = json_fields::find(o, "key_generations"); g && g->is_array()) {
+      for (const auto& n : g->as_array()) {
+        if (n.is_int64() && n.as_int64() > 0 && n.as_int64() <= UINT32_MAX) generations.push_back(static_cast<uint32_t>(n.as_int64()));
+      }
+    }
+    key_created_unix_ = static_cast<int64_t>(json_fields::optional_uint(o, "key_created_unix", INT64_MAX).value_or(0));
+    start(advertise, std::move(keys), version, generations, remembered, last_majority);
     spdlog::info("cluster: resuming as {} with {} known peer(s)", advertise.str(), peers.size());
     if (!peers.empty()) {
       node_->join(peers, [](std::optional<std::string> error) {
@@ -202,9 +209,11 @@ void Cluster::resume() {
 }
 
 void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys,
-                    uint64_t keys_version, const std::vector<gossip::Member>& remembered,
+                    uint64_t keys_version, const std::vector<uint32_t>& generations,
+                    const std::vector<gossip::Member>& remembered,
                     std::optional<std::chrono::steady_clock::time_point> last_majority) {
   advertise_ = advertise;
+  assign_generations(keys, generations);
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
   node_ = std::make_unique<gossip::Node>(io_, options_.gossip, store_.node_id(), node_name_,
@@ -291,6 +300,8 @@ void Cluster::housekeeping() {
   if (expired) controller_.on_membership_change();
   // A dead member leaves the VXLAN filter once its reclaim time is up.
   controller_.sync_underlay_peers();
+  sync_encryption();
+  maybe_rotate_key();
   if (!sees_majority()) {
     if (!may_allocate() && !lease_lost_logged_) {
       size_t counted = 0, alive = 0;
@@ -430,6 +441,7 @@ void Cluster::stop() {
   controller_.set_address_pools(ipam::default_address_pools());
   controller_.set_membership(nullptr, std::nullopt);
   controller_.sync_underlay_peers();  // out of the cluster: VXLAN from nobody
+  sync_encryption();                   // out of the cluster: no SA
 }
 
 Cluster::InitResult Cluster::init(Ipv4Address advertise, std::optional<Ipv4Prefix> ingress_subnet,
@@ -459,7 +471,8 @@ Cluster::InitResult Cluster::init(Ipv4Address advertise, std::optional<Ipv4Prefi
     }
   }
   pools_version_ = 1;
-  start(advertise, {gossip::Keyring::generate_key()}, 1, {}, std::chrono::steady_clock::now());
+  key_created_unix_ = unix_now();
+  start(advertise, {gossip::Keyring::generate_key()}, 1, {1}, {}, std::chrono::steady_clock::now());
   spdlog::info("cluster: initialised on {}:{}; default address pools {}", advertise.str(), options_.gossip_port,
                json::serialize(address_pools_json()));
   for (const auto& w : result.warnings) spdlog::warn("cluster: {}", w);
@@ -474,7 +487,7 @@ void Cluster::join(const std::string& token_text, Ipv4Address advertise,
   JoinToken t = JoinToken::parse(token_text);
   // Version 0: the cluster's keyring wins. The lease starts now: the node
   // owns no block yet, and gets one only from a live owner.
-  start(advertise, {t.key}, 0, {}, std::chrono::steady_clock::now());
+  start(advertise, {t.key}, 0, {}, {}, std::chrono::steady_clock::now());
   spdlog::info("cluster: joining through {}", gossip::to_string(t.seed));
   node_->join({t.seed}, [this, done = std::move(done)](std::optional<std::string> error) {
     // Not inside the node's callback: stop() destroys the node.
@@ -511,6 +524,10 @@ void Cluster::rotate_key() {
   if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
   const auto fresh = gossip::Keyring::generate_key();
   auto old_keys = keyring_->keys();
+  uint32_t next_generation = 1;
+  for (const auto& k : old_keys) next_generation = std::max(next_generation, key_generations_[k] + 1);
+  key_generations_[fresh] = next_generation;
+  key_created_unix_ = unix_now();
   // 1. Everyone learns the new key (still sealing with the old one).
   std::vector<gossip::Keyring::Key> step1 = old_keys;
   step1.push_back(fresh);
@@ -520,9 +537,15 @@ void Cluster::rotate_key() {
   // 3. The old keys are forgotten.
   std::vector<gossip::Keyring::Key> step3 = {fresh};
   auto publish = [this](const std::vector<gossip::Keyring::Key>& keys) {
-    json::array a;
-    for (const auto& k : keys) a.emplace_back(gossip::Keyring::key_to_base64(k));
-    json::value ring = json::object{{"version", keys_version_ + 1}, {"keys", std::move(a)}};
+    json::array a, generations;
+    for (const auto& k : keys) {
+      a.emplace_back(gossip::Keyring::key_to_base64(k));
+      generations.emplace_back(key_generations_[k]);
+    }
+    json::value ring = json::object{{"version", keys_version_ + 1},
+                                    {"keys", std::move(a)},
+                                    {"generations", std::move(generations)},
+                                    {"created_unix", key_created_unix_}};
     apply_keyring(ring);
     broadcast(json::object{{"type", "keyring"}, {"keyring", ring}});
   };
@@ -732,11 +755,76 @@ void Cluster::merge_remote_state(std::span<const uint8_t> data) {
 }
 
 json::value Cluster::keyring_json() const {
-  json::array a;
+  json::array a, generations;
   if (keyring_) {
-    for (const auto& k : keyring_->keys()) a.emplace_back(gossip::Keyring::key_to_base64(k));
+    for (const auto& k : keyring_->keys()) {
+      a.emplace_back(gossip::Keyring::key_to_base64(k));
+      auto g = key_generations_.find(k);
+      generations.emplace_back(g == key_generations_.end() ? 0 : g->second);
+    }
   }
-  return json::object{{"version", keys_version_}, {"keys", std::move(a)}};
+  return json::object{{"version", keys_version_},
+                      {"keys", std::move(a)},
+                      {"generations", std::move(generations)},
+                      {"created_unix", key_created_unix_}};
+}
+
+void Cluster::assign_generations(const std::vector<gossip::Keyring::Key>& keys, const std::vector<uint32_t>& given) {
+  uint32_t next = 1;
+  for (const auto& [k, g] : key_generations_) next = std::max(next, g + 1);
+  std::map<gossip::Keyring::Key, uint32_t> out;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i < given.size() && given[i] > 0) {
+      out[keys[i]] = given[i];
+    } else if (auto it = key_generations_.find(keys[i]); it != key_generations_.end()) {
+      out[keys[i]] = it->second;
+    } else {
+      out[keys[i]] = next++;
+    }
+  }
+  key_generations_ = std::move(out);
+}
+
+void Cluster::maybe_rotate_key() {
+  if (options_.key_rotation_interval.count() == 0 || !node_ || !sees_majority()) return;
+  // One rotator, as one reclaimer: the alive node with the smallest id.
+  for (const auto& [id, m] : members_) {
+    if (!confirmed_alive(id)) continue;
+    if (id != store_.node_id()) return;
+    break;
+  }
+  const int64_t now = unix_now();
+  if (key_created_unix_ == 0) key_created_unix_ = now;  // a keyring of an older swarmnetd: its age counts from now
+  if (now - key_created_unix_ < options_.key_rotation_interval.count()) return;
+  spdlog::info("cluster: the cluster key is {} s old (rotation every {} s): rotating it", now - key_created_unix_,
+               options_.key_rotation_interval.count());
+  rotate_key();
+}
+
+void Cluster::sync_encryption() {
+  if (!encryption_) return;
+  bool wanted = false;
+  for (const auto& [id, e] : store_.networks()) wanted = wanted || (!e.deleted && e.value.encrypted);
+  std::vector<encryption::Peer> peers;
+  std::vector<encryption::Generation> generations;
+  uint32_t outbound = 0;
+  if (node_ && advertise_) {
+    for (const auto& [id, m] : members_) {
+      if (id != store_.node_id() && m.status != gossip::MemberStatus::left) peers.push_back({id, m.addr.ip});
+    }
+    const auto keys = keyring_->keys();
+    for (const auto& k : keys) generations.push_back({key_generations_[k], k});
+    outbound = key_generations_[keys.front()];
+  } else {
+    wanted = false;
+  }
+  try {
+    encryption_->sync(wanted, store_.node_id(), advertise_.value_or(Ipv4Address()), peers, generations, outbound);
+    encryption_error_.clear();
+  } catch (const std::exception& e) {
+    if (encryption_error_ != e.what()) spdlog::error("encryption: {}", e.what());
+    encryption_error_ = e.what();
+  }
 }
 
 void Cluster::apply_keyring(const json::value& ring) {
@@ -749,13 +837,24 @@ void Cluster::apply_keyring(const json::value& ring) {
   if (keys.empty()) throw Error(Errc::invalid_argument, "keyring without keys");
   const auto keys_before = keyring_->keys();
   const uint64_t version_before = keys_version_;
+  std::vector<uint32_t> generations;
+  if (const json::value* g = json_fields::find(o, "generations"); g && g->is_array()) {
+    for (const auto& n : g->as_array()) {
+      generations.push_back(n.is_int64() && n.as_int64() > 0 && n.as_int64() <= UINT32_MAX
+                                ? static_cast<uint32_t>(n.as_int64())
+                                : 0);
+    }
+  }
+  assign_generations(keys, generations);
+  key_created_unix_ = static_cast<int64_t>(json_fields::optional_uint(o, "created_unix", INT64_MAX).value_or(0));
   for (const auto& k : keys) keyring_->add_key(k);
   keyring_->use_key(keys.front());
   for (const auto& k : keyring_->keys()) {
     if (std::find(keys.begin(), keys.end(), k) == keys.end()) keyring_->remove_key(k);
   }
   keys_version_ = version;
-  spdlog::info("cluster: keyring version {} ({} key(s))", version, keys.size());
+  spdlog::info("cluster: keyring version {} ({} key(s), primary generation {})", version, keys.size(),
+               key_generations_[keys.front()]);
   save();
   // Version 0: a joining node learning the cluster's keyring, no rotation.
   if (observer_.keyring_changed && version_before > 0) {
@@ -764,6 +863,7 @@ void Cluster::apply_keyring(const json::value& ring) {
                                                                                     : "distribute";
     observer_.keyring_changed(version, keys.size(), step);
   }
+  sync_encryption();
 }
 
 json::value Cluster::address_pools_json() const {
@@ -812,9 +912,13 @@ void Cluster::save() {
                                      {"status", std::string(gossip::to_string(m.status))}});
     }
   }
+  json::array generations;
+  for (const auto& k : keyring_->keys()) generations.emplace_back(key_generations_[k]);
   json::object o{{"advertise", advertise_->str()},
                  {"keys", std::move(keys)},
                  {"keys_version", keys_version_},
+                 {"key_generations", std::move(generations)},
+                 {"key_created_unix", key_created_unix_},
                  {"peers", std::move(peers)},
                  {"members", std::move(members)}};
   // 0: the lease had run out. Otherwise rounded towards the past: a restart

@@ -47,6 +47,10 @@ struct ClusterOptions {
   // The lease survives a restart (cluster.json holds the wall-clock time of
   // the last majority), so restarting does not renew it.
   std::chrono::seconds reclaim_after{24 * 3600};
+  // The node with the smallest id among those alive rotates the cluster key
+  // (and so the encrypted networks' ESP keys) when the primary key is this
+  // old, as swarm does every 12 hours. 0: only `cluster rotate-key`.
+  std::chrono::seconds key_rotation_interval{12 * 3600};
 };
 
 // "SWMTKN-1-<base64 key>-<ip>:<port>": what `cluster init` prints and
@@ -99,6 +103,10 @@ class Cluster final : public Membership, public gossip::Delegate {
   // one, or without a majority in sight. Returns {id, name, released}.
   boost::json::value remove_node(const std::string& name_or_id);
 
+  // Where encrypted networks' SAs are programmed (kept in line with the
+  // keyring, the members and the networks once a second).
+  void set_encryption(Encryption* encryption) { encryption_ = encryption; }
+
   bool active() const { return node_ != nullptr; }
   // A member's name, if it is one.
   std::optional<std::string> name_of(const std::string& node_id) const;
@@ -136,6 +144,7 @@ class Cluster final : public Membership, public gossip::Delegate {
   // `last_majority`: when a majority was last seen (restored from
   // cluster.json; nullopt: the lease has run out).
   void start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> keys, uint64_t keys_version,
+             const std::vector<uint32_t>& generations,
              const std::vector<gossip::Member>& remembered,
              std::optional<std::chrono::steady_clock::time_point> last_majority);
   void stop();
@@ -157,6 +166,12 @@ class Cluster final : public Membership, public gossip::Delegate {
   // with the smallest id among those alive reclaims nodes dead too long.
   void housekeeping();
   void schedule_housekeeping();
+  // Gives every key of the keyring a generation: `given` (the keyring's
+  // message) where it names one, the one already known, else the next.
+  void assign_generations(const std::vector<gossip::Keyring::Key>& keys, const std::vector<uint32_t>& given);
+  void sync_encryption();
+  // The periodic rotation (ClusterOptions::key_rotation_interval).
+  void maybe_rotate_key();
 
   boost::asio::io_context& io_;
   Store& store_;
@@ -170,6 +185,12 @@ class Cluster final : public Membership, public gossip::Delegate {
   std::optional<Ipv4Address> advertise_;
   std::unique_ptr<gossip::Keyring> keyring_;
   uint64_t keys_version_ = 0;
+  // The generation of each cluster key (encrypted networks' SPIs carry it),
+  // and when the newest was made (unix seconds, 0: unknown).
+  std::map<gossip::Keyring::Key, uint32_t> key_generations_;
+  int64_t key_created_unix_ = 0;
+  Encryption* encryption_ = nullptr;
+  std::string encryption_error_;  // the last one logged
   uint64_t pools_version_ = 0;  // 0: not learnt yet (the controller has swarm's defaults)
   std::unique_ptr<gossip::Node> node_;
   std::map<std::string, gossip::Member> members_;  // by node id

@@ -20,6 +20,10 @@ namespace {
 
 // VXLAN overhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
 constexpr unsigned kVxlanOverhead = 50;
+// ESP in transport mode with AES-GCM (rfc4106): header 8 + IV 8 + padding
+// to 4 bytes (at most 3) + pad length and next header 2 + ICV 16 = 37,
+// rounded up.
+constexpr unsigned kEspOverhead = 40;
 constexpr unsigned kMinMtu = 576;
 // Swarm's overlay VNIs start at 4096; we do the same so they are recognisable.
 constexpr uint32_t kFirstVni = 4096;
@@ -181,6 +185,12 @@ void Controller::sync_firewall() {
   // Oldest first, so that of two clashing networks (see warn_conflicts) the
   // one created first keeps its rules; the other gets none until removed.
   std::vector<std::pair<Version, NetworkRecord>> all;
+  // Every encrypted network, clashing or not: its VXLAN is never in clear.
+  std::set<uint32_t> encrypted;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted && e.value.encrypted) encrypted.insert(e.value.vni);
+  }
+  dataplane_.set_encrypted_vnis(encrypted);
   for (const auto& [id, e] : store_.networks()) {
     // The ingress network holds no container: nothing to isolate, and its
     // traffic between sandboxes is the routing mesh's (ingress_sandbox.hpp).
@@ -480,6 +490,11 @@ Ipv4Address Controller::allocate(const NetworkRecord& network, const api::Endpoi
   throw Error(Errc::exhausted, full);
 }
 
+std::optional<std::string> Controller::encryption_missing() const {
+  if (!encryption_) return std::string("this swarmnetd runs without encryption support");
+  return encryption_->missing();
+}
+
 api::Network Controller::create_network(const api::NetworkCreate& req) {
   if (!api::valid_network_name(req.name)) {
     throw Error(Errc::invalid_argument,
@@ -488,6 +503,11 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   }
   if (store_.find_network_by_name(req.name)) {
     throw Error(Errc::conflict, "network \"" + req.name + "\" already exists");
+  }
+  if (req.encrypted && req.ingress) throw Error(Errc::invalid_argument, "the routing mesh's network is never encrypted");
+  if (req.encrypted && encryption_missing()) {
+    throw Error(Errc::unavailable, "--encrypted needs IPsec ESP with AES-GCM in this host's kernel, which it lacks: " +
+                                       *encryption_missing());
   }
 
   std::vector<Ipv4Prefix> taken;
@@ -544,7 +564,8 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
     }
     n.mtu = *req.mtu;
   } else {
-    n.mtu = std::max(kMinMtu, dataplane_.underlay_mtu() - kVxlanOverhead);
+    const unsigned overhead = kVxlanOverhead + (req.encrypted ? kEspOverhead : 0);
+    n.mtu = std::max(kMinMtu, dataplane_.underlay_mtu() - overhead);
   }
 
   // The VNI must be unique in the whole cluster, and networks may be created
@@ -563,6 +584,7 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   while (vnis.count(n.vni)) n.vni = n.vni == kMaxVni ? kFirstVni : n.vni + 1;
 
   n.internal = req.internal;
+  n.encrypted = req.encrypted;
   n.ingress = req.ingress;
   n.block_length = ipam::default_block_length(n.subnet);
   n.created_by = store_.node_id();
@@ -570,8 +592,9 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   ipam::AddressSpace check(n.subnet, n.gateway, n.block_length);  // validates the layout
   store_.put(n);
   sync_firewall();
-  spdlog::info("network {} created: id {} subnet {} gateway {} mtu {} vni {}{}", n.name, n.id,
-               n.subnet.str(), n.gateway.str(), n.mtu, n.vni, n.internal ? " internal" : "");
+  spdlog::info("network {} created: id {} subnet {} gateway {} mtu {} vni {}{}{}", n.name, n.id,
+               n.subnet.str(), n.gateway.str(), n.mtu, n.vni, n.internal ? " internal" : "",
+               n.encrypted ? " encrypted" : "");
   return to_api(n);
 }
 
@@ -660,6 +683,10 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
     throw Error(Errc::invalid_argument, "network \"" + network.name +
                                             "\" is the routing mesh's: no container joins it (publish a "
                                             "service's port in ingress mode instead)");
+  }
+  if (network.encrypted && req.attach && encryption_missing()) {
+    throw Error(Errc::unavailable, "network \"" + network.name + "\" is encrypted and this node cannot carry it: " +
+                                       *encryption_missing());
   }
   const std::string key = endpoint_key(network.id, store_.node_id(), req.container_id, req.ifname);
   if (const EndpointRecord* existing = store_.find_endpoint(key)) {
@@ -885,6 +912,11 @@ api::Network Controller::to_api(const NetworkRecord& n) const {
   a.mtu = n.mtu;
   a.vni = n.vni;
   a.internal = n.internal;
+  a.encrypted = n.encrypted;
+  if (n.encrypted) {
+    a.key_generation = encryption_ ? encryption_->generation() : 0;
+    a.encryption_missing = encryption_missing().value_or("");
+  }
   a.block_length = n.block_length;
   a.created_by = n.created_by;
   a.endpoints = 0;

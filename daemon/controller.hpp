@@ -14,6 +14,7 @@
 #include "common/api.hpp"
 #include "common/error.hpp"
 #include "daemon/dataplane.hpp"
+#include "daemon/encryption.hpp"
 #include "daemon/store.hpp"
 #include "ipam/address_space.hpp"
 #include "ipam/subnet_pool.hpp"
@@ -135,6 +136,12 @@ class Controller {
   // that overlaps a route (its subnets overlapping one are skipped).
   std::vector<std::string> check_pools_against_routes(const ipam::AddressPools& pools);
 
+  // Where encrypted networks' ESP is programmed; without one (or with one
+  // whose kernel lacks ESP) encrypted networks are refused here.
+  void set_encryption(const Encryption* encryption) { encryption_ = encryption; }
+  // Why this node cannot carry encrypted networks; nullopt: it can.
+  std::optional<std::string> encryption_missing() const;
+
   // Whether endpoints are told to resolve through swarmnetd's DNS.
   void set_dns_enabled(bool enabled) { dns_enabled_ = enabled; }
 
@@ -170,6 +177,7 @@ class Controller {
   std::optional<std::vector<Ipv4Address>> underlay_peers_;  // as last given to the filter
   std::vector<std::function<void()>> membership_listeners_;
   bool dns_enabled_ = false;
+  const Encryption* encryption_ = nullptr;
   std::function<void(EndpointRecord&)> endpoint_completer_;
   ipam::AddressPools pools_ = ipam::default_address_pools();
 };

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,9 @@ class Dataplane {
   // isolation between networks, masquerade to the outside unless internal,
   // nothing in from the underlay. Idempotent; touches only what differs.
   virtual void sync_firewall(const std::vector<NetworkRecord>& networks) = 0;
+  // The VNIs of encrypted networks: their VXLAN goes through ESP, never in
+  // clear either way (daemon/firewall.hpp). Replaces the previous set.
+  virtual void set_encrypted_vnis(const std::set<uint32_t>& vnis) = 0;
   // The only underlay addresses this host takes VXLAN from (and the only
   // ones of its own it takes VXLAN to): the cluster members' advertise
   // addresses. Empty: no VXLAN at all. Replaces the previous list.

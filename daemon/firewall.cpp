@@ -276,6 +276,33 @@ std::string members(const std::vector<Ipv4Address>& addresses) {
   return script + "add element " + kPrefix + " members { " + list + " }\n";
 }
 
+std::string encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark, UnderlayPorts ports) {
+  std::ostringstream s;
+  s << "add chain " << kPrefix << " encrypted-mark { type route hook output priority mangle; policy accept; }\n";
+  s << "add chain " << kPrefix
+    << " encrypted-output { type filter hook output priority filter - 10; policy accept; }\n";
+  s << "add chain " << kPrefix
+    << " encrypted-input { type filter hook input priority filter - 10; policy accept; }\n";
+  for (const char* chain : {"encrypted-mark", "encrypted-output", "encrypted-input"}) {
+    s << "flush chain " << kPrefix << " " << chain << "\n";
+  }
+  if (vnis.empty()) return s.str();
+  std::string list;
+  for (uint32_t v : vnis) list += (list.empty() ? "" : ", ") + std::to_string(v);
+  // The VNI: bits 96-119 of the UDP header's start (UDP 8 bytes, VXLAN
+  // flags 1 and reserved 3 bytes before it).
+  const std::string match = "udp dport " + std::to_string(ports.vxlan) + " @th,96,24 { " + list + " }";
+  char hex[16];
+  std::snprintf(hex, sizeof(hex), "0x%08x", mark);
+  s << "add rule " << kPrefix << " encrypted-mark " << match << " meta mark set " << hex
+    << " comment \"encrypted network: through its ESP policy\"\n";
+  s << "add rule " << kPrefix << " encrypted-output " << match
+    << " rt ipsec missing counter drop comment \"encrypted network without an SA: never in clear\"\n";
+  s << "add rule " << kPrefix << " encrypted-input " << match
+    << " meta secpath missing counter drop comment \"encrypted network's VXLAN not from ESP\"\n";
+  return s.str();
+}
+
 std::string remove_all() {
   return "add table " + kPrefix + "\ndelete table " + kPrefix + "\n";
 }
@@ -389,6 +416,12 @@ void Firewall::ensure_base() {
   nft_.run(firewall_script::base(dns_rate_, ports_));
 }
 
+void Firewall::set_encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark) {
+  if (encrypted_vnis_ == vnis) return;
+  nft_.run(firewall_script::encrypted_vnis(vnis, mark, ports_));
+  encrypted_vnis_ = vnis;
+}
+
 void Firewall::set_members(const std::vector<Ipv4Address>& addresses) {
   nft_.run(firewall_script::members(addresses));
 }
@@ -421,6 +454,7 @@ void Firewall::remove_network(const FirewallNetwork& network) {
 
 void Firewall::remove_all() {
   nft_.run(firewall_script::remove_all());
+  encrypted_vnis_.reset();
 }
 
 bool Firewall::table_exists() {

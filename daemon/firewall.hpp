@@ -67,6 +67,21 @@
 // The rest of the host's input (its own services, DNS at the gateways) is
 // not filtered here.
 //
+// Encrypted networks (daemon/encryption.hpp). Three chains, rewritten whole
+// by encrypted_vnis() when the set of encrypted VNIs changes (an anonymous
+// set in each rule: the VNI is raw payload, @th,96,24, which a named set
+// cannot type here):
+//     encrypted-mark      hook output, type route, priority mangle: marks
+//                         outbound VXLAN of those VNIs with the ESP
+//                         policies' mark; the mark change makes the kernel
+//                         route the packet again, through the XFRM policy
+//     encrypted-output    hook output, priority filter - 10: drops such
+//                         VXLAN that leaves without an XFRM route (no SA
+//                         yet, or none at all on a kernel without ESP)
+//     encrypted-input     hook input, priority filter - 10: drops such VXLAN
+//                         that did not come out of ESP (meta secpath), the
+//                         class of Docker's CVE-2023-28840, even from a member
+//
 // br_netfilter. This kernel has it built in with bridge-nf-call-iptables=1
 // (per namespace, on by default): frames bridged between two ports of one
 // bridge (container to container on one host, or container to VXLAN port
@@ -85,6 +100,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -139,6 +155,8 @@ std::string add_network(const FirewallNetwork& network);
 // Removes a network's elements. Each element is added first, then deleted
 // in the same transaction, so removing what is already gone is no error.
 std::string remove_network(const FirewallNetwork& network);
+// Rewrites the three encrypted-* chains for these VNIs (empty: no rule).
+std::string encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark, UnderlayPorts ports = {});
 // Deletes the table (add first: deleting a missing table is no error).
 std::string remove_all();
 
@@ -176,6 +194,9 @@ class Firewall {
   void add_network(const FirewallNetwork& network);
   // Idempotent (no error if absent, or the table is missing).
   void remove_network(const FirewallNetwork& network);
+  // The encrypted networks' VNIs (see the header); a no-op when unchanged
+  // since the last call.
+  void set_encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark);
   // Deletes the table and everything in it. Idempotent.
   void remove_all();
 
@@ -196,6 +217,7 @@ class Firewall {
   kernel::NftContext nft_;
   unsigned dns_rate_ = 0;
   firewall_script::UnderlayPorts ports_;
+  std::optional<std::set<uint32_t>> encrypted_vnis_;  // as last written
 };
 
 // Turns on IPv4 forwarding in the calling thread's namespace (egress from

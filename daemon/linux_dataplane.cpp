@@ -3,6 +3,7 @@
 #include <set>
 
 #include "daemon/dataplane.hpp"
+#include "daemon/encryption.hpp"
 #include "daemon/firewall.hpp"
 #include "common/error.hpp"
 #include "kernel/netlink.hpp"
@@ -126,6 +127,10 @@ class LinuxDataplane final : public Dataplane {
     if (diff.empty()) return;
     firewall_.reconcile(want);
     spdlog::info("firewall: {} change(s) for {} network(s)", diff.size(), networks.size());
+  }
+
+  void set_encrypted_vnis(const std::set<uint32_t>& vnis) override {
+    firewall_.set_encrypted_vnis(vnis, encryption::kMark);
   }
 
   void set_underlay_peers(const std::vector<Ipv4Address>& members) override {

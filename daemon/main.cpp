@@ -19,6 +19,7 @@
 #include "daemon/config_file.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dataplane.hpp"
+#include "daemon/encryption.hpp"
 #include "daemon/endpoint_reaper.hpp"
 #include "daemon/events.hpp"
 #include "daemon/health.hpp"
@@ -37,6 +38,7 @@
 #include "dns/name_table.hpp"
 #include "dns/rate_limit.hpp"
 #include "dns/server.hpp"
+#include "kernel/xfrm.hpp"
 #include "dns/upstream.hpp"
 #include "daemon/store.hpp"
 
@@ -125,6 +127,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tombstone-ttl-s", tombstone_s, "How long deletions are remembered")
       ->capture_default_str();
+  int64_t key_rotation_s = 12 * 3600;
+  app.add_option("--key-rotation-interval-s", key_rotation_s,
+                 "Rotate the cluster key (gossip, and encrypted networks' IPsec keys derived from it) when it "
+                 "is this old; done by one node (0: only `swarmnetctl cluster rotate-key`)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   int64_t reap_s = 300;
   app.add_option("--reap-after-s", reap_s,
                  "A CNI endpoint whose network namespace has been gone this long without a DEL is "
@@ -187,6 +195,7 @@ int main(int argc, char** argv) {
   cluster_options.gossip.suspicion_mult = suspicion_mult;
   cluster_options.gossip.push_pull_interval = ms(push_pull_s * 1000);
   cluster_options.reclaim_after = std::chrono::seconds(reclaim_s);
+  cluster_options.key_rotation_interval = std::chrono::seconds(key_rotation_s);
 
   try {
     swarmnet::init_logging("swarmnetd", log_level, log_file);
@@ -207,6 +216,16 @@ int main(int argc, char** argv) {
     swarmnet::daemon::remove_stale_links(store);
     swarmnet::daemon::Controller controller(store, *dataplane, node_name);
     controller.set_dns_enabled(dns_enabled);
+    // Encrypted networks need ESP; tried once, in a namespace of its own.
+    std::optional<std::string> esp_missing = swarmnet::kernel::esp_missing();
+    if (esp_missing) {
+      spdlog::warn("encrypted networks unavailable on this node: {}", *esp_missing);
+    } else {
+      spdlog::info("encrypted networks available: the kernel has ESP with AES-GCM");
+    }
+    swarmnet::daemon::Encryption encryption(esp_missing ? nullptr : swarmnet::daemon::make_xfrm_kernel(),
+                                            esp_missing, vxlan_port);
+    controller.set_encryption(&encryption);
     controller.reconcile();
 
     // Service discovery: its own thread; the table follows the store.
@@ -300,6 +319,7 @@ int main(int argc, char** argv) {
             },
         .keyring_changed = [&state_events](uint64_t version, size_t keys,
                                            const std::string& step) { state_events.keyring_changed(version, keys, step); }});
+    cluster.set_encryption(&encryption);
     cluster.resume();
     // Without a cluster to resume, VXLAN is refused from everyone (a set
     // left by an earlier run is emptied).

@@ -32,6 +32,7 @@ json::value to_json(const NetworkRecord& n) {
                       {"mtu", n.mtu},
                       {"vni", n.vni},
                       {"internal", n.internal},
+                      {"encrypted", n.encrypted},
                       {"ingress", n.ingress},
                       {"block_length", n.block_length},
                       {"created_by", n.created_by}};
@@ -46,6 +47,7 @@ void from_json(const json::value& jv, NetworkRecord& n) {
   n.mtu = static_cast<unsigned>(optional_uint(o, "mtu", 65535).value_or(0));
   n.vni = static_cast<uint32_t>(optional_uint(o, "vni", 0xffffff).value_or(0));
   n.internal = bool_or(o, "internal", false);
+  n.encrypted = bool_or(o, "encrypted", false);
   n.ingress = bool_or(o, "ingress", false);
   n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
   n.created_by = string_or(o, "created_by", "");

@@ -32,6 +32,8 @@ struct NetworkRecord {
   unsigned mtu = 0;
   uint32_t vni = 0;
   bool internal = false;
+  // VXLAN between hosts in IPsec ESP (daemon/encryption.hpp).
+  bool encrypted = false;
   // The routing mesh's network (made by `cluster init`): it carries
   // published traffic between the nodes' ingress sandboxes, no container
   // joins it, and its bridges have no gateway address.

@@ -383,3 +383,26 @@ TEST_CASE("docker: the nameservers Docker's embedded DNS forwards to", "[docker]
   CHECK_THAT(script, Catch::Contains("iifname \"swn-*\" ip daddr @upstreams meta l4proto { tcp, udp } th dport 53 counter redirect"));
   CHECK_THAT(script, Catch::StartsWith("add table ip swarmnet_docker_dns\ndelete table ip swarmnet_docker_dns\n"));
 }
+
+TEST_CASE("docker: -o encrypted makes the network encrypted, refused with the reason without ESP", "[docker][encryption]") {
+  Fixture f;
+  const json::object encrypted{{"encrypted", ""}};
+  SECTION("without ESP: refused with the reason, the network left as it was") {
+    f.ok("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.78.0.0/24"})"));
+    auto r = f.call("/NetworkDriver.CreateNetwork", create_network_body("10.78.0.0/24", "10.78.0.1/24", encrypted, false));
+    CHECK_THAT(std::string(r.at("Err").as_string()), Catch::Contains("needs IPsec ESP"));
+    auto nets = f.api.call("GET", "/v1/networks", nullptr).as_array();
+    REQUIRE(nets.size() == 1);
+    CHECK(nets[0].at("encrypted") == false);
+  }
+  SECTION("with ESP: made again encrypted, with room for ESP in its MTU") {
+    daemon::Encryption encryption(nullptr, std::nullopt, 4789);
+    f.controller.set_encryption(&encryption);
+    f.ok("/IpamDriver.RequestPool", json::parse(R"({"Pool":"10.78.0.0/24","Options":{"swarmnet.network":"sec"}})"));
+    f.ok("/NetworkDriver.CreateNetwork", create_network_body("10.78.0.0/24", "10.78.0.1/24", encrypted, false));
+    auto n = f.api.call("GET", "/v1/networks/sec", nullptr);
+    CHECK(n.at("encrypted") == true);
+    CHECK(n.at("mtu") == 1410);
+    f.controller.set_encryption(nullptr);
+  }
+}

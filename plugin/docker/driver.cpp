@@ -431,6 +431,7 @@ api::Network Driver::recreate(const std::string& pool_id, const api::Network& ol
     // Put back the network the pool names, so the pool stays usable
     // and Docker's ReleasePool finds what it expects.
     api::NetworkCreate back{old.name, old.subnet, old.gateway, old.mtu, old.internal};
+    back.encrypted = old.encrypted;
     json::value b = json::value_from(back);
     try {
       const auto restored = json::value_to<api::Network>(daemon_.call("POST", networks_target(), &b));
@@ -466,8 +467,13 @@ json::object Driver::create_network(const CreateNetwork& r) {
                                      data.pool.str() + " is swarmnet network " + network->name);
   }
   std::optional<unsigned> mtu;
+  bool encrypted = false;
   for (const auto& [key, value] : r.generic_options) {
     if (key == kNetworkOption) continue;
+    if (key == kEncryptedOption) {
+      encrypted = true;
+      continue;
+    }
     if (key == kMtuOption) {
       const auto n = parse_port(value);  // a decimal 1-65535; swarmnetd checks the range
       if (!n) fail(Errc::invalid_argument, "-o " + key + "=" + value + ": not a number");
@@ -476,7 +482,7 @@ json::object Driver::create_network(const CreateNetwork& r) {
     }
     // Dropping an option silently would leave the user believing it holds.
     fail(Errc::invalid_argument, "-o " + key + " is not supported by swarmnet (it takes " +
-                                     kMtuOption + " and " + kNetworkOption + ")");
+                                     kMtuOption + ", " + kEncryptedOption + " and " + kNetworkOption + ")");
   }
   if (auto prev = state_.network(r.network_id); prev && prev->network_id != network->id) {
     fail(Errc::conflict, "Docker network " + r.network_id + " is already swarmnet network " +
@@ -485,7 +491,8 @@ json::object Driver::create_network(const CreateNetwork& r) {
   const std::optional<Ipv4Address> gateway =
       data.gateway ? std::optional(data.gateway->address()) : std::nullopt;
   const bool differs = (gateway && *gateway != network->gateway) ||
-                       (mtu && *mtu != network->mtu) || r.internal != network->internal;
+                       (mtu && *mtu != network->mtu) || r.internal != network->internal ||
+                       (encrypted && !network->encrypted);
   if (differs) {
     const auto pool_id = state_.pool_of_network(network->id);
     const auto pool = pool_id ? state_.pool(*pool_id) : std::nullopt;
@@ -494,8 +501,9 @@ json::object Driver::create_network(const CreateNetwork& r) {
       fail(Errc::invalid_argument,
            "swarmnet network " + network->name + " exists with gateway " + network->gateway.str() +
                ", mtu " + std::to_string(network->mtu) + (network->internal ? ", internal" : ", not internal") +
+               (network->encrypted ? ", encrypted" : ", not encrypted") +
                ": give the Docker network the same (--gateway, -o " + kMtuOption +
-               ", --internal), or set them with swarmnetctl network create");
+               ", --internal, -o encrypted), or set them with swarmnetctl network create");
     }
     api::NetworkCreate wanted;
     wanted.name = network->name;
@@ -503,6 +511,7 @@ json::object Driver::create_network(const CreateNetwork& r) {
     wanted.gateway = gateway;
     wanted.mtu = mtu;
     wanted.internal = r.internal;
+    wanted.encrypted = encrypted || network->encrypted;
     network = recreate(*pool_id, *network, wanted);
   }
   state_.put_network(r.network_id, {network->id, network->name, network->subnet, network->gateway,

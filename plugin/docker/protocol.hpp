@@ -35,6 +35,8 @@ inline constexpr const char* kInternalOption = "com.docker.network.internal";  /
 inline constexpr const char* kMtuOption = "com.docker.network.driver.mtu";     // -o, Docker's bridge's name
 // Ours: the swarmnet network a Docker network maps to (--ipam-opt or -o).
 inline constexpr const char* kNetworkOption = "swarmnet.network";
+// Swarm's option for IPsec-encrypted overlays (-o encrypted).
+inline constexpr const char* kEncryptedOption = "encrypted";
 
 // Which protocol a method belongs to: decides the error field.
 enum class Protocol { plugin, network, ipam, unknown };

@@ -39,6 +39,7 @@ class FakeDataplane : public daemon::Dataplane {
     firewall.clear();
     for (const auto& n : networks) firewall.insert(n.subnet.str() + (n.internal ? " internal" : ""));
   }
+  void set_encrypted_vnis(const std::set<uint32_t>& vnis) override { encrypted_vnis = vnis; }
   void set_underlay_peers(const std::vector<Ipv4Address>& members) override {
     underlay_peers = members;
     ++underlay_peer_calls;
@@ -52,6 +53,7 @@ class FakeDataplane : public daemon::Dataplane {
   std::vector<std::string> removed_links;
   std::set<std::string> firewall;  // "subnet [internal]" per network
   std::vector<Ipv4Address> underlay_peers;
+  std::set<uint32_t> encrypted_vnis;
   int underlay_peer_calls = 0;
   unsigned mtu = 1500;
   std::vector<daemon::HostRoute> routes;
