@@ -153,7 +153,23 @@ void XfrmSocket::dump(uint16_t type, F&& each) {
 }
 
 void XfrmSocket::update_state(const EspState& s) {
-  Message m(XFRM_MSG_UPDSA, 0, sizeof(xfrm_usersa_info));
+  // NEWSA adds; UPDSA only replaces an SA that exists (ESRCH otherwise).
+  int err = add_or_update_state(s, XFRM_MSG_NEWSA);
+  if (err == EEXIST) err = add_or_update_state(s, XFRM_MSG_UPDSA);
+  if (err == EPROTONOSUPPORT) {
+    throw Error(Errc::unavailable, "the kernel has no ESP (module esp4, CONFIG_INET_ESP): " + std::string(std::strerror(err)));
+  }
+  if (err == ENOSYS || err == ENOENT) {
+    throw Error(Errc::unavailable, std::string("the kernel has no ") + kAead +
+                                       " (modules gcm, ghash_generic, ctr, seqiv, and drbg for the default RNG; "
+                                       "CONFIG_CRYPTO_GCM): " +
+                                       std::strerror(err));
+  }
+  if (err != 0) throw_errno(Errc::internal, "adding ESP state spi " + std::to_string(s.spi) + " to " + s.dst.str(), err);
+}
+
+int XfrmSocket::add_or_update_state(const EspState& s, uint16_t type) {
+  Message m(type, type == XFRM_MSG_NEWSA ? NLM_F_CREATE | NLM_F_EXCL : 0, sizeof(xfrm_usersa_info));
   auto* sa = m.fixed<xfrm_usersa_info>();
   sa->family = AF_INET;
   sa->saddr.a4 = to_be(s.src);
@@ -184,16 +200,7 @@ void XfrmSocket::update_state(const EspState& s) {
   std::memcpy(replay.data(), &esn, sizeof(esn));
   m.attribute(XFRMA_REPLAY_ESN_VAL, replay.data(), replay.size());
 
-  const int err = request(m.data(), m.size());
-  if (err == EPROTONOSUPPORT) {
-    throw Error(Errc::unavailable, "the kernel has no ESP (module esp4, CONFIG_INET_ESP): " + std::string(std::strerror(err)));
-  }
-  if (err == ENOSYS || err == ENOENT) {
-    throw Error(Errc::unavailable, std::string("the kernel has no ") + kAead +
-                                       " (modules gcm, ghash_generic, ctr, seqiv; CONFIG_CRYPTO_GCM): " +
-                                       std::strerror(err));
-  }
-  if (err != 0) throw_errno(Errc::internal, "adding ESP state spi " + std::to_string(s.spi) + " to " + s.dst.str(), err);
+  return request(m.data(), m.size());
 }
 
 void XfrmSocket::delete_state(Ipv4Address dst, uint32_t spi) {

@@ -77,6 +77,8 @@ class XfrmSocket {
   explicit XfrmSocket(int fd) : fd_(fd) {}
   // Sends one request and waits for its ack; returns the kernel's errno (0: ok).
   int request(void* message, size_t length);
+  // XFRM_MSG_NEWSA or XFRM_MSG_UPDSA; returns the kernel's errno.
+  int add_or_update_state(const EspState& state, uint16_t type);
   // Sends a dump request and calls `each` with every reply message.
   template <class F>
   void dump(uint16_t type, F&& each);
