@@ -64,7 +64,10 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   }
 
   std::string payload = body ? json::serialize(*body) : std::string();
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: swarmnetd\r\nConnection: close\r\n";
+  // The program's name tells the daemon's metrics who calls (the CNI
+  // plugin, the Docker driver, swarmnetctl).
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: swarmnetd\r\nConnection: close\r\nUser-Agent: " +
+                    program_invocation_short_name + "\r\n";
   if (body) req += "Content-Type: application/json\r\n";
   req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
 

@@ -355,7 +355,8 @@ asio::awaitable<void> stream_events(ApiStream& stream, unsigned version, std::st
 }
 
 asio::awaitable<void> serve_connection(local::socket socket, Controller& controller,
-                                       Cluster* cluster, EventBus* events, std::shared_ptr<RouteHandlers> extra) {
+                                       Cluster* cluster, EventBus* events, std::shared_ptr<RouteHandlers> extra,
+                                       std::shared_ptr<RequestObserver> observer) {
   ApiStream stream(std::move(socket));
   beast::flat_buffer buffer;
   try {
@@ -365,6 +366,7 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
       stream.expires_after(kIdleTimeout);
       co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
       auto& req = parser.get();
+      const auto started = std::chrono::steady_clock::now();
       const std::string target(req.target());
       if (events && req.method() == http::verb::get && split_path(target) == std::vector<std::string>{"v1", "events"}) {
         const auto q = target.find('?');
@@ -399,6 +401,17 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
       }
       res.keep_alive(req.keep_alive());
       res.prepare_payload();
+      if (*observer) {
+        const json::object* o = reply.status >= 400 ? reply.body.if_object() : nullptr;
+        const json::value* code = o ? o->if_contains("code") : nullptr;
+        const auto method = req.method_string();
+        const auto agent = req[http::field::user_agent];
+        (*observer)(RequestRecord{
+            std::string_view(method.data(), method.size()), target, std::string_view(agent.data(), agent.size()),
+            reply.status,
+            code && code->is_string() ? std::string_view(code->get_string()) : std::string_view(),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()});
+      }
       stream.expires_after(kIdleTimeout);
       co_await http::async_write(stream, res, asio::use_awaitable);
       if (!res.keep_alive()) break;
@@ -426,7 +439,8 @@ asio::awaitable<void> serve_connection(local::socket socket, Controller& control
 }
 
 asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& controller,
-                                  Cluster* cluster, EventBus* events, std::shared_ptr<RouteHandlers> extra) {
+                                  Cluster* cluster, EventBus* events, std::shared_ptr<RouteHandlers> extra,
+                                  std::shared_ptr<RequestObserver> observer) {
   AcceptBackoff backoff("api accept");
   for (;;) {
     boost::system::error_code ec;
@@ -438,7 +452,8 @@ asio::awaitable<void> accept_loop(local::acceptor& acceptor, Controller& control
       continue;
     }
     backoff.succeeded();
-    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), controller, cluster, events, extra),
+    asio::co_spawn(acceptor.get_executor(),
+                   serve_connection(std::move(socket), controller, cluster, events, extra, observer),
                    asio::detached);
   }
 }
@@ -479,7 +494,7 @@ ApiServer::ApiServer(asio::io_context& io, Controller& controller, Cluster* clus
   if (ec) throw Error(Errc::internal, "cannot bind " + socket_path_ + ": " + ec.message());
   ::chmod(socket_path_.c_str(), 0600);
   acceptor_.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_, events_, extra_), asio::detached);
+  asio::co_spawn(io_, accept_loop(acceptor_, controller_, cluster_, events_, extra_, observer_), asio::detached);
   spdlog::info("API listening on {}", socket_path_);
 }
 

@@ -43,6 +43,17 @@ HttpReply handle_request(Controller& controller, Cluster* cluster, const std::st
                          const std::string& target, const std::string& body,
                          const RouteHandlers* extra = nullptr);
 
+// One request answered, as metrics see it. `user_agent` names the calling
+// program (ApiClient sends its own name: swarmnet, swarmnet-ipam,
+// swarmnet-docker, swarmnetctl); `error` is the error body's code, "" on success.
+struct RequestRecord {
+  std::string_view method, target, user_agent;
+  unsigned status = 0;
+  std::string_view error;
+  double seconds = 0;
+};
+using RequestObserver = std::function<void(const RequestRecord&)>;
+
 class ApiServer {
  public:
   // Binds the socket (mode 0600; a stale socket file is replaced, a live one
@@ -56,6 +67,8 @@ class ApiServer {
   void close();
   // More routes (before the first request).
   void add_routes(RouteHandler handler) { extra_->push_back(std::move(handler)); }
+  // Told of every request once answered (before the first request).
+  void set_request_observer(RequestObserver observer) { *observer_ = std::move(observer); }
 
  private:
   boost::asio::io_context& io_;
@@ -65,6 +78,7 @@ class ApiServer {
   std::string socket_path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::shared_ptr<RouteHandlers> extra_ = std::make_shared<RouteHandlers>();
+  std::shared_ptr<RequestObserver> observer_ = std::make_shared<RequestObserver>();
 };
 
 }  // namespace swarmnet::daemon

@@ -122,6 +122,10 @@ class Cluster final : public Membership, public gossip::Delegate {
     std::function<void(uint64_t version, size_t keys, const std::string& step)> keyring_changed;
   };
   void set_observer(Observer observer) { observer_ = std::move(observer); }
+
+  // The gossip node while the cluster is active (for metrics: its methods
+  // are thread-safe), else null.
+  const gossip::Node* gossip_node() const { return node_.get(); }
   std::string token() const;
   boost::json::value nodes_json() const;
   boost::json::value status_json() const;

@@ -73,9 +73,10 @@ class Dataplane {
 // The real one, through libnl in the daemon's own network namespace.
 // vxlan_port: the UDP port of the overlay's tunnels (4789 by default);
 // dns_queries_per_second: the firewall's per-container DNS limit (0: none);
-// gossip_port: the cluster's gossip port (TCP and UDP), closed to containers.
+// gossip_port: the cluster's gossip port (TCP and UDP), closed to containers;
+// metrics_port: the metrics listener's TCP port (0: none), closed to them too.
 std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port,
                                                 unsigned dns_queries_per_second = 0,
-                                                uint16_t gossip_port = 7946);
+                                                uint16_t gossip_port = 7946, uint16_t metrics_port = 0);
 
 }  // namespace swarmnet::daemon

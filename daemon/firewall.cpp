@@ -203,6 +203,10 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
                            " counter drop comment \"VXLAN to a member: only this host tunnels\"");
   rule("from-network", "ip daddr @members meta l4proto { tcp, udp } th dport " + gossip +
                            " counter drop comment \"gossip of a member: not for containers\"");
+  if (ports.metrics) {
+    rule("from-network", "ip daddr @members tcp dport " + std::to_string(ports.metrics) +
+                             " counter drop comment \"metrics of a member: not for containers\"");
+  }
   rule("from-network",
        "iifname . ip daddr @bridge-subnets accept "
        "comment \"own network: same host, or over VXLAN\"");
@@ -232,6 +236,10 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
                              " counter drop comment \"VXLAN from a container\"");
   rule("underlay-input", "iifname \"swn-*\" meta l4proto { tcp, udp } th dport " + gossip +
                              " counter drop comment \"gossip from a container\"");
+  if (ports.metrics) {
+    rule("underlay-input", "iifname \"swn-*\" tcp dport " + std::to_string(ports.metrics) +
+                               " counter drop comment \"metrics from a container\"");
+  }
   rule("underlay-input", "udp dport " + vxlan +
                              " ip saddr != @members counter drop comment \"VXLAN from a non-member\"");
   // The kernel's VXLAN socket takes frames sent to any address of the host.

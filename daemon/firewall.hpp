@@ -60,10 +60,12 @@
 //                         and the gateway bridge, in the set or not yet);
 //                         the gossip ports (TCP and UDP) closed to those
 //                         bridges and open to everything else (a joining
-//                         node is not a member yet)
-//     from-network        also drops a container's VXLAN and gossip to a
-//                         member: masqueraded, it would arrive from this
-//                         node's address, which the other node accepts.
+//                         node is not a member yet); so is the metrics
+//                         port (--metrics-addr), whatever address it is on
+//     from-network        also drops a container's VXLAN, gossip and
+//                         metrics to a member: masqueraded, it would arrive
+//                         from this node's address, which the other node
+//                         accepts.
 // The rest of the host's input (its own services, DNS at the gateways) is
 // not filtered here.
 //
@@ -129,10 +131,12 @@ namespace firewall_script {
 inline constexpr std::string_view kFamily = "inet";
 inline constexpr std::string_view kTable = "swarmnet";
 
-// The UDP port of the overlay's VXLAN and the gossip port (TCP and UDP).
+// The UDP port of the overlay's VXLAN, the gossip port (TCP and UDP) and
+// the metrics listener's TCP port (0: none).
 struct UnderlayPorts {
   uint16_t vxlan = 4789;
   uint16_t gossip = 7946;
+  uint16_t metrics = 0;
 };
 // The names of the networks' sets, in the order of the header above
 // (not `members`, which follows membership, nor the DNS meter's).

@@ -18,12 +18,12 @@ std::string vxlan_of_bridge(const std::string& bridge) { return "swx-" + bridge.
 
 class LinuxDataplane final : public Dataplane {
  public:
-  LinuxDataplane(uint16_t vxlan_port, unsigned dns_queries_per_second, uint16_t gossip_port)
+  LinuxDataplane(uint16_t vxlan_port, unsigned dns_queries_per_second, uint16_t gossip_port, uint16_t metrics_port)
       : nl_(kernel::NetlinkSocket::open()), vxlan_port_(vxlan_port) {
     // Containers reach the outside through this host (routed, masqueraded).
     enable_ip_forward();
     firewall_.set_dns_rate_limit(dns_queries_per_second);
-    firewall_.set_underlay_ports({vxlan_port, gossip_port});
+    firewall_.set_underlay_ports({vxlan_port, gossip_port, metrics_port});
     firewall_.ensure_base();
   }
 
@@ -173,8 +173,8 @@ class LinuxDataplane final : public Dataplane {
 }  // namespace
 
 std::unique_ptr<Dataplane> make_linux_dataplane(uint16_t vxlan_port, unsigned dns_queries_per_second,
-                                                uint16_t gossip_port) {
-  return std::make_unique<LinuxDataplane>(vxlan_port, dns_queries_per_second, gossip_port);
+                                                uint16_t gossip_port, uint16_t metrics_port) {
+  return std::make_unique<LinuxDataplane>(vxlan_port, dns_queries_per_second, gossip_port, metrics_port);
 }
 
 }  // namespace swarmnet::daemon

@@ -1,6 +1,7 @@
 #include "daemon/load_balancing.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
@@ -67,13 +68,28 @@ std::vector<lb::VirtualIp> LoadBalancing::intended() const {
 
 void LoadBalancing::program(const std::string& key, const std::optional<lb::VirtualIp>& want) {
   auto it = programmed_.find(key);
+  // Times one call into the balancer, failed or not.
+  auto timed = [this](const char* operation, auto&& call) {
+    const auto start = std::chrono::steady_clock::now();
+    auto report = [&](bool failed) {
+      if (observer_)
+        observer_(operation, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), failed);
+    };
+    try {
+      call();
+    } catch (...) {
+      report(true);
+      throw;
+    }
+    report(false);
+  };
   if (want) {
     if (it != programmed_.end() && it->second == *want) return;
-    balancer_.upsert(*want);
+    timed("upsert", [&] { balancer_.upsert(*want); });
     spdlog::info("lb: VIP {} on {}: {} backend(s)", want->vip.str(), want->bridge, want->backends.size());
     programmed_[key] = *want;
   } else if (it != programmed_.end()) {
-    balancer_.remove(key);
+    timed("remove", [&] { balancer_.remove(key); });
     spdlog::info("lb: VIP {} removed", it->second.vip.str());
     programmed_.erase(it);
   }

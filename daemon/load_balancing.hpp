@@ -6,6 +6,7 @@
 // changes; programs only the VIPs a change touches.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -30,6 +31,12 @@ class LoadBalancing {
   // "" when the kernel matches; else one line per difference.
   std::string check();
   std::string_view backend_name() const { return balancer_.name(); }
+  // The VIPs this host's balancer was given, by key.
+  const std::map<std::string, lb::VirtualIp>& programmed() const { return programmed_; }
+  // Told how long each change of one VIP took the balancer ("upsert" or
+  // "remove"), and whether it failed (for metrics).
+  using ProgramObserver = std::function<void(const char* operation, double seconds, bool failed)>;
+  void set_program_observer(ProgramObserver observer) { observer_ = std::move(observer); }
 
  private:
   void on_change(const std::string& table, const std::string& key);
@@ -46,6 +53,7 @@ class LoadBalancing {
   // The service each endpoint was last seen in (by endpoint key), so a
   // task that moves to another service, or to none, also leaves the old one.
   std::map<std::string, std::string> service_of_;
+  ProgramObserver observer_;
 };
 
 // The balancer --lb-backend asks for: "ipvs", "nftables", or "auto" (IPVS

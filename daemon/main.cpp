@@ -18,6 +18,8 @@
 #include "daemon/cluster.hpp"
 #include "daemon/config_file.hpp"
 #include "daemon/controller.hpp"
+#include "daemon/daemon_metrics.hpp"
+#include "daemon/metrics_http.hpp"
 #include "daemon/dataplane.hpp"
 #include "daemon/encryption.hpp"
 #include "daemon/endpoint_reaper.hpp"
@@ -171,6 +173,10 @@ int main(int argc, char** argv) {
                  "Subnet of the gateway bridge swn-gwbridge between this host and its ingress sandbox "
                  "(the host takes .1, the sandbox .2); local to the host")
       ->capture_default_str();
+  std::string metrics_addr;
+  app.add_option("--metrics-addr", metrics_addr,
+                 "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9476 or [::1]:9476 "
+                 "(off unless given; containers never reach the port, whatever the address)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.add_option("--log-file", log_file, "Also log to this file");
   app.set_version_flag("--version", std::string("swarmnetd ") + swarmnet::kVersion);
@@ -203,14 +209,20 @@ int main(int argc, char** argv) {
     int lock_fd = lock_state_dir(state_dir);
     (void)lock_fd;  // held until exit
 
+    std::optional<boost::asio::ip::tcp::endpoint> metrics_endpoint;
+    if (!metrics_addr.empty()) metrics_endpoint = swarmnet::daemon::parse_metrics_address(metrics_addr);
     swarmnet::daemon::Store store(state_dir, tombstone_s);
     // What changes from here on is an event (GET /v1/events).
     swarmnet::daemon::EventBus event_bus;
     swarmnet::daemon::StateEvents state_events(store, event_bus);
+    // Before every part it watches: they keep references into its registry.
+    swarmnet::daemon::DaemonMetrics metrics;
+    metrics.watch_addresses(store);
     // The kernel drops only what the DNS server would not answer at all
     // (dns/rate_limit.hpp): the excess it refuses must reach it.
     const unsigned dns_ceiling = dns_enabled ? swarmnet::dns::SourceLimiter::ceiling(dns_rate) : 0;
-    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_ceiling, cluster_options.gossip_port);
+    auto dataplane = swarmnet::daemon::make_linux_dataplane(vxlan_port, dns_ceiling, cluster_options.gossip_port,
+                                                            metrics_endpoint ? metrics_endpoint->port() : 0);
     // Before the networks are programmed: a stale bridge holding the gateway
     // address of one of them would take its traffic.
     swarmnet::daemon::remove_stale_links(store);
@@ -258,10 +270,11 @@ int main(int argc, char** argv) {
       }
       up.exclude = dns_server->listeners();  // resolv.conf pointing at ourselves must not loop
       upstream.emplace(dns_server->io(), up);
-      dns_server->set_forwarder([&u = *upstream](std::span<const uint8_t> q, bool tcp,
-                                                 swarmnet::dns::ForwardDone done) {
+      dns_server->set_forwarder(metrics.time_upstream([&u = *upstream](std::span<const uint8_t> q, bool tcp,
+                                                                       swarmnet::dns::ForwardDone done) {
         u.forward(q, tcp, std::move(done));
-      });
+      }));
+      metrics.watch_dns(*dns_server);
       std::string servers;
       for (const auto& s : upstream->servers()) servers += (servers.empty() ? "" : ", ") + s;
       spdlog::info("DNS: outside names go to {}", servers.empty() ? "(no nameserver)" : servers);
@@ -277,12 +290,14 @@ int main(int argc, char** argv) {
     swarmnet::daemon::HostPorts host_ports(store, published_ports);
     controller.set_endpoint_completer([&host_ports](swarmnet::daemon::EndpointRecord& e) { host_ports.complete(e); });
     host_ports.resync();
+    metrics.watch_host_ports(store);
     std::unique_ptr<swarmnet::lb::Balancer> balancer;
     std::optional<swarmnet::daemon::LoadBalancing> load_balancing;
     if (lb_backend != "none") {
       balancer = swarmnet::daemon::choose_balancer(lb_backend);
       load_balancing.emplace(store, controller, *balancer);
       load_balancing->resync();
+      metrics.watch_load_balancing(*load_balancing, store);
     }
     {
       // A balancer's table left by a run with another backend (or none)
@@ -300,6 +315,7 @@ int main(int argc, char** argv) {
       routing_mesh.emplace(store, controller, swarmnet::Ipv4Prefix::parse_network(gateway_bridge_subnet),
                            lb_backend);
       routing_mesh->start();
+      metrics.watch_routing_mesh(*routing_mesh);
     } else {
       spdlog::info("routing mesh: off (--lb-backend none)");
     }
@@ -321,6 +337,7 @@ int main(int argc, char** argv) {
                                            const std::string& step) { state_events.keyring_changed(version, keys, step); }});
     cluster.set_encryption(&encryption);
     cluster.resume();
+    metrics.watch_cluster(cluster);
     // Without a cluster to resume, VXLAN is refused from everyone (a set
     // left by an earlier run is emptied).
     controller.sync_underlay_peers();
@@ -346,11 +363,15 @@ int main(int argc, char** argv) {
                                    {"over_limit_refused", s.over_limit_refused},
                                    {"over_limit_dropped", s.over_limit_dropped}}};
     });
+    metrics.watch_api(server);
+    std::optional<swarmnet::daemon::MetricsServer> metrics_server;
+    if (metrics_endpoint) metrics_server.emplace(io, *metrics_endpoint, metrics.registry());
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       spdlog::info("signal {}: shutting down", sig);
       server.close();
+      if (metrics_server) metrics_server->close();
       io.stop();
     });
     spdlog::info("swarmnetd {} node {} ({}) state {}", swarmnet::kVersion, store.node_id(),

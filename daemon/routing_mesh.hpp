@@ -44,6 +44,16 @@ class RoutingMesh {
   // everything (at start; later, changes do it).
   void start();
 
+  // What the mesh holds on this node now (for metrics): whether its sandbox
+  // has joined, the balanced VIPs in the sandbox, and the published ports.
+  bool joined() const { return sandbox_ != nullptr; }
+  const std::map<std::string, lb::VirtualIp>& balanced() const { return balanced_; }
+  std::vector<kernel::PublishedPort> published_ports() const {
+    std::vector<kernel::PublishedPort> all;
+    for (const auto& [id, vip_ports] : published_) all.insert(all.end(), vip_ports.second.begin(), vip_ports.second.end());
+    return all;
+  }
+
  private:
   void on_change(const std::string& table);
   bool join();

@@ -86,6 +86,11 @@ struct Server::Impl {
   std::atomic<uint64_t> udp_queries{0}, tcp_queries{0}, answered{0}, forwarded{0},
       forward_failures{0}, refused{0}, malformed{0}, truncated{0}, over_limit_refused{0},
       over_limit_dropped{0};
+  std::array<std::atomic<uint64_t>, 16> answers_by_rcode{};
+
+  void count_answer(std::span<const uint8_t> message) {
+    if (message.size() >= 4) ++answers_by_rcode[message[3] & 0x0f];
+  }
 
   Impl(NameTable& t, ServerOptions o) : table(t), options(o), limiter(o.queries_per_second) {}
 
@@ -252,6 +257,7 @@ struct Server::Impl {
         size_t len = 0;
         Action action = answer(packet, source, l.address, false, b.out_buf[replies], len, now);
         if (action == Action::reply) {
+          count_answer({b.out_buf[replies], len});
           b.out_addr[replies] = b.in_addr[i];
           point(b.out[replies], b.out_addr[replies], b.out_iov[replies], b.out_buf[replies], len);
           ++replies;
@@ -260,8 +266,9 @@ struct Server::Impl {
           // The listener itself, not its descriptor: if it is removed before
           // the upstream answers, the answer is dropped instead of going out
           // of a closed (or reused) descriptor.
-          forward(packet, source, false, [listener = listeners.at(l.address.value()), to](std::span<const uint8_t> bytes) {
+          forward(packet, source, false, [this, listener = listeners.at(l.address.value()), to](std::span<const uint8_t> bytes) {
             if (!listener->udp_socket.is_open()) return;
+            count_answer(bytes);
             // Non-blocking: under overload a reply is dropped, as a
             // datagram may be; the client retries.
             ::sendto(listener->udp_socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT,
@@ -344,6 +351,7 @@ struct Server::Impl {
         len = std::min(upstream_answer.size(), kMaxMessageSize);
         std::memcpy(reply.data() + 2, upstream_answer.data(), len);
       }
+      count_answer({reply.data() + 2, len});
       reply[0] = static_cast<uint8_t>(len >> 8);
       reply[1] = static_cast<uint8_t>(len);
       co_await asio::async_write(*sock, asio::buffer(reply.data(), len + 2),
@@ -455,9 +463,11 @@ std::vector<Ipv4Address> Server::listeners() const {
 
 ServerStats Server::stats() const {
   const Impl& i = *impl_;
-  return ServerStats{i.udp_queries,      i.tcp_queries, i.answered,  i.forwarded,
-                     i.forward_failures, i.refused,     i.malformed, i.truncated,
-                     i.over_limit_refused, i.over_limit_dropped};
+  ServerStats s{i.udp_queries,      i.tcp_queries, i.answered,  i.forwarded,
+                i.forward_failures, i.refused,     i.malformed, i.truncated,
+                i.over_limit_refused, i.over_limit_dropped};
+  for (size_t r = 0; r < s.answers_by_rcode.size(); ++r) s.answers_by_rcode[r] = i.answers_by_rcode[r];
+  return s;
 }
 
 }  // namespace swarmnet::dns

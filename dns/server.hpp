@@ -15,6 +15,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -54,6 +55,8 @@ struct ServerStats {
   uint64_t truncated = 0;      // UDP answers with TC set
   uint64_t over_limit_refused = 0;  // past queries_per_second: answered REFUSED
   uint64_t over_limit_dropped = 0;  // past SourceLimiter::ceiling: dropped unanswered
+  // Answers sent, by the RCODE of their header (forwarded answers too).
+  std::array<uint64_t, 16> answers_by_rcode{};
 };
 
 class Server {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -130,6 +131,22 @@ TEST_CASE("outside names: forwarded and relayed unchanged; SERVFAIL when the ups
   auto over_tcp = tcp_ask(r.port, q);
   CHECK(over_tcp == canned);
   CHECK(r.server->stats().forwarded == 3);
+}
+
+TEST_CASE("answers are counted by the RCODE the client got, over UDP, TCP and from upstream") {
+  Running r;
+  r.add("web", "10.1.0.5", "c1");
+  r.server->set_forwarder([](std::span<const uint8_t>, bool, ForwardDone done) { done({}); });
+  CHECK(parse_answer(udp_ask(r.port, make_query("web", type::A))).rcode == 0);
+  CHECK(parse_answer(tcp_ask(r.port, make_query("web", type::A))).rcode == 0);
+  CHECK(parse_answer(udp_ask(r.port, make_query("nothing.lo-net", type::A))).rcode == 3);
+  CHECK(parse_answer(udp_ask(r.port, make_query("example.org", type::A))).rcode == 2);  // upstream failed
+  CHECK(parse_answer(tcp_ask(r.port, make_query("example.org", type::A))).rcode == 2);
+  const auto counts = r.server->stats().answers_by_rcode;
+  CHECK(counts[0] == 2);  // NOERROR
+  CHECK(counts[2] == 2);  // SERVFAIL
+  CHECK(counts[3] == 1);  // NXDOMAIN
+  CHECK(std::accumulate(counts.begin(), counts.end(), uint64_t{0}) == 5);
 }
 
 TEST_CASE("a second server on the same address and port is refused with a clear error") {

@@ -226,6 +226,31 @@ TEST_CASE("memberlist: nodes join and converge, user messages reach all once",
   CHECK(net.delegate(1).changes.size() >= 7);
 }
 
+TEST_CASE("memberlist: push/pulls are counted where they start and where they are answered",
+          "[gossip][memberlist]") {
+  Config c;
+  c.push_pull_interval = 1s;
+  sim::Network net({.loss = 0.0, .seed = 11}, c);
+  net.add_node();
+  net.add_node();
+  CHECK(net.node(0).stats().push_pulls_out == 0);
+  CHECK(net.node(0).stats().push_pulls_in == 0);
+  net.join(1, 0);  // one push/pull from 1 to 0
+  REQUIRE(net.run_until([&] { return all_see(net, MemberStatus::alive, {0, 1}, {0, 1}); }, 5s));
+  CHECK(net.node(1).stats().push_pulls_out >= 1);
+  CHECK(net.node(0).stats().push_pulls_in >= 1);
+  // Then one a second from each side: what one starts, the other answers
+  // (one may still be on its way).
+  net.run_for(10s);
+  const Stats a = net.node(0).stats(), b = net.node(1).stats();
+  CHECK(a.push_pulls_out >= 5);
+  CHECK(b.push_pulls_out >= 5);
+  CHECK(a.push_pulls_in <= b.push_pulls_out);
+  CHECK(a.push_pulls_in + 1 >= b.push_pulls_out);
+  CHECK(b.push_pulls_in <= a.push_pulls_out);
+  CHECK(b.push_pulls_in + 1 >= a.push_pulls_out);
+}
+
 TEST_CASE("memberlist: a stopped node is suspected, then declared dead", "[gossip][memberlist]") {
   sim::Network net({.loss = 0.0, .seed = 11}, Config{});
   build(net, 6);

@@ -133,6 +133,7 @@ std::optional<Bytes> Memberlist::handle_stream(const Address& /*from*/,
   // us refute, and the reply carries the new incarnation that brings us
   // back to life on its side (a reply from before the merge left that to
   // gossip, which does not go to members it thinks dead).
+  stats_.push_pulls_in++;
   merge_remote(*pp, now);
   Bytes reply = encode(local_state(false, true));
   stats_.bytes_out += reply.size();
@@ -618,6 +619,7 @@ void Memberlist::full_sync(TimePoint now) {
   stats_.full_syncs++;
   Bytes req = encode(local_state(false, false));
   for (const auto& peer : peers) {
+    stats_.push_pulls_out++;
     stats_.streams_out++;
     stats_.bytes_out += req.size();
     outbox_.push_back(OutPacket{nodes_.at(peer).m.addr, req, true});
@@ -636,6 +638,7 @@ void Memberlist::push_pull(TimePoint now) {
   const NodeState& st = nodes_.at(peer.front());
   if (st.m.status != MemberStatus::alive) return;
   Bytes req = encode(local_state(false, false));
+  stats_.push_pulls_out++;
   stats_.streams_out++;
   stats_.bytes_out += req.size();
   outbox_.push_back(OutPacket{st.m.addr, std::move(req), true});
@@ -657,6 +660,7 @@ void Memberlist::reconnect_to(const NodeState& st, TimePoint now) {
   // back to life here; if it thought us dead, we refute on its reply, and
   // our alive news reaches it as it is now a live peer.
   Bytes req = encode(local_state(true, false));
+  stats_.push_pulls_out++;
   stats_.streams_out++;
   stats_.bytes_out += req.size();
   outbox_.push_back(OutPacket{st.m.addr, std::move(req), true});
@@ -708,6 +712,7 @@ void Memberlist::join(const std::vector<Address>& seeds, TimePoint now) {
 }
 
 Bytes Memberlist::push_pull_request(bool join) {
+  stats_.push_pulls_out++;
   return encode(local_state(join, false));
 }
 

@@ -501,6 +501,11 @@ std::map<Address, int64_t> Node::clock_offsets() const {
   return clock_offsets_;
 }
 
+size_t Node::queued_broadcasts() const {
+  std::lock_guard lock(mu_);
+  return core_ ? core_->queued_broadcasts() : 0;
+}
+
 Stats Node::stats() const {
   std::lock_guard lock(mu_);
   Stats s = wire_;
@@ -510,6 +515,8 @@ Stats Node::stats() const {
     s.stream_batches = core.stream_batches;
     s.broadcasts_dropped = core.broadcasts_dropped;
     s.full_syncs = core.full_syncs;
+    s.push_pulls_in = core.push_pulls_in;
+    s.push_pulls_out = core.push_pulls_out;
   }
   return s;
 }

@@ -70,6 +70,8 @@ class Node {
 
   std::vector<Member> members() const;
   Stats stats() const;
+  // Messages waiting in the broadcast queue (ours and those we relay).
+  size_t queued_broadcasts() const;
   // By sender (its advertised address): its wall clock minus ours, in ms,
   // when its last authenticated datagram arrived. That is the clock skew
   // plus the one-way delay (well under a millisecond on a LAN); a skew

@@ -148,6 +148,8 @@ struct Stats {
   uint64_t stream_batches = 0;      // streams of broadcasts sent (backlog, large messages)
   uint64_t broadcasts_dropped = 0;  // by the queue's bound (each made up by a full sync)
   uint64_t full_syncs = 0;          // push/pull rounds with the peers after an overflow
+  uint64_t push_pulls_in = 0;       // full state exchanges a peer started with us
+  uint64_t push_pulls_out = 0;      // and that we started (periodic, join, reconnect, full sync)
 };
 
 }  // namespace swarmnet::gossip
