@@ -29,7 +29,7 @@ for i in 1 2 3; do CNI_ARGS=SWARMNET_SERVICE=web container_add "$i" "w$i" front 
 for i in 2 3; do CNI_ARGS=SWARMNET_SERVICE=api container_add "$i" "a$i" back >/dev/null; done
 container_add 1 plain back >/dev/null
 
-tasks_seen() { [[ "$(hctl 2 service ls --format json | jq -c '[.[] | {(.name): .task_count}] | add')" == '{"api":2,"web":3}' ]]; }
+tasks_seen() { [[ "$(hctl 2 service ls --format json | jq -cS '[.[] | {(.name): .task_count}] | add')" == '{"api":2,"web":3}' ]]; }
 wait_for 15 tasks_seen || die "host 2 does not see the 5 tasks: $(hctl 2 service ls --format json)"
 plain_seen() { hctl 2 endpoint ls back --format json | jq -e 'any(.[]; .container_id == "plain")'; }
 wait_for 15 plain_seen || die "host 2 does not see the plain container"
