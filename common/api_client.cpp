@@ -20,19 +20,6 @@ namespace json = boost::json;
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 int remaining_ms(std::chrono::steady_clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
@@ -42,26 +29,44 @@ int remaining_ms(std::chrono::steady_clock::time_point deadline) {
 
 }  // namespace
 
+DaemonConnection::DaemonConnection(const std::string& socket_path) : where_("swarmnetd at " + socket_path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(addr.sun_path)) {
+    throw Error(Errc::invalid_argument, "daemon socket path too long: " + socket_path);
+  }
+  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw_errno(Errc::internal, "socket", errno);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw_errno(Errc::unavailable, "cannot reach " + where_ + " (is swarmnetd running?)", err);
+  }
+}
+
+DaemonConnection::~DaemonConnection() { ::close(fd_); }
+
+void DaemonConnection::send_all(const std::string& data) const {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(Errc::unavailable, "sending to " + where_, errno);
+    }
+    sent += static_cast<size_t>(n);
+  }
+}
+
 ApiClient::ApiClient(std::string socket_path, std::chrono::milliseconds timeout)
     : socket_path_(std::move(socket_path)), timeout_(timeout) {}
 
 ApiResponse ApiClient::request(const std::string& method, const std::string& target,
                                const json::value* body) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  const std::string where = "swarmnetd at " + socket_path_;
-
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path_.size() >= sizeof(addr.sun_path)) {
-    throw Error(Errc::invalid_argument, "daemon socket path too long: " + socket_path_);
-  }
-  std::memcpy(addr.sun_path, socket_path_.data(), socket_path_.size());
-
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) throw_errno(Errc::internal, "socket", errno);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    throw_errno(Errc::unavailable, "cannot reach " + where + " (is swarmnetd running?)", errno);
-  }
+  const DaemonConnection conn(socket_path_);
+  const std::string& where = conn.where();
 
   std::string payload = body ? json::serialize(*body) : std::string();
   // The program's name tells the daemon's metrics who calls (the CNI
@@ -71,15 +76,7 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   if (body) req += "Content-Type: application/json\r\n";
   req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
 
-  size_t sent = 0;
-  while (sent < req.size()) {
-    ssize_t n = ::send(fd.get(), req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(Errc::unavailable, "sending to " + where, errno);
-    }
-    sent += static_cast<size_t>(n);
-  }
+  conn.send_all(req);
 
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
@@ -88,7 +85,7 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   bool eof = false;
   while (!parser.is_done()) {
     if (!eof) {
-      pollfd p{fd.get(), POLLIN, 0};
+      pollfd p{conn.fd(), POLLIN, 0};
       int r = ::poll(&p, 1, remaining_ms(deadline));
       if (r == 0) throw Error(Errc::unavailable, where + " did not answer within " +
                                                      std::to_string(timeout_.count()) + " ms");
@@ -96,7 +93,7 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
         if (errno == EINTR) continue;
         throw_errno(Errc::internal, "poll", errno);
       }
-      ssize_t n = ::recv(fd.get(), chunk, sizeof(chunk), 0);
+      ssize_t n = ::recv(conn.fd(), chunk, sizeof(chunk), 0);
       if (n < 0) {
         if (errno == EINTR) continue;
         throw_errno(Errc::unavailable, "reading from " + where, errno);

@@ -14,6 +14,28 @@ struct ApiResponse {
   boost::json::value body;  // null when the reply had no body
 };
 
+// A stream connected to swarmnetd's API socket, closed on destruction: the
+// one way the front ends reach the daemon (ApiClient's requests,
+// swarmnetctl events' long-lived stream).
+class DaemonConnection {
+ public:
+  // Throws Error(unavailable) when nothing listens there.
+  explicit DaemonConnection(const std::string& socket_path);
+  ~DaemonConnection();
+  DaemonConnection(const DaemonConnection&) = delete;
+  DaemonConnection& operator=(const DaemonConnection&) = delete;
+
+  // Writes all of data (Error(unavailable) if the daemon went away).
+  void send_all(const std::string& data) const;
+  int fd() const { return fd_; }
+  // "swarmnetd at SOCKET", for error messages.
+  const std::string& where() const { return where_; }
+
+ private:
+  int fd_ = -1;
+  std::string where_;
+};
+
 class ApiClient {
  public:
   explicit ApiClient(std::string socket_path,

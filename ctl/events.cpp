@@ -1,15 +1,13 @@
 #include "ctl/events.hpp"
 
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 
 #include "common/api.hpp"
+#include "common/api_client.hpp"
 #include "common/error.hpp"
 
 namespace swarmnet::ctl {
@@ -18,25 +16,6 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 namespace {
-
-struct Fd {
-  int fd;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-void send_all(int fd, const std::string& data, const std::string& where) {
-  size_t sent = 0;
-  while (sent < data.size()) {
-    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno(Errc::unavailable, "sending to " + where, errno);
-    }
-    sent += static_cast<size_t>(n);
-  }
-}
 
 // One line of the stream, printed; returns whether it was the "lost" event.
 bool print_line(std::string_view line, const std::string& format) {
@@ -55,23 +34,11 @@ bool print_line(std::string_view line, const std::string& format) {
 }  // namespace
 
 int print_events(const std::string& socket_path, const EventFilter& filter, const std::string& format) {
-  const std::string where = "swarmnetd at " + socket_path;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(addr.sun_path)) {
-    throw Error(Errc::invalid_argument, "daemon socket path too long: " + socket_path);
-  }
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
-  Fd fd{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-  if (fd.fd < 0) throw_errno(Errc::internal, "socket", errno);
-  if (::connect(fd.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    throw_errno(Errc::unavailable, "cannot reach " + where + " (is swarmnetd running?)", errno);
-  }
+  const DaemonConnection conn(socket_path);
+  const std::string& where = conn.where();
   const std::string query = filter.query();
-  send_all(fd.fd,
-           "GET /v1/events" + (query.empty() ? "" : "?" + query) +
-               " HTTP/1.1\r\nHost: swarmnetd\r\nConnection: close\r\n\r\n",
-           where);
+  conn.send_all("GET /v1/events" + (query.empty() ? "" : "?" + query) +
+                " HTTP/1.1\r\nHost: swarmnetd\r\nConnection: close\r\n\r\n");
 
   // The body grows as chunks arrive; whole lines are printed and dropped
   // from it, so a stream of any length takes little memory.
@@ -81,7 +48,7 @@ int print_events(const std::string& socket_path, const EventFilter& filter, cons
   bool lost = false;
   char chunk[16384];
   for (;;) {
-    const ssize_t n = ::recv(fd.fd, chunk, sizeof(chunk), 0);
+    const ssize_t n = ::recv(conn.fd(), chunk, sizeof(chunk), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno(Errc::unavailable, "reading from " + where, errno);
