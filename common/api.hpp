@@ -77,6 +77,8 @@ inline constexpr const char* kOwnerDocker = "docker";
 inline constexpr const char* kOwnerApi = "api";
 inline constexpr const char* kOwnerServiceVip = "service-vip";
 inline constexpr const char* kOwnerSandbox = "sandbox";
+// A node's own address on a network (node-local access to the VIPs).
+inline constexpr const char* kOwnerNode = "node";
 
 // POST /v1/networks/NAME/endpoints
 struct EndpointCreate {

@@ -895,8 +895,10 @@ api::Status Controller::status() const {
 size_t Controller::local_attached_endpoints(const std::string& network_id) const {
   size_t count = 0;
   for (const auto& [key, e] : store_.endpoints()) {
+    // The node's own address (owner node) follows the network here; it
+    // does not keep it here.
     if (!e.deleted && e.value.network_id == network_id && e.value.node == store_.node_id() &&
-        e.value.attach) {
+        e.value.attach && e.value.owner != api::kOwnerNode) {
       ++count;
     }
   }

@@ -155,6 +155,8 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   s << "add set " << kPrefix << " internal-bridges { type ifname; }\n";
   s << "add set " << kPrefix << " masquerade-subnets { type ipv4_addr; flags interval; }\n";
   s << "add set " << kPrefix << " members { type ipv4_addr; }\n";
+  // Written by the load balancing (daemon/load_balancing.hpp), never here.
+  s << "add map " << kPrefix << " node-addresses { type ifname : ipv4_addr; }\n";
 
   s << "add chain " << kPrefix
     << " forward { type filter hook forward priority filter - 10; policy accept; }\n";
@@ -164,7 +166,11 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   s << "add chain " << kPrefix
     << " published-dnat { type nat hook prerouting priority dstnat; policy accept; }\n";
   s << "add chain " << kPrefix
+    << " published-dnat-local { type nat hook output priority -100; policy accept; }\n";
+  s << "add chain " << kPrefix
     << " egress-nat { type nat hook postrouting priority srcnat; policy accept; }\n";
+  s << "add chain " << kPrefix
+    << " localnet { type filter hook prerouting priority raw; policy accept; }\n";
   s << "add set " << kPrefix
     << " dns-clients { type ipv4_addr; flags dynamic,timeout; timeout 1m; size 65536; }\n";
   s << "add chain " << kPrefix
@@ -176,9 +182,9 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
     << " underlay-input { type filter hook input priority filter - 10; policy accept; }\n";
   s << "flush chain " << kPrefix << " underlay-input\n";
 
-  // `published` and `published-dnat` are not flushed: their rules belong to
-  // the code that publishes ports.
-  for (const char* chain : {"forward", "from-network", "to-network", "egress-nat"}) {
+  // `published`, `published-dnat` and `published-dnat-local` are not
+  // flushed: their rules belong to the code that publishes ports.
+  for (const char* chain : {"forward", "from-network", "to-network", "egress-nat", "localnet"}) {
     s << "flush chain " << kPrefix << " " << chain << "\n";
   }
   auto rule = [&](const char* chain, const std::string& body) {
@@ -229,6 +235,23 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   rule("to-network", "counter drop comment \"from the outside, not published\"");
 
   rule("egress-nat", "ip saddr @masquerade-subnets oifname != @bridges masquerade");
+  // The host's own flows DNATed into a bridge (a VIP, a published port)
+  // leave from this node's own address on that network: the gateway
+  // address is every node's, so a task on another node could not answer it.
+  rule("egress-nat", "ct status dnat fib saddr type local snat ip to oifname map @node-addresses "
+                     "comment \"the node's own address on the network\"");
+  // localhost:PUBLISHED, DNATed in published-dnat-local: the reply must find
+  // its way back from the task's bridge or the gateway bridge (which have
+  // route_localnet on for that, see localnet).
+  rule("egress-nat", "ip saddr 127.0.0.0/8 ct status dnat oifname \"swn-*\" masquerade "
+                     "comment \"localhost:PUBLISHED\"");
+  // route_localnet (on swarmnet's bridges, or on every link when another
+  // tool set it) makes the kernel route packets to 127.0.0.0/8 that come from
+  // outside; this drops them before conntrack, so only the replies of our
+  // masqueraded localhost flows (addressed to the bridge) get there
+  // (CVE-2020-8558).
+  rule("localnet", "iifname != \"lo\" ip daddr 127.0.0.0/8 counter drop "
+                   "comment \"to localhost from outside the host\"");
   // "swn-*" matches every swarmnet bridge and the gateway bridge by name, also
   // one whose network has not reached the sets yet: a container's packet to
   // this host arrives on its bridge.

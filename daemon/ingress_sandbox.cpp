@@ -56,6 +56,10 @@ void IngressSandbox::build() {
   // The gateway bridge, made on first need and kept (like docker_gwbridge).
   host_.ensure_bridge(kGatewayBridge, 1500);
   host_.add_address(kGatewayBridge, Ipv4Prefix(host_address(), length));
+  // localhost:PUBLISHED in ingress mode leaves through it from 127.0.0.1
+  // until masqueraded (the firewall's chain localnet drops what comes to
+  // 127.0.0.0/8 from outside).
+  kernel::write_sysctl(std::string("net/ipv4/conf/") + kGatewayBridge + "/route_localnet", "1");
   host_.delete_link(kGatewayBridgeSandboxLink);  // a previous run's, if its sandbox still lives
   host_.delete_link(config_.host_link);
   host_.create_veth(kGatewayBridgeSandboxLink, kSandboxGatewayLink, netns_, 1500, "");

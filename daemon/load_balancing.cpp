@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "daemon/services.hpp"
+#include "lb/vip_addresses.hpp"
 
 namespace swarmnet::daemon {
 
@@ -144,6 +145,9 @@ void LoadBalancing::on_change(const std::string& table, const std::string& key) 
       } else {
         service_of_[key] = now;
       }
+      // Any endpoint may bring this node's own address (the first local
+      // container, the first on another node) or end it (the last local one).
+      if (e.attach && e.owner != api::kOwnerNode) sync_node_address(e.network_id);
       // A local container's arrival or departure may create or remove the
       // network's bridge here: every VIP of the network follows.
       if (e.node == store_.node_id() && e.attach) {
@@ -161,7 +165,83 @@ void LoadBalancing::on_change(const std::string& table, const std::string& key) 
   }
 }
 
+void LoadBalancing::sync_node_address(const std::string& network_id) {
+  if (syncing_node_address_) return;  // its own endpoint's change comes back here
+  const NetworkRecord* n = store_.find_network(network_id);
+  if (!n) return;
+  const NetworkRecord network = *n;
+  const std::string& me = store_.node_id();
+  bool local = false, remote = false;
+  for (const auto& [key, e] : store_.endpoints()) {
+    const EndpointRecord& r = e.value;
+    if (e.deleted || r.network_id != network_id || !r.attach || r.owner == api::kOwnerNode) continue;
+    (r.node == me ? local : remote) = true;
+  }
+  const std::string key = endpoint_key(network_id, me, kNodeContainerId, kNodeIfname);
+  const EndpointRecord* have = store_.find_endpoint(key);
+  const bool wanted = local && !network.ingress;
+  if (!have && (!wanted || !remote)) return;
+  const std::string bridge = bridge_name(network_id);
+  syncing_node_address_ = true;
+  try {
+    if (!nl_) nl_ = std::make_unique<kernel::NetlinkSocket>(kernel::NetlinkSocket::open());
+    if (!nft_) nft_ = std::make_unique<kernel::NftContext>();
+    if (!wanted) {
+      node_addresses_.erase(network_id);
+      set_node_address_element(bridge, std::nullopt);
+      controller_.release_endpoint(key);  // the bridge goes with the network
+      spdlog::info("lb: network {} left this node: its node address released", network.name);
+    } else {
+      if (!have) {
+        api::EndpointCreate req;
+        req.container_id = kNodeContainerId;
+        req.ifname = kNodeIfname;
+        req.netns = "(this node)";
+        req.owner = api::kOwnerNode;
+        controller_.create_endpoint(network.name, req);
+        have = store_.find_endpoint(key);
+        if (!have) throw Error(Errc::internal, "the node's endpoint vanished");
+        spdlog::info("lb: network {}: this node's own address {}", network.name, have->ip.str());
+      }
+      // Once per address: this runs for every change of the network's endpoints.
+      if (auto it = node_addresses_.find(network_id); it == node_addresses_.end() || it->second != have->ip) {
+        lb::ensure_node_address(*nl_, bridge, have->ip, have->mac);
+        set_node_address_element(bridge, have->ip);
+        node_addresses_[network_id] = have->ip;
+      }
+    }
+  } catch (const BlockNeeded& e) {
+    controller_.request_block(e.network_id());  // the blocks' change brings an endpoint change later
+  } catch (const std::exception& e) {
+    spdlog::error("lb: network {}: this node's own address: {}", network.name, e.what());
+  }
+  syncing_node_address_ = false;
+}
+
+void LoadBalancing::set_node_address_element(const std::string& bridge, std::optional<Ipv4Address> address) {
+  const std::string map = "inet swarmnet node-addresses";
+  const std::string key = "\"" + bridge + "\"";
+  if (address) {
+    const std::string add = "add element " + map + " { " + key + " : " + address->str() + " }\n";
+    try {
+      nft_->run(add);
+    } catch (const Error& e) {
+      if (e.code() != Errc::conflict) throw;
+      nft_->run("delete element " + map + " { " + key + " }\n" + add);  // another address before
+    }
+    return;
+  }
+  try {
+    nft_->run("delete element " + map + " { " + key + " }\n");
+  } catch (const Error& e) {
+    if (e.code() != Errc::not_found) throw;
+  }
+}
+
 void LoadBalancing::resync() {
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) sync_node_address(id);
+  }
   auto all = intended();
   balancer_.sync(all);
   programmed_.clear();

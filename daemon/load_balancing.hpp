@@ -4,15 +4,31 @@
 // live nodes, wherever they run (east-west balancing at the source host, as
 // swarm does). Listens to the store (services, endpoints) and to membership
 // changes; programs only the VIPs a change touches.
+//
+// Node-local access: the host's own processes reach the VIPs too (the
+// balancer DNATs in the output hook). A task on another node must be able to
+// answer them, and the gateway address is every node's, so each node gets an
+// address of its own on each network it has (swarm's per-node load-balancer
+// endpoint): an endpoint of owner "node" from the cluster IPAM, so unique
+// cluster-wide, whose record gives the other nodes their neighbour and FDB
+// entries to it like a container's. It lives on the network's bridge (whose
+// MAC becomes the endpoint's), the firewall SNATs the host's DNATed flows
+// into the bridge to it (map node-addresses), and it is released when the
+// network leaves the node. Only while the network has an endpoint on another
+// node: a network of one node needs none (and keeps its addresses).
 #pragma once
 
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "daemon/controller.hpp"
 #include "daemon/store.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/nftables.hpp"
 #include "lb/balancer.hpp"
 
 namespace swarmnet::daemon {
@@ -43,6 +59,9 @@ class LoadBalancing {
   void update_service(const ServiceRecord& service);
   void update_services_on(const std::string& network_id);
   void program(const std::string& key, const std::optional<lb::VirtualIp>& want);
+  // Creates, programs or releases this node's own address on the network.
+  void sync_node_address(const std::string& network_id);
+  void set_node_address_element(const std::string& bridge, std::optional<Ipv4Address> address);
   std::optional<lb::VirtualIp> vip_of(const ServiceRecord& s, const std::string& network_id) const;
 
   Store& store_;
@@ -54,7 +73,14 @@ class LoadBalancing {
   // task that moves to another service, or to none, also leaves the old one.
   std::map<std::string, std::string> service_of_;
   ProgramObserver observer_;
+  bool syncing_node_address_ = false;
+  std::map<std::string, Ipv4Address> node_addresses_;  // programmed, by network id
+  std::unique_ptr<kernel::NetlinkSocket> nl_;
+  std::unique_ptr<kernel::NftContext> nft_;
 };
+
+inline constexpr const char* kNodeContainerId = "swarmnet-node";
+inline constexpr const char* kNodeIfname = "node0";
 
 // The balancer --lb-backend asks for: "ipvs", "nftables", or "auto" (IPVS
 // where the kernel has it, nftables otherwise). Logs which.

@@ -61,7 +61,8 @@ void ServiceDiscovery::update_endpoint(const std::string& key) {
   // A dead node's containers stop resolving at once (they are unreachable
   // anyway); they come back if the node does.
   // A VIP reservation is no container: the service's own entry names it.
-  if (!e || !controller_.is_alive(e->node) || is_vip_endpoint(*e)) {
+  // Nor is a node's own address on the network.
+  if (!e || !controller_.is_alive(e->node) || is_vip_endpoint(*e) || e->owner == api::kOwnerNode) {
     table_.remove_endpoint(key);
     return;
   }

@@ -18,16 +18,20 @@ std::string port_key(const PublishedPort& p) { return p.protocol + "/" + std::to
 }  // namespace
 
 std::string add(std::string_view owner, const std::string& id, Ipv4Address container,
-                const std::vector<PublishedPort>& ports) {
+                const std::vector<PublishedPort>& ports, bool local) {
   std::ostringstream s;
   for (const auto& p : ports) {
     const std::string comment = std::string(owner) + ":" + id + " " + port_key(p);
     // Only traffic addressed to this host (or to the chosen address): the
     // DNAT must not catch forwarded traffic that merely uses the same port.
     const std::string match = p.host_ip ? "ip daddr " + p.host_ip->str() : "fib daddr type local";
-    s << "add rule " << kTable << " published-dnat meta nfproto ipv4 " << match << " " << p.protocol
-      << " dport " << p.host_port << " dnat ip to " << container.str() << ":" << p.container_port
-      << " comment \"" << comment << "\"\n";
+    const std::string dnat = " meta nfproto ipv4 " + match + " " + p.protocol + " dport " +
+                             std::to_string(p.host_port) + " dnat ip to " + container.str() + ":" +
+                             std::to_string(p.container_port) + " comment \"" + comment + "\"\n";
+    s << "add rule " << kTable << " published-dnat" << dnat;
+    // The host's own processes (localhost:PORT, the node's own address)
+    // reach the port too, as from outside.
+    if (local) s << "add rule " << kTable << " published-dnat-local" << dnat;
     s << "add rule " << kTable << " published ip daddr " << container.str() << " " << p.protocol
       << " dport " << p.container_port << " ct status dnat accept comment \"" << comment << "\"\n";
   }
@@ -75,7 +79,8 @@ std::string PublishedPorts::list(const char* chain) {
 // The deletion of the rules of `id`, given a listing of published-dnat.
 // They are added and deleted in pairs, in one transaction each, so
 // `published` is only read when published-dnat holds some.
-std::string PublishedPorts::removal(const std::string& id, std::string_view dnat_listing) {
+std::string PublishedPorts::removal(const std::string& id, std::string_view dnat_listing,
+                                    const std::optional<std::string>& local_listing) {
   std::ostringstream s;
   auto mine = [&](const published_ports_script::ListedRule& r) { return r.owner == owner_ && r.id == id; };
   for (const auto& r : published_ports_script::rules(dnat_listing)) {
@@ -85,7 +90,23 @@ std::string PublishedPorts::removal(const std::string& id, std::string_view dnat
   for (const auto& r : published_ports_script::rules(list("published"))) {
     if (mine(r)) s << "delete rule inet swarmnet published handle " << r.handle << "\n";
   }
+  if (local_listing) {
+    for (const auto& r : published_ports_script::rules(*local_listing)) {
+      if (mine(r)) s << "delete rule inet swarmnet published-dnat-local handle " << r.handle << "\n";
+    }
+  }
   return s.str();
+}
+
+// The listing of published-dnat-local; nullopt when the chain is missing
+// (a swarmnetd older than it: its ports then answer only from outside).
+std::optional<std::string> PublishedPorts::list_local() {
+  try {
+    return list("published-dnat-local");
+  } catch (const Error& e) {
+    if (e.code() == Errc::unavailable) return std::nullopt;
+    throw;
+  }
 }
 
 void PublishedPorts::replace(const std::string& id, Ipv4Address container,
@@ -101,7 +122,9 @@ void PublishedPorts::replace(const std::string& id, Ipv4Address container,
       throw Error(Errc::conflict, "host port " + key + " is already published on this host (by " + it->second + ")");
     }
   }
-  const std::string script = removal(id, dnat) + published_ports_script::add(owner_, id, container, ports);
+  const std::optional<std::string> local = list_local();
+  const std::string script =
+      removal(id, dnat, local) + published_ports_script::add(owner_, id, container, ports, local.has_value());
   if (!script.empty()) nft_.run(script);
 }
 
@@ -113,7 +136,7 @@ void PublishedPorts::remove(const std::string& id) {
     if (e.code() == Errc::unavailable) return;  // no table: nothing of ours left either
     throw;
   }
-  if (std::string script = removal(id, dnat); !script.empty()) nft_.run(script);
+  if (std::string script = removal(id, dnat, list_local()); !script.empty()) nft_.run(script);
 }
 
 std::set<std::string> PublishedPorts::ids() {

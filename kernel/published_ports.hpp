@@ -1,8 +1,9 @@
 // Ports published on this host (host mode): a DNAT and an accept rule per
 // port in swarmnetd's table `inet swarmnet`, in the chains `published-dnat`
 // (prerouting) and `published` (jumped to by the forward filter for traffic
-// into a bridge), which swarmnetd's firewall creates empty and never
-// rewrites. Two programs write there: swarmnetd (services' host-mode ports
+// into a bridge), and the same DNAT in `published-dnat-local` (output: the
+// host's own processes, localhost:PORT included), which swarmnetd's
+// firewall creates empty and never rewrites. Two programs write there: swarmnetd (services' host-mode ports
 // and the CNI portMappings capability, owner "host") and swarmnet-docker
 // (Docker's -p, owner "docker"). Every rule carries the comment
 // "OWNER:ID PROTO/PORT": that is how an owner finds its rules again (after a
@@ -33,9 +34,10 @@ struct PublishedPort {
 
 // The nft scripts and the reading of listings, pure (tested without root).
 namespace published_ports_script {
-// The rules of one container, to add in one transaction.
+// The rules of one container, to add in one transaction; `local`: also in
+// published-dnat-local (the host's own processes).
 std::string add(std::string_view owner, const std::string& id, Ipv4Address container,
-                const std::vector<PublishedPort>& ports);
+                const std::vector<PublishedPort>& ports, bool local = true);
 struct ListedRule {
   std::string owner;
   std::string id;
@@ -67,7 +69,9 @@ class PublishedPorts {
 
  private:
   std::string list(const char* chain);
-  std::string removal(const std::string& id, std::string_view dnat_listing);
+  std::string removal(const std::string& id, std::string_view dnat_listing,
+                      const std::optional<std::string>& local_listing);
+  std::optional<std::string> list_local();
 
   std::string owner_;
   NftContext nft_;

@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <linux/if_addr.h>
+#include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,7 +22,8 @@ namespace {
 using kernel::libnl::MsgPtr;
 
 // An RTM_NEWADDR / RTM_DELADDR for vip/32 on link `index`.
-MsgPtr address_message(int type, int flags, int index, Ipv4Address vip, bool with_protocol) {
+// protocol 0: none (a deletion matches any).
+MsgPtr address_message(int type, int flags, int index, Ipv4Address vip, uint8_t protocol) {
   MsgPtr msg(nlmsg_alloc_simple(type, flags));
   if (!msg) throw Error(Errc::internal, "out of memory allocating a netlink message");
   ifaddrmsg header{};
@@ -33,7 +36,7 @@ MsgPtr address_message(int type, int flags, int index, Ipv4Address vip, bool wit
   if (nlmsg_append(msg.get(), &header, sizeof(header), NLMSG_ALIGNTO) < 0 ||
       nla_put(msg.get(), IFA_LOCAL, sizeof(address), &address) < 0 ||
       nla_put(msg.get(), IFA_ADDRESS, sizeof(address), &address) < 0 ||
-      (with_protocol && nla_put_u8(msg.get(), IFA_PROTO, kVipAddressProtocol) < 0)) {
+      (protocol && nla_put_u8(msg.get(), IFA_PROTO, protocol) < 0)) {
     throw Error(Errc::internal, "netlink address message too small");
   }
   return msg;
@@ -52,16 +55,45 @@ void ensure_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ip
   int index = nl.link_index(bridge);  // Error(not_found) names the bridge
   // NLM_F_REPLACE: an address that is already there is not an error, and
   // one added without the mark (by hand) gets it.
-  MsgPtr msg = address_message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, index, vip, true);
+  MsgPtr msg = address_message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, index, vip, kVipAddressProtocol);
   int err = transact(nl, msg.get());
   if (err == -NLE_EXIST) return;
   if (err < 0) kernel::throw_netlink_error(err, "add VIP address " + vip.str() + "/32 to " + bridge);
 }
 
+void ensure_node_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address address,
+                         const std::string& mac) {
+  kernel::LinkInfo link = nl.get_link(bridge);
+  if (link.mac != mac) {
+    kernel::write_sysctl("net/ipv4/conf/" + bridge + "/arp_notify", "1");
+    unsigned char bytes[6];
+    if (std::sscanf(mac.c_str(), "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &bytes[0], &bytes[1], &bytes[2], &bytes[3],
+                    &bytes[4], &bytes[5]) != 6) {
+      throw Error(Errc::invalid_argument, "invalid MAC address \"" + mac + "\"");
+    }
+    MsgPtr msg(nlmsg_alloc_simple(RTM_NEWLINK, 0));
+    if (!msg) throw Error(Errc::internal, "out of memory allocating a netlink message");
+    ifinfomsg header{};
+    header.ifi_family = AF_UNSPEC;
+    header.ifi_index = link.index;
+    if (nlmsg_append(msg.get(), &header, sizeof(header), NLMSG_ALIGNTO) < 0 ||
+        nla_put(msg.get(), IFLA_ADDRESS, sizeof(bytes), bytes) < 0) {
+      throw Error(Errc::internal, "netlink link message too small");
+    }
+    int err = transact(nl, msg.get());
+    if (err < 0) kernel::throw_netlink_error(err, "set the MAC of " + bridge + " to " + mac);
+  }
+  MsgPtr msg = address_message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, link.index, address, kNodeAddressProtocol);
+  int err = transact(nl, msg.get());
+  if (err < 0 && err != -NLE_EXIST) {
+    kernel::throw_netlink_error(err, "add the node's address " + address.str() + "/32 to " + bridge);
+  }
+}
+
 void remove_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
   auto link = nl.find_link(bridge);
   if (!link) return;
-  MsgPtr msg = address_message(RTM_DELADDR, 0, link->index, vip, false);
+  MsgPtr msg = address_message(RTM_DELADDR, 0, link->index, vip, 0);
   int err = transact(nl, msg.get());
   if (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return;
   if (err < 0) {

@@ -22,6 +22,8 @@ namespace swarmnet::lb {
 
 // 'S' for swarmnet; userspace owns every value above the kernel's (0-3).
 inline constexpr uint8_t kVipAddressProtocol = 83;
+// The node's own address on a network (see ensure_node_address).
+inline constexpr uint8_t kNodeAddressProtocol = 84;
 
 // Adds vip/32 to `bridge`, marked as a VIP address; no error if it is
 // already there. Error(not_found) if the bridge does not exist, Error with
@@ -31,6 +33,16 @@ void ensure_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ip
 // Removes vip/32 from `bridge`; no error if the address or the bridge is
 // already gone.
 void remove_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip);
+
+// The node's own address on a network: `address`/32 on the bridge (marked
+// kNodeAddressProtocol, so it is never taken for a VIP), and the bridge's
+// MAC set to `mac`, the address's MAC in the cluster's tables: the other
+// nodes send the replies for this address to that MAC, and only the
+// bridge's own MAC makes the bridge take a frame for itself. The bridge
+// announces the change (arp_notify), so local containers update the
+// gateway's MAC at once. Idempotent; Error(not_found) if the bridge is gone.
+void ensure_node_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address address,
+                         const std::string& mac);
 
 // Every VIP address of this namespace as (bridge, vip), sorted.
 std::vector<std::pair<std::string, Ipv4Address>> list_vip_addresses(kernel::NetlinkSocket& nl);

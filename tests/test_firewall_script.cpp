@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "daemon/firewall.hpp"
+#include "kernel/published_ports.hpp"
 
 using namespace swarmnet;
 using namespace swarmnet::daemon;
@@ -81,6 +82,24 @@ TEST_CASE("base: rewrites its own chains but never the published ones", "[firewa
   for (const std::string& set : script::set_names()) CHECK_FALSE(contains(s, "flush set inet swarmnet " + set + "\n"));
   // Every flush comes before the first rule, so the rules are only added once.
   CHECK(s.rfind("flush chain") < s.find("add rule"));
+}
+
+TEST_CASE("base: localhost:PUBLISHED for the host's processes, and nothing to 127.0.0.0/8 from outside", "[firewall]") {
+  const std::string s = script::base();
+  CHECK(contains(s, "add chain inet swarmnet published-dnat-local { type nat hook output priority -100; policy accept; }"));
+  CHECK_FALSE(contains(s, "flush chain inet swarmnet published-dnat-local"));
+  CHECK(contains(s, "add rule inet swarmnet egress-nat ip saddr 127.0.0.0/8 ct status dnat oifname \"swn-*\" masquerade"));
+  CHECK(contains(s, "add chain inet swarmnet localnet { type filter hook prerouting priority raw; policy accept; }"));
+  CHECK(contains(s, "add rule inet swarmnet localnet iifname != \"lo\" ip daddr 127.0.0.0/8 counter drop"));
+  const std::string add = kernel::published_ports_script::add("host", "e1", Ipv4Address::parse("10.0.0.5"),
+                                                              {{"tcp", 8080, 80, std::nullopt}});
+  CHECK(contains(add, "add rule inet swarmnet published-dnat meta nfproto ipv4 fib daddr type local tcp dport 8080 "
+                      "dnat ip to 10.0.0.5:80"));
+  CHECK(contains(add, "add rule inet swarmnet published-dnat-local meta nfproto ipv4 fib daddr type local tcp dport "
+                      "8080 dnat ip to 10.0.0.5:80"));
+  CHECK_FALSE(contains(kernel::published_ports_script::add("host", "e1", Ipv4Address::parse("10.0.0.5"),
+                                                           {{"tcp", 8080, 80, std::nullopt}}, false),
+                       "published-dnat-local"));
 }
 
 TEST_CASE("base: a per-container DNS limit on UDP port 53 from the bridges, only when asked", "[firewall]") {
