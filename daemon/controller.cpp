@@ -768,7 +768,11 @@ std::vector<api::Endpoint> Controller::list_endpoints(const std::string& network
   const NetworkRecord& network = resolve(network_name);
   std::vector<api::Endpoint> out;
   for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.network_id == network.id) out.push_back(to_api(network, e.value));
+    // A node's own address is no container's (the balancer's, see
+    // load_balancing.hpp): neither listed nor counted (to_api).
+    if (!e.deleted && e.value.network_id == network.id && e.value.owner != api::kOwnerNode) {
+      out.push_back(to_api(network, e.value));
+    }
   }
   return out;
 }
@@ -923,7 +927,10 @@ api::Network Controller::to_api(const NetworkRecord& n) const {
   a.created_by = n.created_by;
   a.endpoints = 0;
   for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.network_id == n.id && e.value.node == store_.node_id()) ++a.endpoints;
+    if (!e.deleted && e.value.network_id == n.id && e.value.node == store_.node_id() &&
+        e.value.owner != api::kOwnerNode) {
+      ++a.endpoints;
+    }
   }
   a.bridge = local_attached_endpoints(n.id) > 0 ? bridge_name(n.id) : "";
   return a;

@@ -131,11 +131,18 @@ RulePtr dispatch_rule(const char* chain, uint8_t protocol) {
   return rule;
 }
 
-// meta l4proto PROTO ip daddr @vip-addresses reject (tcp reset / port unreachable)
+// meta l4proto PROTO ct direction original ip daddr @vip-addresses reject
+// (tcp reset / port unreachable). Only the original direction: the replies
+// of the host's own flows to a VIP (see chain output) come back to the VIP.
 RulePtr reject_rule(uint8_t protocol) {
   RulePtr rule = new_rule("input");
   add_meta_l4proto(rule.get(), NFT_REG_1);
   add_cmp_u8(rule.get(), NFT_REG_1, protocol);
+  nftnl_expr* direction = expr("ct");
+  nftnl_expr_set_u32(direction, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);
+  nftnl_expr_set_u32(direction, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  nftnl_rule_add_expr(rule.get(), direction);
+  add_cmp_u8(rule.get(), NFT_REG_1, 0);  // IP_CT_DIR_ORIGINAL
   add_payload(rule.get(), NFT_PAYLOAD_NETWORK_HEADER, kDaddrOffset, 4, NFT_REG_1);
   add_lookup(rule.get(), kVipAddressSet, NFT_REG_1, std::nullopt);
   nftnl_expr* e = expr("reject");
@@ -403,6 +410,13 @@ void encode(BatchBuilder& b, const Plan& ordered) {
               b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, hairpin.get(), "add rule postrouting");
             },
             [&](const AddHairpinBase&) {
+              // The reject rules of an older table also reject replies.
+              RulePtr flush = new_rule("input");
+              b.rule(NFT_MSG_DELRULE, 0, flush.get(), "flush chain input");
+              for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+                RulePtr reject = reject_rule(proto);
+                b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, reject.get(), "add rule input");
+              }
               ChainPtr output = base_chain("output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
               b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, output.get(), "add chain output");
               for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {

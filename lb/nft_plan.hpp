@@ -27,7 +27,8 @@
 //                     address. The chain also registers NAT at this hook so
 //                     the replies of DNATed flows are translated back, the
 //                     bridged ones too (br_netfilter)
-//   chain input       filter: tcp/udp to @vip-addresses -> reject (a VIP
+//   chain input       filter: tcp/udp to @vip-addresses, original direction
+//                     -> reject (a VIP
 //                     packet reaches input only when it was not DNATed: the
 //                     VIP has no backend)
 //   chain mod-N       one per backend count in use, one rule:
