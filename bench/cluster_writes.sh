@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# No lost update at 10 hosts (issue 12, item 3): integration/test_cluster_writes.sh
+# No lost update at 10 hosts: integration/test_cluster_writes.sh
 # with HOSTS (default 10) real daemons in namespaces: WRITES (default 1,000)
 # service creations issued from every host at once, as fast as their APIs take
 # them, then their removal; prints, for each, the seconds from the last write

@@ -1,4 +1,4 @@
-// Benchmark 11(b)/(c) of issue 3: the real gossip core (daemon/gossip) over
+// The real gossip core (daemon/gossip) over
 // a simulated lossy network, in virtual time.
 //  (b) time and gossip rounds until 99% and 100% of 1,000 nodes hold one
 //      broadcast, next to memberlist/serf's convergence model;

@@ -2,7 +2,7 @@
 # The cost of the routing mesh, seen from an outside client: wrk against a
 # service's ingress port (through the mesh) and against the same task
 # published in host mode (straight to it), in one run, and the ratio of
-# requests per second (issue 7, item 7).
+# requests per second.
 #
 # A 2-host swarmnet cluster in namespaces, an "outside" machine on the
 # underlay, a network, a service "web" with one task (a container attached

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The cost of balancing, seen from a client: wrk against a service's VIP and
 # against one of its backends' own address, in one run, and the ratio of
-# requests per second (issue 5, item 8).
+# requests per second.
 #
 # A swarmnet cluster of HOSTS hosts (default 1) in namespaces, a network, a
 # vip-mode service "web" with 3 tasks (containers attached by the real CNI

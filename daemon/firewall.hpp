@@ -48,7 +48,7 @@
 // POSTROUTING; it only matches our subnets, so its order against other NAT
 // does not matter.
 //
-// The underlay (issue 12). The kernel's VXLAN socket decapsulates any frame
+// The underlay. The kernel's VXLAN socket decapsulates any frame
 // sent to any address of the host, and the VNI in it picks the network: a
 // forged frame would cross the isolation above. So:
 //     members             ipv4_addr            the cluster members' advertise

@@ -1,4 +1,4 @@
-// Host-mode publishing (issue 7): a port published on the node a task runs
+// Host-mode publishing: a port published on the node a task runs
 // on, straight to that task, with no balancing, as swarm's
 // `--publish mode=host`. An endpoint of this node publishes
 //   - its runtime's port mappings (the CNI portMappings capability), and

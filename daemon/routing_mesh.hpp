@@ -1,4 +1,4 @@
-// The ingress routing mesh (issue 7): every node answers on every ingress
+// The ingress routing mesh: every node answers on every ingress
 // port of every service, on all of its addresses, whether or not it runs a
 // task, and balances each request across the service's healthy tasks on all
 // live nodes, over the ingress network. The kernel side is

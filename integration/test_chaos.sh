@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A fault campaign (issue 12, item 8). Three (--hosts) namespace hosts run
+# A fault campaign. Three (--hosts) namespace hosts run
 # real swarmnetd daemons in a cluster with two overlay networks and a pool of
 # services (vip and dnsrr, some with an HTTP health check). The campaign is a
 # series of phases; each injects one fault, runs a random churn of containers
@@ -771,7 +771,7 @@ run_phase() {
   esac
   for ((k = 0; k < ops; k++)); do op_random; done
   if [[ "$kind" == cut-kill ]]; then
-    # Restarted while still cut off (issue 12, item 3), then a few more
+    # Restarted while still cut off, then a few more
     # operations there and elsewhere before the heal.
     restart_daemon "$h" || return 1
     retry_pending_dels

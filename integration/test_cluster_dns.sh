@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Service discovery on a 3-host cluster (issue 4): containers resolve each
+# Service discovery on a 3-host cluster: containers resolve each
 # other's names across hosts through their own host's swarmnetd, at their
 # network's gateway address (from the CNI result's dns); names are scoped
 # to the container's networks; PTR; NXDOMAIN vs NODATA; an answer too big for

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `swarmnetctl events` (issue 17, item 2) on a 2-host cluster: host 1's
+# `swarmnetctl events` on a 2-host cluster: host 1's
 # stream shows, as they happen, what is done on host 2: a network created, a
 # container attached (its endpoint), a service created and removed, a key
 # rotation, and host 2 dying (its daemon killed by pid). Each asserted by

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ingress routing mesh on a 3-host cluster (issue 7), seen from an
+# The ingress routing mesh on a 3-host cluster, seen from an
 # outside machine on the underlay: `cluster init` made the ingress network
 # and every node joined it; a service's ingress port answers on all 3 nodes,
 # including the one with no task, spreading requests over the tasks of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Egress and isolation on a 3-host cluster (issue 3, item 7): containers of
+# Egress and isolation on a 3-host cluster: containers of
 # one network reach each other across hosts; containers of different
 # networks cannot, on one host or across hosts, even with a route added by
 # hand; a container reaches an outside machine through its host, masqueraded;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The allocation lease survives a restart (issue 12, item 4). 3 hosts with a
+# The allocation lease survives a restart. 3 hosts with a
 # short --reclaim-after-s (lease: half of it). Host 3 owns an address block
 # (its container there was deleted again, so nothing of it is live in it).
 # Host 3 is cut off on the underlay and restarted twice while cut off:

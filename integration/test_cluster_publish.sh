@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Host-mode publishing on a 3-host cluster (issue 7), seen from an outside
+# Host-mode publishing on a 3-host cluster, seen from an outside
 # machine on the underlay: a service's host-mode port answers only on the
 # nodes that run a task, straight to that node's task, TCP and UDP; a
 # second task asking for a taken host port on the same node fails with an

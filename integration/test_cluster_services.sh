@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Services on a 3-host cluster (issue 5; nftables balancer, as this kernel
+# Services on a 3-host cluster (nftables balancer, as this kernel
 # has no IPVS — the IPVS balancer's own test runs in a VM): a client's TCP
 # and UDP requests to a service's VIP (by name, through swarmnet's DNS)
 # reach all replicas on all hosts roughly evenly; a replica whose health

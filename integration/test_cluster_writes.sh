@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# No lost update (issue 12, item 3), on real daemons: HOSTS (default 3)
+# No lost update, on real daemons: HOSTS (default 3)
 # namespace hosts; WRITES (default 1,000) service creations in total, issued
 # from every host at once, each host's share one after the other as fast as
 # its API takes them (swarmnetctl, dnsrr services on one network: one record

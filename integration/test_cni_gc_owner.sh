@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CNI GC releases only what the CNI plugin made (issue 12, item 5). One
+# CNI GC releases only what the CNI plugin made. One
 # swarmnetd in a host namespace; on a /29 network (5 addresses): a service's
 # VIP, a Docker endpoint made through the daemon's API as swarmnet-docker
 # makes it, and three containers added by the real swarmnet CNI plugin fill

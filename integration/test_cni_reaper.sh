@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Endpoints whose namespace is gone and that no DEL removed are reaped after
-# --reap-after-s (issue 12, item 7). One swarmnetd (--reap-after-s 4) in a
+# --reap-after-s. One swarmnetd (--reap-after-s 4) in a
 # host namespace; three containers added by the real swarmnet CNI plugin. The
 # namespace of one is deleted without DEL (as after an ADD killed mid-way, or
 # a runtime that lost track): its endpoint must go, and with it the hold on

@@ -15,7 +15,7 @@
 #   c2: `ctr run --rm --cni` in the background; on task exit ctr itself calls
 #       CNI DEL, with an empty CNI_NETNS since the netns is gone by then.
 # Then c3 runs on examples/cni/10-swarmnet.conflist (swarmnet chained with the
-# reference portmap, bandwidth and tuning plugins) and is removed the same way,
+# reference bandwidth and tuning plugins) and is removed the same way,
 # and c4 on examples/cni/swarmnet-ipam-bridge.conflist (the reference bridge
 # plugin with swarmnet-ipam).
 #
@@ -198,7 +198,7 @@ for v in $VETHS; do
 done
 check "no CNI result cache left" bash -c "! ls '$CNI_CACHE_DIR'/results/$NET-* >/dev/null 2>&1"
 
-say "chaining: the example conflist (swarmnet, then portmap, bandwidth, tuning)"
+say "chaining: the example conflist (swarmnet, then bandwidth, tuning)"
 jq --arg n "$NET" --arg s "$SOCK" '.name = $n | .plugins[0].daemonSocket = $s' \
   "$SWARMNET_SOURCE_DIR/examples/cni/10-swarmnet.conflist" >"$CONFLIST"
 info "$CONFLIST is now examples/cni/10-swarmnet.conflist for network $NET"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The per-container DNS limit (issue 16, item 7): no busy client hits it, a
+# The per-container DNS limit: no busy client hits it, a
 # flood does not starve anyone else, and the excess is answered, not dropped.
 # One host, swarmnetd with its default limit, three containers attached by
 # the real CNI plugin:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gossip stream port is open before authentication (issue 12, item 2).
+# The gossip stream port is open before authentication.
 # From a namespace that is not a member, an attacker without the key holds
 # 1,000 idle connections (from one of its addresses) and 20 that announce
 # 16 MiB frames (from another) against host 1's gossip port for 20 s,

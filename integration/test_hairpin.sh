@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hairpin (issue 16, item 2) on a 2-host cluster: a task calling its own
+# Hairpin on a 2-host cluster: a task calling its own
 # service's VIP, and its own service's ingress port on its node, gets an
 # answer 100 times out of 100, with 1 replica (every request balanced back
 # to the caller itself) and with 2 replicas (on two hosts; some requests go

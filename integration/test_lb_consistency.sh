@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# No stale backend, ever (issue 5, item 6). A 3-host cluster, two networks,
+# No stale backend, ever. A 3-host cluster, two networks,
 # vip-mode services (one on both networks, one with an HTTP health check) and
 # a dnsrr one; then OPS (default 1,000) random operations as fast as the
 # programs go, no sleeps, one worker per host at once: task creations and

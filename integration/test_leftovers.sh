@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A daemon started on an empty state directory removes what swarmnet left in
-# the host's kernel and no network of its own owns (issue 12, item 7). Seen
+# the host's kernel and no network of its own owns. Seen
 # before: a new network's gateway was unreachable because stale bridges of a
 # wiped state held its address. Here: a host with a network and a container,
 # its daemon SIGKILLed and its state directory wiped, plus a stale VXLAN

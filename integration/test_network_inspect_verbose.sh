@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `swarmnetctl network inspect NAME --verbose` (issue 17, item 3) on a
+# `swarmnetctl network inspect NAME --verbose` on a
 # 2-host cluster with a task of one service on each host: host 1 lists the
 # service with its VIP, both tasks (host 2's with its address, node, node
 # address and health) and both peers with their underlay addresses; a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The underlay filter (issue 12, item 1), with forged packets on a 3-host
+# The underlay filter, with forged packets on a 3-host
 # cluster. The kernel's VXLAN socket decapsulates whatever reaches the host's
 # port 4789 and the VNI in the frame picks the network, so a forged frame
 # would cross the isolation between networks. Checked:

@@ -67,7 +67,9 @@ class Balancer {
   // `swarmnetctl lb check`. Sorted by key; backends sorted.
   virtual std::vector<VirtualIp> read_kernel_state() = 0;
   // Removes every kernel object of this balancer (table, marks, IPVS
-  // services, VIP addresses): on `swarmnetd` shutdown with --cleanup and in tests.
+  // services, VIP addresses). swarmnetd leaves them in place when it stops
+  // (a restart finds and syncs them); the tests call this to leave the
+  // kernel as they found it.
   virtual void clear() = 0;
 };
 

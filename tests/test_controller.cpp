@@ -238,7 +238,7 @@ TEST_CASE("endpoints: bad input changes nothing", "[controller]") {
   CHECK(code_of([&] { c.create_endpoint("app", ep("full")); }) == Errc::exhausted);
 }
 
-// Issue 12, point 7: labels and aliases had no length limit (an endpoint's
+// Labels and aliases had no length limit (an endpoint's
 // record travels in every gossip message and journal line about it).
 TEST_CASE("endpoints: names, aliases and labels have sane limits, with a clear error",
           "[controller]") {

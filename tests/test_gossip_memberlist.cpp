@@ -447,7 +447,7 @@ size_t missed_deliveries(sim::Network& net, size_t count, Duration gap, Duration
 
 }  // namespace
 
-// Issue 12, point 6: memberlist counts a broadcast's transmits per packet,
+// memberlist counts a broadcast's transmits per packet,
 // and pings and acks to one peer use them up, so with 3 nodes a broadcast
 // could miss a peer at 0% loss (53 of 12,000 deliveries in the review).
 // The review's case: a steady trickle (20 writes a second), yet memberlist
@@ -505,7 +505,7 @@ TEST_CASE("delivery: at 5% loss every broadcast reaches every node within 5 s",
   CHECK(late == 0);
 }
 
-// Issue 12, point 7: a message larger than a packet stayed at the head of
+// A message larger than a packet stayed at the head of
 // the queue forever, and after 64 of them nothing else was sent.
 TEST_CASE("delivery: messages larger than a packet go by stream and do not block the others",
           "[gossip][delivery]") {

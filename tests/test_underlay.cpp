@@ -1,4 +1,4 @@
-// Issue 12's bad input and underlay filter, without root: subnets that IP
+// Bad input and the underlay filter, without root: subnets that IP
 // reserves are refused wherever a network is made, and the controller hands
 // membership's underlay addresses to the packet filter when they change.
 #include <catch2/catch.hpp>
