@@ -453,12 +453,18 @@ int main(int argc, char** argv) {
       if (format == "json") {
         std::cout << json::serialize(v) << "\n";
       } else {
-        std::vector<std::vector<std::string>> rows{{"ID", "NAME", "ADDRESS", "STATUS", ""}};
+        // ESP: whether the node can carry encrypted networks (its reason when not).
+        std::vector<std::vector<std::string>> rows{{"ID", "NAME", "ADDRESS", "STATUS", "ESP", ""}};
         for (const auto& item : v.as_array()) {
           const auto& o = item.as_object();
+          std::string esp = "-";
+          if (const auto* e = o.if_contains("encryption"); e && e->is_string()) esp = std::string(e->as_string());
+          if (const auto* why = o.if_contains("encryption_missing"); why && why->is_string()) {
+            esp += " (" + std::string(why->as_string()) + ")";
+          }
           rows.push_back({std::string(o.at("id").as_string()).substr(0, 12),
                           std::string(o.at("name").as_string()), std::string(o.at("address").as_string()),
-                          std::string(o.at("status").as_string()),
+                          std::string(o.at("status").as_string()), esp,
                           o.at("self").as_bool() ? "(this node)" : ""});
         }
         print_table(rows);

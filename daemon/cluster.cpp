@@ -394,6 +394,7 @@ boost::json::value Cluster::remove_node(const std::string& ref) {
     members_.erase(m);
     gone_since_.erase(id);
     assumed_alive_until_.erase(id);
+    node_records_.erase(id);
     save();
   }
   spdlog::warn("cluster: node {} ({}) removed by the operator: {} endpoint(s) released; if it comes back, its "
@@ -436,6 +437,8 @@ void Cluster::stop() {
   node_.reset();
   keyring_.reset();
   members_.clear();
+  node_records_.clear();
+  self_record_ = NodeRecord{};
   advertise_.reset();
   pools_version_ = 0;
   controller_.set_address_pools(ipam::default_address_pools());
@@ -580,6 +583,16 @@ json::value Cluster::nodes_json() const {
                    {"status", std::string(gossip::to_string(m.status))},
                    {"self", id == store_.node_id()}};
     if (auto it = offsets.find(m.addr); it != offsets.end()) o["clock_offset_ms"] = it->second;
+    // Whether it can carry encrypted networks, as its record says ("unknown":
+    // no record heard from it).
+    const NodeRecord* r = nullptr;
+    if (id == store_.node_id()) {
+      r = self_record_.version ? &self_record_ : nullptr;
+    } else if (auto it = node_records_.find(id); it != node_records_.end()) {
+      r = &it->second;
+    }
+    o["encryption"] = !r ? "unknown" : r->esp_missing.empty() ? "yes" : "no";
+    if (r && !r->esp_missing.empty()) o["encryption_missing"] = r->esp_missing;
     a.push_back(std::move(o));
   }
   // Nodes forgotten past the reclaim time whose endpoints still hold
@@ -719,6 +732,8 @@ void Cluster::handle_message(const json::value& message) {
                                json_fields::required_string(o, "from"));
     } else if (type == "keyring") {
       apply_keyring(o.at("keyring"));
+    } else if (type == "node") {
+      apply_node_record(o.at("node"));
     } else {
       spdlog::debug("cluster: ignoring gossip message of unknown type {}", type);
     }
@@ -730,8 +745,13 @@ void Cluster::handle_message(const json::value& message) {
 std::vector<uint8_t> Cluster::local_state() {
   json::array entries;
   for (auto& line : store_.replicated_entries()) entries.push_back(std::move(line));
-  return to_bytes(json::object{
-      {"entries", std::move(entries)}, {"keyring", keyring_json()}, {"address_pools", address_pools_json()}});
+  json::array nodes;
+  if (self_record_.version != 0) nodes.push_back(to_json(self_record_));
+  for (const auto& [id, r] : node_records_) nodes.push_back(to_json(r));
+  return to_bytes(json::object{{"entries", std::move(entries)},
+                               {"keyring", keyring_json()},
+                               {"address_pools", address_pools_json()},
+                               {"nodes", std::move(nodes)}});
 }
 
 void Cluster::merge_remote_state(std::span<const uint8_t> data) {
@@ -749,6 +769,15 @@ void Cluster::merge_remote_state(std::span<const uint8_t> data) {
       if (changed) spdlog::info("cluster: push/pull brought {} change(s)", changed);
     }
     if (const json::value* pools = json_fields::find(o, "address_pools")) apply_address_pools(*pools);
+    if (const json::value* nodes = json_fields::find(o, "nodes"); nodes && nodes->is_array()) {
+      for (const auto& r : nodes->as_array()) {
+        try {
+          apply_node_record(r);
+        } catch (const std::exception& e) {
+          spdlog::warn("cluster: dropped a node record of a push/pull: {}", e.what());
+        }
+      }
+    }
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropped a push/pull state: {}", e.what());
   }
@@ -802,29 +831,66 @@ void Cluster::maybe_rotate_key() {
 }
 
 void Cluster::sync_encryption() {
-  if (!encryption_) return;
-  bool wanted = false;
-  for (const auto& [id, e] : store_.networks()) wanted = wanted || (!e.deleted && e.value.encrypted);
-  std::vector<encryption::Peer> peers;
-  std::vector<encryption::Generation> generations;
-  uint32_t outbound = 0;
-  if (node_ && advertise_) {
-    for (const auto& [id, m] : members_) {
-      if (id != store_.node_id() && m.status != gossip::MemberStatus::left) peers.push_back({id, m.addr.ip});
+  if (encryption_) {
+    bool wanted = false;
+    for (const auto& [id, e] : store_.networks()) wanted = wanted || (!e.deleted && e.value.encrypted);
+    std::vector<encryption::Peer> peers;
+    std::vector<encryption::Generation> generations;
+    uint32_t primary = 0;
+    if (node_ && advertise_) {
+      for (const auto& [id, m] : members_) {
+        if (id == store_.node_id() || m.status == gossip::MemberStatus::left) continue;
+        encryption::Peer peer{id, m.addr.ip, std::nullopt};
+        if (auto r = node_records_.find(id); r != node_records_.end()) peer.confirmed = r->second.esp_inbound;
+        peers.push_back(std::move(peer));
+      }
+      const auto keys = keyring_->keys();
+      for (const auto& k : keys) generations.push_back({key_generations_[k], k});
+      primary = key_generations_[keys.front()];
+    } else {
+      wanted = false;
     }
-    const auto keys = keyring_->keys();
-    for (const auto& k : keys) generations.push_back({key_generations_[k], k});
-    outbound = key_generations_[keys.front()];
-  } else {
-    wanted = false;
+    try {
+      encryption_->sync(wanted, store_.node_id(), advertise_.value_or(Ipv4Address()), peers, generations, primary);
+      encryption_error_.clear();
+    } catch (const std::exception& e) {
+      if (encryption_error_ != e.what()) spdlog::error("encryption: {}", e.what());
+      encryption_error_ = e.what();
+    }
   }
-  try {
-    encryption_->sync(wanted, store_.node_id(), advertise_.value_or(Ipv4Address()), peers, generations, outbound);
-    encryption_error_.clear();
-  } catch (const std::exception& e) {
-    if (encryption_error_ != e.what()) spdlog::error("encryption: {}", e.what());
-    encryption_error_ = e.what();
-  }
+  publish_node_record();
+}
+
+void Cluster::publish_node_record() {
+  if (!node_) return;
+  // After a failed sync the record stays as it was: it confirms only what
+  // a sync that went through installed.
+  if (!encryption_error_.empty()) return;
+  NodeRecord r = self_record_;
+  r.id = store_.node_id();
+  r.esp_missing = encryption_ ? encryption_->missing().value_or("") : "this swarmnetd runs without encryption support";
+  r.esp_inbound = encryption_ ? encryption_->inbound_generations() : std::vector<uint32_t>{};
+  if (r.version != 0 && r.esp_missing == self_record_.esp_missing && r.esp_inbound == self_record_.esp_inbound) return;
+  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  r.version = std::max<uint64_t>(self_record_.version + 1, static_cast<uint64_t>(std::max<int64_t>(now_us, 0)));
+  self_record_ = r;
+  broadcast(json::object{{"type", "node"}, {"node", to_json(self_record_)}});
+}
+
+void Cluster::apply_node_record(const json::value& value) {
+  NodeRecord r;
+  from_json(value, r);
+  if (r.id == store_.node_id()) return;
+  auto it = node_records_.find(r.id);
+  if (it != node_records_.end() && it->second.version >= r.version) return;
+  const bool inbound_changed = it == node_records_.end() || it->second.esp_inbound != r.esp_inbound;
+  spdlog::debug("cluster: node {} says: ESP {}, inbound SAs of key generation(s) {}", r.id.substr(0, 12),
+                r.esp_missing.empty() ? "available" : "missing (" + r.esp_missing + ")",
+                json::serialize(to_json(r).at("esp_inbound")));
+  node_records_[r.id] = std::move(r);
+  // A confirmation lets outbound move on now, not at the next housekeeping.
+  if (inbound_changed) sync_encryption();
 }
 
 void Cluster::apply_keyring(const json::value& ring) {

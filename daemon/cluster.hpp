@@ -174,6 +174,11 @@ class Cluster final : public Membership, public gossip::Delegate {
   // message) where it names one, the one already known, else the next.
   void assign_generations(const std::vector<gossip::Keyring::Key>& keys, const std::vector<uint32_t>& given);
   void sync_encryption();
+  // This node's record (NodeRecord): rewritten and broadcast when what it
+  // says changes; push/pull carries every record known.
+  void publish_node_record();
+  // Takes another node's record if it is newer than the one known.
+  void apply_node_record(const boost::json::value& record);
   // The periodic rotation (ClusterOptions::key_rotation_interval).
   void maybe_rotate_key();
 
@@ -195,6 +200,8 @@ class Cluster final : public Membership, public gossip::Delegate {
   int64_t key_created_unix_ = 0;
   Encryption* encryption_ = nullptr;
   std::string encryption_error_;  // the last one logged
+  NodeRecord self_record_;
+  std::map<std::string, NodeRecord> node_records_;  // the others', by node id
   uint64_t pools_version_ = 0;  // 0: not learnt yet (the controller has swarm's defaults)
   std::unique_ptr<gossip::Node> node_;
   std::map<std::string, gossip::Member> members_;  // by node id

@@ -4,6 +4,7 @@
 #include <openssl/kdf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -60,20 +61,33 @@ uint32_t spi(uint32_t generation, const std::string& src_node, const std::string
 
 uint32_t generation_of_spi(uint32_t spi) { return spi >> 24; }
 
-Plan plan(const std::string& self_id, Ipv4Address self, const std::vector<Peer>& peers,
-          const std::vector<Generation>& generations, uint32_t outbound, uint16_t vxlan_port) {
-  Plan p;
+std::vector<kernel::EspState> plan_states(const std::string& self_id, Ipv4Address self,
+                                          const std::vector<Peer>& peers, const std::vector<Generation>& generations) {
+  std::vector<kernel::EspState> states;
   for (const Peer& peer : peers) {
     if (peer.id == self_id) continue;
     for (const Generation& g : generations) {
-      p.states.push_back({self, peer.address, spi(g.number, self_id, peer.id), kReqidBase + g.number,
-                          derive_key(g.key, g.number, self_id, peer.id)});
-      p.states.push_back({peer.address, self, spi(g.number, peer.id, self_id), kReqidBase + g.number,
-                          derive_key(g.key, g.number, peer.id, self_id)});
+      states.push_back({self, peer.address, spi(g.number, self_id, peer.id), kReqidBase + g.number,
+                        derive_key(g.key, g.number, self_id, peer.id)});
+      states.push_back({peer.address, self, spi(g.number, peer.id, self_id), kReqidBase + g.number,
+                        derive_key(g.key, g.number, peer.id, self_id)});
     }
-    p.policies.push_back({self, peer.address, vxlan_port, kMark, kReqidBase + outbound});
   }
-  return p;
+  return states;
+}
+
+uint32_t outbound_generation(const Peer& peer, uint32_t primary, const std::vector<Generation>& generations,
+                             std::optional<uint32_t> current) {
+  auto confirmed = [&](uint32_t g) {
+    return peer.confirmed && std::find(peer.confirmed->begin(), peer.confirmed->end(), g) != peer.confirmed->end();
+  };
+  if (confirmed(primary)) return primary;
+  if (current && (!peer.confirmed || confirmed(*current))) return *current;
+  uint32_t newest = 0;
+  for (const Generation& g : generations) {
+    if (confirmed(g.number)) newest = std::max(newest, g.number);
+  }
+  return newest ? newest : primary;
 }
 
 }  // namespace encryption
@@ -100,17 +114,20 @@ bool ours(uint32_t reqid) { return (reqid & encryption::kReqidMask) == encryptio
 
 std::unique_ptr<EspKernel> make_xfrm_kernel() { return std::make_unique<XfrmKernel>(); }
 
-Encryption::Encryption(std::unique_ptr<EspKernel> kernel, std::optional<std::string> missing, uint16_t vxlan_port)
-    : kernel_(std::move(kernel)), missing_(std::move(missing)), vxlan_port_(vxlan_port) {}
+Encryption::Encryption(std::unique_ptr<EspKernel> kernel, std::optional<std::string> missing, uint16_t vxlan_port,
+                       std::chrono::steady_clock::duration grace, Clock clock)
+    : kernel_(std::move(kernel)),
+      missing_(std::move(missing)),
+      vxlan_port_(vxlan_port),
+      grace_(grace),
+      clock_(std::move(clock)) {}
 
 void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
                       const std::vector<encryption::Peer>& peers,
-                      const std::vector<encryption::Generation>& generations, uint32_t outbound) {
+                      const std::vector<encryption::Generation>& generations, uint32_t primary) {
   if (missing_ || !kernel_) return;
-  encryption::Plan want;
-  if (wanted && !generations.empty()) {
-    want = encryption::plan(self_id, self, peers, generations, outbound, vxlan_port_);
-  }
+  wanted = wanted && !generations.empty();
+  const auto now = clock_();
 
   using StateKey = std::pair<Ipv4Address, uint32_t>;  // dst, spi
   std::map<StateKey, uint32_t> have_states;           // -> reqid
@@ -121,21 +138,38 @@ void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
   std::map<PolicyKey, kernel::EspPolicy> have_policies;
   for (const auto& p : kernel_->list_policies(encryption::kMark)) have_policies[{p.src, p.dst}] = p;
 
-  size_t added = 0, removed = 0, switched = 0;
+  size_t added = 0, removed = 0, switched = 0, behind = 0;
   // New SAs first (both directions), then the policies that use them, then
-  // what is stale: outbound never points at an SA that is not there yet.
-  std::set<StateKey> wanted_states;
-  for (const auto& s : want.states) {
-    wanted_states.insert({s.dst, s.spi});
-    auto it = have_states.find({s.dst, s.spi});
-    if (it != have_states.end() && it->second == s.reqid) continue;
-    kernel_->update_state(s);
-    ++added;
+  // what is stale: outbound never points at an SA that is not there.
+  std::set<StateKey> wanted_states, in_use;
+  if (wanted) {
+    for (const auto& s : encryption::plan_states(self_id, self, peers, generations)) {
+      wanted_states.insert({s.dst, s.spi});
+      auto it = have_states.find({s.dst, s.spi});
+      if (it != have_states.end() && it->second == s.reqid) continue;
+      kernel_->update_state(s);
+      have_states[{s.dst, s.spi}] = s.reqid;
+      ++added;
+    }
   }
   std::set<PolicyKey> wanted_policies;
-  for (const auto& p : want.policies) {
-    wanted_policies.insert({p.src, p.dst});
-    auto it = have_policies.find({p.src, p.dst});
+  uint32_t oldest = 0;
+  for (const auto& peer : peers) {
+    if (!wanted || peer.id == self_id) continue;
+    const auto it = have_policies.find({self, peer.address});
+    std::optional<uint32_t> current;
+    if (it != have_policies.end() && it->second.dport == vxlan_port_) {
+      const uint32_t g = it->second.reqid - encryption::kReqidBase;
+      if (ours(it->second.reqid) && have_states.count({peer.address, encryption::spi(g, self_id, peer.id)})) {
+        current = g;
+      }
+    }
+    const uint32_t g = encryption::outbound_generation(peer, primary, generations, current);
+    if (g != primary) ++behind;
+    oldest = oldest == 0 ? g : std::min(oldest, g);
+    in_use.insert({peer.address, encryption::spi(g, self_id, peer.id)});
+    wanted_policies.insert({self, peer.address});
+    const kernel::EspPolicy p{self, peer.address, vxlan_port_, encryption::kMark, encryption::kReqidBase + g};
     if (it != have_policies.end() && it->second.reqid == p.reqid && it->second.dport == p.dport) continue;
     if (it != have_policies.end() && it->second.dport != p.dport) kernel_->delete_policy(it->second);
     kernel_->update_policy(p);
@@ -148,18 +182,32 @@ void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
     }
   }
   for (const auto& [key, reqid] : have_states) {
-    if (!wanted_states.count(key)) {
-      kernel_->delete_state(key.first, key.second);
-      ++removed;
+    if (wanted_states.count(key) || in_use.count(key)) {
+      stale_since_.erase(key);
+      continue;
     }
+    if (wanted) {
+      const auto since = stale_since_.try_emplace(key, now).first->second;
+      if (now - since < grace_) continue;
+    }
+    kernel_->delete_state(key.first, key.second);
+    stale_since_.erase(key);
+    ++removed;
   }
-  const uint32_t now = want.policies.empty() ? 0 : outbound;
-  if (added || removed || switched || now != generation_) {
-    spdlog::info("encryption: {} ESP SA(s) added, {} outbound policy(ies) set, {} removed; {} peer(s), outbound key "
-                 "generation {}",
-                 added, switched, removed, want.policies.size(), now);
+  // Forget what the kernel no longer holds (removed by someone else).
+  std::erase_if(stale_since_, [&](const auto& e) { return !have_states.count(e.first); });
+
+  inbound_.clear();
+  if (wanted) {
+    for (const auto& g : generations) inbound_.push_back(g.number);
+    std::sort(inbound_.begin(), inbound_.end());
   }
-  generation_ = now;
+  if (added || removed || switched || oldest != generation_) {
+    spdlog::info("encryption: {} ESP SA(s) added, {} outbound policy(ies) set, {} removed; {} peer(s), primary key "
+                 "generation {}, {} peer(s) not yet confirming it (outbound stays on their previous one)",
+                 added, switched, removed, wanted_policies.size(), primary, behind);
+  }
+  generation_ = oldest;
 }
 
 }  // namespace swarmnet::daemon

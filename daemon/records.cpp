@@ -24,6 +24,36 @@ void from_json(const json::value& jv, Version& v) {
   v.node = required_string(o, "node");
 }
 
+json::value to_json(const NodeRecord& n) {
+  json::array inbound;
+  for (uint32_t g : n.esp_inbound) inbound.emplace_back(g);
+  return json::object{
+      {"id", n.id}, {"version", n.version}, {"esp_missing", n.esp_missing}, {"esp_inbound", std::move(inbound)}};
+}
+
+void from_json(const json::value& jv, NodeRecord& n) {
+  const auto& o = as_object(jv, "node record");
+  n.id = required_string(o, "id");
+  n.version = optional_uint(o, "version", UINT64_MAX).value_or(0);
+  n.esp_missing = string_or(o, "esp_missing", "");
+  n.esp_inbound.clear();
+  if (const json::value* a = find(o, "esp_inbound")) {
+    // A keyring holds a few keys at a time; a longer list is damage.
+    if (!a->is_array() || a->as_array().size() > 64) {
+      throw Error(Errc::invalid_argument, "field \"esp_inbound\": expected an array of at most 64 generations");
+    }
+    for (const auto& g : a->as_array()) {
+      uint64_t v = 0;
+      if (g.is_int64() && g.as_int64() > 0) v = static_cast<uint64_t>(g.as_int64());
+      if (g.is_uint64()) v = g.as_uint64();
+      if (v == 0 || v > UINT32_MAX) {
+        throw Error(Errc::invalid_argument, "field \"esp_inbound\": expected key generations (1 to 2^32-1)");
+      }
+      n.esp_inbound.push_back(static_cast<uint32_t>(v));
+    }
+  }
+}
+
 json::value to_json(const NetworkRecord& n) {
   return json::object{{"id", n.id},
                       {"name", n.name},

@@ -131,6 +131,24 @@ struct ServiceRecord {
   std::string created_by;
 };
 
+// What a node says of itself to the others. Only that node writes it, so
+// it travels by gossip (a broadcast when it changes, and in every push/pull,
+// which repairs a lost broadcast) rather than in the store's tables, and
+// nothing of it is kept across a restart: the node says it again.
+struct NodeRecord {
+  std::string id;
+  // Its writer's counter (unix microseconds when written, always growing):
+  // a higher one replaces a lower.
+  uint64_t version = 0;
+  // Encrypted networks: why this node cannot carry them ("": it can).
+  std::string esp_missing;
+  // The cluster key generations whose inbound ESP SAs (from every peer) this
+  // node has installed: a peer moves its outbound SA to this node to a new
+  // generation only once it is listed here.
+  std::vector<uint32_t> esp_inbound;
+  auto operator<=>(const NodeRecord&) const = default;
+};
+
 // Local to this node, never replicated: where round-robin allocation resumes.
 struct CursorRecord {
   std::string network_id;
@@ -151,6 +169,7 @@ json::value to_json(const EndpointRecord&);
 json::value to_json(const CursorRecord&);
 json::value to_json(const ServiceRecord&);
 json::value to_json(const Version&);
+json::value to_json(const NodeRecord&);
 // Decoders throw Error(invalid_argument) naming the field.
 void from_json(const json::value&, NetworkRecord&);
 void from_json(const json::value&, BlockRecord&);
@@ -158,6 +177,7 @@ void from_json(const json::value&, EndpointRecord&);
 void from_json(const json::value&, CursorRecord&);
 void from_json(const json::value&, ServiceRecord&);
 void from_json(const json::value&, Version&);
+void from_json(const json::value&, NodeRecord&);
 
 // This host's kernel objects of a network: its bridge "swn-" and its VXLAN
 // device "swx-" followed by 11 characters of the network id (IFNAMSIZ 15).

@@ -3,6 +3,7 @@
 #   - `network create --encrypted` is refused, naming what is missing, and
 #     leaves nothing behind (no network listed); control: the same network
 #     without --encrypted is created;
+#   - `node ls` shows that the node cannot carry encrypted networks, and why;
 #   - the daemon's firewall holds the encrypted-* chains, empty while no
 #     network is encrypted (their rules: integration/test_encrypted_firewall).
 # The rest (SAs, ESP on the wire, rotation) needs a kernel with ESP:
@@ -35,6 +36,12 @@ check "control: the same network without --encrypted is created" \
 check "and shows encrypted: false" test "$(hctl 1 network inspect secret | jq .encrypted)" == false
 check "the daemon logged why encrypted networks are unavailable" \
   grep -q "encrypted networks unavailable on this node: .*no ESP" "$CLUSTER_DIR/h1/swarmnetd.log"
+# node ls says so, from the node's record (the VM test shows "yes" where
+# the kernel has ESP).
+node_esp_is() { [[ "$(hctl 1 node ls --format json | jq -r '.[] | select(.self) | .encryption')" == "$1" ]]; }
+check "node ls says this node cannot carry encrypted networks" wait_for 10 node_esp_is no
+table_names_esp() { local t; t=$(hctl 1 node ls) && grep -q "no (.*no ESP.*esp4" <<<"$t"; }
+check "and its table shows why" table_names_esp
 empty_chain() {
   local text
   text=$(ip netns exec "$(host_ns 1)" nft list chain inet swarmnet "$1") || return 1

@@ -1,11 +1,15 @@
 // Encrypted networks' keys, SPIs and the reconciliation of SAs and policies,
 // against a fake of the kernel's XFRM tables (the real kernel: the VM test).
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/error.hpp"
 #include "daemon/encryption.hpp"
+#include "daemon/records.hpp"
 
 using namespace swarmnet;
 using namespace swarmnet::daemon;
@@ -81,28 +85,49 @@ TEST_CASE("SPIs carry the generation and differ per direction", "[encryption]") 
   CHECK(encryption::spi(1, kA, kB) >= 256);  // 1-255 are reserved
 }
 
-TEST_CASE("plan: both directions per peer and generation, one policy per peer", "[encryption]") {
+TEST_CASE("plan_states: both directions per peer and generation", "[encryption]") {
   const std::vector<encryption::Generation> gens = {{1, key_of(1)}, {2, key_of(2)}};
-  const auto p = encryption::plan(kA, kIpA, {{kB, kIpB}, {kC, kIpC}, {kA, kIpA}}, gens, 1, 4789);
-  REQUIRE(p.states.size() == 8);  // 2 peers x 2 generations x 2 directions; never to itself
-  REQUIRE(p.policies.size() == 2);
-  for (const auto& pol : p.policies) {
-    CHECK(pol.src == kIpA);
-    CHECK(pol.dport == 4789);
-    CHECK(pol.mark == encryption::kMark);
-    CHECK(pol.reqid == encryption::kReqidBase + 1);
-  }
+  const auto p = encryption::plan_states(kA, kIpA, {{kB, kIpB, {}}, {kC, kIpC, {}}, {kA, kIpA, {}}}, gens);
+  REQUIRE(p.size() == 8);  // 2 peers x 2 generations x 2 directions; never to itself
   // What B plans for its inbound SA from A is what A plans outbound to B.
-  const auto from_b = encryption::plan(kB, kIpB, {{kA, kIpA}}, gens, 1, 4789);
-  for (const auto& s : p.states) {
+  const auto from_b = encryption::plan_states(kB, kIpB, {{kA, kIpA, {}}}, gens);
+  for (const auto& s : p) {
     if (s.dst != kIpB) continue;
     bool matched = false;
-    for (const auto& t : from_b.states) {
+    for (const auto& t : from_b) {
       matched = matched || (t.src == kIpA && t.dst == kIpB && t.spi == s.spi && t.key == s.key && t.reqid == s.reqid);
     }
     CHECK(matched);
   }
 }
+
+TEST_CASE("outbound_generation: the primary only once the peer confirms it", "[encryption]") {
+  const std::vector<encryption::Generation> gens = {{2, key_of(2)}, {1, key_of(1)}};
+  using V = std::vector<uint32_t>;
+  auto peer = [](std::optional<V> confirmed) { return encryption::Peer{kB, kIpB, std::move(confirmed)}; };
+  CHECK(encryption::outbound_generation(peer(V{1, 2}), 2, gens, 1) == 2);
+  CHECK(encryption::outbound_generation(peer(V{1}), 2, gens, 1) == 1);         // not confirmed: stays
+  CHECK(encryption::outbound_generation(peer(std::nullopt), 2, gens, 1) == 1);  // no record heard: stays
+  // Nothing in place (a new peer, a new encrypted network): the newest it
+  // confirmed, else the primary.
+  CHECK(encryption::outbound_generation(peer(V{1}), 2, gens, std::nullopt) == 1);
+  CHECK(encryption::outbound_generation(peer(V{}), 2, gens, std::nullopt) == 2);
+  CHECK(encryption::outbound_generation(peer(std::nullopt), 2, gens, std::nullopt) == 2);
+  // The peer no longer has the one in use (it restarted without it): move.
+  CHECK(encryption::outbound_generation(peer(V{2}), 2, gens, 1) == 2);
+  CHECK(encryption::outbound_generation(peer(V{3}), 2, gens, 1) == 2);
+}
+
+namespace {
+
+struct Clocked {
+  std::chrono::steady_clock::time_point now{};
+  Encryption::Clock clock() {
+    return [this] { return now; };
+  }
+};
+
+}  // namespace
 
 TEST_CASE("Encryption::sync: SAs before policies, rotation without a gap, cleanup", "[encryption]") {
   auto owned = std::make_unique<FakeXfrm>();
@@ -110,8 +135,9 @@ TEST_CASE("Encryption::sync: SAs before policies, rotation without a gap, cleanu
   // Somebody else's IPsec on the same host: never touched.
   k.states[{kIpC, 0x1000}] = kernel::EspState{kIpA, kIpC, 0x1000, 7, {}};
   k.policies[{kIpA, kIpC}] = kernel::EspPolicy{kIpA, kIpC, 500, 0x99, 7};
-  Encryption enc(std::move(owned), std::nullopt, 4789);
-  const std::vector<encryption::Peer> peers = {{kB, kIpB}};
+  Clocked t;
+  Encryption enc(std::move(owned), std::nullopt, 4789, std::chrono::seconds(30), t.clock());
+  std::vector<encryption::Peer> peers = {{kB, kIpB, std::vector<uint32_t>{}}};
   const encryption::Generation g1{1, key_of(1)}, g2{2, key_of(2)};
 
   enc.sync(true, kA, kIpA, peers, {g1}, 1);
@@ -120,8 +146,10 @@ TEST_CASE("Encryption::sync: SAs before policies, rotation without a gap, cleanu
   CHECK(k.log[1].starts_with("state+"));
   CHECK(k.log[2] == "policy 172.31.250.12 reqid 1");
   CHECK(enc.generation() == 1);
+  CHECK(enc.inbound_generations() == std::vector<uint32_t>{1});
 
   k.log.clear();
+  peers[0].confirmed = std::vector<uint32_t>{1};
   enc.sync(true, kA, kIpA, peers, {g1}, 1);
   CHECK(k.log.empty());  // in place: nothing rewritten (sequence numbers go on)
 
@@ -129,33 +157,110 @@ TEST_CASE("Encryption::sync: SAs before policies, rotation without a gap, cleanu
   enc.sync(true, kA, kIpA, peers, {g1, g2}, 1);
   CHECK(k.log == std::vector<std::string>{"state+ " + std::to_string(encryption::spi(2, kA, kB)),
                                           "state+ " + std::to_string(encryption::spi(2, kB, kA))});
-  // Step 2: outbound switches; nothing removed yet.
+  CHECK(enc.inbound_generations() == std::vector<uint32_t>{1, 2});
+  // Step 2: the peer has confirmed generation 2, which is primary: outbound
+  // switches; nothing removed yet.
   k.log.clear();
+  peers[0].confirmed = std::vector<uint32_t>{1, 2};
   enc.sync(true, kA, kIpA, peers, {g2, g1}, 2);
   CHECK(k.log == std::vector<std::string>{"policy 172.31.250.12 reqid 2"});
   CHECK(enc.generation() == 2);
-  // Step 3: the old generation's SAs go.
+  // Step 3: the old key is retired; its SAs stay for the grace time (the
+  // peer may not have heard yet that we confirmed 2), then go.
   k.log.clear();
+  enc.sync(true, kA, kIpA, peers, {g2}, 2);
+  CHECK(k.log.empty());
+  t.now += std::chrono::seconds(29);
+  enc.sync(true, kA, kIpA, peers, {g2}, 2);
+  CHECK(k.log.empty());
+  t.now += std::chrono::seconds(1);
   enc.sync(true, kA, kIpA, peers, {g2}, 2);
   CHECK(k.log.size() == 2);
   CHECK(k.states.count({kIpB, encryption::spi(1, kA, kB)}) == 0);
   CHECK(k.states.count({kIpA, encryption::spi(1, kB, kA)}) == 0);
   CHECK(k.states.count({kIpB, encryption::spi(2, kA, kB)}) == 1);
 
-  // No encrypted network left: everything of ours goes, the other's stays.
+  // No encrypted network left: everything of ours goes at once, the other's stays.
   enc.sync(false, kA, kIpA, peers, {g2}, 2);
   CHECK(k.states.size() == 1);
   CHECK(k.states.count({kIpC, 0x1000}) == 1);
   CHECK(k.policies.size() == 1);
   CHECK(k.policies.count({kIpA, kIpC}) == 1);
   CHECK(enc.generation() == 0);
+  CHECK(enc.inbound_generations().empty());
+}
+
+TEST_CASE("Encryption::sync: outbound stays on the old generation until the peer confirms the new", "[encryption]") {
+  auto owned = std::make_unique<FakeXfrm>();
+  FakeXfrm& k = *owned;
+  Clocked t;
+  Encryption enc(std::move(owned), std::nullopt, 4789, std::chrono::seconds(30), t.clock());
+  std::vector<encryption::Peer> peers = {{kB, kIpB, std::vector<uint32_t>{1}}, {kC, kIpC, std::vector<uint32_t>{1}}};
+  const encryption::Generation g1{1, key_of(1)}, g2{2, key_of(2)};
+  auto outbound_to = [&](Ipv4Address peer) { return k.policies.at({kIpA, peer}).reqid - encryption::kReqidBase; };
+
+  enc.sync(true, kA, kIpA, peers, {g1}, 1);
+  enc.sync(true, kA, kIpA, peers, {g1, g2}, 1);
+  // Generation 2 is primary, but neither peer has said it installed its
+  // inbound SAs (its broadcast was lost, or it has not learnt the key).
+  enc.sync(true, kA, kIpA, peers, {g2, g1}, 2);
+  CHECK(outbound_to(kIpB) == 1);
+  CHECK(outbound_to(kIpC) == 1);
+  CHECK(enc.generation() == 1);
+  // B's record arrives (a broadcast, or the next push/pull): only B moves.
+  peers[0].confirmed = std::vector<uint32_t>{1, 2};
+  enc.sync(true, kA, kIpA, peers, {g2, g1}, 2);
+  CHECK(outbound_to(kIpB) == 2);
+  CHECK(outbound_to(kIpC) == 1);
+  CHECK(enc.generation() == 1);  // the oldest in use
+  // The old key is retired while C still has not confirmed: the SA to C
+  // that the policy uses stays past the grace time; the unused ones go.
+  enc.sync(true, kA, kIpA, peers, {g2}, 2);
+  t.now += std::chrono::seconds(31);
+  enc.sync(true, kA, kIpA, peers, {g2}, 2);
+  CHECK(outbound_to(kIpC) == 1);
+  CHECK(k.states.count({kIpC, encryption::spi(1, kA, kC)}) == 1);
+  CHECK(k.states.count({kIpB, encryption::spi(1, kA, kB)}) == 0);
+  CHECK(k.states.count({kIpA, encryption::spi(1, kB, kA)}) == 0);
+  CHECK(k.states.count({kIpA, encryption::spi(1, kC, kA)}) == 0);
+  // C confirms: it moves, and its old SA goes after the grace time.
+  peers[1].confirmed = std::vector<uint32_t>{2};
+  enc.sync(true, kA, kIpA, peers, {g2}, 2);
+  CHECK(outbound_to(kIpC) == 2);
+  CHECK(enc.generation() == 2);
+  CHECK(k.states.count({kIpC, encryption::spi(1, kA, kC)}) == 1);
+  t.now += std::chrono::seconds(30);
+  enc.sync(true, kA, kIpA, peers, {g2}, 2);
+  CHECK(k.states.count({kIpC, encryption::spi(1, kA, kC)}) == 0);
 }
 
 TEST_CASE("Encryption without ESP in the kernel programs nothing", "[encryption]") {
   auto owned = std::make_unique<FakeXfrm>();
   FakeXfrm& k = *owned;
   Encryption enc(std::move(owned), std::string("the kernel has no ESP"), 4789);
-  enc.sync(true, kA, kIpA, {{kB, kIpB}}, {{1, key_of(1)}}, 1);
+  enc.sync(true, kA, kIpA, {{kB, kIpB, std::nullopt}}, {{1, key_of(1)}}, 1);
   CHECK(k.log.empty());
   CHECK(enc.missing() == std::optional<std::string>("the kernel has no ESP"));
+}
+
+TEST_CASE("NodeRecord: what a node confirms survives the wire; damage is refused", "[encryption]") {
+  NodeRecord r{kA, 1764000000000000, "", {1, 2}};
+  NodeRecord back;
+  from_json(to_json(r), back);
+  CHECK(back == r);
+  NodeRecord no_esp{kB, 7, "no ESP (module esp4)", {}};
+  from_json(to_json(no_esp), back);
+  CHECK(back == no_esp);
+  // A record of an older swarmnetd's shape (no ESP fields): no generation confirmed.
+  from_json(json::parse(R"({"id":"x","version":3})"), back);
+  CHECK(back.esp_inbound.empty());
+  for (const char* bad : {R"({"version":3})", R"({"id":"x","esp_inbound":"1"})", R"({"id":"x","esp_inbound":[0]})",
+                          R"({"id":"x","esp_inbound":[-1]})", R"({"id":"x","esp_inbound":[4294967296]})",
+                          R"({"id":"x","esp_inbound":[1.5]})", R"({"id":"x","version":-1})", R"([1])"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(from_json(json::parse(bad), back), Error);
+  }
+  json::array many;
+  for (int i = 1; i <= 65; ++i) many.emplace_back(i);
+  CHECK_THROWS_AS(from_json(json::object{{"id", "x"}, {"esp_inbound", many}}, back), Error);
 }
