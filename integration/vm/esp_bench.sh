@@ -1,0 +1,71 @@
+# shellcheck shell=bash
+# Sourced by encrypted_scenario.sh in "bench" mode, with its cluster up:
+# containers a (host 1) and b (host 2) on the encrypted network, pa and pb on
+# the plain one. Adds the hand-built peer in the same two host namespaces: a
+# bridge and a VXLAN device each (VNI 99, UDP port 4790, so swarmnet's marks
+# and policies on port 4789 never see it), a container namespace on each
+# bridge, and ESP between the hosts written with `ip xfrm` (transport,
+# rfc4106(gcm(aes)) with a 128-bit key, ESN, replay window 128, as swarmnet's
+# SAs; outbound policies on UDP 4790), at the encrypted network's MTU. Then
+# iperf3 (TCP, DURATION s) over each path, one after the other, ROUNDS times.
+DURATION=5
+ROUNDS=3
+hand_port=4790
+for i in 1 2; do
+  h=$(host_ns "$i")
+  other=$(host_ip $((3 - i)))
+  ip -n "$h" link add xvx type vxlan id 99 local "$(host_ip "$i")" remote "$other" dstport "$hand_port" nolearning
+  ip -n "$h" link add xbr type bridge
+  ip -n "$h" link set xvx master xbr mtu "$mtu" up
+  ip -n "$h" link set xbr up
+  c=$(container_ns "x$i")  # swept by cluster_down with the other containers
+  ip netns add "$c"
+  ip -n "$h" link add xv type veth peer name eth0 netns "$c"
+  ip -n "$h" link set xv master xbr mtu "$mtu" up
+  ip -n "$c" link set eth0 mtu "$mtu" up
+  ip -n "$c" link set lo up
+  ip -n "$c" addr add "10.99.0.$((1 + i))/24" dev eth0
+done
+key=0x$(printf '%040x' 1234567890)
+for i in 1 2; do
+  h=$(host_ns "$i")
+  me=$(host_ip "$i") other=$(host_ip $((3 - i)))
+  for dir in "$me $other" "$other $me"; do
+    set -- $dir
+    ip -n "$h" xfrm state add src "$1" dst "$2" proto esp spi "0x$(printf '%x' $((0x1000 + ${1##*.})))" reqid 9 \
+      mode transport flag esn replay-window 128 aead 'rfc4106(gcm(aes))' "$key" 128
+  done
+  # proto 17 (UDP) by number: the VM has no /etc/protocols.
+  ip -n "$h" xfrm policy add src "$me/32" dst "$other/32" proto 17 dport "$hand_port" dir out \
+    tmpl src "$me" dst "$other" proto esp reqid 9 mode transport
+done
+xa=$(container_ns x1) xb=$(container_ns x2)
+check "hand-built ESP path pings" wait_for 10 ip netns exec "$xa" ping -c 1 -W 1 10.99.0.3
+# Bytes through the hand-built SA from host 1 to host 2 ("N(bytes), M(packets)").
+hand_sa_bytes() { ip -n "$h1" -s xfrm state | awk '/spi 0x0000100b/ {f=1} f && /\(bytes\), [0-9]+\(packets\)/ {print $1 + 0; exit}'; }
+
+iperf() {  # iperf SERVER_NS SERVER_IP CLIENT_NS -> Mbit/s
+  local pid out
+  ip netns exec "$1" iperf3 -s -1 -B "$2" >/dev/null 2>&1 {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  pid=$!
+  sleep 1
+  out=$(ip netns exec "$3" iperf3 -c "$2" -t "$DURATION" -J) || { kill_pid "$pid"; echo 0; return; }
+  wait "$pid" 2>/dev/null || true
+  jq '.end.sum_received.bits_per_second / 1e4 | floor / 100' <<<"$out"
+}
+# ROUNDS rounds, the three paths one after the other in each, and the
+# median of each path: the VM shares the host's CPUs, whose load comes and goes.
+median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+enc_all="" hand_all="" plain_all=""
+for ((round = 1; round <= ROUNDS; round++)); do
+  enc_all+=" $(iperf "$(container_ns b)" "$b" "$(container_ns a)")"
+  hand_all+=" $(iperf "$xb" 10.99.0.3 "$xa")"
+  plain_all+=" $(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")"
+done
+info "Mbit/s per round: encrypted$enc_all; hand-built$hand_all; plain$plain_all"
+enc_mbit=$(median <<<"${enc_all# }")
+hand_mbit=$(median <<<"${hand_all# }")
+plain_mbit=$(median <<<"${plain_all# }")
+check "the hand-built path's traffic went through its SA ($(hand_sa_bytes) bytes)" test "$(hand_sa_bytes)" -gt 1000000
+ratio=$(awk -v a="$enc_mbit" -v b="$hand_mbit" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+echo "ESP-BENCH mtu=$mtu duration=${DURATION}s rounds=$ROUNDS (medians) swarmnet-encrypted=${enc_mbit}Mbit/s hand-built-esp=${hand_mbit}Mbit/s plain-overlay=${plain_mbit}Mbit/s ratio-encrypted/hand-built=$ratio vm-loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
