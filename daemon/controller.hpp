@@ -117,6 +117,8 @@ class Controller {
 
   // Whether a node is alive (this node always is).
   bool is_alive(const std::string& node_id) const { return alive(node_id); }
+  // The members' underlay addresses, as last given to the packet filter.
+  std::vector<Ipv4Address> underlay_peers() const { return underlay_peers_.value_or(std::vector<Ipv4Address>{}); }
   // Called after every membership change (after the overlays are updated).
   void add_membership_listener(std::function<void()> listener) {
     membership_listeners_.push_back(std::move(listener));

@@ -1,5 +1,8 @@
 #include "daemon/ingress_sandbox.hpp"
 
+#include <cctype>
+#include <cstdio>
+
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "daemon/load_balancing.hpp"
@@ -9,21 +12,84 @@ namespace swarmnet::daemon {
 
 namespace {
 
-// The sandbox's own filter and NAT. It forwards only what its balancer
-// chose (DNATed here), transit from other nodes' sandboxes to this node's
-// tasks (ingress0 -> gw0), and the replies of both; it masquerades what it
-// balanced, so each reply comes back through the sandbox that chose.
-std::string sandbox_ruleset() {
-  return "add table inet swarmnet-ingress\n"
-         "flush table inet swarmnet-ingress\n"
-         "add chain inet swarmnet-ingress forward { type filter hook forward priority filter; policy drop; }\n"
-         "add rule inet swarmnet-ingress forward ct state established,related accept\n"
-         "add rule inet swarmnet-ingress forward ct status dnat accept comment \"balanced here\"\n"
-         "add rule inet swarmnet-ingress forward iifname \"ingress0\" oifname \"gw0\" accept "
-         "comment \"another node's sandbox to a task of this node\"\n"
-         "add chain inet swarmnet-ingress postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
-         "add rule inet swarmnet-ingress postrouting ct status dnat masquerade "
+constexpr uint32_t kPeerRulePriority = 100;
+
+// "02:42:0a:ff:00:02": the MACs come from other nodes' records and go into
+// an nft script, so anything else is refused rather than quoted.
+bool valid_mac(const std::string& mac) {
+  if (mac.size() != 17) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    const char c = mac[i];
+    if (i % 3 == 2 ? c != ':' : !std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+std::string hex(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%08x", v);
+  return buf;
+}
+
+// The sandbox's own filter, marks and NAT. It forwards only what its
+// balancer chose (DNATed here), transit from other nodes' sandboxes to this
+// node's tasks (ingress0 -> gw0), and the replies of both.
+std::string sandbox_ruleset(const IngressSandboxConfig& config) {
+  const std::string t = "inet swarmnet-ingress";
+  std::string s = "add table " + t + "\nflush table " + t + "\n";
+  s += "add map " + t + " peer-marks { type ether_addr : mark; }\n";
+  // auto-merge: a member's address may fall inside one of the subnets.
+  s += "add set " + t + " inside { type ipv4_addr; flags interval; auto-merge; }\n";
+  s += "add chain " + t + " prerouting { type filter hook prerouting priority mangle; policy accept; }\n";
+  s += "add rule " + t + " prerouting iifname \"ingress0\" ct state new ct mark set ether saddr map @peer-marks "
+       "comment \"the sandbox that balanced this request to a task of this node\"\n";
+  s += "add rule " + t + " prerouting ct direction reply ct mark != 0 meta mark set ct mark "
+       "comment \"its replies go back to that sandbox (a rule and table per node)\"\n";
+  s += "add chain " + t + " forward { type filter hook forward priority filter; policy drop; }\n";
+  s += "add rule " + t + " forward ct state established,related accept\n";
+  s += "add rule " + t + " forward ct status dnat accept comment \"balanced here\"\n";
+  s += "add rule " + t + " forward iifname \"ingress0\" oifname \"gw0\" accept "
+       "comment \"another node's sandbox to a task of this node\"\n";
+  s += "add chain " + t + " postrouting { type nat hook postrouting priority srcnat; policy accept; }\n";
+  if (config.keep_client_address) {
+    s += "add rule " + t + " postrouting ct status dnat ip saddr @inside masquerade "
+         "comment \"a client inside the cluster: the task's own host may hold its address\"\n";
+  } else {
+    s += "add rule " + t + " postrouting ct status dnat masquerade "
          "comment \"replies come back through this sandbox\"\n";
+  }
+  return s;
+}
+
+// The host's side: connections out of the sandbox are marked, their
+// replies routed back into it (kMeshReplyTable), and only DNATed flows
+// (published ports) go into the gateway bridge.
+std::string host_ruleset(const std::string& ingress_bridge) {
+  const std::string t = std::string("inet ") + kMeshHostTable;
+  const std::string mark = hex(kMeshReplyMark);
+  const std::string bridge = std::string("\"") + kGatewayBridge + "\"";
+  std::string s = "add table " + t + "\nflush table " + t + "\n";
+  // With br_netfilter the host's conntrack also sees the frames bridged
+  // between the sandbox and VXLAN on the ingress bridge. A request to a task
+  // of this node crosses it, then comes out of the sandbox: one connection
+  // for the host, whose mark would then send the reply's VXLAN packet (which
+  // takes the inner packet's mark) into the sandbox. Not tracked there, the
+  // host's connection starts at the gateway bridge, and bridged frames cost
+  // no conntrack work.
+  s += "add chain " + t + " raw { type filter hook prerouting priority raw; policy accept; }\n";
+  s += "add rule " + t + " raw iifname \"" + ingress_bridge +
+       "\" notrack comment \"bridged between the sandbox and VXLAN\"\n";
+  s += "add chain " + t + " prerouting { type filter hook prerouting priority mangle; policy accept; }\n";
+  s += "add rule " + t + " prerouting iifname " + bridge + " ct state new ct mark set " + mark +
+       " comment \"from the ingress sandbox\"\n";
+  s += "add rule " + t + " prerouting ct direction reply ct mark " + mark + " meta mark set " + mark +
+       " comment \"replies go back into the sandbox\"\n";
+  s += "add chain " + t + " forward { type filter hook forward priority filter - 5; policy accept; }\n";
+  s += "add rule " + t + " forward oifname " + bridge + " ct direction reply accept\n";
+  s += "add rule " + t + " forward oifname " + bridge + " ct status dnat accept comment \"a published port\"\n";
+  s += "add rule " + t + " forward oifname " + bridge +
+       " counter drop comment \"the sandbox, its VIPs and tasks only through a published port\"\n";
+  return s;
 }
 
 }  // namespace
@@ -60,6 +126,8 @@ void IngressSandbox::build() {
   // until masqueraded (the firewall's chain localnet drops what comes to
   // 127.0.0.0/8 from outside).
   kernel::write_sysctl(std::string("net/ipv4/conf/") + kGatewayBridge + "/route_localnet", "1");
+  // Requests from outside clients arrive on it, whose route is elsewhere.
+  kernel::write_sysctl(std::string("net/ipv4/conf/") + kGatewayBridge + "/rp_filter", "2");
   host_.delete_link(kGatewayBridgeSandboxLink);  // a previous run's, if its sandbox still lives
   host_.delete_link(config_.host_link);
   host_.create_veth(kGatewayBridgeSandboxLink, kSandboxGatewayLink, netns_, 1500, "");
@@ -83,12 +151,18 @@ void IngressSandbox::build() {
     // Replies of local tasks arrive on gw0 from addresses routed there by
     // /32 routes; loose mode keeps the check without tripping on them.
     kernel::write_sysctl("net/ipv4/conf/all/rp_filter", "2");
-    kernel::NftContext nft;
-    nft.run(sandbox_ruleset());
+    nft_.emplace();  // bound to the sandbox from now on
+    nft_->run(sandbox_ruleset(config_));
     balancer_ = choose_balancer(config_.lb_backend);  // its sockets stay bound to the sandbox
   }
+  sync_peers({}, {});
   // The host sends the ingress VIPs (the whole ingress subnet: the host has
-  // no address there) into the sandbox.
+  // no address there) into the sandbox, and the replies of what came out of
+  // it back in.
+  kernel::NftContext host_nft;
+  host_nft.run(host_ruleset(config_.ingress_bridge));
+  host_.replace_route(Ipv4Prefix(Ipv4Address(0), 0), sandbox_address(), kGatewayBridge, kMeshReplyTable);
+  host_.add_mark_rule(kMeshReplyMark, kMeshReplyTable, kMeshRulePriority);
   host_.replace_route(config_.ingress_subnet, sandbox_address(), kGatewayBridge);
   spdlog::info("routing mesh: ingress sandbox up, {} on the ingress network, gateway bridge {} {}/{}",
                config_.address.str(), kGatewayBridge, host_address().str(), length);
@@ -98,6 +172,9 @@ void IngressSandbox::build() {
 void IngressSandbox::teardown() noexcept {
   try {
     host_.delete_route(config_.ingress_subnet);
+    host_.delete_mark_rule(kMeshReplyMark, kMeshReplyTable, kMeshRulePriority);
+    host_.delete_route(Ipv4Prefix(Ipv4Address(0), 0), kMeshReplyTable);
+    kernel::NftContext().run(std::string("add table inet ") + kMeshHostTable + "\ndelete table inet " + kMeshHostTable);
     host_.delete_link(kGatewayBridgeSandboxLink);
     host_.delete_link(config_.host_link);
   } catch (const std::exception& e) {
@@ -119,6 +196,43 @@ void IngressSandbox::sync_routes(const std::map<Ipv4Address, std::optional<Ipv4A
     }
   }
   routes_ = routes;
+}
+
+
+void IngressSandbox::sync_peers(const std::map<Ipv4Address, std::string>& sandboxes,
+                                const std::vector<Ipv4Address>& members) {
+  if (members_ && peers_ == sandboxes && *members_ == members) return;
+  // Routes before marks: a mark is only set once its way back exists.
+  for (const auto& [address, mac] : sandboxes) {
+    if (peers_.count(address)) continue;
+    sandbox_->replace_route(Ipv4Prefix(Ipv4Address(0), 0), address, kSandboxIngressLink, address.value());
+    sandbox_->add_mark_rule(address.value(), address.value(), kPeerRulePriority);
+  }
+  std::string script = "flush map inet swarmnet-ingress peer-marks\n";
+  for (const auto& [address, mac] : sandboxes) {
+    if (!valid_mac(mac)) {
+      spdlog::warn("routing mesh: the sandbox {} has an invalid MAC \"{}\": replies to what it balances to this "
+                   "node's tasks cannot find their way back",
+                   address.str(), mac.substr(0, 32));
+      continue;
+    }
+    script += "add element inet swarmnet-ingress peer-marks { " + mac + " : " + hex(address.value()) + " }\n";
+  }
+  if (!members_ || *members_ != members) {
+    script += "flush set inet swarmnet-ingress inside\n";
+    script += "add element inet swarmnet-ingress inside { " + config_.gateway_subnet.str() + ", " +
+              config_.ingress_subnet.str();
+    for (const auto& m : members) script += ", " + m.str();
+    script += " }\n";
+  }
+  nft_->run(script);
+  for (const auto& [address, mac] : peers_) {
+    if (sandboxes.count(address)) continue;
+    sandbox_->delete_mark_rule(address.value(), address.value(), kPeerRulePriority);
+    sandbox_->delete_route(Ipv4Prefix(Ipv4Address(0), 0), address.value());
+  }
+  peers_ = sandboxes;
+  members_ = members;
 }
 
 }  // namespace swarmnet::daemon

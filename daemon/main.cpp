@@ -173,6 +173,12 @@ int main(int argc, char** argv) {
                  "Subnet of the gateway bridge swn-gwbridge between this host and its ingress sandbox "
                  "(the host takes .1, the sandbox .2); local to the host")
       ->capture_default_str();
+  std::string ingress_client_address = "keep";
+  app.add_option("--ingress-client-address", ingress_client_address,
+                 "What tasks see as the client of a request through the routing mesh: keep (the client's "
+                 "own address) or masquerade (this node's ingress sandbox, as in swarm)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"keep", "masquerade"}));
   std::string metrics_addr;
   app.add_option("--metrics-addr", metrics_addr,
                  "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9476 or [::1]:9476 "
@@ -303,6 +309,7 @@ int main(int argc, char** argv) {
       // A balancer's table left by a run with another backend (or none)
       // would still DNAT its old VIPs.
       std::set<std::string> tables{std::string(swarmnet::daemon::firewall_script::kTable)};
+      if (store.find_ingress_network()) tables.insert(swarmnet::daemon::kMeshHostTable);
       if (balancer) {
         tables.insert(std::string(balancer->name() == "ipvs" ? swarmnet::lb::kIpvsTable
                                                              : std::string_view(swarmnet::lb::nft::kTable)));
@@ -313,7 +320,7 @@ int main(int argc, char** argv) {
     std::optional<swarmnet::daemon::RoutingMesh> routing_mesh;
     if (lb_backend != "none") {
       routing_mesh.emplace(store, controller, swarmnet::Ipv4Prefix::parse_network(gateway_bridge_subnet),
-                           lb_backend);
+                           lb_backend, ingress_client_address == "keep");
       routing_mesh->start();
       metrics.watch_routing_mesh(*routing_mesh);
     } else {

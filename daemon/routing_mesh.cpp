@@ -8,8 +8,13 @@
 
 namespace swarmnet::daemon {
 
-RoutingMesh::RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend)
-    : store_(store), controller_(controller), gateway_subnet_(gateway_subnet), lb_backend_(std::move(lb_backend)) {
+RoutingMesh::RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend,
+                         bool keep_client_address)
+    : store_(store),
+      controller_(controller),
+      gateway_subnet_(gateway_subnet),
+      lb_backend_(std::move(lb_backend)),
+      keep_client_address_(keep_client_address) {
   listener_id_ = store_.add_change_listener(
       [this](const std::string& t, const std::string&, const Store::Line*) { on_change(t); });
   controller_.add_membership_listener([this] { on_change("membership"); });
@@ -58,6 +63,7 @@ bool RoutingMesh::join() {
     config.mac = record->mac;
     config.host_link = record->host_ifname;
     config.lb_backend = lb_backend_;
+    config.keep_client_address = keep_client_address_;
     sandbox_ = std::make_unique<IngressSandbox>(config);
     balanced_.clear();
     join_failed_ = false;
@@ -76,13 +82,17 @@ void RoutingMesh::program() {
   programming_ = true;
   try {
     const NetworkRecord* ingress = store_.find_ingress_network();
-    // Each node's sandbox address on the ingress network.
+    // Each node's sandbox address on the ingress network, and the other
+    // nodes' with their MACs (for the replies of what they balance).
     std::map<std::string, Ipv4Address> sandbox_of;
+    std::map<Ipv4Address, std::string> peer_sandboxes;
     for (const auto& [key, e] : store_.endpoints()) {
       if (!e.deleted && ingress && e.value.network_id == ingress->id && e.value.container_id == kSandboxContainerId) {
         sandbox_of[e.value.node] = e.value.ip;
+        if (e.value.node != store_.node_id()) peer_sandboxes[e.value.ip] = e.value.mac;
       }
     }
+    sandbox_->sync_peers(peer_sandboxes, controller_.underlay_peers());
     std::map<std::string, lb::VirtualIp> balanced;
     std::map<Ipv4Address, std::optional<Ipv4Address>> routes;
     std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published;

@@ -12,7 +12,8 @@
 //     to the service's ingress VIP (kernel/published_ports.hpp, owner
 //     "ingress", id = the service's id), and in the sandbox's balancer the
 //     VIP with the service's healthy tasks on live nodes that have joined;
-//   - in the sandbox, one route per task: to its node's sandbox.
+//   - in the sandbox, one route per task: to its node's sandbox, and per
+//     other node the way back for the replies of what it balanced.
 // Any change of services, endpoints or membership recomputes all of it and
 // changes only what differs.
 #pragma once
@@ -35,7 +36,10 @@ inline constexpr const char* kIngressPortOwner = "ingress";
 
 class RoutingMesh {
  public:
-  RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend);
+  // keep_client_address: tasks see the outside client's address (false:
+  // the balancing sandbox's, as in swarm; see ingress_sandbox.hpp).
+  RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend,
+              bool keep_client_address);
   ~RoutingMesh();
   RoutingMesh(const RoutingMesh&) = delete;
   RoutingMesh& operator=(const RoutingMesh&) = delete;
@@ -63,6 +67,7 @@ class RoutingMesh {
   Controller& controller_;
   Ipv4Prefix gateway_subnet_;
   std::string lb_backend_;
+  bool keep_client_address_;
   size_t listener_id_ = 0;
   bool programming_ = false;
   bool join_failed_ = false;

@@ -8,6 +8,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/route.h>
+#include <netlink/route/rule.h>
 
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@ struct Deleter {
 using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, rtnl_link_put>>;
 using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, rtnl_addr_put>>;
 using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
+using RulePtr = std::unique_ptr<rtnl_rule, Deleter<rtnl_rule, rtnl_rule_put>>;
 using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
 using ObjectPtr = std::unique_ptr<nl_object, Deleter<nl_object, nl_object_put>>;
 using CbPtr = std::unique_ptr<nl_cb, Deleter<nl_cb, nl_cb_put>>;

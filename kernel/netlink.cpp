@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/fib_rules.h>
 #include <linux/rtnetlink.h>
 #include <netlink/cache.h>
 #include <netlink/msg.h>
@@ -11,6 +12,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
+#include <netlink/route/rule.h>
 #include <netlink/socket.h>
 #include <unistd.h>
 
@@ -509,14 +511,14 @@ std::vector<RouteInfo> NetlinkSocket::routes() {
 }
 
 namespace {
-// A main-table unicast route object: to `destination`, through link `index`
+// A unicast route object of `table`: to `destination`, through link `index`
 // (via `gateway` when given; with index 0, no nexthop: for deletion).
 RoutePtr route_object(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway, int index,
-                      const std::string& what) {
+                      const std::string& what, uint32_t table = RT_TABLE_MAIN) {
   RoutePtr route(rtnl_route_alloc());
   if (!route) throw Error(Errc::internal, what + ": out of memory");
   rtnl_route_set_family(route.get(), AF_INET);
-  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_table(route.get(), table);
   rtnl_route_set_type(route.get(), RTN_UNICAST);
   NlAddrPtr dst = make_ipv4(destination.network(), destination.length());
   int err = rtnl_route_set_dst(route.get(), dst.get());
@@ -536,18 +538,58 @@ RoutePtr route_object(const Ipv4Prefix& destination, std::optional<Ipv4Address> 
 }  // namespace
 
 void NetlinkSocket::replace_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
-                                  const std::string& link) {
+                                  const std::string& link, uint32_t table) {
   const std::string what = "replace route " + destination.str() +
-                           (gateway ? " via " + gateway->str() : std::string()) + " dev " + link;
-  RoutePtr route = route_object(destination, gateway, link_index(link), what);
+                           (gateway ? " via " + gateway->str() : std::string()) + " dev " + link +
+                           (table == RT_TABLE_MAIN ? std::string() : " table " + std::to_string(table));
+  RoutePtr route = route_object(destination, gateway, link_index(link), what, table);
   int err = rtnl_route_add(sock_, route.get(), NLM_F_CREATE | NLM_F_REPLACE);
   if (err < 0) throw_nl(err, what);
 }
 
-bool NetlinkSocket::delete_route(const Ipv4Prefix& destination) {
-  const std::string what = "delete route " + destination.str();
-  RoutePtr route = route_object(destination, std::nullopt, 0, what);
+bool NetlinkSocket::delete_route(const Ipv4Prefix& destination, uint32_t table) {
+  const std::string what = "delete route " + destination.str() +
+                           (table == RT_TABLE_MAIN ? std::string() : " table " + std::to_string(table));
+  RoutePtr route = route_object(destination, std::nullopt, 0, what, table);
   int err = rtnl_route_delete(sock_, route.get(), 0);
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NOADDR) return false;
+  if (err < 0) throw_nl(err, what);
+  return true;
+}
+
+namespace {
+RulePtr mark_rule(uint32_t mark, uint32_t table, uint32_t priority, const std::string& what) {
+  RulePtr rule(rtnl_rule_alloc());
+  if (!rule) throw Error(Errc::internal, what + ": out of memory");
+  rtnl_rule_set_family(rule.get(), AF_INET);
+  rtnl_rule_set_mark(rule.get(), mark);
+  rtnl_rule_set_mask(rule.get(), 0xffffffff);
+  rtnl_rule_set_table(rule.get(), table);
+  rtnl_rule_set_prio(rule.get(), priority);
+  rtnl_rule_set_action(rule.get(), FR_ACT_TO_TBL);
+  return rule;
+}
+
+std::string mark_rule_text(uint32_t mark, uint32_t table, uint32_t priority) {
+  char hex[16];
+  std::snprintf(hex, sizeof(hex), "0x%x", mark);
+  return std::string("rule pref ") + std::to_string(priority) + " fwmark " + hex + " lookup " + std::to_string(table);
+}
+}  // namespace
+
+void NetlinkSocket::add_mark_rule(uint32_t mark, uint32_t table, uint32_t priority) {
+  const std::string what = "add " + mark_rule_text(mark, table, priority);
+  RulePtr rule = mark_rule(mark, table, priority, what);
+  // NLM_F_EXCL: the kernel then refuses a duplicate (EEXIST) instead of
+  // adding a second copy of the rule.
+  int err = rtnl_rule_add(sock_, rule.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (err < 0 && err != -NLE_EXIST) throw_nl(err, what);
+}
+
+bool NetlinkSocket::delete_mark_rule(uint32_t mark, uint32_t table, uint32_t priority) {
+  const std::string what = "delete " + mark_rule_text(mark, table, priority);
+  RulePtr rule = mark_rule(mark, table, priority, what);
+  int err = rtnl_rule_delete(sock_, rule.get(), 0);
   if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NOADDR) return false;
   if (err < 0) throw_nl(err, what);
   return true;

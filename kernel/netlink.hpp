@@ -6,6 +6,7 @@
 // (NLE_DUMP_INTR) are retried.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -39,6 +40,8 @@ struct RouteInfo {
 
 class NetlinkSocket {
  public:
+  static constexpr uint32_t kMainTable = 254;  // RT_TABLE_MAIN
+
   // A socket in the calling thread's namespace.
   static NetlinkSocket open();
   // A socket in another namespace (enters it briefly to create the socket).
@@ -91,12 +94,20 @@ class NetlinkSocket {
   void add_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
                  const std::string& link);
 
-  // Makes the main table's route to `destination` this one, whatever route
-  // to it was there (one request: traffic never sees no route).
+  // Makes the route to `destination` in `table` (the main table unless
+  // given) this one, whatever route to it was there (one request: traffic
+  // never sees no route).
   void replace_route(const Ipv4Prefix& destination, std::optional<Ipv4Address> gateway,
-                     const std::string& link);
-  // Removes the main table's route to `destination`; false if there was none.
-  bool delete_route(const Ipv4Prefix& destination);
+                     const std::string& link, uint32_t table = kMainTable);
+  // Removes the route to `destination` of `table`; false if there was none.
+  bool delete_route(const Ipv4Prefix& destination, uint32_t table = kMainTable);
+
+  // Policy routing: packets whose firewall mark is exactly `mark` look up
+  // `table`, at `priority` (before the main table's 32766). No error if the
+  // same rule is there already.
+  void add_mark_rule(uint32_t mark, uint32_t table, uint32_t priority);
+  // Removes that rule; false if there was none.
+  bool delete_mark_rule(uint32_t mark, uint32_t table, uint32_t priority);
 
   struct nl_sock* raw() {
     return sock_;
