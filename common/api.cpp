@@ -359,4 +359,218 @@ ErrorBody tag_invoke(json::value_to_tag<ErrorBody>, const json::value& jv) {
   return ErrorBody{string_or(o, "code", "internal"), string_or(o, "message", "")};
 }
 
+namespace {
+
+// "published" present (even null): published, on a port chosen when 0.
+ServicePort decode_port(const json::value& v, const std::string& where) {
+  const auto& o = as_object(v, where);
+  ServicePort p;
+  auto target = optional_uint(o, "target", 65535);
+  if (!target || *target == 0) throw Error(Errc::invalid_argument, where + ".target: a port 1-65535 is required");
+  p.target = static_cast<uint16_t>(*target);
+  p.protocol = string_or(o, "protocol", "tcp");
+  if (p.protocol != "tcp" && p.protocol != "udp") {
+    throw Error(Errc::invalid_argument, where + ".protocol: \"tcp\" or \"udp\", not \"" + p.protocol + "\"");
+  }
+  const bool published = find(o, "published") != nullptr;
+  p.publish_mode = string_or(o, "publish_mode", published ? "ingress" : "");
+  if (published) p.published = static_cast<uint16_t>(optional_uint(o, "published", 65535).value_or(0));
+  if (p.publish_mode != "" && p.publish_mode != "host" && p.publish_mode != "ingress") {
+    throw Error(Errc::invalid_argument, where + ".publish_mode: \"host\" or \"ingress\", not \"" + p.publish_mode + "\"");
+  }
+  if (!p.publish_mode.empty() && !p.published) p.published = 0;
+  return p;
+}
+
+std::vector<ServicePort> decode_ports(const json::object& o) {
+  std::vector<ServicePort> ports;
+  const json::value* v = find(o, "ports");
+  if (!v) return ports;
+  if (!v->is_array()) throw Error(Errc::invalid_argument, "ports: expected an array");
+  for (size_t i = 0; i < v->get_array().size(); ++i) {
+    ports.push_back(decode_port(v->get_array()[i], "ports[" + std::to_string(i) + "]"));
+  }
+  return ports;
+}
+
+json::array ports_json(const std::vector<ServicePort>& ports) {
+  json::array a;
+  for (const auto& p : ports) a.push_back(json::value_from(p));
+  return a;
+}
+
+}  // namespace
+
+void tag_invoke(json::value_from_tag, json::value& jv, const ServicePort& p) {
+  json::object o{{"target", p.target}, {"protocol", p.protocol}};
+  if (!p.publish_mode.empty()) {
+    o["published"] = p.published.value_or(0);  // 0: chosen per task (host mode), see the tasks
+    o["publish_mode"] = p.publish_mode;
+  }
+  jv = std::move(o);
+}
+
+ServicePort tag_invoke(json::value_to_tag<ServicePort>, const json::value& jv) { return decode_port(jv, "port"); }
+
+void tag_invoke(json::value_from_tag, json::value& jv, const HealthCheck& h) {
+  jv = json::object{{"kind", h.kind}, {"port", h.port}, {"path", h.path}, {"interval_s", h.interval_s},
+                    {"retries", h.retries}};
+}
+
+HealthCheck tag_invoke(json::value_to_tag<HealthCheck>, const json::value& jv) {
+  const auto& o = as_object(jv, "health");
+  HealthCheck h;
+  h.kind = string_or(o, "kind", "");
+  if (h.kind.empty()) return h;
+  if (h.kind != "tcp" && h.kind != "http") {
+    throw Error(Errc::invalid_argument, "health.kind: \"tcp\" or \"http\", not \"" + h.kind + "\"");
+  }
+  auto port = optional_uint(o, "port", 65535);
+  if (!port || *port == 0) throw Error(Errc::invalid_argument, "health.port: a port 1-65535 is required");
+  h.port = static_cast<uint16_t>(*port);
+  h.path = string_or(o, "path", h.kind == "http" ? "/" : "");
+  if (h.kind == "http" &&
+      (h.path.empty() || h.path[0] != '/' || h.path.find_first_of(" \r\n") != std::string::npos)) {
+    throw Error(Errc::invalid_argument, "health.path: an absolute path without spaces, like /healthz");
+  }
+  h.interval_s = static_cast<unsigned>(optional_uint(o, "interval_s", 3600).value_or(5));
+  h.retries = static_cast<unsigned>(optional_uint(o, "retries", 100).value_or(3));
+  if (h.interval_s == 0 || h.retries == 0) {
+    throw Error(Errc::invalid_argument, "health.interval_s and health.retries must be at least 1");
+  }
+  return h;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const ServiceCreate& s) {
+  json::object o{{"name", s.name}, {"networks", to_array(s.networks)}, {"endpoint_mode", s.endpoint_mode},
+                 {"ports", ports_json(s.ports)}};
+  if (!s.health.kind.empty()) {
+    json::object h = json::value_from(s.health).as_object();
+    if (s.health.path.empty()) h.erase("path");
+    o["health"] = std::move(h);
+  }
+  jv = std::move(o);
+}
+
+ServiceCreate tag_invoke(json::value_to_tag<ServiceCreate>, const json::value& jv) {
+  const auto& o = as_object(jv, "service");
+  ServiceCreate s;
+  s.name = required_string(o, "name");
+  s.endpoint_mode = string_or(o, "endpoint_mode", "vip");
+  if (s.endpoint_mode != "vip" && s.endpoint_mode != "dnsrr") {
+    throw Error(Errc::invalid_argument, "endpoint_mode: \"vip\" or \"dnsrr\", not \"" + s.endpoint_mode + "\"");
+  }
+  s.networks = string_array(o, "networks");
+  if (s.networks.empty()) throw Error(Errc::invalid_argument, "networks: at least one network is required");
+  s.ports = decode_ports(o);
+  if (const json::value* h = find(o, "health")) s.health = json::value_to<HealthCheck>(*h);
+  return s;
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const ServiceUpdate& u) {
+  jv = json::object{{"ports", ports_json(u.ports)}};
+}
+
+ServiceUpdate tag_invoke(json::value_to_tag<ServiceUpdate>, const json::value& jv) {
+  const auto& o = as_object(jv, "service update");
+  for (const auto& [key, value] : o) {
+    if (key != "ports") throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": only ports can be updated");
+  }
+  return ServiceUpdate{decode_ports(o)};
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const ServiceAttach& a) {
+  jv = json::object{{"network", a.network}, {"container_id", a.container_id}, {"ifname", a.ifname}};
+}
+
+ServiceAttach tag_invoke(json::value_to_tag<ServiceAttach>, const json::value& jv) {
+  const auto& o = as_object(jv, "attach");
+  return ServiceAttach{required_string(o, "network"), required_string(o, "container_id"),
+                       string_or(o, "ifname", "eth0")};
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const ServiceAttached& a) {
+  jv = json::object{{"container_id", a.container_id}, {"network", a.network}, {"service", a.service}};
+}
+
+ServiceAttached tag_invoke(json::value_to_tag<ServiceAttached>, const json::value& jv) {
+  const auto& o = as_object(jv, "attach reply");
+  return ServiceAttached{string_or(o, "container_id", ""), string_or(o, "network", ""), string_or(o, "service", "")};
+}
+
+void tag_invoke(json::value_from_tag, json::value& jv, const Service& s) {
+  json::object vips;
+  for (const auto& v : s.vips) vips[v.network] = v.address;
+  json::object o{{"id", s.id},
+                 {"name", s.name},
+                 {"endpoint_mode", s.endpoint_mode},
+                 {"networks", to_array(s.networks)},
+                 {"vips", std::move(vips)},
+                 {"ingress_vip", s.ingress_vip ? json::value(*s.ingress_vip) : json::value(nullptr)},
+                 {"ports", ports_json(s.ports)},
+                 {"health", json::value_from(s.health)},
+                 {"task_count", s.task_count},
+                 {"healthy_count", s.healthy_count}};
+  if (s.tasks) {
+    json::array tasks;
+    for (const auto& t : *s.tasks) {
+      json::array host_ports;
+      for (const auto& p : t.host_ports) {
+        host_ports.push_back(json::object{
+            {"protocol", p.protocol}, {"published", p.published}, {"target", p.target}, {"origin", p.origin}});
+      }
+      tasks.push_back(json::object{{"container_id", t.container_id},
+                                   {"network", t.network},
+                                   {"node", t.node},
+                                   {"node_alive", t.node_alive},
+                                   {"ip", t.ip},
+                                   {"healthy", t.healthy},
+                                   {"host_ports", std::move(host_ports)}});
+    }
+    o["tasks"] = std::move(tasks);
+  }
+  jv = std::move(o);
+}
+
+Service tag_invoke(json::value_to_tag<Service>, const json::value& jv) {
+  const auto& o = as_object(jv, "service");
+  Service s;
+  s.id = required_string(o, "id");
+  s.name = required_string(o, "name");
+  s.endpoint_mode = string_or(o, "endpoint_mode", "vip");
+  s.networks = string_array(o, "networks");
+  if (const json::value* v = find(o, "vips"); v && !v->is_null()) {
+    for (const auto& [network, address] : as_object(*v, "vips")) {
+      if (!address.is_string()) throw Error(Errc::invalid_argument, "vips: the address of " + std::string(network));
+      s.vips.push_back(ServiceVip{std::string(network), std::string(address.get_string())});
+    }
+  }
+  s.ingress_vip = optional_string(o, "ingress_vip");
+  s.ports = decode_ports(o);
+  if (const json::value* h = find(o, "health"); h && !h->is_null()) s.health = json::value_to<HealthCheck>(*h);
+  s.task_count = optional_uint(o, "task_count", UINT32_MAX).value_or(0);
+  s.healthy_count = optional_uint(o, "healthy_count", UINT32_MAX).value_or(0);
+  if (const json::value* v = find(o, "tasks"); v && !v->is_null()) {
+    if (!v->is_array()) throw Error(Errc::invalid_argument, "tasks: expected an array");
+    s.tasks.emplace();
+    for (const auto& item : v->get_array()) {
+      const auto& t = as_object(item, "task");
+      ServiceTask task{string_or(t, "container_id", ""), string_or(t, "network", ""), string_or(t, "node", ""),
+                       bool_or(t, "node_alive", false),  string_or(t, "ip", ""),      bool_or(t, "healthy", true),
+                       {}};
+      if (const json::value* hp = find(t, "host_ports"); hp && hp->is_array()) {
+        for (const auto& p : hp->get_array()) {
+          const auto& po = as_object(p, "host port");
+          task.host_ports.push_back(TaskPort{string_or(po, "protocol", ""),
+                                             static_cast<uint16_t>(optional_uint(po, "published", 65535).value_or(0)),
+                                             static_cast<uint16_t>(optional_uint(po, "target", 65535).value_or(0)),
+                                             string_or(po, "origin", "")});
+        }
+      }
+      s.tasks->push_back(std::move(task));
+    }
+  }
+  return s;
+}
+
 }  // namespace swarmnet::api

@@ -156,6 +156,92 @@ struct Status {
   size_t endpoints = 0;
 };
 
+// A port of a service (ServiceCreate, ServiceUpdate, Service).
+struct ServicePort {
+  uint16_t target = 0;
+  std::string protocol = "tcp";  // "tcp" or "udp"
+  // nullopt: not published (a port for SRV records); 0: published on a
+  // port chosen for it (ingress: from 30000-32767; host: on each task's node).
+  std::optional<uint16_t> published;
+  std::string publish_mode;  // "" when not published, else "host" or "ingress" (the default)
+  auto operator<=>(const ServicePort&) const = default;
+};
+
+// A service's health check; an empty kind: none.
+struct HealthCheck {
+  std::string kind;  // "", "tcp" (connect) or "http" (GET, 2xx/3xx is healthy)
+  uint16_t port = 0;
+  std::string path;  // http: an absolute path, default "/"
+  unsigned interval_s = 5;
+  unsigned retries = 3;  // failures in a row before a task is unhealthy
+  auto operator<=>(const HealthCheck&) const = default;
+};
+
+// POST /v1/services
+struct ServiceCreate {
+  std::string name;
+  std::vector<std::string> networks;  // names or ids, at least one
+  std::string endpoint_mode = "vip";  // "vip" or "dnsrr"
+  std::vector<ServicePort> ports;
+  HealthCheck health;
+};
+
+// PATCH /v1/services/NAME: the whole new list of ports (nothing else can change).
+struct ServiceUpdate {
+  std::vector<ServicePort> ports;
+};
+
+// POST /v1/services/NAME/attach (NAME "-": of no service)
+struct ServiceAttach {
+  std::string network;
+  std::string container_id;
+  std::string ifname = "eth0";
+};
+struct ServiceAttached {
+  std::string container_id;
+  std::string network;  // name
+  std::string service;  // "" when detached
+};
+
+// A host-mode port a task publishes on its node, as its node programmed it.
+struct TaskPort {
+  std::string protocol;
+  uint16_t published = 0;
+  uint16_t target = 0;
+  std::string origin;
+};
+
+struct ServiceTask {
+  std::string container_id;
+  std::string network;  // name
+  std::string node;     // id
+  bool node_alive = false;
+  std::string ip;
+  bool healthy = true;
+  std::vector<TaskPort> host_ports;
+};
+
+struct ServiceVip {
+  std::string network;  // name
+  std::string address;
+};
+
+// GET /v1/services/NAME (with tasks), each element of GET /v1/services
+// (without).
+struct Service {
+  std::string id;
+  std::string name;
+  std::string endpoint_mode;
+  std::vector<std::string> networks;  // names
+  std::vector<ServiceVip> vips;       // one per network in vip mode; a JSON object NETWORK: ADDRESS
+  std::optional<std::string> ingress_vip;
+  std::vector<ServicePort> ports;
+  HealthCheck health;
+  size_t task_count = 0;
+  size_t healthy_count = 0;
+  std::optional<std::vector<ServiceTask>> tasks;
+};
+
 // Error body of every non-2xx reply.
 struct ErrorBody {
   std::string code;  // to_string(Errc)
@@ -181,6 +267,20 @@ void tag_invoke(json::value_from_tag, json::value&, const GcResult&);
 GcResult tag_invoke(json::value_to_tag<GcResult>, const json::value&);
 void tag_invoke(json::value_from_tag, json::value&, const Status&);
 Status tag_invoke(json::value_to_tag<Status>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const ServicePort&);
+ServicePort tag_invoke(json::value_to_tag<ServicePort>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const HealthCheck&);
+HealthCheck tag_invoke(json::value_to_tag<HealthCheck>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const ServiceCreate&);
+ServiceCreate tag_invoke(json::value_to_tag<ServiceCreate>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const ServiceUpdate&);
+ServiceUpdate tag_invoke(json::value_to_tag<ServiceUpdate>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const ServiceAttach&);
+ServiceAttach tag_invoke(json::value_to_tag<ServiceAttach>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const ServiceAttached&);
+ServiceAttached tag_invoke(json::value_to_tag<ServiceAttached>, const json::value&);
+void tag_invoke(json::value_from_tag, json::value&, const Service&);
+Service tag_invoke(json::value_to_tag<Service>, const json::value&);
 void tag_invoke(json::value_from_tag, json::value&, const ErrorBody&);
 ErrorBody tag_invoke(json::value_to_tag<ErrorBody>, const json::value&);
 

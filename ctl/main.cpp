@@ -23,14 +23,8 @@ namespace api = swarmnet::api;
 
 namespace {
 
-// A port as the daemon's service API takes it.
-json::object port_json(const swarmnet::PortSpec& p) {
-  json::object o{{"target", p.target}, {"protocol", p.protocol}};
-  if (p.published) {
-    o["published"] = *p.published;
-    o["publish_mode"] = p.publish_mode;
-  }
-  return o;
+api::ServicePort service_port(const swarmnet::PortSpec& p) {
+  return api::ServicePort{p.target, p.protocol, p.published, p.published ? p.publish_mode : std::string()};
 }
 
 // Indented JSON for humans (inspect), since the API's output is compact.
@@ -474,16 +468,11 @@ int main(int argc, char** argv) {
       std::cout << "removed node " << r.at("name").as_string().c_str() << ": "
                 << r.at("released").to_number<int64_t>() << " endpoint(s) released\n";
     } else if (svc_create->parsed()) {
-      json::object body{{"name", name}, {"endpoint_mode", endpoint_mode}};
-      json::array nets;
-      for (const auto& n : svc_networks) nets.emplace_back(n);
-      body["networks"] = std::move(nets);
-      json::array ports;
-      for (const auto& spec : svc_ports) ports.push_back(port_json(swarmnet::parse_port_spec(spec)));
+      api::ServiceCreate create{name, svc_networks, endpoint_mode, {}, {}};
+      for (const auto& spec : svc_ports) create.ports.push_back(service_port(swarmnet::parse_port_spec(spec)));
       for (const auto& spec : svc_publish) {
-        for (const auto& p : swarmnet::parse_publish_spec(spec)) ports.push_back(port_json(p));
+        for (const auto& p : swarmnet::parse_publish_spec(spec)) create.ports.push_back(service_port(p));
       }
-      body["ports"] = std::move(ports);
       if (!health_spec.empty()) {
         auto colon = health_spec.find(':');
         const std::string kind = health_spec.substr(0, colon);
@@ -498,36 +487,32 @@ int main(int argc, char** argv) {
           throw swarmnet::Error(swarmnet::Errc::invalid_argument,
                                 "--health " + health_spec + ": expected tcp:PORT or http:PORT/PATH");
         }
-        json::object h{{"kind", kind}, {"port", *port}, {"interval_s", health_interval}, {"retries", health_retries}};
-        if (!path.empty()) h["path"] = path;
-        body["health"] = std::move(h);
+        create.health = api::HealthCheck{kind, *port, path, health_interval, health_retries};
       }
-      json::value b = body;
-      json::value r = client.call("POST", "/v1/services", &b);
-      std::cout << r.at("name").as_string().c_str() << " " << r.at("id").as_string().c_str();
-      for (const auto& [net, vip] : r.at("vips").as_object()) std::cout << " " << net << "=" << vip.as_string().c_str();
+      json::value b = json::value_from(create);
+      const auto r = json::value_to<api::Service>(client.call("POST", "/v1/services", &b));
+      std::cout << r.name << " " << r.id;
+      for (const auto& vip : r.vips) std::cout << " " << vip.network << "=" << vip.address;
       std::cout << "\n";
     } else if (svc_update->parsed()) {
       // The daemon takes the whole new list: the current one, less the
       // removed publications, plus the added ones.
-      json::value current = client.call("GET", "/v1/services/" + url_segment(name));
-      json::array ports;
-      for (const auto& p : current.at("ports").as_array()) {
-        const auto& o = p.as_object();
+      const auto current = json::value_to<api::Service>(client.call("GET", "/v1/services/" + url_segment(name)));
+      api::ServiceUpdate update;
+      for (const auto& p : current.ports) {
         bool removed = false;
         for (const auto& spec : svc_publish_rm) {
           const swarmnet::PortSpec rm = swarmnet::parse_port_spec(spec);
-          removed = removed || (o.contains("publish_mode") && o.at("target").to_number<unsigned>() == rm.target &&
-                                o.at("protocol").as_string() == rm.protocol);
+          removed = removed || (!p.publish_mode.empty() && p.target == rm.target && p.protocol == rm.protocol);
         }
-        if (!removed) ports.push_back(o);
+        if (!removed) update.ports.push_back(p);
       }
       for (const auto& spec : svc_publish) {
-        for (const auto& p : swarmnet::parse_publish_spec(spec)) ports.push_back(port_json(p));
+        for (const auto& p : swarmnet::parse_publish_spec(spec)) update.ports.push_back(service_port(p));
       }
-      json::value b = json::object{{"ports", std::move(ports)}};
-      json::value r = client.call("PATCH", "/v1/services/" + url_segment(name), &b);
-      pretty(std::cout, r.at("ports"));
+      json::value b = json::value_from(update);
+      const auto r = json::value_to<api::Service>(client.call("PATCH", "/v1/services/" + url_segment(name), &b));
+      pretty(std::cout, json::value_from(r.ports));
       std::cout << "\n";
     } else if (svc_ls->parsed()) {
       json::value v = client.call("GET", "/v1/services");
@@ -536,24 +521,20 @@ int main(int argc, char** argv) {
       } else {
         std::vector<std::vector<std::string>> rows{{"NAME", "ID", "MODE", "VIPS", "TASKS", "HEALTHY", "PUBLISHED"}};
         for (const auto& item : v.as_array()) {
-          const auto& o = item.as_object();
+          const auto service = json::value_to<api::Service>(item);
           std::string vips;
-          for (const auto& [net, vip] : o.at("vips").as_object())
-            vips += (vips.empty() ? "" : ",") + std::string(net) + "=" + std::string(vip.as_string());
+          for (const auto& vip : service.vips) vips += (vips.empty() ? "" : ",") + vip.network + "=" + vip.address;
           // As docker service ls: "*:8080->80/tcp" (ingress: every node), "host:9080->80/tcp".
           std::string published;
-          for (const auto& p : o.at("ports").as_array()) {
-            const auto& po = p.as_object();
-            if (!po.contains("publish_mode")) continue;
-            const bool host = po.at("publish_mode").as_string() == "host";
-            const auto number = po.at("published").to_number<unsigned>();
-            published += (published.empty() ? "" : ",") + std::string(host ? "host:" : "*:") +
+          for (const auto& p : service.ports) {
+            if (p.publish_mode.empty()) continue;
+            const unsigned number = p.published.value_or(0);
+            published += (published.empty() ? "" : ",") + std::string(p.publish_mode == "host" ? "host:" : "*:") +
                          (number == 0 ? std::string("(per task)") : std::to_string(number)) + "->" +
-                         json::serialize(po.at("target")) + "/" + std::string(po.at("protocol").as_string());
+                         std::to_string(p.target) + "/" + p.protocol;
           }
-          rows.push_back({std::string(o.at("name").as_string()), std::string(o.at("id").as_string()).substr(0, 12),
-                          std::string(o.at("endpoint_mode").as_string()), vips.empty() ? "-" : vips,
-                          json::serialize(o.at("task_count")), json::serialize(o.at("healthy_count")),
+          rows.push_back({service.name, service.id.substr(0, 12), service.endpoint_mode, vips.empty() ? "-" : vips,
+                          std::to_string(service.task_count), std::to_string(service.healthy_count),
                           published.empty() ? "-" : published});
         }
         print_table(rows);
@@ -565,7 +546,7 @@ int main(int argc, char** argv) {
       client.call("DELETE", "/v1/services/" + url_segment(name));
       std::cout << name << "\n";
     } else if (svc_attach->parsed() || svc_detach->parsed()) {
-      json::value body = {{"network", attach_network}, {"container_id", attach_container}, {"ifname", attach_ifname}};
+      json::value body = json::value_from(api::ServiceAttach{attach_network, attach_container, attach_ifname});
       const std::string target = svc_attach->parsed() ? url_segment(name) : std::string("-");
       client.call("POST", "/v1/services/" + target + "/attach", &body);
       std::cout << attach_container << (svc_attach->parsed() ? " attached to " + name : std::string(" detached")) << "\n";

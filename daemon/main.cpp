@@ -30,11 +30,9 @@
 #include "daemon/ingress_sandbox.hpp"
 #include "daemon/firewall.hpp"
 #include "daemon/leftovers.hpp"
-#include "daemon/network_view.hpp"
 #include "lb/ipvs_balancer.hpp"
 #include "lb/nft_plan.hpp"
 #include "daemon/routing_mesh.hpp"
-#include "daemon/service_api.hpp"
 #include "daemon/service_discovery.hpp"
 #include "daemon/services.hpp"
 #include "dns/name_table.hpp"
@@ -348,28 +346,18 @@ int main(int argc, char** argv) {
     // Without a cluster to resume, VXLAN is refused from everyone (a set
     // left by an earlier run is emptied).
     controller.sync_underlay_peers();
-    swarmnet::daemon::ApiServer server(io, controller, &cluster, socket, &event_bus);
-    server.add_routes(swarmnet::daemon::network_view_routes(store, controller, &cluster));
-    server.add_routes(swarmnet::daemon::service_routes(services, load_balancing ? &*load_balancing : nullptr));
-    server.add_routes([&dns_server, dns_rate](const std::string& method, const std::vector<std::string>& path,
-                                              const std::string&) -> std::optional<swarmnet::daemon::HttpReply> {
-      if (method != "GET" || path != std::vector<std::string>{"v1", "dns"}) return std::nullopt;
-      if (!dns_server) return swarmnet::daemon::HttpReply{200, boost::json::object{{"enabled", false}}};
-      const swarmnet::dns::ServerStats s = dns_server->stats();
-      return swarmnet::daemon::HttpReply{
-          200, boost::json::object{{"enabled", true},
-                                   {"rate_limit", dns_rate},
-                                   {"udp_queries", s.udp_queries},
-                                   {"tcp_queries", s.tcp_queries},
-                                   {"answered", s.answered},
-                                   {"forwarded", s.forwarded},
-                                   {"forward_failures", s.forward_failures},
-                                   {"refused", s.refused},
-                                   {"malformed", s.malformed},
-                                   {"truncated", s.truncated},
-                                   {"over_limit_refused", s.over_limit_refused},
-                                   {"over_limit_dropped", s.over_limit_dropped}}};
-    });
+    // Every route of the API, in one table (daemon/api_routes.hpp).
+    swarmnet::daemon::Router router([&controller](const std::string& network_id) { controller.request_block(network_id); });
+    swarmnet::daemon::add_all_routes(
+        router, swarmnet::daemon::ApiParts{.controller = controller,
+                                           .store = store,
+                                           .services = services,
+                                           .cluster = &cluster,
+                                           .events = &event_bus,
+                                           .load_balancing = load_balancing ? &*load_balancing : nullptr,
+                                           .dns = dns_server ? &*dns_server : nullptr,
+                                           .dns_rate_limit = dns_rate});
+    swarmnet::daemon::ApiServer server(io, router, socket);
     metrics.watch_api(server);
     std::optional<swarmnet::daemon::MetricsServer> metrics_server;
     if (metrics_endpoint) metrics_server.emplace(io, *metrics_endpoint, metrics.registry());

@@ -81,14 +81,11 @@ json::value network_view(const Store& store, const Controller& controller, const
   return out;
 }
 
-RouteHandler network_view_routes(const Store& store, const Controller& controller, const Cluster* cluster) {
-  return [&store, &controller, cluster](const std::string& method, const std::vector<std::string>& path,
-                                        const std::string&) -> std::optional<HttpReply> {
-    if (method != "GET" || path.size() != 4 || path[0] != "v1" || path[1] != "networks" || path[3] != "verbose") {
-      return std::nullopt;
-    }
-    return HttpReply{200, network_view(store, controller, cluster, path[2])};
-  };
+void add_network_view_routes(Router& router, const Store& store, const Controller& controller,
+                             const Cluster* cluster) {
+  router.add("GET", "/v1/networks/NAME/verbose", [&store, &controller, cluster](const ApiRequest& r) {
+    return HttpReply{200, network_view(store, controller, cluster, r.params[0])};
+  });
 }
 
 }  // namespace swarmnet::daemon

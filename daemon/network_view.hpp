@@ -8,7 +8,7 @@
 #include <boost/json.hpp>
 #include <string>
 
-#include "daemon/api_server.hpp"
+#include "daemon/api_routes.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/store.hpp"
 
@@ -21,6 +21,8 @@ class Cluster;
 boost::json::value network_view(const Store& store, const Controller& controller, const Cluster* cluster,
                                  const std::string& name_or_id);
 
-RouteHandler network_view_routes(const Store& store, const Controller& controller, const Cluster* cluster);
+// GET /v1/networks/NAME/verbose
+void add_network_view_routes(Router& router, const Store& store, const Controller& controller,
+                             const Cluster* cluster);
 
 }  // namespace swarmnet::daemon

@@ -1,16 +1,13 @@
-// The API routes of services and load balancing (docs/api.md):
-//   GET/POST /v1/services, GET/DELETE /v1/services/NAME,
-//   POST /v1/services/NAME/attach, POST /v1/services/-/detach,
-//   GET /v1/lb/check
+// The API routes of services and of the load balancer's check (docs/api.md).
 #pragma once
 
-#include "daemon/api_server.hpp"
+#include "daemon/api_routes.hpp"
 #include "daemon/load_balancing.hpp"
 #include "daemon/services.hpp"
 
 namespace swarmnet::daemon {
 
 // `lb` may be null (a daemon without a balancer): /v1/lb/check is then 503.
-RouteHandler service_routes(Services& services, LoadBalancing* lb);
+void add_service_routes(Router& router, Services& services, LoadBalancing* lb);
 
 }  // namespace swarmnet::daemon

@@ -3,15 +3,11 @@
 #include <algorithm>
 
 #include "common/error.hpp"
-#include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/random.hpp"
 #include "dns/name_table.hpp"
 
 namespace swarmnet::daemon {
-
-namespace json = boost::json;
-using namespace json_fields;
 
 namespace {
 
@@ -25,35 +21,12 @@ void check_service_name(const std::string& name) {
   }
 }
 
-ServicePortRecord decode_port(const json::value& v, size_t index) {
-  const std::string where = "ports[" + std::to_string(index) + "]";
-  const auto& o = as_object(v, where);
-  ServicePortRecord p;
-  auto target = optional_uint(o, "target", 65535);
-  if (!target || *target == 0) throw Error(Errc::invalid_argument, where + ".target: a port 1-65535 is required");
-  p.target = static_cast<uint16_t>(*target);
-  p.protocol = string_or(o, "protocol", "tcp");
-  if (p.protocol != "tcp" && p.protocol != "udp") {
-    throw Error(Errc::invalid_argument, where + ".protocol: \"tcp\" or \"udp\", not \"" + p.protocol + "\"");
-  }
-  // "published" absent: not published; 0: published on a port chosen for it.
-  const json::value* published = json_fields::find(o, "published");
-  p.publish_mode = string_or(o, "publish_mode", published ? "ingress" : "");
-  if (published) p.published = static_cast<uint16_t>(optional_uint(o, "published", 65535).value_or(0));
-  if (p.publish_mode != "" && p.publish_mode != "host" && p.publish_mode != "ingress") {
-    throw Error(Errc::invalid_argument, where + ".publish_mode: \"host\" or \"ingress\", not \"" + p.publish_mode + "\"");
-  }
-  return p;
-}
-
-std::vector<ServicePortRecord> decode_ports(const json::object& o) {
-  std::vector<ServicePortRecord> ports;
-  const json::value* v = json_fields::find(o, "ports");
-  if (!v) return ports;
-  if (!v->is_array()) throw Error(Errc::invalid_argument, "ports: expected an array");
-  for (size_t i = 0; i < v->get_array().size(); ++i) {
-    ServicePortRecord p = decode_port(v->get_array()[i], i);
-    for (const auto& q : ports) {
+// The same port twice, or two targets on one published port, is refused.
+void check_ports(const std::vector<ServicePortRecord>& ports) {
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const ServicePortRecord& p = ports[i];
+    for (size_t j = 0; j < i; ++j) {
+      const ServicePortRecord& q = ports[j];
       if (q.protocol == p.protocol && q.target == p.target && q.publish_mode == p.publish_mode &&
           q.published == p.published) {
         throw Error(Errc::invalid_argument, "ports[" + std::to_string(i) + "]: listed twice");
@@ -63,40 +36,13 @@ std::vector<ServicePortRecord> decode_ports(const json::object& o) {
                                                 std::to_string(p.published) + " is already used by this service");
       }
     }
-    ports.push_back(p);
   }
-  return ports;
 }
 
-HealthCheckRecord decode_health(const json::object& o) {
-  HealthCheckRecord h;
-  h.kind = string_or(o, "kind", "");
-  if (h.kind.empty()) return h;
-  if (h.kind != "tcp" && h.kind != "http") {
-    throw Error(Errc::invalid_argument, "health.kind: \"tcp\" or \"http\", not \"" + h.kind + "\"");
-  }
-  auto port = optional_uint(o, "port", 65535);
-  if (!port || *port == 0) throw Error(Errc::invalid_argument, "health.port: a port 1-65535 is required");
-  h.port = static_cast<uint16_t>(*port);
-  h.path = string_or(o, "path", h.kind == "http" ? "/" : "");
-  if (h.kind == "http" && (h.path.empty() || h.path[0] != '/' ||
-                           h.path.find_first_of(" \r\n") != std::string::npos)) {
-    throw Error(Errc::invalid_argument, "health.path: an absolute path without spaces, like /healthz");
-  }
-  h.interval_s = static_cast<unsigned>(optional_uint(o, "interval_s", 3600).value_or(5));
-  h.retries = static_cast<unsigned>(optional_uint(o, "retries", 100).value_or(3));
-  if (h.interval_s == 0 || h.retries == 0) {
-    throw Error(Errc::invalid_argument, "health.interval_s and health.retries must be at least 1");
-  }
-  return h;
-}
-
-// What a task publishes on its node, as `service inspect` shows it.
-json::array host_ports_json(const EndpointRecord& e) {
-  json::array out;
-  for (const auto& p : e.host_ports) {
-    out.push_back(json::object{{"protocol", p.protocol}, {"published", p.published}, {"target", p.target}, {"origin", p.origin}});
-  }
+std::vector<ServicePortRecord> port_records(const std::vector<api::ServicePort>& ports) {
+  std::vector<ServicePortRecord> out;
+  for (const auto& p : ports) out.push_back(ServicePortRecord{p.target, p.protocol, p.published.value_or(0), p.publish_mode});
+  check_ports(out);
   return out;
 }
 
@@ -116,28 +62,21 @@ const ServiceRecord& Services::find(const std::string& name) const {
   throw Error(Errc::not_found, "no service \"" + name + "\"");
 }
 
-json::value Services::create(const std::string& body) {
-  const json::value v = parse(body, "service");
-  const auto& o = as_object(v, "service");
+api::Service Services::create(const api::ServiceCreate& request) {
   ServiceRecord s;
-  s.name = required_string(o, "name");
+  s.name = request.name;
   check_service_name(s.name);
   if (store_.find_service_by_name(s.name)) throw Error(Errc::conflict, "service \"" + s.name + "\" exists");
-  const std::string mode = string_or(o, "endpoint_mode", "vip");
-  if (mode != "vip" && mode != "dnsrr") {
-    throw Error(Errc::invalid_argument, "endpoint_mode: \"vip\" or \"dnsrr\", not \"" + mode + "\"");
-  }
-  s.mode = mode == "dnsrr" ? ServiceMode::dnsrr : ServiceMode::vip;
-  const std::vector<std::string> network_names = string_array(o, "networks");
-  if (network_names.empty()) throw Error(Errc::invalid_argument, "networks: at least one network is required");
-  for (const std::string& n : network_names) {
+  s.mode = request.endpoint_mode == "dnsrr" ? ServiceMode::dnsrr : ServiceMode::vip;
+  for (const std::string& n : request.networks) {
     const NetworkRecord* net = store_.find_network_by_name(n);
     if (!net) net = store_.find_network(n);
     if (!net) throw Error(Errc::not_found, "networks: no network \"" + n + "\"");
     if (std::find(s.networks.begin(), s.networks.end(), net->id) == s.networks.end()) s.networks.push_back(net->id);
   }
-  s.ports = decode_ports(o);
-  if (const json::value* h = json_fields::find(o, "health")) s.health = decode_health(as_object(*h, "health"));
+  s.ports = port_records(request.ports);
+  const api::HealthCheck& h = request.health;
+  s.health = HealthCheckRecord{h.kind, h.port, h.path, h.interval_s, h.retries};
   s.id = random_hex(16);
   s.created_by = store_.node_id();
 
@@ -160,9 +99,9 @@ json::value Services::create(const std::string& body) {
     for (const std::string& key : reserved) controller_.release_endpoint(key);
     throw;
   }
-  spdlog::info("service {} ({}) created: {} mode on {} network(s)", s.name, s.id.substr(0, 12), mode,
-               s.networks.size());
-  return to_json_view(s, true);
+  spdlog::info("service {} ({}) created: {} mode on {} network(s)", s.name, s.id.substr(0, 12),
+               request.endpoint_mode, s.networks.size());
+  return view(s, true);
 }
 
 Ipv4Address Services::reserve_vip(const ServiceRecord& s, const std::string& network_id,
@@ -226,24 +165,19 @@ void Services::check_publications(ServiceRecord& s) const {
   }
 }
 
-json::value Services::list() const {
-  json::array out;
+std::vector<api::Service> Services::list() const {
+  std::vector<api::Service> out;
   for (const auto& [id, e] : store_.services())
-    if (!e.deleted) out.push_back(to_json_view(e.value, false));
+    if (!e.deleted) out.push_back(view(e.value, false));
   return out;
 }
 
-json::value Services::inspect(const std::string& name) const { return to_json_view(find(name), true); }
+api::Service Services::inspect(const std::string& name) const { return view(find(name), true); }
 
-json::value Services::update(const std::string& name, const std::string& body) {
+api::Service Services::update(const std::string& name, const api::ServiceUpdate& request) {
   ServiceRecord s = find(name);
-  const json::value v = parse(body, "service update");
-  const auto& o = as_object(v, "service update");
-  for (const auto& [key, value] : o) {
-    if (key != "ports") throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": only ports can be updated");
-  }
   const ServiceRecord before = s;
-  s.ports = decode_ports(o);
+  s.ports = port_records(request.ports);
   // An ingress port keeps its number through an update unless it was given anew.
   for (auto& p : s.ports) {
     if (p.publish_mode != "ingress" || p.published != 0) continue;
@@ -273,7 +207,7 @@ json::value Services::update(const std::string& name, const std::string& body) {
     }
   }
   spdlog::info("service {} updated: {} port(s)", s.name, s.ports.size());
-  return to_json_view(s, true);
+  return view(s, true);
 }
 
 void Services::remove(const std::string& name) {
@@ -289,13 +223,11 @@ void Services::remove(const std::string& name) {
   spdlog::info("service {} removed ({} VIP(s) released)", s.name, vip_keys.size());
 }
 
-json::value Services::attach(const std::string& name, const std::string& body) {
+api::ServiceAttached Services::attach(const std::string& name, const api::ServiceAttach& request) {
   if (!name.empty()) find(name);
-  const json::value v = parse(body, "attach");
-  const auto& o = as_object(v, "attach");
-  const std::string network = required_string(o, "network");
-  const std::string container_id = required_string(o, "container_id");
-  const std::string ifname = string_or(o, "ifname", "eth0");
+  const std::string& network = request.network;
+  const std::string& container_id = request.container_id;
+  const std::string& ifname = request.ifname;
   const NetworkRecord* net = store_.find_network_by_name(network);
   if (!net) net = store_.find_network(network);
   if (!net) throw Error(Errc::not_found, "no network \"" + network + "\"");
@@ -309,54 +241,41 @@ json::value Services::attach(const std::string& name, const std::string& body) {
     throw Error(Errc::not_found, std::string(e.what()) + " on this host (attach on the container's own host)");
   }
   spdlog::info("container {} on {}: now a task of {}", container_id, network, name.empty() ? "no service" : name);
-  return json::object{{"container_id", container_id}, {"network", net->name}, {"service", name}};
+  return api::ServiceAttached{container_id, net->name, name};
 }
 
-json::value Services::to_json_view(const ServiceRecord& s, bool with_tasks) const {
+api::Service Services::view(const ServiceRecord& s, bool with_tasks) const {
   auto network_name = [&](const std::string& id) {
     const NetworkRecord* n = store_.find_network(id);
     return n ? n->name : id;
   };
-  json::array networks;
-  for (const auto& id : s.networks) networks.emplace_back(network_name(id));
-  json::object vips;
-  for (const auto& [id, ip] : s.vips) vips[network_name(id)] = ip.str();
-  json::array ports;
+  api::Service out;
+  out.id = s.id;
+  out.name = s.name;
+  out.endpoint_mode = s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip";
+  for (const auto& id : s.networks) out.networks.push_back(network_name(id));
+  for (const auto& [id, ip] : s.vips) out.vips.push_back(api::ServiceVip{network_name(id), ip.str()});
+  if (s.ingress_vip) out.ingress_vip = s.ingress_vip->str();
   for (const auto& p : s.ports) {
-    json::object port{{"target", p.target}, {"protocol", p.protocol}};
-    if (!p.publish_mode.empty()) {
-      port["published"] = p.published;  // 0: chosen per task (host mode), see the tasks
-      port["publish_mode"] = p.publish_mode;
-    }
-    ports.push_back(std::move(port));
+    api::ServicePort port{p.target, p.protocol, std::nullopt, p.publish_mode};
+    if (!p.publish_mode.empty()) port.published = p.published;
+    out.ports.push_back(port);
   }
-  json::object out{{"id", s.id},
-                   {"name", s.name},
-                   {"endpoint_mode", s.mode == ServiceMode::dnsrr ? "dnsrr" : "vip"},
-                   {"networks", std::move(networks)},
-                   {"vips", std::move(vips)},
-                   {"ingress_vip", s.ingress_vip ? json::value(s.ingress_vip->str()) : json::value(nullptr)},
-                   {"ports", std::move(ports)},
-                   // The record's own form of the check (daemon/records.cpp).
-                   {"health", to_json(s).as_object().at("health")}};
-  json::array tasks;
-  size_t count = 0, healthy = 0;
+  out.health = api::HealthCheck{s.health.kind, s.health.port, s.health.path, s.health.interval_s, s.health.retries};
+  if (with_tasks) out.tasks.emplace();
   for (const auto& [key, e] : store_.endpoints()) {
     if (e.deleted || e.value.service != s.name) continue;
-    ++count;
-    if (e.value.healthy) ++healthy;
+    ++out.task_count;
+    if (e.value.healthy) ++out.healthy_count;
     if (!with_tasks) continue;
-    tasks.push_back(json::object{{"container_id", e.value.container_id},
-                                 {"network", network_name(e.value.network_id)},
-                                 {"node", e.value.node},
-                                 {"node_alive", controller_.is_alive(e.value.node)},
-                                 {"ip", e.value.ip.str()},
-                                 {"healthy", e.value.healthy},
-                                 {"host_ports", host_ports_json(e.value)}});
+    api::ServiceTask task{e.value.container_id, network_name(e.value.network_id), e.value.node,
+                          controller_.is_alive(e.value.node), e.value.ip.str(), e.value.healthy, {}};
+    // What the task publishes on its node, as `service inspect` shows it.
+    for (const auto& p : e.value.host_ports) {
+      task.host_ports.push_back(api::TaskPort{p.protocol, p.published, p.target, p.origin});
+    }
+    out.tasks->push_back(std::move(task));
   }
-  out["task_count"] = count;
-  out["healthy_count"] = healthy;
-  if (with_tasks) out["tasks"] = std::move(tasks);
   return out;
 }
 

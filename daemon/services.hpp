@@ -10,8 +10,10 @@
 // when the service goes.
 #pragma once
 
-#include <boost/json.hpp>
 #include <string>
+#include <vector>
+
+#include "common/api.hpp"
 
 #include "daemon/controller.hpp"
 #include "daemon/store.hpp"
@@ -27,32 +29,29 @@ class Services {
  public:
   Services(Store& store, Controller& controller) : store_(store), controller_(controller) {}
 
-  // Body: {"name", "networks": [names], "endpoint_mode": "vip"|"dnsrr",
-  //        "ports": [{"target", "protocol", "published", "publish_mode":
-  //        "host"}] (published 0: a port chosen on each task's node; no
-  //        "published": not published, a port for SRV), "health": {"kind": "tcp"|"http",
-  //        "port", "path", "interval_s", "retries"}}. Error(invalid_argument)
-  // naming the field, Error(conflict) if the name is taken, Error(not_found)
-  // for an unknown network. Nothing is left behind on failure.
-  boost::json::value create(const std::string& body);
-  boost::json::value list() const;
+  // Error(invalid_argument) naming the field, Error(conflict) if the name
+  // is taken, Error(not_found) for an unknown network. Nothing is left
+  // behind on failure. (The body's own form is checked where it is decoded,
+  // common/api.cpp.)
+  api::Service create(const api::ServiceCreate& request);
+  // Without tasks (their counts only).
+  std::vector<api::Service> list() const;
   // The service with its VIPs, and its tasks with their node and health.
-  boost::json::value inspect(const std::string& name) const;
-  // Replaces the service's ports. Body: {"ports": [...]} as for create;
-  // nothing else can change (yet).
-  boost::json::value update(const std::string& name, const std::string& body);
+  api::Service inspect(const std::string& name) const;
+  // Replaces the service's ports; nothing else can change.
+  api::Service update(const std::string& name, const api::ServiceUpdate& request);
   // Removes the service and releases its VIPs; its tasks stay (containers).
   void remove(const std::string& name);
   // Makes an endpoint of this host a task of the service (or of none, with
-  // an empty name). Body: {"network", "container_id", "ifname"}.
-  boost::json::value attach(const std::string& name, const std::string& body);
+  // an empty name).
+  api::ServiceAttached attach(const std::string& name, const api::ServiceAttach& request);
 
  private:
   const ServiceRecord& find(const std::string& name) const;
   Ipv4Address reserve_vip(const ServiceRecord& s, const std::string& network_id, std::vector<std::string>& reserved);
   const NetworkRecord& ingress_network() const;
   void check_publications(ServiceRecord& s) const;
-  boost::json::value to_json_view(const ServiceRecord& s, bool with_tasks) const;
+  api::Service view(const ServiceRecord& s, bool with_tasks) const;
 
   Store& store_;
   Controller& controller_;

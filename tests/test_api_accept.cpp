@@ -69,7 +69,9 @@ TEST_CASE("api server: out of descriptors, the accept loop backs off and then se
   boost::asio::io_context io;
   auto work = boost::asio::make_work_guard(io);
   const std::string path = dir / "api.sock";
-  daemon::ApiServer server(io, controller, nullptr, path);
+  daemon::Router router;
+  daemon::add_controller_routes(router, controller);
+  daemon::ApiServer server(io, router, path);
 
   std::ostringstream log;
   auto previous = spdlog::default_logger();

@@ -72,7 +72,10 @@ TEST_CASE("api server: a client that stops reading events is cut off, nobody els
   boost::asio::io_context io;
   auto work = boost::asio::make_work_guard(io);
   const std::string path = dir / "api.sock";
-  daemon::ApiServer server(io, controller, nullptr, path, &bus);
+  daemon::Router router;
+  daemon::add_controller_routes(router, controller);
+  daemon::add_event_routes(router, bus);
+  daemon::ApiServer server(io, router, path);
   std::thread io_thread([&] { io.run(); });
   // Runs f on the daemon's thread (the bus belongs to it) and waits.
   auto on_io = [&](auto f) {

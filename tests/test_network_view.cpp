@@ -29,7 +29,10 @@ TEST_CASE("network view: services with VIP and tasks on every node, and the peer
   controller.create_network(front);
   daemon::Services services(store, controller);
   const std::string vip = json::value_to<std::string>(
-      services.create(R"({"name":"web","networks":["front"],"endpoint_mode":"vip"})").at("vips").at("front"));
+      json::value_from(services.create(json::value_to<api::ServiceCreate>(
+                           json::parse(R"({"name":"web","networks":["front"],"endpoint_mode":"vip"})"))))
+          .at("vips")
+          .at("front"));
 
   api::EndpointCreate local;
   local.container_id = "w1";
