@@ -1,14 +1,17 @@
-// Ports published on this host (host mode): a DNAT and an accept rule per
-// port in swarmnetd's table `inet swarmnet`, in the chains `published-dnat`
+// Ports published on this host: a DNAT and an accept rule per port in
+// swarmnetd's table `inet swarmnet`, in the chains `published-dnat`
 // (prerouting) and `published` (jumped to by the forward filter for traffic
 // into a bridge), and the same DNAT in `published-dnat-local` (output: the
 // host's own processes, localhost:PORT included), which swarmnetd's
-// firewall creates empty and never rewrites. Two programs write there: swarmnetd (services' host-mode ports
-// and the CNI portMappings capability, owner "host") and swarmnet-docker
-// (Docker's -p, owner "docker"). Every rule carries the comment
-// "OWNER:ID PROTO/PORT": that is how an owner finds its rules again (after a
-// restart too), and how each sees a port that the other already published,
-// so one host port never goes to two containers.
+// firewall creates empty and never rewrites. Three owners write there:
+// swarmnetd's host-mode publishing (services' host-mode ports and the CNI
+// portMappings capability, owner "host", daemon/host_ports.hpp), its
+// routing mesh (each ingress port to the service's ingress VIP, owner
+// "ingress", daemon/routing_mesh.hpp), and swarmnet-docker (Docker's -p,
+// owner "docker"). Every rule carries the comment "OWNER:ID PROTO/PORT":
+// that is how an owner finds its rules again (after a restart too), and how
+// each sees a port that another already published, so one host port never
+// goes to two containers.
 #pragma once
 
 #include <cstdint>
