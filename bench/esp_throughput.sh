@@ -21,7 +21,7 @@ for f in "$SWARMNET_BIN_DIR"/{swarmnetd,swarmnetctl,swarmnet} "$vm_dir/frame_sen
 done
 with+=(--with /bin/bash)
 modules=()
-for m in esp4 xfrm_user xfrm_algo gcm ghash_generic ctr seqiv echainiv drbg sha512_generic nft_limit; do modules+=(--module "$m"); done
+for m in esp4 xfrm_user xfrm_algo gcm ghash_generic ctr seqiv echainiv drbg sha512_generic nft_limit nft_fib_inet; do modules+=(--module "$m"); done
 console=$(mktemp)
 on_exit "rm -f $console"
 status=0

@@ -24,9 +24,10 @@ done
 with+=(--with /bin/bash)
 # drbg (with sha512): the default RNG seqiv draws its salt from,
 # without which ESP SAs with AES-GCM fail (ENOENT); nft_limit: the firewall's
-# per-container DNS limit.
+# per-container DNS limit; nft_fib_inet: its egress rule for the node's own flows
+# (fib in an inet table).
 modules=()
-for m in esp4 xfrm_user xfrm_algo gcm ghash_generic ctr seqiv echainiv drbg sha512_generic nft_limit; do modules+=(--module "$m"); done
+for m in esp4 xfrm_user xfrm_algo gcm ghash_generic ctr seqiv echainiv drbg sha512_generic nft_limit nft_fib_inet; do modules+=(--module "$m"); done
 start=$(date +%s)
 status=0
 "$SWARMNET_SOURCE_DIR/integration/vm/run-in-vm.sh" --timeout 540 "${with[@]}" "${modules[@]}" \
