@@ -30,7 +30,10 @@ json::value network_view(const Store& store, const Controller& controller, const
   std::map<std::string, size_t> carried_by;  // node id -> containers on the network
   for (const auto& [key, e] : store.endpoints()) {
     const EndpointRecord& ep = e.value;
-    if (e.deleted || ep.network_id != network.id || is_vip_endpoint(ep)) continue;
+    // A node's own address (node-local access) is no container.
+    if (e.deleted || ep.network_id != network.id || is_vip_endpoint(ep) || ep.owner == api::kOwnerNode) {
+      continue;
+    }
     if (ep.attach) ++carried_by[ep.node];
     if (ep.service.empty()) continue;
     tasks[ep.service].push_back(json::object{{"container_id", ep.container_id},
