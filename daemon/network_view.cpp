@@ -31,7 +31,8 @@ json::value network_view(const Store& store, const Controller& controller, const
   for (const auto& [key, e] : store.endpoints()) {
     const EndpointRecord& ep = e.value;
     // A node's own address (node-local access) is no container.
-    if (e.deleted || ep.network_id != network.id || is_vip_endpoint(ep) || ep.owner == api::kOwnerNode) {
+    if (e.deleted || ep.network_id != network.id || is_vip_endpoint(ep) ||
+        ep.owner == api::kOwnerNode) {
       continue;
     }
     if (ep.attach) ++carried_by[ep.node];
