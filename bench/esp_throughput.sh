@@ -7,7 +7,8 @@
 # Mbit/s per path, the ratio encrypted / hand-built (goal >= 0.9) and the
 # VM's load average, then this host's load average (the VM shares its CPUs).
 # Root; build first (swarmnetd, swarmnetctl, swarmnet, frame_send).
-# Env: VM_TIMEOUT (default 540). Each iperf3 run lasts 5 s; 3 rounds, medians.
+# Env: VM_TIMEOUT (default 540), ROUNDS (3), DURATION (5 s per iperf3 run);
+# medians over the rounds, whose order of the two ESP paths alternates.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib/common.sh"
 vm_dir="$SWARMNET_BUILD_DIR/integration/vm"
@@ -27,7 +28,7 @@ on_exit "rm -f $console"
 status=0
 "$SWARMNET_SOURCE_DIR/integration/vm/run-in-vm.sh" --timeout "${VM_TIMEOUT:-540}" "${with[@]}" "${modules[@]}" \
   -- "$SWARMNET_SOURCE_DIR/integration/vm/encrypted_scenario.sh" \
-  "$SWARMNET_SOURCE_DIR" "$SWARMNET_BIN_DIR" "$vm_dir" bench >"$console" 2>&1 || status=$?
+  "$SWARMNET_SOURCE_DIR" "$SWARMNET_BIN_DIR" "$vm_dir" bench "${ROUNDS:-3}" "${DURATION:-5}" >"$console" 2>&1 || status=$?
 grep -a -E "ESP-BENCH|PASS|FAIL|error|hand-built|per round" "$console" || true
 if ! grep -q -a ESP-BENCH "$console"; then
   echo "esp_throughput: no figures (VM exit status $status); the VM's last lines:"

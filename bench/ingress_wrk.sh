@@ -109,14 +109,28 @@ median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{v[NR] = $1} END 
 
 for ((round = 1; round <= ROUNDS; round++)); do
   say "round $round of $ROUNDS: wrk -t1 -c$CONNECTIONS -d${DURATION}s from outside (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  # Odd rounds measure masquerading first, even rounds keeping first, so that
+  # a drift of the machine's speed within a round does not favour one.
   measure host-mode "$(host_ip 2):9080"
-  measure keep-overlay "$(host_ip 1):8080"
-  measure masq-overlay "$(host_ip 3):8080"
+  if ((round % 2)); then
+    measure masq-overlay "$(host_ip 3):8080"
+    measure keep-overlay "$(host_ip 1):8080"
+  else
+    measure keep-overlay "$(host_ip 1):8080"
+    measure masq-overlay "$(host_ip 3):8080"
+  fi
   if ((LOCAL)); then
-    restart_host2 "$MASQUERADE"
-    measure masq-local "$(host_ip 2):8080"
-    restart_host2 ""
-    measure keep-local "$(host_ip 2):8080"
+    if ((round % 2)); then
+      restart_host2 "$MASQUERADE"
+      measure masq-local "$(host_ip 2):8080"
+      restart_host2 ""
+      measure keep-local "$(host_ip 2):8080"
+    else
+      measure keep-local "$(host_ip 2):8080"
+      restart_host2 "$MASQUERADE"
+      measure masq-local "$(host_ip 2):8080"
+      restart_host2 ""  # the next round's overlay runs expect host 2 keeping
+    fi
   fi
 done
 

@@ -14,7 +14,8 @@
 # the same frame on the plain network arrives; `cluster rotate-key` under a
 # 100/s ping loses nothing; a daemon restart keeps the SAs and the traffic.
 #
-# With a fourth argument "bench" it measures instead (bench/esp_throughput.sh):
+# With a fourth argument "bench" (then optionally ROUNDS and SECONDS) it
+# measures instead (bench/esp_throughput.sh):
 # iperf3 between the containers on the encrypted network, on the plain one,
 # and between two namespaces joined by a hand-built VXLAN with `ip xfrm`
 # state and policy written by hand (same algorithm, same MTU), on the same
@@ -23,6 +24,7 @@ set -euo pipefail
 export SWARMNET_SOURCE_DIR="$1" SWARMNET_BIN_DIR="$2"
 TOOLS="$3"
 MODE="${4:-test}"
+export BENCH_ROUNDS="${5:-3}" BENCH_DURATION="${6:-5}"  # bench mode only
 source "$SWARMNET_SOURCE_DIR/integration/lib/common.sh"
 CLUSTER_TAG=enc
 CLUSTER_LOG_LEVEL=debug

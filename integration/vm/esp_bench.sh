@@ -8,8 +8,8 @@
 # rfc4106(gcm(aes)) with a 128-bit key, ESN, replay window 128, as swarmnet's
 # SAs; outbound policies on UDP 4790), at the encrypted network's MTU. Then
 # iperf3 (TCP, DURATION s) over each path, one after the other, ROUNDS times.
-DURATION=5
-ROUNDS=3
+DURATION="${BENCH_DURATION:-5}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 hand_port=4790
 for i in 1 2; do
   h=$(host_ns "$i")
@@ -44,25 +44,36 @@ check "hand-built ESP path pings" wait_for 10 ip netns exec "$xa" ping -c 1 -W 1
 # Bytes through the hand-built SA from host 1 to host 2 ("N(bytes), M(packets)").
 hand_sa_bytes() { ip -n "$h1" -s xfrm state | awk '/spi 0x0000100b/ {f=1} f && /\(bytes\), [0-9]+\(packets\)/ {print $1 + 0; exit}'; }
 
-iperf() {  # iperf SERVER_NS SERVER_IP CLIENT_NS -> Mbit/s
+iperf() {  # iperf SERVER_NS SERVER_IP CLIENT_NS -> "Mbit/s retransmits"
   local pid out
   ip netns exec "$1" iperf3 -s -1 -B "$2" >/dev/null 2>&1 {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   pid=$!
   sleep 1
-  out=$(ip netns exec "$3" iperf3 -c "$2" -t "$DURATION" -J) || { kill_pid "$pid"; echo 0; return; }
+  out=$(ip netns exec "$3" iperf3 -c "$2" -t "$DURATION" -J) || { kill_pid "$pid"; echo 0 0; return; }
   wait "$pid" 2>/dev/null || true
-  jq '.end.sum_received.bits_per_second / 1e4 | floor / 100' <<<"$out"
+  jq -r '"\(.end.sum_received.bits_per_second / 1e4 | floor / 100) \(.end.sum_sent.retransmits // 0)"' <<<"$out"
 }
 # ROUNDS rounds, the three paths one after the other in each, and the
 # median of each path: the VM shares the host's CPUs, whose load comes and goes.
 median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-enc_all="" hand_all="" plain_all=""
+# Odd rounds run swarmnet's encrypted path first, even rounds the hand-built
+# one, so that a drift of the VM's speed within a round favours neither.
+enc_all="" hand_all="" plain_all="" enc_retr="" hand_retr=""
 for ((round = 1; round <= ROUNDS; round++)); do
-  enc_all+=" $(iperf "$(container_ns b)" "$b" "$(container_ns a)")"
-  hand_all+=" $(iperf "$xb" 10.99.0.3 "$xa")"
-  plain_all+=" $(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")"
+  for path in $( ((round % 2)) && echo "enc hand" || echo "hand enc"); do
+    if [[ $path == enc ]]; then
+      read -r mbit retr < <(iperf "$(container_ns b)" "$b" "$(container_ns a)")
+      enc_all+=" $mbit" enc_retr+=" $retr"
+    else
+      read -r mbit retr < <(iperf "$xb" 10.99.0.3 "$xa")
+      hand_all+=" $mbit" hand_retr+=" $retr"
+    fi
+  done
+  read -r mbit retr < <(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")
+  plain_all+=" $mbit"
 done
 info "Mbit/s per round: encrypted$enc_all; hand-built$hand_all; plain$plain_all"
+info "TCP retransmits per round: encrypted$enc_retr; hand-built$hand_retr"
 enc_mbit=$(median <<<"${enc_all# }")
 hand_mbit=$(median <<<"${hand_all# }")
 plain_mbit=$(median <<<"${plain_all# }")
