@@ -62,14 +62,14 @@ enc_all="" hand_all="" plain_all="" enc_retr="" hand_retr=""
 for ((round = 1; round <= ROUNDS; round++)); do
   for path in $( ((round % 2)) && echo "enc hand" || echo "hand enc"); do
     if [[ $path == enc ]]; then
-      read -r mbit retr < <(iperf "$(container_ns b)" "$b" "$(container_ns a)")
+      read -r mbit retr <<<"$(iperf "$(container_ns b)" "$b" "$(container_ns a)")"
       enc_all+=" $mbit" enc_retr+=" $retr"
     else
-      read -r mbit retr < <(iperf "$xb" 10.99.0.3 "$xa")
+      read -r mbit retr <<<"$(iperf "$xb" 10.99.0.3 "$xa")"
       hand_all+=" $mbit" hand_retr+=" $retr"
     fi
   done
-  read -r mbit retr < <(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")
+  read -r mbit retr <<<"$(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")"
   plain_all+=" $mbit"
 done
 info "Mbit/s per round: encrypted$enc_all; hand-built$hand_all; plain$plain_all"
