@@ -56,6 +56,7 @@ iperf() {  # iperf SERVER_NS SERVER_IP CLIENT_NS -> "Mbit/s retransmits"
 # ROUNDS rounds, the three paths one after the other in each, and the
 # median of each path: the VM shares the host's CPUs, whose load comes and goes.
 median() { tr ' ' '\n' | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# No process substitution (`< <(...)`): the VM has no /dev/fd.
 # Odd rounds run swarmnet's encrypted path first, even rounds the hand-built
 # one, so that a drift of the VM's speed within a round favours neither.
 enc_all="" hand_all="" plain_all="" enc_retr="" hand_retr=""
