@@ -152,7 +152,7 @@ Cluster::Cluster(boost::asio::io_context& io, Store& store, Controller& controll
 Cluster::~Cluster() {
   store_.remove_change_listener(listener_id_);
   if (node_) node_->stop();
-  controller_.set_membership(nullptr, std::nullopt);
+  controller_.forget_membership();
 }
 
 void Cluster::resume() {

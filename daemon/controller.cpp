@@ -108,6 +108,11 @@ void Controller::set_membership(Membership* membership, std::optional<Ipv4Addres
   on_membership_change();
 }
 
+void Controller::forget_membership() {
+  membership_ = nullptr;
+  local_vtep_.reset();
+}
+
 void Controller::on_membership_change() {
   // Without a membership (also while the daemon shuts down) the filter
   // keeps its members, as the overlays keep their entries, so traffic goes

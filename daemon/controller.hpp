@@ -61,6 +61,12 @@ class Controller {
   // Joins the controller to a cluster (or, with nullptr, back to one node).
   // `local_vtep` is this node's underlay address for the overlay.
   void set_membership(Membership* membership, std::optional<Ipv4Address> local_vtep);
+  // The cluster goes away with the daemon (shutdown, not `cluster leave`):
+  // forgets it without telling anyone, so that what the kernel holds
+  // (balancers' remote backends, the mesh, overlay entries) stays as it is
+  // for the daemon's next start instead of being reprogrammed as if every
+  // other node had died.
+  void forget_membership();
   // Membership changed (a node joined, died, came back): reprogram overlays.
   void on_membership_change();
   // Hands membership's underlay_peers() to the packet filter when they

@@ -68,7 +68,10 @@ bool RoutingMesh::join() {
     balanced_.clear();
     join_failed_ = false;
   } catch (const BlockNeeded& e) {
-    controller_.request_block(e.network_id());  // the blocks' change brings us back here
+    // The blocks' change brings us back here, also after an earlier failure
+    // (the owners were unreachable while the cluster was coming up).
+    join_failed_ = false;
+    controller_.request_block(e.network_id());
   } catch (const std::exception& e) {
     spdlog::error("routing mesh: cannot join the ingress network: {}", e.what());
     join_failed_ = true;
