@@ -12,7 +12,8 @@
 # and an altered ESP packet are dropped and counted by the kernel; a plain
 # VXLAN frame with the encrypted VNI from a member's address is dropped while
 # the same frame on the plain network arrives; `cluster rotate-key` under a
-# 100/s ping loses nothing; a daemon restart keeps the SAs and the traffic.
+# 100/s ping loses nothing; a daemon restart keeps the SAs and the traffic;
+# the automatic rotation (--key-rotation-interval-s) loses nothing either.
 #
 # With a fourth argument "bench" (then optionally ROUNDS and SECONDS) it
 # measures instead (bench/esp_throughput.sh):
@@ -206,6 +207,29 @@ wait "$pinger" || true
 summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
 check "no packet lost across the restart ($summary)" bash -c "grep -q ' 0% packet loss' '$ping_out'"
 check "the plain network still works" cping pa "$pb"
+
+say "automatic rotation: both daemons restarted with --key-rotation-interval-s 20, a ping at 100/s throughout"
+ping_out="$CLUSTER_DIR/ping-auto-rotate"
+ip netns exec "$(container_ns a)" ping -i 0.01 -c 6000 -W 1 "$b" >"$ping_out" 2>&1 \
+  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+pinger=$!
+sleep 1
+for i in 1 2; do
+  host_daemon_stop "$i"
+  CLUSTER_DAEMON_ARGS="$CLUSTER_DAEMON_ARGS --key-rotation-interval-s 20" host_daemon_start "$i"
+done
+generation_3() {
+  [[ "$(hctl 1 network inspect enc | jq .key_generation)" == 3 && "$(hctl 2 network inspect enc | jq .key_generation)" == 3 ]]
+}
+check "one node rotated the key by itself: both hosts on key generation 3" wait_for 90 generation_3
+check "its log says why" bash -c "grep -h 'rotation every 20 s): rotating it' $CLUSTER_DIR/h1/swarmnetd.log $CLUSTER_DIR/h2/swarmnetd.log | grep -q ."
+sleep 3  # traffic on the new SAs, past the switch of both directions
+kill -INT "$pinger" 2>/dev/null || true
+wait "$pinger" || true
+summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
+info "ping: $summary"
+check "no packet lost across the restarts and the automatic rotation ($summary)" \
+  bash -c "grep -q ' 0% packet loss' '$ping_out'"
 
 info "scenario took $((SECONDS - started)) s"
 if (($(failures) > 0)); then
