@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "common/api.hpp"
 #include "common/error.hpp"
@@ -45,7 +46,12 @@ DaemonConnection::DaemonConnection(const std::string& socket_path) : where_("swa
   }
 }
 
-DaemonConnection::~DaemonConnection() { ::close(fd_); }
+DaemonConnection::~DaemonConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+DaemonConnection::DaemonConnection(DaemonConnection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), where_(std::move(other.where_)) {}
 
 void DaemonConnection::send_all(const std::string& data) const {
   size_t sent = 0;
@@ -62,11 +68,10 @@ void DaemonConnection::send_all(const std::string& data) const {
 ApiClient::ApiClient(std::string socket_path, std::chrono::milliseconds timeout)
     : socket_path_(std::move(socket_path)), timeout_(timeout) {}
 
-ApiResponse ApiClient::request(const std::string& method, const std::string& target,
-                               const json::value* body) const {
+PendingRequest ApiClient::send(const std::string& method, const std::string& target,
+                              const json::value* body) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  const DaemonConnection conn(socket_path_);
-  const std::string& where = conn.where();
+  DaemonConnection conn(socket_path_);
 
   std::string payload = body ? json::serialize(*body) : std::string();
   // The program's name tells the daemon's metrics who calls (the CNI
@@ -77,7 +82,16 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   req += "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
 
   conn.send_all(req);
+  return PendingRequest(std::move(conn), deadline, timeout_);
+}
 
+ApiResponse ApiClient::request(const std::string& method, const std::string& target,
+                               const json::value* body) const {
+  return send(method, target, body).response();
+}
+
+ApiResponse PendingRequest::response() {
+  const std::string& where = conn_.where();
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
   std::string buffer;
@@ -85,15 +99,15 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   bool eof = false;
   while (!parser.is_done()) {
     if (!eof) {
-      pollfd p{conn.fd(), POLLIN, 0};
-      int r = ::poll(&p, 1, remaining_ms(deadline));
+      pollfd p{conn_.fd(), POLLIN, 0};
+      int r = ::poll(&p, 1, remaining_ms(deadline_));
       if (r == 0) throw Error(Errc::unavailable, where + " did not answer within " +
                                                      std::to_string(timeout_.count()) + " ms");
       if (r < 0) {
         if (errno == EINTR) continue;
         throw_errno(Errc::internal, "poll", errno);
       }
-      ssize_t n = ::recv(conn.fd(), chunk, sizeof(chunk), 0);
+      ssize_t n = ::recv(conn_.fd(), chunk, sizeof(chunk), 0);
       if (n < 0) {
         if (errno == EINTR) continue;
         throw_errno(Errc::unavailable, "reading from " + where, errno);
@@ -140,7 +154,11 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
 
 json::value ApiClient::call(const std::string& method, const std::string& target,
                             const json::value* body) const {
-  ApiResponse r = request(method, target, body);
+  return send(method, target, body).result();
+}
+
+json::value PendingRequest::result() {
+  ApiResponse r = response();
   if (r.status >= 200 && r.status < 300) return std::move(r.body);
   api::ErrorBody e{"internal", "HTTP " + std::to_string(r.status)};
   if (r.body.is_object()) {

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <string>
+#include <utility>
 
 namespace swarmnet {
 
@@ -22,6 +23,8 @@ class DaemonConnection {
   // Throws Error(unavailable) when nothing listens there.
   explicit DaemonConnection(const std::string& socket_path);
   ~DaemonConnection();
+  DaemonConnection(DaemonConnection&& other) noexcept;
+  DaemonConnection& operator=(DaemonConnection&&) = delete;
   DaemonConnection(const DaemonConnection&) = delete;
   DaemonConnection& operator=(const DaemonConnection&) = delete;
 
@@ -34,6 +37,30 @@ class DaemonConnection {
  private:
   int fd_ = -1;
   std::string where_;
+};
+
+// A request sent whose reply is not read yet: the front end does meanwhile
+// what does not depend on the reply (the CNI plugin's DEL removes the
+// container's interface while swarmnetd releases its address).
+class PendingRequest {
+ public:
+  PendingRequest(PendingRequest&&) = default;
+
+  // Reads the whole reply, whatever its status (once). Throws like
+  // ApiClient::request().
+  ApiResponse response();
+  // Like response(), and turns a non-2xx reply into the Error the daemon
+  // sent.
+  boost::json::value result();
+
+ private:
+  friend class ApiClient;
+  PendingRequest(DaemonConnection conn, std::chrono::steady_clock::time_point deadline,
+                 std::chrono::milliseconds timeout)
+      : conn_(std::move(conn)), deadline_(deadline), timeout_(timeout) {}
+  DaemonConnection conn_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::chrono::milliseconds timeout_;
 };
 
 class ApiClient {
@@ -50,6 +77,11 @@ class ApiClient {
   // Like request(), and turns a non-2xx reply into the Error the daemon sent.
   boost::json::value call(const std::string& method, const std::string& target,
                           const boost::json::value* body = nullptr) const;
+
+  // Connects and sends the request, and returns without reading the reply.
+  // Throws Error(unavailable) when the daemon cannot be reached.
+  PendingRequest send(const std::string& method, const std::string& target,
+                      const boost::json::value* body = nullptr) const;
 
   const std::string& socket_path() const { return socket_path_; }
 

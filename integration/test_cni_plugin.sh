@@ -126,6 +126,15 @@ check "DEL c2 removed eth0 from c2" bash -c "! ip -n '$P-c2' link show eth0 >/de
 check "endpoint count went from $before to $((before - 1))" test "$(endpoints front)" == "$((before - 1))"
 cni "$PLUGIN" DEL c2 "$P-c2" eth0 "$CONF"
 expect_ok "DEL c2 again (idempotent)"
+# DEL releases the address while it removes the interface, and answers once
+# both are done: an ADD right after it into the same netns finds neither.
+cni "$PLUGIN" ADD c2 "$P-c2" eth0 "$CONF"
+expect_ok "ADD c2 again right after its DEL, into the same netns"
+check "  ... c2 eth0 holds the new result's address" \
+  bash -c "ip -n '$P-c2' -o addr show eth0 | grep -q ' $(addr_of "$OUT")/'"
+cni "$PLUGIN" DEL c2 "$P-c2" eth0 "$CONF"
+expect_ok "DEL c2 after the re-ADD"
+check "  ... endpoint count back to $((before - 1))" test "$(endpoints front)" == "$((before - 1))"
 cni "$PLUGIN" DEL c2 "" eth0 "$CONF"
 expect_ok "DEL c2 without CNI_NETNS"
 ip netns del "$P-c2"

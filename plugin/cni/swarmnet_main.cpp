@@ -1,16 +1,20 @@
 // The swarmnet CNI plugin: one request to the local swarmnetd for the
 // address and the host bridge, then the netns-local kernel work (veth pair,
-// address, default route) here, through netlink sockets bound to each
+// address, default route) here, through rtnetlink sockets bound to each
 // namespace, so no thread ever has to stay inside the container's namespace.
+// A runtime starts it for every ADD and DEL: each command makes only the
+// round trips it needs (rtnl.hpp).
 #include <sys/stat.h>
+
+#include <exception>
+#include <optional>
 
 #include "common/api_client.hpp"
 #include "common/log.hpp"
-#include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
-#include "kernel/vxlan.hpp"
 #include "plugin/cni/attachment.hpp"
 #include "plugin/cni/daemon_commands.hpp"
+#include "plugin/cni/rtnl.hpp"
 #include "plugin/cni/scope_guard.hpp"
 #include "plugin/cni/skel.hpp"
 
@@ -18,7 +22,6 @@ namespace swarmnet::cni {
 namespace {
 
 namespace json = boost::json;
-using kernel::NetlinkSocket;
 using kernel::Netns;
 
 bool path_exists(const std::string& path) {
@@ -45,12 +48,13 @@ Result cmd_add(const Environment& env, const NetConf& conf) {
   // Everything that can be checked without side effects, before the
   // daemon allocates anything.
   Netns ns = open_netns(env.netns);
-  NetlinkSocket inside = NetlinkSocket::open_in(ns);
+  Rtnl inside = Rtnl::open_in(ns);
   if (inside.find_link(env.ifname)) {
     throw CniError(code::kAlreadyExists,
                    "interface " + env.ifname + " already exists in netns " + env.netns);
   }
-  NetlinkSocket host = NetlinkSocket::open();
+  Rtnl host = Rtnl::open();
+  const std::string host_mac = random_veth_mac();
   ApiClient api(conf.daemon_socket);
 
   json::value body = json::value_from(endpoint_request(env, conf, true));
@@ -81,16 +85,21 @@ Result cmd_add(const Environment& env, const NetConf& conf) {
                    "swarmnetd returned an endpoint without bridge or host "
                    "interface name");
   }
-  const unsigned mtu = effective_mtu(ep, conf);
-  host.create_veth(ep.host_ifname, env.ifname, ns, mtu, ep.mac);
+  const auto bridge = host.find_link(ep.bridge);
+  if (!bridge) throw Error(Errc::internal, "bridge " + ep.bridge + " of network " + conf.network + " is missing");
+  VethRequest veth;
+  veth.host_name = ep.host_ifname;
+  veth.host_mac = host_mac;
+  veth.master_index = bridge->index;
+  veth.peer_name = env.ifname;
+  veth.peer_mac = ep.mac;
+  veth.mtu = effective_mtu(ep, conf);
+  host.create_veth(veth, ns);
   veth_created = true;
-  host.set_master(ep.host_ifname, ep.bridge);
-  kernel::set_port_hairpin(host, ep.host_ifname, true);  // a task reaching its own service's VIP
-  host.set_up(ep.host_ifname);
-  inside.add_address(env.ifname, ep.address);
-  inside.set_up(env.ifname);
-  inside.add_route(Ipv4Prefix(Ipv4Address(0), 0), ep.gateway, env.ifname);
-  const std::string host_mac = host.get_link(ep.host_ifname).mac;
+  host.set_hairpin(ep.host_ifname);  // a task reaching its own service's VIP
+  const auto container_end = inside.find_link(env.ifname);
+  if (!container_end) throw Error(Errc::internal, env.ifname + " vanished from " + env.netns + " after its creation");
+  inside.bring_up(container_end->index, ep.address, ep.gateway);
 
   Result r = attach_result(ep, host_mac, env, conf);
   rollback.dismiss();
@@ -98,12 +107,23 @@ Result cmd_add(const Environment& env, const NetConf& conf) {
 }
 
 void cmd_del(const Environment& env, const NetConf& conf) {
+  // The release goes out first and the interface is removed while
+  // swarmnetd works on it: deleting a veth waits for RCU grace periods in
+  // the kernel (tens of ms), the longest part of a DEL. The reference
+  // plugins release the address before removing the interface too.
+  std::optional<PendingRequest> release;
+  std::exception_ptr unreachable;
+  try {
+    release.emplace(ApiClient(conf.daemon_socket).send("DELETE", endpoint_target(conf, env)));
+  } catch (const Error&) {
+    // Reported after the interface is gone, as when the daemon answered.
+    unreachable = std::current_exception();
+  }
   // Missing namespace or interface: already gone, which is what DEL wants.
   if (!env.netns.empty() && path_exists(env.netns)) {
     try {
       Netns ns = Netns::open(env.netns);
-      NetlinkSocket inside = NetlinkSocket::open_in(ns);
-      if (inside.delete_link(env.ifname)) {
+      if (Rtnl::open_in(ns).delete_link(env.ifname)) {
         spdlog::info("DEL {}/{}: removed {} from {}", env.container_id, env.ifname, env.ifname,
                      env.netns);
       }
@@ -112,9 +132,9 @@ void cmd_del(const Environment& env, const NetConf& conf) {
       spdlog::info("DEL {}/{}: netns {}: {}", env.container_id, env.ifname, env.netns, e.what());
     }
   }
-  ApiClient api(conf.daemon_socket);
+  if (unreachable) std::rethrow_exception(unreachable);
   try {
-    api.call("DELETE", endpoint_target(conf, env));
+    release->result();
   } catch (const Error& e) {
     // The network itself may be gone; the endpoint went with it.
     if (e.code() != Errc::not_found) throw;
@@ -123,7 +143,7 @@ void cmd_del(const Environment& env, const NetConf& conf) {
 
 void cmd_check(const Environment& env, const NetConf& conf) {
   Netns ns = open_netns(env.netns);
-  NetlinkSocket inside = NetlinkSocket::open_in(ns);
+  Rtnl inside = Rtnl::open_in(ns);
   auto link = inside.find_link(env.ifname);
   if (!link) {
     throw CniError(code::kCheckFailed,
@@ -131,7 +151,7 @@ void cmd_check(const Environment& env, const NetConf& conf) {
   }
   ObservedInterface seen;
   seen.mac = link->mac;
-  for (const auto& a : inside.addresses(env.ifname)) seen.addresses.push_back(a.str());
+  for (const auto& a : inside.addresses(link->index)) seen.addresses.push_back(a.str());
   for (const auto& r : inside.routes()) {
     seen.routes.push_back({r.destination.str(), r.gateway ? r.gateway->str() : ""});
   }
