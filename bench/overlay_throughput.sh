@@ -26,7 +26,14 @@
 #      ROUNDS (repeat every measurement, default 1; the median is reported),
 #      WAIT_LOAD=X (wait up to WAIT_LOAD_MAX s, default 600, for the 1-minute
 #      load average to drop below X before measuring),
-#      SWARMNET_BIN_DIR (default build/bin).
+#      SWARMNET_BIN_DIR (default build/bin),
+#      PERF_DIR=DIR (after the measurements, one more -P 1 run of swarmnet and
+#      of the hand-built path each under `perf record -a -g`; DIR/PATH.data and
+#      DIR/PATH.txt, the kernel symbols above 0.5%, to compare where the time
+#      goes).
+# Also printed: the connections the hosts' conntrack holds while swarmnet's
+# -P 1 run goes on (the containers' flow and the VXLAN tunnel's), the
+# per-packet work that only swarmnet's path can have.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_needs iperf3 jq bridge awk
@@ -186,6 +193,7 @@ PATHS=(swarmnet handvx handvx_br veth)
 declare -A CLIENT=([swarmnet]="$SN_NS1" [handvx]="$T-hv-c1" [handvx_br]="$T-hb-c1" [veth]="$T-v1")
 declare -A SERVER=([swarmnet]="$SN_IP2" [handvx]=10.99.1.3 [handvx_br]=10.99.2.3 [veth]=192.168.233.2)
 declare -A RESULTS=()
+declare -a CT_FLOW=() CT_VXLAN=()
 for ((r = 1; r <= ROUNDS; r++)); do
   for streams in 1 "$PARALLEL"; do
     for path in "${PATHS[@]}"; do
@@ -196,6 +204,32 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 LOAD_END=$(loadavg)
+
+# ct_entries NS PATTERN: connections in NS's conntrack table matching PATTERN.
+ct_entries() { ip netns exec "$1" cat /proc/net/nf_conntrack 2>/dev/null | grep -cE "$2" || true; }
+say "conntrack during a swarmnet -P 1 run"
+timeout $((DURATION + 30)) ip netns exec "$SN_NS1" iperf3 -c "$SN_IP2" -p "$PORT" -t 4 -P 1 >/dev/null &
+ct_pid=$!
+sleep 2
+for i in 1 2; do
+  CT_FLOW[$i]=$(ct_entries "$(host_ns "$i")" "src=$SN_IP1 dst=$SN_IP2 .*dport=$PORT")
+  CT_VXLAN[$i]=$(ct_entries "$(host_ns "$i")" "udp .*dport=4789 ")
+  info "host $i: the containers' connection tracked ${CT_FLOW[$i]} time(s), VXLAN flows tracked ${CT_VXLAN[$i]}"
+done
+wait "$ct_pid" || true
+
+if [[ -n "${PERF_DIR:-}" ]]; then
+  command -v perf >/dev/null || die "PERF_DIR: perf is needed"
+  mkdir -p "$PERF_DIR"
+  for path in swarmnet handvx; do
+    say "perf record -a -g during a -P 1 run of $path ($PERF_DIR/$path.data)"
+    perf record -a -g -q -o "$PERF_DIR/$path.data" -- \
+      ip netns exec "${CLIENT[$path]}" iperf3 -c "${SERVER[$path]}" -p "$PORT" -t "$DURATION" -P 1 >/dev/null 2>&1
+    perf report -i "$PERF_DIR/$path.data" --no-children --sort sym --stdio -g none --percent-limit 0.5 \
+      2>/dev/null | grep -v '^#' | grep . >"$PERF_DIR/$path.txt" || true
+    info "$(head -12 "$PERF_DIR/$path.txt" | tr -s ' ' | paste -sd ';')"
+  done
+fi
 
 med() { tr ' ' '\n' <<<"${RESULTS[$1,$2]}" | grep . | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
@@ -226,4 +260,5 @@ printf '%-44s %12s %12s\n' "ratio swarmnet / hand-built, bridged underlay" \
   "$(ratio "${M[swarmnet,1]}" "${M[handvx_br,1]}")" "$(ratio "${M[swarmnet,$PARALLEL]}" "${M[handvx_br,$PARALLEL]}")"
 printf '%-44s %12s %12s\n' "ratio hand-built VXLAN / plain veth" \
   "$(ratio "${M[handvx,1]}" "${M[veth,1]}")" "$(ratio "${M[handvx,$PARALLEL]}" "${M[veth,$PARALLEL]}")"
+echo "conntrack during swarmnet's -P 1 run: the containers' connection tracked ${CT_FLOW[1]}/${CT_FLOW[2]} time(s), VXLAN flows ${CT_VXLAN[1]}/${CT_VXLAN[2]} (host 1/host 2)"
 echo "DESIGN.md figures (earlier, same machine): hand-built VXLAN 24.8 Gbit/s, plain veth 33.9"

@@ -181,10 +181,18 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   s << "add chain " << kPrefix
     << " underlay-input { type filter hook input priority filter - 10; policy accept; }\n";
   s << "flush chain " << kPrefix << " underlay-input\n";
+  // Filled from the packet path (from-network), never by the daemon; kept
+  // across rewrites: a connection NATed before must stay tracked.
+  s << "add set " << kPrefix << " dnat-clients { type ipv4_addr; flags dynamic; size 65536; }\n";
+  s << "add chain " << kPrefix
+    << " untracked { type filter hook prerouting priority raw; policy accept; }\n";
+  s << "add chain " << kPrefix
+    << " untracked-out { type filter hook output priority raw; policy accept; }\n";
 
   // `published`, `published-dnat` and `published-dnat-local` are not
   // flushed: their rules belong to the code that publishes ports.
-  for (const char* chain : {"forward", "from-network", "to-network", "egress-nat", "localnet"}) {
+  for (const char* chain :
+       {"forward", "from-network", "to-network", "egress-nat", "localnet", "untracked", "untracked-out"}) {
     s << "flush chain " << kPrefix << " " << chain << "\n";
   }
   auto rule = [&](const char* chain, const std::string& body) {
@@ -200,9 +208,21 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   rule("forward", "iifname @bridges jump from-network");
   rule("forward", "oifname @bridges jump to-network");
 
+  // The client of a NATed connection (a VIP, a published port reached from
+  // a network) gets its replies bridged, from the backend's address: those
+  // must meet conntrack to be translated back (see untracked). An untracked
+  // packet fails this rule at its first expression.
+  rule("from-network", "ct status dnat ct direction original add @dnat-clients { ip saddr } "
+                       "comment \"its replies must be tracked\"");
   rule("from-network",
        "iifname . ip saddr != @bridge-subnets counter drop "
        "comment \"source outside the bridge's own subnet\"");
+  // Every packet within a network, the overlay's bulk, is decided here,
+  // after two lookups. (No member's address is in a network's subnet: the
+  // drops below are about packets that leave it.)
+  rule("from-network",
+       "iifname . ip daddr @bridge-subnets accept "
+       "comment \"own network: same host, or over VXLAN\"");
   // Masqueraded, a container's packet to another node would come from this
   // node's address, a member's: the other node could not tell it apart.
   rule("from-network", "ip daddr @members udp dport " + vxlan +
@@ -213,9 +233,6 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
     rule("from-network", "ip daddr @members tcp dport " + std::to_string(ports.metrics) +
                              " counter drop comment \"metrics of a member: not for containers\"");
   }
-  rule("from-network",
-       "iifname . ip daddr @bridge-subnets accept "
-       "comment \"own network: same host, or over VXLAN\"");
   rule("from-network",
        "ip daddr @subnets counter drop comment \"another swarmnet network, whatever the route\"");
   rule("from-network",
@@ -250,11 +267,30 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   // outside; this drops them before conntrack, so only the replies of our
   // masqueraded localhost flows (addressed to the bridge) get there
   // (CVE-2020-8558).
-  rule("localnet", "iifname != \"lo\" ip daddr 127.0.0.0/8 counter drop "
+  rule("localnet", "ip daddr 127.0.0.0/8 iifname != \"lo\" counter drop "
                    "comment \"to localhost from outside the host\"");
+  // Connection tracking only where a NAT may apply. The tunnel between
+  // members is never NATed; neither is a frame bridged within a network
+  // (to a container on this host or, through the VXLAN port, on another)
+  // unless it is the reply of a NATed connection, which is why every
+  // client of one is in dnat-clients. Everything to this host (gateway,
+  // VIPs, node address) or out of the network stays tracked.
+  const std::string tunnel = "udp dport " + vxlan + " ip saddr @members ip daddr @members notrack";
+  rule("untracked", tunnel + " comment \"the overlay's tunnel from a member\"");
+  rule("untracked-out", tunnel + " comment \"the overlay's tunnel to a member\"");
+  rule("untracked", "meta nfproto != ipv4 return");
+  // Not from one of our bridges, or out of its network.
+  rule("untracked", "iifname . ip daddr != @bridge-subnets return comment \"not within a network\"");
+  rule("untracked", "ip daddr @dnat-clients return comment \"replies of NATed connections\"");
+  rule("untracked", "fib daddr type local return comment \"to this host\"");
+  rule("untracked", "notrack comment \"bridged within the network\"");
   // "swn-*" matches every swarmnet bridge and the gateway bridge by name, also
   // one whose network has not reached the sets yet: a container's packet to
   // this host arrives on its bridge.
+  // The tunnel's own packets, every packet of the overlay, leave after one
+  // rule (the other input chains still see them).
+  rule("underlay-input", "udp dport " + vxlan + " ip saddr @members ip daddr @members iifname != \"swn-*\" "
+                         "accept comment \"the tunnel between members\"");
   rule("underlay-input", "iifname \"swn-*\" udp dport " + vxlan +
                              " counter drop comment \"VXLAN from a container\"");
   rule("underlay-input", "iifname \"swn-*\" meta l4proto { tcp, udp } th dport " + gossip +

@@ -30,6 +30,17 @@
 //     published-dnat hook prerouting, priority dstnat: EMPTY on purpose, for
 //                   the DNAT of published ports
 //     egress-nat    hook postrouting, priority srcnat: masquerade
+//     untracked     hook prerouting, priority raw, and untracked-out (hook
+//                   output, priority raw): no connection tracking for the
+//                   overlay's tunnel between members, nor for frames
+//                   bridged within a network (to a container here or through
+//                   the VXLAN port), except replies to a client in
+//                   dnat-clients: nothing NATs them, and tracking them
+//                   was conntrack work at every hook of both hosts
+//     dnat-clients  (set, filled from the packet path by from-network) the
+//                   containers that opened a NATed connection (a VIP, a
+//                   published port): its replies come bridged from the
+//                   backend and must meet conntrack to be translated back
 //     dns-input     hook input, priority filter - 10: per-source limit on
 //                   UDP queries to port 53 from the bridges (dynamic set
 //                   dns-clients: one token bucket per container address),

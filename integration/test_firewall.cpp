@@ -566,3 +566,50 @@ TEST_CASE("Firewall: idempotent, incremental, reconcilable", "[firewall]") {
     CHECK(ping(t.a1, "10.81.0.3"));
   }
 }
+
+TEST_CASE("Firewall: the overlay is not connection-tracked, NATed connections still are", "[firewall]") {
+  Host t;
+  Firewall fw = t.firewall();
+  fw.ensure_base();
+  fw.add_network(t.net_a);
+  fw.set_members({Ipv4Address::parse("198.18.1.1"), Ipv4Address::parse("198.18.1.2")});
+  // The host's connection tracking table, as the kernel lists it.
+  auto tracked = [&](const std::string& part) {
+    const std::string table = capture("ip netns exec " + t.host + " cat /proc/net/nf_conntrack");
+    UNSCOPED_INFO(table);
+    return table.find(part) != std::string::npos;
+  };
+
+  SECTION("within a network, on this host and over VXLAN, neither the flows nor the tunnel") {
+    CHECK(tcp_peer_seen(t.a1, t.a2, "10.81.0.3", 8090) == "10.81.0.2");
+    CHECK(tcp_peer_seen(t.a1, t.peer, "10.81.0.200", 8091) == "10.81.0.2");
+    CHECK(tcp_peer_seen(t.peer, t.a1, "10.81.0.2", 8092) == "10.81.0.200");
+    CHECK_FALSE(tracked("dport=8090 "));
+    CHECK_FALSE(tracked("dport=8091 "));
+    CHECK_FALSE(tracked("dport=8092 "));
+    CHECK_FALSE(tracked("dport=4789 "));
+    // Control: the same table shows a masqueraded connection to the outside.
+    CHECK(tcp_peer_seen(t.a1, t.out, "198.18.0.2", 8093) == "198.18.0.1");
+    CHECK(tracked("dport=8093 "));
+  }
+
+  SECTION("a VIP DNATed to a container here and to one over VXLAN: the replies, bridged, are translated back") {
+    // As the balancer does it: the VIP on the bridge, DNAT in prerouting.
+    must("ip -n " + t.host + " addr add 10.81.0.100/32 dev swn-fwa");
+    must("ip netns exec " + t.host +
+         " nft 'add table ip vip; add chain ip vip pre { type nat hook prerouting priority dstnat; }; "
+         "add rule ip vip pre ip daddr 10.81.0.100 tcp dport 8094 dnat to 10.81.0.3; "
+         "add rule ip vip pre ip daddr 10.81.0.100 tcp dport 8095 dnat to 10.81.0.200'");
+    // A reply left untranslated comes from the backend's address: a1 answers
+    // it with a reset and never connects.
+    CHECK(tcp_peer_seen(t.a1, t.a2, "10.81.0.100", 8094) == "10.81.0.2");
+    CHECK(tcp_peer_seen(t.a1, t.peer, "10.81.0.100", 8095) == "10.81.0.2");
+    CHECK(tracked("dport=8094 "));
+    CHECK(tracked("dport=8095 "));
+    // Other connections of that client, within the network, are tracked
+    // too from now on (its replies might be a NATed connection's); a
+    // container that opened none stays untracked.
+    CHECK(tcp_peer_seen(t.a2, t.peer, "10.81.0.200", 8096) == "10.81.0.3");
+    CHECK_FALSE(tracked("dport=8096 "));
+  }
+}

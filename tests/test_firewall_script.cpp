@@ -90,7 +90,7 @@ TEST_CASE("base: localhost:PUBLISHED for the host's processes, and nothing to 12
   CHECK_FALSE(contains(s, "flush chain inet swarmnet published-dnat-local"));
   CHECK(contains(s, "add rule inet swarmnet egress-nat ip saddr 127.0.0.0/8 ct status dnat oifname \"swn-*\" masquerade"));
   CHECK(contains(s, "add chain inet swarmnet localnet { type filter hook prerouting priority raw; policy accept; }"));
-  CHECK(contains(s, "add rule inet swarmnet localnet iifname != \"lo\" ip daddr 127.0.0.0/8 counter drop"));
+  CHECK(contains(s, "add rule inet swarmnet localnet ip daddr 127.0.0.0/8 iifname != \"lo\" counter drop"));
   const std::string add = kernel::published_ports_script::add("host", "e1", Ipv4Address::parse("10.0.0.5"),
                                                               {{"tcp", 8080, 80, std::nullopt}});
   CHECK(contains(add, "add rule inet swarmnet published-dnat meta nfproto ipv4 fib daddr type local tcp dport 8080 "
@@ -107,6 +107,43 @@ TEST_CASE("base: a per-container DNS limit on UDP port 53 from the bridges, only
   const std::string s = script::base(500);
   CHECK(contains(s, "add rule inet swarmnet dns-input iifname @bridges udp dport 53 update @dns-clients "
                     "{ ip saddr limit rate over 500/second burst 500 packets } counter drop"));
+}
+
+TEST_CASE("base: connection tracking only where a NAT may apply", "[firewall]") {
+  const std::string s = script::base(0, {4789, 7946, 0});
+  auto at = [&](const std::string& part) {
+    size_t pos = s.find(part);
+    INFO(part);
+    REQUIRE(pos != std::string::npos);
+    return pos;
+  };
+  CHECK(contains(s, "add chain inet swarmnet untracked { type filter hook prerouting priority raw; policy accept; }"));
+  CHECK(contains(s, "add chain inet swarmnet untracked-out { type filter hook output priority raw; policy accept; }"));
+  CHECK(contains(s, "flush chain inet swarmnet untracked\n"));
+  CHECK(contains(s, "flush chain inet swarmnet untracked-out\n"));
+  // Filled by the kernel, kept across rewrites.
+  CHECK(contains(s, "add set inet swarmnet dnat-clients { type ipv4_addr; flags dynamic; size 65536; }"));
+  CHECK_FALSE(contains(s, "flush set inet swarmnet dnat-clients"));
+  // The tunnel, both ways, only between members.
+  at("untracked udp dport 4789 ip saddr @members ip daddr @members notrack");
+  at("untracked-out udp dport 4789 ip saddr @members ip daddr @members notrack");
+  // Bridged frames: everything that may be NATed returns (stays tracked)
+  // before the last rule.
+  size_t other_links = at("untracked meta nfproto != ipv4 return");
+  size_t replies = at("untracked ip daddr @dnat-clients return");
+  size_t out = at("untracked iifname . ip daddr != @bridge-subnets return");
+  size_t host = at("untracked fib daddr type local return");
+  size_t untrack = at("untracked notrack comment");
+  CHECK(other_links < untrack);
+  CHECK(replies < untrack);
+  CHECK(out < untrack);
+  CHECK(host < untrack);
+  // The clients of NATed connections, before any accept of from-network.
+  size_t client = at("from-network ct status dnat ct direction original add @dnat-clients { ip saddr }");
+  CHECK(client < at("from-network iifname . ip daddr @bridge-subnets accept"));
+  // The tunnel's packets leave the underlay's input chain by its first rule.
+  CHECK(at("underlay-input udp dport 4789 ip saddr @members ip daddr @members iifname != \"swn-*\" accept") <
+        at("underlay-input iifname \"swn-*\" udp dport 4789 counter drop"));
 }
 
 TEST_CASE("base: the order of the isolation rules", "[firewall]") {
