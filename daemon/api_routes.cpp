@@ -31,10 +31,6 @@ using local = asio::local::stream_protocol;
 
 namespace {
 
-// How long a request waits for another node to hand over an address block.
-constexpr auto kBlockWaitStep = std::chrono::milliseconds(100);
-constexpr int kBlockWaitSteps = 50;
-
 unsigned http_status(Errc code) {
   switch (code) {
     case Errc::invalid_argument: return 400;
@@ -66,10 +62,6 @@ template <class Call>
 HttpReply guarded(const ApiRequest& r, Call&& call) {
   try {
     return call();
-  } catch (const BlockNeeded& e) {
-    HttpReply reply = error_reply(e.code(), e.what());
-    reply.block_needed_for = e.network_id();
-    return reply;
   } catch (const Error& e) {
     if (e.code() == Errc::internal) spdlog::error("{} {}: {}", r.method, r.target, e.what());
     return error_reply(e.code(), e.what());
@@ -118,11 +110,11 @@ HttpReply error_reply(Errc code, const std::string& message) {
 }
 
 void Router::add(std::string method, std::string pattern, Handler handler) {
-  add_async(std::move(method), std::move(pattern),
-            [handler = std::move(handler)](const ApiRequest& r) -> asio::awaitable<HttpReply> {
-              co_return handler(r);
-            });
+  add_async(std::move(method), std::move(pattern), [handler](const ApiRequest& r) -> asio::awaitable<HttpReply> {
+    co_return handler(r);
+  });
   routes_.back().waits = false;
+  routes_.back().answer = std::move(handler);
 }
 
 void Router::add_async(std::string method, std::string pattern, AsyncHandler handler) {
@@ -136,7 +128,7 @@ void Router::add_async(std::string method, std::string pattern, AsyncHandler han
     }
     if (same) throw std::logic_error("route " + method + " " + pattern + " overlaps " + r.pattern);
   }
-  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(handler), true, shape});
+  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(handler), true, {}, shape});
 }
 
 const Router::Route* Router::match(const std::string& method, const std::vector<std::string>& path,
@@ -171,27 +163,20 @@ asio::awaitable<HttpReply> Router::dispatch(ApiRequest& request) const {
     co_return error_reply(Errc::not_found, "no route for " + request.method + " " + (p.empty() ? "/" : p));
   }
   request.params = std::move(params);
-  auto attempt = [&]() -> asio::awaitable<HttpReply> {
-    HttpReply reply;
-    std::exception_ptr failure;
-    try {
+  HttpReply reply;
+  std::exception_ptr failure;
+  try {
+    if (ipam_ && route->answer) {
+      // A route that may allocate an address: the cluster IPAM runs it
+      // again when a block it waits for arrives.
+      co_await ipam_->allocating([&] { reply = route->answer(request); });
+    } else {
       reply = co_await route->handler(request);
-    } catch (...) {
-      failure = std::current_exception();
     }
-    if (failure) reply = guarded(request, [&]() -> HttpReply { std::rethrow_exception(failure); });
-    co_return reply;
-  };
-  HttpReply reply = co_await attempt();
-  // Out of addresses here but other nodes own blocks: ask, wait for a
-  // block to arrive by gossip, retry; the caller sees only the outcome.
-  for (int i = 0; request_block_ && !reply.block_needed_for.empty() && i < kBlockWaitSteps; ++i) {
-    request_block_(reply.block_needed_for);
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    timer.expires_after(kBlockWaitStep);
-    co_await timer.async_wait(asio::use_awaitable);
-    reply = co_await attempt();
+  } catch (...) {
+    failure = std::current_exception();
   }
+  if (failure) reply = guarded(request, [&]() -> HttpReply { std::rethrow_exception(failure); });
   co_return reply;
 }
 
@@ -286,7 +271,12 @@ asio::awaitable<HttpReply> cluster_async(Cluster* cluster, const std::string wha
     const auto& o = json_fields::as_object(v, "body");
     need_cluster(cluster).join(json_fields::required_string(o, "token"), advertise_of(o), finish);
   } else {
-    need_cluster(cluster).leave([finish] { finish(std::nullopt); });
+    // Not through finish(std::nullopt): GCC 12 then warns (maybe-uninitialized)
+    // on the empty optional's move.
+    need_cluster(cluster).leave([pending] {
+      pending->finished = true;
+      pending->timer.cancel();
+    });
   }
   if (!pending->finished) {
     pending->timer.expires_after(std::chrono::seconds(30));

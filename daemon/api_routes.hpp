@@ -39,9 +39,6 @@ struct HttpReply {
   HttpReply(unsigned s = 200, boost::json::value b = nullptr) : status(s), body(std::move(b)) {}
   unsigned status = 200;
   boost::json::value body;  // null: no body (204)
-  // Set when the request waits for an address block from another node: the
-  // router asks for one and retries instead of answering at once.
-  std::string block_needed_for;
   // Set by a route that answers with a stream (GET /v1/events): the
   // transport hands it the connection instead of writing `body`, and closes
   // the connection when it returns.
@@ -75,14 +72,15 @@ class Router {
     std::string pattern;
     AsyncHandler handler;
     bool waits = false;  // an AsyncHandler (it may wait for other nodes)
+    Handler answer;      // the handler of a route that does not wait
     std::vector<std::string> segments;  // the pattern's
   };
 
-  // `request_block` (may be empty) asks the cluster for an address block of
-  // a network; a reply with block_needed_for set is then retried until the
-  // block arrives or the wait ends.
-  explicit Router(std::function<void(const std::string& network_id)> request_block = {})
-      : request_block_(std::move(request_block)) {}
+  // With `ipam`, a request that needs an address block from another node
+  // (its handler throws BlockNeeded) runs inside ClusterIpam::allocating:
+  // it asks for a block and runs again when one arrives, and the caller
+  // sees only the outcome. Without, BlockNeeded is answered at once.
+  explicit Router(ClusterIpam* ipam = nullptr) : ipam_(ipam) {}
 
   // Both throw std::logic_error for a pattern that another route of the
   // same method already matches (a programming error).
@@ -106,7 +104,7 @@ class Router {
                      std::vector<std::string>& params) const;
 
   std::vector<Route> routes_;
-  std::function<void(const std::string&)> request_block_;
+  ClusterIpam* ipam_;
 };
 
 // The networks, endpoints and status (the controller's), the cluster and

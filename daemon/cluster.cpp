@@ -13,6 +13,7 @@
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/json_fields.hpp"
+#include "daemon/encryption.hpp"
 
 namespace swarmnet::daemon {
 
@@ -241,7 +242,7 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   // Alone in its quorum (a cluster of one, or all the others forced out):
   // a majority at once, not only at the first housekeeping.
   if (sees_majority()) last_majority_ = now;
-  controller_.set_membership(this, advertise);
+  controller_.set_membership(this, this, advertise);
   save();
   schedule_housekeeping();
 }
@@ -299,7 +300,7 @@ void Cluster::housekeeping() {
   }
   if (expired) controller_.on_membership_change();
   // A dead member leaves the VXLAN filter once its reclaim time is up.
-  controller_.sync_underlay_peers();
+  controller_.overlay().sync_underlay_peers();
   sync_encryption();
   maybe_rotate_key();
   if (!sees_majority()) {
@@ -441,9 +442,9 @@ void Cluster::stop() {
   self_record_ = NodeRecord{};
   advertise_.reset();
   pools_version_ = 0;
-  controller_.set_address_pools(ipam::default_address_pools());
-  controller_.set_membership(nullptr, std::nullopt);
-  controller_.sync_underlay_peers();  // out of the cluster: VXLAN from nobody
+  controller_.ipam().set_address_pools(ipam::default_address_pools());
+  controller_.set_membership(nullptr, nullptr, std::nullopt);
+  controller_.overlay().sync_underlay_peers();  // out of the cluster: VXLAN from nobody
   sync_encryption();                   // out of the cluster: no SA
 }
 
@@ -453,10 +454,10 @@ Cluster::InitResult Cluster::init(Ipv4Address advertise, std::optional<Ipv4Prefi
   InitResult result;
   if (pools) {
     if (auto why = ipam::address_pools_refusal(*pools)) throw Error(Errc::invalid_argument, *why);
-    result.warnings = controller_.check_pools_against_routes(*pools);
+    result.warnings = ClusterIpam::check_pools_against_routes(*pools, controller_.overlay().host_routes());
   }
   // Set before the ingress network is made: it may come from them.
-  controller_.set_address_pools(pools.value_or(ipam::default_address_pools()));
+  controller_.ipam().set_address_pools(pools.value_or(ipam::default_address_pools()));
   if (!store_.find_ingress_network()) {
     api::NetworkCreate ingress;
     ingress.name = kIngressNetworkName;
@@ -468,7 +469,7 @@ Cluster::InitResult Cluster::init(Ipv4Address advertise, std::optional<Ipv4Prefi
     try {
       controller_.create_network(ingress);
     } catch (const Error& e) {
-      controller_.set_address_pools(ipam::default_address_pools());
+      controller_.ipam().set_address_pools(ipam::default_address_pools());
       throw Error(e.code(), std::string("the routing mesh's network \"ingress\": ") + e.what() +
                                 " (choose another --ingress-subnet, or rename the network that holds the name)");
     }
@@ -728,7 +729,7 @@ void Cluster::handle_message(const json::value& message) {
       if (!lines || !lines->is_array()) throw Error(Errc::invalid_argument, "entries without lines");
       store_.merge(std::vector<json::value>(lines->as_array().begin(), lines->as_array().end()));
     } else if (type == "block_request") {
-      controller_.donate_block(json_fields::required_string(o, "network"),
+      controller_.ipam().donate_block(json_fields::required_string(o, "network"),
                                json_fields::required_string(o, "from"));
     } else if (type == "keyring") {
       apply_keyring(o.at("keyring"));
@@ -933,7 +934,7 @@ void Cluster::apply_keyring(const json::value& ring) {
 }
 
 json::value Cluster::address_pools_json() const {
-  const ipam::AddressPools& current = controller_.address_pools();
+  const ipam::AddressPools& current = controller_.ipam().address_pools();
   json::array pools;
   for (const auto& p : current.pools) pools.emplace_back(p.str());
   return json::object{{"version", pools_version_}, {"pools", std::move(pools)}, {"mask_length", current.mask_length}};
@@ -948,7 +949,7 @@ void Cluster::apply_address_pools(const json::value& value) {
   pools.mask_length = static_cast<unsigned>(json_fields::optional_uint(o, "mask_length", 32).value_or(0));
   if (auto why = ipam::address_pools_refusal(pools)) throw Error(Errc::invalid_argument, "address pools: " + *why);
   pools_version_ = version;
-  controller_.set_address_pools(std::move(pools));
+  controller_.ipam().set_address_pools(std::move(pools));
   spdlog::info("cluster: default address pools {}", json::serialize(address_pools_json()));
   save();
 }

@@ -62,7 +62,7 @@ struct JoinToken {
   static JoinToken parse(const std::string& text);  // Error(invalid_argument)
 };
 
-class Cluster final : public Membership, public gossip::Delegate {
+class Cluster final : public Membership, public BlockExchange, public gossip::Delegate {
  public:
   Cluster(boost::asio::io_context& io, Store& store, Controller& controller, std::string state_dir,
           std::string node_name, ClusterOptions options);
@@ -133,11 +133,13 @@ class Cluster final : public Membership, public gossip::Delegate {
   // Membership
   bool is_alive(const std::string& node_id) const override;
   std::optional<Ipv4Address> address_of(const std::string& node_id) const override;
-  void request_block(const std::string& network_id) override;
   std::vector<Ipv4Address> underlay_peers() const override;
 
-  // gossip::Delegate
+  // BlockExchange
+  void request_block(const std::string& network_id) override;
   bool may_allocate() const override;
+
+  // gossip::Delegate
   void on_member_change(const gossip::Member& m) override;
   void on_user_message(std::span<const uint8_t> data) override;
   std::vector<uint8_t> local_state() override;

@@ -12,22 +12,10 @@
 #include "common/error.hpp"
 #include "common/random.hpp"
 #include "common/version.hpp"
-#include "ipam/subnet_pool.hpp"
 
 namespace swarmnet::daemon {
 
 namespace {
-
-// VXLAN overhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
-constexpr unsigned kVxlanOverhead = 50;
-// ESP in transport mode with AES-GCM (rfc4106): header 8 + IV 8 + padding
-// to 4 bytes (at most 3) + pad length and next header 2 + ICV 16 = 37,
-// rounded up.
-constexpr unsigned kEspOverhead = 40;
-constexpr unsigned kMinMtu = 576;
-// Swarm's overlay VNIs start at 4096; we do the same so they are recognisable.
-constexpr uint32_t kFirstVni = 4096;
-constexpr uint32_t kMaxVni = (1u << 24) - 1;
 
 // CNI: "alphanumeric, then alphanumerics, underscore, dot or hyphen".
 void check_container_id(const std::string& id) {
@@ -91,7 +79,7 @@ std::string mac_for(Ipv4Address ip) {
 }  // namespace
 
 Controller::Controller(Store& store, Dataplane& dataplane, std::string node_name)
-    : store_(store), dataplane_(dataplane), node_name_(std::move(node_name)) {
+    : store_(store), overlay_(store, dataplane), ipam_(store), node_name_(std::move(node_name)) {
   listener_id_ = store_.add_change_listener(
       [this](const std::string& table, const std::string& key, const Store::Line* local) {
         // Our own writes are handled where they are made; this is for what
@@ -102,34 +90,23 @@ Controller::Controller(Store& store, Dataplane& dataplane, std::string node_name
 
 Controller::~Controller() { store_.remove_change_listener(listener_id_); }
 
-void Controller::set_membership(Membership* membership, std::optional<Ipv4Address> local_vtep) {
+void Controller::set_membership(const Membership* membership, BlockExchange* blocks,
+                                std::optional<Ipv4Address> local_vtep) {
   membership_ = membership;
-  local_vtep_ = local_vtep;
+  overlay_.set_membership(membership, local_vtep);
+  ipam_.set_cluster(membership, blocks);
   on_membership_change();
 }
 
 void Controller::forget_membership() {
   membership_ = nullptr;
-  local_vtep_.reset();
+  overlay_.set_membership(nullptr, std::nullopt);  // programs nothing by itself
+  ipam_.set_cluster(nullptr, nullptr);
 }
 
 void Controller::on_membership_change() {
-  // Without a membership (also while the daemon shuts down) the filter
-  // keeps its members, as the overlays keep their entries, so traffic goes
-  // on across a restart; leaving a cluster empties it (Cluster::stop).
-  if (membership_) sync_underlay_peers();
-  for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted && local_attached_endpoints(id) > 0) sync_network(id);
-  }
+  overlay_.membership_changed();
   for (const auto& listener : membership_listeners_) listener();
-}
-
-void Controller::sync_underlay_peers() {
-  std::vector<Ipv4Address> peers;
-  if (membership_) peers = membership_->underlay_peers();
-  if (underlay_peers_ == peers) return;
-  dataplane_.set_underlay_peers(peers);
-  underlay_peers_ = std::move(peers);
 }
 
 bool Controller::alive(const std::string& node_id) const {
@@ -137,168 +114,25 @@ bool Controller::alive(const std::string& node_id) const {
   return membership_ && membership_->is_alive(node_id);
 }
 
-const std::string& Controller::owner_of(const NetworkRecord& network, const Ipv4Prefix& block) const {
-  auto it = store_.blocks().find(block_key(network.id, block));
-  if (it != store_.blocks().end() && !it->second.deleted) return it->second.value.owner;
-  // A block nobody was given belongs to the node that created the network:
-  // ownership then only ever moves by its owner's own write (donate_block).
-  return network.created_by;
-}
-
-void Controller::sync_network(const std::string& network_id) {
-  const NetworkRecord* n = store_.find_network(network_id);
-  if (!n || local_attached_endpoints(network_id) == 0) return;
-  const NetworkRecord network = *n;
-  const std::string bridge = bridge_name(network.id);
-  dataplane_.ensure_network(network, bridge);
-  if (!membership_ || !local_vtep_) return;
-  dataplane_.ensure_overlay(network, bridge, *local_vtep_);
-  std::vector<RemoteEndpoint> remote;
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& ep = e.value;
-    if (e.deleted || ep.network_id != network.id || ep.node == store_.node_id() || !ep.attach) {
-      continue;
-    }
-    // An endpoint of a dead node leaves the overlay at once; it comes back
-    // when its node does (the tables keep it meanwhile).
-    if (!alive(ep.node)) continue;
-    auto vtep = membership_->address_of(ep.node);
-    if (!vtep) continue;
-    remote.push_back(RemoteEndpoint{ep.ip, ep.mac, *vtep});
-  }
-  std::sort(remote.begin(), remote.end());
-  dataplane_.sync_remote_endpoints(network, remote);
-}
-
-// Two nodes that create networks at the same moment, before either hears of
-// the other, can pick the same name or overlapping subnets (a VNI clash is
-// made unlikely by drawing VNIs at random). Nothing can undo that without a
-// coordinator; say it loudly so the operator removes one.
-void Controller::warn_conflicts(const NetworkRecord& n) const {
-  for (const auto& [id, e] : store_.networks()) {
-    if (e.deleted || id == n.id) continue;
-    if (e.value.name == n.name || e.value.subnet.overlaps(n.subnet) || e.value.vni == n.vni) {
-      spdlog::error("networks {} ({} {} vni {}) and {} ({} {} vni {}) were created concurrently on two "
-                    "nodes and clash; remove one of them",
-                    n.name, n.id.substr(0, 12), n.subnet.str(), n.vni, e.value.name,
-                    id.substr(0, 12), e.value.subnet.str(), e.value.vni);
-    }
-  }
-}
-
-void Controller::sync_firewall() {
-  // Oldest first, so that of two clashing networks (see warn_conflicts) the
-  // one created first keeps its rules; the other gets none until removed.
-  std::vector<std::pair<Version, NetworkRecord>> all;
-  // Every encrypted network, clashing or not: its VXLAN is never in clear.
-  std::set<uint32_t> encrypted;
-  for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted && e.value.encrypted) encrypted.insert(e.value.vni);
-  }
-  dataplane_.set_encrypted_vnis(encrypted);
-  for (const auto& [id, e] : store_.networks()) {
-    // The ingress network holds no container: nothing to isolate, and its
-    // traffic between sandboxes is the routing mesh's (ingress_sandbox.hpp).
-    if (!e.deleted && !e.value.ingress) all.emplace_back(e.version, e.value);
-  }
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<NetworkRecord> networks;
-  for (const auto& [version, n] : all) {
-    bool clash = false;
-    for (const auto& kept : networks) clash = clash || kept.subnet.overlaps(n.subnet);
-    if (!clash) networks.push_back(n);
-  }
-  dataplane_.sync_firewall(networks);
-}
-
 void Controller::on_store_change(const std::string& table, const std::string& key) {
-  std::string network_id;
   if (table == "endpoints") {
     auto it = store_.endpoints().find(key);
     if (it == store_.endpoints().end()) return;
-    network_id = it->second.value.network_id;
+    const std::string network_id = it->second.value.network_id;
+    ipam_.endpoint_changed(network_id);
+    overlay_.sync_network(network_id);
   } else if (table == "blocks") {
-    auto it = store_.blocks().find(key);
-    if (it == store_.blocks().end()) return;
-    network_id = it->second.value.network_id;
-    const NetworkRecord* n = store_.find_network(network_id);
-    auto space = spaces_.find(network_id);
-    if (n && space != spaces_.end()) {
-      const Ipv4Prefix block = it->second.value.block;
-      const bool ours = owner_of(*n, block) == store_.node_id();
-      if (ours && !space->second.owns_block(block)) {
-        space->second.own_block(block);
-        spdlog::info("network {}: received address block {}", n->name, block.str());
-      } else if (!ours && space->second.owns_block(block)) {
-        // Only the majority's reclaim takes a block from its owner, and only
-        // once the owner's lease has run out (so it no longer allocates);
-        // anything else is a bug: loud either way.
-        spdlog::error("network {}: block {} now belongs to {} while this node owned it (reclaimed by the "
-                      "cluster while this node was cut off past its lease?)",
-                      n->name, block.str(), owner_of(*n, block));
-        spaces_.erase(space);
-      }
-    }
-    return;
+    ipam_.block_changed(key);
   } else if (table == "networks") {
-    auto it = store_.networks().find(key);
-    if (it == store_.networks().end()) return;
-    network_id = key;
-    if (!it->second.deleted) warn_conflicts(it->second.value);
-    sync_firewall();
-    if (it->second.deleted) {
-      spaces_.erase(key);
-      if (local_attached_endpoints(key) == 0) dataplane_.remove_network(bridge_name(key));
-      return;
-    }
-  } else {
-    return;
+    if (!store_.networks().count(key)) return;
+    ipam_.network_changed(key);
+    overlay_.network_changed(key);
   }
-  // Addresses used elsewhere changed: rebuild this network's address space
-  // lazily from the tables, and reprogram the overlay.
-  spaces_.erase(network_id);
-  sync_network(network_id);
 }
 
 size_t Controller::reclaim_from(const std::string& dead_node) {
   if (dead_node == store_.node_id() || alive(dead_node)) return 0;
-  // Its blocks become ours, so their free addresses serve the cluster
-  // again. The addresses its endpoints hold stay held: a node "dead" this
-  // long may be cut off with its containers running, and handing their
-  // addresses out would make them live twice when it comes back. They are
-  // freed by their owner (DEL, GC, the reaper) once it is back, or by
-  // `swarmnetctl node rm` if it is gone for good.
-  size_t taken = 0;
-  std::vector<BlockRecord> blocks;
-  for (const auto& [key, e] : store_.blocks()) {
-    if (!e.deleted && e.value.owner == dead_node) blocks.push_back(e.value);
-  }
-  for (auto b : blocks) {
-    b.owner = store_.node_id();
-    store_.put(b);
-    ++taken;
-  }
-  // Blocks it held implicitly, as creator of a network, become explicit ours.
-  for (const auto& [id, e] : store_.networks()) {
-    if (e.deleted || e.value.created_by != dead_node) continue;
-    ipam::AddressSpace space(e.value.subnet, e.value.gateway, e.value.block_length);
-    for (const Ipv4Prefix& block : space.all_blocks()) {
-      auto it = store_.blocks().find(block_key(id, block));
-      if (it != store_.blocks().end() && !it->second.deleted) continue;
-      store_.put(BlockRecord{id, block, store_.node_id()});
-      ++taken;
-    }
-  }
-  spaces_.clear();  // rebuilt from the tables on next use
-  size_t held = 0;
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.node == dead_node) ++held;
-  }
-  if (taken || held) {
-    spdlog::warn("reclaimed {} address block(s) of node {}, dead past the reclaim time; the {} address(es) its "
-                 "endpoints hold stay held until it comes back and releases them, or `swarmnetctl node rm`",
-                 taken, dead_node, held);
-  }
+  const size_t taken = ipam_.reclaim_from(dead_node);
   on_membership_change();
   return taken;
 }
@@ -306,198 +140,21 @@ size_t Controller::reclaim_from(const std::string& dead_node) {
 size_t Controller::release_node(const std::string& gone_node) {
   if (gone_node == store_.node_id() || alive(gone_node)) return 0;
   reclaim_from(gone_node);
-  std::vector<std::string> endpoints;
-  for (const auto& [key, e] : store_.endpoints()) {
-    // A service's VIP outlives the node that reserved it: the service is
-    // the cluster's, and `service rm` releases it from any node.
-    if (!e.deleted && e.value.node == gone_node && e.value.owner != api::kOwnerServiceVip) endpoints.push_back(key);
-  }
-  for (const auto& key : endpoints) store_.erase_endpoint(key);
-  if (!endpoints.empty()) {
-    spdlog::warn("released the {} endpoint(s) of node {}, removed by the operator: their addresses are free",
-                 endpoints.size(), gone_node);
-    spaces_.clear();
-    on_membership_change();
-  }
-  return endpoints.size();
-}
-
-bool Controller::donate_block(const std::string& network_id, const std::string& requester) {
-  const NetworkRecord* n = store_.find_network(network_id);
-  if (!n || requester == store_.node_id()) return false;
-  const NetworkRecord network = *n;
-  ipam::AddressSpace& space = space_of(network);
-  std::set<Ipv4Prefix> in_use;
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.network_id == network.id) in_use.insert(space.block_of(e.value.ip));
-  }
-  const auto cursor = space.cursor();
-  const std::vector<Ipv4Prefix> blocks = space.all_blocks();
-  // From the top of the subnet down: the owner keeps filling from the bottom.
-  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
-    const Ipv4Prefix& block = *it;
-    if (owner_of(network, block) != store_.node_id() || in_use.count(block)) continue;
-    if (cursor && block.contains(*cursor)) continue;
-    if (space.owns_block(block)) space.disown_block(block);
-    store_.put(BlockRecord{network.id, block, requester});
-    spdlog::info("network {}: gave address block {} to node {}", network.name, block.str(), requester);
-    return true;
-  }
-  return false;
+  const size_t released = ipam_.release_endpoints_of(gone_node);
+  if (released > 0) on_membership_change();
+  return released;
 }
 
 std::string Controller::bridge_name(const std::string& network_id) {
-  return daemon::bridge_name(network_id);
+  return Overlay::bridge_name(network_id);
 }
 
-void Controller::reconcile() {
-  sync_firewall();
-  for (const auto& [id, e] : store_.networks()) {
-    const std::string bridge = bridge_name(id);
-    if (!e.deleted && local_attached_endpoints(id) > 0) {
-      sync_network(id);
-    } else {
-      dataplane_.remove_network(bridge);
-    }
-  }
-  // Host ends of endpoints deleted while we were down (DEL arrived while the
-  // daemon was restarting and failed, then GC or a later DEL cleaned the
-  // record) are removed with their tombstones' names.
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (e.deleted && e.value.node == store_.node_id() && !e.value.host_ifname.empty()) {
-      dataplane_.remove_host_link(e.value.host_ifname);
-    }
-  }
-}
+void Controller::reconcile() { overlay_.reconcile(); }
 
 const NetworkRecord& Controller::resolve(const std::string& name_or_id) const {
   if (const auto* n = store_.find_network_by_name(name_or_id)) return *n;
   if (const auto* n = store_.find_network(name_or_id)) return *n;
   throw Error(Errc::not_found, "network \"" + name_or_id + "\" not found");
-}
-
-ipam::AddressSpace& Controller::space_of(const NetworkRecord& network) {
-  auto it = spaces_.find(network.id);
-  if (it != spaces_.end()) return it->second;
-  // Rebuilt from the tables: the blocks this node owns, every live address.
-  ipam::AddressSpace space(network.subnet, network.gateway, network.block_length);
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && e.value.network_id == network.id) space.mark_used(e.value.ip);
-  }
-  for (const auto& [key, e] : store_.blocks()) {
-    if (!e.deleted && e.value.network_id == network.id && e.value.owner == store_.node_id()) {
-      space.own_block(e.value.block);
-    }
-  }
-  if (auto c = store_.cursors().find(network.id); c != store_.cursors().end()) {
-    space.set_cursor(c->second.value.last_allocated);
-  }
-  return spaces_.emplace(network.id, std::move(space)).first->second;
-}
-
-// How no address is handed out twice on this host: addresses come only from
-// blocks this node owns (a BlockRecord naming it, journaled before the first
-// address of the block is used); every allocation is journaled with fdatasync
-// before the reply, and at start the AddressSpace is rebuilt from the journal.
-// So a daemon killed at any moment restarts knowing every address it ever
-// answered with. Across nodes, block ownership is what keeps nodes apart.
-void Controller::claim_block(const NetworkRecord& network, ipam::AddressSpace& space,
-                             const Ipv4Prefix& block) {
-  auto it = store_.blocks().find(block_key(network.id, block));
-  if (it == store_.blocks().end() || it->second.deleted) {
-    store_.put(BlockRecord{network.id, block, store_.node_id()});
-  }
-  space.own_block(block);
-  spdlog::info("network {}: this node now owns address block {}", network.name, block.str());
-}
-
-Ipv4Address Controller::allocate(const NetworkRecord& network, const api::EndpointCreate& request) {
-  if (membership_ && !membership_->may_allocate()) {
-    const std::string why =
-        "this node has been cut off from most of the cluster for longer than its lease (half of "
-        "--reclaim-after-s), also across restarts; it hands out no address until it sees a majority "
-        "again (the others may have taken its address blocks back). If the rest of the cluster is gone "
-        "for good: swarmnetctl cluster force-new-cluster";
-    spdlog::warn("network {}: address refused: {}", network.name, why);
-    throw Error(Errc::unavailable, why);
-  }
-  ipam::AddressSpace& space = space_of(network);
-  const std::string& me = store_.node_id();
-
-  if (!request.static_ips.empty()) {
-    if (request.static_ips.size() > 1) {
-      throw Error(Errc::invalid_argument, "only one static IPv4 address per endpoint is supported");
-    }
-    Ipv4Address ip = request.static_ips.front();
-    if (!network.subnet.contains(ip)) {
-      throw Error(Errc::invalid_argument, "requested address " + ip.str() + " is outside network " +
-                                              network.name + "'s subnet " + network.subnet.str());
-    }
-    if (space.is_reserved(ip)) {
-      throw Error(Errc::invalid_argument, "requested address " + ip.str() +
-                                              " is reserved (network, broadcast or gateway)");
-    }
-    if (space.in_use(ip)) {
-      throw Error(Errc::conflict, "requested address " + ip.str() + " is already in use on network " +
-                                      network.name);
-    }
-    Ipv4Prefix block = space.block_of(ip);
-    if (owner_of(network, block) != me) {
-      throw Error(Errc::conflict, "requested address " + ip.str() + " is in block " + block.str() +
-                                      " owned by node " + owner_of(network, block) +
-                                      "; request it on that node");
-    }
-    if (!space.owns_block(block)) claim_block(network, space, block);
-    space.allocate(ip);
-    return ip;
-  }
-
-  // Round robin over the whole subnet, as host-local does: go forward from
-  // the cursor, into a block of ours ahead of it if those in use are full
-  // there, and only then wrap around to reuse released addresses.
-  using Wrap = ipam::AddressSpace::Wrap;
-  const std::vector<Ipv4Prefix> blocks = space.all_blocks();
-  auto claimable = [&](const Ipv4Prefix& block) {
-    return !space.owns_block(block) && owner_of(network, block) == me;
-  };
-  if (auto ip = space.allocate_next(Wrap::no)) return *ip;
-  const auto cursor = space.cursor();
-  for (const Ipv4Prefix& block : blocks) {
-    if ((cursor && block.network() <= *cursor) || !claimable(block)) continue;
-    claim_block(network, space, block);
-    if (auto ip = space.allocate_next(Wrap::no)) return *ip;
-  }
-  if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
-  for (const Ipv4Prefix& block : blocks) {
-    if (!claimable(block)) continue;
-    claim_block(network, space, block);
-    if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
-  }
-  const std::string full = "no free address in network " + network.name + " (subnet " +
-                           network.subnet.str() + ", " + std::to_string(space.used()) + " of " +
-                           std::to_string(space.capacity()) + " in use)";
-  // Blocks of other live nodes may have room: they can give one away.
-  bool unreachable_owner = false;
-  for (const Ipv4Prefix& block : blocks) {
-    const std::string& owner = owner_of(network, block);
-    if (owner == me) continue;
-    if (alive(owner)) {
-      throw BlockNeeded(network.id, full + " on this node; asked the other nodes for a block");
-    }
-    unreachable_owner = true;
-  }
-  if (unreachable_owner) {
-    throw Error(Errc::unavailable,
-                "no free address in this node's blocks of network " + network.name +
-                    ", and the nodes that own its other blocks are unreachable (a partition, or "
-                    "dead nodes not yet reclaimed); try again when they are back");
-  }
-  throw Error(Errc::exhausted, full);
-}
-
-std::optional<std::string> Controller::encryption_missing() const {
-  if (!encryption_) return std::string("this swarmnetd runs without encryption support");
-  return encryption_->missing();
 }
 
 api::Network Controller::create_network(const api::NetworkCreate& req) {
@@ -510,9 +167,9 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
     throw Error(Errc::conflict, "network \"" + req.name + "\" already exists");
   }
   if (req.encrypted && req.ingress) throw Error(Errc::invalid_argument, "the routing mesh's network is never encrypted");
-  if (req.encrypted && encryption_missing()) {
+  if (req.encrypted && overlay_.encryption_missing()) {
     throw Error(Errc::unavailable, "--encrypted needs IPsec ESP with AES-GCM in this host's kernel, which it lacks: " +
-                                       *encryption_missing());
+                                       *overlay_.encryption_missing());
   }
 
   std::vector<Ipv4Prefix> taken;
@@ -543,16 +200,8 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   } else {
     // Clear of this host's routes too: a network over a route would cut the
     // host off from whatever that route reaches.
-    for (const HostRoute& r : dataplane_.host_routes()) taken.push_back(r.destination);
-    auto free = ipam::next_free_subnet(pools_, taken);
-    if (!free) {
-      std::string pools;
-      for (const auto& p : pools_.pools) pools += (pools.empty() ? "" : ", ") + p.str();
-      throw Error(Errc::exhausted, "the default address pools (" + pools + ") have no free /" +
-                                       std::to_string(pools_.mask_length) +
-                                       " left (networks and this host's routes hold the rest); give --subnet");
-    }
-    n.subnet = *free;
+    for (const HostRoute& r : overlay_.host_routes()) taken.push_back(r.destination);
+    n.subnet = ipam_.pick_subnet(taken);
   }
 
   n.gateway = req.gateway.value_or(Ipv4Address(n.subnet.network().value() + 1));
@@ -563,70 +212,30 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   }
 
   if (req.mtu) {
-    if (*req.mtu < kMinMtu || *req.mtu > 65535) {
+    if (*req.mtu < Overlay::kMinMtu || *req.mtu > 65535) {
       throw Error(Errc::invalid_argument, "mtu " + std::to_string(*req.mtu) + " out of range " +
-                                              std::to_string(kMinMtu) + "-65535");
+                                              std::to_string(Overlay::kMinMtu) + "-65535");
     }
     n.mtu = *req.mtu;
   } else {
-    const unsigned overhead = kVxlanOverhead + (req.encrypted ? kEspOverhead : 0);
-    n.mtu = std::max(kMinMtu, dataplane_.underlay_mtu() - overhead);
+    n.mtu = overlay_.default_mtu(req.encrypted);
   }
 
-  // The VNI must be unique in the whole cluster, and networks may be created
-  // on two nodes at the same moment, before either hears of the other. So
-  // it is drawn from the network's random id (24 bits, 16.7 million values)
-  // rather than "next free", which two nodes would pick alike; a value
-  // already known here is skipped.
   n.id = random_hex(16);
-  std::set<uint32_t> vnis;
-  for (const auto& [id, e] : store_.networks()) {
-    if (!e.deleted) vnis.insert(e.value.vni);
-  }
-  if (vnis.size() >= kMaxVni - kFirstVni) throw Error(Errc::exhausted, "no VXLAN network identifier left");
-  n.vni = kFirstVni + static_cast<uint32_t>(std::stoull(n.id.substr(0, 8), nullptr, 16) %
-                                            (kMaxVni - kFirstVni + 1));
-  while (vnis.count(n.vni)) n.vni = n.vni == kMaxVni ? kFirstVni : n.vni + 1;
+  n.vni = overlay_.pick_vni(n.id);
 
   n.internal = req.internal;
   n.encrypted = req.encrypted;
   n.ingress = req.ingress;
-  n.block_length = ipam::default_block_length(n.subnet);
+  n.block_length = ClusterIpam::block_length(n.subnet, n.gateway);
   n.created_by = store_.node_id();
 
-  ipam::AddressSpace check(n.subnet, n.gateway, n.block_length);  // validates the layout
   store_.put(n);
-  sync_firewall();
+  overlay_.sync_firewall();
   spdlog::info("network {} created: id {} subnet {} gateway {} mtu {} vni {}{}{}", n.name, n.id,
                n.subnet.str(), n.gateway.str(), n.mtu, n.vni, n.internal ? " internal" : "",
                n.encrypted ? " encrypted" : "");
   return to_api(n);
-}
-
-std::vector<std::string> Controller::check_pools_against_routes(const ipam::AddressPools& pools) {
-  const std::vector<HostRoute> routes = dataplane_.host_routes();
-  auto describe = [](const HostRoute& r) {
-    return r.destination.str() + (r.device.empty() ? "" : " (dev " + r.device + ")");
-  };
-  std::vector<std::string> warnings;
-  for (const Ipv4Prefix& pool : pools.pools) {
-    std::vector<Ipv4Prefix> routed;
-    std::string overlapping;
-    for (const HostRoute& r : routes) {
-      if (!r.destination.overlaps(pool)) continue;
-      routed.push_back(r.destination);
-      overlapping += (overlapping.empty() ? "" : ", ") + describe(r);
-    }
-    if (routed.empty()) continue;
-    if (!ipam::next_free_subnet(pool, pools.mask_length, routed)) {
-      throw Error(Errc::invalid_argument, "default address pool " + pool.str() + " is refused: every /" +
-                                              std::to_string(pools.mask_length) +
-                                              " subnet of it overlaps a route of this host: " + overlapping);
-    }
-    warnings.push_back("default address pool " + pool.str() + " overlaps a route of this host: " + overlapping +
-                       "; networks created without --subnet skip the subnets that overlap it");
-  }
-  return warnings;
 }
 
 std::vector<api::Network> Controller::list_networks() const {
@@ -663,15 +272,10 @@ void Controller::remove_network(const std::string& name_or_id) {
   // A node that died or left cannot delete its endpoints any more: they go
   // with the network.
   for (const auto& key : orphans) store_.erase_endpoint(key);
-  dataplane_.remove_network(bridge_name(network.id));
-  std::vector<std::string> blocks;
-  for (const auto& [key, e] : store_.blocks()) {
-    if (!e.deleted && e.value.network_id == network.id) blocks.push_back(key);
-  }
-  for (const auto& key : blocks) store_.erase_block(key);
+  overlay_.remove(network.id);
+  ipam_.remove_network(network.id);
   store_.erase_network(network.id);
-  spaces_.erase(network.id);
-  sync_firewall();
+  overlay_.sync_firewall();
   spdlog::info("network {} removed{}", network.name,
                orphans.empty() ? "" : " with " + std::to_string(orphans.size()) +
                                           " endpoint(s) of nodes no longer in the cluster");
@@ -689,28 +293,32 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
                                             "\" is the routing mesh's: no container joins it (publish a "
                                             "service's port in ingress mode instead)");
   }
-  if (network.encrypted && req.attach && encryption_missing()) {
+  if (network.encrypted && req.attach && overlay_.encryption_missing()) {
     throw Error(Errc::unavailable, "network \"" + network.name + "\" is encrypted and this node cannot carry it: " +
-                                       *encryption_missing());
+                                       *overlay_.encryption_missing());
   }
   const std::string key = endpoint_key(network.id, store_.node_id(), req.container_id, req.ifname);
   if (const EndpointRecord* existing = store_.find_endpoint(key)) {
     // ADD repeated (a runtime retry): same answer, kernel side repaired.
-    if (existing->attach) dataplane_.ensure_network(network, bridge_name(network.id));
+    if (existing->attach) overlay_.repair(network);
     return {to_api(network, *existing), false};
   }
 
+  if (req.static_ips.size() > 1) {
+    throw Error(Errc::invalid_argument, "only one static IPv4 address per endpoint is supported");
+  }
   EndpointRecord e;
-  e.ip = allocate(network, req);
+  e.ip = ipam_.allocate(network, req.static_ips.empty() ? std::nullopt : std::optional(req.static_ips.front()));
   // Until the journal holds the endpoint, the address must go back on failure.
   struct Release {
-    ipam::AddressSpace& space;
+    ClusterIpam& ipam;
+    const NetworkRecord& network;
     Ipv4Address ip;
     bool armed = true;
     ~Release() {
-      if (armed) space.release(ip);
+      if (armed) ipam.release(network, ip);
     }
-  } release{space_of(network), e.ip};
+  } release{ipam_, network, e.ip};
 
   e.id = random_hex(16);
   e.network_id = network.id;
@@ -738,27 +346,13 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   // The bridge before the record: the record's listeners act on it at once
   // (the balancer puts the network's VIP addresses on it when this is the
   // network's first container here, and nothing would tell it again).
-  if (e.attach) {
-    try {
-      dataplane_.ensure_network(network, bridge_name(network.id));
-    } catch (...) {
-      if (local_attached_endpoints(network.id) == 0) dataplane_.remove_network(bridge_name(network.id));
-      throw;
-    }
-  }
+  if (e.attach) overlay_.prepare_attach(network);
   store_.put(e);
   release.armed = false;
 
   if (e.attach) {
     try {
-      // A local ADD changes no remote entry: the overlay (a VXLAN lookup and
-      // two netlink dumps) is programmed only when this endpoint brings the
-      // network to this host; otherwise the bridge is just checked.
-      if (local_attached_endpoints(network.id) == 1) {
-        sync_network(network.id);
-      } else {
-        dataplane_.ensure_network(network, bridge_name(network.id));
-      }
+      overlay_.attached(network);
     } catch (...) {
       delete_endpoint_record(network, e);
       throw;
@@ -799,11 +393,8 @@ void Controller::delete_endpoint_record(const NetworkRecord& network, const Endp
   // The record goes first: its listeners (balancers, DNS) drop the task
   // while its interface still exists, then the interface goes.
   store_.erase_endpoint(endpoint_key(copy.network_id, copy.node, copy.container_id, copy.ifname));
-  if (copy.attach && !copy.host_ifname.empty()) dataplane_.remove_host_link(copy.host_ifname);
-  space_of(network).release(copy.ip);
-  if (copy.attach && local_attached_endpoints(network.id) == 0) {
-    dataplane_.remove_network(bridge_name(network.id));
-  }
+  ipam_.release(network, copy.ip);
+  if (copy.attach) overlay_.detached(network, copy.host_ifname);
 }
 
 void Controller::release_endpoint(const std::string& key) {
@@ -901,19 +492,6 @@ api::Status Controller::status() const {
   return s;
 }
 
-size_t Controller::local_attached_endpoints(const std::string& network_id) const {
-  size_t count = 0;
-  for (const auto& [key, e] : store_.endpoints()) {
-    // The node's own address (owner node) follows the network here; it
-    // does not keep it here.
-    if (!e.deleted && e.value.network_id == network_id && e.value.node == store_.node_id() &&
-        e.value.attach && e.value.owner != api::kOwnerNode) {
-      ++count;
-    }
-  }
-  return count;
-}
-
 api::Network Controller::to_api(const NetworkRecord& n) const {
   api::Network a;
   a.id = n.id;
@@ -925,8 +503,8 @@ api::Network Controller::to_api(const NetworkRecord& n) const {
   a.internal = n.internal;
   a.encrypted = n.encrypted;
   if (n.encrypted) {
-    a.key_generation = encryption_ ? encryption_->generation() : 0;
-    a.encryption_missing = encryption_missing().value_or("");
+    a.key_generation = overlay_.key_generation();
+    a.encryption_missing = overlay_.encryption_missing().value_or("");
   }
   a.block_length = n.block_length;
   a.created_by = n.created_by;
@@ -937,7 +515,7 @@ api::Network Controller::to_api(const NetworkRecord& n) const {
       ++a.endpoints;
     }
   }
-  a.bridge = local_attached_endpoints(n.id) > 0 ? bridge_name(n.id) : "";
+  a.bridge = overlay_.local_attached_endpoints(n.id) > 0 ? bridge_name(n.id) : "";
   return a;
 }
 

@@ -1,7 +1,10 @@
-// The daemon's logic: networks, endpoints and their addresses, on top of the
-// Store (durable tables) and the Dataplane (this host's kernel state). Runs
-// on the daemon's single I/O thread, so it needs no locks; every method
-// either completes (journaled, kernel updated) or throws with nothing changed.
+// The daemon's networks and endpoints as the API sees them: it checks a
+// request, then orchestrates the parts that do the work, the cluster IPAM
+// (daemon/cluster_ipam.hpp: addresses, blocks) and the overlay
+// (daemon/overlay.hpp: bridges, VXLAN, packet filter), over the Store
+// (durable tables). Runs on the daemon's single I/O thread, so it needs no
+// locks; every method either completes (journaled, kernel updated) or
+// throws with nothing changed.
 #pragma once
 
 #include <functional>
@@ -13,54 +16,23 @@
 
 #include "common/api.hpp"
 #include "common/error.hpp"
+#include "daemon/cluster_ipam.hpp"
 #include "daemon/dataplane.hpp"
-#include "daemon/encryption.hpp"
+#include "daemon/membership.hpp"
+#include "daemon/overlay.hpp"
 #include "daemon/store.hpp"
-#include "ipam/address_space.hpp"
-#include "ipam/subnet_pool.hpp"
 
 namespace swarmnet::daemon {
-
-// What the controller needs to know of the cluster. Without one (a node that
-// never joined a cluster) only this node exists and is alive.
-class Membership {
- public:
-  virtual ~Membership() = default;
-  virtual bool is_alive(const std::string& node_id) const = 0;
-  // The node's underlay address (its VXLAN tunnel endpoint).
-  virtual std::optional<Ipv4Address> address_of(const std::string& node_id) const = 0;
-  // Asks the nodes that own address blocks of a network to give one to us.
-  virtual void request_block(const std::string& network_id) = 0;
-  // False once this node has been cut off from a majority of the cluster
-  // for longer than its lease: the majority may then reclaim its blocks, so
-  // it must stop handing out addresses from them.
-  virtual bool may_allocate() const { return true; }
-  // The underlay addresses VXLAN may come from: every member's advertise
-  // address, this node's included, a dead member's until it is reclaimed
-  // (a healing partition is not cut off), not one that left.
-  virtual std::vector<Ipv4Address> underlay_peers() const { return {}; }
-};
-
-// Thrown when this node owns no free address in a network but other nodes
-// own blocks with room: the caller asks them for a block and retries.
-class BlockNeeded : public Error {
- public:
-  explicit BlockNeeded(std::string network_id, const std::string& message)
-      : Error(Errc::exhausted, message), network_id_(std::move(network_id)) {}
-  const std::string& network_id() const { return network_id_; }
-
- private:
-  std::string network_id_;
-};
 
 class Controller {
  public:
   Controller(Store& store, Dataplane& dataplane, std::string node_name);
   ~Controller();
 
-  // Joins the controller to a cluster (or, with nullptr, back to one node).
-  // `local_vtep` is this node's underlay address for the overlay.
-  void set_membership(Membership* membership, std::optional<Ipv4Address> local_vtep);
+  // Joins the controller to a cluster (or, with nullptrs, back to one
+  // node). `local_vtep` is this node's underlay address for the overlay.
+  void set_membership(const Membership* membership, BlockExchange* blocks,
+                      std::optional<Ipv4Address> local_vtep);
   // The cluster goes away with the daemon (shutdown, not `cluster leave`):
   // forgets it without telling anyone, so that what the kernel holds
   // (balancers' remote backends, the mesh, overlay entries) stays as it is
@@ -69,14 +41,12 @@ class Controller {
   void forget_membership();
   // Membership changed (a node joined, died, came back): reprogram overlays.
   void on_membership_change();
-  // Hands membership's underlay_peers() to the packet filter when they
-  // changed (the first call always does; an empty list without a
-  // membership). on_membership_change() calls it while there is one.
-  void sync_underlay_peers();
-  // Another node asks for an address block of a network. If this node owns
-  // a block with no address in use, it hands it over (writes the new owner)
-  // and returns true.
-  bool donate_block(const std::string& network_id, const std::string& requester);
+  // This host's kernel side of the networks (bridges, VXLAN, packet filter).
+  Overlay& overlay() { return overlay_; }
+  // Which addresses this node hands out, and the block protocol with the
+  // other nodes (donations, reclaims, default address pools).
+  ClusterIpam& ipam() { return ipam_; }
+  const ClusterIpam& ipam() const { return ipam_; }
   // Takes over the address blocks of a node that has been dead longer than
   // the reclaim time (the cluster layer decides when, and that only one
   // node does it); the addresses its endpoints hold stay held. Returns the
@@ -87,13 +57,10 @@ class Controller {
   // reserved). Returns the number of endpoints released.
   size_t release_node(const std::string& gone_node);
 
-  // Forwards to the membership (no-op on a single node).
-  void request_block(const std::string& network_id) {
-    if (membership_) membership_->request_block(network_id);
-  }
+  // Forwards to the cluster IPAM (no-op on a single node).
+  void request_block(const std::string& network_id) { ipam_.request_block(network_id); }
 
-  // Brings the kernel in line with the tables after a (re)start: bridges for
-  // networks with local endpoints, none for the others.
+  // Brings the kernel in line with the tables after a (re)start.
   void reconcile();
 
   api::Network create_network(const api::NetworkCreate& request);
@@ -124,7 +91,7 @@ class Controller {
   // Whether a node is alive (this node always is).
   bool is_alive(const std::string& node_id) const { return alive(node_id); }
   // The members' underlay addresses, as last given to the packet filter.
-  std::vector<Ipv4Address> underlay_peers() const { return underlay_peers_.value_or(std::vector<Ipv4Address>{}); }
+  std::vector<Ipv4Address> underlay_peers() const { return overlay_.underlay_peers(); }
   // Called after every membership change (after the overlays are updated).
   void add_membership_listener(std::function<void()> listener) {
     membership_listeners_.push_back(std::move(listener));
@@ -135,20 +102,9 @@ class Controller {
   void set_endpoint_completer(std::function<void(EndpointRecord&)> completer) {
     endpoint_completer_ = std::move(completer);
   }
-  // Where networks created without a subnet come from: the cluster's
-  // default address pools (swarm's 10.0.0.0/8 in /24s outside a cluster).
-  void set_address_pools(ipam::AddressPools pools) { pools_ = std::move(pools); }
-  const ipam::AddressPools& address_pools() const { return pools_; }
-  // Pools against this host's routes: Error(invalid_argument) naming the
-  // route when a pool has no subnet clear of them; else one warning per pool
-  // that overlaps a route (its subnets overlapping one are skipped).
-  std::vector<std::string> check_pools_against_routes(const ipam::AddressPools& pools);
-
   // Where encrypted networks' ESP is programmed; without one (or with one
   // whose kernel lacks ESP) encrypted networks are refused here.
-  void set_encryption(const Encryption* encryption) { encryption_ = encryption; }
-  // Why this node cannot carry encrypted networks; nullopt: it can.
-  std::optional<std::string> encryption_missing() const;
+  void set_encryption(const Encryption* encryption) { overlay_.set_encryption(encryption); }
 
   // Whether endpoints are told to resolve through swarmnetd's DNS.
   void set_dns_enabled(bool enabled) { dns_enabled_ = enabled; }
@@ -158,36 +114,21 @@ class Controller {
 
  private:
   const NetworkRecord& resolve(const std::string& name_or_id) const;
-  ipam::AddressSpace& space_of(const NetworkRecord& network);
-  Ipv4Address allocate(const NetworkRecord& network, const api::EndpointCreate& request);
-  void claim_block(const NetworkRecord& network, ipam::AddressSpace& space,
-                   const Ipv4Prefix& block);
-  size_t local_attached_endpoints(const std::string& network_id) const;
-  const std::string& owner_of(const NetworkRecord& network, const Ipv4Prefix& block) const;
   bool alive(const std::string& node_id) const;
   void on_store_change(const std::string& table, const std::string& key);
-  // Programs this host's kernel for one network from the tables.
-  void sync_network(const std::string& network_id);
-  // The packet filter for every network of the cluster.
-  void sync_firewall();
-  void warn_conflicts(const NetworkRecord& network) const;
   void delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& endpoint);
   api::Network to_api(const NetworkRecord& n) const;
   api::Endpoint to_api(const NetworkRecord& n, const EndpointRecord& e) const;
 
   Store& store_;
-  Dataplane& dataplane_;
+  Overlay overlay_;
+  ClusterIpam ipam_;
   std::string node_name_;
-  std::map<std::string, ipam::AddressSpace> spaces_;  // network id -> its addresses
   size_t listener_id_ = 0;
-  Membership* membership_ = nullptr;
-  std::optional<Ipv4Address> local_vtep_;
-  std::optional<std::vector<Ipv4Address>> underlay_peers_;  // as last given to the filter
+  const Membership* membership_ = nullptr;
   std::vector<std::function<void()>> membership_listeners_;
   bool dns_enabled_ = false;
-  const Encryption* encryption_ = nullptr;
   std::function<void(EndpointRecord&)> endpoint_completer_;
-  ipam::AddressPools pools_ = ipam::default_address_pools();
 };
 
 }  // namespace swarmnet::daemon

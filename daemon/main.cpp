@@ -345,9 +345,9 @@ int main(int argc, char** argv) {
     metrics.watch_cluster(cluster);
     // Without a cluster to resume, VXLAN is refused from everyone (a set
     // left by an earlier run is emptied).
-    controller.sync_underlay_peers();
+    controller.overlay().sync_underlay_peers();
     // Every route of the API, in one table (daemon/api_routes.hpp).
-    swarmnet::daemon::Router router([&controller](const std::string& network_id) { controller.request_block(network_id); });
+    swarmnet::daemon::Router router(&controller.ipam());
     swarmnet::daemon::add_all_routes(
         router, swarmnet::daemon::ApiParts{.controller = controller,
                                            .store = store,

@@ -95,10 +95,20 @@ TEST_CASE("router: placeholders, exact segments, and a clear 404", "[api][router
   CHECK_NOTHROW(router.add("DELETE", "/v1/things/NAME", [](const daemon::ApiRequest&) { return daemon::HttpReply{}; }));
 }
 
-TEST_CASE("router: a request that needs an address block asks for one and is retried", "[api][router]") {
+// Records the networks the cluster IPAM asks other nodes for a block of.
+struct AskedBlocks : daemon::BlockExchange {
   std::vector<std::string> asked;
+  void request_block(const std::string& network_id) override { asked.push_back(network_id); }
+};
+
+TEST_CASE("router: a request that needs an address block asks for one and is retried", "[api][router]") {
+  Fixture f;
+  AskedBlocks exchange;
+  daemon::ClusterIpam ipam(f.store, daemon::BlockWait{std::chrono::milliseconds(2000), std::chrono::milliseconds(20)});
+  ipam.set_cluster(nullptr, &exchange);
+  const std::vector<std::string>& asked = exchange.asked;
   int calls = 0;
-  daemon::Router router([&asked](const std::string& network_id) { asked.push_back(network_id); });
+  daemon::Router router(&ipam);
   router.add("POST", "/v1/things", [&calls](const daemon::ApiRequest&) {
     if (++calls < 3) throw daemon::BlockNeeded("net1", "no free address here");
     return daemon::HttpReply{201, boost::json::object{{"ok", true}}};

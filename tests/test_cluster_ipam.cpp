@@ -28,7 +28,7 @@ namespace {
 
 class FakeCluster;
 
-struct Node : daemon::Membership {
+struct Node : daemon::Membership, daemon::BlockExchange {
   Node(FakeCluster& c, int index);
   bool is_alive(const std::string& node_id) const override;
   std::optional<Ipv4Address> address_of(const std::string& node_id) const override;
@@ -57,7 +57,7 @@ class FakeCluster {
                                     const daemon::Store::Line* local) {
             if (local) queue.push_back({from->index, *local});
           });
-      node->controller.set_membership(node.get(), Ipv4Address(0xC0A80000u + node->index + 1));
+      node->controller.set_membership(node.get(), node.get(), Ipv4Address(0xC0A80000u + node->index + 1));
     }
   }
   bool connected(int a, int b) const { return group.at(a) == group.at(b); }
@@ -107,7 +107,7 @@ std::optional<Ipv4Address> Node::address_of(const std::string& node_id) const {
 void Node::request_block(const std::string& network_id) {
   for (auto& n : cluster.nodes) {
     if (n->index == index || !cluster.connected(index, n->index)) continue;
-    if (n->controller.donate_block(network_id, store.node_id())) break;
+    if (n->controller.ipam().donate_block(network_id, store.node_id())) break;
   }
 }
 
@@ -439,7 +439,7 @@ TEST_CASE("networks from the address pools: distinct across nodes; two made at t
   ipam::AddressPools pools;
   pools.pools = {Ipv4Prefix::parse("172.30.0.0/24")};
   pools.mask_length = 26;
-  for (auto& n : c.nodes) n->controller.set_address_pools(pools);
+  for (auto& n : c.nodes) n->controller.ipam().set_address_pools(pools);
   auto& a = *c.nodes[0];
   auto& b = *c.nodes[1];
   auto named = [](const char* name) {

@@ -107,7 +107,7 @@ TEST_CASE("networks without a subnet come from the address pools, clear of the h
   ipam::AddressPools pools;
   pools.pools = {Ipv4Prefix::parse("172.30.0.0/23"), Ipv4Prefix::parse("192.168.200.0/24")};
   pools.mask_length = 25;
-  c.set_address_pools(pools);
+  c.ipam().set_address_pools(pools);
 
   CHECK(c.create_network(net("given", "172.30.0.0/25")).subnet.str() == "172.30.0.0/25");
   // 172.30.0.0/25 is a network's, 172.30.1.0/24 the host's route to eth1.
@@ -123,7 +123,7 @@ TEST_CASE("networks without a subnet come from the address pools, clear of the h
                              Catch::Contains("give --subnet"));
   }
   // Back to swarm's defaults (out of the cluster).
-  c.set_address_pools(ipam::default_address_pools());
+  c.ipam().set_address_pools(ipam::default_address_pools());
   CHECK(c.create_network(net("e")).subnet.str() == "10.0.0.0/24");
 }
 
@@ -131,26 +131,25 @@ TEST_CASE("address pools against the host's routes: warned when partly covered, 
           "[controller][pools]") {
   TempDir dir;
   Daemon d(dir.path());
-  auto& c = d.controller;
   d.dataplane.routes = {{Ipv4Prefix::parse("172.31.250.0/24"), "eth0"},
                         {Ipv4Prefix::parse("10.8.0.0/16"), ""}};
   ipam::AddressPools pools;
   pools.pools = {Ipv4Prefix::parse("172.31.0.0/16"), Ipv4Prefix::parse("192.168.0.0/24")};
   pools.mask_length = 24;
-  const auto warnings = c.check_pools_against_routes(pools);
+  const auto warnings = daemon::ClusterIpam::check_pools_against_routes(pools, d.dataplane.host_routes());
   REQUIRE(warnings.size() == 1);
   CHECK_THAT(warnings[0], Catch::Contains("172.31.0.0/16 overlaps a route of this host: 172.31.250.0/24 (dev eth0)"));
 
   // The control: a pool clear of every route gives no warning.
   pools.pools = {Ipv4Prefix::parse("192.168.0.0/24")};
-  CHECK(c.check_pools_against_routes(pools).empty());
+  CHECK(daemon::ClusterIpam::check_pools_against_routes(pools, d.dataplane.host_routes()).empty());
 
   for (const char* covered : {"172.31.250.0/24", "172.31.250.128/25", "10.8.0.0/16"}) {
     INFO(covered);
     pools.pools = {Ipv4Prefix::parse("192.168.0.0/24"), Ipv4Prefix::parse(covered)};
     pools.mask_length = 26;
     try {
-      c.check_pools_against_routes(pools);
+      daemon::ClusterIpam::check_pools_against_routes(pools, d.dataplane.host_routes());
       FAIL("no throw");
     } catch (const Error& e) {
       CHECK(e.code() == Errc::invalid_argument);

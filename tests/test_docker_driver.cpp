@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "daemon/api_server.hpp"
+#include "daemon/encryption.hpp"
 #include "plugin/docker/container_names.hpp"
 #include "plugin/docker/dns_redirect.hpp"
 #include "plugin/docker/driver.hpp"

@@ -30,7 +30,6 @@ api::NetworkCreate net(const std::string& name, const std::string& subnet) {
 struct FakeMembership : daemon::Membership {
   bool is_alive(const std::string&) const override { return true; }
   std::optional<Ipv4Address> address_of(const std::string&) const override { return std::nullopt; }
-  void request_block(const std::string&) override {}
   std::vector<Ipv4Address> underlay_peers() const override { return peers; }
   std::vector<Ipv4Address> peers;
 };
@@ -107,7 +106,7 @@ TEST_CASE("the packet filter follows membership's underlay addresses", "[underla
   daemon::Controller controller(store, dataplane, "test");
   // No cluster: the first sync empties the filter's list (one left by an
   // earlier run must not stay).
-  controller.sync_underlay_peers();
+  controller.overlay().sync_underlay_peers();
   CHECK(dataplane.underlay_peer_calls == 1);
   CHECK(dataplane.underlay_peers.empty());
 
@@ -115,11 +114,11 @@ TEST_CASE("the packet filter follows membership's underlay addresses", "[underla
   const auto a = Ipv4Address::parse("172.31.250.11");
   const auto b = Ipv4Address::parse("172.31.250.12");
   cluster.peers = {a, b};
-  controller.set_membership(&cluster, a);
+  controller.set_membership(&cluster, nullptr, a);
   CHECK(dataplane.underlay_peers == std::vector<Ipv4Address>{a, b});
   const int calls = dataplane.underlay_peer_calls;
   // Unchanged: the kernel is not asked again (housekeeping calls this every second).
-  controller.sync_underlay_peers();
+  controller.overlay().sync_underlay_peers();
   controller.on_membership_change();
   CHECK(dataplane.underlay_peer_calls == calls);
   // A member gone (reclaimed, or left): it leaves the list.
@@ -128,10 +127,10 @@ TEST_CASE("the packet filter follows membership's underlay addresses", "[underla
   CHECK(dataplane.underlay_peers == std::vector<Ipv4Address>{a});
   // Shutting down (the cluster goes, the daemon restarts): the filter keeps
   // its members, so the overlay carries traffic while the daemon is away.
-  controller.set_membership(nullptr, std::nullopt);
+  controller.set_membership(nullptr, nullptr, std::nullopt);
   CHECK(dataplane.underlay_peers == std::vector<Ipv4Address>{a});
   // Leaving the cluster syncs on purpose: nobody.
-  controller.sync_underlay_peers();
+  controller.overlay().sync_underlay_peers();
   CHECK(dataplane.underlay_peers.empty());
 }
 

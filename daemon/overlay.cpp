@@ -1,0 +1,229 @@
+#include "daemon/overlay.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/api.hpp"
+#include "common/error.hpp"
+#include "daemon/encryption.hpp"
+
+namespace swarmnet::daemon {
+
+namespace {
+
+// VXLAN overhead: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+constexpr unsigned kVxlanOverhead = 50;
+// ESP in transport mode with AES-GCM (rfc4106): header 8 + IV 8 + padding
+// to 4 bytes (at most 3) + pad length and next header 2 + ICV 16 = 37,
+// rounded up.
+constexpr unsigned kEspOverhead = 40;
+// Swarm's overlay VNIs start at 4096; we do the same so they are recognisable.
+constexpr uint32_t kFirstVni = 4096;
+constexpr uint32_t kMaxVni = (1u << 24) - 1;
+
+}  // namespace
+
+Overlay::Overlay(Store& store, Dataplane& dataplane) : store_(store), dataplane_(dataplane) {}
+
+void Overlay::set_membership(const Membership* membership, std::optional<Ipv4Address> local_vtep) {
+  membership_ = membership;
+  local_vtep_ = local_vtep;
+}
+
+std::optional<std::string> Overlay::encryption_missing() const {
+  if (!encryption_) return std::string("this swarmnetd runs without encryption support");
+  return encryption_->missing();
+}
+
+uint32_t Overlay::key_generation() const { return encryption_ ? encryption_->generation() : 0; }
+
+std::string Overlay::bridge_name(const std::string& network_id) { return daemon::bridge_name(network_id); }
+
+bool Overlay::alive(const std::string& node_id) const {
+  if (node_id == store_.node_id()) return true;
+  return membership_ && membership_->is_alive(node_id);
+}
+
+void Overlay::membership_changed() {
+  // Without a membership (also while the daemon shuts down) the filter
+  // keeps its members, as the overlays keep their entries, so traffic goes
+  // on across a restart; leaving a cluster empties it (Cluster::stop).
+  if (membership_) sync_underlay_peers();
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted && local_attached_endpoints(id) > 0) sync_network(id);
+  }
+}
+
+void Overlay::sync_underlay_peers() {
+  std::vector<Ipv4Address> peers;
+  if (membership_) peers = membership_->underlay_peers();
+  if (underlay_peers_ == peers) return;
+  dataplane_.set_underlay_peers(peers);
+  underlay_peers_ = std::move(peers);
+}
+
+void Overlay::sync_network(const std::string& network_id) {
+  const NetworkRecord* n = store_.find_network(network_id);
+  if (!n || local_attached_endpoints(network_id) == 0) return;
+  const NetworkRecord network = *n;
+  const std::string bridge = bridge_name(network.id);
+  dataplane_.ensure_network(network, bridge);
+  if (!membership_ || !local_vtep_) return;
+  dataplane_.ensure_overlay(network, bridge, *local_vtep_);
+  std::vector<RemoteEndpoint> remote;
+  for (const auto& [key, e] : store_.endpoints()) {
+    const EndpointRecord& ep = e.value;
+    if (e.deleted || ep.network_id != network.id || ep.node == store_.node_id() || !ep.attach) {
+      continue;
+    }
+    // An endpoint of a dead node leaves the overlay at once; it comes back
+    // when its node does (the tables keep it meanwhile).
+    if (!alive(ep.node)) continue;
+    auto vtep = membership_->address_of(ep.node);
+    if (!vtep) continue;
+    remote.push_back(RemoteEndpoint{ep.ip, ep.mac, *vtep});
+  }
+  std::sort(remote.begin(), remote.end());
+  dataplane_.sync_remote_endpoints(network, remote);
+}
+
+// Two nodes that create networks at the same moment, before either hears of
+// the other, can pick the same name or overlapping subnets (a VNI clash is
+// made unlikely by drawing VNIs at random). Nothing can undo that without a
+// coordinator; say it loudly so the operator removes one.
+void Overlay::warn_conflicts(const NetworkRecord& n) const {
+  for (const auto& [id, e] : store_.networks()) {
+    if (e.deleted || id == n.id) continue;
+    if (e.value.name == n.name || e.value.subnet.overlaps(n.subnet) || e.value.vni == n.vni) {
+      spdlog::error("networks {} ({} {} vni {}) and {} ({} {} vni {}) were created concurrently on two "
+                    "nodes and clash; remove one of them",
+                    n.name, n.id.substr(0, 12), n.subnet.str(), n.vni, e.value.name,
+                    id.substr(0, 12), e.value.subnet.str(), e.value.vni);
+    }
+  }
+}
+
+void Overlay::sync_firewall() {
+  // Oldest first, so that of two clashing networks (see warn_conflicts) the
+  // one created first keeps its rules; the other gets none until removed.
+  std::vector<std::pair<Version, NetworkRecord>> all;
+  // Every encrypted network, clashing or not: its VXLAN is never in clear.
+  std::set<uint32_t> encrypted;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted && e.value.encrypted) encrypted.insert(e.value.vni);
+  }
+  dataplane_.set_encrypted_vnis(encrypted);
+  for (const auto& [id, e] : store_.networks()) {
+    // The ingress network holds no container: nothing to isolate, and its
+    // traffic between sandboxes is the routing mesh's (ingress_sandbox.hpp).
+    if (!e.deleted && !e.value.ingress) all.emplace_back(e.version, e.value);
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<NetworkRecord> networks;
+  for (const auto& [version, n] : all) {
+    bool clash = false;
+    for (const auto& kept : networks) clash = clash || kept.subnet.overlaps(n.subnet);
+    if (!clash) networks.push_back(n);
+  }
+  dataplane_.sync_firewall(networks);
+}
+
+void Overlay::network_changed(const std::string& network_id) {
+  auto it = store_.networks().find(network_id);
+  if (it == store_.networks().end()) return;
+  if (!it->second.deleted) warn_conflicts(it->second.value);
+  sync_firewall();
+  if (it->second.deleted) {
+    if (local_attached_endpoints(network_id) == 0) dataplane_.remove_network(bridge_name(network_id));
+    return;
+  }
+  sync_network(network_id);
+}
+
+void Overlay::prepare_attach(const NetworkRecord& network) {
+  try {
+    dataplane_.ensure_network(network, bridge_name(network.id));
+  } catch (...) {
+    if (local_attached_endpoints(network.id) == 0) dataplane_.remove_network(bridge_name(network.id));
+    throw;
+  }
+}
+
+void Overlay::attached(const NetworkRecord& network) {
+  // A local ADD changes no remote entry: the overlay (a VXLAN lookup and
+  // two netlink dumps) is programmed only when this endpoint brings the
+  // network to this host; otherwise the bridge is just checked.
+  if (local_attached_endpoints(network.id) == 1) {
+    sync_network(network.id);
+  } else {
+    dataplane_.ensure_network(network, bridge_name(network.id));
+  }
+}
+
+void Overlay::detached(const NetworkRecord& network, const std::string& host_ifname) {
+  if (!host_ifname.empty()) dataplane_.remove_host_link(host_ifname);
+  if (local_attached_endpoints(network.id) == 0) dataplane_.remove_network(bridge_name(network.id));
+}
+
+void Overlay::repair(const NetworkRecord& network) { dataplane_.ensure_network(network, bridge_name(network.id)); }
+
+void Overlay::remove(const std::string& network_id) { dataplane_.remove_network(bridge_name(network_id)); }
+
+void Overlay::reconcile() {
+  sync_firewall();
+  for (const auto& [id, e] : store_.networks()) {
+    const std::string bridge = bridge_name(id);
+    if (!e.deleted && local_attached_endpoints(id) > 0) {
+      sync_network(id);
+    } else {
+      dataplane_.remove_network(bridge);
+    }
+  }
+  // Host ends of endpoints deleted while we were down (DEL arrived while the
+  // daemon was restarting and failed, then GC or a later DEL cleaned the
+  // record) are removed with their tombstones' names.
+  for (const auto& [key, e] : store_.endpoints()) {
+    if (e.deleted && e.value.node == store_.node_id() && !e.value.host_ifname.empty()) {
+      dataplane_.remove_host_link(e.value.host_ifname);
+    }
+  }
+}
+
+size_t Overlay::local_attached_endpoints(const std::string& network_id) const {
+  size_t count = 0;
+  for (const auto& [key, e] : store_.endpoints()) {
+    // The node's own address (owner node) follows the network here; it
+    // does not keep it here.
+    if (!e.deleted && e.value.network_id == network_id && e.value.node == store_.node_id() &&
+        e.value.attach && e.value.owner != api::kOwnerNode) {
+      ++count;
+    }
+  }
+  return count;
+}
+
+unsigned Overlay::default_mtu(bool encrypted) {
+  const unsigned overhead = kVxlanOverhead + (encrypted ? kEspOverhead : 0);
+  return std::max(Overlay::kMinMtu, dataplane_.underlay_mtu() - overhead);
+}
+
+uint32_t Overlay::pick_vni(const std::string& network_id) const {
+  // The VNI must be unique in the whole cluster, and networks may be created
+  // on two nodes at the same moment, before either hears of the other. So
+  // it is drawn from the network's random id (24 bits, 16.7 million values)
+  // rather than "next free", which two nodes would pick alike; a value
+  // already known here is skipped.
+  std::set<uint32_t> vnis;
+  for (const auto& [id, e] : store_.networks()) {
+    if (!e.deleted) vnis.insert(e.value.vni);
+  }
+  if (vnis.size() >= kMaxVni - kFirstVni) throw Error(Errc::exhausted, "no VXLAN network identifier left");
+  uint32_t vni = kFirstVni + static_cast<uint32_t>(std::stoull(network_id.substr(0, 8), nullptr, 16) %
+                                                   (kMaxVni - kFirstVni + 1));
+  while (vnis.count(vni)) vni = vni == kMaxVni ? kFirstVni : vni + 1;
+  return vni;
+}
+
+}  // namespace swarmnet::daemon

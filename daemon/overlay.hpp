@@ -1,0 +1,104 @@
+// This host's share of the cluster's networks, as the kernel holds it: a
+// bridge for each network with a local container, its VXLAN device and the
+// static entries of the other hosts' containers on it, and the packet filter
+// for every network of the cluster. It reads the tables (Store) and the
+// membership and programs the Dataplane; the controller tells it when a
+// local container comes or goes and when the tables or the membership
+// changed. Runs on the daemon's thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/dataplane.hpp"
+#include "daemon/membership.hpp"
+#include "daemon/store.hpp"
+
+namespace swarmnet::daemon {
+
+class Encryption;
+
+class Overlay {
+ public:
+  // The smallest MTU a network may have (IPv4's minimum datagram).
+  static constexpr unsigned kMinMtu = 576;
+
+  Overlay(Store& store, Dataplane& dataplane);
+
+  // The cluster (nullptr: this node alone) and this node's underlay address,
+  // the local end of every VXLAN tunnel. Programs nothing by itself.
+  void set_membership(const Membership* membership, std::optional<Ipv4Address> local_vtep);
+  // Where encrypted networks' ESP is programmed; without one (or with one
+  // whose kernel lacks ESP) encrypted networks cannot be carried here.
+  void set_encryption(const Encryption* encryption) { encryption_ = encryption; }
+  // Why this node cannot carry encrypted networks; nullopt: it can.
+  std::optional<std::string> encryption_missing() const;
+  // The cluster key's generation encrypted networks use (0 without one).
+  uint32_t key_generation() const;
+
+  // The host bridge name of a network ("swn-" + 11 characters of its id).
+  static std::string bridge_name(const std::string& network_id);
+
+  // Brings the kernel in line with the tables after a (re)start: bridges for
+  // networks with local endpoints, none for the others, no host end of an
+  // endpoint deleted meanwhile.
+  void reconcile();
+  // The membership changed: the packet filter's underlay peers, and every
+  // local network's remote entries.
+  void membership_changed();
+  // Hands membership's underlay_peers() to the packet filter when they
+  // changed (the first call always does; an empty list without a
+  // membership).
+  void sync_underlay_peers();
+  // The members' underlay addresses, as last given to the packet filter.
+  std::vector<Ipv4Address> underlay_peers() const {
+    return underlay_peers_.value_or(std::vector<Ipv4Address>{});
+  }
+  // The packet filter for every network of the cluster.
+  void sync_firewall();
+  // Programs this host's kernel for one network from the tables (nothing
+  // unless a local container is attached to it).
+  void sync_network(const std::string& network_id);
+  // A network record changed on another node (created, changed or deleted).
+  void network_changed(const std::string& network_id);
+
+  // Before a local container's record is stored: its network's bridge
+  // exists (the record's listeners act on it at once). Throws with nothing
+  // left behind.
+  void prepare_attach(const NetworkRecord& network);
+  // After it is stored: a network brought to this host by its first
+  // container gets its overlay; otherwise the bridge is checked.
+  void attached(const NetworkRecord& network);
+  // After a local container's record is deleted: its host link goes, and
+  // the network's bridge with the network's last local container.
+  void detached(const NetworkRecord& network, const std::string& host_ifname);
+  // A repeated ADD: repairs the bridge.
+  void repair(const NetworkRecord& network);
+  // The network is gone: its bridge (and VXLAN device) goes.
+  void remove(const std::string& network_id);
+
+  // Local endpoints attached to a network (those that need its bridge).
+  size_t local_attached_endpoints(const std::string& network_id) const;
+  // A new network's MTU: the underlay's less the tunnel's (and ESP's) overhead.
+  unsigned default_mtu(bool encrypted);
+  // The subnets a network picked from the default pools keeps clear of.
+  std::vector<HostRoute> host_routes() { return dataplane_.host_routes(); }
+  // A VNI for a new network: drawn from its random id, skipping those in use.
+  // Error(exhausted) when none is left.
+  uint32_t pick_vni(const std::string& network_id) const;
+
+ private:
+  bool alive(const std::string& node_id) const;
+  void warn_conflicts(const NetworkRecord& network) const;
+
+  Store& store_;
+  Dataplane& dataplane_;
+  const Membership* membership_ = nullptr;
+  std::optional<Ipv4Address> local_vtep_;
+  std::optional<std::vector<Ipv4Address>> underlay_peers_;  // as last given to the filter
+  const Encryption* encryption_ = nullptr;
+};
+
+}  // namespace swarmnet::daemon
