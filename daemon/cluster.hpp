@@ -3,9 +3,10 @@
 //   - every local change of a replicated table is broadcast (piggybacked on
 //     gossip, a bounded number of retransmits), and every push/pull carries
 //     all replicated entries, so the tables converge after any partition;
-//   - membership answers the controller's "is that node alive, where is it";
-//   - address-block requests travel as broadcasts; owners answer by writing
-//     the new owner into the block table;
+//   - membership answers the overlay's and the IPAM's "is that node alive,
+//     where is it" (daemon/membership.hpp);
+//   - address-block requests of the cluster IPAM (BlockExchange) travel as
+//     broadcasts; owners answer by writing the new owner into the block table;
 //   - the keyring (cluster keys, primary first) is itself versioned state, so
 //     a rotation reaches every node by broadcast or, failing that, push/pull.
 //   - the default address pools (`cluster init --default-addr-pool`) are

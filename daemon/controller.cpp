@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <map>
 #include <optional>
-#include <set>
 
 #include "common/error.hpp"
 #include "common/random.hpp"

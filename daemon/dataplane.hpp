@@ -1,5 +1,5 @@
 // The host-side kernel state swarmnetd owns for its networks. An interface,
-// so the controller's logic is tested with a fake and the Linux version with
+// so the overlay's logic is tested with a fake and the Linux version with
 // the real kernel (integration tests).
 #pragma once
 

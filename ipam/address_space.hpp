@@ -13,7 +13,7 @@
 // long as the daemon lets a node own a block only when no other live node
 // does, every address handed out here is unique in the cluster.
 //
-// How the daemon (daemon/controller.cpp, daemon/cluster.cpp) keeps the other
+// How the daemon (daemon/cluster_ipam.cpp, daemon/cluster.cpp) keeps the other
 // half, whatever the timing, partitions included:
 //  1. A block with no record in the replicated block table belongs to the
 //     node that created the network. Nobody else may use it.
@@ -34,7 +34,8 @@
 //     a majority was last seen). Its old containers are presumed gone with
 //     it, as swarm presumes of tasks on a lost node.
 // Tests: tests/test_cluster_ipam.cpp (three controllers, lossy gossip,
-// partitions, reclaim, the lease across restarts),
+// partitions, reclaim, the lease across restarts), test_cluster_ipam_alone.cpp
+// (the block protocol and the wait for a block against a fake cluster),
 // integration/test_cluster_partition.sh and test_cluster_lease.sh (3 hosts).
 //
 // Rules, as host-local's round robin: the network address, the broadcast
