@@ -11,10 +11,14 @@
 # Prints QPS and mean latency of both and the ratio (goal: at least 1.5x
 # dnsmasq's QPS with a lower mean latency, DESIGN.md "Figures measured here").
 #
-# Memory: swarmnetd's RSS before and after the NAMES names; the name table's
-# RSS growth for MEMORY_NAMES names (build/bin/dns_names, in-process, as the
-# daemon feeds it) next to dnsmasq's RSS growth for the same number of names
-# in a hosts file.
+# Memory, each next to dnsmasq's RSS growth for as many names in a hosts
+# file, with the ratio and the goal:
+#   the name table   build/bin/dns_names fills one in-process with
+#                    MEMORY_NAMES names as the daemon feeds it: bytes a name
+#                    (goal: at most 3x dnsmasq's)
+#   swarmnetd        RSS growth of the whole daemon for DAEMON_NAMES named
+#                    endpoints made through its API (the NAMES above, then
+#                    more): bytes an endpoint (goal: at most 1 kB)
 #
 # Root; build first (swarmnetd swarmnetctl swarmnet dns_names). Traffic stays
 # inside namespaces this script makes; they, the daemons and the files go on
@@ -23,7 +27,8 @@
 # Env: NAMES (default 1000), DURATION (dnsperf -l, default 10),
 #      OUTSTANDING (dnsperf -q, default 200), ROUNDS (default 1: each server
 #      measured ROUNDS times, alternating; the median is reported),
-#      MEMORY_NAMES (default 100000; 0 skips the memory part),
+#      MEMORY_NAMES (default 100000; 0 skips the name table's part),
+#      DAEMON_NAMES (default 20000; 0 skips the daemon's part; at least NAMES),
 #      SWARMNET_BIN_DIR (default build/bin).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,12 +40,14 @@ DURATION="${DURATION:-10}"
 OUTSTANDING="${OUTSTANDING:-200}"
 ROUNDS="${ROUNDS:-1}"
 MEMORY_NAMES="${MEMORY_NAMES:-100000}"
+DAEMON_NAMES="${DAEMON_NAMES:-20000}"
+((DAEMON_NAMES == 0 || DAEMON_NAMES >= NAMES)) || die "DAEMON_NAMES ($DAEMON_NAMES) is below NAMES ($NAMES)"
 DNSMASQ_PORT=5353
 SUBNET=10.248.0.0/16
 GW=10.248.0.1
 export CLUSTER_LOG_LEVEL="${CLUSTER_LOG_LEVEL:-warn}"
 export CLUSTER_DAEMON_ARGS="${CLUSTER_DAEMON_ARGS:-} --dns-rate-limit 0"
-watchdog $((900 + ROUNDS * 2 * (DURATION + 10)))
+watchdog $((900 + ROUNDS * 2 * (DURATION + 10) + DAEMON_NAMES / 20))
 
 # dnsmasq reads its hosts file after dropping to its own user: a world-readable directory.
 BENCH_DIR=$(mktemp -d /tmp/swarmnet-dns-bench.XXXXXX)
@@ -88,6 +95,45 @@ perf() {
   [[ -n "$QPS" && -n "$LAT_MS" ]] || { cat "$out" >&2; die "no figures from dnsperf against $label"; }
 }
 
+# create_endpoints FROM TO: endpoints nFROM..nTO with a name each, through
+# the API, from one curl (a config file of one request per endpoint).
+create_endpoints() {
+  local from="$1" to="$2" i config="$BENCH_DIR/endpoints.curl"
+  for ((i = from; i <= to; i++)); do
+    printf 'url = "http://swarmnetd/v1/networks/bench/endpoints"\nunix-socket = "%s"\nrequest = "POST"\n' "$SOCK"
+    printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nsilent\nfail\n'
+    printf 'data = "{\\"container_id\\":\\"bench-%d\\",\\"ifname\\":\\"eth0\\",\\"attach\\":false,\\"name\\":\\"n%d\\"}"\n' "$i" "$i"
+    ((i == to)) || echo next
+  done >"$config"
+  curl -K "$config" || die "creating endpoints n$from..n$to"
+  local count
+  count=$(curl -sf --unix-socket "$SOCK" http://swarmnetd/v1/networks/bench/endpoints |
+    jq '[.[] | select(.name != null and (.name | startswith("n")))] | length')
+  ((count == to)) || die "expected $to named endpoints in the API, got $count"
+}
+
+# dnsmasq_rss_growth N: sets DM_KIB, dnsmasq's RSS growth for N names in a
+# hosts file (against an empty one), on the host namespace's loopback.
+dnsmasq_rss_growth() {
+  local n="$1" i hosts pid rss=()
+  : >"$BENCH_DIR/empty.hosts"
+  for ((i = 1; i <= n; i++)); do
+    echo "10.$((i >> 16 & 255)).$((i >> 8 & 255)).$((i & 255)) c$i"
+  done >"$BENCH_DIR/many.hosts"
+  for hosts in empty.hosts many.hosts; do
+    pid=$(dnsmasq_start "$HOST_NS" 127.0.0.1 "$BENCH_DIR/$hosts")
+    DNSMASQ_PIDS+=("$pid")
+    if [[ "$hosts" == many.hosts ]]; then
+      wait_for 60 answers "$HOST_NS" 127.0.0.1 "$DNSMASQ_PORT" "c$n" || die "dnsmasq did not load $n names"
+    else
+      sleep 1
+    fi
+    rss+=("$(rss_kib "$pid")")
+    bench_cleanup
+  done
+  DM_KIB=$((rss[1] - rss[0]))
+}
+
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 cluster_up 1
@@ -102,11 +148,7 @@ wait_for 10 answers "$(container_ns client)" "$GW" 53 client || die "swarmnetd d
 say "creating $NAMES endpoints with a name each through the API"
 rss_before=$(rss_kib "$DAEMON_PID")
 start=$SECONDS
-for ((i = 1; i <= NAMES; i++)); do
-  curl -sf --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' \
-    -d '{"container_id":"bench-'"$i"'","ifname":"eth0","attach":false,"name":"n'"$i"'"}' \
-    http://swarmnetd/v1/networks/bench/endpoints >/dev/null || die "creating endpoint $i"
-done
+create_endpoints 1 "$NAMES"
 info "$NAMES endpoints in $((SECONDS - start)) s"
 wait_for 10 answers "$(container_ns client)" "$GW" 53 "n$NAMES" || die "n$NAMES does not resolve"
 rss_after=$(rss_kib "$DAEMON_PID")
@@ -134,32 +176,31 @@ bench_cleanup
 sw_qps=$(median <"$BENCH_DIR/sw.qps"); sw_lat=$(median <"$BENCH_DIR/sw.lat")
 dm_qps=$(median <"$BENCH_DIR/dm.qps"); dm_lat=$(median <"$BENCH_DIR/dm.lat")
 
-memory_line=""
+table_line=""
 if ((MEMORY_NAMES > 0)); then
-  say "memory for $MEMORY_NAMES names"
-  table_line=$("$(need_bin dns_names)" -n "$MEMORY_NAMES" --lookups 200000 | head -n 1)
-  info "swarmnet $table_line"
-  table_mib=$(sed -n 's/.*RSS +\([0-9.]*\) MiB.*/\1/p' <<<"$table_line")
-  # dnsmasq: RSS with an empty hosts file, then with the names (on the host namespace's loopback).
-  : >"$BENCH_DIR/empty.hosts"
-  for ((i = 1; i <= MEMORY_NAMES; i++)); do
-    echo "10.$((i >> 16 & 255)).$((i >> 8 & 255)).$((i & 255)) c$i"
-  done >"$BENCH_DIR/many.hosts"
-  dm_rss=()
-  for hosts in empty.hosts many.hosts; do
-    pid=$(dnsmasq_start "$HOST_NS" 127.0.0.1 "$BENCH_DIR/$hosts")
-    DNSMASQ_PIDS+=("$pid")
-    if [[ "$hosts" == many.hosts ]]; then
-      wait_for 60 answers "$HOST_NS" 127.0.0.1 "$DNSMASQ_PORT" "c$MEMORY_NAMES" || die "dnsmasq did not load $hosts"
-    else
-      sleep 1
-    fi
-    dm_rss+=("$(rss_kib "$pid")")
-    bench_cleanup
-  done
-  dm_mib=$(mib $((dm_rss[1] - dm_rss[0])))
-  info "dnsmasq: RSS +$dm_mib MiB for $MEMORY_NAMES names in a hosts file ($(mib "${dm_rss[0]}") MiB empty)"
-  memory_line="memory for $MEMORY_NAMES names: swarmnet name table +$table_mib MiB, dnsmasq +$dm_mib MiB"
+  say "the name table's memory for $MEMORY_NAMES names"
+  dnsmasq_rss_growth "$MEMORY_NAMES"
+  dm_bytes=$((DM_KIB * 1024 / MEMORY_NAMES))
+  info "dnsmasq: RSS +$(mib "$DM_KIB") MiB for $MEMORY_NAMES names in a hosts file ($dm_bytes bytes a name)"
+  "$(need_bin dns_names)" -n "$MEMORY_NAMES" --lookups 200000 --dnsmasq-bytes-per-name "$dm_bytes" >"$BENCH_DIR/names.out"
+  sed 's/^/  /' "$BENCH_DIR/names.out"
+  table_line=$(grep '^memory per name' "$BENCH_DIR/names.out")
+fi
+
+daemon_line=""
+if ((DAEMON_NAMES > 0)); then
+  say "swarmnetd's memory for $DAEMON_NAMES named endpoints"
+  start=$SECONDS
+  ((DAEMON_NAMES == NAMES)) || create_endpoints $((NAMES + 1)) "$DAEMON_NAMES"
+  info "$((DAEMON_NAMES - NAMES)) more endpoints in $((SECONDS - start)) s"
+  wait_for 10 answers "$(container_ns client)" "$GW" 53 "n$DAEMON_NAMES" || die "n$DAEMON_NAMES does not resolve"
+  rss_all=$(rss_kib "$DAEMON_PID")
+  sw_bytes=$(((rss_all - rss_before) * 1024 / DAEMON_NAMES))
+  dnsmasq_rss_growth "$DAEMON_NAMES"
+  dm_bytes=$((DM_KIB * 1024 / DAEMON_NAMES))
+  goal_daemon="met"
+  ((sw_bytes <= 1024)) || goal_daemon="NOT met"
+  daemon_line="swarmnetd for $DAEMON_NAMES named endpoints: RSS +$(mib $((rss_all - rss_before))) MiB ($sw_bytes bytes each; goal <= 1024: $goal_daemon); dnsmasq +$(mib "$DM_KIB") MiB for the same names ($dm_bytes bytes each); ratio $(awk -v a="$sw_bytes" -v b="$dm_bytes" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}')"
 fi
 
 say "results"
@@ -169,4 +210,6 @@ awk -v a="$sw_qps" -v b="$dm_qps" -v la="$sw_lat" -v lb="$dm_lat" 'BEGIN {exit !
   goal="NOT met"
 echo "swarmnet: $sw_qps qps, $sw_lat ms mean; dnsmasq: $dm_qps qps, $dm_lat ms mean; ratio $ratio (goal >= 1.5 with a lower mean latency: $goal)"
 echo "swarmnetd RSS: $(mib "$rss_before") MiB before the $NAMES names, $(mib "$rss_after") MiB after"
-[[ -z "$memory_line" ]] || echo "$memory_line"
+[[ -z "$table_line" ]] || echo "$table_line"
+[[ -z "$daemon_line" ]] || echo "$daemon_line"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

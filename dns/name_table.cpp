@@ -1,8 +1,13 @@
 #include "dns/name_table.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <mutex>
+
+#include "common/error.hpp"
 
 namespace swarmnet::dns {
 namespace {
@@ -10,10 +15,11 @@ namespace {
 constexpr std::string_view kSoaMname = "ns.swarmnet";
 constexpr std::string_view kSoaRname = "hostmaster.swarmnet";
 
+char lower_char(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  for (char& c : out) c = lower_char(c);
   return out;
 }
 
@@ -48,6 +54,11 @@ void erase_if_vec(std::vector<T>& v, Pred pred) {
 
 }  // namespace
 
+struct NameTable::Found {
+  std::vector<Ipv4Address> ips;
+  std::vector<std::pair<const Srv*, uint32_t>> srvs;  // with the network its name was found in
+};
+
 bool is_hostname_label(std::string_view s) {
   if (s.empty() || s.size() > 63) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
@@ -56,53 +67,243 @@ bool is_hostname_label(std::string_view s) {
   });
 }
 
+template <class T>
+uint32_t NameTable::Slab<T>::add(T item) {
+  if (!free.empty()) {
+    const uint32_t id = free.back();
+    free.pop_back();
+    items[id] = std::move(item);
+    return id;
+  }
+  items.push_back(std::move(item));
+  return static_cast<uint32_t>(items.size() - 1);
+}
+
+template <class T>
+void NameTable::Slab<T>::remove(uint32_t id) {
+  items[id] = T{};  // gives back what the item holds (a long name's buffer)
+  free.push_back(id);
+}
+
+// ---- containers' names --------------------------------------------------
+
+NameTable::KeyDigest NameTable::key_digest(std::string_view key) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(key.data(), key.size(), md, &size, EVP_sha256(), nullptr) != 1 || size < 16)
+    throw Error(Errc::internal, "DNS: SHA-256 of an endpoint key failed");
+  KeyDigest digest;
+  std::memcpy(&digest.a, md, 8);
+  std::memcpy(&digest.b, md + 8, 8);
+  return digest;
+}
+
+uint64_t NameTable::name_hash(uint32_t network, std::string_view lower_name) {
+  return std::hash<std::string_view>{}(lower_name) + network * 0x9E3779B97F4A7C15ull;
+}
+
+uint32_t NameTable::find_endpoint(const KeyDigest& key) const {
+  return endpoint_index_.find(key.a, [&](uint32_t id) { return endpoints_.items[id].key == key; });
+}
+
+uint32_t NameTable::find_name(uint32_t network, std::string_view lower_name) const {
+  return name_index_.find(name_hash(network, lower_name), [&](uint32_t id) {
+    const Record& r = records_.items[id];
+    return r.network == network && r.name == lower_name;
+  });
+}
+
+uint32_t NameTable::find_address(Ipv4Address ip) const {
+  return address_index_.find(ip.value(), [&](uint32_t id) { return records_.items[id].ip == ip; });
+}
+
+void NameTable::link(HashIndex& index, uint64_t hash, uint32_t head, uint32_t id, uint32_t Record::*next) {
+  records_.items[id].*next = head;
+  if (head == kNone)
+    index.insert(hash, id);
+  else
+    index.replace(hash, head, id);
+}
+
+void NameTable::unlink(HashIndex& index, uint64_t hash, uint32_t head, uint32_t id, uint32_t Record::*next) {
+  const uint32_t after = records_.items[id].*next;
+  if (head == id) {
+    if (after == kNone)
+      index.erase(hash, id);
+    else
+      index.replace(hash, id, after);
+    return;
+  }
+  for (uint32_t p = head; p != kNone; p = records_.items[p].*next) {
+    if (records_.items[p].*next == id) {
+      records_.items[p].*next = after;
+      return;
+    }
+  }
+}
+
+void NameTable::add_record(uint32_t endpoint, std::string name, bool ptr) {
+  Endpoint& e = endpoints_.items[endpoint];
+  // An alias equal to the name (or to another alias) adds nothing.
+  for (uint32_t r = e.first_record; r != kNone; r = records_.items[r].next_of_endpoint)
+    if (records_.items[r].name == name) return;
+  const uint64_t hash = name_hash(e.network, name);
+  const uint32_t same_name = find_name(e.network, name);
+  const uint32_t same_ip = ptr ? find_address(e.ip) : kNone;
+  Record record;
+  record.name = std::move(name);
+  record.ip = e.ip;
+  record.network = e.network;
+  record.ptr = ptr;
+  record.next_of_endpoint = e.first_record;
+  const uint32_t id = records_.add(std::move(record));
+  e.first_record = id;
+  link(name_index_, hash, same_name, id, &Record::next_same_name);
+  if (ptr) link(address_index_, e.ip.value(), same_ip, id, &Record::next_same_ip);
+}
+
+void NameTable::strip_endpoint(uint32_t id) {
+  Endpoint& e = endpoints_.items[id];
+  for (uint32_t r = e.first_record; r != kNone;) {
+    const Record& record = records_.items[r];
+    const uint32_t next = record.next_of_endpoint;
+    unlink(name_index_, name_hash(record.network, record.name), find_name(record.network, record.name), r,
+           &Record::next_same_name);
+    if (record.ptr) unlink(address_index_, record.ip.value(), find_address(record.ip), r, &Record::next_same_ip);
+    records_.remove(r);
+    r = next;
+  }
+  e.first_record = kNone;
+  if (auto local = local_containers_.find(id); local != local_containers_.end()) {
+    const std::string container = local->second;
+    index_local(id, container, false);
+  }
+  if (e.service) {
+    const std::string service = *e.service;
+    e.service = nullptr;
+    if (auto tasks = tasks_by_service_.find(service); tasks != tasks_by_service_.end()) {
+      std::erase(tasks->second, id);
+      if (tasks->second.empty()) tasks_by_service_.erase(tasks);
+    }
+  }
+}
+
+std::string_view NameTable::endpoint_name(const Endpoint& e) const {
+  for (uint32_t r = e.first_record; r != kNone; r = records_.items[r].next_of_endpoint)
+    if (records_.items[r].ptr) return records_.items[r].name;
+  return "";
+}
+
+void NameTable::index_local(uint32_t endpoint, const std::string& container, bool add) {
+  const Endpoint& e = endpoints_.items[endpoint];
+  auto& ids = local_by_ip_[e.ip.value()];
+  auto& nets = local_networks_[container];
+  if (add) {
+    ids.push_back(container);
+    nets.push_back(e.network);
+    local_containers_[endpoint] = container;
+    return;
+  }
+  if (auto it = std::find(ids.begin(), ids.end(), container); it != ids.end()) ids.erase(it);
+  if (auto it = std::find(nets.begin(), nets.end(), e.network); it != nets.end()) nets.erase(it);
+  if (ids.empty()) local_by_ip_.erase(e.ip.value());
+  if (nets.empty()) local_networks_.erase(container);
+  local_containers_.erase(endpoint);
+}
+
+void NameTable::upsert_endpoint(const EndpointInfo& info) {
+  const KeyDigest key = key_digest(info.key);
+  std::unique_lock lock(mutex_);
+  std::string old_service;
+  uint32_t id = find_endpoint(key);
+  if (id != kNone) {
+    if (const std::string* service = endpoints_.items[id].service) old_service = *service;
+    strip_endpoint(id);
+  } else {
+    id = endpoints_.add(Endpoint{});
+    endpoint_index_.insert(key.a, id);
+  }
+  Endpoint& e = endpoints_.items[id];
+  e.key = key;
+  e.ip = info.ip;
+  e.network = network_index(info.network_id);
+  e.local = info.local;
+  e.healthy = info.healthy;
+  if (const std::string name = effective_name(info); !name.empty()) add_record(id, lower(name), true);
+  for (const std::string& alias : info.aliases)
+    if (!alias.empty()) add_record(id, lower(alias), false);
+  if (e.local) index_local(id, info.container_id, true);
+  if (!info.service.empty()) {
+    auto tasks = tasks_by_service_.try_emplace(info.service).first;
+    tasks->second.push_back(id);
+    e.service = &tasks->first;
+  }
+  if (!old_service.empty() && old_service != info.service) rebuild_service(old_service);
+  if (!info.service.empty()) rebuild_service(info.service);
+}
+
+void NameTable::remove_endpoint(const std::string& key) {
+  const KeyDigest digest = key_digest(key);
+  std::unique_lock lock(mutex_);
+  const uint32_t id = find_endpoint(digest);
+  if (id == kNone) return;
+  const std::string* task_of = endpoints_.items[id].service;
+  const std::string service = task_of ? *task_of : "";
+  strip_endpoint(id);
+  endpoint_index_.erase(digest.a, id);
+  endpoints_.remove(id);
+  if (!service.empty()) rebuild_service(service);
+}
+
+// ---- networks ---------------------------------------------------------------
+
+uint32_t NameTable::network_index(const std::string& id) {
+  if (auto it = network_ids_.find(id); it != network_ids_.end()) return it->second;
+  if (networks_.empty()) networks_.emplace_back();  // index 0: no network
+  const uint32_t index = static_cast<uint32_t>(networks_.size());
+  networks_.emplace_back();
+  network_ids_.emplace(id, index);
+  return index;
+}
+
+std::string_view NameTable::network_name(uint32_t index) const {
+  return index < networks_.size() ? std::string_view(networks_[index].name) : std::string_view();
+}
+
+void NameTable::upsert_network(const NetworkInfo& network) {
+  std::unique_lock lock(mutex_);
+  const uint32_t index = network_index(network.id);
+  Network& n = networks_[index];
+  if (n.gateway != Ipv4Address()) gateways_.erase(n.gateway.value());
+  n.name = lower(network.name);
+  n.gateway = network.gateway;
+  if (network.gateway != Ipv4Address()) gateways_[network.gateway.value()] = index;
+}
+
+void NameTable::remove_network(const std::string& id) {
+  std::unique_lock lock(mutex_);
+  auto it = network_ids_.find(id);
+  if (it == network_ids_.end()) return;
+  Network& n = networks_[it->second];
+  gateways_.erase(n.gateway.value());
+  // The index stays reserved (names of the network's endpoints, if any are
+  // still listed, keep pointing at it until they are removed too).
+  n.name.clear();
+  n.gateway = Ipv4Address();
+}
+
+// ---- services' names ---------------------------------------------------------
+
 void NameTable::write_key(std::string& out, uint32_t network, std::string_view name) {
   out.assign(4, '\0');
   std::memcpy(out.data(), &network, 4);
-  for (char c : name) out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c);
+  for (char c : name) out.push_back(lower_char(c));
 }
 
 std::string NameTable::key_for(uint32_t network, std::string_view name) {
   std::string key;
   write_key(key, network, name);
   return key;
-}
-
-uint32_t NameTable::network_index(const std::string& id) {
-  auto it = networks_.find(id);
-  if (it != networks_.end()) return it->second.index;
-  uint32_t index = next_network_index_++;
-  networks_.emplace(id, Network{NetworkInfo{id, "", Ipv4Address()}, index});
-  network_ids_[index] = id;
-  return index;
-}
-
-std::string_view NameTable::network_name(uint32_t index) const {
-  auto id = network_ids_.find(index);
-  if (id == network_ids_.end()) return "";
-  auto it = networks_.find(id->second);
-  return it == networks_.end() ? std::string_view() : std::string_view(it->second.info.name);
-}
-
-void NameTable::upsert_network(const NetworkInfo& network) {
-  std::unique_lock lock(mutex_);
-  uint32_t index = network_index(network.id);
-  Network& n = networks_.at(network.id);
-  if (n.info.gateway != Ipv4Address()) gateways_.erase(n.info.gateway.value());
-  n.info = network;
-  n.info.name = lower(network.name);
-  if (network.gateway != Ipv4Address()) gateways_[network.gateway.value()] = index;
-}
-
-void NameTable::remove_network(const std::string& id) {
-  std::unique_lock lock(mutex_);
-  auto it = networks_.find(id);
-  if (it == networks_.end()) return;
-  gateways_.erase(it->second.info.gateway.value());
-  // The index stays reserved (names of the network's endpoints, if any are
-  // still listed, keep pointing at it until they are removed too).
-  it->second.info.name.clear();
-  it->second.info.gateway = Ipv4Address();
 }
 
 void NameTable::add_address(const std::string& owner, uint32_t network, std::string_view name,
@@ -112,16 +313,18 @@ void NameTable::add_address(const std::string& owner, uint32_t network, std::str
   std::string key = key_for(network, name);
   NameEntry& entry = names_[key];
   for (const Address& a : entry.addresses)
-    if (a.ip == ip && a.owner == owner_ptr) return;  // an alias equal to the name
+    if (a.ip == ip && a.owner == owner_ptr) return;
   entry.addresses.push_back({ip, owner_ptr});
-  contribution.name_keys.push_back(std::move(key));
+  // One key per name, however many addresses (tasks.NAME has one per task).
+  auto& keys = contribution.name_keys;
+  if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
 }
 
 void NameTable::add_ptr(const std::string& owner, uint32_t network, Ipv4Address ip, std::string target) {
   auto& contribution = contributions_[owner];
   const std::string* owner_ptr = &contributions_.find(owner)->first;
   ptrs_[ip.value()].push_back({network, std::move(target), owner_ptr});
-  contribution.ptrs.emplace_back(network, ip);
+  contribution.ptrs.push_back(ip);
 }
 
 void NameTable::add_srv(const std::string& owner, uint32_t network, std::string_view name,
@@ -130,7 +333,8 @@ void NameTable::add_srv(const std::string& owner, uint32_t network, std::string_
   const std::string* owner_ptr = &contributions_.find(owner)->first;
   std::string key = key_for(network, name);
   names_[key].srvs.push_back({port, std::move(target), owner_ptr});
-  contribution.srv_keys.push_back(std::move(key));
+  auto& keys = contribution.name_keys;
+  if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
 }
 
 void NameTable::withdraw(const std::string& owner) {
@@ -141,81 +345,16 @@ void NameTable::withdraw(const std::string& owner) {
     auto n = names_.find(key);
     if (n == names_.end()) continue;
     erase_if_vec(n->second.addresses, [&](const Address& a) { return a.owner == owner_ptr; });
-    if (n->second.addresses.empty() && n->second.srvs.empty()) names_.erase(n);
-  }
-  for (const std::string& key : it->second.srv_keys) {
-    auto n = names_.find(key);
-    if (n == names_.end()) continue;
     erase_if_vec(n->second.srvs, [&](const Srv& s) { return s.owner == owner_ptr; });
     if (n->second.addresses.empty() && n->second.srvs.empty()) names_.erase(n);
   }
-  for (const auto& [network, ip] : it->second.ptrs) {
+  for (const Ipv4Address ip : it->second.ptrs) {
     auto p = ptrs_.find(ip.value());
     if (p == ptrs_.end()) continue;
     erase_if_vec(p->second, [&](const Ptr& x) { return x.owner == owner_ptr; });
     if (p->second.empty()) ptrs_.erase(p);
   }
   contributions_.erase(it);
-}
-
-void NameTable::index_local(const EndpointInfo& e, bool add) {
-  if (!e.local) return;
-  uint32_t network = network_index(e.network_id);
-  auto& ids = local_by_ip_[e.ip.value()];
-  auto& nets = local_networks_[e.container_id];
-  if (add) {
-    ids.push_back(e.container_id);
-    nets.push_back(network);
-    return;
-  }
-  if (auto it = std::find(ids.begin(), ids.end(), e.container_id); it != ids.end()) ids.erase(it);
-  if (auto it = std::find(nets.begin(), nets.end(), network); it != nets.end()) nets.erase(it);
-  if (ids.empty()) local_by_ip_.erase(e.ip.value());
-  if (nets.empty()) local_networks_.erase(e.container_id);
-}
-
-void NameTable::upsert_endpoint(const EndpointInfo& endpoint) {
-  std::unique_lock lock(mutex_);
-  std::string old_service;
-  if (auto old = endpoints_.find(endpoint.key); old != endpoints_.end()) {
-    withdraw(endpoint.key);
-    index_local(old->second, false);
-    old_service = old->second.service;
-    if (!old_service.empty()) {
-      auto& tasks = tasks_by_service_[old_service];
-      tasks.erase(endpoint.key);
-      if (tasks.empty()) tasks_by_service_.erase(old_service);
-    }
-  }
-  endpoints_[endpoint.key] = endpoint;
-  uint32_t network = network_index(endpoint.network_id);
-  std::string name = effective_name(endpoint);
-  if (!name.empty()) {
-    add_address(endpoint.key, network, name, endpoint.ip);
-    add_ptr(endpoint.key, network, endpoint.ip, lower(name));
-  }
-  for (const std::string& alias : endpoint.aliases)
-    if (!alias.empty()) add_address(endpoint.key, network, alias, endpoint.ip);
-  index_local(endpoint, true);
-  if (!endpoint.service.empty()) tasks_by_service_[endpoint.service].insert(endpoint.key);
-  if (!old_service.empty() && old_service != endpoint.service) rebuild_service(old_service);
-  if (!endpoint.service.empty()) rebuild_service(endpoint.service);
-}
-
-void NameTable::remove_endpoint(const std::string& key) {
-  std::unique_lock lock(mutex_);
-  auto it = endpoints_.find(key);
-  if (it == endpoints_.end()) return;
-  withdraw(key);
-  index_local(it->second, false);
-  std::string service = it->second.service;
-  endpoints_.erase(it);
-  if (!service.empty()) {
-    auto& tasks = tasks_by_service_[service];
-    tasks.erase(key);
-    if (tasks.empty()) tasks_by_service_.erase(service);
-    rebuild_service(service);
-  }
 }
 
 void NameTable::upsert_service(const ServiceInfo& service) {
@@ -235,17 +374,22 @@ void NameTable::remove_service(const std::string& id) {
 
 void NameTable::clear() {
   std::unique_lock lock(mutex_);
-  networks_.clear();
   network_ids_.clear();
+  networks_.clear();
+  endpoints_ = {};
+  records_ = {};
+  endpoint_index_.clear();
+  name_index_.clear();
+  address_index_.clear();
   names_.clear();
   ptrs_.clear();
-  endpoints_.clear();
   services_.clear();
   contributions_.clear();
+  tasks_by_service_.clear();
+  local_containers_.clear();
   local_by_ip_.clear();
   local_networks_.clear();
   gateways_.clear();
-  tasks_by_service_.clear();
 }
 
 void NameTable::rebuild_service(const std::string& service_name) {
@@ -259,23 +403,21 @@ void NameTable::rebuild_service_locked(const ServiceInfo& service) {
   withdraw(owner);
   const std::string name = lower(service.name);
   const std::string tasks_name = "tasks." + name;
-  std::vector<const EndpointInfo*> tasks;
+  std::vector<const Endpoint*> tasks;
   if (auto it = tasks_by_service_.find(service.name); it != tasks_by_service_.end())
-    for (const std::string& key : it->second)
-      if (auto e = endpoints_.find(key); e != endpoints_.end() && e->second.healthy)
-        tasks.push_back(&e->second);
+    for (uint32_t id : it->second)
+      if (endpoints_.items[id].healthy) tasks.push_back(&endpoints_.items[id]);
 
-  for (const EndpointInfo* task : tasks) {
-    uint32_t network = network_index(task->network_id);
-    add_address(owner, network, tasks_name, task->ip);
-    if (service.dnsrr) add_address(owner, network, name, task->ip);
+  for (const Endpoint* task : tasks) {
+    add_address(owner, task->network, tasks_name, task->ip);
+    if (service.dnsrr) add_address(owner, task->network, name, task->ip);
   }
   for (const ServicePort& port : service.ports) {
     std::string srv_name = "_" + std::to_string(port.port) + "._" + lower(port.protocol) + "." + name;
     if (service.dnsrr) {
-      for (const EndpointInfo* task : tasks) {
-        std::string target = lower(effective_name(*task));
-        if (!target.empty()) add_srv(owner, network_index(task->network_id), srv_name, port.port, target);
+      for (const Endpoint* task : tasks) {
+        const std::string_view target = endpoint_name(*task);
+        if (!target.empty()) add_srv(owner, task->network, srv_name, port.port, std::string(target));
       }
     } else {
       for (const auto& [network_id, vip] : service.vips)
@@ -291,10 +433,12 @@ void NameTable::rebuild_service_locked(const ServiceInfo& service) {
   }
   // A service with no names at all still needs its contribution entry
   // removed, so a later withdraw finds nothing stale.
-  if (auto it = contributions_.find(owner); it != contributions_.end() && it->second.name_keys.empty() &&
-                                            it->second.ptrs.empty() && it->second.srv_keys.empty())
+  if (auto it = contributions_.find(owner);
+      it != contributions_.end() && it->second.name_keys.empty() && it->second.ptrs.empty())
     contributions_.erase(it);
 }
+
+// ---- answers ----------------------------------------------------------------
 
 std::optional<Scope> NameTable::scope_locked(Ipv4Address source, Ipv4Address destination) const {
   Scope scope;
@@ -317,6 +461,23 @@ std::optional<Scope> NameTable::scope_locked(Ipv4Address source, Ipv4Address des
   return std::nullopt;
 }
 
+bool NameTable::gather(uint32_t network, std::string_view lower_name, Found& found) const {
+  bool any = false;
+  for (uint32_t r = find_name(network, lower_name); r != kNone; r = records_.items[r].next_same_name) {
+    found.ips.push_back(records_.items[r].ip);
+    any = true;
+  }
+  if (names_.empty()) return any;
+  thread_local std::string key;
+  write_key(key, network, lower_name);
+  if (auto it = names_.find(key); it != names_.end()) {
+    any = true;
+    for (const Address& a : it->second.addresses) found.ips.push_back(a.ip);
+    for (const Srv& s : it->second.srvs) found.srvs.emplace_back(&s, network);
+  }
+  return any;
+}
+
 Outcome NameTable::respond(const Query& query, Ipv4Address source, Ipv4Address destination,
                            ResponseWriter& writer) const {
   std::shared_lock lock(mutex_);
@@ -324,21 +485,25 @@ Outcome NameTable::respond(const Query& query, Ipv4Address source, Ipv4Address d
   if (!found_scope) return Outcome::refused;
   const Scope& scope = *found_scope;
   if (query.qclass != kClassIn && query.qclass != kClassAny) return Outcome::outside;
-  std::string_view qname = query.name.view();
+  const std::string_view qname = query.name.view();
   const uint32_t ttl = ttl_;
 
   // Reverse lookups: PTR for addresses of the scope's networks.
   if (auto ip = parse_reverse_name(qname)) {
-    auto it = ptrs_.find(ip->value());
-    if (it == ptrs_.end()) return Outcome::outside;
+    const bool wanted = query.qtype == type::PTR || query.qtype == type::ANY;
     bool any = false;
-    for (const Ptr& p : it->second) {
-      if (!scope.contains(p.network)) continue;
-      if (query.qtype == type::PTR || query.qtype == type::ANY) {
-        Joined target(p.target, network_name(p.network));
-        writer.add_ptr(Section::answer, "", ttl, target.view());
-      }
+    for (uint32_t r = find_address(*ip); r != kNone; r = records_.items[r].next_same_ip) {
+      const Record& record = records_.items[r];
+      if (!scope.contains(record.network)) continue;
+      if (wanted) writer.add_ptr(Section::answer, "", ttl, Joined(record.name, network_name(record.network)).view());
       any = true;
+    }
+    if (auto it = ptrs_.find(ip->value()); it != ptrs_.end()) {
+      for (const Ptr& p : it->second) {
+        if (!scope.contains(p.network)) continue;
+        if (wanted) writer.add_ptr(Section::answer, "", ttl, Joined(p.target, network_name(p.network)).view());
+        any = true;
+      }
     }
     if (!any) return Outcome::outside;
     writer.set_authoritative(true);
@@ -347,26 +512,29 @@ Outcome NameTable::respond(const Query& query, Ipv4Address source, Ipv4Address d
     return Outcome::answered;
   }
 
-  // NAME in each scope network, and NAME.NETWORK for a scope network.
-  thread_local std::vector<std::pair<const NameEntry*, uint32_t>> found;
-  thread_local std::string key;
-  found.clear();
+  // NAME in each scope network, and NAME.NETWORK for a scope network. Our
+  // names are kept in lower case: the question is lowered once, into a
+  // buffer that stays with the thread (no allocation per query).
+  thread_local std::string lowered;
+  lowered.assign(qname);
+  for (char& c : lowered) c = lower_char(c);
+  const std::string_view name = lowered;
+  thread_local Found found;
+  found.ips.clear();
+  found.srvs.clear();
+  bool any = false;
   std::string_view zone;  // set when the name ends in one of the scope's networks
   for (size_t i = 0; i < scope.count; ++i) {
-    uint32_t n = scope.networks[i];
-    write_key(key, n, qname);
-    if (auto it = names_.find(key); it != names_.end()) found.emplace_back(&it->second, n);
-    auto id = network_ids_.find(n);
-    if (id == network_ids_.end()) continue;
-    const std::string& net_name = networks_.at(id->second).info.name;
-    if (net_name.empty() || qname.size() <= net_name.size() + 1) continue;
-    std::string_view suffix = qname.substr(qname.size() - net_name.size());
-    if (qname[qname.size() - net_name.size() - 1] != '.' || !iequals(suffix, net_name)) continue;
-    zone = suffix;
-    key.resize(4 + qname.size() - net_name.size() - 1);
-    if (auto it = names_.find(key); it != names_.end()) found.emplace_back(&it->second, n);
+    const uint32_t n = scope.networks[i];
+    any |= gather(n, name, found);
+    const std::string_view net = network_name(n);
+    if (net.empty() || name.size() <= net.size() + 1) continue;
+    const size_t dot = name.size() - net.size() - 1;
+    if (name[dot] != '.' || name.substr(dot + 1) != net) continue;
+    zone = qname.substr(dot + 1);
+    any |= gather(n, name.substr(0, dot), found);
   }
-  if (found.empty()) {
+  if (!any) {
     if (zone.empty()) return Outcome::outside;
     // NAME.NETWORK of a scope network that has no such name: we are the
     // authority for it, so NXDOMAIN (with the SOA for negative caching).
@@ -378,25 +546,25 @@ Outcome NameTable::respond(const Query& query, Ipv4Address source, Ipv4Address d
 
   writer.set_authoritative(true);
   if (query.qtype == type::A || query.qtype == type::ANY) {
-    thread_local std::vector<Ipv4Address> ips;
-    ips.clear();
-    for (const auto& [e, network] : found)
-      for (const Address& a : e->addresses)
-        if (std::find(ips.begin(), ips.end(), a.ip) == ips.end()) ips.push_back(a.ip);
+    // One address once, even where a container's name and a service's (or
+    // two networks') give it; sorting keeps that O(n log n) for a service
+    // of many tasks.
+    std::vector<Ipv4Address>& ips = found.ips;
+    if (ips.size() > 1) {
+      std::sort(ips.begin(), ips.end());
+      ips.erase(std::unique(ips.begin(), ips.end()), ips.end());
+    }
     // Rotated per answer, so clients that take the first address spread.
-    size_t n = ips.size();
-    size_t start = n ? rotation_.fetch_add(1, std::memory_order_relaxed) % n : 0;
+    const size_t n = ips.size();
+    const size_t start = n > 1 ? rotation_.fetch_add(1, std::memory_order_relaxed) % n : 0;
     for (size_t i = 0; i < n; ++i)
       if (!writer.add_a(Section::answer, "", ttl, ips[(start + i) % n])) break;
   }
   if (query.qtype == type::SRV || query.qtype == type::ANY) {
-    for (const auto& [e, network] : found) {
-      const std::string_view net = network_name(network);
-      for (const Srv& s : e->srvs) {
-        // The target lives in the network the SRV name was found in.
-        Joined target(s.target, net);
-        if (!writer.add_srv(Section::answer, "", ttl, 0, 10, s.port, target.view())) break;
-      }
+    for (const auto& [s, network] : found.srvs) {
+      // The target lives in the network the SRV name was found in.
+      if (!writer.add_srv(Section::answer, "", ttl, 0, 10, s->port, Joined(s->target, network_name(network)).view()))
+        break;
     }
   }
   if (writer.answer_count() == 0 && !writer.truncated()) {
@@ -409,6 +577,14 @@ Outcome NameTable::respond(const Query& query, Ipv4Address source, Ipv4Address d
 std::vector<std::string> NameTable::dump() const {
   std::shared_lock lock(mutex_);
   std::vector<std::string> lines;
+  endpoint_index_.for_each([&](uint32_t id) {
+    for (uint32_t r = endpoints_.items[id].first_record; r != kNone; r = records_.items[r].next_of_endpoint) {
+      const Record& record = records_.items[r];
+      const std::string name = record.name + "." + std::string(network_name(record.network));
+      lines.push_back(name + " A " + record.ip.str());
+      if (record.ptr) lines.push_back(reverse_name(record.ip) + " PTR " + name);
+    }
+  });
   for (const auto& [key, entry] : names_) {
     uint32_t network = 0;
     std::memcpy(&network, key.data(), 4);
@@ -427,7 +603,7 @@ std::vector<std::string> NameTable::dump() const {
 
 size_t NameTable::name_count() const {
   std::shared_lock lock(mutex_);
-  return names_.size();
+  return name_index_.size() + names_.size();
 }
 
 }  // namespace swarmnet::dns

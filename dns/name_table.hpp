@@ -18,16 +18,17 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/ipv4.hpp"
+#include "dns/hash_index.hpp"
 #include "dns/message.hpp"
 
 namespace swarmnet::dns {
@@ -115,11 +116,55 @@ class NameTable {
   uint32_t ttl() const { return ttl_; }
 
  private:
-  // A name's addresses on one network, each with who contributed it (an
-  // endpoint key or "svc:" + service id) so an update removes exactly its
-  // own. `owner` points at the key of contributions_ (an unordered_map
-  // node, so the address is stable until the contribution is withdrawn,
-  // which removes every record pointing at it first).
+  static constexpr uint32_t kNone = HashIndex::kNone;
+
+  // Containers' names: most of the table, so held compactly (about 150
+  // bytes a name, bench/dns_names). An endpoint's name or one of its
+  // aliases: `name` on `network` answers `ip`. The records of one
+  // (network, name) are chained from the name index, an endpoint's from the
+  // endpoint, and names (not aliases) per address from the address index,
+  // for PTR.
+  struct Record {
+    std::string name;  // lower case; held inline up to 15 characters
+    Ipv4Address ip;
+    uint32_t network = 0;
+    uint32_t next_same_name = kNone;
+    uint32_t next_same_ip = kNone;
+    uint32_t next_of_endpoint = kNone;
+    bool ptr = false;  // the endpoint's own name: answers the reverse name of ip
+  };
+  // The daemon's endpoint key is some 200 bytes (network, node, container,
+  // interface): more than everything else a name costs here. An endpoint is
+  // known by 128 bits of the key's SHA-256 instead, which two keys share
+  // with a chance far below a disk's undetected error rate.
+  struct KeyDigest {
+    uint64_t a = 0, b = 0;
+    bool operator==(const KeyDigest&) const = default;
+  };
+  struct Endpoint {
+    KeyDigest key;
+    Ipv4Address ip;
+    uint32_t network = 0;
+    uint32_t first_record = kNone;
+    const std::string* service = nullptr;  // its key in tasks_by_service_, if a task
+    bool local = false;
+    bool healthy = true;
+  };
+  // A deque with its free slots reused: ids stay valid, nothing moves.
+  template <class T>
+  struct Slab {
+    std::deque<T> items;
+    std::vector<uint32_t> free;
+    uint32_t add(T item);
+    void remove(uint32_t id);
+  };
+
+  // Services' names (VIPs, tasks.NAME, dnsrr, SRV): few next to containers',
+  // rebuilt whole when a task changes. Each address or SRV remembers its
+  // owner ("svc:" + service id) so a rebuild removes exactly its own.
+  // `owner` points at the key of contributions_ (an unordered_map node, so
+  // the address is stable until the contribution is withdrawn, which
+  // removes every record pointing at it first).
   struct Address {
     Ipv4Address ip;
     const std::string* owner;
@@ -134,9 +179,8 @@ class NameTable {
     std::vector<Srv> srvs;
   };
   struct Contribution {
-    std::vector<std::string> name_keys;                 // keys it added addresses to
-    std::vector<std::pair<uint32_t, Ipv4Address>> ptrs;  // (network, ip) it added PTRs for
-    std::vector<std::string> srv_keys;
+    std::vector<std::string> name_keys;                 // keys it added addresses or SRVs to
+    std::vector<Ipv4Address> ptrs;                      // addresses it added PTRs for
   };
   struct Ptr {
     uint32_t network;
@@ -144,15 +188,35 @@ class NameTable {
     const std::string* owner;
   };
   struct Network {
-    NetworkInfo info;
-    uint32_t index;
+    std::string name;  // lower case; "" once removed
+    Ipv4Address gateway;
   };
 
   std::optional<Scope> scope_locked(Ipv4Address source, Ipv4Address destination) const;
-  // A name's key: the network's index (4 bytes), then the name in lower case.
+  uint32_t network_index(const std::string& id);
+  std::string_view network_name(uint32_t index) const;  // "" if unknown
+
+  static KeyDigest key_digest(std::string_view key);
+  static uint64_t name_hash(uint32_t network, std::string_view lower_name);
+  uint32_t find_endpoint(const KeyDigest& key) const;
+  // The first record of a name, or of an address's PTRs; kNone if none.
+  uint32_t find_name(uint32_t network, std::string_view lower_name) const;
+  uint32_t find_address(Ipv4Address ip) const;
+  // Puts record `id` at the head of a chain (`next`: which one) whose head
+  // was `head`, or takes it out of it; the index points at the new head.
+  void link(HashIndex& index, uint64_t hash, uint32_t head, uint32_t id, uint32_t Record::*next);
+  void unlink(HashIndex& index, uint64_t hash, uint32_t head, uint32_t id, uint32_t Record::*next);
+  void add_record(uint32_t endpoint, std::string name, bool ptr);
+  // Takes an endpoint's records, task membership and local index away; the
+  // endpoint itself stays.
+  void strip_endpoint(uint32_t id);
+  void index_local(uint32_t endpoint, const std::string& container, bool add);
+  // A task's name for dnsrr SRV targets ("" if it has none).
+  std::string_view endpoint_name(const Endpoint& e) const;
+
+  // A name's key in names_: the network's index (4 bytes), then the name in lower case.
   static void write_key(std::string& out, uint32_t network, std::string_view name);
   static std::string key_for(uint32_t network, std::string_view name);
-  uint32_t network_index(const std::string& id);
   void withdraw(const std::string& owner);
   void add_address(const std::string& owner, uint32_t network, std::string_view name, Ipv4Address ip);
   void add_ptr(const std::string& owner, uint32_t network, Ipv4Address ip, std::string target);
@@ -160,23 +224,34 @@ class NameTable {
                std::string target);
   void rebuild_service(const std::string& service_name);
   void rebuild_service_locked(const ServiceInfo& service);
-  std::string_view network_name(uint32_t index) const;  // "" if unknown
-  void index_local(const EndpointInfo& e, bool add);
+
+  // What a lookup found: the addresses and the SRVs (with the network their
+  // name was found in, for the target).
+  struct Found;
+  bool gather(uint32_t network, std::string_view lower_name, Found& found) const;
 
   uint32_t ttl_;
   mutable std::shared_mutex mutex_;
   mutable std::atomic<uint64_t> rotation_{0};
 
-  std::map<std::string, Network> networks_;                // by id
-  std::unordered_map<uint32_t, std::string> network_ids_;  // index -> id
-  uint32_t next_network_index_ = 1;
+  std::map<std::string, uint32_t> network_ids_;  // network id -> index
+  std::vector<Network> networks_;                // by index (0 unused)
+
+  Slab<Endpoint> endpoints_;
+  Slab<Record> records_;
+  HashIndex endpoint_index_;  // KeyDigest -> endpoint
+  HashIndex name_index_;      // (network, name) -> first record of that name
+  HashIndex address_index_;   // ip -> first PTR record of that address
+
   std::unordered_map<std::string, NameEntry> names_;       // key_for() -> entry
   std::unordered_map<uint32_t, std::vector<Ptr>> ptrs_;    // ip -> PTRs
-  std::map<std::string, EndpointInfo> endpoints_;          // by key
   std::map<std::string, ServiceInfo> services_;            // by id
   std::unordered_map<std::string, Contribution> contributions_;  // by owner
-  std::unordered_map<std::string, std::set<std::string>> tasks_by_service_;  // name -> endpoint keys
-  // Local containers: ip -> container ids; container id -> network indexes.
+  std::unordered_map<std::string, std::vector<uint32_t>> tasks_by_service_;  // name -> endpoints
+
+  // Local containers: endpoint -> container id; ip -> container ids;
+  // container id -> network indexes.
+  std::unordered_map<uint32_t, std::string> local_containers_;
   std::unordered_map<uint32_t, std::vector<std::string>> local_by_ip_;
   std::unordered_map<std::string, std::vector<uint32_t>> local_networks_;
   std::unordered_map<uint32_t, uint32_t> gateways_;  // gateway ip -> network index

@@ -6,6 +6,10 @@
 // the message never exceeds its limit, its header counts are the records
 // written, its records end exactly at its end, TC is set exactly when a
 // record was left out, and a record is never written after one was left out.
+// The query is also answered from a name table holding every kind of name
+// (containers, aliases, a name shared by 60 containers, services in both
+// modes with SRV, PTRs), as a container and as the host, and the answer
+// checked the same way: whole, within its limit, its counts true.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "dns/message.hpp"
+#include "dns/name_table.hpp"
 
 using namespace swarmnet;
 using namespace swarmnet::dns;
@@ -141,6 +146,48 @@ void respond(const Query& query, size_t limit, unsigned records, std::span<const
   require_whole(m);
 }
 
+constexpr Ipv4Address kGateway(0x0a010001);  // 10.1.0.1
+constexpr Ipv4Address kClient(0x0a010005);   // 10.1.0.5, a local container
+
+const NameTable& table() {
+  // Built once for the whole run (a name table cannot be copied); globally
+  // reachable, so not a leak.
+  static NameTable* t = [] {
+    auto* n = new NameTable(2);
+    n->upsert_network({"net-front", "front", kGateway});
+    n->upsert_network({"net-back", "back", Ipv4Address(0x0a020001)});
+    auto add = [&](std::string key, std::string net, std::string name, uint32_t ip, bool local,
+                   std::string service, std::vector<std::string> aliases) {
+      n->upsert_endpoint({key, net, "c-" + key, name, aliases, Ipv4Address(ip), local, service, true});
+    };
+    add("e1", "net-front", "web", kClient.value(), true, "", {"www", "WEB-alias"});
+    add("e1b", "net-back", "web", 0x0a020005, true, "", {});
+    add("e2", "net-front", std::string(63, 'x'), 0x0a010006, false, "", {std::string(63, 'y') + ".z"});
+    for (uint32_t i = 0; i < 60; ++i) add("big" + std::to_string(i), "net-front", "big", 0x0a010100 + i, false, "", {});
+    add("t1", "net-front", "api-1", 0x0a010011, false, "api", {});
+    add("t2", "net-front", "api-2", 0x0a010012, false, "api", {});
+    add("t3", "net-front", "rr-1", 0x0a010013, false, "rr", {});
+    n->upsert_service({"s1", "api", false, {{"net-front", Ipv4Address(0x0a0100c8)}}, {{80, "tcp"}, {53, "udp"}}});
+    n->upsert_service({"s2", "rr", true, {}, {{8080, "tcp"}}});
+    return n;
+  }();
+  return *t;
+}
+
+void answer_from_table(const Query& query, Ipv4Address source, size_t limit) {
+  static std::vector<uint8_t> buffer(kMaxMessageSize);
+  std::span<uint8_t> out(buffer.data(), limit);
+  ResponseWriter writer(out, query, limit);
+  table().respond(query, source, kGateway, writer);
+  const uint16_t answers = writer.answer_count();
+  const size_t length = writer.finish();
+  require(length >= 12 && length <= limit);
+  const std::span<const uint8_t> m(out.data(), length);
+  require(get_u16(m, 0) == query.id);
+  require(get_u16(m, 6) == answers);
+  require_whole(m);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -166,5 +213,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Enough records to overflow every UDP size now and then, and TCP's too.
   const unsigned records = size > 0 ? data[size - 1] % 80 + (data[0] & 1 ? 3000 : 0) : 0;
   for (size_t limit : {udp_limit, kClassicUdpSize, kMaxMessageSize}) respond(query, limit, records, packet);
+  for (Ipv4Address source : {kClient, Ipv4Address(0x7f000001)})
+    for (size_t limit : {udp_limit, kMaxMessageSize}) answer_from_table(query, source, limit);
   return 0;
 }

@@ -1,6 +1,9 @@
 // The name table: what a container resolves, within its networks only.
 #include <catch2/catch.hpp>
 
+#include <cctype>
+#include <map>
+#include <random>
 #include <set>
 
 #include "dns/name_table.hpp"
@@ -184,4 +187,91 @@ TEST_CASE_METHOD(Fixture, "an answer too large for UDP is cut with TC and whole 
   auto [o2, tcp] = ask("10.1.0.10", "big", type::A, 65535);
   CHECK_FALSE(tcp.tc());
   CHECK(tcp.answers.size() == 60);
+}
+
+TEST_CASE_METHOD(Fixture, "random updates: the table answers what the endpoints say, names shared and reused") {
+  // A small pool of names and addresses, so names are shared by several
+  // endpoints, addresses by two networks, and slots get reused; after every
+  // step the whole table (dump) and the answers match a plain model.
+  struct Model {
+    std::string net, name;
+    std::vector<std::string> aliases;
+    std::string ip;
+  };
+  std::map<std::string, Model> model;
+  std::mt19937 rng(11);
+  const std::vector<std::string> names = {"a", "b", "C", "dd", "a-long-name-past-sixteen"};
+  auto pick = [&](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+  for (int step = 0; step < 1500; ++step) {
+    const std::string key = "e" + std::to_string(rng() % 12);
+    if (rng() % 4 == 0) {
+      table.remove_endpoint(key);
+      model.erase(key);
+    } else {
+      Model m{rng() % 2 ? "net-front" : "net-back", pick(names), {}, ""};
+      for (unsigned i = rng() % 3; i > 0; --i) m.aliases.push_back(pick(names));
+      m.ip = (m.net == "net-front" ? "10.1.0." : "10.2.0.") + std::to_string(5 + rng() % 4);
+      add(key, m.net, "c-" + key, m.ip.c_str(), m.name, false, "", m.aliases);
+      model[key] = m;
+    }
+    std::multiset<std::string> lines;
+    std::map<std::string, std::set<std::string>> front;  // name -> addresses, on net-front
+    for (const auto& [k, m] : model) {
+      const std::string net = m.net == "net-front" ? "front" : "back";
+      std::string lower_name = m.name;
+      for (char& c : lower_name) c = static_cast<char>(std::tolower(c));
+      std::set<std::string> own = {lower_name};
+      for (std::string a : m.aliases) {
+        for (char& c : a) c = static_cast<char>(std::tolower(c));
+        own.insert(a);
+      }
+      for (const std::string& n : own) {
+        lines.insert(n + "." + net + " A " + m.ip);
+        if (net == "front") front[n].insert(m.ip);
+      }
+      lines.insert(reverse_name(ip(m.ip.c_str())) + " PTR " + lower_name + "." + net);
+    }
+    const std::vector<std::string> dumped = table.dump();
+    REQUIRE(std::multiset<std::string>(dumped.begin(), dumped.end()) == lines);
+    if (step % 10 == 0) {
+      for (const std::string& n : names) {
+        std::string lower_name = n;
+        for (char& c : lower_name) c = static_cast<char>(std::tolower(c));
+        auto it = front.find(lower_name);
+        if (it == front.end()) {
+          REQUIRE(ask("127.0.0.1", n).first == Outcome::outside);
+        } else {
+          REQUIRE(addresses("127.0.0.1", n) == it->second);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE_METHOD(Fixture, "a task's names follow its endpoint: renamed, moved to another service, removed") {
+  table.upsert_service({"s1", "web", true, {}, {{80, "tcp"}}});
+  table.upsert_service({"s2", "api", false, {{"net-front", ip("10.1.0.200")}}, {}});
+  add("t1", "net-front", "c1", "10.1.0.11", "web-1", true, "web");
+  add("t2", "net-front", "c2", "10.1.0.12", "web-2", true, "web");
+  CHECK(addresses("10.1.0.11", "web") == std::set<std::string>{"10.1.0.11", "10.1.0.12"});
+  // Renamed: the SRV target follows.
+  add("t1", "net-front", "c1", "10.1.0.11", "WEB-ONE", true, "web");
+  auto [o, srv] = ask("10.1.0.11", "_80._tcp.web", type::SRV);
+  std::set<std::string> targets;
+  for (auto& r : srv.answers) targets.insert(r.data);
+  CHECK(targets == std::set<std::string>{"0 10 80 web-one.front", "0 10 80 web-2.front"});
+  CHECK(ask("10.1.0.11", "web-1").first == Outcome::outside);
+  // Moved to api: no longer one of web's tasks, now one of api's.
+  add("t1", "net-front", "c1", "10.1.0.11", "web-one", true, "api");
+  CHECK(addresses("10.1.0.11", "web") == std::set<std::string>{"10.1.0.12"});
+  CHECK(addresses("10.1.0.11", "tasks.api") == std::set<std::string>{"10.1.0.11"});
+  CHECK(addresses("10.1.0.11", "api") == std::set<std::string>{"10.1.0.200"});
+  table.remove_endpoint("t1");
+  CHECK(ask("10.1.0.12", "tasks.api").first == Outcome::outside);
+  CHECK(addresses("10.1.0.12", "web") == std::set<std::string>{"10.1.0.12"});
+  // A container name equal to a service's: both addresses, each once.
+  add("e9", "net-front", "c9", "10.1.0.12", "web", false);
+  CHECK(addresses("10.1.0.12", "web") == std::set<std::string>{"10.1.0.12"});
+  auto [o2, both] = ask("10.1.0.12", "web");
+  CHECK(both.answers.size() == 1);
 }
