@@ -27,6 +27,19 @@ std::vector<kernel::PublishedPort> to_rules(const std::vector<HostPortRecord>& p
 
 bool is_local_attached(const EndpointRecord& e, const std::string& node) { return e.attach && e.node == node; }
 
+// Whether resolve_host_ports() can return anything for it: runtime ports,
+// or a service with host-mode ports.
+bool publishes_host_ports(const EndpointRecord& e, const ServiceRecord* service) {
+  for (const auto& p : e.host_ports) {
+    if (p.origin == "runtime") return true;
+  }
+  if (!service) return false;
+  for (const auto& p : service->ports) {
+    if (p.publish_mode == "host") return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 PortRange ephemeral_port_range() {
@@ -128,6 +141,13 @@ std::map<std::string, std::string> HostPorts::taken_by_others() {
 void HostPorts::complete(EndpointRecord& endpoint) {
   if (!is_local_attached(endpoint, store_.node_id())) return;
   const ServiceRecord* service = endpoint.service.empty() ? nullptr : store_.find_service_by_name(endpoint.service);
+  // Most containers publish nothing: what others publish (an nft listing,
+  // milliseconds on every ADD) and the ephemeral range matter only to one
+  // that does.
+  if (!publishes_host_ports(endpoint, service)) {
+    endpoint.host_ports.clear();
+    return;
+  }
   endpoint.host_ports =
       resolve_host_ports(endpoint, service, taken_except(endpoint, taken_by_others()), ephemeral_port_range());
 }

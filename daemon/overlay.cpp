@@ -154,12 +154,10 @@ void Overlay::prepare_attach(const NetworkRecord& network) {
 void Overlay::attached(const NetworkRecord& network) {
   // A local ADD changes no remote entry: the overlay (a VXLAN lookup and
   // two netlink dumps) is programmed only when this endpoint brings the
-  // network to this host; otherwise the bridge is just checked.
-  if (local_attached_endpoints(network.id) == 1) {
-    sync_network(network.id);
-  } else {
-    dataplane_.ensure_network(network, bridge_name(network.id));
-  }
+  // network to this host. Otherwise nothing: prepare_attach() has just
+  // checked the bridge, within the same request (checking it again cost
+  // every ADD four netlink round trips and a sysctl write).
+  if (local_attached_endpoints(network.id) == 1) sync_network(network.id);
 }
 
 void Overlay::detached(const NetworkRecord& network, const std::string& host_ifname) {
