@@ -176,6 +176,7 @@ ip netns exec "$(container_ns a)" ping -i 0.01 -c 2000 -W 1 "$b" >"$ping_out" 2>
 pinger=$!
 sleep 2
 hctl 1 cluster rotate-key >/dev/null
+rotated_at=$SECONDS  # the key's age counts from here (the automatic rotation below)
 # (No `ip ... | grep -q` under pipefail: grep leaving early fails ip with SIGPIPE.)
 rotated() {
   local states
@@ -208,21 +209,25 @@ summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
 check "no packet lost across the restart ($summary)" bash -c "grep -q ' 0% packet loss' '$ping_out'"
 check "the plain network still works" cping pa "$pb"
 
-say "automatic rotation: both daemons restarted with --key-rotation-interval-s 20, a ping at 100/s throughout"
+# The interval makes the key due 40 s from now, once both daemons are back:
+# a rotation retires the old key 10 s after it starts, and a node down for
+# all of that would miss it (it would still hold only the old key).
+interval=$((SECONDS - rotated_at + 40))
+say "automatic rotation: both daemons restarted with --key-rotation-interval-s $interval (the key due in 40 s), a ping at 100/s throughout"
 ping_out="$CLUSTER_DIR/ping-auto-rotate"
-ip netns exec "$(container_ns a)" ping -i 0.01 -c 6000 -W 1 "$b" >"$ping_out" 2>&1 \
+ip netns exec "$(container_ns a)" ping -i 0.01 -c 12000 -W 1 "$b" >"$ping_out" 2>&1 \
   {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
 pinger=$!
 sleep 1
 for i in 1 2; do
   host_daemon_stop "$i"
-  CLUSTER_DAEMON_ARGS="$CLUSTER_DAEMON_ARGS --key-rotation-interval-s 20" host_daemon_start "$i"
+  CLUSTER_DAEMON_ARGS="$CLUSTER_DAEMON_ARGS --key-rotation-interval-s $interval" host_daemon_start "$i"
 done
 generation_3() {
   [[ "$(hctl 1 network inspect enc | jq .key_generation)" == 3 && "$(hctl 2 network inspect enc | jq .key_generation)" == 3 ]]
 }
-check "one node rotated the key by itself: both hosts on key generation 3" wait_for 90 generation_3
-check "its log says why" bash -c "grep -h 'rotation every 20 s): rotating it' $CLUSTER_DIR/h1/swarmnetd.log $CLUSTER_DIR/h2/swarmnetd.log | grep -q ."
+check "one node rotated the key by itself: both hosts on key generation 3" wait_for 100 generation_3
+check "its log says why" bash -c "grep -h 'rotation every $interval s): rotating it' $CLUSTER_DIR/h1/swarmnetd.log $CLUSTER_DIR/h2/swarmnetd.log | grep -q ."
 sleep 3  # traffic on the new SAs, past the switch of both directions
 kill -INT "$pinger" 2>/dev/null || true
 wait "$pinger" || true
