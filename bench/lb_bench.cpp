@@ -1,22 +1,28 @@
 // lb_bench: programming service VIPs into the kernel, swarmnet's nftables
 // balancer (and its IPVS balancer, where the kernel has IPVS) next to the
-// `nft` command doing the same load, in the same run.
+// `nft` command doing the same load, in the same run, with the figures each
+// of the balancer's goals needs.
 //
 // For N services (1,000 and 10,000 by default) of 10 backends each:
-//   - ours: Balancer::sync() of all N from scratch (one netlink batch, plus
-//     the N VIP addresses on the bridge), then one backend change (upsert of
-//     one VIP with a backend less; median of 20);
-//   - the N VIP addresses are added (and timed) first, so sync() finds them
-//     in place and its own time is the nftables part: the kernel's cost per
-//     address grows with the number of addresses on the link, and would
-//     otherwise hide what the nftables work costs;
+//   - full load: Balancer::sync() of all N from scratch: one netlink batch
+//     and the N VIPs' local routes (lb/vip_addresses.hpp), all included;
+//   - one change: upsert of one VIP with a backend less (its backend count
+//     changes, the costliest change), median of 20;
+//   - one VIP added: upsert of a new service of 10 backends into the loaded
+//     table (its route included), median of 20; also measured with 10
+//     services loaded (--small), so the ratio shows whether adding a VIP
+//     costs more when there are many;
 //   - nft: `nft -f` of the same ruleset (same table, chains, maps and
 //     elements) written as text, then one `nft add element` (median of 5),
 //     which is what a tool driving the nft command would run per change;
+//   - the kernel's cost of an interface address (how VIPs were placed
+//     before: a /32 on the bridge): one more address on a bridge holding
+//     N, median of 5, next to one VIP added;
 //   - ipvs (with --ipvs, or whenever the kernel has IPVS): the IPVS
-//     balancer's sync() and upsert() on the same VIPs, addresses timed
-//     apart the same way. This machine's kernel has no IPVS:
-//     bench/lb_bench_ipvs.sh runs this program inside a VM that has it.
+//     balancer's sync() and upsert() on the same VIPs. This machine's
+//     kernel has no IPVS: bench/lb_bench_ipvs.sh runs this program inside a
+//     VM that has it.
+// It ends with the goals' figures side by side and the load average.
 // Each measurement runs in a fresh throwaway network namespace, deleted at
 // the end (also on error).
 #include <unistd.h>
@@ -30,6 +36,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,7 +46,6 @@
 #include "kernel/netns.hpp"
 #include "lb/balancer.hpp"
 #include "lb/nft_plan.hpp"
-#include "lb/vip_addresses.hpp"
 
 using namespace swarmnet;
 using Clock = std::chrono::steady_clock;
@@ -104,9 +110,18 @@ std::vector<lb::VirtualIp> services(uint32_t n) {
 struct Figures {
   double load_ms = 0;
   double change_ms = 0;
+  double add_ms = 0;
 };
 
-// Any Balancer: full load by sync(), then one backend less on 20 VIPs.
+// A new service for the VIP-add figure: addresses past every load's.
+lb::VirtualIp new_service(uint32_t k) {
+  lb::VirtualIp v{"new" + std::to_string(k) + "/net1", Ipv4Address(0x0ac00000u + k), kBridge, {}};
+  for (uint32_t j = 0; j < 10; ++j) v.backends.push_back(Ipv4Address(0x0ad00000u + k * 16 + j));
+  return v;
+}
+
+// Any Balancer: full load by sync(), one backend less on 20 VIPs, then 20
+// new VIPs.
 Figures measure(lb::Balancer& balancer, const std::vector<lb::VirtualIp>& all) {
   Figures f;
   auto start = Clock::now();
@@ -121,15 +136,30 @@ Figures measure(lb::Balancer& balancer, const std::vector<lb::VirtualIp>& all) {
     changes.push_back(ms_since(t));
   }
   f.change_ms = median(changes);
+  std::vector<double> adds;
+  for (uint32_t k = 0; k < 20; ++k) {
+    lb::VirtualIp v = new_service(k);
+    auto t = Clock::now();
+    balancer.upsert(v);
+    adds.push_back(ms_since(t));
+  }
+  f.add_ms = median(adds);
   balancer.clear();
   return f;
 }
 
-double addresses_alone(const std::vector<lb::VirtualIp>& all) {
+// The kernel's cost of one more /32 address on a bridge that holds `n`
+// (median of 5): the price of a VIP placed as an interface address.
+double address_add(uint32_t n) {
   auto nl = kernel::NetlinkSocket::open();
-  auto start = Clock::now();
-  for (const auto& v : all) lb::ensure_vip_address(nl, v.bridge, v.vip);
-  return ms_since(start);
+  for (uint32_t i = 0; i < n; ++i) nl.add_address(kBridge, Ipv4Prefix(Ipv4Address(0x0a800000u + i), 32));
+  std::vector<double> adds;
+  for (uint32_t k = 0; k < 5; ++k) {
+    auto t = Clock::now();
+    nl.add_address(kBridge, Ipv4Prefix(Ipv4Address(0x0ac00000u + k), 32));
+    adds.push_back(ms_since(t));
+  }
+  return median(adds);
 }
 
 // nft types the map by expression (typeof): its key is an integer there,
@@ -143,18 +173,24 @@ std::string ruleset(const std::vector<lb::VirtualIp>& all) {
          "  map vips { type ipv4_addr : verdict; }\n"
          "  set vip-addresses { type ipv4_addr; }\n"
          "  map backends { typeof ip daddr . numgen inc mod 2 : ip daddr; }\n"
+         "  set hairpin { type ipv4_addr . ipv4_addr; }\n"
          "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n"
          "    meta l4proto tcp ip daddr vmap @vips\n"
          "    meta l4proto udp ip daddr vmap @vips\n  }\n"
-         "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+         "  chain output { type nat hook output priority -100; policy accept;\n"
+         "    meta l4proto tcp ip daddr vmap @vips\n"
+         "    meta l4proto udp ip daddr vmap @vips\n  }\n"
+         "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n"
+         "    ip saddr . ip daddr @hairpin masquerade\n  }\n"
          "  chain input { type filter hook input priority filter; policy accept;\n"
-         "    meta l4proto tcp ip daddr @vip-addresses reject with tcp reset\n"
-         "    meta l4proto udp ip daddr @vip-addresses reject\n  }\n";
-  for (uint32_t n = 1; n <= 16; ++n) {
+         "    meta l4proto tcp ct direction original ip daddr @vip-addresses reject with tcp reset\n"
+         "    meta l4proto udp ct direction original ip daddr @vip-addresses reject\n  }\n";
+  for (uint32_t n = 1; n <= lb::nft::kPrecreatedModChains; ++n) {
     out << "  chain mod-" << n << " { dnat to ip daddr . jhash ip saddr . th sport . ip daddr . th dport mod "
         << n << " seed 0x5357524d map @backends; }\n";
   }
   out << "}\n";
+  std::set<Ipv4Address> tasks;
   for (const auto& v : all) {
     out << "add element ip swarmnet-lb vips { " << v.vip.str() << " comment \"key " << v.key << " bridge "
         << v.bridge << "\" : goto mod-" << v.backends.size() << " }\n";
@@ -162,8 +198,12 @@ std::string ruleset(const std::vector<lb::VirtualIp>& all) {
     out << "add element ip swarmnet-lb backends { ";
     for (uint32_t i = 0; i < v.backends.size(); ++i) {
       out << (i ? ", " : "") << v.vip.str() << " . " << hex_bucket(i) << " : " << v.backends[i].str();
+      tasks.insert(v.backends[i]);
     }
     out << " }\n";
+  }
+  for (Ipv4Address task : tasks) {
+    out << "add element ip swarmnet-lb hairpin { " << task.str() << " . " << task.str() << " }\n";
   }
   return out.str();
 }
@@ -194,13 +234,30 @@ Figures measure_nft_command(const std::vector<lb::VirtualIp>& all, const std::st
   return f;
 }
 
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
+
+struct Row {
+  uint32_t services;
+  Figures ours, nft, ipvs;
+  double address_ms = 0;
+};
+
+const char* verdict(bool ok) { return ok ? "met" : "NOT met"; }
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lb_bench: VIP programming, swarmnet's nftables (and IPVS) balancer vs the nft command"};
   std::vector<uint32_t> sizes{1000, 10000};
+  uint32_t small = 10;
   bool want_ipvs = false, skip_nft_command = false;
-  app.add_option("--services", sizes, "service counts (10 backends each)");
+  app.add_option("--services", sizes, "service counts (10 backends each), ascending");
+  app.add_option("--small", small, "the small table the cost of adding a VIP is compared with");
   app.add_flag("--ipvs", want_ipvs, "measure the IPVS balancer too (an error if the kernel has no IPVS)");
   app.add_flag("--no-nft-command", skip_nft_command, "skip the nft command's figures");
   CLI11_PARSE(app, argc, argv);
@@ -208,6 +265,11 @@ int main(int argc, char** argv) {
     std::cerr << "lb_bench: needs root (it makes network namespaces)\n";
     return 2;
   }
+  if (sizes.empty() || small == 0 || std::find(sizes.begin(), sizes.end(), 0u) != sizes.end()) {
+    std::cerr << "lb_bench: --services and --small take counts above 0\n";
+    return 2;
+  }
+  std::sort(sizes.begin(), sizes.end());
   try {
     const bool ipvs = lb::ipvs_available();
     if (want_ipvs && !ipvs) {
@@ -215,55 +277,83 @@ int main(int argc, char** argv) {
                    "that has it)\n";
       return 2;
     }
+    const std::string load_before = load_average();
+    std::printf("load average before: %s\n", load_before.c_str());
+    Figures small_ours;
+    double small_address = 0;
+    {
+      Throwaway ns;
+      auto balancer = lb::make_nftables_balancer();
+      small_ours = measure(*balancer, services(small));
+    }
+    {
+      Throwaway ns;
+      small_address = address_add(small);
+    }
+    std::printf("%u services x 10 backends\n", small);
+    std::printf("  VIP added   swarmnet upsert   %9.3f ms (median of 20)   ip address add %.3f ms (median of 5)\n",
+                small_ours.add_ms, small_address);
+    std::vector<Row> rows;
     for (uint32_t n : sizes) {
       auto all = services(n);
-      Figures ours, nft;
-      double addresses = 0;
+      Row row{n, {}, {}, {}, 0};
       {
-        // The addresses first, timed apart: sync() then finds them in
-        // place and its time is the nftables part (and one address dump).
         Throwaway ns;
-        addresses = addresses_alone(all);
         auto balancer = lb::make_nftables_balancer();
-        ours = measure(*balancer, all);
+        row.ours = measure(*balancer, all);
+      }
+      {
+        Throwaway ns;
+        row.address_ms = address_add(n);
       }
       if (!skip_nft_command) {
         Throwaway ns;
-        nft = measure_nft_command(all, ns.name());
+        row.nft = measure_nft_command(all, ns.name());
       }
-      Figures ipvs_figures;
-      double ipvs_addresses = 0;
       if (ipvs) {
         Throwaway ns;
-        ipvs_addresses = addresses_alone(all);
         auto balancer = lb::make_ipvs_balancer();
-        ipvs_figures = measure(*balancer, all);
+        row.ipvs = measure(*balancer, all);
       }
-      double ours_nft_only = ours.load_ms;
-      ours.load_ms += addresses;
       std::printf("%u services x 10 backends\n", n);
-      std::printf("  full load   swarmnet nftables %9.1f ms (of which %u VIP addresses %.1f ms, nftables %.1f ms)\n",
-                  ours.load_ms, n, addresses, ours_nft_only);
+      std::printf("  full load   swarmnet nftables %9.1f ms (VIP routes included)\n", row.ours.load_ms);
       if (!skip_nft_command) {
-        std::printf("              nft -f            %9.1f ms   ratio nft/swarmnet %.1fx (nftables part alone %.1fx)\n",
-                    nft.load_ms, nft.load_ms / ours.load_ms, nft.load_ms / std::max(ours_nft_only, 0.001));
+        std::printf("              nft -f            %9.1f ms   ratio nft/swarmnet %.1fx\n", row.nft.load_ms,
+                    row.nft.load_ms / row.ours.load_ms);
       }
-      if (ipvs) {
-        std::printf("              swarmnet ipvs     %9.1f ms (of which %u VIP addresses %.1f ms, IPVS+marks %.1f ms)\n",
-                    ipvs_figures.load_ms + ipvs_addresses, n, ipvs_addresses, ipvs_figures.load_ms);
-      }
-      std::printf("  one change  swarmnet upsert   %9.3f ms (median of 20)\n", ours.change_ms);
+      if (ipvs) std::printf("              swarmnet ipvs     %9.1f ms\n", row.ipvs.load_ms);
+      std::printf("  one change  swarmnet upsert   %9.3f ms (median of 20)\n", row.ours.change_ms);
       if (!skip_nft_command) {
-        std::printf("              nft add element   %9.3f ms (median of 5)   ratio %.0fx\n", nft.change_ms,
-                    nft.change_ms / ours.change_ms);
+        std::printf("              nft add element   %9.3f ms (median of 5)   ratio %.0fx\n", row.nft.change_ms,
+                    row.nft.change_ms / row.ours.change_ms);
       }
-      if (ipvs) {
-        std::printf("              ipvs upsert       %9.3f ms (median of 20)\n", ipvs_figures.change_ms);
-      } else {
-        std::printf("  ipvs: not available in this kernel (bench/lb_bench_ipvs.sh runs this in a VM)\n");
-      }
+      if (ipvs) std::printf("              ipvs upsert       %9.3f ms (median of 20)\n", row.ipvs.change_ms);
+      std::printf("  VIP added   swarmnet upsert   %9.3f ms (median of 20)   ip address add %.3f ms (median of 5)\n",
+                  row.ours.add_ms, row.address_ms);
+      if (ipvs) std::printf("              ipvs upsert       %9.3f ms (median of 20)\n", row.ipvs.add_ms);
+      if (!ipvs) std::printf("  ipvs: not available in this kernel (bench/lb_bench_ipvs.sh runs this in a VM)\n");
       std::fflush(stdout);
+      rows.push_back(row);
     }
+
+    // The goals, with the figures they are judged on.
+    const Row& first = rows.front();
+    const Row& last = rows.back();
+    std::printf("goals (nftables balancer)\n");
+    const double change_ratio = last.ours.change_ms / first.ours.change_ms;
+    std::printf("  one change: %.3f ms at %u services, %.3f ms at %u: %.2fx (goal: < 1 ms at 10,000, <= 1.5x from "
+                "1,000): %s\n",
+                first.ours.change_ms, first.services, last.ours.change_ms, last.services, change_ratio,
+                verdict(last.ours.change_ms < 1.0 && change_ratio <= 1.5));
+    std::printf("  full load of %u services, VIP routes included: %.1f ms (goal: < 1,000 ms at 10,000): %s\n",
+                last.services, last.ours.load_ms, verdict(last.ours.load_ms < 1000.0));
+    const double add_ratio = last.ours.add_ms / small_ours.add_ms;
+    const double address_ratio = last.address_ms / small_address;
+    std::printf("  one VIP added: %.3f ms at %u VIPs, %.3f ms at %u: %.2fx (goal: <= 1.5x): %s; an interface "
+                "address instead: %.3f and %.3f ms, %.1fx\n",
+                small_ours.add_ms, small, last.ours.add_ms, last.services, add_ratio, verdict(add_ratio <= 1.5),
+                small_address, last.address_ms, address_ratio);
+    std::printf("load average after: %s (before: %s)\n", load_average().c_str(), load_before.c_str());
   } catch (const std::exception& e) {
     std::cerr << "lb_bench: " << e.what() << "\n";
     return 1;

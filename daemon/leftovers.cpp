@@ -6,6 +6,7 @@
 #include "daemon/ingress_sandbox.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/nftables.hpp"
+#include "lb/vip_addresses.hpp"
 
 namespace swarmnet::daemon {
 
@@ -101,6 +102,24 @@ size_t remove_stale_tables(const std::set<std::string>& in_use) {
     spdlog::info("leftovers: removed nftables table {}: swarmnet's by its name, and unused by this daemon",
                  table);
     ++removed;
+  }
+  return removed;
+}
+
+size_t remove_stale_vips() {
+  auto nl = kernel::NetlinkSocket::open();
+  size_t removed = 0;
+  for (const auto& [bridge, vip] : lb::list_vip_routes(nl)) {
+    lb::remove_vip_route(nl, bridge, vip);
+    spdlog::info("leftovers: removed the local route of VIP {} on {}: this daemon runs no balancer",
+                 vip.str(), bridge);
+    ++removed;
+  }
+  if (size_t addresses = lb::remove_legacy_vip_addresses(nl)) {
+    spdlog::info(
+        "leftovers: removed {} VIP address(es) of an earlier release: this daemon runs no balancer",
+        addresses);
+    removed += addresses;
   }
   return removed;
 }

@@ -10,10 +10,13 @@
 //           sandbox's host end), "swv"/"swc" + 12 hex digits (the two ends
 //           of an endpoint's veth; the container end only before it moves)
 //   tables  nftables tables named "swarmnet" or "swarmnet-...", any family
+//   VIPs    local routes of protocol 83 (lb/vip_addresses.hpp); they go with
+//           their bridge, and a balancer's sync removes those of no VIP
 // and this daemon owns: the bridge and VXLAN device of every network of its
 // store, the veth of every endpoint of its store, the gateway bridge and
-// the sandbox's links while the store has an ingress network, and the
-// tables its components use. The rest is stale and removed at start.
+// the sandbox's links while the store has an ingress network, the tables
+// its components use, and the VIPs when it runs a balancer. The rest is
+// stale and removed at start.
 #pragma once
 
 #include <set>
@@ -41,5 +44,10 @@ size_t remove_stale_links(const Store& store);
 // Deletes the stale tables of the calling thread's namespace, each with a
 // log line. Returns how many went.
 size_t remove_stale_tables(const std::set<std::string>& in_use);
+// For a daemon that runs no balancer: deletes every VIP route (and an
+// earlier release's VIP addresses) of the calling thread's namespace, with
+// a log line each: a VIP nothing balances would still be local to the
+// host and take its traffic. Returns how many went.
+size_t remove_stale_vips();
 
 }  // namespace swarmnet::daemon

@@ -302,6 +302,8 @@ int main(int argc, char** argv) {
       load_balancing.emplace(store, controller, *balancer);
       load_balancing->resync();
       metrics.watch_load_balancing(*load_balancing, store);
+    } else {
+      swarmnet::daemon::remove_stale_vips();
     }
     {
       // A balancer's table left by a run with another backend (or none)

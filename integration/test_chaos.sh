@@ -638,10 +638,11 @@ address_findings() {  # what addresses_check finds, a line each
   for c in "${NAMES[@]}"; do
     grep -qx "$c ${C_IP[$c]}" <<<"$l" || echo "$c should hold ${C_IP[$c]}, has: $(awk -v c="$c" '$1 == c {print $2}' <<<"$l")"
   done
-  # A VIP is an address too (a /32 on the bridges of the hosts that balance
-  # it, the same on each): never one a container holds.
+  # A VIP is an address too (a local route through the bridges of the hosts
+  # that balance it, the same on each, lb/vip_addresses.hpp): never one a
+  # container holds.
   d=$(for ((i = 1; i <= HOSTS; i++)); do
-    ip -n "$(host_ns "$i")" -o -4 addr show 2>/dev/null | awk '$2 ~ /^swn-/ && $4 ~ /\/32$/ {sub(/\/32$/, "", $4); print $4}'
+    ip -n "$(host_ns "$i")" -4 route show table local proto 83 2>/dev/null | awk '$1 == "local" {print $2}'
   done | sort -u | grep -xF -f <(awk '{print $2}' <<<"$l") | tr '\n' ' ' || true)
   [[ -z "$d" ]] || echo "VIP address(es) also live in a container: $d"
   [[ -n "$tables" ]] || return 0

@@ -62,6 +62,9 @@ healthy_tasks() { hctl "$1" service inspect web | jq '[.tasks[] | select(.health
 check "every host sees the 3 tasks healthy" wait_for 15 bash -c \
   "for i in 1 2 3; do [[ \$(SWARMNET_BIN_DIR=$SWARMNET_BIN_DIR; $SWARMNET_BIN_DIR/swarmnetctl --socket $(host_sock 1) service inspect web | jq '[.tasks[] | select(.healthy)] | length') == 3 ]] || exit 1; done"
 check "the name web resolves to the VIP" test "$(in_client dig +short "@$GW" web)" == "$VIP"
+BRIDGE=$(hctl 1 network inspect front | jq -r .bridge)
+check "host 1 holds the VIP as a local route through front's bridge, not as an address" bash -c \
+  "ip -n $(host_ns 1) -4 route show table local proto 83 | grep -qx 'local $VIP dev $BRIDGE scope host *' && ! ip -n $(host_ns 1) -4 addr show | grep -q ' $VIP/32'"
 
 # tally N CMD...: runs CMD N times, prints "name count" lines of its outputs.
 tally() {
@@ -129,7 +132,7 @@ check "the VIP no longer answers" wait_for 10 bash -c "! ip netns exec $(contain
 for i in 1 2 3; do
   check "host $i: no VIP element in the balancer's table" \
     wait_for 10 bash -c "! ip netns exec $(host_ns "$i") nft list table ip swarmnet-lb 2>/dev/null | grep -q '$VIP'"
-  check "host $i: no VIP address on any bridge" bash -c "! ip -n $(host_ns "$i") -4 addr show | grep -q ' $VIP/32'"
+  check "host $i: no VIP route left (nor an address)" bash -c "[[ -z \$(ip -n $(host_ns "$i") -4 route show table local $VIP) ]] && ! ip -n $(host_ns "$i") -4 addr show | grep -q ' $VIP/32'"
   check "host $i: lb check" hctl "$i" lb check
 done
 check "the name web is gone" bash -c "[[ -z \$(ip netns exec $(container_ns client) dig +short @$GW web | grep -v '^;') ]]"

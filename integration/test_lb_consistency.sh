@@ -17,7 +17,7 @@
 #     `ip`, not through the daemon;
 #   - a backend element deleted by hand is reported by `lb check` (exit 4);
 #   - removing every service leaves no element in @vips, @vip-addresses or
-#     @backends and no VIP address on any bridge, on any host; removing the
+#     @backends and no VIP route on any bridge, on any host; removing the
 #     containers too leaves the same.
 # Env: OPS (operations, default 1000), SEED (random seed, default: time;
 #      printed, with the operations' log on failure), SWARMNET_IT_TIMEOUT
@@ -205,22 +205,27 @@ kernel_state() {
   ' | sort
 }
 
-# The /32s on host I's bridges, "bridge address" lines (a bridge's own
-# gateway address has its subnet's length; this iproute2 cannot show the
-# addresses' protocol, 83 for a VIP). A /32 that is no service's VIP is
-# printed as "bridge node-address": the node's own address on that network
-# (node-local access, lb/vip_addresses.hpp), which IPAM gives out, so the test
-# cannot know it in advance.
+# Where host I's VIPs and its own addresses live, as "bridge address" lines:
+# a VIP is a local route of protocol 83 in the local table through its
+# network's bridge (lb/vip_addresses.hpp); a /32 address on a bridge (the
+# gateway address has its subnet's length) is printed as "bridge
+# node-address": the node's own address on that network (node-local
+# access), which IPAM gives out, so the test cannot know it in advance. A
+# VIP held as an address, as before, would show as an unexpected
+# node-address.
 bridge_addresses() {
-  ip -n "$(host_ns "$1")" -j addr show 2>/dev/null |
-    jq -r --arg vips " ${SVC_VIP[*]} " '.[] | select(.ifname | startswith("swn-")) | .ifname as $d | .addr_info[]
-           | select(.family == "inet" and .prefixlen == 32) | .local as $a
-           | "\($d) \(if ($vips | contains(" " + $a + " ")) then $a else "node-address" end)"' | sort
+  {
+    ip -n "$(host_ns "$1")" -j -4 route show table local proto 83 2>/dev/null |
+      jq -r '.[] | select(.type == "local") | "\(.dev) \(.dst)"'
+    ip -n "$(host_ns "$1")" -j addr show 2>/dev/null |
+      jq -r '.[] | select(.ifname | startswith("swn-")) | .ifname as $d | .addr_info[]
+             | select(.family == "inet" and .prefixlen == 32) | "\($d) node-address"'
+  } | sort
 }
-# The VIP addresses alone.
+# The VIPs alone.
 vip_addresses() { bridge_addresses "$1" | grep -v ' node-address$' || true; }
 
-# "bridge VIP" lines: where host I must have each VIP address, by the model;
+# "bridge VIP" lines: where host I must have each VIP's route, by the model;
 # and "bridge node-address" where it has its own address: on a network with a
 # container on host I and one on another host.
 model_addresses() {
@@ -346,7 +351,7 @@ for c in "${NAMES[@]}"; do
 done
 wait_for 20 host_consistent "$h" || { fail "host $h did not settle after losing its nb containers"; explain; }
 op_add_at "$h" nb "" first
-check "host $h's first container on nb brings web's and hc's nb VIPs there, addresses on the bridge included" \
+check "host $h's first container on nb brings web's and hc's nb VIPs there, their local routes included" \
   wait_for 10 host_consistent "$h"
 x=""; y=""
 for c in "${NAMES[@]}"; do
@@ -405,7 +410,7 @@ hctl 3 service rm web >/dev/null
 hctl 1 service rm api >/dev/null
 hctl 2 service rm hc >/dev/null
 hctl 1 service rm rr >/dev/null
-nothing_left() {  # nothing_left I: no element in our maps and sets, no VIP address
+nothing_left() {  # nothing_left I: no element in our maps and sets, no VIP route
   local i="$1" elements
   elements=$(ip netns exec "$(host_ns "$i")" nft -j list table ip swarmnet-lb 2>/dev/null |
     jq '[.nftables[] | (.map // .set // empty) | select(.name == "vips" or .name == "vip-addresses" or .name == "backends") | (.elem // []) | length] | add // 0')
@@ -423,18 +428,21 @@ all_clean() {
 start=$SECONDS
 if wait_for 10 all_clean; then
   info "removals converged on every host in $((SECONDS - start)) s"
-  pass "no element in @vips, @vip-addresses, @backends and no VIP address on any bridge, on all $HOSTS hosts (${#NAMES[@]} containers still up)"
+  pass "no element in @vips, @vip-addresses, @backends and no VIP route on any bridge, on all $HOSTS hosts (${#NAMES[@]} containers still up)"
 else
   fail "something of the removed services is left"
   for ((i = 1; i <= HOSTS; i++)); do
     info "host $i: lb check: $(hctl "$i" lb check 2>&1 | head -3 | tr '\n' ';'); services: $(hctl "$i" service ls --format json | jq -c '[.[].name]')"
     { ip netns exec "$(host_ns "$i")" nft list table ip swarmnet-lb 2>&1 | grep -i elements || true; } | sed 's/^/      /'
-    vip_addresses "$i" | sed 's/^/      address /'
+    vip_addresses "$i" | sed 's/^/      route /'
   done
 fi
 for v in "${SVC_VIP[@]}"; do
   for ((i = 1; i <= HOSTS; i++)); do
-    if ip -n "$(host_ns "$i")" -o addr show | grep -q " $v/"; then fail "VIP $v is still an address on host $i"; fi
+    if ip -n "$(host_ns "$i")" -o addr show | grep -q " $v/"; then fail "VIP $v is an address on host $i"; fi
+    if [[ -n "$(ip -n "$(host_ns "$i")" -4 route show table local "$v")" ]]; then
+      fail "VIP $v is still a local route on host $i"
+    fi
   done
 done
 

@@ -8,18 +8,22 @@
 // when a check fails.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -393,10 +397,10 @@ TEST_CASE("read_kernel_state, remove, sync and clear leave exactly what was aske
   balancer.upsert(a);  // idempotent
   CHECK(balancer.read_kernel_state() == std::vector<VirtualIp>{a, b, c});
 
-  auto addresses = [&] {
+  auto routes = [&] {
     NetnsGuard guard(lab.host.open());
     auto nl = NetlinkSocket::open();
-    return lb::list_vip_addresses(nl);
+    return lb::list_vip_routes(nl);
   };
   balancer.remove("a/net1");
   balancer.remove("a/net1");  // already gone: no error
@@ -404,7 +408,13 @@ TEST_CASE("read_kernel_state, remove, sync and clear leave exactly what was aske
   std::string table = capture(lab.host.exec("nft list table ip swarmnet-lb"));
   CHECK(table.find("10.250.0.200") == std::string::npos);
   CHECK(table.find("a/net1") == std::string::npos);
-  CHECK(addresses() == std::vector<std::pair<std::string, Ipv4Address>>{{kBridge, b.vip}, {kBridge, c.vip}});
+  CHECK(routes() ==
+        std::vector<std::pair<std::string, Ipv4Address>>{{kBridge, b.vip}, {kBridge, c.vip}});
+  // As `ip route` shows them: local routes in the local table, no address.
+  std::string local = capture(lab.host.exec("ip -4 route show table local proto 83"));
+  CHECK(local.find("local 10.250.0.201 dev swn-lbt") != std::string::npos);
+  CHECK(local.find("local 10.250.0.202 dev swn-lbt") != std::string::npos);
+  CHECK(capture(lab.host.exec("ip -4 -o address show")).find("10.250.0.20") == std::string::npos);
 
   // A VIP's address and backends change under the same key.
   VirtualIp b2 = lab.vip({lab.backends[0], lab.backends[1], lab.backends[2]}, "b/net1", ip("10.250.0.210"));
@@ -422,7 +432,8 @@ TEST_CASE("read_kernel_state, remove, sync and clear leave exactly what was aske
     CHECK(restarted->read_kernel_state() == std::vector<VirtualIp>{b3, d});
   }
   CHECK(balancer.read_kernel_state() == std::vector<VirtualIp>{b3, d});
-  CHECK(addresses() == std::vector<std::pair<std::string, Ipv4Address>>{{kBridge, d.vip}, {kBridge, b3.vip}});
+  CHECK(routes() ==
+        std::vector<std::pair<std::string, Ipv4Address>>{{kBridge, d.vip}, {kBridge, b3.vip}});
   CHECK(lb::describe_differences({b3, d}, balancer.read_kernel_state()).empty());
   // The balancer that did not sync learns the new state after a refused batch.
   balancer.upsert(lab.vip({lab.backends[0]}, "d/net1", ip("10.250.0.203")));
@@ -435,11 +446,102 @@ TEST_CASE("read_kernel_state, remove, sync and clear leave exactly what was aske
 
   balancer.clear();
   CHECK(run(lab.host.exec("nft list table ip swarmnet-lb >/dev/null 2>&1")) != 0);
-  CHECK(addresses().empty());
+  CHECK(routes().empty());
   CHECK(balancer.read_kernel_state().empty());
 }
 
-TEST_CASE("10,000 VIPs of 10 backends: full load and one change", "[lb][nftables][scale]") {
+// An address on the lab's bridge with an address protocol (iproute2 6.1's
+// `ip address add` cannot set one).
+void add_address_with_protocol(const TestNetns& ns, Ipv4Address address, uint8_t protocol) {
+  NetnsGuard guard(ns.open());
+  auto nl = NetlinkSocket::open();
+  ifaddrmsg header{};
+  header.ifa_family = AF_INET;
+  header.ifa_prefixlen = 32;
+  header.ifa_index = static_cast<unsigned>(nl.link_index(kBridge));
+  uint32_t bytes = address.network_order();
+  nl_msg* msg = nlmsg_alloc_simple(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+  REQUIRE(msg);
+  int err = nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO);
+  if (err >= 0) err = nla_put(msg, IFA_LOCAL, 4, &bytes);
+  if (err >= 0) err = nla_put(msg, IFA_ADDRESS, 4, &bytes);
+  if (err >= 0) err = nla_put_u8(msg, IFA_PROTO, protocol);
+  if (err >= 0) err = nl_send_auto(nl.raw(), msg);
+  if (err >= 0) err = nl_wait_for_ack(nl.raw());
+  nlmsg_free(msg);
+  REQUIRE(err >= 0);
+}
+
+TEST_CASE(
+    "an earlier release's VIP addresses are taken over: local routes instead, traffic balanced",
+    "[lb][nftables]") {
+  Lab lab;
+  Backend s1(lab.b1, "b1"), s2(lab.b2, "b2"), s3(lab.b3, "b3");
+  VirtualIp web = lab.vip({lab.backends[0], lab.backends[1]});
+  VirtualIp api = lab.vip({lab.backends[2]}, "api/net1", ip("10.250.0.201"));
+  lab.balancer->sync({web, api});
+  // As an earlier release left them: each VIP a /32 on the bridge with
+  // address protocol 83, and no route of ours.
+  {
+    NetnsGuard guard(lab.host.open());
+    auto nl = NetlinkSocket::open();
+    lb::remove_vip_route(nl, kBridge, web.vip);
+    lb::remove_vip_route(nl, kBridge, api.vip);
+    REQUIRE(lb::list_vip_routes(nl).empty());
+  }
+  add_address_with_protocol(lab.host, web.vip, 83);
+  add_address_with_protocol(lab.host, api.vip, 83);
+  // The node's own address (protocol 84) is no VIP: it stays.
+  add_address_with_protocol(lab.host, ip("10.250.0.60"), 84);
+  // Control: the addresses are there and the VIPs answer through them.
+  REQUIRE(capture(lab.host.exec("ip -4 -o address show dev swn-lbt")).find(" 10.250.0.200/32") !=
+          std::string::npos);
+  REQUIRE(!ask_tcp(lab.client, kVip).empty());
+
+  {
+    NetnsGuard guard(lab.host.open());
+    auto restarted = lb::make_nftables_balancer();
+    restarted->sync({web, api});
+    CHECK(restarted->read_kernel_state() == std::vector<VirtualIp>{api, web});
+    auto nl = NetlinkSocket::open();
+    CHECK(lb::list_vip_routes(nl) ==
+          std::vector<std::pair<std::string, Ipv4Address>>{{kBridge, web.vip}, {kBridge, api.vip}});
+  }
+  std::string addresses = capture(lab.host.exec("ip -4 -o address show dev swn-lbt"));
+  CHECK(addresses.find(" 10.250.0.200/32") == std::string::npos);
+  CHECK(addresses.find(" 10.250.0.201/32") == std::string::npos);
+  CHECK(addresses.find(" 10.250.0.60/32") != std::string::npos);
+  // A fresh ARP entry: the client must ask the host for the VIP again.
+  run(lab.client.exec("ip neigh flush dev eth0"));
+  auto tcp = tally(60, [&] { return ask_tcp(lab.client, kVip); });
+  INFO("web: b1=" << tcp["b1"] << " b2=" << tcp["b2"] << " b3=" << tcp["b3"]
+                  << " none=" << tcp[""]);
+  CHECK(tcp[""] == 0);
+  CHECK(tcp["b3"] == 0);
+  CHECK(tcp["b1"] > 0);
+  CHECK(tcp["b2"] > 0);
+  CHECK(ask_udp(lab.client, api.vip) == "b3");
+}
+
+TEST_CASE("a VIP moved to another bridge keeps its one local route, through the new bridge",
+          "[lb][nftables]") {
+  Lab lab;
+  REQUIRE(run(lab.host.exec("ip link add swn-lbt2 type bridge")) == 0);
+  run(lab.host.exec("ip link set swn-lbt2 up"));
+  VirtualIp web = lab.vip({lab.backends[0]});
+  lab.balancer->upsert(web);
+  web.bridge = "swn-lbt2";
+  lab.balancer->upsert(web);
+  NetnsGuard guard(lab.host.open());
+  auto nl = NetlinkSocket::open();
+  CHECK(lb::list_vip_routes(nl) ==
+        std::vector<std::pair<std::string, Ipv4Address>>{{"swn-lbt2", kVip}});
+  CHECK(lab.balancer->read_kernel_state() == std::vector<VirtualIp>{web});
+}
+
+TEST_CASE(
+    "10,000 VIPs of 10 backends: full load, one change, and a VIP added costs as much as with 10",
+    "[lb][nftables][scale]") {
   TestNetns host("scale");
   run(host.exec("ip link add ") + kBridge + " type bridge");
   run(host.exec("ip link set ") + kBridge + " up");
@@ -451,23 +553,47 @@ TEST_CASE("10,000 VIPs of 10 backends: full load and one change", "[lb][nftables
     for (uint32_t j = 0; j < 10; ++j) v.backends.push_back(Ipv4Address(0x0a000000u + i * 16 + j));
     all.push_back(v);
   }
+  auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  // The median time of adding 21 new VIPs (numbered from `first`) to what is loaded.
+  auto add_median = [&](uint32_t first) {
+    std::vector<double> adds;
+    for (uint32_t k = first; k < first + 21; ++k) {
+      VirtualIp v{"new" + std::to_string(k) + "/net1", Ipv4Address(0x0ac00000u + k), kBridge, {}};
+      for (uint32_t j = 0; j < 10; ++j) v.backends.push_back(Ipv4Address(0x0ad00000u + k * 16 + j));
+      auto t = Clock::now();
+      balancer->upsert(v);
+      adds.push_back(ms_since(t));
+    }
+    std::sort(adds.begin(), adds.end());
+    return adds[10];
+  };
+  balancer->sync({all.begin(), all.begin() + 10});
+  double add_small = add_median(0);
+
   auto t0 = Clock::now();
   balancer->sync(all);
-  auto load = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  double load = ms_since(t0);
+  double add_large = add_median(100);
 
   std::vector<double> changes;
-  for (int k = 0; k < 20; ++k) {
+  for (int k = 0; k < 21; ++k) {
     VirtualIp v = all[static_cast<size_t>(k) * 397];
     v.backends.pop_back();
     auto t = Clock::now();
     balancer->upsert(v);
-    changes.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+    changes.push_back(ms_since(t));
   }
   std::sort(changes.begin(), changes.end());
-  WARN("10,000 VIPs x 10 backends: full load (with the 10,000 addresses) " << load << " ms; one change: median "
-                                                                          << changes[10] << " ms, max "
-                                                                          << changes.back() << " ms");
-  CHECK(load < 30000);  // the addresses on one bridge dominate; see bench/lb_bench
+  WARN("10,000 VIPs x 10 backends: full load (with the VIP routes) "
+       << load << " ms; one change: median " << changes[10] << " ms, max " << changes.back()
+       << " ms; a VIP added: median " << add_small << " ms with 10 VIPs, " << add_large
+       << " ms with 10,000");
+  // A generous bound for a loaded CI machine: with the VIPs as /32
+  // addresses on the bridge the load took 4 to 15 s (bench/lb_bench has the
+  // figures, and those of adding a VIP).
+  CHECK(load < 5000);
   CHECK(changes[10] < 50);
   balancer->clear();
 }

@@ -45,7 +45,7 @@ std::string describe_differences(const std::vector<VirtualIp>& intended,
     }
     if (h.bridge != w->bridge) {
       out << "VIP " << key << ": "
-          << (h.bridge.empty() ? "address not on any bridge" : "on bridge " + h.bridge) << ", "
+          << (h.bridge.empty() ? "no local route on any bridge" : "on bridge " + h.bridge) << ", "
           << w->bridge << " intended\n";
     }
     // Both ways: a stale backend (in the kernel only) is the one that hurts.

@@ -4,8 +4,9 @@
 // health checks); a Balancer only makes this host's kernel match.
 //
 // How a VIP works on a host (both implementations):
-//   - the VIP is an address (/32) on the network's bridge, so the containers'
-//     ARP for it is answered by the host, like the anycast gateway;
+//   - the VIP is local to the host through the network's bridge (a local
+//     route, lb/vip_addresses.hpp), so the containers' ARP for it is
+//     answered by the host, like the anycast gateway;
 //   - packets to the VIP from a local container are sent by the kernel to
 //     one backend (DNAT, keeping the destination port), TCP and UDP;
 //   - backends are chosen per flow by a hash of the 5-tuple, not by a
@@ -38,7 +39,7 @@ struct VirtualIp {
   // The daemon uses "<service id>/<network id>"; at most 63 characters.
   std::string key;
   Ipv4Address vip;
-  // The network's bridge on this host (the VIP's /32 address lives there).
+  // The network's bridge on this host (the VIP's local route goes through it).
   std::string bridge;
   // Healthy tasks, sorted ascending, no duplicates; may be empty.
   std::vector<Ipv4Address> backends;
@@ -53,12 +54,12 @@ class Balancer {
   // "nftables" or "ipvs", for logs and `swarmnetctl lb check`.
   virtual std::string_view name() const = 0;
 
-  // Creates or changes one VIP (its address on the bridge, its backends).
+  // Creates or changes one VIP (its local route, its backends).
   // Touches only this VIP's kernel objects: cost independent of how many
   // other VIPs exist. Idempotent. Throws swarmnet::Error with what failed.
   virtual void upsert(const VirtualIp& vip) = 0;
-  // Removes one VIP and everything of it (address, rules, map elements,
-  // IPVS service); no error if it is already gone.
+  // Removes one VIP and everything of it (route, map elements, IPVS
+  // service); no error if it is already gone.
   virtual void remove(const std::string& key) = 0;
   // Makes the kernel hold exactly `all` (after a daemon restart): creates
   // what is missing, changes what differs, removes the rest.
@@ -67,7 +68,7 @@ class Balancer {
   // `swarmnetctl lb check`. Sorted by key; backends sorted.
   virtual std::vector<VirtualIp> read_kernel_state() = 0;
   // Removes every kernel object of this balancer (table, marks, IPVS
-  // services, VIP addresses). swarmnetd leaves them in place when it stops
+  // services, VIP routes). swarmnetd leaves them in place when it stops
   // (a restart finds and syncs them); the tests call this to leave the
   // kernel as they found it.
   virtual void clear() = 0;

@@ -266,10 +266,10 @@ class IpvsBalancer final : public Balancer {
       if (want_empty && !commands.empty()) nft_.run(commands);
       sync_destinations(entry.mark, v.backends);
       if (!want_empty && !commands.empty()) nft_.run(commands);
-      if (!fresh && (entry.bridge != v.bridge || moved)) {
-        remove_vip_address(nl_, entry.bridge, entry.vip);
-      }
-      ensure_vip_address(nl_, v.bridge, v.vip);
+      // A VIP that only changed bridges is moved by ensure_vip_route in
+      // one request.
+      if (moved) remove_vip_route(nl_, entry.bridge, entry.vip);
+      ensure_vip_route(nl_, v.bridge, v.vip);
     } catch (...) {
       // Nothing half-done: a new VIP leaves nothing behind. A changed one
       // keeps what it had; the next upsert or sync finishes the change.
@@ -303,12 +303,12 @@ class IpvsBalancer final : public Balancer {
     ensure_table();
     load_cache();
     std::set<std::string> wanted;
-    std::set<std::pair<std::string, Ipv4Address>> wanted_addresses;
+    std::set<std::pair<std::string, Ipv4Address>> wanted_routes;
     for (const VirtualIp& v : all) {
       wanted.insert(v.key);
-      wanted_addresses.insert({v.bridge, v.vip});
+      wanted_routes.insert({v.bridge, v.vip});
     }
-    // Removals first: a VIP address may move from a removed key to a new one.
+    // Removals first: a VIP may move from a removed key to a new one.
     std::vector<std::string> stale;
     for (const auto& [key, entry] : entries_) {
       if (!wanted.contains(key)) stale.push_back(key);
@@ -327,14 +327,16 @@ class IpvsBalancer final : public Balancer {
         ipvs_.delete_service(service.fwmark);
       }
     }
-    for (const auto& [bridge, vip] : list_vip_addresses(nl_)) {
-      if (!wanted_addresses.contains({bridge, vip})) remove_vip_address(nl_, bridge, vip);
+    for (const auto& [bridge, vip] : list_vip_routes(nl_)) {
+      if (!wanted_routes.contains({bridge, vip})) remove_vip_route(nl_, bridge, vip);
     }
+    // An earlier release's VIP addresses, once the routes are in place.
+    remove_legacy_vip_addresses(nl_);
   }
 
   std::vector<VirtualIp> read_kernel_state() override {
     std::map<Ipv4Address, std::string> bridge_of;
-    for (const auto& [bridge, vip] : list_vip_addresses(nl_)) bridge_of.emplace(vip, bridge);
+    for (const auto& [bridge, vip] : list_vip_routes(nl_)) bridge_of.emplace(vip, bridge);
     std::vector<VirtualIp> state;
     for (const MapElement& e : read_map(nft_)) {
       VirtualIp v;
@@ -363,7 +365,8 @@ class IpvsBalancer final : public Balancer {
     for (const IpvsService& service : ipvs_.fwmark_services()) {
       if (is_swarmnet_mark(service.fwmark)) ipvs_.delete_service(service.fwmark);
     }
-    for (const auto& [bridge, vip] : list_vip_addresses(nl_)) remove_vip_address(nl_, bridge, vip);
+    for (const auto& [bridge, vip] : list_vip_routes(nl_)) remove_vip_route(nl_, bridge, vip);
+    remove_legacy_vip_addresses(nl_);
     entries_.clear();
     key_by_vip_.clear();
     used_marks_.clear();
@@ -380,14 +383,14 @@ class IpvsBalancer final : public Balancer {
   };
 
   // Keys, marks and bridges from the kernel: the map names key, VIP and
-  // mark; the VIP addresses name the bridges.
+  // mark; the VIP routes name the bridges.
   void load_cache() {
     entries_.clear();
     key_by_vip_.clear();
     used_marks_.clear();
     orphan_elements_.clear();
     std::map<Ipv4Address, std::string> bridge_of;
-    for (const auto& [bridge, vip] : list_vip_addresses(nl_)) bridge_of.emplace(vip, bridge);
+    for (const auto& [bridge, vip] : list_vip_routes(nl_)) bridge_of.emplace(vip, bridge);
     std::set<Ipv4Address> empty = read_empty_set(nft_);
     for (MapElement& e : read_map(nft_)) {
       if (e.key.empty() || !is_swarmnet_mark(e.mark) || entries_.contains(e.key)) {
@@ -462,7 +465,7 @@ class IpvsBalancer final : public Balancer {
     delete_element(entry.vip);
     delete_element(entry.vip, kIpvsEmptySet);
     ipvs_.delete_service(entry.mark);
-    if (!entry.bridge.empty()) remove_vip_address(nl_, entry.bridge, entry.vip);
+    remove_vip_route(nl_, entry.bridge, entry.vip);
   }
 
   static constexpr uint32_t kMasquerade = 0;  // IP_VS_CONN_F_MASQ

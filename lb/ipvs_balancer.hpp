@@ -16,7 +16,7 @@
 //     the rest with ICMP port unreachable: connect() fails at once with
 //     ECONNREFUSED (IPVS's own ICMP reply is only acted on when the SYN is
 //     retransmitted, a second later), and the host's stack never sees it.
-//   The VIP's /32 on the bridge (lb/vip_addresses.hpp).
+//   The VIP's local route through the bridge (lb/vip_addresses.hpp).
 #pragma once
 
 #include <cstdint>

@@ -297,8 +297,13 @@ class BatchBuilder {
                                  NFPROTO_IPV4, flags, seq_++);
   }
   void done(nlmsghdr* nlh) {
-    last_ = nlh;
+    const uint32_t len = nlh->nlmsg_len;
     if (nftnl_batch_update(batch_.get()) < 0) throw Error(Errc::internal, "nftables: out of memory");
+    // A message that overflowed its page was copied to the start of a new
+    // one (nlh is then stale): either way it ends where the next begins.
+    // finish() asks the ACK on it; set on the stale copy, the kernel never
+    // answered the batch.
+    last_ = reinterpret_cast<nlmsghdr*>(static_cast<char*>(nftnl_batch_buffer(batch_.get())) - len);
   }
 
   void table() {

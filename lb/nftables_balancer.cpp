@@ -1,5 +1,5 @@
 // The nftables Balancer: plans (nft_plan) sent as netlink batches
-// (nft_netlink), plus the VIP addresses on the bridges (vip_addresses).
+// (nft_netlink), plus the VIPs' local routes (vip_addresses).
 //
 // It keeps what it last read from or wrote to the kernel (the table's
 // VIPs and mod-N chains), so an update is one batch with no read before
@@ -53,10 +53,10 @@ class NftablesBalancer : public Balancer {
       nft_.apply(plan);
       state.vips[want.key] = nft::expected(want);
     });
-    if (old && (old->vip != want.vip || old->bridge != want.bridge)) {
-      remove_vip_address(nl_, old->bridge, old->vip);
-    }
-    ensure_vip_address(nl_, want.bridge, want.vip);
+    // A VIP that moved to another bridge keeps its address: replaced in
+    // one request by ensure_vip_route.
+    if (old && old->vip != want.vip) remove_vip_route(nl_, old->bridge, old->vip);
+    ensure_vip_route(nl_, want.bridge, want.vip);
   }
 
   void remove(const std::string& key) override {
@@ -64,8 +64,8 @@ class NftablesBalancer : public Balancer {
     with_retry([&](nft::TableState& state) {
       auto old = find(state, key);
       if (!old) return;
-      // The address first: from then on the VIP draws no new traffic.
-      remove_vip_address(nl_, old->bridge, old->vip);
+      // The route first: from then on the VIP draws no new traffic.
+      remove_vip_route(nl_, old->bridge, old->vip);
       nft::Plan plan;
       nft::plan_remove(*old, state, plan);
       nft_.apply(plan);
@@ -100,30 +100,34 @@ class NftablesBalancer : public Balancer {
     for (const VirtualIp& want : wanted) state.vips[want.key] = nft::expected(want);
     state_ = std::move(state);
 
-    // Addresses: exactly the wanted ones, each on its bridge.
-    std::set<std::pair<std::string, Ipv4Address>> want_addresses;
-    for (const VirtualIp& want : wanted) want_addresses.emplace(want.bridge, want.vip);
-    auto have = list_vip_addresses(nl_);
-    for (const auto& address : have) {
-      if (!want_addresses.count(address)) remove_vip_address(nl_, address.first, address.second);
+    // Routes: exactly the wanted ones, each through its bridge.
+    std::set<std::pair<std::string, Ipv4Address>> want_routes;
+    for (const VirtualIp& want : wanted) want_routes.emplace(want.bridge, want.vip);
+    auto have = list_vip_routes(nl_);
+    for (const auto& route : have) {
+      if (!want_routes.count(route)) remove_vip_route(nl_, route.first, route.second);
     }
     std::set<std::pair<std::string, Ipv4Address>> have_set(have.begin(), have.end());
-    for (const auto& address : want_addresses) {
-      if (!have_set.count(address)) ensure_vip_address(nl_, address.first, address.second);
+    std::vector<std::pair<std::string, Ipv4Address>> missing;
+    for (const auto& route : want_routes) {
+      if (!have_set.count(route)) missing.push_back(route);
     }
+    ensure_vip_routes(nl_, missing);
+    // Then an earlier release's addresses: each VIP stays local throughout.
+    remove_legacy_vip_addresses(nl_);
   }
 
   std::vector<VirtualIp> read_kernel_state() override {
     nft::TableState state = nft_.read_table();
-    auto addresses = list_vip_addresses(nl_);
-    std::set<std::pair<std::string, Ipv4Address>> on_bridges(addresses.begin(), addresses.end());
+    auto routes = list_vip_routes(nl_);
+    std::set<std::pair<std::string, Ipv4Address>> on_bridges(routes.begin(), routes.end());
     std::vector<VirtualIp> out;
     for (const auto& [key, have] : state.vips) {
       VirtualIp vip;
       vip.key = key;
       vip.vip = have.vip;
-      // The bridge only when the address really is there: a missing
-      // address shows as a difference.
+      // The bridge only when the route really is there: a missing route
+      // shows as a difference.
       if (on_bridges.count({have.bridge, have.vip})) vip.bridge = have.bridge;
       // Only what packets reach: the buckets the hash can give, through a
       // chain that exists.
@@ -141,8 +145,9 @@ class NftablesBalancer : public Balancer {
   void clear() override {
     state_.reset();
     nft::TableState state = nft_.read_table();
-    for (const auto& [key, have] : state.vips) remove_vip_address(nl_, have.bridge, have.vip);
-    for (const auto& [bridge, vip] : list_vip_addresses(nl_)) remove_vip_address(nl_, bridge, vip);
+    for (const auto& [key, have] : state.vips) remove_vip_route(nl_, have.bridge, have.vip);
+    for (const auto& [bridge, vip] : list_vip_routes(nl_)) remove_vip_route(nl_, bridge, vip);
+    remove_legacy_vip_addresses(nl_);
     nft_.delete_table();
   }
 

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <optional>
 
 #include "common/error.hpp"
 #include "kernel/libnl_util.hpp"
@@ -42,6 +41,27 @@ MsgPtr address_message(int type, int flags, int index, Ipv4Address vip, uint8_t 
   return msg;
 }
 
+// An RTM_NEWROUTE / RTM_DELROUTE for the VIP route of `vip` through link
+// `index` (0: any link, for a deletion).
+MsgPtr route_message(int type, int flags, int index, Ipv4Address vip) {
+  MsgPtr msg(nlmsg_alloc_simple(type, flags));
+  if (!msg) throw Error(Errc::internal, "out of memory allocating a netlink message");
+  rtmsg header{};
+  header.rtm_family = AF_INET;
+  header.rtm_dst_len = 32;
+  header.rtm_table = RT_TABLE_LOCAL;
+  header.rtm_protocol = kVipProtocol;
+  header.rtm_scope = RT_SCOPE_HOST;
+  header.rtm_type = RTN_LOCAL;
+  uint32_t address = vip.network_order();
+  if (nlmsg_append(msg.get(), &header, sizeof(header), NLMSG_ALIGNTO) < 0 ||
+      nla_put(msg.get(), RTA_DST, sizeof(address), &address) < 0 ||
+      (index && nla_put_u32(msg.get(), RTA_OIF, static_cast<uint32_t>(index)) < 0)) {
+    throw Error(Errc::internal, "netlink route message too small");
+  }
+  return msg;
+}
+
 // One request and the kernel's ACK: 0 or a negative libnl code.
 int transact(kernel::NetlinkSocket& nl, nl_msg* msg) {
   int err = nl_send_auto(nl.raw(), msg);
@@ -51,14 +71,24 @@ int transact(kernel::NetlinkSocket& nl, nl_msg* msg) {
 
 }  // namespace
 
-void ensure_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
-  int index = nl.link_index(bridge);  // Error(not_found) names the bridge
-  // NLM_F_REPLACE: an address that is already there is not an error, and
-  // one added without the mark (by hand) gets it.
-  MsgPtr msg = address_message(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, index, vip, kVipAddressProtocol);
-  int err = transact(nl, msg.get());
-  if (err == -NLE_EXIST) return;
-  if (err < 0) kernel::throw_netlink_error(err, "add VIP address " + vip.str() + "/32 to " + bridge);
+void ensure_vip_route(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
+  ensure_vip_routes(nl, {{bridge, vip}});
+}
+
+void ensure_vip_routes(kernel::NetlinkSocket& nl,
+                       const std::vector<std::pair<std::string, Ipv4Address>>& routes) {
+  std::map<std::string, int> index_of;
+  for (const auto& [bridge, vip] : routes) {
+    auto it = index_of.find(bridge);
+    // Error(not_found) names the bridge.
+    if (it == index_of.end()) it = index_of.emplace(bridge, nl.link_index(bridge)).first;
+    // NLM_F_REPLACE: a route of the VIP through another bridge, or the
+    // local route of an older release's VIP address, becomes this one.
+    MsgPtr msg = route_message(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, it->second, vip);
+    int err = transact(nl, msg.get());
+    if (err < 0)
+      kernel::throw_netlink_error(err, "add the local route of VIP " + vip.str() + " on " + bridge);
+  }
 }
 
 void ensure_node_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address address,
@@ -90,22 +120,70 @@ void ensure_node_address(kernel::NetlinkSocket& nl, const std::string& bridge, I
   }
 }
 
-void remove_vip_address(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
+void remove_vip_route(kernel::NetlinkSocket& nl, const std::string& bridge, Ipv4Address vip) {
+  if (bridge.empty()) return;  // a VIP whose route was not found: nothing to remove
   auto link = nl.find_link(bridge);
-  if (!link) return;
-  MsgPtr msg = address_message(RTM_DELADDR, 0, link->index, vip, 0);
+  if (!link) return;  // the route went with the bridge
+  MsgPtr msg = route_message(RTM_DELROUTE, 0, link->index, vip);
   int err = transact(nl, msg.get());
-  if (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return;
-  if (err < 0) {
-    kernel::throw_netlink_error(err, "remove VIP address " + vip.str() + "/32 from " + bridge);
-  }
+  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return;
+  if (err < 0)
+    kernel::throw_netlink_error(err,
+                                "remove the local route of VIP " + vip.str() + " on " + bridge);
 }
 
-std::vector<std::pair<std::string, Ipv4Address>> list_vip_addresses(kernel::NetlinkSocket& nl) {
+std::vector<std::pair<std::string, Ipv4Address>> list_vip_routes(kernel::NetlinkSocket& nl) {
+  std::vector<std::pair<int, Ipv4Address>> found;
+  nl.dump_messages(
+      [] {
+        nl_msg* msg = nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_DUMP);
+        rtmsg header{};
+        header.rtm_family = AF_INET;
+        if (msg && nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0) {
+          nlmsg_free(msg);
+          msg = nullptr;
+        }
+        return msg;
+      },
+      [&](nlmsghdr* hdr) {
+        if (hdr->nlmsg_type != RTM_NEWROUTE) return;
+        auto* header = static_cast<rtmsg*>(nlmsg_data(hdr));
+        if (header->rtm_family != AF_INET || header->rtm_protocol != kVipProtocol ||
+            header->rtm_type != RTN_LOCAL || header->rtm_dst_len != 32) {
+          return;
+        }
+        nlattr* attrs[RTA_MAX + 1];
+        if (nlmsg_parse(hdr, sizeof(rtmsg), attrs, RTA_MAX, nullptr) < 0) return;
+        // Tables above 255 are only in RTA_TABLE.
+        uint32_t table = attrs[RTA_TABLE] ? nla_get_u32(attrs[RTA_TABLE]) : header->rtm_table;
+        if (table != RT_TABLE_LOCAL || !attrs[RTA_DST] || nla_len(attrs[RTA_DST]) != 4 ||
+            !attrs[RTA_OIF])
+          return;
+        found.emplace_back(static_cast<int>(nla_get_u32(attrs[RTA_OIF])),
+                           Ipv4Address(ntohl(nla_get_u32(attrs[RTA_DST]))));
+      },
+      [&] { found.clear(); }, "list VIP routes");
+
+  std::map<int, std::string> names;  // one link lookup per bridge, not per VIP
+  std::vector<std::pair<std::string, Ipv4Address>> out;
+  for (const auto& [index, vip] : found) {
+    auto name = names.find(index);
+    if (name == names.end()) {
+      auto link = nl.find_link(index);
+      name = names.emplace(index, link ? link->name : std::string()).first;
+    }
+    if (name->second.empty()) continue;  // the link went away meanwhile
+    out.emplace_back(name->second, vip);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, Ipv4Address>> list_legacy_vip_addresses(
+    kernel::NetlinkSocket& nl) {
   struct Found {
     int index;
     Ipv4Address address;
-    std::optional<uint8_t> protocol;
   };
   std::vector<Found> found;
   nl.dump_messages(
@@ -127,28 +205,43 @@ std::vector<std::pair<std::string, Ipv4Address>> list_vip_addresses(kernel::Netl
         if (header->ifa_family != AF_INET || header->ifa_prefixlen != 32) return;
         nlattr* local = attrs[IFA_LOCAL] ? attrs[IFA_LOCAL] : attrs[IFA_ADDRESS];
         if (!local || nla_len(local) != 4) return;
-        Found entry{static_cast<int>(header->ifa_index), Ipv4Address(ntohl(nla_get_u32(local))), {}};
-        if (attrs[IFA_PROTO]) entry.protocol = nla_get_u8(attrs[IFA_PROTO]);
-        found.push_back(entry);
+        // Only with the protocol: a kernel that does not report it (before
+        // 6.0) cannot tell a VIP address from the node's own.
+        if (!attrs[IFA_PROTO] || nla_get_u8(attrs[IFA_PROTO]) != kVipProtocol) return;
+        found.push_back(
+            {static_cast<int>(header->ifa_index), Ipv4Address(ntohl(nla_get_u32(local)))});
       },
-      [&] { found.clear(); }, "list VIP addresses");
+      [&] { found.clear(); }, "list legacy VIP addresses");
 
   std::map<int, std::string> names;  // one link lookup per bridge, not per VIP
   std::vector<std::pair<std::string, Ipv4Address>> out;
   for (const Found& entry : found) {
-    if (entry.protocol && *entry.protocol != kVipAddressProtocol) continue;
     auto name = names.find(entry.index);
     if (name == names.end()) {
       auto link = nl.find_link(entry.index);
       name = names.emplace(entry.index, link ? link->name : std::string()).first;
     }
     if (name->second.empty()) continue;  // the link went away meanwhile
-    // Without IFA_PROTO (older kernels) only the naming tells.
-    if (!entry.protocol && name->second.rfind("swn-", 0) != 0) continue;
     out.emplace_back(name->second, entry.address);
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+size_t remove_legacy_vip_addresses(kernel::NetlinkSocket& nl) {
+  size_t removed = 0;
+  for (const auto& [bridge, vip] : list_legacy_vip_addresses(nl)) {
+    auto link = nl.find_link(bridge);
+    if (!link) continue;
+    MsgPtr msg = address_message(RTM_DELADDR, 0, link->index, vip, 0);
+    int err = transact(nl, msg.get());
+    if (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) continue;
+    if (err < 0)
+      kernel::throw_netlink_error(err,
+                                  "remove the old VIP address " + vip.str() + "/32 from " + bridge);
+    ++removed;
+  }
+  return removed;
 }
 
 }  // namespace swarmnet::lb

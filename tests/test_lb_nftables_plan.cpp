@@ -219,7 +219,7 @@ TEST_CASE("describe_differences names stale and missing backends, VIPs and addre
   auto a_kernel = vip("a/n", "10.0.0.200", {ip("10.0.0.3"), ip("10.0.0.4")}, "");
   auto c = vip("c/n", "10.0.0.202", {ip("10.0.0.5")});
   CHECK(describe_differences({a, b}, {a_kernel, c}) ==
-        "VIP a/n: address not on any bridge, swn-a intended\n"
+        "VIP a/n: no local route on any bridge, swn-a intended\n"
         "VIP a/n: stale backend 10.0.0.4\n"
         "VIP a/n: missing backend 10.0.0.2\n"
         "VIP b/n: missing from the kernel (intended 10.0.0.201 on swn-a, 0 backends)\n"

@@ -426,7 +426,7 @@ TEST_CASE("a VIP without backends refuses at once and never reaches a host proce
   CHECK(tcp_request().ok());
 }
 
-TEST_CASE("remove and clear leave no IPVS service, mark or address", "[ipvs]") {
+TEST_CASE("remove and clear leave no IPVS service, mark or VIP route", "[ipvs]") {
   Balancer& b = balancer();
   b.upsert(web(all_backends()));
   VirtualIp other{"svc-api/net-a", Ipv4Address::parse("10.77.0.201"), kBridge, {backend_address(2)}};
@@ -441,7 +441,7 @@ TEST_CASE("remove and clear leave no IPVS service, mark or address", "[ipvs]") {
   CHECK(state[0] == other);
   CHECK(our_ipvs_marks().size() == 1);
   kernel::NetlinkSocket nl = kernel::NetlinkSocket::open();
-  CHECK(list_vip_addresses(nl) ==
+  CHECK(list_vip_routes(nl) ==
         std::vector<std::pair<std::string, Ipv4Address>>{{kBridge, other.vip}});
   CHECK_FALSE(tcp_request().ok());
 
@@ -455,7 +455,7 @@ TEST_CASE("remove and clear leave no IPVS service, mark or address", "[ipvs]") {
   b.clear();
   CHECK(b.read_kernel_state().empty());
   CHECK(our_ipvs_marks().empty());
-  CHECK(list_vip_addresses(nl).empty());
+  CHECK(list_vip_routes(nl).empty());
   CHECK(std::system("nft list table ip swarmnet-ipvs >/dev/null 2>&1") != 0);
   // Usable again after clear.
   b.upsert(web(all_backends()));
