@@ -144,14 +144,13 @@ Cluster::Cluster(boost::asio::io_context& io, Store& store, Controller& controll
       state_dir_(std::move(state_dir)),
       node_name_(std::move(node_name)),
       options_(std::move(options)) {
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string&, const std::string&, const Store::Line* local) {
-        if (local && node_) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*local}}});
-      });
+  subscription_ = store_.feed().subscribe(Stage::replication, [this](const Change& c) {
+    if (c.local && node_) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*c.local}}});
+  });
 }
 
 Cluster::~Cluster() {
-  store_.remove_change_listener(listener_id_);
+  subscription_.reset();
   if (node_) node_->stop();
   controller_.forget_membership();
 }
@@ -281,7 +280,10 @@ bool Cluster::may_allocate() const {
 void Cluster::housekeeping() {
   const auto now = std::chrono::steady_clock::now();
   // Remembered members that gossip never confirmed: no longer assumed alive.
-  bool expired = false;
+  // Their changes reach the feed's subscribers once all are marked.
+  std::optional<ChangeFeed::Hold> hold;
+  hold.emplace(store_.feed());
+  bool told = false, expired = false;
   for (auto it = assumed_alive_until_.begin(); it != assumed_alive_until_.end();) {
     if (now < it->second) {
       ++it;
@@ -293,12 +295,14 @@ void Cluster::housekeeping() {
       const auto before = m->second.status;
       m->second.status = gossip::MemberStatus::dead;
       tell_member_changed(m->second, before);
+      told = true;
     }
     gone_since_.emplace(it->first, now);
     it = assumed_alive_until_.erase(it);
     expired = true;
   }
-  if (expired) controller_.on_membership_change();
+  if (expired && !told) controller_.on_membership_change();
+  hold.reset();
   // A dead member leaves the VXLAN filter once its reclaim time is up.
   controller_.overlay().sync_underlay_peers();
   sync_encryption();
@@ -696,13 +700,14 @@ void Cluster::on_member_change(const gossip::Member& m) {
   if (!changed) return;
   spdlog::info("cluster: node {} ({}, {}) is {}", m.name, m.id.substr(0, 12), gossip::to_string(m.addr),
                gossip::to_string(m.status));
-  controller_.on_membership_change();
-  save();  // remembers peers for a restart
   tell_member_changed(m, before);
+  save();  // remembers peers for a restart
 }
 
 void Cluster::tell_member_changed(const gossip::Member& m, std::optional<gossip::MemberStatus> before) {
-  if (observer_.member_changed) observer_.member_changed(m, before);
+  store_.feed().publish(Change::membership(MemberChange{m.id, m.name, m.addr.ip.str(),
+                                                       std::string(gossip::to_string(m.status)),
+                                                       before ? std::string(gossip::to_string(*before)) : ""}));
 }
 
 std::optional<std::string> Cluster::name_of(const std::string& node_id) const {

@@ -112,12 +112,11 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   // A member's name, if it is one.
   std::optional<std::string> name_of(const std::string& node_id) const;
 
-  // Told on the daemon's thread, after the change, of every change of a
-  // member's state or address (`before`: nullopt for a node first seen) and
-  // of every new keyring version a rotation brings (not the keyring a
-  // joining node learns). The event stream listens (daemon/events.hpp).
+  // Told on the daemon's thread, after the change, of every new keyring
+  // version a rotation brings (not the keyring a joining node learns). The
+  // event stream listens (daemon/events.hpp). Changes of a member's state
+  // or address go out on the store's feed (daemon/change_feed.hpp).
   struct Observer {
-    std::function<void(const gossip::Member& m, std::optional<gossip::MemberStatus> before)> member_changed;
     // step: "distribute" (a new key is known), "primary" (the primary key
     // changed), "retire" (a key is gone).
     std::function<void(uint64_t version, size_t keys, const std::string& step)> keyring_changed;
@@ -191,7 +190,7 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   std::string state_dir_;
   std::string node_name_;
   ClusterOptions options_;
-  size_t listener_id_ = 0;
+  ChangeFeed::Subscription subscription_;
   Observer observer_;
 
   std::optional<Ipv4Address> advertise_;

@@ -79,15 +79,18 @@ std::string mac_for(Ipv4Address ip) {
 
 Controller::Controller(Store& store, Dataplane& dataplane, std::string node_name)
     : store_(store), overlay_(store, dataplane), ipam_(store), node_name_(std::move(node_name)) {
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string& table, const std::string& key, const Store::Line* local) {
-        // Our own writes are handled where they are made; this is for what
-        // other nodes changed.
-        if (!local) on_store_change(table, key);
-      });
+  subscription_ = store_.feed().subscribe(Stage::overlay, [this](const Change& c) {
+    if (c.kind == Change::Kind::membership) {
+      overlay_.membership_changed();
+    } else if (!c.local) {
+      // Our own writes are handled where they are made; this is for what
+      // other nodes changed.
+      on_store_change(c.table, c.key);
+    }
+  });
 }
 
-Controller::~Controller() { store_.remove_change_listener(listener_id_); }
+Controller::~Controller() = default;
 
 void Controller::set_membership(const Membership* membership, BlockExchange* blocks,
                                 std::optional<Ipv4Address> local_vtep) {
@@ -103,26 +106,23 @@ void Controller::forget_membership() {
   ipam_.set_cluster(nullptr, nullptr);
 }
 
-void Controller::on_membership_change() {
-  overlay_.membership_changed();
-  for (const auto& listener : membership_listeners_) listener();
-}
+void Controller::on_membership_change() { store_.feed().publish(Change::membership()); }
 
 bool Controller::alive(const std::string& node_id) const {
   if (node_id == store_.node_id()) return true;
   return membership_ && membership_->is_alive(node_id);
 }
 
-void Controller::on_store_change(const std::string& table, const std::string& key) {
-  if (table == "endpoints") {
+void Controller::on_store_change(TableId table, const std::string& key) {
+  if (table == TableId::endpoints) {
     auto it = store_.endpoints().find(key);
     if (it == store_.endpoints().end()) return;
     const std::string network_id = it->second.value.network_id;
     ipam_.endpoint_changed(network_id);
     overlay_.sync_network(network_id);
-  } else if (table == "blocks") {
+  } else if (table == TableId::blocks) {
     ipam_.block_changed(key);
-  } else if (table == "networks") {
+  } else if (table == TableId::networks) {
     if (!store_.networks().count(key)) return;
     ipam_.network_changed(key);
     overlay_.network_changed(key);

@@ -39,7 +39,8 @@ class Controller {
   // for the daemon's next start instead of being reprogrammed as if every
   // other node had died.
   void forget_membership();
-  // Membership changed (a node joined, died, came back): reprogram overlays.
+  // Membership changed (a node joined, died, came back): published on the
+  // store's feed, where the overlays are reprogrammed first, then the rest.
   void on_membership_change();
   // This host's kernel side of the networks (bridges, VXLAN, packet filter).
   Overlay& overlay() { return overlay_; }
@@ -92,10 +93,6 @@ class Controller {
   bool is_alive(const std::string& node_id) const { return alive(node_id); }
   // The members' underlay addresses, as last given to the packet filter.
   std::vector<Ipv4Address> underlay_peers() const { return overlay_.underlay_peers(); }
-  // Called after every membership change (after the overlays are updated).
-  void add_membership_listener(std::function<void()> listener) {
-    membership_listeners_.push_back(std::move(listener));
-  }
   // Called with every new endpoint of this node, and with one that changes
   // service, before it is stored: fills in what depends on the services
   // (its host ports) and may refuse it by throwing.
@@ -115,7 +112,7 @@ class Controller {
  private:
   const NetworkRecord& resolve(const std::string& name_or_id) const;
   bool alive(const std::string& node_id) const;
-  void on_store_change(const std::string& table, const std::string& key);
+  void on_store_change(TableId table, const std::string& key);
   void delete_endpoint_record(const NetworkRecord& network, const EndpointRecord& endpoint);
   api::Network to_api(const NetworkRecord& n) const;
   api::Endpoint to_api(const NetworkRecord& n, const EndpointRecord& e) const;
@@ -124,9 +121,8 @@ class Controller {
   Overlay overlay_;
   ClusterIpam ipam_;
   std::string node_name_;
-  size_t listener_id_ = 0;
+  ChangeFeed::Subscription subscription_;
   const Membership* membership_ = nullptr;
-  std::vector<std::function<void()>> membership_listeners_;
   bool dns_enabled_ = false;
   std::function<void(EndpointRecord&)> endpoint_completer_;
 };

@@ -12,12 +12,18 @@ int64_t now_nano() {
       .count();
 }
 
-// The table's name in the store -> the event type.
-const char* event_type(const std::string& table) {
-  if (table == "networks") return "network";
-  if (table == "endpoints") return "endpoint";
-  if (table == "services") return "service";
-  return nullptr;  // blocks: bookkeeping of the IPAM, not shown
+// The table -> the event type.
+const char* event_type(TableId table) {
+  switch (table) {
+    case TableId::networks:
+      return "network";
+    case TableId::endpoints:
+      return "endpoint";
+    case TableId::services:
+      return "service";
+    default:
+      return nullptr;  // blocks and cursors: bookkeeping of the IPAM, not shown
+  }
 }
 
 }  // namespace
@@ -74,25 +80,25 @@ void EventBus::publish(Event event) {
 // ---- StateEvents ----
 
 StateEvents::StateEvents(Store& store, EventBus& bus) : store_(store), bus_(bus) {
-  for (const char* table : {"networks", "endpoints", "services"}) {
-    auto keys = [&](const auto& t) {
-      std::vector<std::string> out;
-      for (const auto& [key, e] : t)
-        if (!e.deleted) out.push_back(key);
-      return out;
-    };
-    const std::string name = table;
-    const auto live = name == "networks" ? keys(store_.networks())
-                      : name == "endpoints" ? keys(store_.endpoints())
-                                            : keys(store_.services());
-    for (const auto& key : live)
-      if (auto seen = describe(name, key)) seen_[name][key] = std::move(*seen);
-  }
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string& table, const std::string& key, const Store::Line*) { on_change(table, key); });
+  auto remember = [&](TableId table, const auto& t) {
+    for (const auto& [key, e] : t) {
+      if (e.deleted) continue;
+      if (auto seen = describe(table, key)) seen_[table][key] = std::move(*seen);
+    }
+  };
+  remember(TableId::networks, store_.networks());
+  remember(TableId::endpoints, store_.endpoints());
+  remember(TableId::services, store_.services());
+  subscription_ = store_.feed().subscribe(Stage::observers, [this](const Change& c) {
+    if (c.kind == Change::Kind::entry) {
+      on_change(c.table, c.key);
+    } else if (c.member) {
+      member_changed(c.member->id, c.member->name, c.member->address, c.member->status, c.member->before);
+    }
+  });
 }
 
-StateEvents::~StateEvents() { store_.remove_change_listener(listener_id_); }
+StateEvents::~StateEvents() = default;
 
 std::string StateEvents::node_name(const std::string& node_id) const {
   if (node_names_) {
@@ -103,22 +109,22 @@ std::string StateEvents::node_name(const std::string& node_id) const {
 
 std::string StateEvents::network_name(const std::string& network_id) const {
   if (const NetworkRecord* n = store_.find_network(network_id)) return n->name;
-  if (auto it = seen_.find("networks"); it != seen_.end()) {
+  if (auto it = seen_.find(TableId::networks); it != seen_.end()) {
     if (auto n = it->second.find(network_id); n != it->second.end()) return n->second.attributes.at("name");
   }
   return network_id.substr(0, 12);
 }
 
-std::optional<StateEvents::Seen> StateEvents::describe(const std::string& table, const std::string& key) const {
+std::optional<StateEvents::Seen> StateEvents::describe(TableId table, const std::string& key) const {
   Seen s;
-  if (table == "networks") {
+  if (table == TableId::networks) {
     const NetworkRecord* n = store_.find_network(key);
     if (!n) return std::nullopt;
     s.id = n->id;
     s.attributes = {{"name", n->name}, {"subnet", n->subnet.str()}, {"vni", std::to_string(n->vni)}};
     if (n->internal) s.attributes["internal"] = "true";
     if (n->ingress) s.attributes["ingress"] = "true";
-  } else if (table == "endpoints") {
+  } else if (table == TableId::endpoints) {
     const EndpointRecord* e = store_.find_endpoint(key);
     if (!e) return std::nullopt;
     s.id = e->id.empty() ? key : e->id;
@@ -130,7 +136,7 @@ std::optional<StateEvents::Seen> StateEvents::describe(const std::string& table,
     if (!e->name.empty()) s.attributes["name"] = e->name;
     if (!e->service.empty()) s.attributes["service"] = e->service;
     if (!e->owner.empty()) s.attributes["owner"] = e->owner;
-  } else if (table == "services") {
+  } else if (table == TableId::services) {
     const ServiceRecord* r = store_.find_service(key);
     if (!r) return std::nullopt;
     s.id = r->id;
@@ -152,7 +158,7 @@ std::optional<StateEvents::Seen> StateEvents::describe(const std::string& table,
   return s;
 }
 
-void StateEvents::on_change(const std::string& table, const std::string& key) {
+void StateEvents::on_change(TableId table, const std::string& key) {
   const char* type = event_type(table);
   if (!type) return;
   auto now = describe(table, key);

@@ -1,8 +1,10 @@
 // The daemon's event stream (GET /v1/events, `swarmnetctl events`).
 //
 // StateEvents turns what this daemon applies into typed events: changes of
-// the replicated tables (its own writes and those merged from other nodes),
-// membership changes and new keyrings, told by the Cluster. EventBus hands
+// the replicated tables (its own writes and those merged from other nodes)
+// and membership changes, from the store's feed (daemon/change_feed.hpp,
+// where it is told last, after this host applied the change), and new
+// keyrings, told by the Cluster. EventBus hands
 // each to every subscriber whose filter it matches.
 //
 // Ordering: events come in the order this daemon applied the changes, on its
@@ -69,7 +71,7 @@ class EventBus {
 
 class StateEvents {
  public:
-  // Starts listening to the store. The entries already there are what the
+  // Subscribes to the store's feed. The entries already there are what the
   // stream starts from: they make no events.
   StateEvents(Store& store, EventBus& bus);
   ~StateEvents();
@@ -98,16 +100,16 @@ class StateEvents {
     std::string id;
     bool healthy = true;
   };
-  void on_change(const std::string& table, const std::string& key);
-  std::optional<Seen> describe(const std::string& table, const std::string& key) const;
+  void on_change(TableId table, const std::string& key);
+  std::optional<Seen> describe(TableId table, const std::string& key) const;
   std::string node_name(const std::string& node_id) const;
   std::string network_name(const std::string& network_id) const;
 
   Store& store_;
   EventBus& bus_;
-  size_t listener_id_;
+  ChangeFeed::Subscription subscription_;
   std::function<std::optional<std::string>(const std::string&)> node_names_;
-  std::map<std::string, std::map<std::string, Seen>> seen_;  // table -> key -> last live state
+  std::map<TableId, std::map<std::string, Seen>> seen_;  // table -> key -> last live state
 };
 
 }  // namespace swarmnet::daemon

@@ -30,9 +30,11 @@ void HealthChecker::tick() {
   for (const auto& [id, e] : store_.services())
     if (!e.deleted) services.emplace(e.value.name, &e.value);
   std::map<std::string, State> seen;
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& r = e.value;
-    if (e.deleted || r.node != store_.node_id() || r.service.empty()) continue;
+  // A copy: record() below writes to the store, which updates the index.
+  const ReadModel::Keys local = store_.index().endpoints_of_node(store_.node_id());
+  for (const std::string& key : local) {
+    const EndpointRecord& r = *store_.find_endpoint(key);
+    if (r.service.empty()) continue;
     auto found = services.find(r.service);
     const ServiceRecord* s = found == services.end() ? nullptr : found->second;
     if (!s || s->health.kind.empty()) {

@@ -100,20 +100,21 @@ std::vector<HostPortRecord> resolve_host_ports(const EndpointRecord& endpoint, c
 }
 
 HostPorts::HostPorts(Store& store, kernel::PublishedPorts& rules) : store_(store), rules_(rules) {
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string& t, const std::string& key, const Store::Line*) { on_change(t, key); });
+  subscription_ = store_.feed().subscribe(Stage::host_ports, [this](const Change& c) {
+    if (c.kind == Change::Kind::entry) on_change(c.table, c.key);
+  });
 }
 
-HostPorts::~HostPorts() { store_.remove_change_listener(listener_id_); }
+HostPorts::~HostPorts() = default;
 
 // Ports published on this node by anyone but `endpoint`: the host ports of
 // this node's other endpoints, and Docker's -p rules read from the kernel.
 std::map<std::string, std::string> HostPorts::taken_except(const EndpointRecord& endpoint,
                                                            const std::map<std::string, std::string>& by_others) {
   std::map<std::string, std::string> taken = by_others;
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& r = e.value;
-    if (e.deleted || !is_local_attached(r, store_.node_id()) || r.id == endpoint.id) continue;
+  for (const std::string& key : store_.index().endpoints_of_node(store_.node_id())) {
+    const EndpointRecord& r = *store_.find_endpoint(key);
+    if (!is_local_attached(r, store_.node_id()) || r.id == endpoint.id) continue;
     for (const auto& p : r.host_ports) taken.emplace(port_key(p.protocol, p.published), holder_of(r));
   }
   // Ingress ports are taken on every node.
@@ -157,9 +158,9 @@ void HostPorts::on_service_change(const ServiceRecord& service) {
   std::vector<EndpointRecord> changed;
   std::optional<std::map<std::string, std::string>> by_others;  // read once, if a task is here
   const PortRange range = ephemeral_port_range();
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& r = e.value;
-    if (e.deleted || !is_local_attached(r, store_.node_id()) || r.service != service.name) continue;
+  for (const std::string& key : store_.index().endpoints_of_service(service.name)) {
+    const EndpointRecord& r = *store_.find_endpoint(key);
+    if (!is_local_attached(r, store_.node_id())) continue;
     EndpointRecord updated = r;
     std::vector<std::string> skipped;
     if (!by_others) by_others = taken_by_others();
@@ -170,7 +171,7 @@ void HostPorts::on_service_change(const ServiceRecord& service) {
     }
     if (updated.host_ports != r.host_ports) changed.push_back(std::move(updated));
   }
-  for (const auto& e : changed) store_.put(e);  // on_change programs each
+  for (const auto& e : changed) store_.put(e);  // on_change programs each, once this change is delivered
 }
 
 void HostPorts::program(const EndpointRecord& e) {
@@ -192,12 +193,12 @@ void HostPorts::unprogram(const std::string& endpoint_id) {
   if (programmed_.erase(endpoint_id)) spdlog::info("endpoint {}: host ports closed", endpoint_id.substr(0, 12));
 }
 
-void HostPorts::on_change(const std::string& table, const std::string& key) {
+void HostPorts::on_change(TableId table, const std::string& key) {
   try {
-    if (table == "services") {
+    if (table == TableId::services) {
       auto it = store_.services().find(key);
       if (it != store_.services().end()) on_service_change(it->second.value);  // a tombstone keeps its value
-    } else if (table == "endpoints") {
+    } else if (table == TableId::endpoints) {
       auto it = store_.endpoints().find(key);
       if (it == store_.endpoints().end() || !is_local_attached(it->second.value, store_.node_id())) return;
       if (it->second.deleted) {

@@ -65,7 +65,7 @@ class HostPorts {
   void resync();
 
  private:
-  void on_change(const std::string& table, const std::string& key);
+  void on_change(TableId table, const std::string& key);
   void on_service_change(const ServiceRecord& service);
   void program(const EndpointRecord& endpoint);
   void unprogram(const std::string& endpoint_id);
@@ -75,7 +75,7 @@ class HostPorts {
 
   Store& store_;
   kernel::PublishedPorts& rules_;
-  size_t listener_id_ = 0;
+  ChangeFeed::Subscription subscription_;
   // What the kernel holds, by endpoint id (health updates re-put endpoints
   // often: they must not cost an nft run each).
   std::map<std::string, std::pair<Ipv4Address, std::vector<HostPortRecord>>> programmed_;

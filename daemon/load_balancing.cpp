@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
@@ -17,40 +18,39 @@ std::string vip_key(const ServiceRecord& s, const std::string& network_id) {
 }
 }  // namespace
 
-LoadBalancing::LoadBalancing(Store& store, Controller& controller, lb::Balancer& balancer)
-    : store_(store), controller_(controller), balancer_(balancer) {
+LoadBalancing::LoadBalancing(Store& store, Controller& controller, lb::Balancer& balancer, NodeAddressKernel kernel)
+    : store_(store),
+      controller_(controller),
+      alive_([&controller](const std::string& node) { return controller.is_alive(node); }),
+      balancer_(balancer),
+      node_address_kernel_(std::move(kernel)) {
+  if (!node_address_kernel_) {
+    node_address_kernel_ = [this](const std::string& bridge, const std::optional<NodeAddress>& address) {
+      if (!nl_) nl_ = std::make_unique<kernel::NetlinkSocket>(kernel::NetlinkSocket::open());
+      if (!nft_) nft_ = std::make_unique<kernel::NftContext>();
+      if (address) lb::ensure_node_address(*nl_, bridge, address->ip, address->mac);
+      set_node_address_element(bridge, address ? std::optional(address->ip) : std::nullopt);
+    };
+  }
   for (const auto& [key, e] : store_.endpoints()) {
     if (!e.deleted && !e.value.service.empty()) service_of_[key] = e.value.service;
   }
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string& t, const std::string& key, const Store::Line*) { on_change(t, key); });
-  controller_.add_membership_listener([this] {
-    // A node died or came back: its tasks leave or rejoin every VIP.
-    for (const auto& [id, e] : store_.services())
-      if (!e.deleted) update_service(e.value);
-  });
+  subscription_ = store_.feed().subscribe(Stage::load_balancing, [this](const Change& c) { on_change(c); });
 }
 
-LoadBalancing::~LoadBalancing() { store_.remove_change_listener(listener_id_); }
+LoadBalancing::~LoadBalancing() = default;
 
-// One pass over the endpoints finds both whether this host has the
-// network's bridge (a local attached endpoint: the VIP's address lives on
-// it) and the service's healthy tasks on live nodes.
+// The VIP lives on the network's bridge: only while this host has one (a
+// local container on the network) is there a VIP to program.
 std::optional<lb::VirtualIp> LoadBalancing::vip_of(const ServiceRecord& s, const std::string& network_id) const {
   auto vip = s.vips.find(network_id);
   if (s.mode != ServiceMode::vip || vip == s.vips.end()) return std::nullopt;
+  if (store_.index().local_attachments(network_id).empty()) return std::nullopt;
   lb::VirtualIp v;
   v.key = vip_key(s, network_id);
   v.vip = vip->second;
   v.bridge = bridge_name(network_id);
-  bool local_bridge = false;
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& r = e.value;
-    if (e.deleted || r.network_id != network_id) continue;
-    if (r.attach && r.node == store_.node_id()) local_bridge = true;
-    if (r.service == s.name && r.healthy && controller_.is_alive(r.node)) v.backends.push_back(r.ip);
-  }
-  if (!local_bridge) return std::nullopt;
+  for (const EndpointRecord* task : healthy_tasks(store_, s.name, network_id, alive_)) v.backends.push_back(task->ip);
   std::sort(v.backends.begin(), v.backends.end());
   v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
   return v;
@@ -101,16 +101,35 @@ void LoadBalancing::update_service(const ServiceRecord& s) {
 }
 
 void LoadBalancing::update_services_on(const std::string& network_id) {
-  for (const auto& [id, e] : store_.services()) {
-    if (e.deleted) continue;
-    const auto& nets = e.value.networks;
-    if (std::find(nets.begin(), nets.end(), network_id) != nets.end()) update_service(e.value);
+  for (const std::string& id : store_.index().services_on_network(network_id)) {
+    if (const ServiceRecord* s = store_.find_service(id)) update_service(*s);
   }
 }
 
-void LoadBalancing::on_change(const std::string& table, const std::string& key) {
+void LoadBalancing::update_services_of_node(const std::string& node_id) {
+  std::set<std::string> names;
+  for (const std::string& key : store_.index().endpoints_of_node(node_id)) {
+    if (const EndpointRecord* e = store_.find_endpoint(key); e && !e->service.empty()) names.insert(e->service);
+  }
+  for (const std::string& name : names) {
+    if (const ServiceRecord* s = store_.find_service_by_name(name)) update_service(*s);
+  }
+}
+
+void LoadBalancing::on_change(const Change& c) {
+  const std::string& key = c.key;
   try {
-    if (table == "services") {
+    if (c.kind == Change::Kind::membership) {
+      // A node died or came back: its tasks leave or rejoin their VIPs. A
+      // change of the whole membership (joined or left a cluster) may move
+      // any of them.
+      if (c.member) {
+        update_services_of_node(c.member->id);
+      } else {
+        for (const auto& [id, e] : store_.services())
+          if (!e.deleted) update_service(e.value);
+      }
+    } else if (c.table == TableId::services) {
       auto it = store_.services().find(key);
       if (it == store_.services().end()) return;
       const ServiceRecord& s = it->second.value;  // a tombstone keeps its last value
@@ -129,7 +148,7 @@ void LoadBalancing::on_change(const std::string& table, const std::string& key) 
         }
         update_service(s);
       }
-    } else if (table == "endpoints") {
+    } else if (c.table == TableId::endpoints) {
       auto it = store_.endpoints().find(key);
       if (it == store_.endpoints().end()) return;
       const EndpointRecord& e = it->second.value;
@@ -161,34 +180,34 @@ void LoadBalancing::on_change(const std::string& table, const std::string& key) 
       }
     }
   } catch (const std::exception& ex) {
-    spdlog::error("lb: applying {} {}: {}", table, key, ex.what());
+    spdlog::error("lb: applying {} {}: {}", c.kind == Change::Kind::membership ? "membership" : table_name(c.table), key,
+                  ex.what());
   }
 }
 
 void LoadBalancing::sync_node_address(const std::string& network_id) {
-  if (syncing_node_address_) return;  // its own endpoint's change comes back here
   const NetworkRecord* n = store_.find_network(network_id);
   if (!n) return;
   const NetworkRecord network = *n;
   const std::string& me = store_.node_id();
   bool local = false, remote = false;
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& r = e.value;
-    if (e.deleted || r.network_id != network_id || !r.attach || r.owner == api::kOwnerNode) continue;
+  for (const std::string& k : store_.index().endpoints_on_network(network_id)) {
+    const EndpointRecord& r = *store_.find_endpoint(k);
+    if (!r.attach || r.owner == api::kOwnerNode) continue;
     (r.node == me ? local : remote) = true;
+    if (local && remote) break;
   }
   const std::string key = endpoint_key(network_id, me, kNodeContainerId, kNodeIfname);
   const EndpointRecord* have = store_.find_endpoint(key);
   const bool wanted = local && !network.ingress;
   if (!have && (!wanted || !remote)) return;
   const std::string bridge = bridge_name(network_id);
-  syncing_node_address_ = true;
+  // Its own endpoint's change, written here, reaches on_change only after
+  // this (change_feed.hpp), and is skipped there (owner node).
   try {
-    if (!nl_) nl_ = std::make_unique<kernel::NetlinkSocket>(kernel::NetlinkSocket::open());
-    if (!nft_) nft_ = std::make_unique<kernel::NftContext>();
     if (!wanted) {
       node_addresses_.erase(network_id);
-      set_node_address_element(bridge, std::nullopt);
+      node_address_kernel_(bridge, std::nullopt);
       controller_.release_endpoint(key);  // the bridge goes with the network
       spdlog::info("lb: network {} left this node: its node address released", network.name);
     } else {
@@ -205,8 +224,7 @@ void LoadBalancing::sync_node_address(const std::string& network_id) {
       }
       // Once per address: this runs for every change of the network's endpoints.
       if (auto it = node_addresses_.find(network_id); it == node_addresses_.end() || it->second != have->ip) {
-        lb::ensure_node_address(*nl_, bridge, have->ip, have->mac);
-        set_node_address_element(bridge, have->ip);
+        node_address_kernel_(bridge, NodeAddress{have->ip, have->mac});
         node_addresses_[network_id] = have->ip;
       }
     }
@@ -215,7 +233,6 @@ void LoadBalancing::sync_node_address(const std::string& network_id) {
   } catch (const std::exception& e) {
     spdlog::error("lb: network {}: this node's own address: {}", network.name, e.what());
   }
-  syncing_node_address_ = false;
 }
 
 void LoadBalancing::set_node_address_element(const std::string& bridge, std::optional<Ipv4Address> address) {
@@ -239,6 +256,9 @@ void LoadBalancing::set_node_address_element(const std::string& bridge, std::opt
 }
 
 void LoadBalancing::resync() {
+  // The node addresses written below reach the feed's subscribers (this
+  // class among them) once the balancer holds the VIPs.
+  auto hold = store_.feed().hold();
   for (const auto& [id, e] : store_.networks()) {
     if (!e.deleted) sync_node_address(id);
   }

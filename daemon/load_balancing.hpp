@@ -2,8 +2,8 @@
 // with the services: every VIP of a vip-mode service, on every network that
 // has a bridge on this host, balanced across the service's healthy tasks on
 // live nodes, wherever they run (east-west balancing at the source host, as
-// swarm does). Listens to the store (services, endpoints) and to membership
-// changes; programs only the VIPs a change touches.
+// swarm does). Follows the store's feed (services, endpoints, membership);
+// programs only the VIPs a change touches, found through the store's index.
 //
 // Node-local access: the host's own processes reach the VIPs too (the
 // balancer DNATs in the output hook). A task on another node must be able to
@@ -35,7 +35,15 @@ namespace swarmnet::daemon {
 
 class LoadBalancing {
  public:
-  LoadBalancing(Store& store, Controller& controller, lb::Balancer& balancer);
+  // This node's own address on a network: on the network's bridge and in
+  // the firewall's node-addresses map; nullopt takes it away. Throws
+  // swarmnet::Error. The kernel's unless given (tests give a fake).
+  struct NodeAddress {
+    Ipv4Address ip;
+    std::string mac;
+  };
+  using NodeAddressKernel = std::function<void(const std::string& bridge, const std::optional<NodeAddress>& address)>;
+  LoadBalancing(Store& store, Controller& controller, lb::Balancer& balancer, NodeAddressKernel kernel = {});
   ~LoadBalancing();
   LoadBalancing(const LoadBalancing&) = delete;
   LoadBalancing& operator=(const LoadBalancing&) = delete;
@@ -55,9 +63,10 @@ class LoadBalancing {
   void set_program_observer(ProgramObserver observer) { observer_ = std::move(observer); }
 
  private:
-  void on_change(const std::string& table, const std::string& key);
+  void on_change(const Change& c);
   void update_service(const ServiceRecord& service);
   void update_services_on(const std::string& network_id);
+  void update_services_of_node(const std::string& node_id);
   void program(const std::string& key, const std::optional<lb::VirtualIp>& want);
   // Creates, programs or releases this node's own address on the network.
   void sync_node_address(const std::string& network_id);
@@ -66,15 +75,16 @@ class LoadBalancing {
 
   Store& store_;
   Controller& controller_;
+  Liveness alive_;  // the controller's
   lb::Balancer& balancer_;
-  size_t listener_id_ = 0;
+  ChangeFeed::Subscription subscription_;
   std::map<std::string, lb::VirtualIp> programmed_;  // by key
   // The service each endpoint was last seen in (by endpoint key), so a
   // task that moves to another service, or to none, also leaves the old one.
   std::map<std::string, std::string> service_of_;
   ProgramObserver observer_;
-  bool syncing_node_address_ = false;
   std::map<std::string, Ipv4Address> node_addresses_;  // programmed, by network id
+  NodeAddressKernel node_address_kernel_;
   std::unique_ptr<kernel::NetlinkSocket> nl_;
   std::unique_ptr<kernel::NftContext> nft_;
 };

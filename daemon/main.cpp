@@ -259,7 +259,8 @@ int main(int argc, char** argv) {
     } stop_dns_first{dns_server};
     if (dns_enabled) {
       dns_server.emplace(names, swarmnet::dns::ServerOptions{.port = dns_port, .queries_per_second = dns_rate});
-      discovery.emplace(store, controller, names, *dns_server);
+      discovery.emplace(
+          store, [&controller](const std::string& node) { return controller.is_alive(node); }, names, *dns_server);
       swarmnet::dns::Upstream::Options up;
       for (const std::string& spec : dns_upstreams) {
         const auto colon = spec.find(':');
@@ -335,11 +336,6 @@ int main(int argc, char** argv) {
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
     state_events.set_node_names([&cluster](const std::string& id) { return cluster.name_of(id); });
     cluster.set_observer(swarmnet::daemon::Cluster::Observer{
-        .member_changed =
-            [&state_events](const swarmnet::gossip::Member& m, std::optional<swarmnet::gossip::MemberStatus> before) {
-              state_events.member_changed(m.id, m.name, m.addr.ip.str(), std::string(swarmnet::gossip::to_string(m.status)),
-                                          before ? std::string(swarmnet::gossip::to_string(*before)) : "");
-            },
         .keyring_changed = [&state_events](uint64_t version, size_t keys,
                                            const std::string& step) { state_events.keyring_changed(version, keys, step); }});
     cluster.set_encryption(&encryption);

@@ -15,24 +15,25 @@ RoutingMesh::RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gatewa
       gateway_subnet_(gateway_subnet),
       lb_backend_(std::move(lb_backend)),
       keep_client_address_(keep_client_address) {
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string& t, const std::string&, const Store::Line*) { on_change(t); });
-  controller_.add_membership_listener([this] { on_change("membership"); });
+  subscription_ = store_.feed().subscribe(Stage::routing_mesh, [this](const Change& c) { on_change(c); });
 }
 
-RoutingMesh::~RoutingMesh() { store_.remove_change_listener(listener_id_); }
+RoutingMesh::~RoutingMesh() = default;
 
 void RoutingMesh::start() {
+  // The sandbox's endpoint, written by join(), reaches this class (and the
+  // others) through the feed once the sandbox exists.
+  auto hold = store_.feed().hold();
   if (join()) spdlog::info("routing mesh: this node answers on every ingress port");
   program();
 }
 
-void RoutingMesh::on_change(const std::string& table) {
-  if (programming_ || table == "cursors") return;
+void RoutingMesh::on_change(const Change& c) {
+  if (c.is(TableId::cursors)) return;
   // After a failure other than a missing address block, only a change of
   // the networks or of the membership is worth another try (not every
   // health report).
-  if (!sandbox_ && (!join_failed_ || table == "networks" || table == "membership")) join();
+  if (!sandbox_ && (!join_failed_ || c.is(TableId::networks) || c.kind == Change::Kind::membership)) join();
   program();
 }
 
@@ -43,7 +44,6 @@ bool RoutingMesh::join() {
   const NetworkRecord* ingress = store_.find_ingress_network();
   if (!ingress) return false;
   const NetworkRecord network = *ingress;
-  programming_ = true;
   try {
     api::EndpointCreate req;
     req.container_id = kSandboxContainerId;
@@ -76,26 +76,25 @@ bool RoutingMesh::join() {
     spdlog::error("routing mesh: cannot join the ingress network: {}", e.what());
     join_failed_ = true;
   }
-  programming_ = false;
   return sandbox_ != nullptr;
 }
 
 void RoutingMesh::program() {
   if (!sandbox_) return;
-  programming_ = true;
   try {
     const NetworkRecord* ingress = store_.find_ingress_network();
     // Each node's sandbox address on the ingress network, and the other
     // nodes' with their MACs (for the replies of what they balance).
     std::map<std::string, Ipv4Address> sandbox_of;
     std::map<Ipv4Address, std::string> peer_sandboxes;
-    for (const auto& [key, e] : store_.endpoints()) {
-      if (!e.deleted && ingress && e.value.network_id == ingress->id && e.value.container_id == kSandboxContainerId) {
-        sandbox_of[e.value.node] = e.value.ip;
-        if (e.value.node != store_.node_id()) peer_sandboxes[e.value.ip] = e.value.mac;
-      }
+    for (const std::string& key : ingress ? store_.index().endpoints_on_network(ingress->id) : ReadModel::Keys{}) {
+      const EndpointRecord* e = store_.find_endpoint(key);
+      if (e->container_id != kSandboxContainerId) continue;
+      sandbox_of[e->node] = e->ip;
+      if (e->node != store_.node_id()) peer_sandboxes[e->ip] = e->mac;
     }
     sandbox_->sync_peers(peer_sandboxes, controller_.underlay_peers());
+    const Liveness alive = [this](const std::string& node) { return controller_.is_alive(node); };
     std::map<std::string, lb::VirtualIp> balanced;
     std::map<Ipv4Address, std::optional<Ipv4Address>> routes;
     std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published;
@@ -110,10 +109,8 @@ void RoutingMesh::program() {
       // networks is one task), on live nodes whose sandbox has joined.
       std::set<std::pair<std::string, std::string>> seen;
       for (const std::string& network_id : s.networks) {
-        for (const auto& [key, e] : store_.endpoints()) {
-          const EndpointRecord& r = e.value;
-          if (e.deleted || r.network_id != network_id || r.service != s.name || !r.attach || !r.healthy) continue;
-          if (!controller_.is_alive(r.node)) continue;
+        for (const EndpointRecord* task : healthy_tasks(store_, s.name, network_id, alive)) {
+          const EndpointRecord& r = *task;
           const bool local = r.node == store_.node_id();
           if (!local && !sandbox_of.count(r.node)) continue;
           if (!seen.insert({r.node, r.container_id}).second) continue;
@@ -177,7 +174,6 @@ void RoutingMesh::program() {
   } catch (const std::exception& e) {
     spdlog::error("routing mesh: {}", e.what());
   }
-  programming_ = false;
 }
 
 }  // namespace swarmnet::daemon

@@ -59,7 +59,7 @@ class RoutingMesh {
   }
 
  private:
-  void on_change(const std::string& table);
+  void on_change(const Change& c);
   bool join();
   void program();
 
@@ -68,8 +68,7 @@ class RoutingMesh {
   Ipv4Prefix gateway_subnet_;
   std::string lb_backend_;
   bool keep_client_address_;
-  size_t listener_id_ = 0;
-  bool programming_ = false;
+  ChangeFeed::Subscription subscription_;
   bool join_failed_ = false;
   std::unique_ptr<IngressSandbox> sandbox_;
   kernel::PublishedPorts host_rules_{kIngressPortOwner};

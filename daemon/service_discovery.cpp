@@ -6,16 +6,13 @@
 
 namespace swarmnet::daemon {
 
-ServiceDiscovery::ServiceDiscovery(Store& store, Controller& controller, dns::NameTable& table,
-                                   dns::Server& server)
-    : store_(store), controller_(controller), table_(table), server_(server) {
-  listener_id_ = store_.add_change_listener(
-      [this](const std::string& t, const std::string& key, const Store::Line*) { on_change(t, key); });
-  controller_.add_membership_listener([this] { resync(); });
+ServiceDiscovery::ServiceDiscovery(Store& store, Liveness alive, dns::NameTable& table, dns::Server& server)
+    : store_(store), alive_(std::move(alive)), table_(table), server_(server) {
+  subscription_ = store_.feed().subscribe(Stage::discovery, [this](const Change& c) { on_change(c); });
   resync();
 }
 
-ServiceDiscovery::~ServiceDiscovery() { store_.remove_change_listener(listener_id_); }
+ServiceDiscovery::~ServiceDiscovery() = default;
 
 void ServiceDiscovery::resync() {
   for (const auto& [id, e] : store_.networks()) update_network(id);
@@ -23,17 +20,28 @@ void ServiceDiscovery::resync() {
   for (const auto& [id, e] : store_.services()) update_service(id);
 }
 
-void ServiceDiscovery::on_change(const std::string& table, const std::string& key) {
+void ServiceDiscovery::on_change(const Change& c) {
+  if (c.kind == Change::Kind::membership) {
+    // A dead node's endpoints leave the answers, a returning node's come
+    // back. Joining or leaving a cluster may change any node's.
+    if (!c.member) {
+      resync();
+      return;
+    }
+    const auto& keys = store_.index().endpoints_of_node(c.member->id);
+    for (const std::string& key : std::vector<std::string>(keys.begin(), keys.end())) update_endpoint(key);
+    return;
+  }
   try {
-    if (table == "networks") {
-      update_network(key);
-    } else if (table == "endpoints") {
-      update_endpoint(key);
-    } else if (table == "services") {
-      update_service(key);
+    if (c.table == TableId::networks) {
+      update_network(c.key);
+    } else if (c.table == TableId::endpoints) {
+      update_endpoint(c.key);
+    } else if (c.table == TableId::services) {
+      update_service(c.key);
     }
   } catch (const std::exception& e) {
-    spdlog::error("DNS: updating {} {}: {}", table, key, e.what());
+    spdlog::error("DNS: updating {} {}: {}", table_name(c.table), c.key, e.what());
   }
 }
 
@@ -62,7 +70,7 @@ void ServiceDiscovery::update_endpoint(const std::string& key) {
   // anyway); they come back if the node does.
   // A VIP reservation is no container: the service's own entry names it.
   // Nor is a node's own address on the network.
-  if (!e || !controller_.is_alive(e->node) || is_vip_endpoint(*e) || e->owner == api::kOwnerNode) {
+  if (!e || !alive_(e->node) || is_vip_endpoint(*e) || e->owner == api::kOwnerNode) {
     table_.remove_endpoint(key);
     return;
   }
@@ -75,7 +83,8 @@ void ServiceDiscovery::update_endpoint(const std::string& key) {
   info.ip = e->ip;
   info.local = e->node == store_.node_id();
   info.service = e->service;
-  info.healthy = e->healthy;
+  // Answered in tasks.SERVICE (and a dnsrr SERVICE) only if it serves.
+  info.healthy = is_healthy_task(*e, alive_);
   table_.upsert_endpoint(info);
 }
 

@@ -2,13 +2,13 @@
 // replicated tables: every network gets a listener at its gateway address
 // (the same address on every host, so a container's resolver is always its
 // own host's swarmnetd), every endpoint of a live node its names, every
-// service its VIPs and tasks. Runs on the daemon's thread (store listener);
-// the table takes its own lock against the DNS thread.
+// service its VIPs and tasks (those that serve: daemon/read_model.hpp).
+// Follows the store's feed on the daemon's thread; the table takes its own
+// lock against the DNS thread.
 #pragma once
 
 #include <string>
 
-#include "daemon/controller.hpp"
 #include "daemon/store.hpp"
 #include "dns/name_table.hpp"
 #include "dns/server.hpp"
@@ -17,7 +17,8 @@ namespace swarmnet::daemon {
 
 class ServiceDiscovery {
  public:
-  ServiceDiscovery(Store& store, Controller& controller, dns::NameTable& table, dns::Server& server);
+  // `alive`: the membership's answer (Controller::is_alive).
+  ServiceDiscovery(Store& store, Liveness alive, dns::NameTable& table, dns::Server& server);
   ~ServiceDiscovery();
   ServiceDiscovery(const ServiceDiscovery&) = delete;
   ServiceDiscovery& operator=(const ServiceDiscovery&) = delete;
@@ -27,16 +28,16 @@ class ServiceDiscovery {
   void resync();
 
  private:
-  void on_change(const std::string& table, const std::string& key);
+  void on_change(const Change& c);
   void update_network(const std::string& id);
   void update_endpoint(const std::string& key);
   void update_service(const std::string& id);
 
   Store& store_;
-  Controller& controller_;
+  Liveness alive_;
   dns::NameTable& table_;
   dns::Server& server_;
-  size_t listener_id_ = 0;
+  ChangeFeed::Subscription subscription_;
 };
 
 }  // namespace swarmnet::daemon

@@ -198,9 +198,9 @@ api::Service Services::update(const std::string& name, const api::ServiceUpdate&
   }
   if (release_ingress_vip) {
     const NetworkRecord& ingress = ingress_network();
-    for (const auto& [key, e] : store_.endpoints()) {
-      if (!e.deleted && is_vip_endpoint(e.value) && e.value.labels.at(kVipLabel) == s.name &&
-          e.value.network_id == ingress.id) {
+    const ReadModel::Keys reserved = store_.index().vip_reservations_of(s.name);  // a copy: released below
+    for (const std::string& key : reserved) {
+      if (const EndpointRecord* e = store_.find_endpoint(key); e && e->network_id == ingress.id) {
         controller_.release_endpoint(key);
         break;
       }
@@ -215,10 +215,8 @@ void Services::remove(const std::string& name) {
   // The service goes first (balancers and DNS drop its VIPs), then the
   // reservations, wherever they were made.
   store_.erase_service(s.id);
-  std::vector<std::string> vip_keys;
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && is_vip_endpoint(e.value) && e.value.labels.at(kVipLabel) == s.name) vip_keys.push_back(key);
-  }
+  const auto& reserved = store_.index().vip_reservations_of(s.name);
+  const std::vector<std::string> vip_keys(reserved.begin(), reserved.end());
   for (const std::string& key : vip_keys) controller_.release_endpoint(key);
   spdlog::info("service {} removed ({} VIP(s) released)", s.name, vip_keys.size());
 }
@@ -263,10 +261,11 @@ api::Service Services::view(const ServiceRecord& s, bool with_tasks) const {
   }
   out.health = api::HealthCheck{s.health.kind, s.health.port, s.health.path, s.health.interval_s, s.health.retries};
   if (with_tasks) out.tasks.emplace();
-  for (const auto& [key, e] : store_.endpoints()) {
-    if (e.deleted || e.value.service != s.name) continue;
+  const Liveness alive = [this](const std::string& node) { return controller_.is_alive(node); };
+  for (const auto& network_id : s.networks) out.healthy_count += healthy_tasks(store_, s.name, network_id, alive).size();
+  for (const std::string& key : store_.index().endpoints_of_service(s.name)) {
+    const auto& e = store_.endpoints().at(key);
     ++out.task_count;
-    if (e.value.healthy) ++out.healthy_count;
     if (!with_tasks) continue;
     api::ServiceTask task{e.value.container_id, network_name(e.value.network_id), e.value.node,
                           controller_.is_alive(e.value.node), e.value.ip.str(), e.value.healthy, {}};

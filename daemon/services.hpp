@@ -20,7 +20,6 @@
 
 namespace swarmnet::daemon {
 
-inline constexpr const char* kVipLabel = "swarmnet.vip";
 // Ingress ports without a number come from here, as in swarm.
 inline constexpr unsigned kIngressPortFirst = 30000;
 inline constexpr unsigned kIngressPortLast = 32767;

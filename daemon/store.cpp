@@ -99,6 +99,7 @@ Store::Store(std::string state_dir, int64_t tombstone_seconds)
   for (const char* name : {"snapshot.tmp", "journal.tmp", "state.json.tmp"}) {
     ::unlink((dir_ + "/" + name).c_str());
   }
+  index_ = ReadModel(node_id_);
   load();
   // On a full disk the compaction fails: the daemon starts anyway and goes
   // on with the journal it has (a daemon that cannot start is worse).
@@ -309,10 +310,12 @@ bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
     auto it = t.find(h.key);
     if (it != t.end() && !(h.version > it->second.version)) return false;  // ours is newer
     auto& e = t[h.key];
+    index_entry(h.key, e, false);
     e.version = h.version;
     e.deleted = h.deleted;
     e.deleted_at = h.deleted_at;
     if (!h.deleted) e.value = std::move(value);  // a tombstone keeps the last value
+    index_entry(h.key, e, true);
     if constexpr (std::is_same_v<T, EndpointRecord>) {
       if (!h.deleted) note_allocation(e.value);
     }
@@ -378,17 +381,10 @@ std::vector<Store::Line> Store::replicated_entries() const {
   return out;
 }
 
-size_t Store::add_change_listener(ChangeListener listener) {
-  listeners_.emplace(next_listener_, std::move(listener));
-  return next_listener_++;
-}
-
-void Store::remove_change_listener(size_t id) { listeners_.erase(id); }
-
 void Store::notify(const std::string& table, const std::string& key, const Line* local) {
-  // A copy: a listener may add or remove listeners while we iterate.
-  auto listeners = listeners_;
-  for (auto& [id, listener] : listeners) listener(table, key, local);
+  const std::optional<TableId> t = parse_table(table);
+  if (!t) return;  // with_table() refused it before anything was applied
+  feed_.publish(Change::entry(*t, key, local ? std::optional<Line>(*local) : std::nullopt));
 }
 
 // ---- Writing ----
@@ -543,10 +539,12 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   append_journal(records::encode(line_value), 1);
   lamport_ = v.lamport;
   auto& e = t[key];
+  index_entry(key, e, false);
   e.version = v;
   e.deleted = value == nullptr;
   e.deleted_at = deleted_at;
   if (value) e.value = *value;
+  index_entry(key, e, true);
   if constexpr (std::is_same_v<T, EndpointRecord>) {
     if (value) note_allocation(*value);
   }
@@ -580,10 +578,19 @@ const ServiceRecord* Store::find_service(const std::string& id) const {
   return it == services_.end() || it->second.deleted ? nullptr : &it->second.value;
 }
 const ServiceRecord* Store::find_service_by_name(const std::string& name) const {
-  for (const auto& [id, e] : services_) {
-    if (!e.deleted && e.value.name == name) return &e.value;
+  const std::string id = index_.service_named(name);
+  return id.empty() ? nullptr : find_service(id);
+}
+
+template <class T>
+void Store::index_entry(const std::string& key, const Entry<T>& e, bool add) {
+  // A fresh entry (t[key] just made one) has a zero version: nothing to remove.
+  if (e.deleted || e.version == Version{}) return;
+  if constexpr (std::is_same_v<T, EndpointRecord>) {
+    index_.endpoint_changed(key, add ? nullptr : &e.value, add ? &e.value : nullptr);
+  } else if constexpr (std::is_same_v<T, ServiceRecord>) {
+    index_.service_changed(key, add ? nullptr : &e.value, add ? &e.value : nullptr);
   }
-  return nullptr;
 }
 
 Version Store::erase_network(const std::string& id) {

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "daemon/change_feed.hpp"
+#include "daemon/read_model.hpp"
 #include "daemon/records.hpp"
 
 namespace swarmnet::daemon {
@@ -56,6 +58,9 @@ class Store {
   // this node's endpoint writes; saved in snapshots).
   const Table<CursorRecord>& cursors() const { return cursors_; }
   const Table<ServiceRecord>& services() const { return services_; }
+  // The index of the live endpoints and services (daemon/read_model.hpp),
+  // up to date whenever a change is published on feed().
+  const ReadModel& index() const { return index_; }
 
   // Local writes: stamp a new version (Lamport clock + this node), journal,
   // then apply. Return the version written. Throw Error(unavailable) if the
@@ -83,14 +88,11 @@ class Store {
   // {"table", "key", "version", "deleted", "deleted_at", "value"}.
   using Line = json::value;
 
-  // Called after every change to a replicated table (networks, blocks,
-  // endpoints, services), local or merged, with the table name and key. Local writes
-  // also pass the line so the caller can broadcast it.
-  using ChangeListener =
-      std::function<void(const std::string& table, const std::string& key, const Line* local)>;
-  // Several parts listen (the controller, the gossip layer); the id removes one.
-  size_t add_change_listener(ChangeListener listener);
-  void remove_change_listener(size_t id);
+  // Every change of a table (networks, blocks, endpoints, services; local
+  // or merged) is published here after it is applied, with the journal line
+  // of a local write for the broadcast (daemon/change_feed.hpp). The cluster
+  // publishes membership changes on the same feed.
+  ChangeFeed& feed() { return feed_; }
 
   // Merges entries from another node: each is applied only if its version
   // is higher than ours (last writer wins, ties broken by node id, so every
@@ -124,6 +126,8 @@ class Store {
   void note_allocation(const EndpointRecord& e);
   bool apply_if_newer(const json::value& line, bool validate_only);
   std::optional<Version> version_of(const std::string& table, const std::string& key);
+  template <class T>
+  void index_entry(const std::string& key, const Entry<T>& e, bool add);
   void notify(const std::string& table, const std::string& key, const Line* local);
   static std::optional<std::string> read_state_file(const std::string& path);
   void load();
@@ -155,8 +159,8 @@ class Store {
   Table<EndpointRecord> endpoints_;
   Table<CursorRecord> cursors_;
   Table<ServiceRecord> services_;
-  std::map<size_t, ChangeListener> listeners_;
-  size_t next_listener_ = 0;
+  ReadModel index_{""};  // given the node id once it is known
+  ChangeFeed feed_;
 };
 
 }  // namespace swarmnet::daemon

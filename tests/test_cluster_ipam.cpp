@@ -52,11 +52,10 @@ class FakeCluster {
   explicit FakeCluster(int n) {
     for (int i = 0; i < n; ++i) nodes.push_back(std::make_unique<Node>(*this, i));
     for (auto& node : nodes) {
-      node->store.add_change_listener(
-          [this, from = node.get()](const std::string&, const std::string&,
-                                    const daemon::Store::Line* local) {
-            if (local) queue.push_back({from->index, *local});
-          });
+      subscriptions.push_back(node->store.feed().subscribe(
+          daemon::Stage::replication, [this, from = node.get()](const daemon::Change& c) {
+            if (c.local) queue.push_back({from->index, *c.local});
+          }));
       node->controller.set_membership(node.get(), node.get(), Ipv4Address(0xC0A80000u + node->index + 1));
     }
   }
@@ -84,6 +83,7 @@ class FakeCluster {
   std::vector<std::unique_ptr<Node>> nodes;
   std::map<int, int> group = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {4, 0}};
   std::deque<std::pair<int, boost::json::value>> queue;
+  std::vector<daemon::ChangeFeed::Subscription> subscriptions;  // before the nodes' stores go
 };
 
 Node::Node(FakeCluster& c, int i) : cluster(c), index(i) {}

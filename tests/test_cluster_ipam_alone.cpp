@@ -43,8 +43,8 @@ struct TwoNodes {
   explicit TwoNodes(daemon::BlockWait timing = {}) : ipam(me, timing) {
     ipam.set_cluster(&cluster, &cluster);
     // What the controller does with the tables' changes from other nodes.
-    me.add_change_listener([this](const std::string& table, const std::string& key, const daemon::Store::Line* local) {
-      if (!local && table == "blocks") ipam.block_changed(key);
+    subscription = me.feed().subscribe(daemon::Stage::overlay, [this](const daemon::Change& c) {
+      if (!c.local && c.is(daemon::TableId::blocks)) ipam.block_changed(c.key);
     });
     network.id = "0123456789abcdef";
     network.name = "overlay";
@@ -66,6 +66,7 @@ struct TwoNodes {
   FakeCluster cluster;
   daemon::ClusterIpam ipam;
   daemon::NetworkRecord network;
+  daemon::ChangeFeed::Subscription subscription;
 };
 
 struct Outcome {

@@ -285,13 +285,12 @@ TEST_CASE("store: merging another node's entries, last writer wins", "[store][re
   daemon::Store a(dir_a.path());
   daemon::Store b(dir_b.path());
   std::vector<std::string> seen_by_b;
-  b.add_change_listener([&](const std::string& table, const std::string& key,
-                            const daemon::Store::Line* local) {
-    if (!local) seen_by_b.push_back(table + ":" + key);  // merged, not written here
+  auto seen = b.feed().subscribe(daemon::Stage::observers, [&](const daemon::Change& c) {
+    if (!c.local) seen_by_b.push_back(std::string(daemon::table_name(c.table)) + ":" + c.key);  // merged, not written here
   });
   std::vector<daemon::Store::Line> broadcast;
-  a.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
-    if (l) broadcast.push_back(*l);
+  auto sent = a.feed().subscribe(daemon::Stage::replication, [&](const daemon::Change& c) {
+    if (c.local) broadcast.push_back(*c.local);
   });
 
   a.put(network("n1", "one"));
@@ -326,8 +325,8 @@ TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
   daemon::Store a(dir_a.path());
   daemon::Store b(dir_b.path());
   std::vector<daemon::Store::Line> lines;
-  a.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
-    if (l) lines.push_back(*l);
+  auto sent = a.feed().subscribe(daemon::Stage::replication, [&](const daemon::Change& c) {
+    if (c.local) lines.push_back(*c.local);
   });
   a.put(network("n1", "one"));
   namespace json = boost::json;

@@ -162,14 +162,14 @@ TEST_CASE("store: a merged batch that does not fit on the disk is not applied", 
   Tmpfs disk(kDiskBytes);
   daemon::Store peer(disk / "peer");
   std::vector<daemon::Store::Line> broadcast;
-  peer.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line* l) {
-    if (l) broadcast.push_back(*l);
+  auto sent = peer.feed().subscribe(daemon::Stage::replication, [&](const daemon::Change& c) {
+    if (c.local) broadcast.push_back(*c.local);
   });
   for (int i = 0; i < 8; ++i) peer.put(endpoint(i));  // about 10 KB: more than a page
 
   daemon::Store s(disk / "state");
   size_t notified = 0;
-  s.add_change_listener([&](const std::string&, const std::string&, const daemon::Store::Line*) { ++notified; });
+  auto counted = s.feed().subscribe(daemon::Stage::observers, [&](const daemon::Change&) { ++notified; });
   const auto journal = disk / "state/journal";
   const auto size_before = std::filesystem::file_size(journal);
   disk.fill("ballast");

@@ -1,0 +1,63 @@
+#include "daemon/read_model.hpp"
+
+#include "daemon/store.hpp"
+
+namespace swarmnet::daemon {
+
+const ReadModel::Keys& ReadModel::get(const std::map<std::string, Keys>& m, const std::string& k) {
+  static const Keys none;
+  auto it = m.find(k);
+  return it == m.end() ? none : it->second;
+}
+
+void ReadModel::unlink(std::map<std::string, Keys>& m, const std::string& k, const std::string& key) {
+  auto it = m.find(k);
+  if (it == m.end()) return;
+  it->second.erase(key);
+  if (it->second.empty()) m.erase(it);  // no empty sets left behind by churn
+}
+
+void ReadModel::endpoint_changed(const std::string& key, const EndpointRecord* before, const EndpointRecord* after) {
+  auto each = [&](const EndpointRecord& e, auto&& op) {
+    op(by_network_, e.network_id);
+    op(by_node_, e.node);
+    if (!e.service.empty()) op(by_service_, e.service);
+    if (e.attach && e.node == node_id_) op(local_attached_, e.network_id);
+    if (auto vip = e.labels.find(kVipLabel); vip != e.labels.end()) op(vips_of_, vip->second);
+  };
+  if (before) each(*before, [&](auto& m, const std::string& k) { unlink(m, k, key); });
+  if (after) each(*after, [&](auto& m, const std::string& k) { m[k].insert(key); });
+}
+
+void ReadModel::service_changed(const std::string& id, const ServiceRecord* before, const ServiceRecord* after) {
+  if (before) {
+    for (const auto& n : before->networks) unlink(services_on_, n, id);
+    unlink(service_by_name_, before->name, id);
+  }
+  if (after) {
+    for (const auto& n : after->networks) services_on_[n].insert(id);
+    service_by_name_[after->name].insert(id);
+  }
+}
+
+std::string ReadModel::service_named(const std::string& name) const {
+  const Keys& ids = get(service_by_name_, name);
+  return ids.empty() ? std::string() : *ids.begin();
+}
+
+bool is_healthy_task(const EndpointRecord& e, const Liveness& alive) {
+  return !e.service.empty() && e.attach && e.healthy && alive(e.node);
+}
+
+std::vector<const EndpointRecord*> healthy_tasks(const Store& store, const std::string& service_name,
+                                                 const std::string& network_id, const Liveness& alive) {
+  std::vector<const EndpointRecord*> out;
+  for (const std::string& key : store.index().endpoints_of_service(service_name)) {
+    const EndpointRecord* e = store.find_endpoint(key);
+    if (!e || e->network_id != network_id || !is_healthy_task(*e, alive)) continue;
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace swarmnet::daemon

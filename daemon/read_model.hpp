@@ -1,0 +1,80 @@
+// The store's index of its live entries, for the questions every part of the
+// daemon asks on each change: the endpoints of a network, of a service, of a
+// node; this node's attached endpoints of a network; the services on a
+// network or with a name; a service's VIP reservations. Each answer costs a
+// lookup, not a scan of the tables. The Store keeps it in step with every
+// change (local or merged) before the change is published on its feed, so
+// a subscriber always reads the index of the state it is told about.
+//
+// healthy_tasks() is the one rule for "the tasks that serve a service",
+// used by the balancers, the routing mesh, service inspect and DNS.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon/records.hpp"
+
+namespace swarmnet::daemon {
+
+// The label that marks a service's VIP reservation (an address-only
+// endpoint), its value the service's name.
+inline constexpr const char* kVipLabel = "swarmnet.vip";
+
+class ReadModel {
+ public:
+  using Keys = std::set<std::string>;
+
+  explicit ReadModel(std::string node_id) : node_id_(std::move(node_id)) {}
+
+  // An entry's live value before and after a change (nullptr: absent or a
+  // tombstone).
+  void endpoint_changed(const std::string& key, const EndpointRecord* before, const EndpointRecord* after);
+  void service_changed(const std::string& id, const ServiceRecord* before, const ServiceRecord* after);
+
+  // Endpoint keys.
+  const Keys& endpoints_on_network(const std::string& network_id) const { return get(by_network_, network_id); }
+  // The endpoints whose `service` is this name (its tasks, on any network
+  // and node, healthy or not).
+  const Keys& endpoints_of_service(const std::string& service_name) const { return get(by_service_, service_name); }
+  const Keys& endpoints_of_node(const std::string& node_id) const { return get(by_node_, node_id); }
+  // This node's endpoints with a container attached (attach: true) on the
+  // network: while there is one, the network's bridge is on this host.
+  const Keys& local_attachments(const std::string& network_id) const { return get(local_attached_, network_id); }
+  // The VIP reservations made for a service (label swarmnet.vip), any network.
+  const Keys& vip_reservations_of(const std::string& service_name) const { return get(vips_of_, service_name); }
+
+  // Service ids.
+  const Keys& services_on_network(const std::string& network_id) const { return get(services_on_, network_id); }
+  // The live service with this name (the smallest id if two nodes made one
+  // each while cut off); "" if none.
+  std::string service_named(const std::string& name) const;
+
+ private:
+  static const Keys& get(const std::map<std::string, Keys>& m, const std::string& k);
+  static void unlink(std::map<std::string, Keys>& m, const std::string& k, const std::string& key);
+
+  std::string node_id_;
+  std::map<std::string, Keys> by_network_, by_service_, by_node_, local_attached_, vips_of_, services_on_,
+      service_by_name_;
+};
+
+class Store;
+
+// Whether a node is alive (the membership's answer; this node always is).
+using Liveness = std::function<bool(const std::string& node_id)>;
+
+// Whether a task serves: a container attached (an address-only reservation
+// is no task) of a service, healthy (a failing health check takes it out; a
+// service without one keeps its tasks healthy), on a live node.
+bool is_healthy_task(const EndpointRecord& e, const Liveness& alive);
+
+// The tasks of `service_name` on `network_id` that serve (is_healthy_task),
+// sorted by endpoint key.
+std::vector<const EndpointRecord*> healthy_tasks(const Store& store, const std::string& service_name,
+                                                 const std::string& network_id, const Liveness& alive);
+
+}  // namespace swarmnet::daemon

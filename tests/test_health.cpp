@@ -1,0 +1,108 @@
+// Health checks end to end without root: a task whose port stops answering
+// turns unhealthy and leaves the balancer's backends (a fake balancer), and
+// comes back when the port answers again. The task's address is loopback,
+// where the check's TCP connect really goes.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <optional>
+
+#include "daemon/controller.hpp"
+#include "daemon/health.hpp"
+#include "daemon/load_balancing.hpp"
+#include "daemon/services.hpp"
+#include "daemon/store.hpp"
+#include "support/fake_dataplane.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace swarmnet;
+namespace asio = boost::asio;
+
+namespace {
+
+class FakeBalancer : public lb::Balancer {
+ public:
+  std::string_view name() const override { return "fake"; }
+  void upsert(const lb::VirtualIp& vip) override { vips[vip.key] = vip; }
+  void remove(const std::string& key) override { vips.erase(key); }
+  void sync(const std::vector<lb::VirtualIp>& all) override {
+    vips.clear();
+    for (const auto& v : all) vips[v.key] = v;
+  }
+  std::vector<lb::VirtualIp> read_kernel_state() override { return {}; }
+  void clear() override { vips.clear(); }
+  std::vector<Ipv4Address> backends() const {
+    return vips.empty() ? std::vector<Ipv4Address>{} : vips.begin()->second.backends;
+  }
+  std::map<std::string, lb::VirtualIp> vips;
+};
+
+// Runs the io_context until `done` holds or `limit` passes; whether it held.
+template <class F>
+bool run_until(asio::io_context& io, F done, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    io.restart();
+    io.run_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("health: a task whose port stops answering leaves the VIP, and comes back", "[health][lb]") {
+  asio::io_context io;
+  testing::TempDir dir;
+  testing::FakeDataplane dataplane;
+  daemon::Store store(dir.path());
+  daemon::Controller controller(store, dataplane, "host1");
+  api::NetworkCreate front;
+  front.name = "front";
+  front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
+  const std::string network_id = controller.create_network(front).id;
+
+  asio::ip::tcp::acceptor listener(io, {asio::ip::make_address_v4("127.0.0.1"), 0});
+  const unsigned port = listener.local_endpoint().port();
+  daemon::Services services(store, controller);
+  api::ServiceCreate web;
+  web.name = "web";
+  web.networks = {"front"};
+  web.health = api::HealthCheck{"tcp", static_cast<uint16_t>(port), "", 1, 1};
+  services.create(web);
+  FakeBalancer balancer;
+  daemon::LoadBalancing lb(store, controller, balancer,
+                           [](const std::string&, const std::optional<daemon::LoadBalancing::NodeAddress>&) {});
+
+  // A task of this host at a loopback address, where the check connects.
+  daemon::EndpointRecord task;
+  task.id = "ep-w1";
+  task.network_id = network_id;
+  task.node = store.node_id();
+  task.container_id = "w1";
+  task.ifname = "eth0";
+  task.ip = Ipv4Address::parse("127.0.0.1");
+  task.service = "web";
+  store.put(task);
+  const std::string key = daemon::endpoint_key(network_id, store.node_id(), "w1", "eth0");
+  const auto healthy = [&] { return store.find_endpoint(key)->healthy; };
+  const auto serving = [&] { return balancer.backends() == std::vector<Ipv4Address>{task.ip}; };
+  REQUIRE(serving());
+
+  daemon::HealthChecker checker(io, store);
+  checker.start();
+  // Control: while the port answers, the task stays in (two intervals).
+  CHECK_FALSE(run_until(io, [&] { return !healthy(); }, std::chrono::milliseconds(2500)));
+  CHECK(serving());
+
+  listener.close();  // the task's service stops answering
+  REQUIRE(run_until(io, [&] { return !healthy(); }, std::chrono::seconds(5)));
+  CHECK(balancer.backends().empty());
+
+  listener.open(asio::ip::tcp::v4());
+  listener.set_option(asio::socket_base::reuse_address(true));
+  listener.bind({asio::ip::make_address_v4("127.0.0.1"), static_cast<uint16_t>(port)});
+  listener.listen();
+  REQUIRE(run_until(io, healthy, std::chrono::seconds(5)));
+  CHECK(serving());
+}

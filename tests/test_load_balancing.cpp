@@ -1,0 +1,257 @@
+// LoadBalancing against a fake balancer: what a user would see in the
+// kernel's VIP programs as tasks come, fail their health check, die with
+// their node, move, and as services go. The kernel balancers themselves are
+// tested for real in integration/test_lb_*.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <set>
+
+#include "daemon/controller.hpp"
+#include "daemon/load_balancing.hpp"
+#include "daemon/services.hpp"
+#include "daemon/store.hpp"
+#include "support/fake_dataplane.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace swarmnet;
+namespace json = boost::json;
+
+namespace {
+
+// Holds what it was told, as the kernel would.
+class FakeBalancer : public lb::Balancer {
+ public:
+  std::string_view name() const override { return "fake"; }
+  void upsert(const lb::VirtualIp& vip) override {
+    vips[vip.key] = vip;
+    ++upserts;
+  }
+  void remove(const std::string& key) override { vips.erase(key); }
+  void sync(const std::vector<lb::VirtualIp>& all) override {
+    vips.clear();
+    for (const auto& v : all) vips[v.key] = v;
+  }
+  std::vector<lb::VirtualIp> read_kernel_state() override {
+    std::vector<lb::VirtualIp> out;
+    for (const auto& [k, v] : vips) out.push_back(v);
+    return out;
+  }
+  void clear() override { vips.clear(); }
+
+  // The backends of the VIP at this address; nullopt: no such VIP programmed.
+  std::optional<std::set<std::string>> backends_of(const std::string& vip) const {
+    for (const auto& [k, v] : vips) {
+      if (v.vip.str() != vip) continue;
+      std::set<std::string> out;
+      for (const auto& b : v.backends) out.insert(b.str());
+      return out;
+    }
+    return std::nullopt;
+  }
+
+  std::map<std::string, lb::VirtualIp> vips;
+  size_t upserts = 0;
+};
+
+// POST /v1/services with this body, decoded as the API decodes it; the
+// reply as the API encodes it.
+json::value create_service_json(daemon::Services& services, const std::string& body) {
+  return json::value_from(services.create(json::value_to<api::ServiceCreate>(json::parse(body))));
+}
+
+constexpr const char* kOtherNode = "0123456789abcdef0123456789abcdef";
+
+// The cluster as the controller sees it: every node alive but those in `dead`.
+class FakeMembership : public daemon::Membership {
+ public:
+  bool is_alive(const std::string& node_id) const override { return !dead.count(node_id); }
+  std::optional<Ipv4Address> address_of(const std::string&) const override { return Ipv4Address::parse("192.168.0.2"); }
+  std::set<std::string> dead;
+};
+
+struct Fixture {
+  testing::TempDir dir;
+  testing::FakeDataplane dataplane;
+  daemon::Store store{dir.path()};
+  daemon::Controller controller{store, dataplane, "host1"};
+  daemon::Services services{store, controller};
+  FakeBalancer balancer;
+  FakeMembership membership;
+  std::set<std::string>& dead = membership.dead;
+  // This node's own address per bridge, as the kernel would hold it.
+  std::map<std::string, std::string> node_addresses;
+  daemon::LoadBalancing lb{store, controller, balancer,
+                           [this](const std::string& bridge, const std::optional<daemon::LoadBalancing::NodeAddress>& a) {
+                             if (a) {
+                               node_addresses[bridge] = a->ip.str();
+                             } else {
+                               node_addresses.erase(bridge);
+                             }
+                           }};
+  std::string network_id;
+
+  Fixture() {
+    controller.set_membership(&membership, nullptr, Ipv4Address::parse("192.168.0.1"));
+    api::NetworkCreate front;
+    front.name = "front";
+    front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
+    network_id = controller.create_network(front).id;
+  }
+  std::string create_service(const std::string& name) {
+    return json::value_to<std::string>(
+        create_service_json(services, R"({"name":")" + name + R"(","networks":["front"]})").at("vips").at("front"));
+  }
+  // A container of this host, as the CNI plugin adds it.
+  std::string local_task(const std::string& container, const std::string& service) {
+    api::EndpointCreate req;
+    req.container_id = container;
+    req.ifname = "eth0";
+    req.service = service;
+    return controller.create_endpoint("front", req).first.address.address().str();
+  }
+  // A task of another node, as gossip brings it.
+  daemon::EndpointRecord remote_task(const std::string& container, const std::string& ip, const std::string& service) {
+    daemon::EndpointRecord r;
+    r.id = "ep-" + container;
+    r.network_id = network_id;
+    r.node = kOtherNode;
+    r.container_id = container;
+    r.ifname = "eth0";
+    r.ip = Ipv4Address::parse(ip);
+    r.service = service;
+    store.put(r);
+    return r;
+  }
+  void node_changed(const std::string& status) {
+    store.feed().publish(daemon::Change::membership(daemon::MemberChange{kOtherNode, "host2", "192.168.0.2", status, ""}));
+  }
+};
+
+using Backends = std::optional<std::set<std::string>>;
+
+}  // namespace
+
+TEST_CASE("lb: a task turning unhealthy leaves the VIP's backends, and comes back when healthy", "[lb]") {
+  Fixture f;
+  const std::string vip = f.create_service("web");
+  const std::string w1 = f.local_task("w1", "web");
+  auto w2 = f.remote_task("w2", "10.1.0.200", "web");
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1, "10.1.0.200"}}));
+
+  w2.healthy = false;  // its node's health check says so, by gossip
+  f.store.put(w2);
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1}}));
+
+  w2.healthy = true;
+  f.store.put(w2);
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1, "10.1.0.200"}}));
+}
+
+TEST_CASE("lb: the tasks of a dead node leave the VIP, and come back with it", "[lb]") {
+  Fixture f;
+  const std::string vip = f.create_service("web");
+  const std::string w1 = f.local_task("w1", "web");
+  f.remote_task("w2", "10.1.0.200", "web");
+  REQUIRE(f.balancer.backends_of(vip) == Backends({{w1, "10.1.0.200"}}));
+
+  f.dead.insert(kOtherNode);
+  f.node_changed("dead");
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1}}));
+
+  f.dead.clear();
+  f.node_changed("alive");
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1, "10.1.0.200"}}));
+}
+
+TEST_CASE("lb: a removed service frees its VIP program; others stay", "[lb]") {
+  Fixture f;
+  const std::string web = f.create_service("web");
+  const std::string api = f.create_service("api");
+  f.local_task("w1", "web");
+  f.local_task("a1", "api");
+  REQUIRE(f.balancer.backends_of(web));  // control: programmed before
+  f.services.remove("web");
+  CHECK_FALSE(f.balancer.backends_of(web));
+  CHECK(f.balancer.backends_of(api));
+  CHECK(f.lb.programmed().size() == 1);
+}
+
+TEST_CASE("lb: a VIP is programmed only while this host has a container on the network", "[lb]") {
+  Fixture f;
+  const std::string vip = f.create_service("web");
+  f.remote_task("w2", "10.1.0.200", "web");
+  CHECK_FALSE(f.balancer.backends_of(vip));  // no bridge here to hold the VIP
+  f.local_task("c1", "");                    // a plain container arrives: the bridge is here
+  CHECK(f.balancer.backends_of(vip) == Backends({{"10.1.0.200"}}));
+  f.controller.delete_endpoint("front", "c1", "eth0");
+  CHECK_FALSE(f.balancer.backends_of(vip));
+}
+
+TEST_CASE("lb: a task moving to another service leaves the old VIP for the new one", "[lb]") {
+  Fixture f;
+  const std::string web = f.create_service("web");
+  const std::string api = f.create_service("api");
+  f.local_task("c1", "");
+  auto w2 = f.remote_task("w2", "10.1.0.200", "web");
+  REQUIRE(f.balancer.backends_of(web) == Backends({{"10.1.0.200"}}));
+  REQUIRE(f.balancer.backends_of(api) == Backends(std::set<std::string>{}));
+  w2.service = "api";
+  f.store.put(w2);
+  CHECK(f.balancer.backends_of(web) == Backends(std::set<std::string>{}));
+  CHECK(f.balancer.backends_of(api) == Backends({{"10.1.0.200"}}));
+}
+
+TEST_CASE("lb: an address-only endpoint of a service is no backend (no container answers there)", "[lb]") {
+  Fixture f;
+  const std::string vip = f.create_service("web");
+  const std::string w1 = f.local_task("w1", "web");
+  auto reserved = f.remote_task("r1", "10.1.0.201", "web");
+  reserved.attach = false;  // an IPAM-only reservation (swarmnet-ipam, Docker's RequestAddress)
+  f.store.put(reserved);
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1}}));
+  reserved.attach = true;  // control: the same endpoint with a container is one
+  f.store.put(reserved);
+  CHECK(f.balancer.backends_of(vip) == Backends({{w1, "10.1.0.201"}}));
+}
+
+TEST_CASE("lb: a change of one service reprograms only that service's VIP", "[lb]") {
+  Fixture f;
+  f.create_service("web");
+  f.create_service("api");
+  f.local_task("w1", "web");
+  f.local_task("a1", "api");
+  const size_t before = f.balancer.upserts;
+  f.remote_task("w2", "10.1.0.200", "web");
+  CHECK(f.balancer.upserts == before + 1);
+}
+
+TEST_CASE("services: inspect counts as healthy the tasks that serve, not those of a dead node", "[lb][services]") {
+  Fixture f;
+  f.create_service("web");
+  f.local_task("w1", "web");
+  f.remote_task("w2", "10.1.0.200", "web");
+  CHECK(f.services.inspect("web").healthy_count == 2);  // control
+  f.dead.insert(kOtherNode);
+  f.node_changed("dead");
+  const api::Service view = f.services.inspect("web");
+  CHECK(view.task_count == 2);
+  CHECK(view.healthy_count == 1);
+}
+
+TEST_CASE("lb: this node's own address on a network comes with a container here and one elsewhere", "[lb]") {
+  Fixture f;
+  const std::string bridge = daemon::bridge_name(f.network_id);
+  f.local_task("c1", "");
+  CHECK(f.node_addresses.empty());  // a network of one node needs none
+  f.remote_task("w2", "10.1.0.200", "");
+  REQUIRE(f.node_addresses.count(bridge));
+  const std::string key = daemon::endpoint_key(f.network_id, f.store.node_id(), daemon::kNodeContainerId,
+                                               daemon::kNodeIfname);
+  REQUIRE(f.store.find_endpoint(key));
+  CHECK(f.node_addresses.at(bridge) == f.store.find_endpoint(key)->ip.str());
+  f.controller.delete_endpoint("front", "c1", "eth0");  // the network leaves this node
+  CHECK(f.node_addresses.empty());
+  CHECK_FALSE(f.store.find_endpoint(key));
+}
