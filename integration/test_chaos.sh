@@ -836,9 +836,10 @@ run_controls() {
   control "the address of $c live in a second namespace" "$before" "$(address_findings)"
   ip netns del "$ns"
   br=$(ip -n "$(host_ns 1)" -o -4 addr show | awk -v a="${NET_GW[na]}" 'index($4, a "/") == 1 {print $2; exit}')
-  ip -n "$(host_ns 1)" addr add "${C_IP[$c]}/32" dev "$br"
+  # A VIP is a local route of protocol 83 through the bridge (lb/vip_addresses.hpp).
+  ip -n "$(host_ns 1)" route add local "${C_IP[$c]}" dev "$br" table local proto 83
   control "the address of $c on host 1's bridge, as a VIP" "$before" "$(address_findings)"
-  ip -n "$(host_ns 1)" addr del "${C_IP[$c]}/32" dev "$br"
+  ip -n "$(host_ns 1)" route del local "${C_IP[$c]}" dev "$br" table local proto 83
   before=$(tables_state) before_dns=$(dns_state)
   curl -sf --unix-socket "$(host_sock 1)" -X POST -H 'Content-Type: application/json' \
     -d '{"container_id":"ctlextra","ifname":"eth0","attach":false}' \
