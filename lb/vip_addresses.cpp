@@ -18,6 +18,35 @@
 namespace swarmnet::lb {
 namespace {
 
+// A dump request of IPv4 objects (RTM_GETROUTE, RTM_GETADDR) with its header.
+template <typename Header>
+nl_msg* ipv4_dump_request(int type, Header header) {
+  nl_msg* msg = nlmsg_alloc_simple(type, NLM_F_DUMP);
+  if (msg && nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0) {
+    nlmsg_free(msg);
+    msg = nullptr;
+  }
+  return msg;
+}
+
+// (interface index, address) pairs as (link name, address), sorted; one link
+// lookup per bridge, not per VIP, and a link gone meanwhile drops its pairs.
+std::vector<std::pair<std::string, Ipv4Address>> by_link_name(
+    kernel::NetlinkSocket& nl, const std::vector<std::pair<int, Ipv4Address>>& found) {
+  std::map<int, std::string> names;
+  std::vector<std::pair<std::string, Ipv4Address>> out;
+  for (const auto& [index, address] : found) {
+    auto name = names.find(index);
+    if (name == names.end()) {
+      auto link = nl.find_link(index);
+      name = names.emplace(index, link ? link->name : std::string()).first;
+    }
+    if (!name->second.empty()) out.emplace_back(name->second, address);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 using kernel::libnl::MsgPtr;
 
 // An RTM_NEWADDR / RTM_DELADDR for vip/32 on link `index`.
@@ -136,14 +165,9 @@ std::vector<std::pair<std::string, Ipv4Address>> list_vip_routes(kernel::Netlink
   std::vector<std::pair<int, Ipv4Address>> found;
   nl.dump_messages(
       [] {
-        nl_msg* msg = nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_DUMP);
         rtmsg header{};
         header.rtm_family = AF_INET;
-        if (msg && nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0) {
-          nlmsg_free(msg);
-          msg = nullptr;
-        }
-        return msg;
+        return ipv4_dump_request(RTM_GETROUTE, header);
       },
       [&](nlmsghdr* hdr) {
         if (hdr->nlmsg_type != RTM_NEWROUTE) return;
@@ -164,38 +188,17 @@ std::vector<std::pair<std::string, Ipv4Address>> list_vip_routes(kernel::Netlink
       },
       [&] { found.clear(); }, "list VIP routes");
 
-  std::map<int, std::string> names;  // one link lookup per bridge, not per VIP
-  std::vector<std::pair<std::string, Ipv4Address>> out;
-  for (const auto& [index, vip] : found) {
-    auto name = names.find(index);
-    if (name == names.end()) {
-      auto link = nl.find_link(index);
-      name = names.emplace(index, link ? link->name : std::string()).first;
-    }
-    if (name->second.empty()) continue;  // the link went away meanwhile
-    out.emplace_back(name->second, vip);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return by_link_name(nl, found);
 }
 
 std::vector<std::pair<std::string, Ipv4Address>> list_legacy_vip_addresses(
     kernel::NetlinkSocket& nl) {
-  struct Found {
-    int index;
-    Ipv4Address address;
-  };
-  std::vector<Found> found;
+  std::vector<std::pair<int, Ipv4Address>> found;
   nl.dump_messages(
       [] {
-        nl_msg* msg = nlmsg_alloc_simple(RTM_GETADDR, NLM_F_DUMP);
         ifaddrmsg header{};
         header.ifa_family = AF_INET;
-        if (msg && nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0) {
-          nlmsg_free(msg);
-          msg = nullptr;
-        }
-        return msg;
+        return ipv4_dump_request(RTM_GETADDR, header);
       },
       [&](nlmsghdr* hdr) {
         if (hdr->nlmsg_type != RTM_NEWADDR) return;
@@ -208,24 +211,11 @@ std::vector<std::pair<std::string, Ipv4Address>> list_legacy_vip_addresses(
         // Only with the protocol: a kernel that does not report it (before
         // 6.0) cannot tell a VIP address from the node's own.
         if (!attrs[IFA_PROTO] || nla_get_u8(attrs[IFA_PROTO]) != kVipProtocol) return;
-        found.push_back(
-            {static_cast<int>(header->ifa_index), Ipv4Address(ntohl(nla_get_u32(local)))});
+        found.emplace_back(static_cast<int>(header->ifa_index), Ipv4Address(ntohl(nla_get_u32(local))));
       },
       [&] { found.clear(); }, "list legacy VIP addresses");
 
-  std::map<int, std::string> names;  // one link lookup per bridge, not per VIP
-  std::vector<std::pair<std::string, Ipv4Address>> out;
-  for (const Found& entry : found) {
-    auto name = names.find(entry.index);
-    if (name == names.end()) {
-      auto link = nl.find_link(entry.index);
-      name = names.emplace(entry.index, link ? link->name : std::string()).first;
-    }
-    if (name->second.empty()) continue;  // the link went away meanwhile
-    out.emplace_back(name->second, entry.address);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return by_link_name(nl, found);
 }
 
 size_t remove_legacy_vip_addresses(kernel::NetlinkSocket& nl) {
