@@ -169,11 +169,26 @@ check "the frame with the encrypted network's VNI does not ($(seen forged-enc) o
 check "the firewall counted the drops" \
   bash -c "ip netns exec $h1 nft list chain inet swarmnet encrypted-input | grep -q 'counter packets [1-9]'"
 
+# ping_start NAME INTERVAL COUNT: container a pings b in the background
+# (into $ping_out, pid $pinger); ping_check WHAT: waits for it (after an
+# interrupt with `ping_check WHAT stop`) and checks that nothing was lost.
+ping_start() {
+  ping_out="$CLUSTER_DIR/ping-$1"
+  ip netns exec "$(container_ns a)" ping -i "$2" -c "$3" -W 1 "$b" >"$ping_out" 2>&1 \
+    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  pinger=$!
+}
+ping_check() {
+  local summary
+  if [[ "${2:-}" == stop ]]; then kill -INT "$pinger" 2>/dev/null || true; fi
+  wait "$pinger" || true
+  summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
+  info "ping: $summary"
+  check "no packet lost $1 ($summary)" bash -c "grep -q ' 0% packet loss' '$ping_out'"
+}
+
 say "cluster rotate-key while a ping runs at 100/s"
-ping_out="$CLUSTER_DIR/ping-rotate"
-ip netns exec "$(container_ns a)" ping -i 0.01 -c 2000 -W 1 "$b" >"$ping_out" 2>&1 \
-  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-pinger=$!
+ping_start rotate 0.01 2000
 sleep 2
 hctl 1 cluster rotate-key >/dev/null
 rotated_at=$SECONDS  # the key's age counts from here (the automatic rotation below)
@@ -186,27 +201,18 @@ rotated() {
 }
 check "both hosts on key generation 2, the old SAs gone (after their grace time)" wait_for 70 rotated
 info "key generations: host 1 $(hctl 1 network inspect enc | jq .key_generation), host 2 $(hctl 2 network inspect enc | jq .key_generation); host 1's SAs: $(ip -n "$h1" xfrm state | grep -o 'spi 0x[0-9a-f]*' | tr '\n' ' ')"
-wait "$pinger" || true
-summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
-info "ping: $summary"
-check "no packet lost during the rotation ($summary)" \
-  bash -c "grep -q ' 0% packet loss' '$ping_out'"
+ping_check "during the rotation"
 
 say "a daemon restart keeps the SAs and the traffic"
 before=$(ip -n "$h1" xfrm state | grep -c '^src')
-ping_out="$CLUSTER_DIR/ping-restart"
-ip netns exec "$(container_ns a)" ping -i 0.05 -c 300 -W 1 "$b" >"$ping_out" 2>&1 \
-  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-pinger=$!
+ping_start restart 0.05 300
 sleep 1
 host_daemon_stop 1
 check "SAs in place with the daemon stopped" test "$(ip -n "$h1" xfrm state | grep -c '^src')" == "$before"
 host_daemon_start 1
 sleep 3
 check "SAs in place after the restart" test "$(ip -n "$h1" xfrm state | grep -c '^src')" == "$before"
-wait "$pinger" || true
-summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
-check "no packet lost across the restart ($summary)" bash -c "grep -q ' 0% packet loss' '$ping_out'"
+ping_check "across the restart"
 check "the plain network still works" cping pa "$pb"
 
 # The interval makes the key due 40 s from now, once both daemons are back:
@@ -214,10 +220,7 @@ check "the plain network still works" cping pa "$pb"
 # all of that would miss it (it would still hold only the old key).
 interval=$((SECONDS - rotated_at + 40))
 say "automatic rotation: both daemons restarted with --key-rotation-interval-s $interval (the key due in 40 s), a ping at 100/s throughout"
-ping_out="$CLUSTER_DIR/ping-auto-rotate"
-ip netns exec "$(container_ns a)" ping -i 0.01 -c 12000 -W 1 "$b" >"$ping_out" 2>&1 \
-  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-pinger=$!
+ping_start auto-rotate 0.01 12000
 sleep 1
 for i in 1 2; do
   host_daemon_stop "$i"
@@ -229,12 +232,7 @@ generation_3() {
 check "one node rotated the key by itself: both hosts on key generation 3" wait_for 100 generation_3
 check "its log says why" bash -c "grep -h 'rotation every $interval s): rotating it' $CLUSTER_DIR/h1/swarmnetd.log $CLUSTER_DIR/h2/swarmnetd.log | grep -q ."
 sleep 3  # traffic on the new SAs, past the switch of both directions
-kill -INT "$pinger" 2>/dev/null || true
-wait "$pinger" || true
-summary=$(grep 'packets transmitted' "$ping_out" || echo "no summary")
-info "ping: $summary"
-check "no packet lost across the restarts and the automatic rotation ($summary)" \
-  bash -c "grep -q ' 0% packet loss' '$ping_out'"
+ping_check "across the restarts and the automatic rotation" stop
 
 info "scenario took $((SECONDS - started)) s"
 if (($(failures) > 0)); then
