@@ -270,7 +270,11 @@ explain() {
 say "networks na, nb; services web (vip, na+nb), api (vip, na), hc (vip, nb, http:$HEALTH_PORT/ every 1 s), rr (dnsrr, na)"
 hctl 1 network create na --subnet 10.243.0.0/22 >/dev/null
 hctl 1 network create nb --subnet 10.244.0.0/22 >/dev/null
-for ((i = 2; i <= HOSTS; i++)); do wait_for 10 hctl "$i" network inspect nb || die "host $i lacks the networks"; done
+# Each network on each host: gossip does not promise that nb arriving means
+# na did (a lost datagram's retransmission comes a round later).
+for ((i = 2; i <= HOSTS; i++)); do
+  for net in na nb; do wait_for 10 hctl "$i" network inspect "$net" || die "host $i lacks network $net"; done
+done
 hctl 2 service create web --network na --network nb --port 80/tcp >/dev/null
 hctl 3 service create api --network na >/dev/null
 hctl 1 service create hc --network nb --health "http:$HEALTH_PORT/" --health-interval 1 --health-retries 1 >/dev/null
@@ -283,7 +287,9 @@ for s in web api hc; do
     [[ "${SVC_VIP[$s/$net]}" =~ ^10\.24[34]\. ]] || die "service $s has no VIP on $net"
   done
 done
-for ((i = 1; i <= HOSTS; i++)); do wait_for 10 hctl "$i" service inspect rr || die "host $i lacks the services"; done
+for ((i = 1; i <= HOSTS; i++)); do
+  for s in web api hc rr; do wait_for 10 hctl "$i" service inspect "$s" || die "host $i lacks service $s"; done
+done
 info "VIPs: $(for k in "${!SVC_VIP[@]}"; do printf '%s=%s ' "$k" "${SVC_VIP[$k]}"; done)"
 
 # ---- the random operations -------------------------------------------------------
