@@ -49,7 +49,9 @@ resolves_not() { [[ -z "$(lookup "$1" "$2")" ]]; }
 say "networks front and back; containers web (host 1), client (host 2) on front, db (host 3) on back"
 hctl 1 network create front --subnet 10.241.0.0/24 >/dev/null
 hctl 1 network create back --subnet 10.242.0.0/24 >/dev/null
-for i in 2 3; do wait_for 10 hctl "$i" network inspect back || die "host $i lacks the networks"; done
+for i in 2 3; do
+  for n in front back; do wait_for 10 hctl "$i" network inspect "$n" || die "host $i lacks $n"; done
+done
 web=$(container_add 1 web front)
 client=$(container_add 2 client front)
 db=$(container_add 3 db back)

@@ -26,7 +26,10 @@ outside() { ip netns exec "$(outside_ns)" "$@"; }
 
 hctl 1 network create front --subnet 10.246.0.0/24 >/dev/null
 hctl 1 service create web --network front --publish 8080:80 >/dev/null
-for i in 2 3; do wait_for 10 hctl "$i" service inspect web || die "host $i lacks the service"; done
+for i in 2 3; do
+  wait_for 10 hctl "$i" network inspect front || die "host $i lacks front"
+  wait_for 10 hctl "$i" service inspect web || die "host $i lacks the service"
+done
 
 # A task's web server: a CGI that logs the client's address (REMOTE_ADDR,
 # the TCP peer busybox httpd accepted) and answers "NAME ADDRESS".

@@ -30,7 +30,10 @@ host_daemon_start 3
 
 hctl 1 network create front --subnet 10.246.0.0/24 >/dev/null
 hctl 1 service create web --network front --publish 8080:80 >/dev/null
-for i in 2 3; do wait_for 10 hctl "$i" service inspect web >/dev/null || die "host $i lacks the service"; done
+for i in 2 3; do
+  wait_for 10 hctl "$i" network inspect front >/dev/null || die "host $i lacks front"
+  wait_for 10 hctl "$i" service inspect web >/dev/null || die "host $i lacks the service"
+done
 w2=$(CNI_ARGS=SWARMNET_SERVICE=web container_add 2 w2 front)
 task_servers w2 "$w2"
 c1=$(container_add 1 c1 front)

@@ -21,7 +21,7 @@ cluster_up 3
 hctl 1 network create front --subnet 10.246.0.0/24 >/dev/null
 hctl 1 network create back --subnet 10.246.1.0/24 >/dev/null
 for i in 2 3; do
-  wait_for 10 hctl "$i" network inspect back || die "host $i lacks back"
+  for n in front back; do wait_for 10 hctl "$i" network inspect "$n" || die "host $i lacks $n"; done
 done
 hctl 1 service create web --network front --port 80/tcp --publish 8080:80 >/dev/null
 hctl 1 service create api --network back --publish mode=host,9090:90 >/dev/null
