@@ -110,6 +110,10 @@ class XfrmKernel final : public EspKernel {
 
 bool ours(uint32_t reqid) { return (reqid & encryption::kReqidMask) == encryption::kReqidBase; }
 
+bool same_selector(const kernel::EspPolicy& a, const kernel::EspPolicy& b) {
+  return a.dport == b.dport && a.sport == b.sport && a.sport_mask == b.sport_mask && a.mark == b.mark;
+}
+
 }  // namespace
 
 std::unique_ptr<EspKernel> make_xfrm_kernel() { return std::make_unique<XfrmKernel>(); }
@@ -121,6 +125,11 @@ Encryption::Encryption(std::unique_ptr<EspKernel> kernel, std::optional<std::str
       vxlan_port_(vxlan_port),
       grace_(grace),
       clock_(std::move(clock)) {}
+
+kernel::EspPolicy Encryption::policy(Ipv4Address self, Ipv4Address peer, uint32_t reqid) const {
+  return kernel::EspPolicy{self, peer, vxlan_port_, 0, reqid, encryption::kSourcePortMin,
+                           encryption::kSourcePortMask};
+}
 
 void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
                       const std::vector<encryption::Peer>& peers,
@@ -136,7 +145,11 @@ void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
   }
   using PolicyKey = std::pair<Ipv4Address, Ipv4Address>;  // src, dst
   std::map<PolicyKey, kernel::EspPolicy> have_policies;
-  for (const auto& p : kernel_->list_policies(encryption::kMark)) have_policies[{p.src, p.dst}] = p;
+  for (const auto& p : kernel_->list_policies(0)) {
+    if (ours(p.reqid)) have_policies[{p.src, p.dst}] = p;
+  }
+  // Left by a version that selected by mark: the firewall marks nothing now.
+  for (const auto& p : kernel_->list_policies(encryption::kMark)) kernel_->delete_policy(p);
 
   size_t added = 0, removed = 0, switched = 0, behind = 0;
   // New SAs first (both directions), then the policies that use them, then
@@ -158,7 +171,7 @@ void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
     if (!wanted || peer.id == self_id) continue;
     const auto it = have_policies.find({self, peer.address});
     std::optional<uint32_t> current;
-    if (it != have_policies.end() && it->second.dport == vxlan_port_) {
+    if (it != have_policies.end() && same_selector(it->second, policy(self, peer.address, 0))) {
       const uint32_t g = it->second.reqid - encryption::kReqidBase;
       if (ours(it->second.reqid) && have_states.count({peer.address, encryption::spi(g, self_id, peer.id)})) {
         current = g;
@@ -169,9 +182,11 @@ void Encryption::sync(bool wanted, const std::string& self_id, Ipv4Address self,
     oldest = oldest == 0 ? g : std::min(oldest, g);
     in_use.insert({peer.address, encryption::spi(g, self_id, peer.id)});
     wanted_policies.insert({self, peer.address});
-    const kernel::EspPolicy p{self, peer.address, vxlan_port_, encryption::kMark, encryption::kReqidBase + g};
-    if (it != have_policies.end() && it->second.reqid == p.reqid && it->second.dport == p.dport) continue;
-    if (it != have_policies.end() && it->second.dport != p.dport) kernel_->delete_policy(it->second);
+    const kernel::EspPolicy p = policy(self, peer.address, encryption::kReqidBase + g);
+    const bool same = it != have_policies.end() && same_selector(it->second, p);
+    if (same && it->second.reqid == p.reqid) continue;
+    // Another selector is another policy: replace it, not add beside it.
+    if (it != have_policies.end() && !same) kernel_->delete_policy(it->second);
     kernel_->update_policy(p);
     ++switched;
   }

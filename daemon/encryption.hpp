@@ -3,11 +3,13 @@
 // mode, AES-GCM), programmed through XFRM (kernel/xfrm.hpp).
 //
 // Which packets: XFRM selectors cannot see a VNI (all VXLAN is UDP to one
-// port), so the firewall marks outbound VXLAN whose VNI belongs to an
-// encrypted network with kMark (nft route chain: the mark change makes the
-// kernel look the route, and so the XFRM policy, up again), and each
-// outbound policy matches UDP to the peer's VXLAN port carrying kMark. Plain
-// networks' VXLAN to the same peer carries no mark and stays plain. The
+// port), so an encrypted network's VXLAN device sends from a block of UDP
+// source ports of its own (kSourcePortMin..kSourcePortMax), and each
+// outbound policy matches UDP to the peer's VXLAN port from that block.
+// Plain networks' VXLAN to the same peer comes from the kernel's local port
+// range and stays plain. Selected by ports, not by a firewall mark, the
+// packets keep the kernel's cached route of the VXLAN device (a marked
+// packet is routed again, and its XFRM bundle made anew, per packet). The
 // firewall also drops, for encrypted VNIs, outbound VXLAN without an XFRM
 // route and inbound VXLAN that did not come out of ESP, so nothing of an
 // encrypted network crosses in clear, whatever the state of the SAs.
@@ -44,9 +46,18 @@ namespace swarmnet::daemon {
 
 namespace encryption {
 
-// The mark the firewall puts on encrypted networks' VXLAN, and the range of
-// XFRM reqids that are ours (kReqidBase + generation), so a restarted daemon
-// finds and reconciles what it left without touching anyone else's IPsec.
+// The source ports of encrypted networks' VXLAN, [min, max), and the mask
+// the policies select them by: no plain network's VXLAN uses them (the
+// kernel's local port range ends at 60999 unless an operator widens it; a
+// plain packet from there would only be encrypted needlessly).
+inline constexpr uint16_t kSourcePortMin = 0xf000;
+inline constexpr uint16_t kSourcePortMax = 0xffff;
+inline constexpr uint16_t kSourcePortMask = 0xf000;
+// The mark older versions had the firewall put on encrypted networks'
+// VXLAN, which their policies matched: such policies are replaced. And the
+// range of XFRM reqids that are ours (kReqidBase + generation), so a
+// restarted daemon finds and reconciles what it left without touching
+// anyone else's IPsec.
 inline constexpr uint32_t kMark = 0x4e5c0001;
 inline constexpr uint32_t kReqidBase = 0x4e5c0000;
 inline constexpr uint32_t kReqidMask = 0xffff0000;
@@ -135,6 +146,9 @@ class Encryption {
   const std::vector<uint32_t>& inbound_generations() const { return inbound_; }
 
  private:
+  // The outbound policy from self to peer through the SAs of reqid.
+  kernel::EspPolicy policy(Ipv4Address self, Ipv4Address peer, uint32_t reqid) const;
+
   std::unique_ptr<EspKernel> kernel_;
   std::optional<std::string> missing_;
   uint16_t vxlan_port_;

@@ -278,6 +278,12 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   const std::string tunnel = "udp dport " + vxlan + " ip saddr @members ip daddr @members notrack";
   rule("untracked", tunnel + " comment \"the overlay's tunnel from a member\"");
   rule("untracked-out", tunnel + " comment \"the overlay's tunnel to a member\"");
+  // An encrypted network's tunnel: ESP out (after the transform the packet
+  // goes through output again) and in (decrypted, its VXLAN goes through
+  // prerouting again and meets the rule above).
+  const std::string esp = "meta l4proto esp ip saddr @members ip daddr @members notrack";
+  rule("untracked", esp + " comment \"ESP from a member\"");
+  rule("untracked-out", esp + " comment \"ESP to a member\"");
   rule("untracked", "meta nfproto != ipv4 return");
   // Not from one of our bridges, or out of its network.
   rule("untracked", "iifname . ip daddr != @bridge-subnets return comment \"not within a network\"");
@@ -343,14 +349,18 @@ std::string members(const std::vector<Ipv4Address>& addresses) {
   return script + "add element " + kPrefix + " members { " + list + " }\n";
 }
 
-std::string encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark, UnderlayPorts ports) {
+std::string encrypted_vnis(const std::set<uint32_t>& vnis, UnderlayPorts ports) {
   std::ostringstream s;
-  s << "add chain " << kPrefix << " encrypted-mark { type route hook output priority mangle; policy accept; }\n";
+  // An older version marked these packets here for their policies; the
+  // policies select source ports now (daemon/encryption.hpp).
+  s << "add chain " << kPrefix << " encrypted-mark\n";
+  s << "flush chain " << kPrefix << " encrypted-mark\n";
+  s << "delete chain " << kPrefix << " encrypted-mark\n";
   s << "add chain " << kPrefix
     << " encrypted-output { type filter hook output priority filter - 10; policy accept; }\n";
   s << "add chain " << kPrefix
     << " encrypted-input { type filter hook input priority filter - 10; policy accept; }\n";
-  for (const char* chain : {"encrypted-mark", "encrypted-output", "encrypted-input"}) {
+  for (const char* chain : {"encrypted-output", "encrypted-input"}) {
     s << "flush chain " << kPrefix << " " << chain << "\n";
   }
   if (vnis.empty()) return s.str();
@@ -359,10 +369,6 @@ std::string encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark, Underl
   // The VNI: bits 96-119 of the UDP header's start (UDP 8 bytes, VXLAN
   // flags 1 and reserved 3 bytes before it).
   const std::string match = "udp dport " + std::to_string(ports.vxlan) + " @th,96,24 { " + list + " }";
-  char hex[16];
-  std::snprintf(hex, sizeof(hex), "0x%08x", mark);
-  s << "add rule " << kPrefix << " encrypted-mark " << match << " meta mark set " << hex
-    << " comment \"encrypted network: through its ESP policy\"\n";
   s << "add rule " << kPrefix << " encrypted-output " << match
     << " rt ipsec missing counter drop comment \"encrypted network without an SA: never in clear\"\n";
   s << "add rule " << kPrefix << " encrypted-input " << match
@@ -483,9 +489,9 @@ void Firewall::ensure_base() {
   nft_.run(firewall_script::base(dns_rate_, ports_));
 }
 
-void Firewall::set_encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark) {
+void Firewall::set_encrypted_vnis(const std::set<uint32_t>& vnis) {
   if (encrypted_vnis_ == vnis) return;
-  nft_.run(firewall_script::encrypted_vnis(vnis, mark, ports_));
+  nft_.run(firewall_script::encrypted_vnis(vnis, ports_));
   encrypted_vnis_ = vnis;
 }
 

@@ -80,14 +80,11 @@
 // The rest of the host's input (its own services, DNS at the gateways) is
 // not filtered here.
 //
-// Encrypted networks (daemon/encryption.hpp). Three chains, rewritten whole
-// by encrypted_vnis() when the set of encrypted VNIs changes (an anonymous
-// set in each rule: the VNI is raw payload, @th,96,24, which a named set
-// cannot type here):
-//     encrypted-mark      hook output, type route, priority mangle: marks
-//                         outbound VXLAN of those VNIs with the ESP
-//                         policies' mark; the mark change makes the kernel
-//                         route the packet again, through the XFRM policy
+// Encrypted networks (daemon/encryption.hpp: their ESP policies select
+// the source ports of their VXLAN, no mark is needed). Two chains,
+// rewritten whole by encrypted_vnis() when the set of encrypted VNIs
+// changes (an anonymous set in each rule: the VNI is raw payload,
+// @th,96,24, which a named set cannot type here):
 //     encrypted-output    hook output, priority filter - 10: drops such
 //                         VXLAN that leaves without an XFRM route (no SA
 //                         yet, or none at all on a kernel without ESP)
@@ -170,8 +167,8 @@ std::string add_network(const FirewallNetwork& network);
 // Removes a network's elements. Each element is added first, then deleted
 // in the same transaction, so removing what is already gone is no error.
 std::string remove_network(const FirewallNetwork& network);
-// Rewrites the three encrypted-* chains for these VNIs (empty: no rule).
-std::string encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark, UnderlayPorts ports = {});
+// Rewrites the two encrypted-* chains for these VNIs (empty: no rule).
+std::string encrypted_vnis(const std::set<uint32_t>& vnis, UnderlayPorts ports = {});
 // Deletes the table (add first: deleting a missing table is no error).
 std::string remove_all();
 
@@ -211,7 +208,7 @@ class Firewall {
   void remove_network(const FirewallNetwork& network);
   // The encrypted networks' VNIs (see the header); a no-op when unchanged
   // since the last call.
-  void set_encrypted_vnis(const std::set<uint32_t>& vnis, uint32_t mark);
+  void set_encrypted_vnis(const std::set<uint32_t>& vnis);
   // Deletes the table and everything in it. Idempotent.
   void remove_all();
 

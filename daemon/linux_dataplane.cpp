@@ -62,6 +62,11 @@ class LinuxDataplane final : public Dataplane {
     config.local = vtep;
     config.mtu = n.mtu;
     config.bridge = bridge;
+    // What its ESP policies select (daemon/encryption.hpp).
+    if (n.encrypted) {
+      config.source_port_min = encryption::kSourcePortMin;
+      config.source_port_max = encryption::kSourcePortMax;
+    }
     try {
       kernel::ensure_vxlan(nl_, config);
     } catch (const Error& e) {
@@ -135,7 +140,7 @@ class LinuxDataplane final : public Dataplane {
   }
 
   void set_encrypted_vnis(const std::set<uint32_t>& vnis) override {
-    firewall_.set_encrypted_vnis(vnis, encryption::kMark);
+    firewall_.set_encrypted_vnis(vnis);
   }
 
   void set_underlay_peers(const std::vector<Ipv4Address>& members) override {

@@ -260,6 +260,25 @@ TEST_CASE("vxlan device: created as asked, then kept, fixed or refused", "[kerne
     CHECK(ensure_vxlan(nl, config).link.index == other_vx.link.index);
     CHECK(capture(host.ns.exec("ip -d link show vx1")).find("dstport 8472") != std::string::npos);
   }
+  SECTION("a block of source ports: made, reported, part of the identity") {
+    VxlanConfig config;
+    config.name = "vx3";
+    config.vni = 78;
+    config.bridge = "br0";
+    config.source_port_min = 0xf000;
+    config.source_port_max = 0xffff;
+    VxlanInfo ranged = ensure_vxlan(nl, config);
+    CHECK(ranged.source_port_min == 0xf000);
+    CHECK(ranged.source_port_max == 0xffff);
+    CHECK(capture(host.ns.exec("ip -d link show vx3")).find("srcport 61440 65535") != std::string::npos);
+    CHECK(ensure_vxlan(nl, config).link.index == ranged.link.index);
+    config.source_port_min = 0xe000;
+    Error e = error_of([&] { ensure_vxlan(nl, config); });
+    CHECK(e.code() == Errc::conflict);
+    CHECK(std::string(e.what()) == "vxlan vx3 already exists with source ports 61440-65535 (wanted 57344-65535)");
+    // Without a block asked for, the kernel's default range is kept.
+    CHECK(vx.source_port_min < vx.source_port_max);
+  }
   SECTION("bad requests") {
     auto config = vxlan_config(kUnderlayA);
     config.name = "vethx";
@@ -283,6 +302,12 @@ TEST_CASE("vxlan device: created as asked, then kept, fixed or refused", "[kerne
     CHECK(error_of([&] { ensure_vxlan(nl, config); }).code() == Errc::invalid_argument);
     config.vni = 1;
     config.port = 0;
+    CHECK(error_of([&] { ensure_vxlan(nl, config); }).code() == Errc::invalid_argument);
+    config.port = 4789;
+    config.source_port_min = 5000;
+    config.source_port_max = 5000;
+    CHECK(error_of([&] { ensure_vxlan(nl, config); }).code() == Errc::invalid_argument);
+    config.source_port_min = 0;
     CHECK(error_of([&] { ensure_vxlan(nl, config); }).code() == Errc::invalid_argument);
     CHECK_FALSE(nl.find_link("vx2"));
     CHECK(error_of([&] { find_vxlan(nl, "br0"); }).code() == Errc::conflict);

@@ -121,6 +121,10 @@ void parse_link(nlmsghdr* hdr, RawLink& out) {
       vx.proxy = attr_value<uint8_t>(v[IFLA_VXLAN_PROXY]).value_or(0) != 0;
       vx.l2miss = attr_value<uint8_t>(v[IFLA_VXLAN_L2MISS]).value_or(0) != 0;
       vx.l3miss = attr_value<uint8_t>(v[IFLA_VXLAN_L3MISS]).value_or(0) != 0;
+      if (auto range = attr_value<ifla_vxlan_port_range>(v[IFLA_VXLAN_PORT_RANGE])) {
+        vx.source_port_min = ntohs(range->low);
+        vx.source_port_max = ntohs(range->high);
+      }
     }
   }
   if (info[IFLA_INFO_SLAVE_KIND] && info[IFLA_INFO_SLAVE_DATA] &&
@@ -196,6 +200,11 @@ std::string mismatch(const RawLink& raw, const VxlanConfig& config, int underlay
     return "underlay device #" + num(vx.underlay_index) + " (wanted " +
            (config.underlay_device.empty() ? std::string("none") : config.underlay_device) + ")";
   }
+  if (config.source_port_min &&
+      (vx.source_port_min != config.source_port_min || vx.source_port_max != config.source_port_max)) {
+    return "source ports " + num(vx.source_port_min) + "-" + num(vx.source_port_max) + " (wanted " +
+           num(config.source_port_min) + "-" + num(config.source_port_max) + ")";
+  }
   if (vx.learning) return "learning on";
   if (!vx.proxy) return "proxy off";
   if (raw.has_default_remote) return "a default remote (it would flood)";
@@ -215,6 +224,10 @@ int create(nl_sock* sock, const VxlanConfig& config, int bridge_index, int under
   rtnl_link_set_master(link.get(), bridge_index);
   int e = rtnl_link_vxlan_set_id(link.get(), config.vni);
   if (e >= 0) e = rtnl_link_vxlan_set_port(link.get(), config.port);
+  if (e >= 0 && config.source_port_min) {
+    ifla_vxlan_port_range range{htons(config.source_port_min), htons(config.source_port_max)};
+    e = rtnl_link_vxlan_set_port_range(link.get(), &range);
+  }
   if (e >= 0 && underlay_index) e = rtnl_link_vxlan_set_link(link.get(), underlay_index);
   if (e >= 0 && config.local != Ipv4Address{}) {
     uint32_t raw = config.local.network_order();
@@ -319,6 +332,13 @@ VxlanInfo ensure_vxlan(NetlinkSocket& nl, const VxlanConfig& config) {
   }
   if (config.port == 0) {
     throw Error(Errc::invalid_argument, "vxlan " + config.name + ": UDP port 0");
+  }
+  if ((config.source_port_min || config.source_port_max) &&
+      (config.source_port_min == 0 || config.source_port_min >= config.source_port_max)) {
+    throw Error(Errc::invalid_argument, "vxlan " + config.name + ": source ports " +
+                                            std::to_string(config.source_port_min) + "-" +
+                                            std::to_string(config.source_port_max) +
+                                            " (wanted 1 <= min < max)");
   }
   auto bridge = nl.find_link(config.bridge);
   if (!bridge) {

@@ -43,6 +43,11 @@ struct VxlanConfig {
   // 1500 without one (too big for a 1500 underlay): set it.
   unsigned mtu = 0;
   std::string bridge;  // must exist (NetlinkSocket::ensure_bridge)
+  // The UDP source ports of its packets, [min, max); 0 and 0: the kernel's
+  // default (the local port range). Encrypted networks send from a block of
+  // their own, which their XFRM policies select (daemon/encryption.hpp).
+  uint16_t source_port_min = 0;
+  uint16_t source_port_max = 0;
 };
 
 struct VxlanInfo {
@@ -55,6 +60,8 @@ struct VxlanInfo {
   bool proxy = false;      // ARP answered from the neighbour table
   bool l2miss = false;
   bool l3miss = false;
+  uint16_t source_port_min = 0;  // as the kernel reports them
+  uint16_t source_port_max = 0;
   // The device as a bridge port (false/false when not enslaved).
   bool port_learning = false;
   bool port_neigh_suppress = false;
@@ -77,15 +84,16 @@ struct NeighborEntry {
 // is config.mtu (when not 0) and it is up. Returns the device.
 //
 // An existing device with the same VNI, port, local address, underlay
-// device, learning off and proxy on is kept as it is, with all its FDB and
+// device, source ports (when config gives them), learning off and proxy on
+// is kept as it is, with all its FDB and
 // neighbour entries: that is what a daemon restart must not disturb. An
 // existing one that differs in any of those is Error(conflict), naming the
 // field, and is left alone: those are the identity of the tunnel, and
 // recreating it silently would drop every entry and cut live traffic; the
 // caller decides (delete_vxlan, then ensure again). A name taken by another
 // kind of link is Error(conflict); a missing bridge or underlay device is
-// Error(not_found); a VNI outside 1..2^24-1 or port 0 is
-// Error(invalid_argument).
+// Error(not_found); a VNI outside 1..2^24-1, port 0 or source ports other
+// than 0/0 or 1 <= min < max is Error(invalid_argument).
 VxlanInfo ensure_vxlan(NetlinkSocket& nl, const VxlanConfig& config);
 
 // nullopt if there is no link by that name; Error(conflict) if the link is

@@ -73,6 +73,8 @@ xfrm_selector policy_selector(const EspPolicy& p) {
   sel.proto = IPPROTO_UDP;
   sel.dport = htons(p.dport);
   sel.dport_mask = 0xffff;
+  sel.sport = htons(p.sport);
+  sel.sport_mask = htons(p.sport_mask);
   return sel;
 }
 
@@ -246,8 +248,10 @@ void XfrmSocket::update_policy(const EspPolicy& p) {
   tmpl.mode = XFRM_MODE_TRANSPORT;
   tmpl.aalgos = tmpl.ealgos = tmpl.calgos = ~0u;
   m.attribute(XFRMA_TMPL, &tmpl, sizeof(tmpl));
-  xfrm_mark mark{p.mark, 0xffffffffu};
-  m.attribute(XFRMA_MARK, &mark, sizeof(mark));
+  if (p.mark) {
+    xfrm_mark mark{p.mark, 0xffffffffu};
+    m.attribute(XFRMA_MARK, &mark, sizeof(mark));
+  }
 
   const int err = request(m.data(), m.size());
   if (err != 0) throw_errno(Errc::internal, "adding ESP policy to " + p.dst.str(), err);
@@ -258,8 +262,10 @@ void XfrmSocket::delete_policy(const EspPolicy& p) {
   auto* id = m.fixed<xfrm_userpolicy_id>();
   id->sel = policy_selector(p);
   id->dir = XFRM_POLICY_OUT;
-  xfrm_mark mark{p.mark, 0xffffffffu};
-  m.attribute(XFRMA_MARK, &mark, sizeof(mark));
+  if (p.mark) {
+    xfrm_mark mark{p.mark, 0xffffffffu};
+    m.attribute(XFRMA_MARK, &mark, sizeof(mark));
+  }
   const int err = request(m.data(), m.size());
   if (err != 0 && err != ENOENT && err != ESRCH) throw_errno(Errc::internal, "deleting ESP policy to " + p.dst.str(), err);
 }
@@ -274,12 +280,12 @@ std::vector<EspPolicy> XfrmSocket::list_policies(uint32_t wanted_mark) {
     p.src = from_be(info->sel.saddr.a4);
     p.dst = from_be(info->sel.daddr.a4);
     p.dport = ntohs(info->sel.dport);
-    bool marked = false;
+    p.sport = ntohs(info->sel.sport);
+    p.sport_mask = ntohs(info->sel.sport_mask);
     for_each_attribute(h, sizeof(xfrm_userpolicy_info), [&](uint16_t type, const char* data, size_t size) {
       if (type == XFRMA_MARK && size >= sizeof(xfrm_mark)) {
         xfrm_mark mark;
         std::memcpy(&mark, data, sizeof(mark));
-        marked = mark.v == wanted_mark;
         p.mark = mark.v;
       } else if (type == XFRMA_TMPL && size >= sizeof(xfrm_user_tmpl)) {
         xfrm_user_tmpl tmpl;
@@ -287,7 +293,7 @@ std::vector<EspPolicy> XfrmSocket::list_policies(uint32_t wanted_mark) {
         p.reqid = tmpl.reqid;
       }
     });
-    if (marked) out.push_back(p);
+    if (p.mark == wanted_mark) out.push_back(p);
   });
   return out;
 }

@@ -3,9 +3,10 @@
 // Security associations use AES-GCM (rfc4106(gcm(aes)), a 128-bit key and a
 // 32-bit salt, a 128-bit tag) with extended sequence numbers, so a long-lived
 // SA never runs out of sequence numbers. Policies select outbound UDP to one
-// peer's VXLAN port carrying one firewall mark: the overlay's packets of
-// encrypted networks are marked by nftables (daemon/firewall.hpp), so plain
-// networks' VXLAN to the same peer stays plain.
+// peer's VXLAN port from a block of source ports (and, if given, with a
+// firewall mark): encrypted networks' VXLAN devices send from a block of
+// their own (daemon/encryption.hpp), so plain networks' VXLAN to the same
+// peer stays plain.
 #pragma once
 
 #include <array>
@@ -28,14 +29,16 @@ struct EspState {
   EspKey key{};
 };
 
-// Outbound: UDP from src to dst:dport with the mark goes through the SA of
-// that reqid (src -> dst, ESP, transport).
+// Outbound: UDP from src:sport/sport_mask to dst:dport (with the mark,
+// unless 0) goes through the SA of that reqid (src -> dst, ESP, transport).
 struct EspPolicy {
   Ipv4Address src;
   Ipv4Address dst;
   uint16_t dport = 0;
-  uint32_t mark = 0;
+  uint32_t mark = 0;  // 0: any packet, marked or not
   uint32_t reqid = 0;
+  uint16_t sport = 0;       // the source ports whose bits under sport_mask
+  uint16_t sport_mask = 0;  // equal sport's (mask 0: any source port)
 };
 
 // What the kernel holds, as far as we read it back.
@@ -67,7 +70,7 @@ class XfrmSocket {
   void update_policy(const EspPolicy& policy);
   // No error if it is already gone.
   void delete_policy(const EspPolicy& policy);
-  // The outbound policies whose mark is `mark`.
+  // The outbound policies whose mark is `mark` (0: those without one).
   std::vector<EspPolicy> list_policies(uint32_t mark);
   // An ESP SA with the null cipher (no crypto module needed): whether the
   // kernel has ESP at all. Returns the kernel's errno (0: it has).

@@ -145,6 +145,11 @@ TEST_CASE("Encryption::sync: SAs before policies, rotation without a gap, cleanu
   CHECK(k.log[0].starts_with("state+"));
   CHECK(k.log[1].starts_with("state+"));
   CHECK(k.log[2] == "policy 172.31.250.12 reqid 1");
+  // Selected by the encrypted networks' block of source ports, no mark.
+  CHECK(k.policies.at({kIpA, kIpB}).mark == 0);
+  CHECK(k.policies.at({kIpA, kIpB}).sport == encryption::kSourcePortMin);
+  CHECK(k.policies.at({kIpA, kIpB}).sport_mask == encryption::kSourcePortMask);
+  CHECK(k.policies.at({kIpA, kIpB}).dport == 4789);
   CHECK(enc.generation() == 1);
   CHECK(enc.inbound_generations() == std::vector<uint32_t>{1});
 
@@ -232,6 +237,24 @@ TEST_CASE("Encryption::sync: outbound stays on the old generation until the peer
   t.now += std::chrono::seconds(30);
   enc.sync(true, kA, kIpA, peers, {g2}, 2);
   CHECK(k.states.count({kIpC, encryption::spi(1, kA, kC)}) == 0);
+}
+
+TEST_CASE("Encryption::sync replaces a policy that matched the firewall's mark (older versions)", "[encryption]") {
+  auto owned = std::make_unique<FakeXfrm>();
+  FakeXfrm& k = *owned;
+  k.policies[{kIpA, kIpB}] = kernel::EspPolicy{kIpA, kIpB, 4789, encryption::kMark, encryption::kReqidBase + 1};
+  Clocked t;
+  Encryption enc(std::move(owned), std::nullopt, 4789, std::chrono::seconds(30), t.clock());
+  std::vector<encryption::Peer> peers = {{kB, kIpB, std::vector<uint32_t>{1}}};
+  enc.sync(true, kA, kIpA, peers, {{1, key_of(1)}}, 1);
+  REQUIRE(!k.log.empty());
+  CHECK(k.log.front() == "policy- 172.31.250.12");
+  CHECK(k.log.back() == "policy 172.31.250.12 reqid 1");
+  CHECK(k.policies.at({kIpA, kIpB}).mark == 0);
+  CHECK(k.policies.at({kIpA, kIpB}).sport_mask == encryption::kSourcePortMask);
+  k.log.clear();
+  enc.sync(true, kA, kIpA, peers, {{1, key_of(1)}}, 1);
+  CHECK(k.log.empty());
 }
 
 TEST_CASE("Encryption without ESP in the kernel programs nothing", "[encryption]") {

@@ -127,6 +127,8 @@ TEST_CASE("base: connection tracking only where a NAT may apply", "[firewall]") 
   // The tunnel, both ways, only between members.
   at("untracked udp dport 4789 ip saddr @members ip daddr @members notrack");
   at("untracked-out udp dport 4789 ip saddr @members ip daddr @members notrack");
+  at("untracked meta l4proto esp ip saddr @members ip daddr @members notrack");
+  at("untracked-out meta l4proto esp ip saddr @members ip daddr @members notrack");
   // Bridged frames: everything that may be NATed returns (stays tracked)
   // before the last rule.
   size_t other_links = at("untracked meta nfproto != ipv4 return");
@@ -144,6 +146,20 @@ TEST_CASE("base: connection tracking only where a NAT may apply", "[firewall]") 
   // The tunnel's packets leave the underlay's input chain by its first rule.
   CHECK(at("underlay-input udp dport 4789 ip saddr @members ip daddr @members iifname != \"swn-*\" accept") <
         at("underlay-input iifname \"swn-*\" udp dport 4789 counter drop"));
+}
+
+TEST_CASE("encrypted_vnis: drops in clear both ways, no mark (the policies select source ports)", "[firewall]") {
+  const std::string s = script::encrypted_vnis({5, 7}, {4789, 7946, 0});
+  CHECK(contains(s, "add rule inet swarmnet encrypted-output udp dport 4789 @th,96,24 { 5, 7 } rt ipsec missing "
+                    "counter drop"));
+  CHECK(contains(s, "add rule inet swarmnet encrypted-input udp dport 4789 @th,96,24 { 5, 7 } meta secpath "
+                    "missing counter drop"));
+  CHECK_FALSE(contains(s, "meta mark"));
+  // An older version's marking chain goes.
+  CHECK(contains(s, "delete chain inet swarmnet encrypted-mark\n"));
+  CHECK(s.find("delete chain inet swarmnet encrypted-mark") < s.find("add rule"));
+  const std::string none = script::encrypted_vnis({}, {4789, 7946, 0});
+  CHECK_FALSE(contains(none, "add rule"));
 }
 
 TEST_CASE("base: the order of the isolation rules", "[firewall]") {

@@ -2,8 +2,8 @@
 # Sourced by encrypted_scenario.sh in "bench" mode, with its cluster up:
 # containers a (host 1) and b (host 2) on the encrypted network, pa and pb on
 # the plain one. Adds the hand-built peer in the same two host namespaces: a
-# bridge and a VXLAN device each (VNI 99, UDP port 4790, so swarmnet's marks
-# and policies on port 4789 never see it), a container namespace on each
+# bridge and a VXLAN device each (VNI 99, UDP port 4790, so swarmnet's
+# policies on port 4789 never see it), a container namespace on each
 # bridge, and ESP between the hosts written with `ip xfrm` (transport,
 # rfc4106(gcm(aes)) with a 128-bit key, ESN, replay window 128, as swarmnet's
 # SAs; outbound policies on UDP 4790), at the encrypted network's MTU. Then
@@ -73,6 +73,34 @@ for ((round = 1; round <= ROUNDS; round++)); do
   read -r mbit retr <<<"$(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")"
   plain_all+=" $mbit"
 done
+# The route work per packet that the two ESP paths may differ in: a packet
+# routed again after the firewall changed it (ip_route_me_harder) and an SA
+# resolved for a new XFRM bundle (xfrm_state_find), counted by the kernel's
+# function tracer during one more short run of each path, against the
+# packets host 1 sent meanwhile.
+tracing=/sys/kernel/tracing
+[[ -e $tracing/trace ]] || mount -t tracefs nodev "$tracing" 2>/dev/null || true
+traced() {  # traced SERVER_NS SERVER_IP CLIENT_NS -> "re-routes SA-lookups packets"
+  local tx0 tx1
+  echo 0 >"$tracing/tracing_on"
+  echo >"$tracing/trace"
+  tx0=$(ip netns exec "$h1" cat /sys/class/net/eth0/statistics/tx_packets)
+  echo 1 >"$tracing/tracing_on"
+  DURATION=2 iperf "$@" >/dev/null
+  echo 0 >"$tracing/tracing_on"
+  tx1=$(ip netns exec "$h1" cat /sys/class/net/eth0/statistics/tx_packets)
+  echo "$(grep -c ' ip_route_me_harder' "$tracing/trace") $(grep -c ' xfrm_state_find' "$tracing/trace") $((tx1 - tx0))"
+}
+if echo 8192 >"$tracing/buffer_size_kb" 2>/dev/null &&
+  printf '%s\n' ip_route_me_harder xfrm_state_find >"$tracing/set_ftrace_filter" 2>/dev/null &&
+  echo function >"$tracing/current_tracer" 2>/dev/null; then
+  read -r enc_rr enc_sa enc_pk <<<"$(traced "$(container_ns b)" "$b" "$(container_ns a)")"
+  read -r hand_rr hand_sa hand_pk <<<"$(traced "$xb" 10.99.0.3 "$xa")"
+  echo nop >"$tracing/current_tracer"
+  info "per-packet route work, 2 s of iperf3 (packets sent by host 1): encrypted $enc_rr re-routes and $enc_sa SA lookups for $enc_pk packets; hand-built $hand_rr and $hand_sa for $hand_pk"
+else
+  info "no function tracer in this VM: route work not counted"
+fi
 info "Mbit/s per round: encrypted$enc_all; hand-built$hand_all; plain$plain_all"
 info "TCP retransmits per round: encrypted$enc_retr; hand-built$hand_retr"
 enc_mbit=$(median <<<"${enc_all# }")
