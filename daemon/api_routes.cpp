@@ -109,15 +109,14 @@ HttpReply error_reply(Errc code, const std::string& message) {
   return {http_status(code), json::value_from(api::ErrorBody{std::string(to_string(code)), message})};
 }
 
-void Router::add(std::string method, std::string pattern, Handler handler) {
-  add_async(std::move(method), std::move(pattern), [handler](const ApiRequest& r) -> asio::awaitable<HttpReply> {
-    co_return handler(r);
-  });
+void Router::add(std::string method, std::string pattern, std::string operation, Handler handler) {
+  add_async(std::move(method), std::move(pattern), std::move(operation),
+            [handler](const ApiRequest& r) -> asio::awaitable<HttpReply> { co_return handler(r); });
   routes_.back().waits = false;
   routes_.back().answer = std::move(handler);
 }
 
-void Router::add_async(std::string method, std::string pattern, AsyncHandler handler) {
+void Router::add_async(std::string method, std::string pattern, std::string operation, AsyncHandler handler) {
   const std::vector<std::string> shape = split_path(pattern);
   for (const Route& r : routes_) {
     if (r.method != method) continue;
@@ -128,7 +127,8 @@ void Router::add_async(std::string method, std::string pattern, AsyncHandler han
     }
     if (same) throw std::logic_error("route " + method + " " + pattern + " overlaps " + r.pattern);
   }
-  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(handler), true, {}, shape});
+  routes_.push_back(
+      Route{std::move(method), std::move(pattern), std::move(operation), std::move(handler), true, {}, shape});
 }
 
 const Router::Route* Router::match(const std::string& method, const std::vector<std::string>& path,
@@ -163,6 +163,7 @@ asio::awaitable<HttpReply> Router::dispatch(ApiRequest& request) const {
     co_return error_reply(Errc::not_found, "no route for " + request.method + " " + (p.empty() ? "/" : p));
   }
   request.params = std::move(params);
+  request.operation = route->operation;
   HttpReply reply;
   std::exception_ptr failure;
   try {
@@ -178,6 +179,12 @@ asio::awaitable<HttpReply> Router::dispatch(ApiRequest& request) const {
   }
   if (failure) reply = guarded(request, [&]() -> HttpReply { std::rethrow_exception(failure); });
   co_return reply;
+}
+
+std::string_view Router::operation_of(const std::string& method, const std::string& target) const {
+  std::vector<std::string> params;
+  const Route* route = match(method, split_path(target), params);
+  return route ? std::string_view(route->operation) : kOtherOperation;
 }
 
 HttpReply Router::answer(const std::string& method, const std::string& target, const std::string& body) const {
@@ -344,63 +351,66 @@ asio::awaitable<void> stream_events(ApiStream& stream, unsigned version, EventFi
 
 void add_controller_routes(Router& router, Controller& c) {
   using R = const ApiRequest&;
-  router.add("GET", "/v1/status", [&c](R) { return HttpReply{200, json::value_from(c.status())}; });
-  router.add("GET", "/v1/networks", [&c](R) { return HttpReply{200, encode_list(c.list_networks())}; });
-  router.add("POST", "/v1/networks", [&c](R r) {
+  router.add("GET", "/v1/status", "status", [&c](R) { return HttpReply{200, json::value_from(c.status())}; });
+  router.add("GET", "/v1/networks", "network_list", [&c](R) { return HttpReply{200, encode_list(c.list_networks())}; });
+  router.add("POST", "/v1/networks", "network_create", [&c](R r) {
     return HttpReply{201, json::value_from(c.create_network(decode<api::NetworkCreate>(r.body, "network")))};
   });
-  router.add("GET", "/v1/networks/NAME",
+  router.add("GET", "/v1/networks/NAME", "network_inspect",
              [&c](R r) { return HttpReply{200, json::value_from(c.inspect_network(r.params[0]))}; });
-  router.add("DELETE", "/v1/networks/NAME", [&c](R r) {
+  router.add("DELETE", "/v1/networks/NAME", "network_delete", [&c](R r) {
     c.remove_network(r.params[0]);
     return HttpReply{204, nullptr};
   });
-  router.add("GET", "/v1/networks/NAME/endpoints",
+  router.add("GET", "/v1/networks/NAME/endpoints", "endpoint_list",
              [&c](R r) { return HttpReply{200, encode_list(c.list_endpoints(r.params[0]))}; });
-  router.add("POST", "/v1/networks/NAME/endpoints", [&c](R r) {
+  router.add("POST", "/v1/networks/NAME/endpoints", "endpoint_create", [&c](R r) {
     auto [ep, created] = c.create_endpoint(r.params[0], decode<api::EndpointCreate>(r.body, "endpoint"));
     return HttpReply{created ? 201u : 200u, json::value_from(ep)};
   });
-  router.add("GET", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", [&c](R r) {
+  router.add("GET", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", "endpoint_get", [&c](R r) {
     return HttpReply{200, json::value_from(c.get_endpoint(r.params[0], r.params[1], r.params[2]))};
   });
-  router.add("PATCH", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", [&c](R r) {
+  router.add("PATCH", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", "endpoint_update", [&c](R r) {
     return HttpReply{200, json::value_from(c.update_endpoint(r.params[0], r.params[1], r.params[2],
                                                              decode<api::EndpointUpdate>(r.body, "endpoint update")))};
   });
-  router.add("DELETE", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", [&c](R r) {
+  router.add("DELETE", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", "endpoint_delete", [&c](R r) {
     c.delete_endpoint(r.params[0], r.params[1], r.params[2]);
     return HttpReply{204, nullptr};
   });
-  router.add("POST", "/v1/networks/NAME/gc", [&c](R r) {
+  router.add("POST", "/v1/networks/NAME/gc", "gc", [&c](R r) {
     return HttpReply{200, json::value_from(c.gc(r.params[0], decode<api::GcRequest>(r.body, "gc request")))};
   });
 }
 
 void add_cluster_routes(Router& router, Cluster* cluster) {
   using R = const ApiRequest&;
-  router.add("GET", "/v1/cluster", [cluster](R) {
+  router.add("GET", "/v1/cluster", "cluster", [cluster](R) {
     return HttpReply{200, cluster ? cluster->status_json() : json::value(json::object{{"active", false}})};
   });
-  router.add("POST", "/v1/cluster/init", [cluster](R r) { return cluster_init(cluster, r.body); });
-  router.add_async("POST", "/v1/cluster/join", [cluster](R r) { return cluster_async(cluster, "join", r.body); });
-  router.add_async("POST", "/v1/cluster/leave", [cluster](R r) { return cluster_async(cluster, "leave", r.body); });
-  router.add("GET", "/v1/cluster/token",
+  router.add("POST", "/v1/cluster/init", "cluster", [cluster](R r) { return cluster_init(cluster, r.body); });
+  router.add_async("POST", "/v1/cluster/join", "cluster",
+                   [cluster](R r) { return cluster_async(cluster, "join", r.body); });
+  router.add_async("POST", "/v1/cluster/leave", "cluster",
+                   [cluster](R r) { return cluster_async(cluster, "leave", r.body); });
+  router.add("GET", "/v1/cluster/token", "cluster",
              [cluster](R) { return HttpReply{200, json::object{{"token", need_cluster(cluster).token()}}}; });
-  router.add("POST", "/v1/cluster/rotate-key", [cluster](R) {
+  router.add("POST", "/v1/cluster/rotate-key", "cluster", [cluster](R) {
     need_cluster(cluster).rotate_key();
     return HttpReply{202, json::object{{"status", "rotation started"}}};
   });
-  router.add("POST", "/v1/cluster/force-new-cluster", [cluster](R) {
+  router.add("POST", "/v1/cluster/force-new-cluster", "cluster", [cluster](R) {
     return HttpReply{200, json::object{{"dropped", need_cluster(cluster).force_new_cluster()}}};
   });
-  router.add("GET", "/v1/nodes", [cluster](R) { return HttpReply{200, need_cluster(cluster).nodes_json()}; });
-  router.add("DELETE", "/v1/nodes/NODE",
+  router.add("GET", "/v1/nodes", "cluster", [cluster](R) { return HttpReply{200, need_cluster(cluster).nodes_json()}; });
+  router.add("DELETE", "/v1/nodes/NODE", "cluster",
              [cluster](R r) { return HttpReply{200, need_cluster(cluster).remove_node(r.params[0])}; });
 }
 
 void add_event_routes(Router& router, EventBus& events) {
-  router.add("GET", "/v1/events", [&events](const ApiRequest& r) {
+  // A stream: never counted by metrics (the reply outlives the request).
+  router.add("GET", "/v1/events", "other", [&events](const ApiRequest& r) {
     HttpReply reply;
     auto filter = std::make_shared<EventFilter>(EventFilter::from_query(r.query()));
     reply.stream = [&events, filter](ApiStream& stream, unsigned version) {
@@ -416,7 +426,7 @@ void add_all_routes(Router& router, const ApiParts& parts) {
   if (parts.events) add_event_routes(router, *parts.events);
   add_network_view_routes(router, parts.store, parts.controller, parts.cluster);
   add_service_routes(router, parts.services, parts.load_balancing);
-  router.add("GET", "/v1/dns", [dns = parts.dns, rate = parts.dns_rate_limit](const ApiRequest&) {
+  router.add("GET", "/v1/dns", "dns", [dns = parts.dns, rate = parts.dns_rate_limit](const ApiRequest&) {
     if (!dns) return HttpReply{200, json::object{{"enabled", false}}};
     const dns::ServerStats s = dns->stats();
     return HttpReply{200, json::object{{"enabled", true},

@@ -45,6 +45,9 @@ struct HttpReply {
   std::function<boost::asio::awaitable<void>(ApiStream&, unsigned http_version)> stream;
 };
 
+// The operation of a request that matches no route.
+inline constexpr std::string_view kOtherOperation = "other";
+
 struct ApiRequest {
   std::string method;
   std::string target;  // as sent, with the query
@@ -53,6 +56,8 @@ struct ApiRequest {
   std::vector<std::string> params;
   // What follows '?' in the target ("" without one), not decoded.
   std::string_view query() const;
+  // The matched route's operation (Router::Route), set by dispatch.
+  std::string_view operation = kOtherOperation;
 };
 
 // "/v1/networks/a%2Fb/x?q" -> {"v1", "networks", "a/b", "x"}.
@@ -70,6 +75,9 @@ class Router {
     // "/v1/networks/NAME/endpoints": an upper-case segment is a
     // placeholder, matching any one segment; the rest match exactly.
     std::string pattern;
+    // What metrics count the route's requests as ("network_create", ...):
+    // a fixed set of label values, whatever clients send.
+    std::string operation;
     AsyncHandler handler;
     bool waits = false;  // an AsyncHandler (it may wait for other nodes)
     Handler answer;      // the handler of a route that does not wait
@@ -84,10 +92,12 @@ class Router {
 
   // Both throw std::logic_error for a pattern that another route of the
   // same method already matches (a programming error).
-  void add(std::string method, std::string pattern, Handler handler);
-  void add_async(std::string method, std::string pattern, AsyncHandler handler);
+  void add(std::string method, std::string pattern, std::string operation, Handler handler);
+  void add_async(std::string method, std::string pattern, std::string operation, AsyncHandler handler);
 
   const std::vector<Route>& routes() const { return routes_; }
+  // The operation of the route a request goes to; kOtherOperation for none.
+  std::string_view operation_of(const std::string& method, const std::string& target) const;
 
   // The reply to one request (its params are filled in here). Never
   // throws: an unknown route is a 404, errors become the API's error body

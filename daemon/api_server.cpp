@@ -62,11 +62,9 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
       if (*observer) {
         const json::object* o = reply.status >= 400 ? reply.body.if_object() : nullptr;
         const json::value* code = o ? o->if_contains("code") : nullptr;
-        const auto method = req.method_string();
         const auto agent = req[http::field::user_agent];
         (*observer)(RequestRecord{
-            std::string_view(method.data(), method.size()), target, std::string_view(agent.data(), agent.size()),
-            reply.status,
+            request.operation, std::string_view(agent.data(), agent.size()), reply.status,
             code && code->is_string() ? std::string_view(code->get_string()) : std::string_view(),
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()});
       }

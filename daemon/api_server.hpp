@@ -14,11 +14,12 @@
 
 namespace swarmnet::daemon {
 
-// One request answered, as metrics see it. `user_agent` names the calling
-// program (ApiClient sends its own name: swarmnet, swarmnet-ipam,
-// swarmnet-docker, swarmnetctl); `error` is the error body's code, "" on success.
+// One request answered, as metrics see it. `operation` is its route's
+// (Router::Route::operation); `user_agent` names the calling program
+// (ApiClient sends its own name: swarmnet, swarmnet-ipam, swarmnet-docker,
+// swarmnetctl); `error` is the error body's code, "" on success.
 struct RequestRecord {
-  std::string_view method, target, user_agent;
+  std::string_view operation, user_agent;
   unsigned status = 0;
   std::string_view error;
   double seconds = 0;

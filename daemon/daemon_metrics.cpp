@@ -14,18 +14,6 @@ namespace {
 
 double d(uint64_t v) { return static_cast<double>(v); }
 
-std::vector<std::string_view> segments(std::string_view target) {
-  target = target.substr(0, target.find('?'));
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < target.size()) {
-    const size_t end = std::min(target.find('/', i), target.size());
-    if (end > i) out.push_back(target.substr(i, end - i));
-    i = end + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::map<std::string, AddressUsage> address_usage(const Store& store) {
@@ -62,32 +50,6 @@ std::string_view api_client(std::string_view user_agent) {
   if (user_agent == "swarmnet-ipam") return "cni-ipam";
   if (user_agent == "swarmnet-docker") return "docker";
   if (user_agent == "swarmnetctl") return "ctl";
-  return "other";
-}
-
-std::string_view api_operation(std::string_view method, std::string_view target) {
-  const auto p = segments(target);
-  const size_t n = p.size();
-  if (n < 2 || p[0] != "v1") return "other";
-  const std::string_view what = p[1];
-  if (what == "networks") {
-    if (n == 2) return method == "POST" ? "network_create" : method == "GET" ? "network_list" : "other";
-    if (n == 3) return method == "DELETE" ? "network_delete" : method == "GET" ? "network_inspect" : "other";
-    if (n == 4 && p[3] == "endpoints") {
-      return method == "POST" ? "endpoint_create" : method == "GET" ? "endpoint_list" : "other";
-    }
-    if (n == 4 && p[3] == "gc" && method == "POST") return "gc";
-    if (n == 6 && p[3] == "endpoints") {
-      if (method == "GET") return "endpoint_get";
-      if (method == "DELETE") return "endpoint_delete";
-      if (method == "PATCH") return "endpoint_update";
-    }
-    return "other";
-  }
-  if (what == "status" && n == 2) return "status";
-  if (what == "services") return n == 4 && p[3] == "attach" ? "service_attach" : "service";
-  if (what == "cluster" || what == "nodes") return "cluster";
-  if (what == "lb" || what == "dns") return what == "lb" ? "lb" : "dns";
   return "other";
 }
 
@@ -333,7 +295,7 @@ void DaemonMetrics::watch_api(ApiServer& server) {
                                       metrics::latency_buckets(), {"client", "operation"});
   server.set_request_observer([&requests, &errors, &seconds](const RequestRecord& r) {
     const std::string client(api_client(r.user_agent));
-    const std::string operation(api_operation(r.method, r.target));
+    const std::string operation(r.operation);
     requests.with({client, operation, std::to_string(r.status)}).inc();
     if (!r.error.empty()) errors.with({client, operation, std::string(r.error)}).inc();
     seconds.with({client, operation}).observe(r.seconds);

@@ -37,12 +37,10 @@ struct AddressUsage {
 // By network name.
 std::map<std::string, AddressUsage> address_usage(const Store& store);
 
-// The label values of an API request: the calling program (cni, cni-ipam,
-// docker, ctl, other) from its User-Agent, and the operation from the method
-// and path ("endpoint_create", ..., "other"): a fixed set, whatever clients
-// send.
+// The calling program of an API request (cni, cni-ipam, docker, ctl, other)
+// from its User-Agent: a fixed set of label values, whatever clients send.
+// (The operation label is the route's: daemon/api_routes.hpp.)
 std::string_view api_client(std::string_view user_agent);
-std::string_view api_operation(std::string_view method, std::string_view target);
 
 // "NOERROR", "SERVFAIL", ... (RFC 6895), "RCODE12" for the unassigned.
 std::string_view rcode_name(unsigned rcode);

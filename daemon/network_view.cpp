@@ -87,7 +87,7 @@ json::value network_view(const Store& store, const Controller& controller, const
 
 void add_network_view_routes(Router& router, const Store& store, const Controller& controller,
                              const Cluster* cluster) {
-  router.add("GET", "/v1/networks/NAME/verbose", [&store, &controller, cluster](const ApiRequest& r) {
+  router.add("GET", "/v1/networks/NAME/verbose", "other", [&store, &controller, cluster](const ApiRequest& r) {
     return HttpReply{200, network_view(store, controller, cluster, r.params[0])};
   });
 }

@@ -77,10 +77,10 @@ TEST_CASE("api: percent-encoded path segments", "[api]") {
 
 TEST_CASE("router: placeholders, exact segments, and a clear 404", "[api][router]") {
   daemon::Router router;
-  router.add("GET", "/v1/things/NAME", [](const daemon::ApiRequest& r) {
+  router.add("GET", "/v1/things/NAME", "other", [](const daemon::ApiRequest& r) {
     return daemon::HttpReply{200, boost::json::value(r.params.at(0))};
   });
-  router.add("GET", "/v1/things/NAME/parts/PART", [](const daemon::ApiRequest& r) {
+  router.add("GET", "/v1/things/NAME/parts/PART", "other", [](const daemon::ApiRequest& r) {
     return daemon::HttpReply{200, boost::json::value(r.params.at(0) + "+" + r.params.at(1) + "?" + std::string(r.query()))};
   });
   CHECK(router.answer("GET", "/v1/things/a%2Fb", "").body == "a/b");
@@ -90,9 +90,9 @@ TEST_CASE("router: placeholders, exact segments, and a clear 404", "[api][router
   CHECK(std::string(missing.body.at("message").as_string()) == "no route for GET /v1/things/x/other/y");
   CHECK(router.answer("DELETE", "/v1/things/x", "").status == 404);
   // Two routes one path could take would make the table's order matter.
-  CHECK_THROWS_AS(router.add("GET", "/v1/things/OTHER", [](const daemon::ApiRequest&) { return daemon::HttpReply{}; }),
+  CHECK_THROWS_AS(router.add("GET", "/v1/things/OTHER", "other", [](const daemon::ApiRequest&) { return daemon::HttpReply{}; }),
                   std::logic_error);
-  CHECK_NOTHROW(router.add("DELETE", "/v1/things/NAME", [](const daemon::ApiRequest&) { return daemon::HttpReply{}; }));
+  CHECK_NOTHROW(router.add("DELETE", "/v1/things/NAME", "other", [](const daemon::ApiRequest&) { return daemon::HttpReply{}; }));
 }
 
 // Records the networks the cluster IPAM asks other nodes for a block of.
@@ -109,7 +109,7 @@ TEST_CASE("router: a request that needs an address block asks for one and is ret
   const std::vector<std::string>& asked = exchange.asked;
   int calls = 0;
   daemon::Router router(&ipam);
-  router.add("POST", "/v1/things", [&calls](const daemon::ApiRequest&) {
+  router.add("POST", "/v1/things", "other", [&calls](const daemon::ApiRequest&) {
     if (++calls < 3) throw daemon::BlockNeeded("net1", "no free address here");
     return daemon::HttpReply{201, boost::json::object{{"ok", true}}};
   });
@@ -120,7 +120,7 @@ TEST_CASE("router: a request that needs an address block asks for one and is ret
 
   // Without a cluster to ask, the caller gets the refusal at once.
   daemon::Router alone;
-  alone.add("POST", "/v1/things", [](const daemon::ApiRequest&) -> daemon::HttpReply {
+  alone.add("POST", "/v1/things", "other", [](const daemon::ApiRequest&) -> daemon::HttpReply {
     throw daemon::BlockNeeded("net1", "no free address here");
   });
   const auto refused = alone.answer("POST", "/v1/things", "");

@@ -7,12 +7,19 @@
 
 #include <catch2/catch.hpp>
 #include <boost/asio/io_context.hpp>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/error.hpp"
+#include "daemon/api_routes.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/daemon_metrics.hpp"
+#include "daemon/events.hpp"
 #include "daemon/metrics_http.hpp"
+#include "daemon/services.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_dataplane.hpp"
 #include "support/temp_dir.hpp"
@@ -94,9 +101,52 @@ TEST_CASE("address usage per network: used, free, blocks and the blocks this nod
   CHECK(u.blocks_owned == 0);
 }
 
+// The operation label values README's Metrics section lists: the words in
+// backquotes from "`operation` is" to the end of that sentence's list.
+std::set<std::string> documented_operations() {
+  std::ifstream in(std::string(SWARMNET_FIXTURES_DIR) + "/../../README.md");
+  REQUIRE(in);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string readme = text.str();
+  const size_t from = readme.find("`operation` is named by");
+  REQUIRE(from != std::string::npos);
+  const size_t to = readme.find("Latencies are", from);
+  REQUIRE(to != std::string::npos);
+  const std::string list = readme.substr(from, to - from);
+  static const std::regex word("`([a-z_]+)`");
+  std::set<std::string> out;
+  for (auto it = std::sregex_iterator(list.begin(), list.end(), word); it != std::sregex_iterator(); ++it) {
+    out.insert((*it)[1]);
+  }
+  out.erase("operation");
+  return out;
+}
+
+// swarmnetd's route table, as main.cpp builds it.
+struct RouteTable {
+  TempDir dir;
+  FakeDataplane dataplane;
+  daemon::Store store{dir.path()};
+  daemon::Controller controller{store, dataplane, "test"};
+  daemon::Services services{store, controller};
+  daemon::EventBus events;
+  daemon::Router router;
+  RouteTable() {
+    daemon::add_all_routes(router, daemon::ApiParts{.controller = controller,
+                                                    .store = store,
+                                                    .services = services,
+                                                    .events = &events});
+  }
+};
+
 TEST_CASE("API requests are labelled by program and operation from a fixed set") {
   using daemon::api_client;
-  using daemon::api_operation;
+  RouteTable table;
+  // The operation is the route's (daemon/api_routes.hpp).
+  auto api_operation = [&table](const std::string& method, const std::string& target) {
+    return std::string(table.router.operation_of(method, target));
+  };
   CHECK(api_client("swarmnet") == "cni");
   CHECK(api_client("swarmnet-ipam") == "cni-ipam");
   CHECK(api_client("swarmnet-docker") == "docker");
@@ -117,6 +167,24 @@ TEST_CASE("API requests are labelled by program and operation from a fixed set")
   CHECK(api_operation("GET", "/v1/made/up/path") == "other");
   CHECK(api_operation("BREW", "/v1/networks/x/endpoints/a/b") == "other");
   CHECK(api_operation("GET", "/") == "other");
+  CHECK(api_operation("POST", "/v1/services/web/attach") == "service_attach");
+  CHECK(api_operation("PATCH", "/v1/services/web") == "service");
+  CHECK(api_operation("DELETE", "/v1/nodes/n2") == "cluster");
+  CHECK(api_operation("GET", "/v1/networks/front/verbose") == "other");
+  // A path that no route takes is "other", whatever its prefix.
+  CHECK(api_operation("GET", "/v1/services/web/made/up") == "other");
+
+  // Every route's operation is one of the values README's Metrics section
+  // lists, and every value listed but "other" names some route.
+  const std::set<std::string> documented = documented_operations();
+  CHECK(documented.count("endpoint_create") == 1);  // the list was found
+  std::set<std::string> used{"other"};
+  for (const auto& route : table.router.routes()) {
+    INFO(route.method << " " << route.pattern << ": " << route.operation);
+    CHECK(documented.count(route.operation) == 1);
+    used.insert(route.operation);
+  }
+  CHECK(used == documented);
 }
 
 TEST_CASE("upstream DNS queries are counted by outcome and timed") {
