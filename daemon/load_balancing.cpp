@@ -167,9 +167,15 @@ void LoadBalancing::on_change(const Change& c) {
       // Any endpoint may bring this node's own address (the first local
       // container, the first on another node) or end it (the last local one).
       if (e.attach && e.owner != api::kOwnerNode) sync_node_address(e.network_id);
-      // A local container's arrival or departure may create or remove the
-      // network's bridge here: every VIP of the network follows.
-      if (e.node == store_.node_id() && e.attach) {
+      // The first local container of a network brings its bridge here, the
+      // last one takes it away: every VIP of the network follows. Any other
+      // change moves only the services the endpoint leaves and joins.
+      // (With none left, each VIP of the network is only dropped: cheap.)
+      // The node's own address comes and goes with the containers.
+      const size_t local_now = store_.index().local_attachments(e.network_id).size();
+      const bool live_container = !it->second.deleted && e.attach;
+      if (e.node == store_.node_id() && e.owner != api::kOwnerNode &&
+          (local_now == 0 || (local_now == 1 && live_container))) {
         update_services_on(e.network_id);
       } else {
         auto update_named = [this](const std::string& name) {
@@ -190,13 +196,8 @@ void LoadBalancing::sync_node_address(const std::string& network_id) {
   if (!n) return;
   const NetworkRecord network = *n;
   const std::string& me = store_.node_id();
-  bool local = false, remote = false;
-  for (const std::string& k : store_.index().endpoints_on_network(network_id)) {
-    const EndpointRecord& r = *store_.find_endpoint(k);
-    if (!r.attach || r.owner == api::kOwnerNode) continue;
-    (r.node == me ? local : remote) = true;
-    if (local && remote) break;
-  }
+  const bool local = !store_.index().local_attachments(network_id).empty();
+  const bool remote = !store_.index().remote_containers(network_id).empty();
   const std::string key = endpoint_key(network_id, me, kNodeContainerId, kNodeIfname);
   const EndpointRecord* have = store_.find_endpoint(key);
   const bool wanted = local && !network.ingress;

@@ -1,5 +1,6 @@
 #include "daemon/read_model.hpp"
 
+#include "common/api.hpp"
 #include "daemon/store.hpp"
 
 namespace swarmnet::daemon {
@@ -22,7 +23,8 @@ void ReadModel::endpoint_changed(const std::string& key, const EndpointRecord* b
     op(by_network_, e.network_id);
     op(by_node_, e.node);
     if (!e.service.empty()) op(by_service_, e.service);
-    if (e.attach && e.node == node_id_) op(local_attached_, e.network_id);
+    // A node's own address on a network follows the containers; it is none.
+    if (e.attach && e.owner != api::kOwnerNode) op(e.node == node_id_ ? local_attached_ : remote_containers_, e.network_id);
     if (auto vip = e.labels.find(kVipLabel); vip != e.labels.end()) op(vips_of_, vip->second);
   };
   if (before) each(*before, [&](auto& m, const std::string& k) { unlink(m, k, key); });

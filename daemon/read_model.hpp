@@ -41,9 +41,14 @@ class ReadModel {
   // and node, healthy or not).
   const Keys& endpoints_of_service(const std::string& service_name) const { return get(by_service_, service_name); }
   const Keys& endpoints_of_node(const std::string& node_id) const { return get(by_node_, node_id); }
-  // This node's endpoints with a container attached (attach: true) on the
-  // network: while there is one, the network's bridge is on this host.
+  // This node's endpoints with a container attached (attach: true; not the
+  // node's own address) on the network: while there is one, the network's
+  // bridge is on this host.
   const Keys& local_attachments(const std::string& network_id) const { return get(local_attached_, network_id); }
+  // The network's containers on the other nodes (attached, not a node's
+  // own address): with one here too, this node needs an address of its own
+  // on the network (load_balancing.hpp).
+  const Keys& remote_containers(const std::string& network_id) const { return get(remote_containers_, network_id); }
   // The VIP reservations made for a service (label swarmnet.vip), any network.
   const Keys& vip_reservations_of(const std::string& service_name) const { return get(vips_of_, service_name); }
 
@@ -58,8 +63,8 @@ class ReadModel {
   static void unlink(std::map<std::string, Keys>& m, const std::string& k, const std::string& key);
 
   std::string node_id_;
-  std::map<std::string, Keys> by_network_, by_service_, by_node_, local_attached_, vips_of_, services_on_,
-      service_by_name_;
+  std::map<std::string, Keys> by_network_, by_service_, by_node_, local_attached_, remote_containers_, vips_of_,
+      services_on_, service_by_name_;
 };
 
 class Store;
