@@ -26,8 +26,9 @@ constexpr const char* kTokenPrefix = "SWMTKN-1-";
 constexpr const char* kSettingsFile = "cluster.json";
 // A node asks for a block at most this often per network.
 constexpr auto kBlockRequestInterval = 500ms;
-// Between the steps of a key rotation: long enough for a broadcast to reach
-// every node (and, if lost, for push/pull to repair it on small clusters).
+// Between the steps of a key rotation, at least: the ESP SAs of a step are
+// installed and confirmed within it (daemon/encryption.hpp). Each step also
+// waits for every member to confirm the one before (ClusterOptions).
 constexpr auto kRotationStep = 5s;
 constexpr auto kLeaveTimeout = 3s;
 // How long remembered members count as alive after a restart without word
@@ -198,8 +199,17 @@ void Cluster::resume() {
     start(advertise, std::move(keys), version, generations, remembered, last_majority);
     spdlog::info("cluster: resuming as {} with {} known peer(s)", advertise.str(), peers.size());
     if (!peers.empty()) {
-      node_->join(peers, [](std::optional<std::string> error) {
-        if (error) spdlog::warn("cluster: rejoin: {} (will keep trying through gossip)", *error);
+      node_->join(peers, [this](std::optional<std::string> error) {
+        if (!error) return;
+        // A key rotation that waited its time for this node (ClusterOptions::
+        // key_rotation_wait) leaves it with retired keys: nothing but a
+        // current token brings it back.
+        spdlog::error("cluster: rejoin: {}. Gossip keeps trying. If the other nodes are up, they may have retired "
+                      "this node's cluster key in a rotation while it was down (a rotation waits {} s for a node "
+                      "that is down): then get a current token on one of them (`swarmnetctl cluster token`), and "
+                      "here run `swarmnetctl cluster leave`, then `swarmnetctl cluster join --token-file FILE "
+                      "--advertise-addr {}`",
+                      *error, options_.key_rotation_wait.count(), advertise_ ? advertise_->str() : "ADDRESS");
       });
     }
   } catch (const std::exception& e) {
@@ -216,6 +226,7 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   assign_generations(keys, generations);
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
+  keyring_taken_at_ = std::chrono::steady_clock::now();
   node_ = std::make_unique<gossip::Node>(io_, options_.gossip, store_.node_id(), node_name_,
                                          gossip::Address{advertise, options_.gossip_port},
                                          *keyring_, *this);
@@ -530,47 +541,106 @@ void Cluster::leave(std::function<void()> done) {
 
 void Cluster::rotate_key() {
   if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
+  auto keys = keyring_->keys();
+  if (keys.size() > 1) {
+    const auto waiting = unconfirmed_keyring();
+    std::string names;
+    for (const auto& n : waiting) names += (names.empty() ? "" : ", ") + n;
+    throw Error(Errc::conflict, "a key rotation is under way (keyring version " + std::to_string(keys_version_) +
+                                    (waiting.empty() ? ")" : ", waiting for " + names + " to confirm it)"));
+  }
   const auto fresh = gossip::Keyring::generate_key();
-  auto old_keys = keyring_->keys();
   uint32_t next_generation = 1;
-  for (const auto& k : old_keys) next_generation = std::max(next_generation, key_generations_[k] + 1);
+  for (const auto& k : keys) next_generation = std::max(next_generation, key_generations_[k] + 1);
   key_generations_[fresh] = next_generation;
   key_created_unix_ = unix_now();
-  // 1. Everyone learns the new key (still sealing with the old one).
-  std::vector<gossip::Keyring::Key> step1 = old_keys;
-  step1.push_back(fresh);
-  // 2. Everyone seals with the new key (and still opens the old).
-  std::vector<gossip::Keyring::Key> step2 = {fresh};
-  step2.insert(step2.end(), old_keys.begin(), old_keys.end());
-  // 3. The old keys are forgotten.
-  std::vector<gossip::Keyring::Key> step3 = {fresh};
-  auto publish = [this](const std::vector<gossip::Keyring::Key>& keys) {
-    json::array a, generations;
-    for (const auto& k : keys) {
-      a.emplace_back(gossip::Keyring::key_to_base64(k));
-      generations.emplace_back(key_generations_[k]);
-    }
-    json::value ring = json::object{{"version", keys_version_ + 1},
-                                    {"keys", std::move(a)},
-                                    {"generations", std::move(generations)},
-                                    {"created_unix", key_created_unix_}};
-    apply_keyring(ring);
-    broadcast(json::object{{"type", "keyring"}, {"keyring", ring}});
-  };
-  publish(step1);
+  // Step 1: everyone learns the new key, still sealing with the old one.
+  // advance_rotation takes the next steps.
+  keys.push_back(fresh);
+  publish_keyring(keys);
   spdlog::info("cluster: key rotation started (new key distributed)");
-  auto timer = std::make_shared<boost::asio::steady_timer>(io_, kRotationStep);
-  timer->async_wait([this, timer, publish, step2, step3](const boost::system::error_code& ec) {
-    if (ec || !node_) return;
-    publish(step2);
-    spdlog::info("cluster: key rotation: new key is primary");
-    timer->expires_after(kRotationStep);
-    timer->async_wait([this, timer, publish, step3](const boost::system::error_code& ec2) {
-      if (ec2 || !node_) return;
-      publish(step3);
-      spdlog::info("cluster: key rotation done: old key retired");
-    });
+}
+
+void Cluster::publish_keyring(const std::vector<gossip::Keyring::Key>& keys) {
+  json::array a, generations;
+  for (const auto& k : keys) {
+    a.emplace_back(gossip::Keyring::key_to_base64(k));
+    generations.emplace_back(key_generations_[k]);
+  }
+  json::value ring = json::object{{"version", keys_version_ + 1},
+                                  {"keys", std::move(a)},
+                                  {"generations", std::move(generations)},
+                                  {"created_unix", key_created_unix_}};
+  apply_keyring(ring);
+  broadcast(json::object{{"type", "keyring"}, {"keyring", ring}});
+}
+
+bool Cluster::is_rotator() const {
+  for (const auto& [id, m] : members_) {
+    if (confirmed_alive(id)) return id == store_.node_id();
+  }
+  return false;
+}
+
+std::vector<std::string> Cluster::unconfirmed_keyring() const {
+  std::vector<std::string> out;
+  for (const auto& [id, m] : members_) {
+    if (id == store_.node_id() || m.status == gossip::MemberStatus::left) continue;
+    auto r = node_records_.find(id);
+    if (r != node_records_.end() && r->second.keyring_version >= keys_version_) continue;
+    out.push_back((m.name.empty() ? id.substr(0, 12) : m.name) + " (" + std::string(gossip::to_string(m.status)) +
+                  ")");
+  }
+  return out;
+}
+
+void Cluster::advance_rotation() {
+  auto keys = keyring_->keys();
+  if (keys.size() < 2) {
+    rotation_waiting_logged_.clear();
+    return;
+  }
+  if (!sees_majority() || !is_rotator()) return;
+  if (std::chrono::steady_clock::now() - keyring_taken_at_ < kRotationStep) return;
+  // Behind a member: push/pull brings the newer keyring first.
+  for (const auto& [id, r] : node_records_) {
+    if (members_.count(id) && r.keyring_version > keys_version_) return;
+  }
+  const auto waiting = unconfirmed_keyring();
+  std::string names;
+  for (const auto& n : waiting) names += (names.empty() ? "" : ", ") + n;
+  if (!waiting.empty()) {
+    const int64_t waited = unix_now() - key_created_unix_;
+    if (waited < options_.key_rotation_wait.count()) {
+      if (waiting != rotation_waiting_logged_) {
+        spdlog::info("cluster: key rotation: keyring version {} waits for {} to confirm it ({} s more at most)",
+                     keys_version_, names, options_.key_rotation_wait.count() - waited);
+        rotation_waiting_logged_ = waiting;
+      }
+      return;
+    }
+    spdlog::warn("cluster: key rotation: {} did not confirm keyring version {} within {} s; going on without them. "
+                 "A node that holds only retired keys when it comes back must rejoin with a current token "
+                 "(`swarmnetctl cluster token` here; there `swarmnetctl cluster leave`, then `swarmnetctl "
+                 "cluster join --token-file FILE`)",
+                 names, keys_version_, options_.key_rotation_wait.count());
+  }
+  rotation_waiting_logged_.clear();
+  // The same keyring gives the same next step on every node: a rotator that
+  // changes midway publishes what the last one would have.
+  const auto newest = std::max_element(keys.begin(), keys.end(), [this](const auto& a, const auto& b) {
+    return key_generations_[a] < key_generations_[b];
   });
+  if (newest != keys.begin()) {
+    // Step 2: everyone seals with the new key, and still opens the old.
+    std::rotate(keys.begin(), newest, newest + 1);
+    publish_keyring(keys);
+    spdlog::info("cluster: key rotation: new key is primary");
+  } else {
+    // Step 3: the old keys are forgotten.
+    publish_keyring({keys.front()});
+    spdlog::info("cluster: key rotation done: old key retired");
+  }
 }
 
 std::string Cluster::token() const {
@@ -624,6 +694,12 @@ json::value Cluster::status_json() const {
     o["advertise"] = advertise_->str() + ":" + std::to_string(options_.gossip_port);
     o["members"] = members_.size();
     o["keys"] = keyring_->keys().size();
+    o["keys_version"] = keys_version_;
+    if (keyring_->keys().size() > 1) {
+      json::array waiting;
+      for (const auto& n : unconfirmed_keyring()) waiting.emplace_back(n);
+      o["key_rotation"] = json::object{{"waiting_for", std::move(waiting)}};
+    }
     o["default_addr_pools"] = address_pools_json();
     json::object held{{"valid", may_allocate()}, {"duration_s", lease().count()}};
     if (last_majority_) {
@@ -821,13 +897,11 @@ void Cluster::assign_generations(const std::vector<gossip::Keyring::Key>& keys, 
 }
 
 void Cluster::maybe_rotate_key() {
-  if (options_.key_rotation_interval.count() == 0 || !node_ || !sees_majority()) return;
+  if (!node_) return;
+  advance_rotation();
+  if (options_.key_rotation_interval.count() == 0 || keyring_->keys().size() > 1 || !sees_majority()) return;
   // One rotator, as one reclaimer: the alive node with the smallest id.
-  for (const auto& [id, m] : members_) {
-    if (!confirmed_alive(id)) continue;
-    if (id != store_.node_id()) return;
-    break;
-  }
+  if (!is_rotator()) return;
   const int64_t now = unix_now();
   if (key_created_unix_ == 0) key_created_unix_ = now;  // a keyring of an older swarmnetd: its age counts from now
   if (now - key_created_unix_ < options_.key_rotation_interval.count()) return;
@@ -869,14 +943,22 @@ void Cluster::sync_encryption() {
 
 void Cluster::publish_node_record() {
   if (!node_) return;
-  // After a failed sync the record stays as it was: it confirms only what
-  // a sync that went through installed.
-  if (!encryption_error_.empty()) return;
   NodeRecord r = self_record_;
   r.id = store_.node_id();
-  r.esp_missing = encryption_ ? encryption_->missing().value_or("") : "this swarmnetd runs without encryption support";
-  r.esp_inbound = encryption_ ? encryption_->inbound_generations() : std::vector<uint32_t>{};
-  if (r.version != 0 && r.esp_missing == self_record_.esp_missing && r.esp_inbound == self_record_.esp_inbound) return;
+  // After a failed sync the ESP fields stay as they were: they confirm only
+  // what a sync that went through installed. The keyring is confirmed once
+  // saved, so that a restart keeps it.
+  if (encryption_error_.empty()) {
+    r.esp_missing = encryption_ ? encryption_->missing().value_or("") : "this swarmnetd runs without encryption support";
+    r.esp_inbound = encryption_ ? encryption_->inbound_generations() : std::vector<uint32_t>{};
+  } else if (r.version == 0) {
+    return;
+  }
+  r.keyring_version = saved_keys_version_;
+  if (r.version != 0 && r.esp_missing == self_record_.esp_missing && r.esp_inbound == self_record_.esp_inbound &&
+      r.keyring_version == self_record_.keyring_version) {
+    return;
+  }
   const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
   r.version = std::max<uint64_t>(self_record_.version + 1, static_cast<uint64_t>(std::max<int64_t>(now_us, 0)));
@@ -925,6 +1007,7 @@ void Cluster::apply_keyring(const json::value& ring) {
     if (std::find(keys.begin(), keys.end(), k) == keys.end()) keyring_->remove_key(k);
   }
   keys_version_ = version;
+  keyring_taken_at_ = std::chrono::steady_clock::now();
   spdlog::info("cluster: keyring version {} ({} key(s), primary generation {})", version, keys.size(),
                key_generations_[keys.front()]);
   save();
@@ -1004,6 +1087,7 @@ void Cluster::save() {
   if (pools_version_ > 0) o["address_pools"] = address_pools_json();
   write_file_atomically(state_dir_, kSettingsFile, json::serialize(o) + "\n");
   saved_majority_ = last_majority_;
+  saved_keys_version_ = keys_version_;
 }
 
 }  // namespace swarmnet::daemon

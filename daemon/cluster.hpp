@@ -52,6 +52,15 @@ struct ClusterOptions {
   // (and so the encrypted networks' ESP keys) when the primary key is this
   // old, as swarm does every 12 hours. 0: only `cluster rotate-key`.
   std::chrono::seconds key_rotation_interval{12 * 3600};
+  // A key rotation takes each step once every member (left ones aside)
+  // holds the keyring of the step before, as its record says, so a member
+  // that is down, or restarting, finds the cluster still sealing with a key
+  // it holds when it comes back. For a member that does not confirm, the
+  // rotation waits this long after it began, then goes on without it: such
+  // a node comes back with retired keys only, and must rejoin with a
+  // current token (`cluster leave`, then `cluster join`). Down that long is
+  // gone for now; the old key should not outlive it.
+  std::chrono::seconds key_rotation_wait{15 * 60};
 };
 
 // "SWMTKN-1-<base64 key>-<ip>:<port>": what `cluster init` prints and
@@ -89,7 +98,10 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
             std::function<void(std::optional<std::string>)> done);
   // Tells the others we leave (they see "left"), then stops gossiping.
   void leave(std::function<void()> done);
-  // Adds a new primary key, then retires the old ones, cluster-wide.
+  // Starts a key rotation: a new key, made primary and then the only one,
+  // cluster-wide, each step once every member confirms the one before
+  // (ClusterOptions::key_rotation_wait). Error(conflict) while one is under
+  // way.
   void rotate_key();
   // Recovery of a cluster that lost its majority for good (swarm's
   // --force-new-cluster): every other member leaves this node's quorum, so
@@ -181,8 +193,22 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   void publish_node_record();
   // Takes another node's record if it is newer than the one known.
   void apply_node_record(const boost::json::value& record);
-  // The periodic rotation (ClusterOptions::key_rotation_interval).
+  // The periodic rotation (ClusterOptions::key_rotation_interval), and the
+  // next step of one under way (advance_rotation), by the rotator.
   void maybe_rotate_key();
+  // Whether this node is the alive node with the smallest id, which starts
+  // the periodic rotation and takes the steps of every rotation.
+  bool is_rotator() const;
+  // While the keyring holds more than one key (a rotation under way):
+  // publishes the next step once every member has confirmed the current
+  // keyring, or once the rotation has waited key_rotation_wait.
+  void advance_rotation();
+  // The members (other than this node and left ones) whose record does not
+  // list the current keyring version, by name.
+  std::vector<std::string> unconfirmed_keyring() const;
+  // Publishes a new keyring version with these keys (primary first): taken
+  // here, broadcast to the others.
+  void publish_keyring(const std::vector<gossip::Keyring::Key>& keys);
 
   boost::asio::io_context& io_;
   Store& store_;
@@ -200,6 +226,13 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   // and when the newest was made (unix seconds, 0: unknown).
   std::map<gossip::Keyring::Key, uint32_t> key_generations_;
   int64_t key_created_unix_ = 0;
+  // When this node took its current keyring version (a step of a rotation
+  // follows the one before by kRotationStep at least), the version it last
+  // saved (what its record confirms: it survives a restart), and what the
+  // rotation was last logged waiting for.
+  std::chrono::steady_clock::time_point keyring_taken_at_{};
+  uint64_t saved_keys_version_ = 0;
+  std::vector<std::string> rotation_waiting_logged_;
   Encryption* encryption_ = nullptr;
   std::string encryption_error_;  // the last one logged
   NodeRecord self_record_;

@@ -133,6 +133,12 @@ int main(int argc, char** argv) {
                  "is this old; done by one node (0: only `swarmnetctl cluster rotate-key`)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  int64_t key_rotation_wait_s = 15 * 60;
+  app.add_option("--key-rotation-wait-s", key_rotation_wait_s,
+                 "A key rotation takes each step once every node holds the keys of the one before, waiting at "
+                 "most this long for a node that is down; one down longer must rejoin with a current token")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   int64_t reap_s = 300;
   app.add_option("--reap-after-s", reap_s,
                  "A CNI endpoint whose network namespace has been gone this long without a DEL is "
@@ -206,6 +212,7 @@ int main(int argc, char** argv) {
   cluster_options.gossip.push_pull_interval = ms(push_pull_s * 1000);
   cluster_options.reclaim_after = std::chrono::seconds(reclaim_s);
   cluster_options.key_rotation_interval = std::chrono::seconds(key_rotation_s);
+  cluster_options.key_rotation_wait = std::chrono::seconds(key_rotation_wait_s);
 
   try {
     swarmnet::init_logging("swarmnetd", log_level, log_file);

@@ -27,8 +27,11 @@ void from_json(const json::value& jv, Version& v) {
 json::value to_json(const NodeRecord& n) {
   json::array inbound;
   for (uint32_t g : n.esp_inbound) inbound.emplace_back(g);
-  return json::object{
-      {"id", n.id}, {"version", n.version}, {"esp_missing", n.esp_missing}, {"esp_inbound", std::move(inbound)}};
+  return json::object{{"id", n.id},
+                      {"version", n.version},
+                      {"esp_missing", n.esp_missing},
+                      {"esp_inbound", std::move(inbound)},
+                      {"keyring_version", n.keyring_version}};
 }
 
 void from_json(const json::value& jv, NodeRecord& n) {
@@ -36,6 +39,7 @@ void from_json(const json::value& jv, NodeRecord& n) {
   n.id = required_string(o, "id");
   n.version = optional_uint(o, "version", UINT64_MAX).value_or(0);
   n.esp_missing = string_or(o, "esp_missing", "");
+  n.keyring_version = optional_uint(o, "keyring_version", UINT64_MAX).value_or(0);
   n.esp_inbound.clear();
   if (const json::value* a = find(o, "esp_inbound")) {
     // A keyring holds a few keys at a time; a longer list is damage.

@@ -146,6 +146,10 @@ struct NodeRecord {
   // node has installed: a peer moves its outbound SA to this node to a new
   // generation only once it is listed here.
   std::vector<uint32_t> esp_inbound;
+  // The version of the cluster keyring this node has applied and saved
+  // (0: a node of a version that does not say): a key rotation takes its
+  // next step once every member lists the current one (daemon/cluster.hpp).
+  uint64_t keyring_version = 0;
   auto operator<=>(const NodeRecord&) const = default;
 };
 

@@ -267,19 +267,22 @@ TEST_CASE("Encryption without ESP in the kernel programs nothing", "[encryption]
 }
 
 TEST_CASE("NodeRecord: what a node confirms survives the wire; damage is refused", "[encryption]") {
-  NodeRecord r{kA, 1764000000000000, "", {1, 2}};
+  NodeRecord r{kA, 1764000000000000, "", {1, 2}, 5};
   NodeRecord back;
   from_json(to_json(r), back);
   CHECK(back == r);
   NodeRecord no_esp{kB, 7, "no ESP (module esp4)", {}};
   from_json(to_json(no_esp), back);
   CHECK(back == no_esp);
-  // A record of an older swarmnetd's shape (no ESP fields): no generation confirmed.
+  // A record of an older swarmnetd's shape (no ESP fields, no keyring
+  // version): no generation confirmed, no keyring either.
   from_json(json::parse(R"({"id":"x","version":3})"), back);
   CHECK(back.esp_inbound.empty());
+  CHECK(back.keyring_version == 0);
   for (const char* bad : {R"({"version":3})", R"({"id":"x","esp_inbound":"1"})", R"({"id":"x","esp_inbound":[0]})",
                           R"({"id":"x","esp_inbound":[-1]})", R"({"id":"x","esp_inbound":[4294967296]})",
-                          R"({"id":"x","esp_inbound":[1.5]})", R"({"id":"x","version":-1})", R"([1])"}) {
+                          R"({"id":"x","esp_inbound":[1.5]})", R"({"id":"x","version":-1})", R"({"id":"x","keyring_version":-1})",
+                          R"({"id":"x","keyring_version":"2"})", R"([1])"}) {
     INFO(bad);
     CHECK_THROWS_AS(from_json(json::parse(bad), back), Error);
   }
