@@ -49,7 +49,14 @@ iperf() {  # iperf SERVER_NS SERVER_IP CLIENT_NS -> "Mbit/s retransmits"
   ip netns exec "$1" iperf3 -s -1 -B "$2" >/dev/null 2>&1 {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   pid=$!
   sleep 1
-  out=$(ip netns exec "$3" iperf3 -c "$2" -t "$DURATION" -J) || { kill_pid "$pid"; echo 0 0; return; }
+  # A run that stalls is cut off (and says so) rather than hang the VM
+  # until its timeout with no figure printed.
+  out=$(ip netns exec "$3" timeout $((DURATION + 30)) iperf3 -c "$2" -t "$DURATION" -J) || {
+    echo "iperf3 to $2 failed or stalled" >&2
+    kill_pid "$pid"
+    echo 0 0
+    return
+  }
   wait "$pid" 2>/dev/null || true
   jq -r '"\(.end.sum_received.bits_per_second / 1e4 | floor / 100) \(.end.sum_sent.retransmits // 0)"' <<<"$out"
 }
@@ -72,6 +79,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
   read -r mbit retr <<<"$(iperf "$(container_ns pb)" "$pb" "$(container_ns pa)")"
   plain_all+=" $mbit"
+  info "round $round of $ROUNDS (Mbit/s): encrypted ${enc_all##* }, hand-built ${hand_all##* }, plain $mbit; load $(cut -d' ' -f1 /proc/loadavg)"
 done
 # The route work per packet that the two ESP paths may differ in: a packet
 # routed again after the firewall changed it (ip_route_me_harder) and an SA
@@ -91,6 +99,7 @@ traced() {  # traced SERVER_NS SERVER_IP CLIENT_NS -> "re-routes SA-lookups pack
   tx1=$(ip netns exec "$h1" cat /sys/class/net/eth0/statistics/tx_packets)
   echo "$(grep -c ' ip_route_me_harder' "$tracing/trace") $(grep -c ' xfrm_state_find' "$tracing/trace") $((tx1 - tx0))"
 }
+info "counting the route work per packet (function tracer, 2 s of each ESP path)"
 if echo 8192 >"$tracing/buffer_size_kb" 2>/dev/null &&
   printf '%s\n' ip_route_me_harder xfrm_state_find >"$tracing/set_ftrace_filter" 2>/dev/null &&
   echo function >"$tracing/current_tracer" 2>/dev/null; then
