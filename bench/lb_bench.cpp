@@ -15,6 +15,8 @@
 //   - nft: `nft -f` of the same ruleset (same table, chains, maps and
 //     elements) written as text, then one `nft add element` (median of 5),
 //     which is what a tool driving the nft command would run per change;
+//   - the VIP's local route alone: one more into a local table holding N
+//     VIP routes, median of 5 (the route's share of a VIP added);
 //   - the kernel's cost of an interface address (how VIPs were placed
 //     before: a /32 on the bridge): one more address on a bridge holding
 //     N, median of 5, next to one VIP added;
@@ -22,7 +24,10 @@
 //     balancer's sync() and upsert() on the same VIPs. This machine's
 //     kernel has no IPVS: bench/lb_bench_ipvs.sh runs this program inside a
 //     VM that has it.
-// It ends with the goals' figures side by side and the load average.
+// With --rounds R, every path runs R times, in reversed order every other
+// round (the machine's load moves while it runs), and each figure is the
+// median of the rounds'. It ends with the goals' figures side by side and
+// the load average.
 // Each measurement runs in a fresh throwaway network namespace, deleted at
 // the end (also on error).
 #include <unistd.h>
@@ -46,6 +51,7 @@
 #include "kernel/netns.hpp"
 #include "lb/balancer.hpp"
 #include "lb/nft_plan.hpp"
+#include "lb/vip_addresses.hpp"
 
 using namespace swarmnet;
 using Clock = std::chrono::steady_clock;
@@ -162,6 +168,23 @@ double address_add(uint32_t n) {
   return median(adds);
 }
 
+// The VIP's local route alone (lb/vip_addresses.hpp), one more into a
+// local table holding `n` of them (median of 5): the route's share of a
+// VIP added.
+double route_add(uint32_t n) {
+  auto nl = kernel::NetlinkSocket::open();
+  std::vector<std::pair<std::string, Ipv4Address>> routes;
+  for (uint32_t i = 0; i < n; ++i) routes.emplace_back(kBridge, Ipv4Address(0x0a800000u + i));
+  lb::ensure_vip_routes(nl, routes);
+  std::vector<double> adds;
+  for (uint32_t k = 0; k < 5; ++k) {
+    auto t = Clock::now();
+    lb::ensure_vip_route(nl, kBridge, Ipv4Address(0x0ac00000u + k));
+    adds.push_back(ms_since(t));
+  }
+  return median(adds);
+}
+
 // nft types the map by expression (typeof): its key is an integer there,
 // the same 32 host-order bits our balancer stores as a mark.
 std::string hex_bucket(uint32_t bucket) { return std::to_string(bucket); }
@@ -170,31 +193,32 @@ std::string hex_bucket(uint32_t bucket) { return std::to_string(bucket); }
 std::string ruleset(const std::vector<lb::VirtualIp>& all) {
   std::ostringstream out;
   out << "table ip swarmnet-lb {\n"
-         "  map vips { type ipv4_addr : verdict; }\n"
          "  set vip-addresses { type ipv4_addr; }\n"
          "  map backends { typeof ip daddr . numgen inc mod 2 : ip daddr; }\n"
-         "  set hairpin { type ipv4_addr . ipv4_addr; }\n"
-         "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n"
-         "    meta l4proto tcp ip daddr vmap @vips\n"
-         "    meta l4proto udp ip daddr vmap @vips\n  }\n"
+         "  set hairpin { type ipv4_addr . ipv4_addr; }\n";
+  for (uint32_t n = 1; n <= lb::nft::kPrecreatedBuckets; ++n) out << "  set vips-" << n << " { type ipv4_addr; }\n";
+  out << "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n"
+         "    meta l4proto tcp ip daddr @vip-addresses goto balance\n"
+         "    meta l4proto udp ip daddr @vip-addresses goto balance\n  }\n"
          "  chain output { type nat hook output priority -100; policy accept;\n"
-         "    meta l4proto tcp ip daddr vmap @vips\n"
-         "    meta l4proto udp ip daddr vmap @vips\n  }\n"
+         "    meta l4proto tcp ip daddr @vip-addresses goto balance\n"
+         "    meta l4proto udp ip daddr @vip-addresses goto balance\n  }\n"
          "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n"
          "    ip saddr . ip daddr @hairpin masquerade\n  }\n"
          "  chain input { type filter hook input priority filter; policy accept;\n"
          "    meta l4proto tcp ct direction original ip daddr @vip-addresses reject with tcp reset\n"
-         "    meta l4proto udp ct direction original ip daddr @vip-addresses reject\n  }\n";
-  for (uint32_t n = 1; n <= lb::nft::kPrecreatedModChains; ++n) {
-    out << "  chain mod-" << n << " { dnat to ip daddr . jhash ip saddr . th sport . ip daddr . th dport mod "
-        << n << " seed 0x5357524d map @backends; }\n";
+         "    meta l4proto udp ct direction original ip daddr @vip-addresses reject\n  }\n"
+         "  chain balance {\n";
+  for (uint32_t n = 1; n <= lb::nft::kPrecreatedBuckets; ++n) {
+    out << "    ip daddr @vips-" << n << " dnat to ip daddr . jhash ip saddr . th sport . ip daddr . th dport mod "
+        << n << " seed 0x5357524d map @backends\n";
   }
-  out << "}\n";
+  out << "  }\n}\n";
   std::set<Ipv4Address> tasks;
   for (const auto& v : all) {
-    out << "add element ip swarmnet-lb vips { " << v.vip.str() << " comment \"key " << v.key << " bridge "
-        << v.bridge << "\" : goto mod-" << v.backends.size() << " }\n";
-    out << "add element ip swarmnet-lb vip-addresses { " << v.vip.str() << " }\n";
+    out << "add element ip swarmnet-lb vip-addresses { " << v.vip.str() << " comment \"key " << v.key << " bridge "
+        << v.bridge << "\" }\n";
+    out << "add element ip swarmnet-lb vips-" << v.backends.size() << " { " << v.vip.str() << " }\n";
     out << "add element ip swarmnet-lb backends { ";
     for (uint32_t i = 0; i < v.backends.size(); ++i) {
       out << (i ? ", " : "") << v.vip.str() << " . " << hex_bucket(i) << " : " << v.backends[i].str();
@@ -241,11 +265,78 @@ std::string load_average() {
   return one + " " + five + " " + fifteen;
 }
 
+// One size's figures; with several rounds, each is the median of the
+// rounds' figures.
 struct Row {
-  uint32_t services;
+  uint32_t services = 0;
   Figures ours, nft, ipvs;
   double address_ms = 0;
+  double route_ms = 0;
 };
+
+Figures median_of(const std::vector<Figures>& rounds) {
+  std::vector<double> load, change, add;
+  for (const Figures& f : rounds) {
+    load.push_back(f.load_ms);
+    change.push_back(f.change_ms);
+    add.push_back(f.add_ms);
+  }
+  return {median(load), median(change), median(add)};
+}
+
+double median_of(const std::vector<double>& rounds) { return median(rounds); }
+
+// Every path measured on `n` services, `rounds` times; the order of the
+// paths is reversed every other round, so that none always runs first
+// (or last) while the machine's load moves.
+Row measure_size(uint32_t n, uint32_t rounds, bool nft_command, bool ipvs) {
+  const auto all = services(n);
+  std::vector<Figures> ours, nft, ipvs_figures;
+  std::vector<double> address, route;
+  std::vector<std::function<void()>> paths{
+      [&] {
+        Throwaway ns;
+        auto balancer = lb::make_nftables_balancer();
+        ours.push_back(measure(*balancer, all));
+      },
+      [&] {
+        Throwaway ns;
+        address.push_back(address_add(n));
+      },
+      [&] {
+        Throwaway ns;
+        route.push_back(route_add(n));
+      },
+  };
+  if (nft_command) {
+    paths.push_back([&] {
+      Throwaway ns;
+      nft.push_back(measure_nft_command(all, ns.name()));
+    });
+  }
+  if (ipvs) {
+    paths.push_back([&] {
+      Throwaway ns;
+      auto balancer = lb::make_ipvs_balancer();
+      ipvs_figures.push_back(measure(*balancer, all));
+    });
+  }
+  for (uint32_t r = 0; r < rounds; ++r) {
+    if (r % 2 == 0) {
+      for (auto& path : paths) path();
+    } else {
+      for (auto it = paths.rbegin(); it != paths.rend(); ++it) (*it)();
+    }
+  }
+  Row row;
+  row.services = n;
+  row.ours = median_of(ours);
+  if (nft_command) row.nft = median_of(nft);
+  if (ipvs) row.ipvs = median_of(ipvs_figures);
+  row.address_ms = median_of(address);
+  row.route_ms = median_of(route);
+  return row;
+}
 
 const char* verdict(bool ok) { return ok ? "met" : "NOT met"; }
 
@@ -255,9 +346,12 @@ int main(int argc, char** argv) {
   CLI::App app{"lb_bench: VIP programming, swarmnet's nftables (and IPVS) balancer vs the nft command"};
   std::vector<uint32_t> sizes{1000, 10000};
   uint32_t small = 10;
+  uint32_t rounds = 1;
   bool want_ipvs = false, skip_nft_command = false;
   app.add_option("--services", sizes, "service counts (10 backends each), ascending");
   app.add_option("--small", small, "the small table the cost of adding a VIP is compared with");
+  app.add_option("--rounds", rounds,
+                 "measure every path this many times, in reversed order every other round; report medians");
   app.add_flag("--ipvs", want_ipvs, "measure the IPVS balancer too (an error if the kernel has no IPVS)");
   app.add_flag("--no-nft-command", skip_nft_command, "skip the nft command's figures");
   CLI11_PARSE(app, argc, argv);
@@ -265,8 +359,8 @@ int main(int argc, char** argv) {
     std::cerr << "lb_bench: needs root (it makes network namespaces)\n";
     return 2;
   }
-  if (sizes.empty() || small == 0 || std::find(sizes.begin(), sizes.end(), 0u) != sizes.end()) {
-    std::cerr << "lb_bench: --services and --small take counts above 0\n";
+  if (sizes.empty() || small == 0 || rounds == 0 || std::find(sizes.begin(), sizes.end(), 0u) != sizes.end()) {
+    std::cerr << "lb_bench: --services, --small and --rounds take counts above 0\n";
     return 2;
   }
   std::sort(sizes.begin(), sizes.end());
@@ -279,43 +373,16 @@ int main(int argc, char** argv) {
     }
     const std::string load_before = load_average();
     std::printf("load average before: %s\n", load_before.c_str());
-    Figures small_ours;
-    double small_address = 0;
-    {
-      Throwaway ns;
-      auto balancer = lb::make_nftables_balancer();
-      small_ours = measure(*balancer, services(small));
-    }
-    {
-      Throwaway ns;
-      small_address = address_add(small);
-    }
-    std::printf("%u services x 10 backends\n", small);
-    std::printf("  VIP added   swarmnet upsert   %9.3f ms (median of 20)   ip address add %.3f ms (median of 5)\n",
-                small_ours.add_ms, small_address);
+    const Row small_row = measure_size(small, rounds, false, false);
+    std::printf("%u services x 10 backends%s\n", small, rounds > 1 ? " (medians of the rounds)" : "");
+    std::printf("  VIP added   swarmnet upsert   %9.3f ms (median of 20; its local route alone %.3f ms)   "
+                "ip address add %.3f ms (median of 5)\n",
+                small_row.ours.add_ms, small_row.route_ms, small_row.address_ms);
     std::vector<Row> rows;
     for (uint32_t n : sizes) {
-      auto all = services(n);
-      Row row{n, {}, {}, {}, 0};
-      {
-        Throwaway ns;
-        auto balancer = lb::make_nftables_balancer();
-        row.ours = measure(*balancer, all);
-      }
-      {
-        Throwaway ns;
-        row.address_ms = address_add(n);
-      }
-      if (!skip_nft_command) {
-        Throwaway ns;
-        row.nft = measure_nft_command(all, ns.name());
-      }
-      if (ipvs) {
-        Throwaway ns;
-        auto balancer = lb::make_ipvs_balancer();
-        row.ipvs = measure(*balancer, all);
-      }
-      std::printf("%u services x 10 backends\n", n);
+      Row row = measure_size(n, rounds, !skip_nft_command, ipvs);
+      std::printf("%u services x 10 backends%s (load average now %s)\n", n,
+                  rounds > 1 ? " (medians of the rounds)" : "", load_average().c_str());
       std::printf("  full load   swarmnet nftables %9.1f ms (VIP routes included)\n", row.ours.load_ms);
       if (!skip_nft_command) {
         std::printf("              nft -f            %9.1f ms   ratio nft/swarmnet %.1fx\n", row.nft.load_ms,
@@ -324,12 +391,13 @@ int main(int argc, char** argv) {
       if (ipvs) std::printf("              swarmnet ipvs     %9.1f ms\n", row.ipvs.load_ms);
       std::printf("  one change  swarmnet upsert   %9.3f ms (median of 20)\n", row.ours.change_ms);
       if (!skip_nft_command) {
-        std::printf("              nft add element   %9.3f ms (median of 5)   ratio %.0fx\n", row.nft.change_ms,
-                    row.nft.change_ms / row.ours.change_ms);
+        std::printf("              nft add element   %9.3f ms (median of 5)   ratio nft/swarmnet %.0fx\n",
+                    row.nft.change_ms, row.nft.change_ms / row.ours.change_ms);
       }
       if (ipvs) std::printf("              ipvs upsert       %9.3f ms (median of 20)\n", row.ipvs.change_ms);
-      std::printf("  VIP added   swarmnet upsert   %9.3f ms (median of 20)   ip address add %.3f ms (median of 5)\n",
-                  row.ours.add_ms, row.address_ms);
+      std::printf("  VIP added   swarmnet upsert   %9.3f ms (median of 20; its local route alone %.3f ms)   "
+                  "ip address add %.3f ms (median of 5)\n",
+                  row.ours.add_ms, row.route_ms, row.address_ms);
       if (ipvs) std::printf("              ipvs upsert       %9.3f ms (median of 20)\n", row.ipvs.add_ms);
       if (!ipvs) std::printf("  ipvs: not available in this kernel (bench/lb_bench_ipvs.sh runs this in a VM)\n");
       std::fflush(stdout);
@@ -347,12 +415,12 @@ int main(int argc, char** argv) {
                 verdict(last.ours.change_ms < 1.0 && change_ratio <= 1.5));
     std::printf("  full load of %u services, VIP routes included: %.1f ms (goal: < 1,000 ms at 10,000): %s\n",
                 last.services, last.ours.load_ms, verdict(last.ours.load_ms < 1000.0));
-    const double add_ratio = last.ours.add_ms / small_ours.add_ms;
-    const double address_ratio = last.address_ms / small_address;
-    std::printf("  one VIP added: %.3f ms at %u VIPs, %.3f ms at %u: %.2fx (goal: <= 1.5x): %s; an interface "
-                "address instead: %.3f and %.3f ms, %.1fx\n",
-                small_ours.add_ms, small, last.ours.add_ms, last.services, add_ratio, verdict(add_ratio <= 1.5),
-                small_address, last.address_ms, address_ratio);
+    const double add_ratio = last.ours.add_ms / small_row.ours.add_ms;
+    std::printf("  one VIP added: %.3f ms at %u VIPs, %.3f ms at %u: %.2fx (goal: <= 1.5x): %s; its local route "
+                "alone: %.3f and %.3f ms, %.2fx; an interface address instead: %.3f and %.3f ms, %.1fx\n",
+                small_row.ours.add_ms, small, last.ours.add_ms, last.services, add_ratio, verdict(add_ratio <= 1.5),
+                small_row.route_ms, last.route_ms, last.route_ms / small_row.route_ms, small_row.address_ms,
+                last.address_ms, last.address_ms / small_row.address_ms);
     std::printf("load average after: %s (before: %s)\n", load_average().c_str(), load_before.c_str());
   } catch (const std::exception& e) {
     std::cerr << "lb_bench: " << e.what() << "\n";

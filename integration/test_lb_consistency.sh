@@ -16,8 +16,9 @@
 #     hosts with a container on the VIP's network), read with `nft -j` and
 #     `ip`, not through the daemon;
 #   - a backend element deleted by hand is reported by `lb check` (exit 4);
-#   - removing every service leaves no element in @vips, @vip-addresses or
-#     @backends and no VIP route on any bridge, on any host; removing the
+#   - removing every service leaves no element in @vip-addresses, the
+#     @vips-N sets or @backends and no VIP route on any bridge, on any
+#     host; removing the
 #     containers too leaves the same.
 # Env: OPS (operations, default 1000), SEED (random seed, default: time;
 #      printed, with the operations' log on failure), SWARMNET_IT_TIMEOUT
@@ -191,16 +192,20 @@ model_state() {
   done | sort
 }
 
-# The same, read from host I's nftables table: for each element of @vips,
-# the @backends elements of buckets below its goto mod-N.
+# The same, read from host I's nftables table: for each element of
+# @vip-addresses, the @backends elements of buckets below the N of the
+# @vips-N set it is in (none: no backend).
 kernel_state() {
   ip netns exec "$(host_ns "$1")" nft -j list table ip swarmnet-lb 2>/dev/null | jq -r '
-    [.nftables[] | select(.map) | .map] as $maps
-    | ([$maps[] | select(.name == "backends") | .elem // [] | .[]
+    def address: if type == "object" then .elem.val else . end;
+    [.nftables[] | (.set // .map // empty)] as $sets
+    | ([$sets[] | select(.name == "backends") | .elem // [] | .[]
         | {vip: .[0].concat[0], bucket: .[0].concat[1], to: .[1]}]) as $backends
-    | $maps[] | select(.name == "vips") | .elem // [] | .[]
-    | (if (.[0] | type) == "object" then .[0].elem.val else .[0] end) as $vip
-    | ((.[1].goto.target // "mod-0") | ltrimstr("mod-") | tonumber) as $n
+    | ([$sets[] | select(.name | test("^vips-[0-9]+$")) | (.name | ltrimstr("vips-") | tonumber) as $n
+        | .elem // [] | .[] | {vip: address, n: $n}]) as $members
+    | $sets[] | select(.name == "vip-addresses") | .elem // [] | .[]
+    | address as $vip
+    | ([$members[] | select(.vip == $vip) | .n] | first // 0) as $n
     | "\($vip) \([$backends[] | select(.vip == $vip and .bucket < $n) | .to] | sort_by(split(".") | map(tonumber)) | join(","))"
   ' | sort
 }
@@ -419,7 +424,7 @@ hctl 1 service rm rr >/dev/null
 nothing_left() {  # nothing_left I: no element in our maps and sets, no VIP route
   local i="$1" elements
   elements=$(ip netns exec "$(host_ns "$i")" nft -j list table ip swarmnet-lb 2>/dev/null |
-    jq '[.nftables[] | (.map // .set // empty) | select(.name == "vips" or .name == "vip-addresses" or .name == "backends") | (.elem // []) | length] | add // 0')
+    jq '[.nftables[] | (.map // .set // empty) | select(.name == "vip-addresses" or .name == "backends" or (.name | startswith("vips-"))) | (.elem // []) | length] | add // 0')
   [[ "$elements" == 0 && -z "$(vip_addresses "$i")" ]] && lb_check_ok "$i" && \
     [[ "$(hctl "$i" service ls --format json | jq length)" == 0 ]]
 }
@@ -434,7 +439,7 @@ all_clean() {
 start=$SECONDS
 if wait_for 10 all_clean; then
   info "removals converged on every host in $((SECONDS - start)) s"
-  pass "no element in @vips, @vip-addresses, @backends and no VIP route on any bridge, on all $HOSTS hosts (${#NAMES[@]} containers still up)"
+  pass "no element in @vip-addresses, @vips-N, @backends and no VIP route on any bridge, on all $HOSTS hosts (${#NAMES[@]} containers still up)"
 else
   fail "something of the removed services is left"
   for ((i = 1; i <= HOSTS; i++)); do

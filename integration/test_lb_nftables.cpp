@@ -523,6 +523,110 @@ TEST_CASE(
   CHECK(ask_udp(lab.client, api.vip) == "b3");
 }
 
+// The table as the previous release made it: VIP -> goto mod-N in the
+// verdict map @vips (the earlier shape), with `vip` balanced over `backends`.
+std::string earlier_table(const VirtualIp& vip) {
+  std::string text =
+      "table ip swarmnet-lb {\n"
+      "  map vips { type ipv4_addr : verdict; }\n"
+      "  set vip-addresses { type ipv4_addr; }\n"
+      "  map backends { typeof ip daddr . numgen inc mod 2 : ip daddr; }\n"
+      "  set hairpin { type ipv4_addr . ipv4_addr; }\n"
+      "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n"
+      "    meta l4proto tcp ip daddr vmap @vips\n"
+      "    meta l4proto udp ip daddr vmap @vips\n  }\n"
+      "  chain output { type nat hook output priority -100; policy accept;\n"
+      "    meta l4proto tcp ip daddr vmap @vips\n"
+      "    meta l4proto udp ip daddr vmap @vips\n  }\n"
+      "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n"
+      "    ip saddr . ip daddr @hairpin masquerade\n  }\n"
+      "  chain input { type filter hook input priority filter; policy accept;\n"
+      "    meta l4proto tcp ct direction original ip daddr @vip-addresses reject with tcp reset\n"
+      "    meta l4proto udp ct direction original ip daddr @vip-addresses reject\n  }\n";
+  for (int n = 1; n <= 3; ++n) {
+    text += "  chain mod-" + std::to_string(n) + " { dnat to ip daddr . jhash ip saddr . th sport . ip daddr . th dport mod " +
+            std::to_string(n) + " seed 0x5357524d map @backends; }\n";
+  }
+  text += "}\n";
+  text += "add element ip swarmnet-lb vips { " + vip.vip.str() + " comment \"key " + vip.key + " bridge " +
+          vip.bridge + "\" : goto mod-" + std::to_string(vip.backends.size()) + " }\n";
+  text += "add element ip swarmnet-lb vip-addresses { " + vip.vip.str() + " }\n";
+  for (size_t i = 0; i < vip.backends.size(); ++i) {
+    text += "add element ip swarmnet-lb backends { " + vip.vip.str() + " . " + std::to_string(i) + " : " +
+            vip.backends[i].str() + " }\n";
+    text += "add element ip swarmnet-lb hairpin { " + vip.backends[i].str() + " . " + vip.backends[i].str() + " }\n";
+  }
+  return text;
+}
+
+TEST_CASE("a table of the earlier shape (a verdict map of VIPs) is replaced, its VIPs kept and balanced",
+          "[lb][nftables]") {
+  Lab lab;
+  Backend s1(lab.b1, "b1"), s2(lab.b2, "b2"), s3(lab.b3, "b3");
+  VirtualIp web = lab.vip({lab.backends[0], lab.backends[1]});
+  VirtualIp api = lab.vip({lab.backends[2]}, "api/net1", ip("10.250.0.201"));
+  {
+    std::string path = "/tmp/" + prefix() + "earlier.nft";
+    FILE* file = std::fopen(path.c_str(), "w");
+    REQUIRE(file);
+    std::string text = earlier_table(web);
+    std::fwrite(text.data(), 1, text.size(), file);
+    std::fclose(file);
+    int rc = run(lab.host.exec("nft -f " + path));
+    std::remove(path.c_str());
+    REQUIRE(rc == 0);
+    NetnsGuard guard(lab.host.open());
+    auto nl = NetlinkSocket::open();
+    lb::ensure_vip_route(nl, kBridge, web.vip);
+  }
+  // Control: the earlier table balances web.
+  auto before = tally(30, [&] { return ask_tcp(lab.client, kVip); });
+  REQUIRE(before[""] == 0);
+  REQUIRE(before["b1"] + before["b2"] == 30);
+
+  // A balancer of this release (a daemon upgraded, before its sync) adds a VIP.
+  {
+    NetnsGuard guard(lab.host.open());
+    auto upgraded = lb::make_nftables_balancer();
+    upgraded->upsert(api);
+    CHECK(upgraded->read_kernel_state() == std::vector<VirtualIp>{api, web});
+  }
+  std::string table = capture(lab.host.exec("nft list table ip swarmnet-lb"));
+  INFO(table);
+  CHECK(table.find("map vips ") == std::string::npos);
+  CHECK(table.find("goto mod-") == std::string::npos);
+  CHECK(table.find("set vips-2 ") != std::string::npos);
+  auto tcp = tally(60, [&] { return ask_tcp(lab.client, kVip); });
+  INFO("web: b1=" << tcp["b1"] << " b2=" << tcp["b2"] << " b3=" << tcp["b3"] << " none=" << tcp[""]);
+  CHECK(tcp[""] == 0);
+  CHECK(tcp["b3"] == 0);
+  CHECK(tcp["b1"] > 0);
+  CHECK(tcp["b2"] > 0);
+  CHECK(ask_udp(lab.client, api.vip) == "b3");
+}
+
+TEST_CASE("nft lists the table, JSON too, with a backend count beyond the precreated ones", "[lb][nftables]") {
+  Lab lab;
+  std::vector<Ipv4Address> many;
+  for (uint32_t i = 0; i < 20; ++i) many.push_back(Ipv4Address(0x0afa0000u + 100 + i));
+  VirtualIp big = lab.vip(many, "big/net1", ip("10.250.0.220"));
+  VirtualIp web = lab.vip({lab.backends[0], lab.backends[1]});
+  lab.balancer->upsert(web);
+  lab.balancer->upsert(big);
+  CHECK(lab.balancer->read_kernel_state() == std::vector<VirtualIp>{big, web});
+  // The JSON listing is what the integration scripts read; each VIP's N
+  // is the set it is in.
+  std::string json = capture(lab.host.exec(
+      "nft -j list table ip swarmnet-lb | jq -r '.nftables[] | .set // empty | select(.name | startswith(\"vips-\")) "
+      "| select(.elem) | \"\\(.name) \\(.elem | length)\"'"));
+  CHECK(json == "vips-2 1\nvips-20 1\n");
+  std::string text = capture(lab.host.exec("nft list table ip swarmnet-lb 2>&1"));
+  INFO(text);
+  CHECK(text.find("ip daddr @vips-20 dnat to ip daddr . jhash ip saddr . th sport . ip daddr . th dport mod 20 "
+                  "seed 0x5357524d map @backends") != std::string::npos);
+  CHECK(text.find("ip daddr @vip-addresses goto balance") != std::string::npos);
+}
+
 TEST_CASE("a VIP moved to another bridge keeps its one local route, through the new bridge",
           "[lb][nftables]") {
   Lab lab;
@@ -569,31 +673,41 @@ TEST_CASE(
     std::sort(adds.begin(), adds.end());
     return adds[10];
   };
+  // The median time of 21 changes of a backend count (10 -> 9 -> 10...) among the first `among` VIPs.
+  auto change_median = [&](size_t among) {
+    std::vector<double> changes;
+    for (size_t k = 0; k < 21; ++k) {
+      VirtualIp v = all[(k * 397) % among];
+      if ((k / among) % 2 == 0) v.backends.pop_back();
+      auto t = Clock::now();
+      balancer->upsert(v);
+      changes.push_back(ms_since(t));
+    }
+    std::sort(changes.begin(), changes.end());
+    return changes;
+  };
   balancer->sync({all.begin(), all.begin() + 10});
   double add_small = add_median(0);
+  double change_small = change_median(10)[10];
 
   auto t0 = Clock::now();
   balancer->sync(all);
   double load = ms_since(t0);
   double add_large = add_median(100);
 
-  std::vector<double> changes;
-  for (int k = 0; k < 21; ++k) {
-    VirtualIp v = all[static_cast<size_t>(k) * 397];
-    v.backends.pop_back();
-    auto t = Clock::now();
-    balancer->upsert(v);
-    changes.push_back(ms_since(t));
-  }
-  std::sort(changes.begin(), changes.end());
+  std::vector<double> changes = change_median(all.size());
   WARN("10,000 VIPs x 10 backends: full load (with the VIP routes) "
-       << load << " ms; one change: median " << changes[10] << " ms, max " << changes.back()
-       << " ms; a VIP added: median " << add_small << " ms with 10 VIPs, " << add_large
-       << " ms with 10,000");
+       << load << " ms; one change: median " << change_small << " ms among 10 VIPs, " << changes[10]
+       << " ms among 10,000 (max " << changes.back() << " ms); a VIP added: median " << add_small
+       << " ms with 10 VIPs, " << add_large << " ms with 10,000");
   // A generous bound for a loaded CI machine: with the VIPs as /32
   // addresses on the bridge the load took 4 to 15 s (bench/lb_bench has the
-  // figures, and those of adding a VIP).
+  // figures).
   CHECK(load < 5000);
-  CHECK(changes[10] < 50);
+  // Flat: among 10,000 VIPs a change and a VIP added cost what they cost
+  // among 10 (the slack is for a loaded machine's jitter). With a verdict
+  // map of VIPs each took 2.4-2.9 ms among 10,000 against 0.05 among 10.
+  CHECK(changes[10] < 3 * change_small + 0.5);
+  CHECK(add_large < 3 * add_small + 0.5);
   balancer->clear();
 }

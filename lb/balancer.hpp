@@ -18,8 +18,8 @@
 //     never reaches a process on the host.
 //
 // Two implementations behind this one interface: nftables (libnftnl + libmnl
-// netlink batches: one verdict-map lookup per packet whatever the number of
-// VIPs, and a change to one VIP touches only that VIP's objects) and kernel
+// netlink batches: a change to one VIP touches only that VIP's set and map
+// elements, its cost independent of the number of VIPs) and kernel
 // IPVS (generic netlink through libnl-genl-3, services keyed by firewall
 // mark as libnetwork does).
 #pragma once

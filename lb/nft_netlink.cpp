@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <map>
 
 #include "common/error.hpp"
 
@@ -121,13 +122,19 @@ RulePtr new_rule(const std::string& chain) {
   return rule;
 }
 
-// meta l4proto PROTO ip daddr vmap @vips (in prerouting and output)
+// meta l4proto PROTO ip daddr @vip-addresses goto balance (in prerouting
+// and output)
 RulePtr dispatch_rule(const char* chain, uint8_t protocol) {
   RulePtr rule = new_rule(chain);
   add_meta_l4proto(rule.get(), NFT_REG_1);
   add_cmp_u8(rule.get(), NFT_REG_1, protocol);
   add_payload(rule.get(), NFT_PAYLOAD_NETWORK_HEADER, kDaddrOffset, 4, NFT_REG_1);
-  add_lookup(rule.get(), kVipMap, NFT_REG_1, NFT_REG_VERDICT);
+  add_lookup(rule.get(), kVipAddressSet, NFT_REG_1, std::nullopt);
+  nftnl_expr* jump = expr("immediate");
+  nftnl_expr_set_u32(jump, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+  nftnl_expr_set_u32(jump, NFTNL_EXPR_IMM_VERDICT, static_cast<uint32_t>(NFT_GOTO));
+  nftnl_expr_set_str(jump, NFTNL_EXPR_IMM_CHAIN, kBalanceChain);
+  nftnl_rule_add_expr(rule.get(), jump);
   return rule;
 }
 
@@ -167,13 +174,18 @@ RulePtr hairpin_rule() {
   return rule;
 }
 
-// dnat to ip daddr . jhash(ip saddr . th sport . ip daddr . th dport) mod N map @backends
+// ip daddr @vips-N
+//   dnat to ip daddr . jhash(ip saddr . th sport . ip daddr . th dport) mod N map @backends
 //
 // Registers: the hash input is four 32-bit slots 04..07 (the 16-bit ports
 // zero-padded by the payload load, as nft lays out a concatenation); the
 // lookup key is VIP . bucket in slots 00..01; the backend lands in 00.
-RulePtr balance_rule(uint32_t buckets) {
-  RulePtr rule = new_rule(mod_chain(buckets));
+RulePtr bucket_rule(uint32_t buckets) {
+  RulePtr rule = new_rule(kBalanceChain);
+  const std::string set = bucket_set(buckets);
+  add_payload(rule.get(), NFT_PAYLOAD_NETWORK_HEADER, kDaddrOffset, 4, NFT_REG_1);
+  add_lookup(rule.get(), set.c_str(), NFT_REG_1, std::nullopt);
+
   nftnl_rule* r = rule.get();
   add_payload(r, NFT_PAYLOAD_NETWORK_HEADER, kSaddrOffset, 4, reg32(4));
   add_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, reg32(5));
@@ -224,26 +236,12 @@ SetPtr new_set(const char* name) {
 }
 
 // A new set in a batch needs an id, unique in the batch (the kernel
-// rejects NEWSET without one with EINVAL).
-constexpr uint32_t kHairpinSetId = 4;
-
-SetPtr hairpin_set() {
-  SetPtr hairpin = new_set(kHairpinSet);
-  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_FLAGS, 0);
-  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_KEY_TYPE, (kTypeIpAddr << kTypeBits) | kTypeIpAddr);
-  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_KEY_LEN, 8);
-  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_ID, kHairpinSetId);
-  return hairpin;
-}
+// rejects NEWSET without one with EINVAL): 1..3 for the base sets, these
+// plus N for vips-N.
+constexpr uint32_t kBucketSetIdBase = 1000;
 
 std::vector<SetPtr> base_sets() {
   std::vector<SetPtr> sets;
-  SetPtr vips = new_set(kVipMap);
-  nftnl_set_set_u32(vips.get(), NFTNL_SET_FLAGS, NFT_SET_MAP);
-  nftnl_set_set_u32(vips.get(), NFTNL_SET_KEY_TYPE, kTypeIpAddr);
-  nftnl_set_set_u32(vips.get(), NFTNL_SET_KEY_LEN, 4);
-  nftnl_set_set_u32(vips.get(), NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
-  sets.push_back(std::move(vips));
   SetPtr addresses = new_set(kVipAddressSet);
   nftnl_set_set_u32(addresses.get(), NFTNL_SET_FLAGS, 0);
   nftnl_set_set_u32(addresses.get(), NFTNL_SET_KEY_TYPE, kTypeIpAddr);
@@ -256,10 +254,23 @@ std::vector<SetPtr> base_sets() {
   nftnl_set_set_u32(backends.get(), NFTNL_SET_DATA_TYPE, kTypeIpAddr);
   nftnl_set_set_u32(backends.get(), NFTNL_SET_DATA_LEN, 4);
   sets.push_back(std::move(backends));
+  SetPtr hairpin = new_set(kHairpinSet);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_FLAGS, 0);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_KEY_TYPE, (kTypeIpAddr << kTypeBits) | kTypeIpAddr);
+  nftnl_set_set_u32(hairpin.get(), NFTNL_SET_KEY_LEN, 8);
+  sets.push_back(std::move(hairpin));
   uint32_t id = 1;
   for (SetPtr& set : sets) nftnl_set_set_u32(set.get(), NFTNL_SET_ID, id++);
-  sets.push_back(hairpin_set());
   return sets;
+}
+
+SetPtr members_set(uint32_t buckets) {
+  SetPtr set = new_set(bucket_set(buckets).c_str());
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, 0);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_TYPE, kTypeIpAddr);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_LEN, 4);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_ID, kBucketSetIdBase + buckets);
+  return set;
 }
 
 // Element keys and data as the registers hold them: addresses in network
@@ -381,11 +392,48 @@ UdataPtr comment_udata(uint8_t type, const std::string& text) {
   return udata;
 }
 
+// The VIP an element operation is about, for error messages.
+std::string op_vip(const Op& op) {
+  return std::visit(Overloaded{
+                        [](const DeleteVip& o) { return o.vip.str(); },
+                        [](const DeleteMember& o) { return o.vip.str(); },
+                        [](const DeleteBackends& o) { return o.vip.str(); },
+                        [](const AddBackends& o) { return o.vip.str(); },
+                        [](const AddMember& o) { return o.vip.str(); },
+                        [](const AddVip& o) { return o.vip.str(); },
+                        [](const auto&) { return std::string(); },
+                    },
+                    op);
+}
+
+// The ops of one kind from ordered[i] on, as one list (a full load's
+// thousands of element operations then share netlink messages); moves i
+// to the last of them. `one` is set when there was only one (the error
+// then names its VIP).
+template <typename Kind>
+std::vector<const Kind*> run_of(const Plan& ordered, size_t& i, bool& one) {
+  std::vector<const Kind*> run;
+  size_t j = i;
+  for (; j < ordered.size() && std::holds_alternative<Kind>(ordered[j]); ++j) run.push_back(&std::get<Kind>(ordered[j]));
+  one = run.size() == 1;
+  i = j - 1;
+  return run;
+}
+
 void encode(BatchBuilder& b, const Plan& ordered) {
   for (size_t i = 0; i < ordered.size(); ++i) {
     const Op& op = ordered[i];
+    bool one = false;
     std::visit(
         Overloaded{
+            [&](const DeleteTable&) {
+              TablePtr t(check_alloc(nftnl_table_alloc()));
+              nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+              nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, kTable);
+              nlmsghdr* nlh = b.header(NFT_MSG_DELTABLE, 0, std::string("delete table ") + kTable);
+              nftnl_table_nlmsg_build_payload(nlh, t.get());
+              b.done(nlh);
+            },
             [&](const AddTable&) { b.table(); },
             [&](const AddBaseChains&) {
               ChainPtr pre = base_chain("prerouting", "nat", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST);
@@ -396,6 +444,8 @@ void encode(BatchBuilder& b, const Plan& ordered) {
               b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, input.get(), "add chain input");
               ChainPtr output = base_chain("output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
               b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, output.get(), "add chain output");
+              ChainPtr balance = new_chain(kBalanceChain);
+              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, balance.get(), std::string("add chain ") + kBalanceChain);
             },
             [&](const AddSets&) {
               for (SetPtr& s : base_sets()) {
@@ -414,141 +464,103 @@ void encode(BatchBuilder& b, const Plan& ordered) {
               RulePtr hairpin = hairpin_rule();
               b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, hairpin.get(), "add rule postrouting");
             },
-            [&](const AddHairpinBase&) {
-              // The reject rules of an older table also reject replies.
-              RulePtr flush = new_rule("input");
-              b.rule(NFT_MSG_DELRULE, 0, flush.get(), "flush chain input");
-              for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
-                RulePtr reject = reject_rule(proto);
-                b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, reject.get(), "add rule input");
-              }
-              ChainPtr output = base_chain("output", "nat", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST);
-              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE, output.get(), "add chain output");
-              for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
-                RulePtr local = dispatch_rule("output", proto);
-                b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, local.get(), "add rule output");
-              }
-              SetPtr set = hairpin_set();
-              b.set(set.get(), std::string("add set ") + kHairpinSet);
-              RulePtr hairpin = hairpin_rule();
-              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, hairpin.get(), "add rule postrouting");
+            [&](const AddBucketRule& o) {
+              const std::string name = bucket_set(o.buckets);
+              SetPtr set = members_set(o.buckets);
+              b.set(set.get(), "add set " + name);
+              RulePtr r = bucket_rule(o.buckets);
+              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.get(),
+                     std::string("add rule ") + kBalanceChain + " for " + name);
             },
-            [&](const AddHairpin&) {
-              std::vector<HairpinKey> all;
-              size_t j = i;
-              for (; j < ordered.size() && std::holds_alternative<AddHairpin>(ordered[j]); ++j) {
-                for (Ipv4Address task : std::get<AddHairpin>(ordered[j]).tasks) all.push_back(hairpin_key(task));
-              }
-              i = j - 1;
-              b.elements(NFT_MSG_NEWSETELEM, kHairpinSet, all.size(),
-                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k], sizeof(HairpinKey)); },
-                         "add elements to hairpin");
+            [&](const DeleteVip&) {
+              std::vector<uint32_t> keys;
+              for (const DeleteVip* o : run_of<DeleteVip>(ordered, i, one)) keys.push_back(o->vip.network_order());
+              b.elements(NFT_MSG_DELSETELEM, kVipAddressSet, keys.size(),
+                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], 4); },
+                         std::string("delete elements from ") + kVipAddressSet + (one ? " for " + op_vip(op) : ""));
             },
-            [&](const DeleteHairpin&) {
-              std::vector<HairpinKey> all;
-              size_t j = i;
-              for (; j < ordered.size() && std::holds_alternative<DeleteHairpin>(ordered[j]); ++j) {
-                for (Ipv4Address task : std::get<DeleteHairpin>(ordered[j]).tasks) all.push_back(hairpin_key(task));
+            [&](const DeleteMember&) {
+              std::map<uint32_t, std::vector<uint32_t>> by_set;
+              for (const DeleteMember* o : run_of<DeleteMember>(ordered, i, one)) {
+                by_set[o->buckets].push_back(o->vip.network_order());
               }
-              i = j - 1;
-              b.elements(NFT_MSG_DELSETELEM, kHairpinSet, all.size(),
-                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k], sizeof(HairpinKey)); },
-                         "delete elements from hairpin");
-            },
-            [&](const AddModChain& o) {
-              ChainPtr chain = new_chain(mod_chain(o.buckets));
-              b.chain(NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL, chain.get(), "add chain " + mod_chain(o.buckets));
-              RulePtr r = balance_rule(o.buckets);
-              b.rule(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.get(), "add rule " + mod_chain(o.buckets));
-            },
-            [&](const AddBackends&) {
-              // Consecutive AddBackends (a full load) share messages.
-              std::vector<std::pair<BackendKey, uint32_t>> all;
-              size_t j = i;
-              for (; j < ordered.size() && std::holds_alternative<AddBackends>(ordered[j]); ++j) {
-                const auto& add = std::get<AddBackends>(ordered[j]);
-                for (const auto& [bucket, backend] : add.buckets) {
-                  all.emplace_back(backend_key(add.vip, bucket), backend.network_order());
-                }
+              for (auto& [buckets, keys] : by_set) {
+                const std::string name = bucket_set(buckets);
+                b.elements(NFT_MSG_DELSETELEM, name.c_str(), keys.size(),
+                           [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], 4); },
+                           "delete elements from " + name + (one ? " for " + op_vip(op) : ""));
               }
-              std::string what = "add elements to backends";
-              if (j == i + 1) what += " for " + std::get<AddBackends>(op).vip.str();
-              i = j - 1;
-              b.elements(NFT_MSG_NEWSETELEM, kBackendMap, all.size(),
-                         [&](nftnl_set_elem* e, size_t k) {
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k].first, sizeof(BackendKey));
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &all[k].second, 4);
-                         },
-                         what);
             },
             [&](const DeleteBackends&) {
-              std::vector<BackendKey> all;
-              size_t j = i;
-              for (; j < ordered.size() && std::holds_alternative<DeleteBackends>(ordered[j]); ++j) {
-                const auto& del = std::get<DeleteBackends>(ordered[j]);
-                for (uint32_t bucket : del.buckets) all.push_back(backend_key(del.vip, bucket));
+              std::vector<BackendKey> keys;
+              for (const DeleteBackends* o : run_of<DeleteBackends>(ordered, i, one)) {
+                for (uint32_t bucket : o->buckets) keys.push_back(backend_key(o->vip, bucket));
               }
-              std::string what = "delete elements from backends";
-              if (j == i + 1) what += " for " + std::get<DeleteBackends>(op).vip.str();
-              i = j - 1;
-              b.elements(NFT_MSG_DELSETELEM, kBackendMap, all.size(),
+              b.elements(NFT_MSG_DELSETELEM, kBackendMap, keys.size(),
                          [&](nftnl_set_elem* e, size_t k) {
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &all[k], sizeof(BackendKey));
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], sizeof(BackendKey));
                          },
-                         what);
+                         std::string("delete elements from ") + kBackendMap + (one ? " for " + op_vip(op) : ""));
             },
-            [&](const AddVipElement&) {
-              std::vector<const AddVipElement*> to_map, to_addresses;
-              size_t j = i;
-              for (; j < ordered.size() && std::holds_alternative<AddVipElement>(ordered[j]); ++j) {
-                const auto& add = std::get<AddVipElement>(ordered[j]);
-                if (add.to_map) to_map.push_back(&add);
-                if (add.to_addresses) to_addresses.push_back(&add);
+            [&](const DeleteHairpin&) {
+              std::vector<HairpinKey> keys;
+              for (const DeleteHairpin* o : run_of<DeleteHairpin>(ordered, i, one)) {
+                for (Ipv4Address task : o->tasks) keys.push_back(hairpin_key(task));
               }
-              std::string suffix = j == i + 1 ? " for " + std::get<AddVipElement>(op).vip.str() : "";
-              i = j - 1;
-              std::vector<std::string> chains(to_map.size());
-              b.elements(NFT_MSG_NEWSETELEM, kVipMap, to_map.size(),
+              b.elements(NFT_MSG_DELSETELEM, kHairpinSet, keys.size(),
                          [&](nftnl_set_elem* e, size_t k) {
-                           uint32_t key = to_map[k]->vip.network_order();
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], sizeof(HairpinKey));
+                         },
+                         "delete elements from hairpin");
+            },
+            [&](const AddBackends&) {
+              std::vector<std::pair<BackendKey, uint32_t>> elements;
+              for (const AddBackends* o : run_of<AddBackends>(ordered, i, one)) {
+                for (const auto& [bucket, backend] : o->buckets) {
+                  elements.emplace_back(backend_key(o->vip, bucket), backend.network_order());
+                }
+              }
+              b.elements(NFT_MSG_NEWSETELEM, kBackendMap, elements.size(),
+                         [&](nftnl_set_elem* e, size_t k) {
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &elements[k].first, sizeof(BackendKey));
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &elements[k].second, 4);
+                         },
+                         std::string("add elements to ") + kBackendMap + (one ? " for " + op_vip(op) : ""));
+            },
+            [&](const AddHairpin&) {
+              std::vector<HairpinKey> keys;
+              for (const AddHairpin* o : run_of<AddHairpin>(ordered, i, one)) {
+                for (Ipv4Address task : o->tasks) keys.push_back(hairpin_key(task));
+              }
+              b.elements(NFT_MSG_NEWSETELEM, kHairpinSet, keys.size(),
+                         [&](nftnl_set_elem* e, size_t k) {
+                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], sizeof(HairpinKey));
+                         },
+                         "add elements to hairpin");
+            },
+            [&](const AddMember&) {
+              std::map<uint32_t, std::vector<uint32_t>> by_set;
+              for (const AddMember* o : run_of<AddMember>(ordered, i, one)) {
+                by_set[o->buckets].push_back(o->vip.network_order());
+              }
+              for (auto& [buckets, keys] : by_set) {
+                const std::string name = bucket_set(buckets);
+                b.elements(NFT_MSG_NEWSETELEM, name.c_str(), keys.size(),
+                           [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], 4); },
+                           "add elements to " + name + (one ? " for " + op_vip(op) : ""));
+              }
+            },
+            [&](const AddVip&) {
+              std::vector<const AddVip*> run = run_of<AddVip>(ordered, i, one);
+              b.elements(NFT_MSG_NEWSETELEM, kVipAddressSet, run.size(),
+                         [&](nftnl_set_elem* e, size_t k) {
+                           uint32_t key = run[k]->vip.network_order();
                            nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &key, 4);
-                           if (to_map[k]->buckets > 0) {
-                             nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, static_cast<uint32_t>(NFT_GOTO));
-                             chains[k] = mod_chain(to_map[k]->buckets);
-                             nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, chains[k].c_str());
-                           } else {
-                             nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NF_ACCEPT);
-                           }
-                           UdataPtr udata = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, to_map[k]->comment);
+                           UdataPtr udata = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, run[k]->comment);
                            nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(udata.get()),
                                               nftnl_udata_buf_len(udata.get()));
                          },
-                         "add elements to vips" + suffix);
-              b.elements(NFT_MSG_NEWSETELEM, kVipAddressSet, to_addresses.size(),
-                         [&](nftnl_set_elem* e, size_t k) {
-                           uint32_t key = to_addresses[k]->vip.network_order();
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &key, 4);
-                         },
-                         "add elements to vip-addresses" + suffix);
-            },
-            [&](const DeleteVipElement&) {
-              std::vector<uint32_t> from_map, from_addresses;
-              size_t j = i;
-              for (; j < ordered.size() && std::holds_alternative<DeleteVipElement>(ordered[j]); ++j) {
-                const auto& del = std::get<DeleteVipElement>(ordered[j]);
-                if (del.from_map) from_map.push_back(del.vip.network_order());
-                if (del.from_addresses) from_addresses.push_back(del.vip.network_order());
-              }
-              std::string suffix = j == i + 1 ? " for " + std::get<DeleteVipElement>(op).vip.str() : "";
-              i = j - 1;
-              b.elements(NFT_MSG_DELSETELEM, kVipMap, from_map.size(),
-                         [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &from_map[k], 4); },
-                         "delete elements from vips" + suffix);
-              b.elements(NFT_MSG_DELSETELEM, kVipAddressSet, from_addresses.size(),
-                         [&](nftnl_set_elem* e, size_t k) {
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &from_addresses[k], 4);
-                         },
-                         "delete elements from vip-addresses" + suffix);
+                         std::string("add elements to ") + kVipAddressSet + (one ? " for " + op_vip(op) : ""));
             },
         },
         op);
@@ -624,30 +636,71 @@ std::optional<std::string> element_comment(nftnl_set_elem* e) {
   return comment;
 }
 
+// Each chain's name, from a chain dump.
 int on_chain(const nlmsghdr* nlh, void* data) {
   ChainPtr chain(check_alloc(nftnl_chain_alloc()));
   if (nftnl_chain_nlmsg_parse(nlh, chain.get()) < 0) return MNL_CB_OK;
-  if (auto n = buckets_of_chain(nftnl_chain_get_str(chain.get(), NFTNL_CHAIN_NAME))) {
-    static_cast<std::set<uint32_t>*>(data)->insert(*n);
-  }
+  static_cast<std::set<std::string>*>(data)->insert(nftnl_chain_get_str(chain.get(), NFTNL_CHAIN_NAME));
   return MNL_CB_OK;
 }
 
-// The raw contents of the three sets, before they are put together.
+// Each set's name, from a set dump.
+int on_set(const nlmsghdr* nlh, void* data) {
+  SetPtr set(check_alloc(nftnl_set_alloc()));
+  if (nftnl_set_nlmsg_parse(nlh, set.get()) < 0) return MNL_CB_OK;
+  static_cast<std::set<std::string>*>(data)->insert(nftnl_set_get_str(set.get(), NFTNL_SET_NAME));
+  return MNL_CB_OK;
+}
+
+// The N of each rule (of chain balance) that looks up a set vips-N.
+int on_balance_rule(const nlmsghdr* nlh, void* data) {
+  RulePtr rule(check_alloc(nftnl_rule_alloc()));
+  if (nftnl_rule_nlmsg_parse(nlh, rule.get()) < 0) return MNL_CB_OK;
+  nftnl_expr_foreach(
+      rule.get(),
+      [](nftnl_expr* e, void* out) -> int {
+        const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+        if (name && std::strcmp(name, "lookup") == 0 && nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_SET)) {
+          if (auto n = buckets_of_set(nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET))) {
+            static_cast<std::set<uint32_t>*>(out)->insert(*n);
+          }
+        }
+        return 0;
+      },
+      data);
+  return MNL_CB_OK;
+}
+
+using KeyAndBridge = std::pair<std::string, std::string>;
+
+// The raw contents of the sets, before they are put together.
 struct RawSets {
-  std::map<Ipv4Address, KernelVip> mapped;  // from @vips, by VIP
-  std::set<Ipv4Address> addresses;
+  // @vip-addresses, with what its comment says (nullopt: no comment of ours).
+  std::map<Ipv4Address, std::optional<KeyAndBridge>> addresses;
+  // The earlier shape's @vips elements with a comment of ours.
+  std::map<Ipv4Address, KeyAndBridge> legacy_records;
+  // Each VIP's N: the vips-N sets it is in (or the earlier @vips' goto mod-N).
+  std::map<Ipv4Address, std::set<uint32_t>> members;
   std::map<std::pair<Ipv4Address, uint32_t>, Ipv4Address> backends;
   std::set<Ipv4Address> hairpin;
 };
 
+enum class SetKind { addresses, members, backends, hairpin, legacy_vips };
+
 struct ElementsRead {
   RawSets* raw;
-  std::string set;
+  SetKind kind;
+  uint32_t buckets;  // of a vips-N set
 };
+
+std::optional<KeyAndBridge> comment_of(nftnl_set_elem* e) {
+  auto comment = element_comment(e);
+  return comment ? parse_vip_comment(*comment) : std::nullopt;
+}
 
 int on_elements(const nlmsghdr* nlh, void* data) {
   auto* read = static_cast<ElementsRead*>(data);
+  RawSets& raw = *read->raw;
   SetPtr set(check_alloc(nftnl_set_alloc()));
   if (nftnl_set_elems_nlmsg_parse(nlh, set.get()) < 0) return MNL_CB_OK;
   nftnl_set_elems_iter* iter = nftnl_set_elems_iter_create(set.get());
@@ -656,7 +709,7 @@ int on_elements(const nlmsghdr* nlh, void* data) {
     uint32_t key_len = 0;
     const void* key = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &key_len);
     if (!key) continue;
-    if (read->set == kBackendMap) {
+    if (read->kind == SetKind::backends) {
       uint32_t data_len = 0;
       const void* value = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &data_len);
       if (key_len != sizeof(BackendKey) || !value || data_len != 4) continue;
@@ -664,39 +717,41 @@ int on_elements(const nlmsghdr* nlh, void* data) {
       std::memcpy(&k, key, sizeof(k));
       uint32_t backend;
       std::memcpy(&backend, value, 4);
-      read->raw->backends[{Ipv4Address(ntohl(k.vip)), k.bucket}] = Ipv4Address(ntohl(backend));
+      raw.backends[{Ipv4Address(ntohl(k.vip)), k.bucket}] = Ipv4Address(ntohl(backend));
       continue;
     }
-    if (read->set == kHairpinSet) {
+    if (read->kind == SetKind::hairpin) {
       HairpinKey k;
       if (key_len != sizeof(k)) continue;
       std::memcpy(&k, key, sizeof(k));
       // Only "task . task" elements are ours (we never add another).
-      if (k.source == k.destination) read->raw->hairpin.insert(Ipv4Address(ntohl(k.source)));
+      if (k.source == k.destination) raw.hairpin.insert(Ipv4Address(ntohl(k.source)));
       continue;
     }
     if (key_len != 4) continue;
     uint32_t address;
     std::memcpy(&address, key, 4);
     Ipv4Address vip(ntohl(address));
-    if (read->set == kVipAddressSet) {
-      read->raw->addresses.insert(vip);
-      continue;
+    switch (read->kind) {
+      case SetKind::addresses:
+        raw.addresses[vip] = comment_of(e);
+        break;
+      case SetKind::members:
+        raw.members[vip].insert(read->buckets);
+        break;
+      case SetKind::legacy_vips:
+        if (auto record = comment_of(e)) {
+          raw.legacy_records[vip] = *record;
+          if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) {
+            if (auto n = buckets_of_legacy_chain(nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN))) {
+              raw.members[vip].insert(*n);
+            }
+          }
+        }
+        break;
+      default:
+        break;
     }
-    // @vips: ours only when the comment says whose it is.
-    auto comment = element_comment(e);
-    auto parsed = comment ? parse_vip_comment(*comment) : std::nullopt;
-    if (!parsed) continue;
-    KernelVip entry;
-    entry.key = parsed->first;
-    entry.vip = vip;
-    entry.bridge = parsed->second;
-    if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) {
-      auto n = buckets_of_chain(nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN));
-      if (!n) continue;
-      entry.buckets = *n;
-    }
-    read->raw->mapped[vip] = entry;
   }
   nftnl_set_elems_iter_destroy(iter);
   return MNL_CB_OK;
@@ -769,42 +824,93 @@ TableState NftSocket::read_table() {
     }
     state.exists = true;
   }
+  std::set<std::string> chains, sets;
   {
     ChainPtr chain(check_alloc(nftnl_chain_alloc()));
     nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, kTable);
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETCHAIN, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
     nftnl_chain_nlmsg_build_payload(nlh, chain.get());
-    dump(NFT_MSG_GETCHAIN, nlh, on_chain, &state.mod_chains, "list chains");
+    dump(NFT_MSG_GETCHAIN, nlh, on_chain, &chains, "list chains");
+  }
+  {
+    SetPtr set(check_alloc(nftnl_set_alloc()));
+    nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, kTable);
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSET, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
+    nftnl_set_nlmsg_build_payload(nlh, set.get());
+    dump(NFT_MSG_GETSET, nlh, on_set, &sets, "list sets");
+  }
+  state.legacy = sets.count(kLegacyVipMap) || !chains.count(kBalanceChain) || !sets.count(kVipAddressSet) ||
+                 !sets.count(kBackendMap) || !sets.count(kHairpinSet);
+  if (state.legacy) {
+    for (const std::string& chain : chains) {
+      if (auto n = buckets_of_legacy_chain(chain)) state.bucket_rules.insert(*n);
+    }
+  } else {
+    RulePtr rule = new_rule(kBalanceChain);
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETRULE, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
+    nftnl_rule_nlmsg_build_payload(nlh, rule.get());
+    dump(NFT_MSG_GETRULE, nlh, on_balance_rule, &state.bucket_rules, std::string("list chain ") + kBalanceChain);
   }
   RawSets raw;
-  for (const char* name : {kVipMap, kVipAddressSet, kBackendMap, kHairpinSet}) {
-    SetPtr set = new_set(name);
+  for (const std::string& name : sets) {
+    ElementsRead read{&raw, SetKind::addresses, 0};
+    if (name == kVipAddressSet) {
+      read.kind = SetKind::addresses;
+    } else if (name == kBackendMap) {
+      read.kind = SetKind::backends;
+    } else if (name == kHairpinSet) {
+      read.kind = SetKind::hairpin;
+    } else if (name == kLegacyVipMap) {
+      read.kind = SetKind::legacy_vips;
+    } else if (auto n = buckets_of_set(name)) {
+      read.kind = SetKind::members;
+      read.buckets = *n;
+    } else {
+      continue;  // not ours
+    }
+    SetPtr set = new_set(name.c_str());
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, NFPROTO_IPV4, NLM_F_DUMP, next_seq());
     nftnl_set_elems_nlmsg_build_payload(nlh, set.get());
-    ElementsRead read{&raw, name};
-    try {
-      dump(NFT_MSG_GETSETELEM, nlh, on_elements, &read, std::string("list set ") + name);
-      if (name == std::string(kHairpinSet)) state.hairpin_ready = true;
-    } catch (const Error& e) {
-      if (e.code() != Errc::not_found) throw;  // a table without that set
-    }
+    dump(NFT_MSG_GETSETELEM, nlh, on_elements, &read, "list set " + name);
   }
   state.hairpin = std::move(raw.hairpin);
-  for (auto& [vip, entry] : raw.mapped) {
-    entry.listed = raw.addresses.erase(vip) > 0;
+
+  // A VIP is its record (the comment, on @vip-addresses; on @vips in the
+  // earlier shape), its N and its @backends elements.
+  std::map<Ipv4Address, KeyAndBridge> records = std::move(raw.legacy_records);
+  if (!state.legacy) {
+    for (const auto& [vip, record] : raw.addresses) {
+      if (record) records.emplace(vip, *record);
+    }
+  }
+  for (const auto& [vip, record] : records) {
+    KernelVip entry;
+    entry.key = record.first;
+    entry.vip = vip;
+    entry.bridge = record.second;
+    auto member = raw.members.find(vip);
+    if (member != raw.members.end()) {
+      entry.buckets = *member->second.begin();
+      member->second.erase(member->second.begin());  // any other is an orphan
+      if (member->second.empty()) raw.members.erase(member);
+    }
     auto it = raw.backends.lower_bound({vip, 0});
     while (it != raw.backends.end() && it->first.first == vip) {
       entry.elements[it->first.second] = it->second;
       it = raw.backends.erase(it);
     }
-    if (!state.vips.emplace(entry.key, entry).second) {
-      // A second VIP with one key (by hand): an orphan, for sync to remove.
-      state.orphan_mapped.insert(vip);
-      if (entry.listed) state.orphan_addresses.insert(vip);
-      for (const auto& [bucket, backend] : entry.elements) state.orphan_backends[vip].push_back(bucket);
+    if (state.vips.emplace(entry.key, entry).second) {
+      raw.addresses.erase(vip);
+      continue;
     }
+    // A second VIP with one key (by hand): an orphan, for sync to remove.
+    if (entry.buckets) state.orphan_members[entry.buckets].insert(vip);
+    for (const auto& [bucket, backend] : entry.elements) state.orphan_backends[vip].push_back(bucket);
   }
-  state.orphan_addresses.merge(raw.addresses);
+  for (const auto& [vip, record] : raw.addresses) state.orphan_addresses.insert(vip);
+  for (const auto& [vip, all] : raw.members) {
+    for (uint32_t n : all) state.orphan_members[n].insert(vip);
+  }
   for (const auto& [key, backend] : raw.backends) state.orphan_backends[key.first].push_back(key.second);
   count_backends(state);
   return state;

@@ -27,7 +27,23 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-constexpr const char* kModPrefix = "mod-";
+constexpr const char* kBucketSetPrefix = "vips-";
+constexpr const char* kLegacyChainPrefix = "mod-";
+
+// N of "<prefix>N", N > 0 without leading zeros; nullopt otherwise.
+std::optional<uint32_t> number_after(const std::string& prefix, const std::string& name) {
+  if (name.size() <= prefix.size() || name.size() > prefix.size() + 9 ||
+      name.compare(0, prefix.size(), prefix) != 0) {
+    return std::nullopt;
+  }
+  uint32_t n = 0;
+  for (size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint32_t>(name[i] - '0');
+  }
+  if (n == 0 || prefix + std::to_string(n) != name) return std::nullopt;  // no leading zeros
+  return n;
+}
 
 // Counts `gone` out of and `come` into state.backend_refs (both lists of
 // @backends elements' tasks), and plans the @hairpin elements of the tasks
@@ -44,7 +60,6 @@ void plan_hairpin(TableState& state, const std::vector<Ipv4Address>& gone, const
     ++state.backend_refs[task];
     touched.insert(task);
   }
-  if (!state.hairpin_ready) return;
   AddHairpin add;
   DeleteHairpin del;
   for (Ipv4Address task : touched) {
@@ -73,21 +88,12 @@ void check_key(const std::string& key) {
   }
 }
 
-std::string mod_chain(uint32_t buckets) { return kModPrefix + std::to_string(buckets); }
+std::string bucket_set(uint32_t buckets) { return kBucketSetPrefix + std::to_string(buckets); }
 
-std::optional<uint32_t> buckets_of_chain(const std::string& chain) {
-  const std::string prefix = kModPrefix;
-  if (chain.size() <= prefix.size() || chain.size() > prefix.size() + 9 ||
-      chain.compare(0, prefix.size(), prefix) != 0) {
-    return std::nullopt;
-  }
-  uint32_t n = 0;
-  for (size_t i = prefix.size(); i < chain.size(); ++i) {
-    if (chain[i] < '0' || chain[i] > '9') return std::nullopt;
-    n = n * 10 + static_cast<uint32_t>(chain[i] - '0');
-  }
-  if (n == 0 || mod_chain(n) != chain) return std::nullopt;  // no leading zeros
-  return n;
+std::optional<uint32_t> buckets_of_set(const std::string& set) { return number_after(kBucketSetPrefix, set); }
+
+std::optional<uint32_t> buckets_of_legacy_chain(const std::string& chain) {
+  return number_after(kLegacyChainPrefix, chain);
 }
 
 std::string vip_comment(const std::string& key, const std::string& bridge) {
@@ -111,7 +117,18 @@ KernelVip expected(const VirtualIp& want) {
   vip.bridge = want.bridge;
   vip.buckets = static_cast<uint32_t>(want.backends.size());
   for (uint32_t i = 0; i < want.backends.size(); ++i) vip.elements[i] = want.backends[i];
-  vip.listed = true;
+  return vip;
+}
+
+VirtualIp reachable(const KernelVip& have, const std::set<uint32_t>& rules) {
+  VirtualIp vip{have.key, have.vip, have.bridge, {}};
+  if (rules.count(have.buckets)) {
+    for (const auto& [bucket, backend] : have.elements) {
+      if (bucket < have.buckets) vip.backends.push_back(backend);
+    }
+  }
+  std::sort(vip.backends.begin(), vip.backends.end());
+  vip.backends.erase(std::unique(vip.backends.begin(), vip.backends.end()), vip.backends.end());
   return vip;
 }
 
@@ -120,21 +137,19 @@ void plan_base(TableState& state, Plan& plan) {
   plan.push_back(AddBaseChains{});
   plan.push_back(AddSets{});
   plan.push_back(AddBaseRules{});
-  for (uint32_t n = 1; n <= kPrecreatedModChains; ++n) {
-    if (state.mod_chains.insert(n).second) plan.push_back(AddModChain{n});
+  for (uint32_t n = 1; n <= kPrecreatedBuckets; ++n) {
+    if (state.bucket_rules.insert(n).second) plan.push_back(AddBucketRule{n});
   }
   state.exists = true;
-  state.hairpin_ready = true;
 }
 
-void plan_upgrade(TableState& state, Plan& plan) {
-  plan.push_back(AddHairpinBase{});
-  state.hairpin_ready = true;
-  AddHairpin add;
-  for (const auto& [task, count] : state.backend_refs) {
-    if (state.hairpin.insert(task).second) add.tasks.push_back(task);
-  }
-  if (!add.tasks.empty()) plan.push_back(std::move(add));
+std::vector<VirtualIp> plan_rebuild(TableState& state, Plan& plan) {
+  std::vector<VirtualIp> held;
+  for (const auto& [key, have] : state.vips) held.push_back(reachable(have, state.bucket_rules));
+  plan.push_back(DeleteTable{});
+  state = TableState{};
+  plan_base(state, plan);
+  return held;
 }
 
 void count_backends(TableState& state) {
@@ -145,7 +160,8 @@ void count_backends(TableState& state) {
 }
 
 void plan_remove(const KernelVip& old, TableState& state, Plan& plan) {
-  plan.push_back(DeleteVipElement{old.vip, true, old.listed});
+  plan.push_back(DeleteVip{old.vip});
+  if (old.buckets > 0) plan.push_back(DeleteMember{old.vip, old.buckets});
   if (!old.elements.empty()) {
     DeleteBackends del{old.vip, {}};
     std::vector<Ipv4Address> gone;
@@ -162,18 +178,16 @@ void plan_upsert(const std::optional<KernelVip>& old, const VirtualIp& want, Tab
                  Plan& plan) {
   KernelVip next = expected(want);
   if (old && *old == next) return;
-  if (next.buckets > 0 && state.mod_chains.insert(next.buckets).second) {
-    plan.push_back(AddModChain{next.buckets});
+  if (next.buckets > 0 && state.bucket_rules.insert(next.buckets).second) {
+    plan.push_back(AddBucketRule{next.buckets});
   }
-  bool same_vip = old && old->vip == next.vip;
-  // The @vips element carries the comment and the verdict: replaced when
-  // either changes (a deletion and an addition in one batch).
-  bool keep_map = same_vip && old->key == next.key && old->bridge == next.bridge &&
-                  old->buckets == next.buckets;
-  bool keep_address = same_vip && old->listed;
-  if (old && (!keep_map || !keep_address)) {
-    plan.push_back(DeleteVipElement{old->vip, !keep_map, old->listed && !keep_address});
-  }
+  const bool same_vip = old && old->vip == next.vip;
+  // The @vip-addresses element carries the comment: replaced when it
+  // changes (a deletion and an addition in one batch).
+  const bool keep_record = same_vip && old->key == next.key && old->bridge == next.bridge;
+  const bool keep_member = same_vip && old->buckets == next.buckets;
+  if (old && !keep_record) plan.push_back(DeleteVip{old->vip});
+  if (old && !keep_member && old->buckets > 0) plan.push_back(DeleteMember{old->vip, old->buckets});
   // Buckets: only those whose task changes.
   DeleteBackends del{old ? old->vip : next.vip, {}};
   AddBackends add{next.vip, {}};
@@ -201,10 +215,8 @@ void plan_upsert(const std::optional<KernelVip>& old, const VirtualIp& want, Tab
   if (!del.buckets.empty()) plan.push_back(std::move(del));
   if (!add.buckets.empty()) plan.push_back(std::move(add));
   plan_hairpin(state, gone, come, plan);
-  if (!keep_map || !keep_address) {
-    plan.push_back(AddVipElement{next.vip, vip_comment(next.key, next.bridge), next.buckets, !keep_map,
-                                 !keep_address});
-  }
+  if (!keep_member && next.buckets > 0) plan.push_back(AddMember{next.vip, next.buckets});
+  if (!keep_record) plan.push_back(AddVip{next.vip, vip_comment(next.key, next.bridge)});
 }
 
 void plan_orphans(TableState& state, Plan& plan) {
@@ -214,11 +226,9 @@ void plan_orphans(TableState& state, Plan& plan) {
   }
   for (Ipv4Address task : unneeded.tasks) state.hairpin.erase(task);
   if (!unneeded.tasks.empty()) plan.push_back(std::move(unneeded));
-  for (Ipv4Address vip : state.orphan_mapped) {
-    plan.push_back(DeleteVipElement{vip, true, state.orphan_addresses.count(vip) > 0});
-  }
-  for (Ipv4Address vip : state.orphan_addresses) {
-    if (!state.orphan_mapped.count(vip)) plan.push_back(DeleteVipElement{vip, false, true});
+  for (Ipv4Address vip : state.orphan_addresses) plan.push_back(DeleteVip{vip});
+  for (const auto& [buckets, vips] : state.orphan_members) {
+    for (Ipv4Address vip : vips) plan.push_back(DeleteMember{vip, buckets});
   }
   for (const auto& [vip, buckets] : state.orphan_backends) {
     DeleteBackends del;
@@ -231,18 +241,20 @@ void plan_orphans(TableState& state, Plan& plan) {
 Plan order_for_batch(const Plan& plan) {
   auto phase = [](const Op& op) {
     return std::visit(Overloaded{
-                          [](const AddTable&) { return 0; },
-                          [](const AddBaseChains&) { return 1; },
-                          [](const AddSets&) { return 2; },
-                          [](const AddBaseRules&) { return 3; },
-                          [](const AddHairpinBase&) { return 3; },
-                          [](const AddModChain&) { return 4; },
-                          [](const DeleteVipElement&) { return 5; },
-                          [](const DeleteBackends&) { return 6; },
-                          [](const DeleteHairpin&) { return 7; },
-                          [](const AddBackends&) { return 8; },
-                          [](const AddHairpin&) { return 9; },
-                          [](const AddVipElement&) { return 10; },
+                          [](const DeleteTable&) { return 0; },
+                          [](const AddTable&) { return 1; },
+                          [](const AddBaseChains&) { return 2; },
+                          [](const AddSets&) { return 3; },
+                          [](const AddBaseRules&) { return 4; },
+                          [](const AddBucketRule&) { return 5; },
+                          [](const DeleteVip&) { return 6; },
+                          [](const DeleteMember&) { return 7; },
+                          [](const DeleteBackends&) { return 8; },
+                          [](const DeleteHairpin&) { return 9; },
+                          [](const AddBackends&) { return 10; },
+                          [](const AddHairpin&) { return 11; },
+                          [](const AddMember&) { return 12; },
+                          [](const AddVip&) { return 13; },
                       },
                       op);
   };
@@ -254,46 +266,43 @@ Plan order_for_batch(const Plan& plan) {
 
 std::string describe(const Plan& plan) {
   std::ostringstream out;
+  auto addresses = [&](const std::vector<Ipv4Address>& all) {
+    for (Ipv4Address a : all) out << " " << a.str();
+    out << "\n";
+  };
   for (const Op& op : plan) {
     std::visit(Overloaded{
+                   [&](const DeleteTable&) { out << "delete table\n"; },
                    [&](const AddTable&) { out << "add table\n"; },
                    [&](const AddBaseChains&) { out << "add base chains\n"; },
                    [&](const AddSets&) { out << "add sets\n"; },
                    [&](const AddBaseRules&) { out << "add base rules\n"; },
-                   [&](const AddHairpinBase&) { out << "add chain output, set hairpin, their rules\n"; },
-                   [&](const AddModChain& o) { out << "add chain " << mod_chain(o.buckets) << "\n"; },
-                   [&](const DeleteHairpin& o) {
-                     out << "delete hairpin";
-                     for (Ipv4Address a : o.tasks) out << " " << a.str();
-                     out << "\n";
-                   },
-                   [&](const AddHairpin& o) {
-                     out << "add hairpin";
-                     for (Ipv4Address a : o.tasks) out << " " << a.str();
-                     out << "\n";
-                   },
-                   [&](const DeleteVipElement& o) {
-                     out << "delete " << o.vip.str() << " from" << (o.from_map ? " vips" : "")
-                         << (o.from_addresses ? " vip-addresses" : "") << "\n";
+                   [&](const AddBucketRule& o) { out << "add set " << bucket_set(o.buckets) << " and its rule\n"; },
+                   [&](const DeleteVip& o) { out << "delete " << o.vip.str() << " from vip-addresses\n"; },
+                   [&](const DeleteMember& o) {
+                     out << "delete " << o.vip.str() << " from " << bucket_set(o.buckets) << "\n";
                    },
                    [&](const DeleteBackends& o) {
                      out << "delete backends " << o.vip.str() << " .";
                      for (uint32_t b : o.buckets) out << " " << b;
                      out << "\n";
                    },
+                   [&](const DeleteHairpin& o) {
+                     out << "delete hairpin";
+                     addresses(o.tasks);
+                   },
                    [&](const AddBackends& o) {
                      out << "add backends " << o.vip.str() << " .";
                      for (const auto& [b, a] : o.buckets) out << " " << b << ":" << a.str();
                      out << "\n";
                    },
-                   [&](const AddVipElement& o) {
-                     out << "add " << o.vip.str() << " to" << (o.to_map ? " vips" : "")
-                         << (o.to_addresses ? " vip-addresses" : "");
-                     if (o.to_map) {
-                       out << " (" << (o.buckets ? "goto " + mod_chain(o.buckets) : "accept") << ", \""
-                           << o.comment << "\")";
-                     }
-                     out << "\n";
+                   [&](const AddHairpin& o) {
+                     out << "add hairpin";
+                     addresses(o.tasks);
+                   },
+                   [&](const AddMember& o) { out << "add " << o.vip.str() << " to " << bucket_set(o.buckets) << "\n"; },
+                   [&](const AddVip& o) {
+                     out << "add " << o.vip.str() << " to vip-addresses (\"" << o.comment << "\")\n";
                    },
                },
                op);

@@ -47,9 +47,8 @@ class NftablesBalancer : public Balancer {
     with_retry([&](nft::TableState& state) {
       old = find(state, want.key);
       nft::Plan plan;
-      if (!state.exists) nft::plan_base(state, plan);
-      if (!state.hairpin_ready) nft::plan_upgrade(state, plan);
-      nft::plan_upsert(old, want, state, plan);
+      plan_table(state, plan, want.key);
+      nft::plan_upsert(find(state, want.key), want, state, plan);
       nft_.apply(plan);
       state.vips[want.key] = nft::expected(want);
     });
@@ -67,7 +66,8 @@ class NftablesBalancer : public Balancer {
       // The route first: from then on the VIP draws no new traffic.
       remove_vip_route(nl_, old->bridge, old->vip);
       nft::Plan plan;
-      nft::plan_remove(*old, state, plan);
+      plan_table(state, plan, key);
+      if (auto still = find(state, key)) nft::plan_remove(*still, state, plan);
       nft_.apply(plan);
       state.vips.erase(key);
     });
@@ -86,7 +86,7 @@ class NftablesBalancer : public Balancer {
     nft::TableState state = nft_.read_table();
     nft::Plan plan;
     if (!state.exists) nft::plan_base(state, plan);
-    if (!state.hairpin_ready) nft::plan_upgrade(state, plan);
+    if (state.legacy) nft::plan_rebuild(state, plan);  // what it held is in `wanted` or goes
     nft::plan_orphans(state, plan);
     for (const auto& [key, have] : state.vips) {
       if (!keys.count(key)) nft::plan_remove(have, state, plan);
@@ -94,8 +94,8 @@ class NftablesBalancer : public Balancer {
     for (const VirtualIp& want : wanted) nft::plan_upsert(find(state, want.key), want, state, plan);
     nft_.apply(plan);
     state.vips.clear();
-    state.orphan_mapped.clear();
     state.orphan_addresses.clear();
+    state.orphan_members.clear();
     state.orphan_backends.clear();
     for (const VirtualIp& want : wanted) state.vips[want.key] = nft::expected(want);
     state_ = std::move(state);
@@ -123,20 +123,10 @@ class NftablesBalancer : public Balancer {
     std::set<std::pair<std::string, Ipv4Address>> on_bridges(routes.begin(), routes.end());
     std::vector<VirtualIp> out;
     for (const auto& [key, have] : state.vips) {
-      VirtualIp vip;
-      vip.key = key;
-      vip.vip = have.vip;
+      VirtualIp vip = nft::reachable(have, state.bucket_rules);
       // The bridge only when the route really is there: a missing route
       // shows as a difference.
-      if (on_bridges.count({have.bridge, have.vip})) vip.bridge = have.bridge;
-      // Only what packets reach: the buckets the hash can give, through a
-      // chain that exists.
-      if (state.mod_chains.count(have.buckets)) {
-        for (const auto& [bucket, backend] : have.elements) {
-          if (bucket < have.buckets) vip.backends.push_back(backend);
-        }
-      }
-      std::sort(vip.backends.begin(), vip.backends.end());
+      if (!on_bridges.count({have.bridge, have.vip})) vip.bridge.clear();
       out.push_back(std::move(vip));
     }
     return out;  // by key: state.vips is a map
@@ -152,6 +142,17 @@ class NftablesBalancer : public Balancer {
   }
 
  private:
+  // The base objects for a missing table; for one of the earlier shape, a
+  // new table holding what the old one did, except `key` (which the
+  // caller plans itself).
+  static void plan_table(nft::TableState& state, nft::Plan& plan, const std::string& key) {
+    if (!state.exists) nft::plan_base(state, plan);
+    if (!state.legacy) return;
+    for (const VirtualIp& held : nft::plan_rebuild(state, plan)) {
+      if (held.key != key) nft::plan_upsert(std::nullopt, held, state, plan);
+    }
+  }
+
   static std::optional<nft::KernelVip> find(const nft::TableState& state, const std::string& key) {
     auto it = state.vips.find(key);
     if (it == state.vips.end()) return std::nullopt;
