@@ -48,6 +48,18 @@ Ipv4Prefix prefix_field(const json::object& o, std::string_view key) {
   }
 }
 
+// A range of addresses: no host bits, so that "10.1.0.7/28" is refused
+// rather than read as a range it does not name.
+std::optional<Ipv4Prefix> range_field(const json::object& o, std::string_view key) {
+  const json::value* v = find(o, key);
+  if (!v || v->is_null()) return std::nullopt;
+  try {
+    return Ipv4Prefix::parse_network(required_string(o, key));
+  } catch (const Error& e) {
+    throw Error(Errc::invalid_argument, "field \"" + std::string(key) + "\": " + e.what());
+  }
+}
+
 Ipv4Address address_field(const json::object& o, std::string_view key) {
   try {
     return Ipv4Address::parse(required_string(o, key));
@@ -99,6 +111,7 @@ void tag_invoke(json::value_from_tag, json::value& jv, const NetworkCreate& n) {
   if (n.mtu) o["mtu"] = *n.mtu;
   o["internal"] = n.internal;
   if (n.encrypted) o["encrypted"] = true;
+  if (n.ip_range) o["ip_range"] = n.ip_range->str();
   jv = std::move(o);
 }
 
@@ -111,6 +124,7 @@ NetworkCreate tag_invoke(json::value_to_tag<NetworkCreate>, const json::value& j
   if (auto mtu = optional_uint(o, "mtu", 65535)) n.mtu = static_cast<unsigned>(*mtu);
   n.internal = bool_or(o, "internal", false);
   n.encrypted = bool_or(o, "encrypted", false);
+  n.ip_range = range_field(o, "ip_range");
   return n;
 }
 
@@ -127,6 +141,7 @@ void tag_invoke(json::value_from_tag, json::value& jv, const Network& n) {
                  {"created_by", n.created_by},
                  {"bridge", n.bridge},
                  {"endpoints", n.endpoints}};
+  if (n.ip_range) o["ip_range"] = n.ip_range->str();
   if (n.encrypted) {
     o["key_generation"] = n.key_generation;
     if (!n.encryption_missing.empty()) o["encryption_missing"] = n.encryption_missing;
@@ -148,6 +163,7 @@ Network tag_invoke(json::value_to_tag<Network>, const json::value& jv) {
   n.key_generation = static_cast<uint32_t>(optional_uint(o, "key_generation", UINT32_MAX).value_or(0));
   n.encryption_missing = string_or(o, "encryption_missing", "");
   n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
+  n.ip_range = range_field(o, "ip_range");
   n.created_by = string_or(o, "created_by", "");
   n.bridge = string_or(o, "bridge", "");
   n.endpoints = optional_uint(o, "endpoints", UINT32_MAX).value_or(0);
@@ -177,6 +193,7 @@ void tag_invoke(json::value_from_tag, json::value& jv, const EndpointCreate& e) 
                     {"attach", e.attach},
                     {"owner", e.owner}};
   if (!e.cni_config.empty()) jv.as_object()["cni_config"] = e.cni_config;
+  if (e.ip_range) jv.as_object()["ip_range"] = e.ip_range->str();
   if (!e.port_mappings.empty()) {
     json::array ports;
     for (const auto& p : e.port_mappings) {
@@ -205,6 +222,7 @@ EndpointCreate tag_invoke(json::value_to_tag<EndpointCreate>, const json::value&
   e.aliases = string_array(o, "aliases");
   e.service = string_or(o, "service", "");
   e.attach = bool_or(o, "attach", true);
+  e.ip_range = range_field(o, "ip_range");
   if (const json::value* v = find(o, "port_mappings")) {
     if (!v->is_array()) throw Error(Errc::invalid_argument, "field \"port_mappings\": expected an array");
     for (size_t i = 0; i < v->get_array().size(); ++i) {

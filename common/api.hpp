@@ -27,6 +27,9 @@ struct NetworkCreate {
   std::optional<unsigned> mtu;         // absent: underlay MTU minus the VXLAN overhead
   bool internal = false;               // no egress
   bool encrypted = false;              // VXLAN between hosts in IPsec ESP
+  // Where addresses without a static one come from (Docker's --ip-range):
+  // inside the subnet; its blocks are cut small enough that it holds several.
+  std::optional<Ipv4Prefix> ip_range;
   // The routing mesh's network; only `cluster init` makes one (never
   // decoded from a request).
   bool ingress = false;
@@ -48,6 +51,7 @@ struct Network {
   uint32_t key_generation = 0;
   std::string encryption_missing;
   unsigned block_length = 0;  // prefix length of the address blocks nodes own
+  std::optional<Ipv4Prefix> ip_range;  // where addresses without a static one come from
   std::string created_by;     // node id
   std::string bridge;         // this host's bridge for the network
   size_t endpoints = 0;       // endpoints on this host
@@ -86,6 +90,9 @@ struct EndpointCreate {
   std::string ifname;
   std::string netns;                      // informational: the sandbox path
   std::vector<Ipv4Address> static_ips;    // at most one for now (IPv4 only)
+  // Without a static address: one inside this range of the subnet (Docker's
+  // --ip-range on a network made without it). Absent: the network's range.
+  std::optional<Ipv4Prefix> ip_range;
   std::map<std::string, std::string> labels;
   std::string name;                       // container name for DNS (optional)
   std::vector<std::string> aliases;

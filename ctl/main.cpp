@@ -163,12 +163,15 @@ int main(int argc, char** argv) {
   network->require_subcommand(1);
 
   api::NetworkCreate create;
-  std::string subnet, gateway;
+  std::string subnet, gateway, ip_range;
   unsigned mtu = 0;
   auto* net_create = network->add_subcommand("create", "Create a network");
   net_create->add_option("name", create.name, "Network name")->required();
   net_create->add_option("--subnet", subnet, "Subnet in CIDR form (default: next free /24 of 10.0.0.0/8)");
   net_create->add_option("--gateway", gateway, "Gateway address (default: first address of the subnet)");
+  net_create->add_option("--ip-range", ip_range,
+                         "Where addresses without a static one come from (CIDR inside --subnet, as Docker's "
+                         "--ip-range); address blocks are cut so that it holds four");
   net_create->add_option("--mtu", mtu, "MTU (default: underlay MTU minus 50, minus 90 with --encrypted)");
   net_create->add_flag("--internal", create.internal, "No access to the outside");
   net_create->add_flag("--encrypted", create.encrypted,
@@ -362,6 +365,7 @@ int main(int argc, char** argv) {
         }
       }
       if (!gateway.empty()) create.gateway = swarmnet::Ipv4Address::parse(gateway);
+      if (!ip_range.empty()) create.ip_range = swarmnet::Ipv4Prefix::parse_network(ip_range);
       if (mtu) create.mtu = mtu;
       json::value body = json::value_from(create);
       auto n = json::value_to<api::Network>(client.call("POST", "/v1/networks", &body));

@@ -735,14 +735,15 @@ std::optional<Ipv4Address> Cluster::address_of(const std::string& node_id) const
   return it->second.addr.ip;
 }
 
-void Cluster::request_block(const std::string& network_id) {
+void Cluster::request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) {
   if (!node_) return;
   auto now = std::chrono::steady_clock::now();
-  auto& last = last_block_request_[network_id];
+  auto& last = last_block_request_[network_id + (range ? " " + range->str() : "")];
   if (now - last < kBlockRequestInterval) return;
   last = now;
-  spdlog::info("cluster: asking the other nodes for an address block of network {}", network_id);
-  broadcast(json::object{{"type", "block_request"}, {"network", network_id}, {"from", store_.node_id()}});
+  spdlog::info("cluster: asking the other nodes for an address block of network {}{}", network_id,
+               range ? " in " + range->str() : "");
+  broadcast(to_json(BlockRequest{network_id, store_.node_id(), range}));
 }
 
 std::vector<Ipv4Address> Cluster::underlay_peers() const {
@@ -810,8 +811,8 @@ void Cluster::handle_message(const json::value& message) {
       if (!lines || !lines->is_array()) throw Error(Errc::invalid_argument, "entries without lines");
       store_.merge(std::vector<json::value>(lines->as_array().begin(), lines->as_array().end()));
     } else if (type == "block_request") {
-      controller_.ipam().donate_block(json_fields::required_string(o, "network"),
-                               json_fields::required_string(o, "from"));
+      const BlockRequest r = block_request_from_json(o);
+      controller_.ipam().donate_block(r.network_id, r.from, r.range);
     } else if (type == "keyring") {
       apply_keyring(o.at("keyring"));
     } else if (type == "node") {

@@ -148,7 +148,7 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   std::vector<Ipv4Address> underlay_peers() const override;
 
   // BlockExchange
-  void request_block(const std::string& network_id) override;
+  void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) override;
   bool may_allocate() const override;
 
   // gossip::Delegate

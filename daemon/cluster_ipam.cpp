@@ -10,10 +10,30 @@
 #include <set>
 
 #include "common/api.hpp"
+#include "common/json_fields.hpp"
 
 namespace swarmnet::daemon {
 
 namespace asio = boost::asio;
+
+boost::json::object to_json(const BlockRequest& r) {
+  boost::json::object o{{"type", "block_request"}, {"network", r.network_id}, {"from", r.from}};
+  if (r.range) o["range"] = r.range->str();
+  return o;
+}
+
+BlockRequest block_request_from_json(const boost::json::object& o) {
+  BlockRequest r{json_fields::required_string(o, "network"), json_fields::required_string(o, "from"),
+                 std::nullopt};
+  if (auto range = json_fields::optional_string(o, "range")) {
+    try {
+      r.range = Ipv4Prefix::parse_network(*range);
+    } catch (const Error& e) {
+      throw Error(Errc::invalid_argument, std::string("field \"range\": ") + e.what());
+    }
+  }
+  return r;
+}
 
 struct ClusterIpam::Waiter {
   asio::steady_timer timer;
@@ -54,30 +74,41 @@ Ipv4Prefix ClusterIpam::pick_subnet(const std::vector<Ipv4Prefix>& taken) const 
   return *free;
 }
 
-unsigned ClusterIpam::block_length(const Ipv4Prefix& subnet, Ipv4Address gateway) {
-  const unsigned length = ipam::default_block_length(subnet);
+unsigned ClusterIpam::block_length(const Ipv4Prefix& subnet, Ipv4Address gateway,
+                                   const std::optional<Ipv4Prefix>& ip_range) {
+  if (ip_range && !subnet.contains(*ip_range)) {
+    throw Error(Errc::invalid_argument, "ip range " + ip_range->str() + " is not inside subnet " + subnet.str());
+  }
+  const unsigned length =
+      ip_range ? ipam::default_block_length(subnet, *ip_range) : ipam::default_block_length(subnet);
   ipam::AddressSpace check(subnet, gateway, length);  // validates the layout
   return length;
 }
 
 void ClusterIpam::release(const NetworkRecord& network, Ipv4Address ip) { space_of(network).release(ip); }
 
-void ClusterIpam::request_block(const std::string& network_id) {
-  if (blocks_) blocks_->request_block(network_id);
+void ClusterIpam::request_block(const std::string& network_id, std::optional<Ipv4Prefix> range) {
+  if (!blocks_) return;
+  if (!range) {
+    if (const NetworkRecord* n = store_.find_network(network_id)) range = n->ip_range;
+  }
+  blocks_->request_block(network_id, range);
 }
 
 asio::awaitable<void> ClusterIpam::allocating(std::function<void()> attempt) {
   const auto deadline = std::chrono::steady_clock::now() + timing_.wait;
   for (;;) {
     std::string network_id;
+    std::optional<Ipv4Prefix> range;
     try {
       attempt();
       co_return;
     } catch (const BlockNeeded& e) {
       if (std::chrono::steady_clock::now() >= deadline) throw;
       network_id = e.network_id();
+      range = e.range();
     }
-    request_block(network_id);
+    request_block(network_id, range);
     co_await wait_for_block(network_id, std::min(deadline, std::chrono::steady_clock::now() + timing_.ask_again));
   }
 }
@@ -200,7 +231,8 @@ size_t ClusterIpam::reclaim_from(const std::string& dead_node) {
   return taken;
 }
 
-bool ClusterIpam::donate_block(const std::string& network_id, const std::string& requester) {
+bool ClusterIpam::donate_block(const std::string& network_id, const std::string& requester,
+                               const std::optional<Ipv4Prefix>& range) {
   const NetworkRecord* n = store_.find_network(network_id);
   if (!n || requester == store_.node_id()) return false;
   const NetworkRecord network = *n;
@@ -210,7 +242,7 @@ bool ClusterIpam::donate_block(const std::string& network_id, const std::string&
     if (!e.deleted && e.value.network_id == network.id) in_use.insert(space.block_of(e.value.ip));
   }
   const auto cursor = space.cursor();
-  const std::vector<Ipv4Prefix> blocks = space.all_blocks();
+  const std::vector<Ipv4Prefix> blocks = range ? space.blocks_in(*range) : space.all_blocks();
   // From the top of the subnet down: the owner keeps filling from the bottom.
   for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
     const Ipv4Prefix& block = *it;
@@ -259,7 +291,8 @@ void ClusterIpam::claim_block(const NetworkRecord& network, ipam::AddressSpace& 
   spdlog::info("network {}: this node now owns address block {}", network.name, block.str());
 }
 
-Ipv4Address ClusterIpam::allocate(const NetworkRecord& network, std::optional<Ipv4Address> static_ip) {
+Ipv4Address ClusterIpam::allocate(const NetworkRecord& network, std::optional<Ipv4Address> static_ip,
+                                   std::optional<Ipv4Prefix> range) {
   if (blocks_ && !blocks_->may_allocate()) {
     const std::string why =
         "this node has been cut off from most of the cluster for longer than its lease (half of "
@@ -297,6 +330,9 @@ Ipv4Address ClusterIpam::allocate(const NetworkRecord& network, std::optional<Ip
     return ip;
   }
 
+  if (!range) range = network.ip_range;
+  if (range) return allocate_in(network, space, *range);
+
   // Round robin over the whole subnet, as host-local does: go forward from
   // the cursor, into a block of ours ahead of it if those in use are full
   // there, and only then wrap around to reuse released addresses.
@@ -318,24 +354,51 @@ Ipv4Address ClusterIpam::allocate(const NetworkRecord& network, std::optional<Ip
     claim_block(network, space, block);
     if (auto ip = space.allocate_next(Wrap::yes)) return *ip;
   }
-  const std::string full = "no free address in network " + network.name + " (subnet " +
-                           network.subnet.str() + ", " + std::to_string(space.used()) + " of " +
-                           std::to_string(space.capacity()) + " in use)";
+  out_of_blocks(network, blocks,
+                "no free address in network " + network.name + " (subnet " + network.subnet.str() + ", " +
+                    std::to_string(space.used()) + " of " + std::to_string(space.capacity()) + " in use)",
+                std::nullopt);
+}
+
+// A range takes the same steps inside its blocks: this node's free
+// addresses of the range, then a block of the range nobody was given yet
+// (when this node created the network), then a block from its owner.
+Ipv4Address ClusterIpam::allocate_in(const NetworkRecord& network, ipam::AddressSpace& space,
+                                     const Ipv4Prefix& range) {
+  if (!network.subnet.contains(range)) {
+    throw Error(Errc::invalid_argument, "ip range " + range.str() + " is not inside network " + network.name +
+                                            "'s subnet " + network.subnet.str());
+  }
+  if (auto ip = space.allocate_next_in(range)) return *ip;
+  const std::vector<Ipv4Prefix> blocks = space.blocks_in(range);
+  for (const Ipv4Prefix& block : blocks) {
+    if (space.owns_block(block) || owner_of(network, block) != store_.node_id()) continue;
+    claim_block(network, space, block);
+    if (auto ip = space.allocate_next_in(range)) return *ip;
+  }
+  out_of_blocks(network, blocks, "no free address in ip range " + range.str() + " of network " + network.name,
+                range);
+}
+
+void ClusterIpam::out_of_blocks(const NetworkRecord& network, const std::vector<Ipv4Prefix>& blocks,
+                                const std::string& full, const std::optional<Ipv4Prefix>& range) {
   // Blocks of other live nodes may have room: they can give one away.
   bool unreachable_owner = false;
   for (const Ipv4Prefix& block : blocks) {
     const std::string& owner = owner_of(network, block);
-    if (owner == me) continue;
+    if (owner == store_.node_id()) continue;
     if (alive(owner)) {
-      throw BlockNeeded(network.id, full + " on this node; asked the other nodes for a block");
+      throw BlockNeeded(network.id, full + " on this node; asked the other nodes for a block", range);
     }
     unreachable_owner = true;
   }
   if (unreachable_owner) {
+    // Not `full`: the space may be nearly empty, only out of reach.
     throw Error(Errc::unavailable,
-                "no free address in this node's blocks of network " + network.name +
-                    ", and the nodes that own its other blocks are unreachable (a partition, or "
-                    "dead nodes not yet reclaimed); try again when they are back");
+                "no free address" + (range ? " of ip range " + range->str() : std::string()) +
+                    " in this node's blocks of network " + network.name +
+                    ", and the nodes that own its other blocks are unreachable (a partition, or dead nodes not "
+                    "yet reclaimed); try again when they are back");
   }
   throw Error(Errc::exhausted, full);
 }

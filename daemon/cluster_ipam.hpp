@@ -17,10 +17,12 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,8 +43,9 @@ class BlockExchange {
  public:
   virtual ~BlockExchange() = default;
   // Asks the nodes that own address blocks of a network to give one to us
-  // (they answer by writing us as the block's owner).
-  virtual void request_block(const std::string& network_id) = 0;
+  // (they answer by writing us as the block's owner); with a range, a block
+  // holding addresses of it.
+  virtual void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) = 0;
   // False once this node has been cut off from a majority of the cluster
   // for longer than its lease: the majority may then reclaim its blocks, so
   // it must stop handing out addresses from them.
@@ -54,13 +57,30 @@ class BlockExchange {
 // and runs the request again.
 class BlockNeeded : public Error {
  public:
-  explicit BlockNeeded(std::string network_id, const std::string& message)
-      : Error(Errc::exhausted, message), network_id_(std::move(network_id)) {}
+  explicit BlockNeeded(std::string network_id, const std::string& message,
+                       std::optional<Ipv4Prefix> range = std::nullopt)
+      : Error(Errc::exhausted, message), network_id_(std::move(network_id)), range_(range) {}
   const std::string& network_id() const { return network_id_; }
+  // The request wanted an address of this range: a block must hold some.
+  const std::optional<Ipv4Prefix>& range() const { return range_; }
 
  private:
   std::string network_id_;
+  std::optional<Ipv4Prefix> range_;
 };
+
+// The gossip message by which a node asks for a block:
+//   {"type": "block_request", "network": ID, "from": NODE[, "range": CIDR]}
+// "range" came later: a daemon of an earlier release ignores it and gives
+// any free block, and one without it is read as asking for any block.
+struct BlockRequest {
+  std::string network_id;
+  std::string from;
+  std::optional<Ipv4Prefix> range;
+};
+boost::json::object to_json(const BlockRequest& r);
+// Throws Error(invalid_argument) naming the field.
+BlockRequest block_request_from_json(const boost::json::object& o);
 
 // How long a request waits for a block from another node, and how often it
 // asks again meanwhile (a request or its answer may be lost).
@@ -88,17 +108,22 @@ class ClusterIpam {
   // that overlaps a route (its subnets overlapping one are skipped).
   static std::vector<std::string> check_pools_against_routes(const ipam::AddressPools& pools,
                                                              const std::vector<HostRoute>& routes);
-  // The block length of a new network; Error(invalid_argument) if the
-  // subnet and gateway make no valid layout.
-  static unsigned block_length(const Ipv4Prefix& subnet, Ipv4Address gateway);
+  // The block length of a new network (ipam::default_block_length);
+  // Error(invalid_argument) if the subnet and gateway make no valid layout
+  // or the range is not inside the subnet.
+  static unsigned block_length(const Ipv4Prefix& subnet, Ipv4Address gateway,
+                               const std::optional<Ipv4Prefix>& ip_range = std::nullopt);
 
   // An address of the network for a new endpoint: `static_ip` if given
-  // (and free, and in a block of ours), else the next free one. Journals a
-  // block it claims before the address is used. Throws BlockNeeded when
+  // (and free, and in a block of ours), else the next free one inside
+  // `range`, or the network's ip_range, or anywhere in the subnet. Journals
+  // a block it claims before the address is used. Throws BlockNeeded when
   // other live nodes own the free space, Error(unavailable) when this node
   // may not allocate or the owners of the free space are unreachable,
-  // Error(exhausted) when the subnet is full.
-  Ipv4Address allocate(const NetworkRecord& network, std::optional<Ipv4Address> static_ip);
+  // Error(exhausted) when the subnet (or range) is full,
+  // Error(invalid_argument) for a range not inside the subnet.
+  Ipv4Address allocate(const NetworkRecord& network, std::optional<Ipv4Address> static_ip,
+                       std::optional<Ipv4Prefix> range = std::nullopt);
   // Gives an address of this node's back (its endpoint record is gone or
   // was never stored).
   void release(const NetworkRecord& network, Ipv4Address ip);
@@ -109,13 +134,15 @@ class ClusterIpam {
   // BlockWait::wait has passed, the last BlockNeeded escapes. Any other
   // exception escapes at once.
   boost::asio::awaitable<void> allocating(std::function<void()> attempt);
-  // Asks the owners of a network's blocks for one (no-op on a single node).
-  void request_block(const std::string& network_id);
+  // Asks the owners of a network's blocks for one (no-op on a single node);
+  // without a range, one of the network's ip_range if it has one.
+  void request_block(const std::string& network_id, std::optional<Ipv4Prefix> range = std::nullopt);
 
-  // Another node asks for an address block of a network. If this node owns
-  // a block with no address in use, it hands it over (writes the new owner)
-  // and returns true.
-  bool donate_block(const std::string& network_id, const std::string& requester);
+  // Another node asks for an address block of a network (holding addresses
+  // of `range` if given). If this node owns such a block with no address in
+  // use, it hands it over (writes the new owner) and returns true.
+  bool donate_block(const std::string& network_id, const std::string& requester,
+                    const std::optional<Ipv4Prefix>& range = std::nullopt);
   // Takes over the address blocks of a node that has been dead longer than
   // the reclaim time (the cluster layer decides when, and that only one
   // node does it); the addresses its endpoints hold stay held. Returns the
@@ -140,6 +167,12 @@ class ClusterIpam {
   const std::string& owner_of(const NetworkRecord& network, const Ipv4Prefix& block) const;
   ipam::AddressSpace& space_of(const NetworkRecord& network);
   void claim_block(const NetworkRecord& network, ipam::AddressSpace& space, const Ipv4Prefix& block);
+  Ipv4Address allocate_in(const NetworkRecord& network, ipam::AddressSpace& space, const Ipv4Prefix& range);
+  // Throws what allocate throws when this node has no free address left in
+  // `blocks`: BlockNeeded if a live node owns one of them, else unavailable
+  // or exhausted with `full`.
+  [[noreturn]] void out_of_blocks(const NetworkRecord& network, const std::vector<Ipv4Prefix>& blocks,
+                                  const std::string& full, const std::optional<Ipv4Prefix>& range);
   boost::asio::awaitable<void> wait_for_block(const std::string& network_id,
                                               std::chrono::steady_clock::time_point until);
 

@@ -178,6 +178,9 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
 
   NetworkRecord n;
   n.name = req.name;
+  if (req.ip_range && !req.subnet) {
+    throw Error(Errc::invalid_argument, "ip range " + req.ip_range->str() + " needs the subnet it lies in");
+  }
   if (req.subnet) {
     if (!req.subnet->is_network()) {
       throw Error(Errc::invalid_argument,
@@ -226,7 +229,8 @@ api::Network Controller::create_network(const api::NetworkCreate& req) {
   n.internal = req.internal;
   n.encrypted = req.encrypted;
   n.ingress = req.ingress;
-  n.block_length = ClusterIpam::block_length(n.subnet, n.gateway);
+  n.ip_range = req.ip_range;
+  n.block_length = ClusterIpam::block_length(n.subnet, n.gateway, n.ip_range);
   n.created_by = store_.node_id();
 
   store_.put(n);
@@ -307,7 +311,8 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
     throw Error(Errc::invalid_argument, "only one static IPv4 address per endpoint is supported");
   }
   EndpointRecord e;
-  e.ip = ipam_.allocate(network, req.static_ips.empty() ? std::nullopt : std::optional(req.static_ips.front()));
+  e.ip = ipam_.allocate(network, req.static_ips.empty() ? std::nullopt : std::optional(req.static_ips.front()),
+                        req.ip_range);
   // Until the journal holds the endpoint, the address must go back on failure.
   struct Release {
     ClusterIpam& ipam;
@@ -506,6 +511,7 @@ api::Network Controller::to_api(const NetworkRecord& n) const {
     a.encryption_missing = overlay_.encryption_missing().value_or("");
   }
   a.block_length = n.block_length;
+  a.ip_range = n.ip_range;
   a.created_by = n.created_by;
   a.endpoints = 0;
   for (const auto& [key, e] : store_.endpoints()) {

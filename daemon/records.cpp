@@ -59,17 +59,19 @@ void from_json(const json::value& jv, NodeRecord& n) {
 }
 
 json::value to_json(const NetworkRecord& n) {
-  return json::object{{"id", n.id},
-                      {"name", n.name},
-                      {"subnet", n.subnet.str()},
-                      {"gateway", n.gateway.str()},
-                      {"mtu", n.mtu},
-                      {"vni", n.vni},
-                      {"internal", n.internal},
-                      {"encrypted", n.encrypted},
-                      {"ingress", n.ingress},
-                      {"block_length", n.block_length},
-                      {"created_by", n.created_by}};
+  json::object o{{"id", n.id},
+                 {"name", n.name},
+                 {"subnet", n.subnet.str()},
+                 {"gateway", n.gateway.str()},
+                 {"mtu", n.mtu},
+                 {"vni", n.vni},
+                 {"internal", n.internal},
+                 {"encrypted", n.encrypted},
+                 {"ingress", n.ingress},
+                 {"block_length", n.block_length},
+                 {"created_by", n.created_by}};
+  if (n.ip_range) o["ip_range"] = n.ip_range->str();
+  return o;
 }
 
 void from_json(const json::value& jv, NetworkRecord& n) {
@@ -84,6 +86,8 @@ void from_json(const json::value& jv, NetworkRecord& n) {
   n.encrypted = bool_or(o, "encrypted", false);
   n.ingress = bool_or(o, "ingress", false);
   n.block_length = static_cast<unsigned>(optional_uint(o, "block_length", 32).value_or(0));
+  n.ip_range.reset();
+  if (auto r = optional_string(o, "ip_range")) n.ip_range = Ipv4Prefix::parse_network(*r);
   n.created_by = string_or(o, "created_by", "");
 }
 

@@ -39,6 +39,9 @@ struct NetworkRecord {
   // joins it, and its bridges have no gateway address.
   bool ingress = false;
   unsigned block_length = 0;
+  // Where addresses without a static one come from (Docker's --ip-range).
+  // Absent in records of earlier releases, which ignore it.
+  std::optional<Ipv4Prefix> ip_range;
   std::string created_by;
 };
 

@@ -30,6 +30,10 @@ unsigned default_block_length(const Ipv4Prefix& subnet) {
   return std::min(kLongestUsable, std::max(24u, subnet.length() + 5));
 }
 
+unsigned default_block_length(const Ipv4Prefix& subnet, const Ipv4Prefix& ip_range) {
+  return std::max(default_block_length(subnet), std::min(kLongestUsable, ip_range.length() + 2));
+}
+
 // ---- Block ----------------------------------------------------------------
 
 AddressSpace::Block::Block(uint64_t size, const std::vector<uint64_t>& reserved_offsets)
@@ -275,6 +279,43 @@ std::optional<Ipv4Address> AddressSpace::allocate_next(Wrap wrap) {
     it = not_full_.begin();
   }
   return take_from(*it, 0);
+}
+
+std::optional<Ipv4Address> AddressSpace::take_between(uint64_t first, uint64_t last) {
+  const unsigned shift = 32 - block_length_;
+  const uint64_t in_block = (uint64_t{1} << shift) - 1;
+  const auto first_index = static_cast<uint32_t>(first >> shift);
+  const auto last_index = static_cast<uint32_t>(last >> shift);
+  for (auto it = not_full_.lower_bound(first_index); it != not_full_.end() && *it <= last_index; ++it) {
+    Block& block = owned_.at(*it);
+    const uint64_t from = *it == first_index ? first & in_block : 0;
+    const uint64_t to = *it == last_index ? last & in_block : in_block;
+    auto found = block.find_clear_from(from);
+    if (!found || *found > to) continue;
+    mark(*it, block, *found);
+    cursor_ = address_at(*it, *found);
+    return cursor_;
+  }
+  return std::nullopt;
+}
+
+std::optional<Ipv4Address> AddressSpace::allocate_next_in(const Ipv4Prefix& range) {
+  if (!subnet_.contains(range)) {
+    throw Error(Errc::invalid_argument, "range " + range.str() + " is not inside subnet " + subnet_.str());
+  }
+  const uint64_t base = subnet_.network().value();
+  return take_between(range.network().value() - base, range.broadcast().value() - base);
+}
+
+std::vector<Ipv4Prefix> AddressSpace::blocks_in(const Ipv4Prefix& range) const {
+  std::vector<Ipv4Prefix> out;
+  if (!subnet_.overlaps(range)) return out;
+  const Ipv4Address first = subnet_.contains(range.network()) ? range.network() : subnet_.network();
+  const Ipv4Address last = subnet_.contains(range.broadcast()) ? range.broadcast() : subnet_.broadcast();
+  for (uint64_t i = block_index(first); i <= block_index(last); ++i) {
+    out.push_back(block_prefix(static_cast<uint32_t>(i)));
+  }
+  return out;
 }
 
 void AddressSpace::allocate(Ipv4Address address) {

@@ -71,6 +71,11 @@ namespace swarmnet::ipam {
 // subnet is a single block). Throws Error(invalid_argument) for /31 and /32:
 // no address is left once network, broadcast and gateway are reserved.
 unsigned default_block_length(const Ipv4Prefix& subnet);
+// The same for a network whose addresses without a static one come from
+// `ip_range` (inside the subnet): blocks short enough that the range holds
+// four of them (/30 at most), so that several nodes can each own a part of
+// the range, and never longer than default_block_length.
+unsigned default_block_length(const Ipv4Prefix& subnet, const Ipv4Prefix& ip_range);
 
 class AddressSpace {
  public:
@@ -113,6 +118,13 @@ class AddressSpace {
   // block ahead of the cursor before reusing released addresses.
   enum class Wrap { yes, no };
   std::optional<Ipv4Address> allocate_next(Wrap wrap = Wrap::yes);
+  // The lowest free address of the owned blocks inside `range` (any prefix
+  // inside the subnet, larger or smaller than a block), as Docker hands out
+  // an --ip-range; moves the cursor to it. Throws Error(invalid_argument)
+  // for a range not inside the subnet.
+  std::optional<Ipv4Address> allocate_next_in(const Ipv4Prefix& range);
+  // The blocks that hold an address of `range`, in address order.
+  std::vector<Ipv4Prefix> blocks_in(const Ipv4Prefix& range) const;
 
   // A specific address (a static request). Throws Error(invalid_argument) if
   // it is outside the subnet or reserved, Error(conflict) if in use; the
@@ -179,6 +191,9 @@ class AddressSpace {
   const Block* find_block(uint32_t index) const;
   void mark(uint32_t index, Block& block, uint64_t offset);
   std::optional<Ipv4Address> take_from(uint32_t index, uint64_t offset);
+  // The first free address of the owned blocks between two offsets from
+  // the subnet's start (inclusive), taken.
+  std::optional<Ipv4Address> take_between(uint64_t first, uint64_t last);
 
   Ipv4Prefix subnet_;
   Ipv4Address gateway_;

@@ -685,3 +685,51 @@ TEST_CASE("random operations agree with a simple model") {
     }
   }
 }
+
+TEST_CASE("an ip range: blocks cut so it holds four, allocation inside it, lowest first") {
+  struct Row {
+    const char* subnet;
+    const char* range;
+    unsigned expected;
+  };
+  // Never longer blocks than without the range; /30 at most.
+  const Row rows[] = {
+      {"10.1.0.0/16", "10.1.7.0/24", 26}, {"10.1.0.0/16", "10.1.0.0/17", 24},
+      {"10.1.0.0/24", "10.1.0.64/27", 29}, {"10.1.0.0/24", "10.1.0.128/28", 30},
+      {"10.1.0.0/24", "10.1.0.8/30", 30},
+  };
+  for (const Row& row : rows) {
+    INFO(row.subnet << " " << row.range);
+    CHECK(default_block_length(P(row.subnet), P(row.range)) == row.expected);
+  }
+
+  AddressSpace space(P("10.1.0.0/24"), A("10.1.0.1"), 29);
+  const Ipv4Prefix range = P("10.1.0.64/27");
+  CHECK(space.blocks_in(range) == std::vector<Ipv4Prefix>{P("10.1.0.64/29"), P("10.1.0.72/29"),
+                                                         P("10.1.0.80/29"), P("10.1.0.88/29")});
+  CHECK(space.blocks_in(P("10.1.0.4/30")) == std::vector<Ipv4Prefix>{P("10.1.0.0/29")});
+  // Owned blocks outside the range are not used for it.
+  space.own_block(P("10.1.0.0/29"));
+  CHECK_FALSE(space.allocate_next_in(range));
+  space.own_block(P("10.1.0.72/29"));
+  space.own_block(P("10.1.0.88/29"));
+  Strings got;
+  for (int i = 0; i < 17; ++i) {
+    auto a = space.allocate_next_in(range);
+    got.push_back(a ? a->str() : "none");
+  }
+  CHECK(got == Strings{"10.1.0.72", "10.1.0.73", "10.1.0.74", "10.1.0.75", "10.1.0.76", "10.1.0.77",
+                       "10.1.0.78", "10.1.0.79", "10.1.0.88", "10.1.0.89", "10.1.0.90", "10.1.0.91",
+                       "10.1.0.92", "10.1.0.93", "10.1.0.94", "10.1.0.95", "none"});
+  // A released address is the lowest free one again, as in Docker.
+  space.release(A("10.1.0.90"));
+  space.release(A("10.1.0.73"));
+  CHECK(space.allocate_next_in(range)->str() == "10.1.0.73");
+  CHECK(space.allocate_next_in(range)->str() == "10.1.0.90");
+  // A range smaller than a block: only its addresses, the gateway skipped.
+  CHECK(space.allocate_next_in(P("10.1.0.0/30"))->str() == "10.1.0.2");
+  CHECK(space.allocate_next_in(P("10.1.0.0/30"))->str() == "10.1.0.3");
+  CHECK_FALSE(space.allocate_next_in(P("10.1.0.0/30")));
+  auto msg = error_of(Errc::invalid_argument, [&] { space.allocate_next_in(P("10.2.0.0/28")); });
+  CHECK_THAT(msg, Catch::Contains("not inside"));
+}

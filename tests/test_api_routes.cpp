@@ -98,7 +98,9 @@ TEST_CASE("router: placeholders, exact segments, and a clear 404", "[api][router
 // Records the networks the cluster IPAM asks other nodes for a block of.
 struct AskedBlocks : daemon::BlockExchange {
   std::vector<std::string> asked;
-  void request_block(const std::string& network_id) override { asked.push_back(network_id); }
+  void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>&) override {
+    asked.push_back(network_id);
+  }
 };
 
 TEST_CASE("router: a request that needs an address block asks for one and is retried", "[api][router]") {

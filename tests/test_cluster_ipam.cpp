@@ -32,7 +32,7 @@ struct Node : daemon::Membership, daemon::BlockExchange {
   Node(FakeCluster& c, int index);
   bool is_alive(const std::string& node_id) const override;
   std::optional<Ipv4Address> address_of(const std::string& node_id) const override;
-  void request_block(const std::string& network_id) override;
+  void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) override;
   bool may_allocate() const override { return lease_ok; }
   bool lease_ok = true;
 
@@ -104,10 +104,10 @@ std::optional<Ipv4Address> Node::address_of(const std::string& node_id) const {
 
 // As the daemon does over gossip: the request reaches the reachable nodes,
 // the first that owns a free block gives it.
-void Node::request_block(const std::string& network_id) {
+void Node::request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) {
   for (auto& n : cluster.nodes) {
     if (n->index == index || !cluster.connected(index, n->index)) continue;
-    if (n->controller.ipam().donate_block(network_id, store.node_id())) break;
+    if (n->controller.ipam().donate_block(network_id, store.node_id(), range)) break;
   }
 }
 
@@ -125,7 +125,7 @@ std::optional<api::Endpoint> add(FakeCluster& c, Node& n, const std::string& net
     try {
       return n.controller.create_endpoint(net, ep(container)).first;
     } catch (const daemon::BlockNeeded& e) {
-      n.request_block(e.network_id());
+      n.request_block(e.network_id(), e.range());
       c.pump();
     } catch (const Error&) {
       return std::nullopt;
@@ -464,4 +464,49 @@ TEST_CASE("networks from the address pools: distinct across nodes; two made at t
   c.heal();
   c.anti_entropy();
   CHECK(log.matching({"three", "four", "created concurrently on two nodes and clash"}).size() >= 2);
+}
+
+TEST_CASE("cluster IPAM: a network's ip range serves every node, whoever owns its blocks first",
+          "[cluster][ipam][range]") {
+  FakeCluster c(3);
+  api::NetworkCreate create;
+  create.name = "ranged";
+  create.subnet = Ipv4Prefix::parse("10.22.0.0/24");
+  create.ip_range = Ipv4Prefix::parse("10.22.0.96/27");
+  const api::Network made = c.nodes[0]->controller.create_network(create);
+  CHECK(made.block_length == 29);
+  REQUIRE(made.ip_range);
+  c.pump();
+  // Node 0 made the network and takes the range's first block first; the
+  // others' addresses must come from blocks of the range node 0 owns.
+  REQUIRE(add(c, *c.nodes[0], "ranged", "a0"));
+  std::set<Ipv4Address> seen;
+  for (int i = 0; i < 18; ++i) {
+    auto& n = *c.nodes[static_cast<size_t>(2 - i % 3)];
+    const auto made_ep = add(c, n, "ranged", "c" + std::to_string(i));
+    REQUIRE(made_ep);
+    INFO(made_ep->address.str());
+    CHECK(create.ip_range->contains(made_ep->address.address()));
+    CHECK(seen.insert(made_ep->address.address()).second);
+    if (i % 2) c.pump();  // gossip lags behind the allocations
+  }
+  c.anti_entropy();
+  check_no_duplicates(c);
+  for (auto& n : c.nodes) {
+    size_t mine = 0;
+    for (const auto& [key, e] : n->store.endpoints())
+      if (!e.deleted && e.value.node == n->store.node_id()) ++mine;
+    CHECK(mine >= 6);
+  }
+  // Removed, an address is free again: the node hands it out next (the
+  // range's lowest free address, as Docker does).
+  const Ipv4Address freed = c.nodes[2]->controller.create_endpoint("ranged", ep("c0")).first.address.address();
+  c.nodes[2]->controller.delete_endpoint("ranged", "c0", "eth0");
+  const auto again = add(c, *c.nodes[2], "ranged", "again");
+  REQUIRE(again);
+  CHECK(again->address.address() == freed);
+  // A static address outside the range: from the owner of its block, as before.
+  api::EndpointCreate fixed = ep("fixed");
+  fixed.static_ips = {Ipv4Address::parse("10.22.0.10")};
+  CHECK(c.nodes[0]->controller.create_endpoint("ranged", fixed).first.address.address().str() == "10.22.0.10");
 }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <set>
 
 #include "common/error.hpp"
 #include "daemon/cluster_ipam.hpp"
@@ -25,8 +26,9 @@ namespace {
 struct FakeCluster : daemon::Membership, daemon::BlockExchange {
   bool is_alive(const std::string&) const override { return others_alive; }
   std::optional<Ipv4Address> address_of(const std::string&) const override { return std::nullopt; }
-  void request_block(const std::string& network_id) override {
+  void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) override {
     ++requests;
+    asked_range = range;
     if (on_request) on_request(network_id);
   }
   bool may_allocate() const override { return lease; }
@@ -34,13 +36,15 @@ struct FakeCluster : daemon::Membership, daemon::BlockExchange {
   bool others_alive = true;
   bool lease = true;
   int requests = 0;
+  std::optional<Ipv4Prefix> asked_range;  // of the last request
   std::function<void(const std::string&)> on_request;
 };
 
 // Two nodes: `other` made the network (and so owns all of its blocks);
 // `me` owns none. Gossip is a merge of other's tables into mine.
 struct TwoNodes {
-  explicit TwoNodes(daemon::BlockWait timing = {}) : ipam(me, timing) {
+  explicit TwoNodes(daemon::BlockWait timing = {}, std::optional<Ipv4Prefix> ip_range = std::nullopt)
+      : ipam(me, timing) {
     ipam.set_cluster(&cluster, &cluster);
     // What the controller does with the tables' changes from other nodes.
     subscription = me.feed().subscribe(daemon::Stage::overlay, [this](const daemon::Change& c) {
@@ -52,7 +56,8 @@ struct TwoNodes {
     network.gateway = Ipv4Address::parse("10.30.0.1");
     network.mtu = 1450;
     network.vni = 4242;
-    network.block_length = daemon::ClusterIpam::block_length(network.subnet, network.gateway);
+    network.ip_range = ip_range;
+    network.block_length = daemon::ClusterIpam::block_length(network.subnet, network.gateway, ip_range);
     network.created_by = other.node_id();
     other.put(network);
     gossip();
@@ -244,4 +249,153 @@ TEST_CASE("cluster IPAM: a dead owner's blocks are reclaimed, its addresses stay
   // Gone for good (node rm): its address is free again.
   CHECK(t.ipam.release_endpoints_of(t.other.node_id()) == 1);
   CHECK(t.ipam.allocate(t.network, std::nullopt) == held);
+}
+
+namespace {
+
+// Every address `ipam` hands out on `network` until it has none left of its own.
+std::vector<Ipv4Address> fill(daemon::ClusterIpam& ipam, const daemon::NetworkRecord& network,
+                              std::optional<Ipv4Prefix> range = std::nullopt) {
+  std::vector<Ipv4Address> out;
+  for (;;) {
+    try {
+      out.push_back(ipam.allocate(network, std::nullopt, range));
+    } catch (const Error&) {  // needs a block, or the rest is a node's it cannot see
+      return out;
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cluster IPAM: an ip range inside the other node's blocks is served by a block of the range",
+          "[ipam][blocks][range]") {
+  const Ipv4Prefix range = Ipv4Prefix::parse("10.30.0.64/27");
+  TwoNodes t({.wait = 5000ms, .ask_again = 2000ms}, range);
+  // The range holds four blocks, so that several nodes can each own a part.
+  CHECK(t.network.block_length == 29);
+  // The creator hands out the range's first addresses: it claims the
+  // range's first block, and owns the rest of the subnet implicitly.
+  const Ipv4Address first = t.other_ipam.allocate(t.network, std::nullopt);
+  CHECK(first == Ipv4Address::parse("10.30.0.64"));
+  t.gossip();
+
+  // This node owns nothing: it asks for a block of the range.
+  CHECK_THROWS_AS(t.ipam.allocate(t.network, std::nullopt), daemon::BlockNeeded);
+  asio::io_context io;
+  asio::steady_timer answer(io);
+  t.cluster.on_request = [&](const std::string& network_id) {
+    answer.expires_after(20ms);
+    answer.async_wait([&, network_id](boost::system::error_code) {
+      // As the gossip handler does: the range travels with the request.
+      t.other_ipam.donate_block(network_id, t.me.node_id(), t.cluster.asked_range);
+      t.gossip();
+    });
+  };
+  const Outcome out = allocate_waiting(t, io);
+  REQUIRE_FALSE(out.failure);
+  REQUIRE(out.address);
+  CHECK(range.contains(*out.address));
+  REQUIRE(t.cluster.asked_range);
+  CHECK(*t.cluster.asked_range == range);
+  CHECK(out.took < 1s);
+  // One request, one block, inside the range: nothing else was given away.
+  CHECK(t.cluster.requests == 1);
+  for (const auto& [key, b] : t.other.blocks()) {
+    if (b.value.owner == t.me.node_id()) CHECK(range.contains(b.value.block));
+  }
+
+  // Both go on inside the range, never on each other's addresses, until it is full.
+  std::set<Ipv4Address> all{first, *out.address};
+  auto take = [&](const std::vector<Ipv4Address>& ips) {
+    for (const Ipv4Address ip : ips) {
+      INFO(ip.str());
+      CHECK(range.contains(ip));
+      CHECK(all.insert(ip).second);
+    }
+  };
+  take(fill(t.ipam, t.network));
+  // More blocks of the range, while the creator has free ones.
+  while (t.other_ipam.donate_block(t.network.id, t.me.node_id(), range)) {
+    t.gossip();
+    take(fill(t.ipam, t.network));
+  }
+  take(fill(t.other_ipam, t.network));
+  CHECK(all.size() == 32);  // the whole /27: no address of it is reserved
+}
+
+TEST_CASE("cluster IPAM: a block given without the range (an earlier release's donor) does not serve it",
+          "[ipam][blocks][range]") {
+  // The control of the test above: the range in the request is what makes
+  // the donor pick a block inside it.
+  const Ipv4Prefix range = Ipv4Prefix::parse("10.30.0.64/27");
+  TwoNodes t({}, range);
+  t.other_ipam.allocate(t.network, std::nullopt);
+  REQUIRE(t.other_ipam.donate_block(t.network.id, t.me.node_id()));  // no range: the subnet's top block
+  t.gossip();
+  try {
+    t.ipam.allocate(t.network, std::nullopt);
+    FAIL("no throw");
+  } catch (const daemon::BlockNeeded& e) {
+    REQUIRE(e.range());
+    CHECK(*e.range() == range);
+  }
+  // Outside the range, a static address of the given block is this node's.
+  CHECK(t.ipam.allocate(t.network, Ipv4Address::parse("10.30.0.250")) == Ipv4Address::parse("10.30.0.250"));
+}
+
+TEST_CASE("cluster IPAM: a request may name a range of a network made without one", "[ipam][blocks][range]") {
+  TwoNodes t;
+  const Ipv4Prefix range = Ipv4Prefix::parse("10.30.0.128/26");
+  CHECK(t.network.block_length == 29);
+  try {
+    t.ipam.allocate(t.network, std::nullopt, range);
+    FAIL("no throw");
+  } catch (const daemon::BlockNeeded& e) {
+    REQUIRE(e.range());
+    CHECK(*e.range() == range);
+  }
+  REQUIRE(t.other_ipam.donate_block(t.network.id, t.me.node_id(), range));
+  t.gossip();
+  const auto mine = fill(t.ipam, t.network, range);
+  REQUIRE(mine.size() == 8);
+  for (const Ipv4Address ip : mine) CHECK(range.contains(ip));
+  // A range smaller than a block: addresses of it only.
+  const Ipv4Prefix small = Ipv4Prefix::parse("10.30.0.4/30");
+  const std::vector<Ipv4Address> tiny = fill(t.other_ipam, t.network, small);
+  CHECK(tiny == std::vector<Ipv4Address>{Ipv4Address::parse("10.30.0.4"), Ipv4Address::parse("10.30.0.5"),
+                                         Ipv4Address::parse("10.30.0.6"), Ipv4Address::parse("10.30.0.7")});
+  // Outside the subnet: refused, nothing taken.
+  try {
+    t.ipam.allocate(t.network, std::nullopt, Ipv4Prefix::parse("10.31.0.0/28"));
+    FAIL("no throw");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_argument);
+    CHECK_THAT(e.what(), Catch::Contains("not inside"));
+  }
+}
+
+TEST_CASE("cluster IPAM: the block request's range is optional on the wire", "[ipam][blocks][range]") {
+  // An earlier release's request: any block.
+  const auto old = daemon::block_request_from_json(
+      boost::json::parse(R"({"type":"block_request","network":"n1","from":"node2"})").as_object());
+  CHECK(old.network_id == "n1");
+  CHECK(old.from == "node2");
+  CHECK_FALSE(old.range);
+  // A request with a range keeps what an earlier release reads.
+  const boost::json::object sent = daemon::to_json(daemon::BlockRequest{"n1", "node2", Ipv4Prefix::parse("10.1.0.64/27")});
+  CHECK(sent.at("type") == "block_request");
+  CHECK(sent.at("network") == "n1");
+  CHECK(sent.at("from") == "node2");
+  const auto back = daemon::block_request_from_json(sent);
+  REQUIRE(back.range);
+  CHECK(back.range->str() == "10.1.0.64/27");
+  // Damage is an error naming the field (the message is dropped).
+  try {
+    daemon::block_request_from_json(
+        boost::json::parse(R"({"type":"block_request","network":"n1","from":"x","range":"10.1.0.65/27"})").as_object());
+    FAIL("no throw");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("range"));
+  }
 }

@@ -348,11 +348,23 @@ TEST_CASE("docker: --ip-range hands out addresses of the range, --ip any of the 
   }
   CHECK(got == std::vector<std::string>{"10.81.0.4/24", "10.81.0.5/24", "10.81.0.6/24", "10.81.0.7/24"});
   auto full = f.call("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}});
-  CHECK_THAT(std::string(full.at("Error").as_string()), Catch::Contains("no free address in --ip-range 10.81.0.4/30"));
+  CHECK_THAT(std::string(full.at("Error").as_string()), Catch::Contains("no free address in ip range 10.81.0.4/30"));
   CHECK(f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", "10.81.0.200"}}).at("Address") ==
         "10.81.0.200/24");
   f.ok("/IpamDriver.ReleaseAddress", json::object{{"PoolID", pool_id}, {"Address", "10.81.0.5"}});
   CHECK(f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}}).at("Address") == "10.81.0.5/24");
+  // The range is the network's, in blocks it holds whole, so that other
+  // hosts get blocks of it; remaking the network for --internal keeps it.
+  const std::string name = "docker-10.81.0.0-24";
+  CHECK(f.api.call("GET", "/v1/networks/" + name, nullptr).at("ip_range") == "10.81.0.4/30");
+  CHECK(f.api.call("GET", "/v1/networks/" + name, nullptr).at("block_length") == 30);
+  for (const char* a : {"10.81.0.4", "10.81.0.5", "10.81.0.6", "10.81.0.7", "10.81.0.200"})
+    f.ok("/IpamDriver.ReleaseAddress", json::object{{"PoolID", pool_id}, {"Address", a}});
+  f.ok("/NetworkDriver.CreateNetwork", create_network_body("10.81.0.0/24", "10.81.0.1/24", {}, true));
+  const auto remade = f.api.call("GET", "/v1/networks/" + name, nullptr);
+  CHECK(remade.at("internal") == true);
+  CHECK(remade.at("ip_range") == "10.81.0.4/30");
+  CHECK(f.ok("/IpamDriver.RequestAddress", json::object{{"PoolID", pool_id}, {"Address", ""}}).at("Address") == "10.81.0.4/24");
 }
 
 TEST_CASE("docker: --network-alias and connect --alias from dockerd's inspect", "[docker]") {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "daemon/cluster.hpp"
+#include "daemon/cluster_ipam.hpp"
 #include "daemon/gossip/codec.hpp"
 #include "daemon/gossip/envelope.hpp"
 #include "daemon/gossip/keyring.hpp"
@@ -119,6 +120,7 @@ std::vector<Captured> read_pcap(const fs::path& file) {
 struct Understood {
   std::map<std::string, size_t> kinds;  // message kinds seen, with user message types
   std::vector<json::value> entries;     // every replicated record carried
+  std::vector<json::object> block_requests;
   size_t datagrams = 0, streams = 0;
 };
 
@@ -142,6 +144,7 @@ void understand_user_json(std::span<const uint8_t> data, bool push_pull, Underst
   u.kinds["user:" + type]++;
   if (type == "entries")
     for (const auto& e : o.at("lines").as_array()) u.entries.push_back(e);
+  if (type == "block_request") u.block_requests.push_back(o);
 }
 
 void understand(const gossip::Message& m, Understood& u) {
@@ -260,5 +263,14 @@ TEST_CASE("upgrade: the gossip of an earlier release opens, decodes and carries 
     for (const auto& [key, entry] : store.endpoints())
       if (!entry.deleted && entry.value.service == svc->name) tasks++;
     CHECK(tasks == expect.at("endpoints").as_array().size());
+
+    // Host 2 asked host 1 for an address block: this build reads the
+    // request as one for any block of the network (it had no range then).
+    REQUIRE_FALSE(u.block_requests.empty());
+    for (const auto& o : u.block_requests) {
+      const daemon::BlockRequest r = daemon::block_request_from_json(o);
+      CHECK(r.network_id == net->id);
+      CHECK_FALSE(r.range);
+    }
   }
 }

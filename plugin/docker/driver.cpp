@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
-#include <set>
 
 #include "common/api_client.hpp"
 #include "common/error.hpp"
@@ -248,6 +247,9 @@ json::object Driver::request_pool(const RequestPool& r) {
     api::NetworkCreate create;
     create.name = wanted_name.empty() ? generated_network_name(r.pool) : wanted_name;
     create.subnet = r.pool;
+    // The range is the network's: its blocks are cut to fit it, so that
+    // every node can get a block of it (one not yet given is its creator's).
+    create.ip_range = r.sub_pool;
     json::value body = json::value_from(create);
     network = json::value_to<api::Network>(daemon_.call("POST", networks_target(), &body));
     created = true;
@@ -301,43 +303,17 @@ const api::Endpoint* Driver::reservation_in(const std::vector<api::Endpoint>& ep
   return nullptr;
 }
 
-api::Endpoint Driver::reserve(const std::string& network_id, std::optional<Ipv4Address> address) {
+api::Endpoint Driver::reserve(const std::string& network_id, std::optional<Ipv4Address> address,
+                              std::optional<Ipv4Prefix> range) {
   api::EndpointCreate req;
   req.container_id = kReservationPrefix + random_hex(8);
   req.ifname = kEndpointIfname;
   req.attach = false;
   req.owner = api::kOwnerDocker;
   if (address) req.static_ips = {*address};
+  req.ip_range = range;
   json::value body = json::value_from(req);
   return json::value_to<api::Endpoint>(daemon_.call("POST", endpoints_target(network_id), &body));
-}
-
-api::Endpoint Driver::reserve_in_range(const StateDir::PoolEntry& pool, const Ipv4Prefix& range) {
-  // swarmnetd allocates from the whole subnet; a range is served here by
-  // asking for its free addresses by name, lowest first. swarmnetd still
-  // decides: an address in use, reserved or in another node's block is
-  // refused, and the next one is tried.
-  auto network = find_network(pool.network_id);
-  if (!network) fail(Errc::not_found, "swarmnet network " + pool.name + " no longer exists");
-  std::set<uint32_t> used;
-  for (const auto& e : endpoints(pool.network_id)) used.insert(e.address.address().value());
-  std::string last_refusal;
-  for (uint64_t v = range.network().value(); v <= range.broadcast().value(); ++v) {
-    const Ipv4Address a(static_cast<uint32_t>(v));
-    if (used.count(a.value()) || a == network->gateway || a == network->subnet.network() ||
-        a == network->subnet.broadcast()) {
-      continue;
-    }
-    try {
-      return reserve(pool.network_id, a);
-    } catch (const Error& e) {
-      if (e.code() != Errc::conflict && e.code() != Errc::invalid_argument) throw;
-      last_refusal = e.what();
-    }
-  }
-  fail(Errc::exhausted, "no free address in --ip-range " + range.str() + " of network " +
-                            pool.name + " on this host" +
-                            (last_refusal.empty() ? "" : " (last refusal: " + last_refusal + ")"));
 }
 
 json::object Driver::request_address(const RequestAddress& r) {
@@ -366,7 +342,9 @@ json::object Driver::request_address(const RequestAddress& r) {
     return request_address_reply(Ipv4Prefix(n->gateway, n->subnet.length()));
   }
   if (!r.address && pool->ip_range) {
-    api::Endpoint e = reserve_in_range(*pool, *pool->ip_range);
+    // swarmnetd picks inside the range, and gets a block of it from the
+    // node that owns one when this node has no free address there.
+    api::Endpoint e = reserve(pool->network_id, std::nullopt, pool->ip_range);
     spdlog::info("RequestAddress: {} on {} (--ip-range {})", e.address.str(), pool->name,
                  pool->ip_range->str());
     return request_address_reply(e.address);
@@ -430,8 +408,14 @@ api::Network Driver::recreate(const std::string& pool_id, const api::Network& ol
   } catch (const Error& e) {
     // Put back the network the pool names, so the pool stays usable
     // and Docker's ReleasePool finds what it expects.
-    api::NetworkCreate back{old.name, old.subnet, old.gateway, old.mtu, old.internal};
+    api::NetworkCreate back;
+    back.name = old.name;
+    back.subnet = old.subnet;
+    back.gateway = old.gateway;
+    back.mtu = old.mtu;
+    back.internal = old.internal;
     back.encrypted = old.encrypted;
+    back.ip_range = old.ip_range;
     json::value b = json::value_from(back);
     try {
       const auto restored = json::value_to<api::Network>(daemon_.call("POST", networks_target(), &b));
@@ -512,6 +496,7 @@ json::object Driver::create_network(const CreateNetwork& r) {
     wanted.mtu = mtu;
     wanted.internal = r.internal;
     wanted.encrypted = encrypted || network->encrypted;
+    wanted.ip_range = network->ip_range;
     network = recreate(*pool_id, *network, wanted);
   }
   state_.put_network(r.network_id, {network->id, network->name, network->subnet, network->gateway,

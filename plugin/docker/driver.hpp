@@ -159,9 +159,10 @@ class Driver {
   std::vector<api::Endpoint> endpoints(const std::string& network_id);
   // This host's reservation of `a` in a listing of endpoints(), or null.
   const api::Endpoint* reservation_in(const std::vector<api::Endpoint>& eps, Ipv4Address a);
-  api::Endpoint reserve(const std::string& network_id, std::optional<Ipv4Address> address);
-  // A reservation of the first free address of `range` (--ip-range).
-  api::Endpoint reserve_in_range(const StateDir::PoolEntry& pool, const Ipv4Prefix& range);
+  // A reservation of `address`, else of a free address inside `range`
+  // (--ip-range), else of any free address.
+  api::Endpoint reserve(const std::string& network_id, std::optional<Ipv4Address> address,
+                        std::optional<Ipv4Prefix> range = std::nullopt);
   // Makes the pool's network again with what `docker network create` asked
   // for (options Docker gives the network driver only after the IPAM pool).
   api::Network recreate(const std::string& pool_id, const api::Network& old,
