@@ -12,8 +12,7 @@
 #include "daemon/api_routes.hpp"
 #include "daemon/events.hpp"
 #include "daemon/services.hpp"
-#include "support/fake_dataplane.hpp"
-#include "support/temp_dir.hpp"
+#include "support/daemon_routes.hpp"
 
 using namespace swarmnet;
 namespace json = boost::json;
@@ -55,22 +54,6 @@ std::string missing_from(const std::set<std::string>& have, const std::set<std::
   return out;
 }
 
-struct Daemon {
-  testing::TempDir dir;
-  testing::FakeDataplane dataplane;
-  daemon::Store store{dir.path()};
-  daemon::Controller controller{store, dataplane, "test"};
-  daemon::Services services{store, controller};
-  daemon::EventBus events;
-  daemon::Router router;
-  Daemon() {
-    daemon::add_all_routes(router, daemon::ApiParts{.controller = controller,
-                                                    .store = store,
-                                                    .services = services,
-                                                    .events = &events});
-  }
-};
-
 // Every object key in a JSON value, nested ones included, but not the
 // keys of maps (labels, vips), which are data.
 void keys_of(const json::value& v, std::set<std::string>& out) {
@@ -87,7 +70,7 @@ void keys_of(const json::value& v, std::set<std::string>& out) {
 }  // namespace
 
 TEST_CASE("api docs: the route table of docs/api.md is the daemon's", "[api][docs]") {
-  Daemon d;
+  testing::DaemonRoutes d;
   const auto served = served_routes(d.router);
   const auto documented = documented_routes(api_md());
   REQUIRE(served.size() > 20);
@@ -98,7 +81,7 @@ TEST_CASE("api docs: the route table of docs/api.md is the daemon's", "[api][doc
 
 TEST_CASE("api docs: a route added without documentation is told apart", "[api][docs]") {
   // The control of the test above: it can see a difference.
-  Daemon d;
+  testing::DaemonRoutes d;
   d.router.add("GET", "/v1/undocumented/NAME", "other", [](const daemon::ApiRequest&) { return daemon::HttpReply{}; });
   const auto served = served_routes(d.router);
   const auto documented = documented_routes(api_md());

@@ -21,6 +21,7 @@
 #include "daemon/metrics_http.hpp"
 #include "daemon/services.hpp"
 #include "daemon/store.hpp"
+#include "support/daemon_routes.hpp"
 #include "support/fake_dataplane.hpp"
 #include "support/temp_dir.hpp"
 
@@ -123,26 +124,9 @@ std::set<std::string> documented_operations() {
   return out;
 }
 
-// swarmnetd's route table, as main.cpp builds it.
-struct RouteTable {
-  TempDir dir;
-  FakeDataplane dataplane;
-  daemon::Store store{dir.path()};
-  daemon::Controller controller{store, dataplane, "test"};
-  daemon::Services services{store, controller};
-  daemon::EventBus events;
-  daemon::Router router;
-  RouteTable() {
-    daemon::add_all_routes(router, daemon::ApiParts{.controller = controller,
-                                                    .store = store,
-                                                    .services = services,
-                                                    .events = &events});
-  }
-};
-
 TEST_CASE("API requests are labelled by program and operation from a fixed set") {
   using daemon::api_client;
-  RouteTable table;
+  testing::DaemonRoutes table;
   // The operation is the route's (daemon/api_routes.hpp).
   auto api_operation = [&table](const std::string& method, const std::string& target) {
     return std::string(table.router.operation_of(method, target));
