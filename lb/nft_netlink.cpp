@@ -423,7 +423,30 @@ std::vector<const Kind*> run_of(const Plan& ordered, size_t& i, bool& one) {
 void encode(BatchBuilder& b, const Plan& ordered) {
   for (size_t i = 0; i < ordered.size(); ++i) {
     const Op& op = ordered[i];
-    bool one = false;
+    bool one = false;  // set by run_of: the run is this one operation
+    // A run's members of the vips-N sets: one batch of elements per set.
+    auto members = [&](int type, const std::string& verb, const auto& run) {
+      std::map<uint32_t, std::vector<uint32_t>> by_set;
+      for (const auto* o : run) by_set[o->buckets].push_back(o->vip.network_order());
+      for (auto& [buckets, keys] : by_set) {
+        const std::string name = bucket_set(buckets);
+        b.elements(type, name.c_str(), keys.size(),
+                   [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], 4); },
+                   verb + name + (one ? " for " + op_vip(op) : ""));
+      }
+    };
+    // A run's task addresses in the hairpin set.
+    auto hairpins = [&](int type, const std::string& what, const auto& run) {
+      std::vector<HairpinKey> keys;
+      for (const auto* o : run) {
+        for (Ipv4Address task : o->tasks) keys.push_back(hairpin_key(task));
+      }
+      b.elements(type, kHairpinSet, keys.size(),
+                 [&](nftnl_set_elem* e, size_t k) {
+                   nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], sizeof(HairpinKey));
+                 },
+                 what);
+    };
     std::visit(
         Overloaded{
             [&](const DeleteTable&) {
@@ -480,16 +503,7 @@ void encode(BatchBuilder& b, const Plan& ordered) {
                          std::string("delete elements from ") + kVipAddressSet + (one ? " for " + op_vip(op) : ""));
             },
             [&](const DeleteMember&) {
-              std::map<uint32_t, std::vector<uint32_t>> by_set;
-              for (const DeleteMember* o : run_of<DeleteMember>(ordered, i, one)) {
-                by_set[o->buckets].push_back(o->vip.network_order());
-              }
-              for (auto& [buckets, keys] : by_set) {
-                const std::string name = bucket_set(buckets);
-                b.elements(NFT_MSG_DELSETELEM, name.c_str(), keys.size(),
-                           [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], 4); },
-                           "delete elements from " + name + (one ? " for " + op_vip(op) : ""));
-              }
+              members(NFT_MSG_DELSETELEM, "delete elements from ", run_of<DeleteMember>(ordered, i, one));
             },
             [&](const DeleteBackends&) {
               std::vector<BackendKey> keys;
@@ -503,15 +517,7 @@ void encode(BatchBuilder& b, const Plan& ordered) {
                          std::string("delete elements from ") + kBackendMap + (one ? " for " + op_vip(op) : ""));
             },
             [&](const DeleteHairpin&) {
-              std::vector<HairpinKey> keys;
-              for (const DeleteHairpin* o : run_of<DeleteHairpin>(ordered, i, one)) {
-                for (Ipv4Address task : o->tasks) keys.push_back(hairpin_key(task));
-              }
-              b.elements(NFT_MSG_DELSETELEM, kHairpinSet, keys.size(),
-                         [&](nftnl_set_elem* e, size_t k) {
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], sizeof(HairpinKey));
-                         },
-                         "delete elements from hairpin");
+              hairpins(NFT_MSG_DELSETELEM, "delete elements from hairpin", run_of<DeleteHairpin>(ordered, i, one));
             },
             [&](const AddBackends&) {
               std::vector<std::pair<BackendKey, uint32_t>> elements;
@@ -528,27 +534,10 @@ void encode(BatchBuilder& b, const Plan& ordered) {
                          std::string("add elements to ") + kBackendMap + (one ? " for " + op_vip(op) : ""));
             },
             [&](const AddHairpin&) {
-              std::vector<HairpinKey> keys;
-              for (const AddHairpin* o : run_of<AddHairpin>(ordered, i, one)) {
-                for (Ipv4Address task : o->tasks) keys.push_back(hairpin_key(task));
-              }
-              b.elements(NFT_MSG_NEWSETELEM, kHairpinSet, keys.size(),
-                         [&](nftnl_set_elem* e, size_t k) {
-                           nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], sizeof(HairpinKey));
-                         },
-                         "add elements to hairpin");
+              hairpins(NFT_MSG_NEWSETELEM, "add elements to hairpin", run_of<AddHairpin>(ordered, i, one));
             },
             [&](const AddMember&) {
-              std::map<uint32_t, std::vector<uint32_t>> by_set;
-              for (const AddMember* o : run_of<AddMember>(ordered, i, one)) {
-                by_set[o->buckets].push_back(o->vip.network_order());
-              }
-              for (auto& [buckets, keys] : by_set) {
-                const std::string name = bucket_set(buckets);
-                b.elements(NFT_MSG_NEWSETELEM, name.c_str(), keys.size(),
-                           [&](nftnl_set_elem* e, size_t k) { nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, &keys[k], 4); },
-                           "add elements to " + name + (one ? " for " + op_vip(op) : ""));
-              }
+              members(NFT_MSG_NEWSETELEM, "add elements to ", run_of<AddMember>(ordered, i, one));
             },
             [&](const AddVip&) {
               std::vector<const AddVip*> run = run_of<AddVip>(ordered, i, one);

@@ -37,6 +37,19 @@ std::string endpoint_target(const std::string& network_id, const std::string& co
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+// The request that makes this network again as it is.
+api::NetworkCreate create_request_of(const api::Network& n) {
+  api::NetworkCreate c;
+  c.name = n.name;
+  c.subnet = n.subnet;
+  c.gateway = n.gateway;
+  c.mtu = n.mtu;
+  c.internal = n.internal;
+  c.encrypted = n.encrypted;
+  c.ip_range = n.ip_range;
+  return c;
+}
+
 }  // namespace
 
 std::string container_end_name(const std::string& host_ifname) {
@@ -408,15 +421,7 @@ api::Network Driver::recreate(const std::string& pool_id, const api::Network& ol
   } catch (const Error& e) {
     // Put back the network the pool names, so the pool stays usable
     // and Docker's ReleasePool finds what it expects.
-    api::NetworkCreate back;
-    back.name = old.name;
-    back.subnet = old.subnet;
-    back.gateway = old.gateway;
-    back.mtu = old.mtu;
-    back.internal = old.internal;
-    back.encrypted = old.encrypted;
-    back.ip_range = old.ip_range;
-    json::value b = json::value_from(back);
+    json::value b = json::value_from(create_request_of(old));
     try {
       const auto restored = json::value_to<api::Network>(daemon_.call("POST", networks_target(), &b));
       state_.put_pool(pool_id, {restored.id, restored.name, true, state_.pool(pool_id)->ip_range});
@@ -489,14 +494,11 @@ json::object Driver::create_network(const CreateNetwork& r) {
                ": give the Docker network the same (--gateway, -o " + kMtuOption +
                ", --internal, -o encrypted), or set them with swarmnetctl network create");
     }
-    api::NetworkCreate wanted;
-    wanted.name = network->name;
-    wanted.subnet = network->subnet;
+    api::NetworkCreate wanted = create_request_of(*network);
     wanted.gateway = gateway;
     wanted.mtu = mtu;
     wanted.internal = r.internal;
     wanted.encrypted = encrypted || network->encrypted;
-    wanted.ip_range = network->ip_range;
     network = recreate(*pool_id, *network, wanted);
   }
   state_.put_network(r.network_id, {network->id, network->name, network->subnet, network->gateway,
