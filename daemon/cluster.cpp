@@ -34,6 +34,16 @@ constexpr auto kLeaveTimeout = 3s;
 // How long remembered members count as alive after a restart without word
 // from gossip (memberlist's default suspicion would take about as long).
 constexpr auto kAssumeAliveAfterRestart = 15s;
+// The way back for a node whose keys a rotation retired while it was down.
+constexpr const char* kRejoinHowTo =
+    "get a current token on a member (`swarmnetctl cluster token`), and on the locked-out node run "
+    "`swarmnetctl cluster leave`, then `swarmnetctl cluster join --token-file FILE`";
+
+std::string comma_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
 
 gossip::Address parse_address(const std::string& text, uint16_t default_port) {
   auto colon = text.rfind(':');
@@ -206,10 +216,9 @@ void Cluster::resume() {
         // current token brings it back.
         spdlog::error("cluster: rejoin: {}. Gossip keeps trying. If the other nodes are up, they may have retired "
                       "this node's cluster key in a rotation while it was down (a rotation waits {} s for a node "
-                      "that is down): then get a current token on one of them (`swarmnetctl cluster token`), and "
-                      "here run `swarmnetctl cluster leave`, then `swarmnetctl cluster join --token-file FILE "
-                      "--advertise-addr {}`",
-                      *error, options_.key_rotation_wait.count(), advertise_ ? advertise_->str() : "ADDRESS");
+                      "that is down): then {} (with --advertise-addr {})",
+                      *error, options_.key_rotation_wait.count(), kRejoinHowTo,
+                      advertise_ ? advertise_->str() : "ADDRESS");
       });
     }
   } catch (const std::exception& e) {
@@ -544,10 +553,8 @@ void Cluster::rotate_key() {
   auto keys = keyring_->keys();
   if (keys.size() > 1) {
     const auto waiting = unconfirmed_keyring();
-    std::string names;
-    for (const auto& n : waiting) names += (names.empty() ? "" : ", ") + n;
     throw Error(Errc::conflict, "a key rotation is under way (keyring version " + std::to_string(keys_version_) +
-                                    (waiting.empty() ? ")" : ", waiting for " + names + " to confirm it)"));
+                                    (waiting.empty() ? ")" : ", waiting for " + comma_list(waiting) + " to confirm it)"));
   }
   const auto fresh = gossip::Keyring::generate_key();
   uint32_t next_generation = 1;
@@ -607,8 +614,7 @@ void Cluster::advance_rotation() {
     if (members_.count(id) && r.keyring_version > keys_version_) return;
   }
   const auto waiting = unconfirmed_keyring();
-  std::string names;
-  for (const auto& n : waiting) names += (names.empty() ? "" : ", ") + n;
+  const std::string names = comma_list(waiting);
   if (!waiting.empty()) {
     const int64_t waited = unix_now() - key_created_unix_;
     if (waited < options_.key_rotation_wait.count()) {
@@ -620,10 +626,8 @@ void Cluster::advance_rotation() {
       return;
     }
     spdlog::warn("cluster: key rotation: {} did not confirm keyring version {} within {} s; going on without them. "
-                 "A node that holds only retired keys when it comes back must rejoin with a current token "
-                 "(`swarmnetctl cluster token` here; there `swarmnetctl cluster leave`, then `swarmnetctl "
-                 "cluster join --token-file FILE`)",
-                 names, keys_version_, options_.key_rotation_wait.count());
+                 "A node that holds only retired keys when it comes back must rejoin: {}",
+                 names, keys_version_, options_.key_rotation_wait.count(), kRejoinHowTo);
   }
   rotation_waiting_logged_.clear();
   // The same keyring gives the same next step on every node: a rotator that

@@ -87,12 +87,8 @@ unsigned ClusterIpam::block_length(const Ipv4Prefix& subnet, Ipv4Address gateway
 
 void ClusterIpam::release(const NetworkRecord& network, Ipv4Address ip) { space_of(network).release(ip); }
 
-void ClusterIpam::request_block(const std::string& network_id, std::optional<Ipv4Prefix> range) {
-  if (!blocks_) return;
-  if (!range) {
-    if (const NetworkRecord* n = store_.find_network(network_id)) range = n->ip_range;
-  }
-  blocks_->request_block(network_id, range);
+void ClusterIpam::request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) {
+  if (blocks_) blocks_->request_block(network_id, range);
 }
 
 asio::awaitable<void> ClusterIpam::allocating(std::function<void()> attempt) {

@@ -134,9 +134,9 @@ class ClusterIpam {
   // BlockWait::wait has passed, the last BlockNeeded escapes. Any other
   // exception escapes at once.
   boost::asio::awaitable<void> allocating(std::function<void()> attempt);
-  // Asks the owners of a network's blocks for one (no-op on a single node);
-  // without a range, one of the network's ip_range if it has one.
-  void request_block(const std::string& network_id, std::optional<Ipv4Prefix> range = std::nullopt);
+  // Asks the owners of a network's blocks for one (no-op on a single node),
+  // holding addresses of `range` if given (BlockNeeded::range).
+  void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range);
 
   // Another node asks for an address block of a network (holding addresses
   // of `range` if given). If this node owns such a block with no address in

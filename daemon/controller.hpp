@@ -58,8 +58,9 @@ class Controller {
   // reserved). Returns the number of endpoints released.
   size_t release_node(const std::string& gone_node);
 
-  // Forwards to the cluster IPAM (no-op on a single node).
-  void request_block(const std::string& network_id) { ipam_.request_block(network_id); }
+  // Asks for the block an allocation found missing (the cluster IPAM's
+  // request; no-op on a single node).
+  void request_block(const BlockNeeded& needed) { ipam_.request_block(needed.network_id(), needed.range()); }
 
   // Brings the kernel in line with the tables after a (re)start.
   void reconcile();

@@ -230,7 +230,7 @@ void LoadBalancing::sync_node_address(const std::string& network_id) {
       }
     }
   } catch (const BlockNeeded& e) {
-    controller_.request_block(e.network_id());  // the blocks' change brings an endpoint change later
+    controller_.request_block(e);  // the blocks' change brings an endpoint change later
   } catch (const std::exception& e) {
     spdlog::error("lb: network {}: this node's own address: {}", network.name, e.what());
   }

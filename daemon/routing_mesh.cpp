@@ -71,7 +71,7 @@ bool RoutingMesh::join() {
     // The blocks' change brings us back here, also after an earlier failure
     // (the owners were unreachable while the cluster was coming up).
     join_failed_ = false;
-    controller_.request_block(e.network_id());
+    controller_.request_block(e);
   } catch (const std::exception& e) {
     spdlog::error("routing mesh: cannot join the ingress network: {}", e.what());
     join_failed_ = true;
