@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <set>
 
-#include "common/api.hpp"
 #include "common/error.hpp"
 #include "daemon/encryption.hpp"
 
@@ -73,11 +72,9 @@ void Overlay::sync_network(const std::string& network_id) {
   if (!membership_ || !local_vtep_) return;
   dataplane_.ensure_overlay(network, bridge, *local_vtep_);
   std::vector<RemoteEndpoint> remote;
-  for (const auto& [key, e] : store_.endpoints()) {
-    const EndpointRecord& ep = e.value;
-    if (e.deleted || ep.network_id != network.id || ep.node == store_.node_id() || !ep.attach) {
-      continue;
-    }
+  for (const std::string& key : store_.index().endpoints_on_network(network.id)) {
+    const EndpointRecord& ep = *store_.find_endpoint(key);
+    if (ep.node == store_.node_id() || !ep.attach) continue;
     // An endpoint of a dead node leaves the overlay at once; it comes back
     // when its node does (the tables keep it meanwhile).
     if (!alive(ep.node)) continue;
@@ -190,16 +187,9 @@ void Overlay::reconcile() {
 }
 
 size_t Overlay::local_attached_endpoints(const std::string& network_id) const {
-  size_t count = 0;
-  for (const auto& [key, e] : store_.endpoints()) {
-    // The node's own address (owner node) follows the network here; it
-    // does not keep it here.
-    if (!e.deleted && e.value.network_id == network_id && e.value.node == store_.node_id() &&
-        e.value.attach && e.value.owner != api::kOwnerNode) {
-      ++count;
-    }
-  }
-  return count;
+  // The node's own address follows the network here; it does not keep it
+  // here (the index leaves it out).
+  return store_.index().local_attachments(network_id).size();
 }
 
 unsigned Overlay::default_mtu(bool encrypted) {
