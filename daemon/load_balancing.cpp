@@ -111,8 +111,13 @@ void LoadBalancing::update_services_of_node(const std::string& node_id) {
   for (const std::string& key : store_.index().endpoints_of_node(node_id)) {
     if (const EndpointRecord* e = store_.find_endpoint(key); e && !e->service.empty()) names.insert(e->service);
   }
-  for (const std::string& name : names) {
-    if (const ServiceRecord* s = store_.find_service_by_name(name)) update_service(*s);
+  for (const std::string& name : names) update_services_named(name);
+}
+
+void LoadBalancing::update_services_named(const std::string& name) {
+  if (name.empty()) return;
+  for (const std::string& id : store_.index().services_named(name)) {
+    if (const ServiceRecord* s = store_.find_service(id)) update_service(*s);
   }
 }
 
@@ -178,11 +183,8 @@ void LoadBalancing::on_change(const Change& c) {
           (local_now == 0 || (local_now == 1 && live_container))) {
         update_services_on(e.network_id);
       } else {
-        auto update_named = [this](const std::string& name) {
-          if (const ServiceRecord* s = name.empty() ? nullptr : store_.find_service_by_name(name)) update_service(*s);
-        };
-        update_named(before);
-        if (e.service != before) update_named(e.service);
+        update_services_named(before);
+        if (e.service != before) update_services_named(e.service);
       }
     }
   } catch (const std::exception& ex) {

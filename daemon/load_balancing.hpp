@@ -67,6 +67,9 @@ class LoadBalancing {
   void update_service(const ServiceRecord& service);
   void update_services_on(const std::string& network_id);
   void update_services_of_node(const std::string& node_id);
+  // Every service with this name (ReadModel::services_named): the tasks of
+  // a name serve each.
+  void update_services_named(const std::string& name);
   void program(const std::string& key, const std::optional<lb::VirtualIp>& want);
   // Creates, programs or releases this node's own address on the network.
   void sync_node_address(const std::string& network_id);

@@ -57,6 +57,10 @@ class ReadModel {
   // The live service with this name (the smallest id if two nodes made one
   // each while cut off); "" if none.
   std::string service_named(const std::string& name) const;
+  // Every live service with this name: more than one while gossip has not
+  // yet brought the removal of one re-created under the same name, or when
+  // two nodes made one each while cut off. Each has the same tasks.
+  const Keys& services_named(const std::string& name) const { return get(service_by_name_, name); }
 
  private:
   static const Keys& get(const std::map<std::string, Keys>& m, const std::string& k);

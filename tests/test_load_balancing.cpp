@@ -227,6 +227,35 @@ TEST_CASE("lb: a change of one service reprograms only that service's VIP", "[lb
   CHECK(f.balancer.upserts == before + 1);
 }
 
+// Found by integration/test_chaos: a service removed and made again under
+// its name on another node; gossip brought the new one before the old one's
+// removal, then a task. Each of the two was a service named "api"; the task
+// went only to the one with the smallest id, which then went away.
+TEST_CASE("lb: a task reaches every service of its name (a re-created one arriving before the old one goes)",
+          "[lb]") {
+  Fixture f;
+  f.local_task("c1", "");  // the network's bridge is on this host
+  auto service = [&](const std::string& id, const std::string& vip) {
+    daemon::ServiceRecord s;
+    s.id = id;
+    s.name = "api";
+    s.networks = {f.network_id};
+    s.vips[f.network_id] = Ipv4Address::parse(vip);
+    s.created_by = kOtherNode;
+    return s;
+  };
+  const auto old_api = service("00000000000000000000000000000001", "10.1.0.240");
+  const auto new_api = service("ffffffffffffffffffffffffffffffff", "10.1.0.241");
+  f.store.put(old_api);
+  f.store.put(new_api);
+  f.remote_task("a1", "10.1.0.200", "api");
+  CHECK(f.balancer.backends_of("10.1.0.240") == Backends({{"10.1.0.200"}}));
+  CHECK(f.balancer.backends_of("10.1.0.241") == Backends({{"10.1.0.200"}}));
+  f.store.erase_service(old_api.id);
+  CHECK_FALSE(f.balancer.backends_of("10.1.0.240"));
+  CHECK(f.balancer.backends_of("10.1.0.241") == Backends({{"10.1.0.200"}}));
+}
+
 TEST_CASE("services: inspect counts as healthy the tasks that serve, not those of a dead node", "[lb][services]") {
   Fixture f;
   f.create_service("web");
