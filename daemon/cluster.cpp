@@ -155,7 +155,11 @@ Cluster::Cluster(boost::asio::io_context& io, Store& store, Controller& controll
       state_dir_(std::move(state_dir)),
       node_name_(std::move(node_name)),
       options_(std::move(options)) {
+  push_pull_.reset(store_.replicated_entries());
+  push_pull_reaps_ = store_.reaps();
   subscription_ = store_.feed().subscribe(Stage::replication, [this](const Change& c) {
+    if (c.kind != Change::Kind::entry || c.is(TableId::cursors)) return;
+    push_pull_.put(c.table, c.key, store_.replicated_entry(c.table, c.key));
     if (c.local && node_) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*c.local}}});
   });
 }
@@ -209,8 +213,9 @@ void Cluster::resume() {
     start(advertise, std::move(keys), version, generations, remembered, last_majority);
     spdlog::info("cluster: resuming as {} with {} known peer(s)", advertise.str(), peers.size());
     if (!peers.empty()) {
-      node_->join(peers, [this](std::optional<std::string> error) {
+      node_->node().join(peers, [this](std::optional<std::string> error) {
         if (!error) return;
+        post_from_gossip([this, error] {
         // A key rotation that waited its time for this node (ClusterOptions::
         // key_rotation_wait) leaves it with retired keys: nothing but a
         // current token brings it back.
@@ -219,6 +224,7 @@ void Cluster::resume() {
                       "that is down): then {} (with --advertise-addr {})",
                       *error, options_.key_rotation_wait.count(), kRejoinHowTo,
                       advertise_ ? advertise_->str() : "ADDRESS");
+        });
       });
     }
   } catch (const std::exception& e) {
@@ -236,9 +242,13 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
   keyring_taken_at_ = std::chrono::steady_clock::now();
-  node_ = std::make_unique<gossip::Node>(io_, options_.gossip, store_.node_id(), node_name_,
-                                         gossip::Address{advertise, options_.gossip_port},
-                                         *keyring_, *this);
+  // The copy push/pull reads: fresh (tombstones reaped while out of a
+  // cluster are gone), with this node's records.
+  push_pull_.reset(store_.replicated_entries());
+  push_pull_reaps_ = store_.reaps();
+  node_ = std::make_unique<gossip::NodeThread>(options_.gossip, store_.node_id(), node_name_,
+                                               gossip::Address{advertise, options_.gossip_port}, *keyring_,
+                                               *this, options_.gossip_thread ? nullptr : &io_);
   node_->start();
   members_.clear();
   members_[store_.node_id()] = gossip::Member{store_.node_id(), node_name_,
@@ -263,6 +273,7 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   if (sees_majority()) last_majority_ = now;
   controller_.set_membership(this, this, advertise);
   save();
+  refresh_push_pull_records();
   schedule_housekeeping();
 }
 
@@ -323,6 +334,12 @@ void Cluster::housekeeping() {
   }
   if (expired && !told) controller_.on_membership_change();
   hold.reset();
+  // Compaction drops expired tombstones without a change on the feed.
+  if (store_.reaps() != push_pull_reaps_) {
+    push_pull_.reset(store_.replicated_entries());
+    push_pull_reaps_ = store_.reaps();
+  }
+  refresh_push_pull_records();
   // A dead member leaves the VXLAN filter once its reclaim time is up.
   controller_.overlay().sync_underlay_peers();
   sync_encryption();
@@ -454,10 +471,12 @@ size_t Cluster::force_new_cluster() {
 
 void Cluster::stop() {
   housekeeping_timer_.reset();
+  ++gossip_epoch_;  // what it posted and did not run yet is dropped
   if (node_) node_->stop();
-  // A stopped node may still have completions queued on the io_context that
-  // refer to it (and to its keyring): it is destroyed only with the Cluster,
-  // after the io_context has stopped.
+  // A node on the daemon's io_context (ClusterOptions::gossip_thread false)
+  // may still have completions queued there that refer to it (and to its
+  // keyring): it is destroyed only with the Cluster, after the io_context
+  // has stopped.
   if (node_) retired_.push_back(Retired{std::move(keyring_), std::move(node_)});
   node_.reset();
   keyring_.reset();
@@ -517,7 +536,7 @@ void Cluster::join(const std::string& token_text, Ipv4Address advertise,
   // owns no block yet, and gets one only from a live owner.
   start(advertise, {t.key}, 0, {}, {}, std::chrono::steady_clock::now());
   spdlog::info("cluster: joining through {}", gossip::to_string(t.seed));
-  node_->join({t.seed}, [this, done = std::move(done)](std::optional<std::string> error) {
+  node_->node().join({t.seed}, [this, done = std::move(done)](std::optional<std::string> error) {
     // Not inside the node's callback: stop() destroys the node.
     boost::asio::post(io_, [this, done, error] {
       if (error) {
@@ -535,7 +554,7 @@ void Cluster::join(const std::string& token_text, Ipv4Address advertise,
 
 void Cluster::leave(std::function<void()> done) {
   if (!node_) throw Error(Errc::conflict, "this node is not in a cluster");
-  node_->leave(std::chrono::duration_cast<std::chrono::milliseconds>(kLeaveTimeout),
+  node_->node().leave(std::chrono::duration_cast<std::chrono::milliseconds>(kLeaveTimeout),
                [this, done = std::move(done)] {
                  spdlog::info("cluster: left");
                  // Stopping inside the node's own callback would destroy it
@@ -579,6 +598,7 @@ void Cluster::publish_keyring(const std::vector<gossip::Keyring::Key>& keys) {
                                   {"generations", std::move(generations)},
                                   {"created_unix", key_created_unix_}};
   apply_keyring(ring);
+  refresh_push_pull_records();
   broadcast(json::object{{"type", "keyring"}, {"keyring", ring}});
 }
 
@@ -654,7 +674,7 @@ std::string Cluster::token() const {
 
 json::value Cluster::nodes_json() const {
   json::array a;
-  const auto offsets = node_ ? node_->clock_offsets() : std::map<gossip::Address, int64_t>{};
+  const auto offsets = node_ ? node_->node().clock_offsets() : std::map<gossip::Address, int64_t>{};
   for (const auto& [id, m] : members_) {
     json::object o{{"id", m.id},
                    {"name", m.name},
@@ -694,7 +714,7 @@ json::value Cluster::nodes_json() const {
 json::value Cluster::status_json() const {
   json::object o{{"active", node_ != nullptr}};
   if (node_) {
-    const auto s = node_->stats();
+    const auto s = node_->node().stats();
     o["advertise"] = advertise_->str() + ":" + std::to_string(options_.gossip_port);
     o["members"] = members_.size();
     o["keys"] = keyring_->keys().size();
@@ -767,7 +787,29 @@ std::vector<Ipv4Address> Cluster::underlay_peers() const {
   return out;
 }
 
+void Cluster::post_from_gossip(std::function<void()> work) {
+  boost::asio::post(io_, [this, epoch = gossip_epoch_.load(), work = std::move(work)] {
+    if (epoch == gossip_epoch_.load()) work();
+  });
+}
+
 void Cluster::on_member_change(const gossip::Member& m) {
+  post_from_gossip([this, m] { member_changed(m); });
+}
+
+void Cluster::on_user_message(std::span<const uint8_t> data) {
+  post_from_gossip([this, bytes = std::vector<uint8_t>(data.begin(), data.end())] { user_message(bytes); });
+}
+
+std::vector<uint8_t> Cluster::local_state() {
+  return push_pull_.bytes();
+}
+
+void Cluster::merge_remote_state(std::span<const uint8_t> data) {
+  post_from_gossip([this, bytes = std::vector<uint8_t>(data.begin(), data.end())] { merge_state(bytes); });
+}
+
+void Cluster::member_changed(const gossip::Member& m) {
   auto it = members_.find(m.id);
   const bool changed = it == members_.end() || it->second.status != m.status || it->second.addr != m.addr;
   const auto before = it == members_.end() ? std::nullopt : std::optional(it->second.status);
@@ -797,7 +839,7 @@ std::optional<std::string> Cluster::name_of(const std::string& node_id) const {
   return it->second.name;
 }
 
-void Cluster::on_user_message(std::span<const uint8_t> data) {
+void Cluster::user_message(std::span<const uint8_t> data) {
   auto message = from_bytes(data);
   if (!message) {
     spdlog::warn("cluster: dropped a gossip message that is not a JSON object");
@@ -819,8 +861,10 @@ void Cluster::handle_message(const json::value& message) {
       controller_.ipam().donate_block(r.network_id, r.from, r.range);
     } else if (type == "keyring") {
       apply_keyring(o.at("keyring"));
+      refresh_push_pull_records();
     } else if (type == "node") {
       apply_node_record(o.at("node"));
+      refresh_push_pull_records();
     } else {
       spdlog::debug("cluster: ignoring gossip message of unknown type {}", type);
     }
@@ -829,19 +873,15 @@ void Cluster::handle_message(const json::value& message) {
   }
 }
 
-std::vector<uint8_t> Cluster::local_state() {
-  json::array entries;
-  for (auto& line : store_.replicated_entries()) entries.push_back(std::move(line));
+void Cluster::refresh_push_pull_records() {
   json::array nodes;
   if (self_record_.version != 0) nodes.push_back(to_json(self_record_));
   for (const auto& [id, r] : node_records_) nodes.push_back(to_json(r));
-  return to_bytes(json::object{{"entries", std::move(entries)},
-                               {"keyring", keyring_json()},
-                               {"address_pools", address_pools_json()},
-                               {"nodes", std::move(nodes)}});
+  push_pull_.set_records(json::object{
+      {"keyring", keyring_json()}, {"address_pools", address_pools_json()}, {"nodes", std::move(nodes)}});
 }
 
-void Cluster::merge_remote_state(std::span<const uint8_t> data) {
+void Cluster::merge_state(std::span<const uint8_t> data) {
   auto state = from_bytes(data);
   if (!state) {
     spdlog::warn("cluster: dropped a push/pull state that is not a JSON object");
@@ -868,6 +908,7 @@ void Cluster::merge_remote_state(std::span<const uint8_t> data) {
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropped a push/pull state: {}", e.what());
   }
+  refresh_push_pull_records();
 }
 
 json::value Cluster::keyring_json() const {
@@ -968,6 +1009,7 @@ void Cluster::publish_node_record() {
                           std::chrono::system_clock::now().time_since_epoch()).count();
   r.version = std::max<uint64_t>(self_record_.version + 1, static_cast<uint64_t>(std::max<int64_t>(now_us, 0)));
   self_record_ = r;
+  refresh_push_pull_records();
   broadcast(json::object{{"type", "node"}, {"node", to_json(self_record_)}});
 }
 
@@ -1048,7 +1090,7 @@ void Cluster::apply_address_pools(const json::value& value) {
 }
 
 void Cluster::broadcast(const json::value& message) {
-  if (node_) node_->broadcast(to_bytes(message));
+  if (node_) node_->node().broadcast(to_bytes(message));
 }
 
 void Cluster::save() {

@@ -18,16 +18,20 @@
 // that it is a minority, and that its lease may have run out.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "daemon/controller.hpp"
 #include "daemon/gossip/keyring.hpp"
-#include "daemon/gossip/node.hpp"
+#include "daemon/gossip/node_thread.hpp"
+#include "daemon/push_pull_state.hpp"
 #include "daemon/store.hpp"
 #include "ipam/subnet_pool.hpp"
 
@@ -61,6 +65,11 @@ struct ClusterOptions {
   // current token (`cluster leave`, then `cluster join`). Down that long is
   // gone for now; the old key should not outlive it.
   std::chrono::seconds key_rotation_wait{15 * 60};
+  // Gossip runs on a thread of its own, so a slow kernel transaction or
+  // fdatasync on the daemon's thread never delays a probe (a node that
+  // answers late is suspected, then declared dead). false: on the daemon's
+  // io_context, as before it had one (the unit tests' control).
+  bool gossip_thread = true;
 };
 
 // "SWMTKN-1-<base64 key>-<ip>:<port>": what `cluster init` prints and
@@ -137,7 +146,7 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
 
   // The gossip node while the cluster is active (for metrics: its methods
   // are thread-safe), else null.
-  const gossip::Node* gossip_node() const { return node_.get(); }
+  const gossip::Node* gossip_node() const { return node_ ? &node_->node() : nullptr; }
   std::string token() const;
   boost::json::value nodes_json() const;
   boost::json::value status_json() const;
@@ -151,7 +160,9 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   void request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) override;
   bool may_allocate() const override;
 
-  // gossip::Delegate
+  // gossip::Delegate, called on the gossip thread: each posts its work to
+  // the daemon's thread, in the order gossip reported it; push/pull reads a
+  // copy of the state (PushPullState) kept for it.
   void on_member_change(const gossip::Member& m) override;
   void on_user_message(std::span<const uint8_t> data) override;
   std::vector<uint8_t> local_state() override;
@@ -174,6 +185,15 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   void apply_address_pools(const boost::json::value& pools);
   boost::json::value address_pools_json() const;
   void handle_message(const boost::json::value& message);
+  // The Delegate's work, on the daemon's thread.
+  void member_changed(const gossip::Member& m);
+  void user_message(std::span<const uint8_t> data);
+  void merge_state(std::span<const uint8_t> data);
+  // Runs `work` on the daemon's thread, unless this node left the cluster
+  // (or stopped gossiping) in the meantime.
+  void post_from_gossip(std::function<void()> work);
+  // The push/pull copy of what is not in the store's tables.
+  void refresh_push_pull_records();
   void tell_member_changed(const gossip::Member& m, std::optional<gossip::MemberStatus> before);
   bool sees_majority() const;
   // Alive as gossip itself says (the members assumed alive after a restart
@@ -238,7 +258,11 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   NodeRecord self_record_;
   std::map<std::string, NodeRecord> node_records_;  // the others', by node id
   uint64_t pools_version_ = 0;  // 0: not learnt yet (the controller has swarm's defaults)
-  std::unique_ptr<gossip::Node> node_;
+  std::unique_ptr<gossip::NodeThread> node_;
+  // Counts the gossip nodes stopped: work posted by an earlier one is dropped.
+  std::atomic<uint64_t> gossip_epoch_{0};
+  PushPullState push_pull_;
+  uint64_t push_pull_reaps_ = 0;  // Store::reaps() when push_pull_ was last reset
   std::map<std::string, gossip::Member> members_;  // by node id
   // After a restart, the members saved in cluster.json count as alive until
   // gossip tells otherwise or this deadline passes, so the overlay entries
@@ -256,7 +280,7 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
   struct Retired {  // destroyed in this order: node, then its keyring
     std::unique_ptr<gossip::Keyring> keyring;
-    std::unique_ptr<gossip::Node> node;
+    std::unique_ptr<gossip::NodeThread> node;
   };
   std::vector<Retired> retired_;
 };

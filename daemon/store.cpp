@@ -381,6 +381,22 @@ std::vector<Store::Line> Store::replicated_entries() const {
   return out;
 }
 
+std::optional<Store::Line> Store::replicated_entry(TableId table, const std::string& key) const {
+  auto one = [&](const char* name, const auto& t) -> std::optional<Line> {
+    auto it = t.find(key);
+    if (it == t.end()) return std::nullopt;
+    return entry_line(name, key, it->second, !it->second.deleted);
+  };
+  switch (table) {
+    case TableId::networks: return one("networks", networks_);
+    case TableId::blocks: return one("blocks", blocks_);
+    case TableId::endpoints: return one("endpoints", endpoints_);
+    case TableId::services: return one("services", services_);
+    case TableId::cursors: return std::nullopt;  // local to this node: never replicated
+  }
+  return std::nullopt;
+}
+
 void Store::notify(const std::string& table, const std::string& key, const Line* local) {
   const std::optional<TableId> t = parse_table(table);
   if (!t) return;  // with_table() refused it before anything was applied
@@ -421,12 +437,14 @@ bool Store::compact() {
     spdlog::error("state: cannot compact {}: {}; the journal in use stays", dir_, e.what());
     return false;
   }
-  auto reap = [&](auto& t) { std::erase_if(t, [&](const auto& kv) { return expired(kv.second); }); };
+  size_t reaped = 0;
+  auto reap = [&](auto& t) { reaped += std::erase_if(t, [&](const auto& kv) { return expired(kv.second); }); };
   reap(networks_);
   reap(blocks_);
   reap(endpoints_);
   reap(services_);
   reap(cursors_);
+  if (reaped) ++reaps_;
   // Format 1's snapshot, superseded by the first compaction after an upgrade.
   if (::unlink((dir_ + "/state.json").c_str()) == 0) {
     spdlog::info("state: converted {} to format 2 (checksummed records)", dir_);

@@ -105,6 +105,12 @@ class Store {
 
   // Every replicated entry (tombstones included), for a push/pull exchange.
   std::vector<Line> replicated_entries() const;
+  // One of them, as replicated_entries() has it; nullopt if the table holds
+  // no such key (never written, or a tombstone dropped at compaction).
+  std::optional<Line> replicated_entry(TableId table, const std::string& key) const;
+  // How many compactions dropped entries (expired tombstones) without a
+  // change on the feed: a copy of the entries is stale when this moves.
+  uint64_t reaps() const { return reaps_; }
 
   // Number of journal lines since the last snapshot.
   size_t journal_length() const { return journal_lines_; }
@@ -154,6 +160,7 @@ class Store {
   // Where the journal read at start ends intact (a torn last line excluded).
   uint64_t loaded_journal_size_ = 0;
   size_t compact_at_;
+  uint64_t reaps_ = 0;
   Table<NetworkRecord> networks_;
   Table<BlockRecord> blocks_;
   Table<EndpointRecord> endpoints_;
