@@ -182,22 +182,20 @@ void IngressSandbox::teardown() noexcept {
   }
 }
 
-void IngressSandbox::sync_routes(const std::map<Ipv4Address, std::optional<Ipv4Address>>& routes) {
-  for (const auto& [task, via] : routes_) {
-    if (!routes.count(task)) sandbox_->delete_route(Ipv4Prefix(task, 32));
+void IngressSandbox::set_route(Ipv4Address task, std::optional<Ipv4Address> via) {
+  auto it = routes_.find(task);
+  if (it != routes_.end() && it->second == via) return;
+  if (via) {
+    sandbox_->replace_route(Ipv4Prefix(task, 32), *via, kSandboxIngressLink);
+  } else {
+    sandbox_->replace_route(Ipv4Prefix(task, 32), host_address(), kSandboxGatewayLink);
   }
-  for (const auto& [task, via] : routes) {
-    auto it = routes_.find(task);
-    if (it != routes_.end() && it->second == via) continue;
-    if (via) {
-      sandbox_->replace_route(Ipv4Prefix(task, 32), *via, kSandboxIngressLink);
-    } else {
-      sandbox_->replace_route(Ipv4Prefix(task, 32), host_address(), kSandboxGatewayLink);
-    }
-  }
-  routes_ = routes;
+  routes_[task] = via;
 }
 
+void IngressSandbox::remove_route(Ipv4Address task) {
+  if (routes_.erase(task)) sandbox_->delete_route(Ipv4Prefix(task, 32));
+}
 
 void IngressSandbox::sync_peers(const std::map<Ipv4Address, std::string>& sandboxes,
                                 const std::vector<Ipv4Address>& members) {

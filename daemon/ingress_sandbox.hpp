@@ -108,9 +108,10 @@ class IngressSandbox {
 
   // The balancer inside the sandbox: VirtualIp.bridge is kSandboxIngressLink.
   lb::Balancer& balancer() { return *balancer_; }
-  // Makes the sandbox's routes to tasks exactly `routes`: task -> the
-  // sandbox of its node (nullopt: the task is on this node).
-  void sync_routes(const std::map<Ipv4Address, std::optional<Ipv4Address>>& routes);
+  // The sandbox's route to a task: via the sandbox of its node (nullopt: the
+  // task is on this node, back over gw0). Kept as set until removed.
+  void set_route(Ipv4Address task, std::optional<Ipv4Address> via);
+  void remove_route(Ipv4Address task);
   // The other nodes' sandboxes (address on the ingress network -> MAC), to
   // send the replies of the requests they balanced back to them, and the
   // members' underlay addresses (clients inside the cluster, masqueraded).

@@ -325,10 +325,13 @@ int main(int argc, char** argv) {
       swarmnet::daemon::remove_stale_tables(tables);
     }
     // The routing mesh: every node answers on every ingress port.
+    std::unique_ptr<swarmnet::daemon::MeshKernel> mesh_kernel;
     std::optional<swarmnet::daemon::RoutingMesh> routing_mesh;
     if (lb_backend != "none") {
-      routing_mesh.emplace(store, controller, swarmnet::Ipv4Prefix::parse_network(gateway_bridge_subnet),
-                           lb_backend, ingress_client_address == "keep");
+      mesh_kernel = swarmnet::daemon::make_linux_mesh_kernel();
+      routing_mesh.emplace(store, controller, *mesh_kernel,
+                           swarmnet::Ipv4Prefix::parse_network(gateway_bridge_subnet), lb_backend,
+                           ingress_client_address == "keep");
       routing_mesh->start();
       metrics.watch_routing_mesh(*routing_mesh);
     } else {

@@ -8,10 +8,17 @@
 
 namespace swarmnet::daemon {
 
-RoutingMesh::RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend,
-                         bool keep_client_address)
+namespace {
+
+std::string balanced_key(const std::string& service_id) { return service_id.substr(0, 16) + "/ingress"; }
+
+}  // namespace
+
+RoutingMesh::RoutingMesh(Store& store, Controller& controller, MeshKernel& kernel, Ipv4Prefix gateway_subnet,
+                         std::string lb_backend, bool keep_client_address)
     : store_(store),
       controller_(controller),
+      kernel_(kernel),
       gateway_subnet_(gateway_subnet),
       lb_backend_(std::move(lb_backend)),
       keep_client_address_(keep_client_address) {
@@ -25,22 +32,53 @@ void RoutingMesh::start() {
   // others) through the feed once the sandbox exists.
   auto hold = store_.feed().hold();
   if (join()) spdlog::info("routing mesh: this node answers on every ingress port");
-  program();
+  program_all();
 }
 
 void RoutingMesh::on_change(const Change& c) {
   if (c.is(TableId::cursors)) return;
-  // After a failure other than a missing address block, only a change of
-  // the networks or of the membership is worth another try (not every
-  // health report).
-  if (!sandbox_ && (!join_failed_ || c.is(TableId::networks) || c.kind == Change::Kind::membership)) join();
-  program();
+  if (!kernel_.has_sandbox()) {
+    // After a failure other than a missing address block (whose change
+    // comes here), only a change of the networks or of the membership is
+    // worth another try (not every health report).
+    if ((!join_failed_ || c.is(TableId::networks) || c.kind == Change::Kind::membership) && join()) program_all();
+    return;
+  }
+  if (c.is(TableId::blocks)) return;
+  try {
+    if (c.kind == Change::Kind::membership || c.is(TableId::networks)) {
+      program_all();  // which nodes can take requests, and what reaches them
+    } else if (c.is(TableId::services)) {
+      program_service(c.key);
+    } else if (c.is(TableId::endpoints)) {
+      auto it = store_.endpoints().find(c.key);
+      if (it == store_.endpoints().end()) return;
+      const EndpointRecord& e = it->second.value;  // a tombstone keeps its last value
+      if (e.container_id == kSandboxContainerId) {
+        program_all();  // a node's sandbox came or went
+        return;
+      }
+      // The services it serves now, and those it served until now (it may
+      // have left one, or gone): every service holding its address.
+      std::set<std::string> ids;
+      if (!e.service.empty()) {
+        const auto& named = store_.index().services_named(e.service);
+        ids.insert(named.begin(), named.end());
+      }
+      for (const auto& [id, routes] : routes_of_) {
+        if (routes.count(e.ip)) ids.insert(id);
+      }
+      for (const auto& id : ids) program_service(id);
+    }
+  } catch (const std::exception& ex) {
+    spdlog::error("routing mesh: {}", ex.what());
+  }
 }
 
 // This node's place on the ingress network: its endpoint there (one address
 // from the cluster IPAM) and the sandbox behind it. False until both exist.
 bool RoutingMesh::join() {
-  if (sandbox_) return true;
+  if (kernel_.has_sandbox()) return true;
   const NetworkRecord* ingress = store_.find_ingress_network();
   if (!ingress) return false;
   const NetworkRecord network = *ingress;
@@ -64,8 +102,11 @@ bool RoutingMesh::join() {
     config.host_link = record->host_ifname;
     config.lb_backend = lb_backend_;
     config.keep_client_address = keep_client_address_;
-    sandbox_ = std::make_unique<IngressSandbox>(config);
+    kernel_.build_sandbox(config);
+    // A new sandbox holds nothing yet.
     balanced_.clear();
+    routes_of_.clear();
+    route_users_.clear();
     join_failed_ = false;
   } catch (const BlockNeeded& e) {
     // The blocks' change brings us back here, also after an earlier failure
@@ -76,104 +117,147 @@ bool RoutingMesh::join() {
     spdlog::error("routing mesh: cannot join the ingress network: {}", e.what());
     join_failed_ = true;
   }
-  return sandbox_ != nullptr;
+  return kernel_.has_sandbox();
 }
 
-void RoutingMesh::program() {
-  if (!sandbox_) return;
+void RoutingMesh::read_sandboxes() {
+  sandbox_of_.clear();
+  const NetworkRecord* ingress = store_.find_ingress_network();
+  if (!ingress) return;
+  for (const std::string& key : store_.index().endpoints_on_network(ingress->id)) {
+    const EndpointRecord* e = store_.find_endpoint(key);
+    if (e && e->container_id == kSandboxContainerId) sandbox_of_[e->node] = e->ip;
+  }
+}
+
+void RoutingMesh::program_all() {
+  if (!kernel_.has_sandbox()) return;
   try {
-    const NetworkRecord* ingress = store_.find_ingress_network();
-    // Each node's sandbox address on the ingress network, and the other
-    // nodes' with their MACs (for the replies of what they balance).
-    std::map<std::string, Ipv4Address> sandbox_of;
-    std::map<Ipv4Address, std::string> peer_sandboxes;
-    for (const std::string& key : ingress ? store_.index().endpoints_on_network(ingress->id) : ReadModel::Keys{}) {
-      const EndpointRecord* e = store_.find_endpoint(key);
-      if (e->container_id != kSandboxContainerId) continue;
-      sandbox_of[e->node] = e->ip;
-      if (e->node != store_.node_id()) peer_sandboxes[e->ip] = e->mac;
+    read_sandboxes();
+    // The other nodes' sandboxes with their MACs (for the replies of what
+    // they balance).
+    std::map<Ipv4Address, std::string> peers;
+    for (const auto& [node, address] : sandbox_of_) {
+      if (node == store_.node_id()) continue;
+      const NetworkRecord* ingress = store_.find_ingress_network();
+      const EndpointRecord* e = ingress ? store_.find_endpoint(endpoint_key(ingress->id, node, kSandboxContainerId,
+                                                                            kSandboxIngressLink))
+                                        : nullptr;
+      if (e) peers[address] = e->mac;
     }
-    sandbox_->sync_peers(peer_sandboxes, controller_.underlay_peers());
-    const Liveness alive = [this](const std::string& node) { return controller_.is_alive(node); };
-    std::map<std::string, lb::VirtualIp> balanced;
-    std::map<Ipv4Address, std::optional<Ipv4Address>> routes;
-    std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published;
-    for (const auto& [id, entry] : store_.services()) {
-      const ServiceRecord& s = entry.value;
-      if (entry.deleted || !s.ingress_vip || !has_ingress_ports(s)) continue;
-      lb::VirtualIp v;
-      v.key = s.id.substr(0, 16) + "/ingress";
-      v.vip = *s.ingress_vip;
-      v.bridge = kSandboxIngressLink;
-      // One backend per task container (a task on two of the service's
-      // networks is one task), on live nodes whose sandbox has joined.
-      std::set<std::pair<std::string, std::string>> seen;
-      for (const std::string& network_id : s.networks) {
-        for (const EndpointRecord* task : healthy_tasks(store_, s.name, network_id, alive)) {
-          const EndpointRecord& r = *task;
-          const bool local = r.node == store_.node_id();
-          if (!local && !sandbox_of.count(r.node)) continue;
-          if (!seen.insert({r.node, r.container_id}).second) continue;
-          v.backends.push_back(r.ip);
-          routes[r.ip] = local ? std::nullopt : std::optional<Ipv4Address>(sandbox_of.at(r.node));
-        }
+    kernel_.sync_peers(peers, controller_.underlay_peers());
+    std::set<std::string> ids;
+    for (const auto& [id, entry] : store_.services()) ids.insert(id);
+    for (const auto& [id, want] : published_) ids.insert(id);
+    for (const auto& [id, routes] : routes_of_) ids.insert(id);
+    for (const std::string& id : ids) program_service(id);
+    // Ports an earlier run published for services gone since.
+    if (!programmed_once_) {
+      for (const std::string& id : kernel_.published_ids()) {
+        if (published_.count(id)) continue;
+        kernel_.unpublish(id);
+        spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
       }
-      std::sort(v.backends.begin(), v.backends.end());
-      v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
-      std::vector<kernel::PublishedPort> ports;
-      for (const auto& p : s.ports) {
-        if (p.publish_mode == "ingress") ports.push_back({p.protocol, p.published, p.target, std::nullopt});
-      }
-      published[s.id] = {v.vip, ports};
-      balanced[v.key] = std::move(v);
+      programmed_once_ = true;
     }
-
-    // The sandbox: routes first (a new backend is reachable before it is chosen).
-    sandbox_->sync_routes(routes);
-    for (const auto& [key, v] : balanced) {
-      auto it = balanced_.find(key);
-      if (it != balanced_.end() && it->second == v) continue;
-      sandbox_->balancer().upsert(v);
-      spdlog::info("routing mesh: VIP {} balanced over {} task(s)", v.vip.str(), v.backends.size());
-    }
-    for (const auto& [key, v] : balanced_) {
-      if (!balanced.count(key)) sandbox_->balancer().remove(key);
-    }
-    balanced_ = std::move(balanced);
-
-    // The host: every ingress port on every address of this node.
-    const bool first = published_.empty();
-    for (const auto& [id, want] : published) {
-      auto it = published_.find(id);
-      if (it != published_.end() && it->second == want) continue;
-      try {
-        host_rules_.replace(id, want.first, want.second);
-        std::string list;
-        for (const auto& p : want.second) {
-          list += " " + p.protocol + "/" + std::to_string(p.host_port) + "->" + std::to_string(p.container_port);
-        }
-        spdlog::info("routing mesh: published on this node:{} (VIP {})", list, want.first.str());
-      } catch (const Error& e) {
-        spdlog::error("routing mesh: service {}: {}", id.substr(0, 12), e.what());
-      }
-    }
-    std::set<std::string> stale;
-    for (const auto& [id, want] : published_) {
-      if (!published.count(id)) stale.insert(id);
-    }
-    if (first) {
-      for (const std::string& id : host_rules_.ids()) {
-        if (!published.count(id)) stale.insert(id);
-      }
-    }
-    for (const std::string& id : stale) {
-      host_rules_.remove(id);
-      spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
-    }
-    published_ = std::move(published);
   } catch (const std::exception& e) {
     spdlog::error("routing mesh: {}", e.what());
   }
+}
+
+RoutingMesh::Wanted RoutingMesh::wanted(const std::string& id) const {
+  Wanted w;
+  auto it = store_.services().find(id);
+  if (it == store_.services().end() || it->second.deleted) return w;
+  const ServiceRecord& s = it->second.value;
+  if (!s.ingress_vip || !has_ingress_ports(s)) return w;
+  const Liveness alive = [this](const std::string& node) { return controller_.is_alive(node); };
+  lb::VirtualIp v;
+  v.key = balanced_key(s.id);
+  v.vip = *s.ingress_vip;
+  v.bridge = kSandboxIngressLink;
+  // One backend per task container (a task on two of the service's
+  // networks is one task), on live nodes whose sandbox has joined.
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const std::string& network_id : s.networks) {
+    for (const EndpointRecord* task : healthy_tasks(store_, s.name, network_id, alive)) {
+      const EndpointRecord& r = *task;
+      const bool local = r.node == store_.node_id();
+      auto sandbox = sandbox_of_.find(r.node);
+      if (!local && sandbox == sandbox_of_.end()) continue;
+      if (!seen.insert({r.node, r.container_id}).second) continue;
+      v.backends.push_back(r.ip);
+      w.routes[r.ip] = local ? std::nullopt : std::optional<Ipv4Address>(sandbox->second);
+    }
+  }
+  std::sort(v.backends.begin(), v.backends.end());
+  v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
+  std::vector<kernel::PublishedPort> ports;
+  for (const auto& p : s.ports) {
+    if (p.publish_mode == "ingress") ports.push_back({p.protocol, p.published, p.target, std::nullopt});
+  }
+  w.published.emplace(v.vip, std::move(ports));
+  w.vip = std::move(v);
+  return w;
+}
+
+void RoutingMesh::program_service(const std::string& id) {
+  const Wanted w = wanted(id);
+  // Routes first: a new backend is reachable before it is chosen.
+  for (const auto& [task, via] : w.routes) {
+    kernel_.set_route(task, via);
+    auto& old = routes_of_[id];
+    if (old.emplace(task, via).second) ++route_users_[task];
+  }
+  const std::string key = balanced_key(id);
+  if (w.vip) {
+    auto it = balanced_.find(key);
+    if (it == balanced_.end() || it->second != *w.vip) {
+      kernel_.balancer().upsert(*w.vip);
+      spdlog::info("routing mesh: VIP {} balanced over {} task(s)", w.vip->vip.str(), w.vip->backends.size());
+      balanced_[key] = *w.vip;
+    }
+  } else if (balanced_.erase(key)) {
+    kernel_.balancer().remove(key);
+  }
+  // The host: the service's ingress ports on every address of this node.
+  if (w.published) {
+    auto it = published_.find(id);
+    if (it == published_.end() || it->second != *w.published) {
+      try {
+        kernel_.publish(id, w.published->first, w.published->second);
+        std::string list;
+        for (const auto& p : w.published->second) {
+          list += " " + p.protocol + "/" + std::to_string(p.host_port) + "->" + std::to_string(p.container_port);
+        }
+        spdlog::info("routing mesh: published on this node:{} (VIP {})", list, w.published->first.str());
+      } catch (const Error& e) {
+        spdlog::error("routing mesh: service {}: {}", id.substr(0, 12), e.what());
+      }
+      published_[id] = *w.published;
+    }
+  } else if (published_.erase(id)) {
+    kernel_.unpublish(id);
+    spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
+  }
+  // Routes no longer needed by this service, and by no other.
+  auto old = routes_of_.find(id);
+  if (old == routes_of_.end()) return;
+  for (auto r = old->second.begin(); r != old->second.end();) {
+    auto want = w.routes.find(r->first);
+    if (want != w.routes.end()) {
+      r->second = want->second;
+      ++r;
+      continue;
+    }
+    auto users = route_users_.find(r->first);
+    if (users != route_users_.end() && --users->second == 0) {
+      route_users_.erase(users);
+      kernel_.remove_route(r->first);
+    }
+    r = old->second.erase(r);
+  }
+  if (old->second.empty()) routes_of_.erase(old);
 }
 
 }  // namespace swarmnet::daemon

@@ -2,7 +2,8 @@
 // port of every service, on all of its addresses, whether or not it runs a
 // task, and balances each request across the service's healthy tasks on all
 // live nodes, over the ingress network. The kernel side is
-// daemon/ingress_sandbox.hpp; this class keeps it in line with the
+// daemon/mesh_kernel.hpp (the sandbox of daemon/ingress_sandbox.hpp and
+// the host's ingress ports); this class keeps it in line with the
 // replicated tables:
 //   - the node joins the ingress network (made by `cluster init`): an
 //     endpoint "ingress-sandbox" of this node, reserved through the cluster
@@ -14,8 +15,10 @@
 //     VIP with the service's healthy tasks on live nodes that have joined;
 //   - in the sandbox, one route per task: to its node's sandbox, and per
 //     other node the way back for the replies of what it balanced.
-// Any change of services, endpoints or membership recomputes all of it and
-// changes only what differs.
+// What a change recomputes: a service's change or one of its tasks', that
+// service (every service of its name); a change of the membership, of the
+// networks or of a node's sandbox (which nodes can take requests), every
+// service. Only what differs reaches the kernel.
 #pragma once
 
 #include <map>
@@ -26,20 +29,17 @@
 #include <vector>
 
 #include "daemon/controller.hpp"
-#include "daemon/ingress_sandbox.hpp"
+#include "daemon/mesh_kernel.hpp"
 #include "daemon/store.hpp"
-#include "kernel/published_ports.hpp"
 
 namespace swarmnet::daemon {
-
-inline constexpr const char* kIngressPortOwner = "ingress";
 
 class RoutingMesh {
  public:
   // keep_client_address: tasks see the outside client's address (false:
   // the balancing sandbox's, as in swarm; see ingress_sandbox.hpp).
-  RoutingMesh(Store& store, Controller& controller, Ipv4Prefix gateway_subnet, std::string lb_backend,
-              bool keep_client_address);
+  RoutingMesh(Store& store, Controller& controller, MeshKernel& kernel, Ipv4Prefix gateway_subnet,
+              std::string lb_backend, bool keep_client_address);
   ~RoutingMesh();
   RoutingMesh(const RoutingMesh&) = delete;
   RoutingMesh& operator=(const RoutingMesh&) = delete;
@@ -50,7 +50,7 @@ class RoutingMesh {
 
   // What the mesh holds on this node now (for metrics): whether its sandbox
   // has joined, the balanced VIPs in the sandbox, and the published ports.
-  bool joined() const { return sandbox_ != nullptr; }
+  bool joined() const { return kernel_.has_sandbox(); }
   const std::map<std::string, lb::VirtualIp>& balanced() const { return balanced_; }
   std::vector<kernel::PublishedPort> published_ports() const {
     std::vector<kernel::PublishedPort> all;
@@ -59,20 +59,35 @@ class RoutingMesh {
   }
 
  private:
+  // What one service asks of the kernel.
+  struct Wanted {
+    std::optional<lb::VirtualIp> vip;  // in the sandbox's balancer
+    std::map<Ipv4Address, std::optional<Ipv4Address>> routes;  // task -> its node's sandbox
+    std::optional<std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published;  // on the host
+  };
   void on_change(const Change& c);
   bool join();
-  void program();
+  // Every service, after the nodes that can take requests changed.
+  void program_all();
+  void program_service(const std::string& id);
+  Wanted wanted(const std::string& id) const;
+  // The sandboxes' addresses on the ingress network, by node.
+  void read_sandboxes();
 
   Store& store_;
   Controller& controller_;
+  MeshKernel& kernel_;
   Ipv4Prefix gateway_subnet_;
   std::string lb_backend_;
   bool keep_client_address_;
   ChangeFeed::Subscription subscription_;
   bool join_failed_ = false;
-  std::unique_ptr<IngressSandbox> sandbox_;
-  kernel::PublishedPorts host_rules_{kIngressPortOwner};
+  bool programmed_once_ = false;  // the host's ports of earlier runs are reconciled
+  std::map<std::string, Ipv4Address> sandbox_of_;  // node id -> its sandbox's address
+  std::map<std::string, std::string> service_of_;  // endpoint key -> the service it is a task of
   std::map<std::string, lb::VirtualIp> balanced_;  // in the sandbox, by key
+  std::map<std::string, std::map<Ipv4Address, std::optional<Ipv4Address>>> routes_of_;  // by service id
+  std::map<Ipv4Address, size_t> route_users_;  // services whose task has this address
   std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published_;  // by service id
 };
 

@@ -12,7 +12,9 @@
 #include "daemon/load_balancing.hpp"
 #include "daemon/services.hpp"
 #include "daemon/store.hpp"
+#include "support/fake_balancer.hpp"
 #include "support/fake_dataplane.hpp"
+#include "support/tasks.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace swarmnet;
@@ -20,40 +22,7 @@ namespace json = boost::json;
 
 namespace {
 
-// Holds what it was told, as the kernel would.
-class FakeBalancer : public lb::Balancer {
- public:
-  std::string_view name() const override { return "fake"; }
-  void upsert(const lb::VirtualIp& vip) override {
-    vips[vip.key] = vip;
-    ++upserts;
-  }
-  void remove(const std::string& key) override { vips.erase(key); }
-  void sync(const std::vector<lb::VirtualIp>& all) override {
-    vips.clear();
-    for (const auto& v : all) vips[v.key] = v;
-  }
-  std::vector<lb::VirtualIp> read_kernel_state() override {
-    std::vector<lb::VirtualIp> out;
-    for (const auto& [k, v] : vips) out.push_back(v);
-    return out;
-  }
-  void clear() override { vips.clear(); }
-
-  // The backends of the VIP at this address; nullopt: no such VIP programmed.
-  std::optional<std::set<std::string>> backends_of(const std::string& vip) const {
-    for (const auto& [k, v] : vips) {
-      if (v.vip.str() != vip) continue;
-      std::set<std::string> out;
-      for (const auto& b : v.backends) out.insert(b.str());
-      return out;
-    }
-    return std::nullopt;
-  }
-
-  std::map<std::string, lb::VirtualIp> vips;
-  size_t upserts = 0;
-};
+using swarmnet::testing::FakeBalancer;
 
 // POST /v1/services with this body, decoded as the API decodes it; the
 // reply as the API encodes it.
@@ -61,15 +30,8 @@ json::value create_service_json(daemon::Services& services, const std::string& b
   return json::value_from(services.create(json::value_to<api::ServiceCreate>(json::parse(body))));
 }
 
-constexpr const char* kOtherNode = "0123456789abcdef0123456789abcdef";
-
-// The cluster as the controller sees it: every node alive but those in `dead`.
-class FakeMembership : public daemon::Membership {
- public:
-  bool is_alive(const std::string& node_id) const override { return !dead.count(node_id); }
-  std::optional<Ipv4Address> address_of(const std::string&) const override { return Ipv4Address::parse("192.168.0.2"); }
-  std::set<std::string> dead;
-};
+using swarmnet::testing::FakeMembership;
+using swarmnet::testing::kOtherNode;
 
 struct Fixture {
   testing::TempDir dir;
@@ -103,30 +65,13 @@ struct Fixture {
     return json::value_to<std::string>(
         create_service_json(services, R"({"name":")" + name + R"(","networks":["front"]})").at("vips").at("front"));
   }
-  // A container of this host, as the CNI plugin adds it.
   std::string local_task(const std::string& container, const std::string& service) {
-    api::EndpointCreate req;
-    req.container_id = container;
-    req.ifname = "eth0";
-    req.service = service;
-    return controller.create_endpoint("front", req).first.address.address().str();
+    return testing::add_local_task(controller, "front", container, service);
   }
-  // A task of another node, as gossip brings it.
   daemon::EndpointRecord remote_task(const std::string& container, const std::string& ip, const std::string& service) {
-    daemon::EndpointRecord r;
-    r.id = "ep-" + container;
-    r.network_id = network_id;
-    r.node = kOtherNode;
-    r.container_id = container;
-    r.ifname = "eth0";
-    r.ip = Ipv4Address::parse(ip);
-    r.service = service;
-    store.put(r);
-    return r;
+    return testing::put_remote_task(store, network_id, container, ip, service);
   }
-  void node_changed(const std::string& status) {
-    store.feed().publish(daemon::Change::membership(daemon::MemberChange{kOtherNode, "host2", "192.168.0.2", status, ""}));
-  }
+  void node_changed(const std::string& status) { testing::publish_other_node(store, status); }
 };
 
 using Backends = std::optional<std::set<std::string>>;

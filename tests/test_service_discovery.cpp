@@ -12,6 +12,7 @@
 #include "daemon/services.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_dataplane.hpp"
+#include "support/tasks.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace swarmnet;
@@ -25,7 +26,7 @@ json::value create_service_json(daemon::Services& services, const std::string& b
   return json::value_from(services.create(json::value_to<api::ServiceCreate>(json::parse(body))));
 }
 
-constexpr const char* kOtherNode = "0123456789abcdef0123456789abcdef";
+using swarmnet::testing::kOtherNode;
 
 struct Fixture {
   testing::TempDir dir;
@@ -48,29 +49,12 @@ struct Fixture {
     network_id = controller.create_network(front).id;
   }
   std::string local_task(const std::string& container, const std::string& service) {
-    api::EndpointCreate req;
-    req.container_id = container;
-    req.ifname = "eth0";
-    req.name = container;
-    req.service = service;
-    return controller.create_endpoint("front", req).first.address.address().str();
+    return testing::add_local_task(controller, "front", container, service);
   }
   daemon::EndpointRecord remote_task(const std::string& container, const std::string& ip, const std::string& service) {
-    daemon::EndpointRecord r;
-    r.id = "ep-" + container;
-    r.network_id = network_id;
-    r.node = kOtherNode;
-    r.container_id = container;
-    r.name = container;
-    r.ifname = "eth0";
-    r.ip = Ipv4Address::parse(ip);
-    r.service = service;
-    store.put(r);
-    return r;
+    return testing::put_remote_task(store, network_id, container, ip, service);
   }
-  void node_changed(const std::string& status) {
-    store.feed().publish(daemon::Change::membership(daemon::MemberChange{kOtherNode, "host2", "192.168.0.2", status, ""}));
-  }
+  void node_changed(const std::string& status) { testing::publish_other_node(store, status); }
   // The addresses `name.front` resolves to.
   std::set<std::string> resolve(const std::string& name) const {
     std::set<std::string> out;

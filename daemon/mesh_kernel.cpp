@@ -1,0 +1,42 @@
+#include "daemon/mesh_kernel.hpp"
+
+#include "common/error.hpp"
+
+namespace swarmnet::daemon {
+
+namespace {
+
+class LinuxMeshKernel final : public MeshKernel {
+ public:
+  void build_sandbox(const IngressSandboxConfig& config) override {
+    sandbox_ = std::make_unique<IngressSandbox>(config);
+  }
+  bool has_sandbox() const override { return sandbox_ != nullptr; }
+  void sync_peers(const std::map<Ipv4Address, std::string>& sandboxes,
+                  const std::vector<Ipv4Address>& members) override {
+    sandbox().sync_peers(sandboxes, members);
+  }
+  void set_route(Ipv4Address task, std::optional<Ipv4Address> via) override { sandbox().set_route(task, via); }
+  void remove_route(Ipv4Address task) override { sandbox().remove_route(task); }
+  lb::Balancer& balancer() override { return sandbox().balancer(); }
+  void publish(const std::string& service_id, Ipv4Address vip,
+               const std::vector<kernel::PublishedPort>& ports) override {
+    host_rules_.replace(service_id, vip, ports);
+  }
+  void unpublish(const std::string& service_id) override { host_rules_.remove(service_id); }
+  std::set<std::string> published_ids() override { return host_rules_.ids(); }
+
+ private:
+  IngressSandbox& sandbox() {
+    if (!sandbox_) throw Error(Errc::internal, "the ingress sandbox is not built");
+    return *sandbox_;
+  }
+  std::unique_ptr<IngressSandbox> sandbox_;
+  kernel::PublishedPorts host_rules_{kIngressPortOwner};
+};
+
+}  // namespace
+
+std::unique_ptr<MeshKernel> make_linux_mesh_kernel() { return std::make_unique<LinuxMeshKernel>(); }
+
+}  // namespace swarmnet::daemon

@@ -1,0 +1,245 @@
+// RoutingMesh against a fake of its kernel side (daemon/mesh_kernel.hpp):
+// what a user of the mesh would find programmed on this node as services
+// publish ports, tasks come and go on this node and others, nodes' sandboxes
+// join and nodes die. The sandbox and the host's rules are tested for real
+// in integration/test_cluster_ingress.sh and test_mesh_*.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <set>
+
+#include "daemon/controller.hpp"
+#include "daemon/mesh_kernel.hpp"
+#include "daemon/routing_mesh.hpp"
+#include "daemon/services.hpp"
+#include "daemon/store.hpp"
+#include "support/fake_balancer.hpp"
+#include "support/fake_dataplane.hpp"
+#include "support/tasks.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace swarmnet;
+namespace json = boost::json;
+using swarmnet::testing::FakeBalancer;
+
+namespace {
+
+using swarmnet::testing::FakeMembership;
+using swarmnet::testing::kOtherNode;
+
+class FakeMeshKernel : public daemon::MeshKernel {
+ public:
+  void build_sandbox(const daemon::IngressSandboxConfig& c) override { config = c; }
+  bool has_sandbox() const override { return config.has_value(); }
+  void sync_peers(const std::map<Ipv4Address, std::string>& sandboxes, const std::vector<Ipv4Address>&) override {
+    peers = sandboxes;
+  }
+  void set_route(Ipv4Address task, std::optional<Ipv4Address> via) override {
+    routes[task.str()] = via ? via->str() : "this node";
+  }
+  void remove_route(Ipv4Address task) override { routes.erase(task.str()); }
+  lb::Balancer& balancer() override { return sandbox_balancer; }
+  void publish(const std::string& id, Ipv4Address vip, const std::vector<kernel::PublishedPort>& ports) override {
+    std::string text = vip.str();
+    for (const auto& p : ports) text += " " + p.protocol + "/" + std::to_string(p.host_port) + "->" + std::to_string(p.container_port);
+    published[id] = text;
+    ++publishes;
+  }
+  void unpublish(const std::string& id) override { published.erase(id); }
+  std::set<std::string> published_ids() override {
+    std::set<std::string> ids;
+    for (const auto& [id, text] : published) ids.insert(id);
+    return ids;
+  }
+
+  std::optional<daemon::IngressSandboxConfig> config;
+  std::map<Ipv4Address, std::string> peers;
+  std::map<std::string, std::string> routes;     // task -> its node's sandbox, or "this node"
+  std::map<std::string, std::string> published;  // service id -> "VIP tcp/8080->80 ..."
+  size_t publishes = 0;
+  FakeBalancer sandbox_balancer;
+};
+
+struct Fixture {
+  testing::TempDir dir;
+  testing::FakeDataplane dataplane;
+  daemon::Store store{dir.path()};
+  daemon::Controller controller{store, dataplane, "host1"};
+  daemon::Services services{store, controller};
+  FakeMembership membership;
+  FakeMeshKernel kernel;
+  std::optional<daemon::RoutingMesh> mesh;
+  std::string ingress_id, front_id;
+
+  Fixture() {
+    controller.set_membership(&membership, nullptr, Ipv4Address::parse("192.168.0.1"));
+    api::NetworkCreate ingress;
+    ingress.name = "ingress";
+    ingress.subnet = Ipv4Prefix::parse("10.255.0.0/16");
+    ingress.ingress = true;
+    ingress_id = controller.create_network(ingress).id;
+    api::NetworkCreate front;
+    front.name = "front";
+    front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
+    front_id = controller.create_network(front).id;
+  }
+  void start() {
+    mesh.emplace(store, controller, kernel, Ipv4Prefix::parse("172.29.0.0/24"), "nftables", true);
+    mesh->start();
+  }
+  // A service on "front" publishing `published`->80 in ingress mode: its id
+  // and its VIP on the ingress network.
+  std::pair<std::string, std::string> create_service(const std::string& name, int published) {
+    const auto body = R"({"name":")" + name + R"(","networks":["front"],"ports":[{"target":80,"published":)" +
+                      std::to_string(published) + "}]}";
+    services.create(json::value_to<api::ServiceCreate>(json::parse(body)));
+    const daemon::ServiceRecord* s = store.find_service_by_name(name);
+    REQUIRE(s);
+    REQUIRE(s->ingress_vip);
+    return {s->id, s->ingress_vip->str()};
+  }
+  std::string local_task(const std::string& container, const std::string& service) {
+    return testing::add_local_task(controller, "front", container, service);
+  }
+  daemon::EndpointRecord remote_task(const std::string& container, const std::string& ip, const std::string& service,
+                                     const std::string& node = kOtherNode) {
+    return testing::put_remote_task(store, front_id, container, ip, service, node);
+  }
+  // The other node's sandbox joins the ingress network, as gossip brings it.
+  void remote_sandbox(const std::string& ip) {
+    daemon::EndpointRecord r;
+    r.id = "ep-sandbox";
+    r.network_id = ingress_id;
+    r.node = kOtherNode;
+    r.container_id = daemon::kSandboxContainerId;
+    r.ifname = daemon::kSandboxIngressLink;
+    r.owner = api::kOwnerSandbox;
+    r.ip = Ipv4Address::parse(ip);
+    r.mac = "02:42:0a:ff:00:c8";
+    store.put(r);
+  }
+  void node_changed(const std::string& status) { testing::publish_other_node(store, status); }
+  std::optional<std::set<std::string>> backends(const std::string& vip) const {
+    return kernel.sandbox_balancer.backends_of(vip);
+  }
+};
+
+using Backends = std::optional<std::set<std::string>>;
+using Routes = std::map<std::string, std::string>;
+
+}  // namespace
+
+TEST_CASE("mesh: a published port answers on this node and balances over the tasks of every node with a sandbox",
+          "[mesh]") {
+  Fixture f;
+  f.start();
+  REQUIRE(f.kernel.has_sandbox());  // this node joined the ingress network
+  const auto [id, vip] = f.create_service("web", 8080);
+  CHECK(f.kernel.published == std::map<std::string, std::string>{{id, vip + " tcp/8080->80"}});
+  const std::string w1 = f.local_task("w1", "web");
+  f.remote_sandbox("10.255.0.200");
+  f.remote_task("w2", "10.1.0.200", "web");
+  CHECK(f.backends(vip) == Backends({{w1, "10.1.0.200"}}));
+  // A local task back over gw0, a remote one through its node's sandbox,
+  // whose replies find their way back by its MAC.
+  CHECK(f.kernel.routes == Routes{{w1, "this node"}, {"10.1.0.200", "10.255.0.200"}});
+  CHECK(f.kernel.peers == std::map<Ipv4Address, std::string>{{Ipv4Address::parse("10.255.0.200"), "02:42:0a:ff:00:c8"}});
+}
+
+TEST_CASE("mesh: a node's tasks get requests only once its sandbox has joined", "[mesh]") {
+  Fixture f;
+  f.start();
+  const auto [id, vip] = f.create_service("web", 8080);
+  f.remote_task("w2", "10.1.0.200", "web");
+  CHECK(f.backends(vip) == Backends(std::set<std::string>{}));  // nowhere to send them yet
+  CHECK(f.kernel.routes.empty());
+  f.remote_sandbox("10.255.0.200");
+  CHECK(f.backends(vip) == Backends({{"10.1.0.200"}}));
+  CHECK(f.kernel.routes == Routes{{"10.1.0.200", "10.255.0.200"}});
+}
+
+TEST_CASE("mesh: a dead node's tasks leave the VIP with their routes, and come back with the node", "[mesh]") {
+  Fixture f;
+  f.start();
+  const auto [id, vip] = f.create_service("web", 8080);
+  const std::string w1 = f.local_task("w1", "web");
+  f.remote_sandbox("10.255.0.200");
+  f.remote_task("w2", "10.1.0.200", "web");
+  REQUIRE(f.backends(vip) == Backends({{w1, "10.1.0.200"}}));
+
+  f.membership.dead.insert(kOtherNode);
+  f.node_changed("dead");
+  CHECK(f.backends(vip) == Backends({{w1}}));
+  CHECK(f.kernel.routes == Routes{{w1, "this node"}});
+
+  f.membership.dead.clear();
+  f.node_changed("alive");
+  CHECK(f.backends(vip) == Backends({{w1, "10.1.0.200"}}));
+  CHECK(f.kernel.routes.count("10.1.0.200"));
+}
+
+TEST_CASE("mesh: a task's change recomputes only its own service", "[mesh]") {
+  Fixture f;
+  f.start();
+  const auto [web, web_vip] = f.create_service("web", 8080);
+  const auto [api, api_vip] = f.create_service("api", 8081);
+  f.remote_sandbox("10.255.0.200");
+  // api's task is on a third node (whose sandbox has joined too).
+  constexpr const char* kThirdNode = "fedcba9876543210fedcba9876543210";
+  daemon::EndpointRecord sandbox3 = *f.store.find_endpoint(
+      daemon::endpoint_key(f.ingress_id, kOtherNode, daemon::kSandboxContainerId, daemon::kSandboxIngressLink));
+  sandbox3.node = kThirdNode;
+  sandbox3.ip = Ipv4Address::parse("10.255.0.201");
+  f.store.put(sandbox3);
+  f.remote_task("a1", "10.1.0.201", "api", kThirdNode);
+  REQUIRE(f.backends(api_vip) == Backends({{"10.1.0.201"}}));
+  const size_t upserts = f.kernel.sandbox_balancer.upserts, publishes = f.kernel.publishes;
+  const int asked_about_api_task = f.membership.asked[kThirdNode];
+  f.remote_task("w2", "10.1.0.200", "web");
+  CHECK(f.backends(web_vip) == Backends({{"10.1.0.200"}}));
+  CHECK(f.kernel.sandbox_balancer.upserts == upserts + 1);  // web's VIP, not api's
+  CHECK(f.kernel.publishes == publishes);                   // the ports did not change
+  // api's tasks were not weighed again: nothing asked about their node.
+  CHECK(f.membership.asked[kThirdNode] == asked_about_api_task);
+}
+
+TEST_CASE("mesh: a task moving to another service leaves the old VIP, and a removed one frees its route", "[mesh]") {
+  Fixture f;
+  f.start();
+  const auto [web, web_vip] = f.create_service("web", 8080);
+  const auto [api, api_vip] = f.create_service("api", 8081);
+  f.remote_sandbox("10.255.0.200");
+  auto w2 = f.remote_task("w2", "10.1.0.200", "web");
+  REQUIRE(f.backends(web_vip) == Backends({{"10.1.0.200"}}));
+  w2.service = "api";
+  f.store.put(w2);
+  CHECK(f.backends(web_vip) == Backends(std::set<std::string>{}));
+  CHECK(f.backends(api_vip) == Backends({{"10.1.0.200"}}));
+  CHECK(f.kernel.routes == Routes{{"10.1.0.200", "10.255.0.200"}});
+  f.store.erase_endpoint(daemon::endpoint_key(f.front_id, kOtherNode, "w2", "eth0"));
+  CHECK(f.backends(api_vip) == Backends(std::set<std::string>{}));
+  CHECK(f.kernel.routes.empty());
+}
+
+TEST_CASE("mesh: a removed service closes its ports and frees its VIP", "[mesh]") {
+  Fixture f;
+  f.start();
+  const auto [web, web_vip] = f.create_service("web", 8080);
+  const auto [api, api_vip] = f.create_service("api", 8081);
+  f.local_task("w1", "web");
+  REQUIRE(f.kernel.published.count(web));  // control: open before
+  f.services.remove("web");
+  CHECK_FALSE(f.kernel.published.count(web));
+  CHECK_FALSE(f.backends(web_vip));
+  CHECK(f.kernel.routes.empty());
+  CHECK(f.kernel.published.count(api));
+}
+
+TEST_CASE("mesh: ports an earlier run published for a service gone since are closed at start", "[mesh]") {
+  Fixture f;
+  f.kernel.published["0123456789abcdef-gone"] = "10.255.0.9 tcp/8080->80";
+  const auto [web, web_vip] = f.create_service("web", 8081);
+  f.start();
+  CHECK(f.kernel.published == std::map<std::string, std::string>{{web, web_vip + " tcp/8081->80"}});
+}
