@@ -11,7 +11,10 @@
 // p50/p99 per size, the ratio between the largest and the smallest size
 // (goal: under 5 ms p99, growing at most 1.5x from 1,000 to 10,000 tasks),
 // the time to fill, and swarmnetd's resident memory per endpoint (goal: at
-// most 1 kB). Root. Env-free; see --help.
+// most 1 kB). With --ingress, the daemon is the node of a cluster of one
+// (`cluster init` on its loopback) and every service publishes a port in
+// ingress mode, so the routing mesh programs each change too. Root.
+// Env-free; see --help.
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -82,6 +86,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes = {1000, 10000};
   int samples = 50;
   double max_fill_s = 900;
+  bool ingress = false;
   app.add_option("--bin-dir", bin_dir, "Where swarmnetd is")->capture_default_str();
   app.add_option("--services", services, "Services (a VIP each) the tasks spread over")->capture_default_str();
   app.add_option("--tasks", sizes, "Numbers of tasks to measure at, ascending (e.g. 1000,10000)")
@@ -89,6 +94,9 @@ int main(int argc, char** argv) {
   app.add_option("--samples", samples, "Task additions and removals timed at each size")->capture_default_str();
   app.add_option("--max-fill-s", max_fill_s, "Give up filling to the next size after this long")
       ->capture_default_str();
+  app.add_flag("--ingress", ingress,
+               "A cluster of one, every service publishing a port in ingress mode (the routing mesh programs each "
+               "change)");
   CLI11_PARSE(app, argc, argv);
   if (geteuid() != 0) {
     std::cerr << "change_cost: needs root (swarmnetd runs in a network namespace of its own)\n";
@@ -112,6 +120,8 @@ int main(int argc, char** argv) {
     // nftables balancer go away with the process.
     if (unshare(CLONE_NEWNET) != 0) _exit(126);
     prctl(PR_SET_PDEATHSIG, SIGTERM);  // it goes with the bench, also when that is interrupted
+    // Its loopback up: a cluster's gossip listens there (--ingress).
+    if (std::system("ip link set lo up") != 0) _exit(125);
     execl((bin_dir + "/swarmnetd").c_str(), "swarmnetd", "--state-dir", (tmp / "state").c_str(), "--api-socket",
           socket.c_str(), "--log-level", "warn", nullptr);
     _exit(127);
@@ -129,13 +139,19 @@ int main(int argc, char** argv) {
   try {
     swarmnet::ApiClient client(socket, std::chrono::seconds(120));
     for (int i = 0; i < 200 && !fs::exists(socket); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::printf("change_cost: swarmnetd pid %d, %d services, load average %s (%u CPUs)\n", daemon, services,
-                load_average().c_str(), std::thread::hardware_concurrency());
+    std::printf("change_cost: swarmnetd pid %d, %d services%s, load average %s (%u CPUs)\n", daemon, services,
+                ingress ? " publishing a port each in ingress mode" : "", load_average().c_str(),
+                std::thread::hardware_concurrency());
+    if (ingress) {
+      json::value init = {{"advertise_addr", "127.0.0.1"}};
+      client.call("POST", "/v1/cluster/init", &init);
+    }
     json::value network = {{"name", "bench"}, {"subnet", "10.200.0.0/16"}};
     client.call("POST", "/v1/networks", &network);
     const long rss_empty = rss_kb(daemon);
     for (int s = 0; s < services; ++s) {
       json::value create = {{"name", "svc" + std::to_string(s)}, {"networks", json::array{"bench"}}};
+      if (ingress) create.as_object()["ports"] = json::array{json::object{{"target", 80}, {"published", 0}}};
       client.call("POST", "/v1/services", &create);
     }
     const long rss_services = rss_kb(daemon);
@@ -198,8 +214,8 @@ int main(int argc, char** argv) {
       results.push_back(std::move(s));
     }
 
-    std::printf("\none task change in swarmnetd (%d services, VIP each, nftables balancer or none), %d samples\n",
-                services, samples);
+    std::printf("\none task change in swarmnetd (%d services, VIP each, nftables balancer or none%s), %d samples\n",
+                services, ingress ? ", routing mesh" : "", samples);
     std::printf("%10s %12s %12s %12s %12s %14s\n", "tasks", "add p50 ms", "add p99 ms", "rm p50 ms", "rm p99 ms",
                 "RSS/endpoint");
     for (const auto& s : results) {
