@@ -65,8 +65,8 @@ void RoutingMesh::on_change(const Change& c) {
         const auto& named = store_.index().services_named(e.service);
         ids.insert(named.begin(), named.end());
       }
-      for (const auto& [id, routes] : routes_of_) {
-        if (routes.count(e.ip)) ids.insert(id);
+      if (auto users = route_users_.find(e.ip); users != route_users_.end()) {
+        ids.insert(users->second.begin(), users->second.end());
       }
       for (const auto& id : ids) program_service(id);
     }
@@ -207,7 +207,7 @@ void RoutingMesh::program_service(const std::string& id) {
   for (const auto& [task, via] : w.routes) {
     kernel_.set_route(task, via);
     auto& old = routes_of_[id];
-    if (old.emplace(task, via).second) ++route_users_[task];
+    if (old.emplace(task, via).second) route_users_[task].insert(id);
   }
   const std::string key = balanced_key(id);
   if (w.vip) {
@@ -251,7 +251,7 @@ void RoutingMesh::program_service(const std::string& id) {
       continue;
     }
     auto users = route_users_.find(r->first);
-    if (users != route_users_.end() && --users->second == 0) {
+    if (users != route_users_.end() && users->second.erase(id) && users->second.empty()) {
       route_users_.erase(users);
       kernel_.remove_route(r->first);
     }

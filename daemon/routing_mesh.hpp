@@ -87,7 +87,7 @@ class RoutingMesh {
   std::map<std::string, std::string> service_of_;  // endpoint key -> the service it is a task of
   std::map<std::string, lb::VirtualIp> balanced_;  // in the sandbox, by key
   std::map<std::string, std::map<Ipv4Address, std::optional<Ipv4Address>>> routes_of_;  // by service id
-  std::map<Ipv4Address, size_t> route_users_;  // services whose task has this address
+  std::map<Ipv4Address, std::set<std::string>> route_users_;  // the services whose task has this address
   std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published_;  // by service id
 };
 
