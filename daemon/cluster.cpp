@@ -155,12 +155,11 @@ Cluster::Cluster(boost::asio::io_context& io, Store& store, Controller& controll
       state_dir_(std::move(state_dir)),
       node_name_(std::move(node_name)),
       options_(std::move(options)) {
-  push_pull_.reset(store_.replicated_entries());
-  push_pull_reaps_ = store_.reaps();
   subscription_ = store_.feed().subscribe(Stage::replication, [this](const Change& c) {
-    if (c.kind != Change::Kind::entry || c.is(TableId::cursors)) return;
+    // Out of a cluster nothing is sent: the push/pull copy is made at start().
+    if (!node_ || c.kind != Change::Kind::entry || c.is(TableId::cursors)) return;
     push_pull_.put(c.table, c.key, store_.replicated_entry(c.table, c.key));
-    if (c.local && node_) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*c.local}}});
+    if (c.local) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*c.local}}});
   });
 }
 
@@ -242,8 +241,7 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
   keyring_taken_at_ = std::chrono::steady_clock::now();
-  // The copy push/pull reads: fresh (tombstones reaped while out of a
-  // cluster are gone), with this node's records.
+  // The copy push/pull reads, made now (kept only while in a cluster).
   push_pull_.reset(store_.replicated_entries());
   push_pull_reaps_ = store_.reaps();
   node_ = std::make_unique<gossip::NodeThread>(options_.gossip, store_.node_id(), node_name_,
@@ -473,6 +471,7 @@ void Cluster::stop() {
   housekeeping_timer_.reset();
   ++gossip_epoch_;  // what it posted and did not run yet is dropped
   if (node_) node_->stop();
+  push_pull_.reset({});  // nobody asks for it any more
   // A node on the daemon's io_context (ClusterOptions::gossip_thread false)
   // may still have completions queued there that refer to it (and to its
   // keyring): it is destroyed only with the Cluster, after the io_context

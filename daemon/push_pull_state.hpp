@@ -26,7 +26,8 @@ class PushPullState {
   // One entry's line as the store has it (Store::replicated_entry); nullopt:
   // the store holds no such key any more.
   void put(TableId table, const std::string& key, const std::optional<boost::json::value>& line);
-  // Every entry at once (after a compaction dropped tombstones unseen).
+  // Every entry at once (on joining a cluster, and after a compaction
+  // dropped tombstones unseen).
   void reset(const std::vector<boost::json::value>& lines);
   // The fields beside "entries" (keyring, address_pools, nodes).
   void set_records(const boost::json::object& records);
