@@ -120,32 +120,24 @@ bool RoutingMesh::join() {
   return kernel_.has_sandbox();
 }
 
-void RoutingMesh::read_sandboxes() {
+std::map<Ipv4Address, std::string> RoutingMesh::read_sandboxes() {
   sandbox_of_.clear();
+  std::map<Ipv4Address, std::string> peers;
   const NetworkRecord* ingress = store_.find_ingress_network();
-  if (!ingress) return;
+  if (!ingress) return peers;
   for (const std::string& key : store_.index().endpoints_on_network(ingress->id)) {
     const EndpointRecord* e = store_.find_endpoint(key);
-    if (e && e->container_id == kSandboxContainerId) sandbox_of_[e->node] = e->ip;
+    if (!e || e->container_id != kSandboxContainerId) continue;
+    sandbox_of_[e->node] = e->ip;
+    if (e->node != store_.node_id()) peers[e->ip] = e->mac;
   }
+  return peers;
 }
 
 void RoutingMesh::program_all() {
   if (!kernel_.has_sandbox()) return;
   try {
-    read_sandboxes();
-    // The other nodes' sandboxes with their MACs (for the replies of what
-    // they balance).
-    std::map<Ipv4Address, std::string> peers;
-    for (const auto& [node, address] : sandbox_of_) {
-      if (node == store_.node_id()) continue;
-      const NetworkRecord* ingress = store_.find_ingress_network();
-      const EndpointRecord* e = ingress ? store_.find_endpoint(endpoint_key(ingress->id, node, kSandboxContainerId,
-                                                                            kSandboxIngressLink))
-                                        : nullptr;
-      if (e) peers[address] = e->mac;
-    }
-    kernel_.sync_peers(peers, controller_.underlay_peers());
+    kernel_.sync_peers(read_sandboxes(), controller_.underlay_peers());
     std::set<std::string> ids;
     for (const auto& [id, entry] : store_.services()) ids.insert(id);
     for (const auto& [id, want] : published_) ids.insert(id);

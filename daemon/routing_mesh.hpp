@@ -71,8 +71,10 @@ class RoutingMesh {
   void program_all();
   void program_service(const std::string& id);
   Wanted wanted(const std::string& id) const;
-  // The sandboxes' addresses on the ingress network, by node.
-  void read_sandboxes();
+  // Reads the sandboxes' addresses on the ingress network into sandbox_of_,
+  // and returns the other nodes' with their MACs (for the replies of what
+  // they balance).
+  std::map<Ipv4Address, std::string> read_sandboxes();
 
   Store& store_;
   Controller& controller_;

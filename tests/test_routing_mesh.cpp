@@ -106,12 +106,12 @@ struct Fixture {
                                      const std::string& node = kOtherNode) {
     return testing::put_remote_task(store, front_id, container, ip, service, node);
   }
-  // The other node's sandbox joins the ingress network, as gossip brings it.
-  void remote_sandbox(const std::string& ip) {
+  // A node's sandbox (the other node's unless said) joins the ingress network, as gossip brings it.
+  void remote_sandbox(const std::string& ip, const std::string& node = kOtherNode) {
     daemon::EndpointRecord r;
     r.id = "ep-sandbox";
     r.network_id = ingress_id;
-    r.node = kOtherNode;
+    r.node = node;
     r.container_id = daemon::kSandboxContainerId;
     r.ifname = daemon::kSandboxIngressLink;
     r.owner = api::kOwnerSandbox;
@@ -187,11 +187,7 @@ TEST_CASE("mesh: a task's change recomputes only its own service", "[mesh]") {
   f.remote_sandbox("10.255.0.200");
   // api's task is on a third node (whose sandbox has joined too).
   constexpr const char* kThirdNode = "fedcba9876543210fedcba9876543210";
-  daemon::EndpointRecord sandbox3 = *f.store.find_endpoint(
-      daemon::endpoint_key(f.ingress_id, kOtherNode, daemon::kSandboxContainerId, daemon::kSandboxIngressLink));
-  sandbox3.node = kThirdNode;
-  sandbox3.ip = Ipv4Address::parse("10.255.0.201");
-  f.store.put(sandbox3);
+  f.remote_sandbox("10.255.0.201", kThirdNode);
   f.remote_task("a1", "10.1.0.201", "api", kThirdNode);
   REQUIRE(f.backends(api_vip) == Backends({{"10.1.0.201"}}));
   const size_t upserts = f.kernel.sandbox_balancer.upserts, publishes = f.kernel.publishes;
