@@ -337,7 +337,6 @@ void Cluster::housekeeping() {
     push_pull_.reset(store_.replicated_entries());
     push_pull_reaps_ = store_.reaps();
   }
-  refresh_push_pull_records();
   // A dead member leaves the VXLAN filter once its reclaim time is up.
   controller_.overlay().sync_underlay_peers();
   sync_encryption();
