@@ -14,6 +14,7 @@
 #include "common/files.hpp"
 #include "common/json_fields.hpp"
 #include "daemon/encryption.hpp"
+#include "daemon/ingress/ingress.hpp"
 
 namespace swarmnet::daemon {
 
@@ -499,21 +500,11 @@ Cluster::InitResult Cluster::init(Ipv4Address advertise, std::optional<Ipv4Prefi
   }
   // Set before the ingress network is made: it may come from them.
   controller_.ipam().set_address_pools(pools.value_or(ipam::default_address_pools()));
-  if (!store_.find_ingress_network()) {
-    api::NetworkCreate ingress;
-    ingress.name = kIngressNetworkName;
-    // As swarm, whose ingress network comes from its default pool; without
-    // pools, the subnet swarmnet has always used.
-    ingress.subnet = ingress_subnet;
-    if (!ingress.subnet && !pools) ingress.subnet = Ipv4Prefix::parse(kDefaultIngressSubnet);
-    ingress.ingress = true;
-    try {
-      controller_.create_network(ingress);
-    } catch (const Error& e) {
-      controller_.ipam().set_address_pools(ipam::default_address_pools());
-      throw Error(e.code(), std::string("the routing mesh's network \"ingress\": ") + e.what() +
-                                " (choose another --ingress-subnet, or rename the network that holds the name)");
-    }
+  try {
+    create_ingress_network(controller_, store_, ingress_subnet, pools.has_value());
+  } catch (...) {
+    controller_.ipam().set_address_pools(ipam::default_address_pools());
+    throw;
   }
   pools_version_ = 1;
   key_created_unix_ = unix_now();

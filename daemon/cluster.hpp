@@ -37,10 +37,6 @@
 
 namespace swarmnet::daemon {
 
-// The routing mesh's network, made by `cluster init`.
-inline constexpr const char* kIngressNetworkName = "ingress";
-inline constexpr const char* kDefaultIngressSubnet = "10.255.0.0/16";
-
 struct ClusterOptions {
   uint16_t gossip_port = 7946;
   gossip::Config gossip;  // memberlist's LAN timings unless set
@@ -97,9 +93,9 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   // Starts a new cluster with this node alone. `pools`: where the cluster's
   // networks created without a subnet come from (swarm's defaults without);
   // Error(invalid_argument) if they are invalid or one has no subnet clear
-  // of this host's routes. Also makes the routing mesh's `ingress` network
-  // unless the tables hold one: on `ingress_subnet`, else from the given
-  // pools, else on kDefaultIngressSubnet. Nothing is started if that fails.
+  // of this host's routes. Also makes the routing mesh's network
+  // (create_ingress_network, ingress/ingress.hpp). Nothing is started if
+  // that fails.
   InitResult init(Ipv4Address advertise, std::optional<Ipv4Prefix> ingress_subnet,
                   std::optional<ipam::AddressPools> pools = std::nullopt);
   // Joins through the token's node. `done` gets an error message or nullopt.

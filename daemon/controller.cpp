@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "common/random.hpp"
 #include "common/version.hpp"
+#include "daemon/ingress/ingress.hpp"
 
 namespace swarmnet::daemon {
 
@@ -291,11 +292,7 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   check_ifname(req.ifname);
   check_names(req.name, req.aliases, req.labels);
 
-  if (network.ingress && req.container_id != kSandboxContainerId && !(req.labels.count("swarmnet.vip") && !req.attach)) {
-    throw Error(Errc::invalid_argument, "network \"" + network.name +
-                                            "\" is the routing mesh's: no container joins it (publish a "
-                                            "service's port in ingress mode instead)");
-  }
+  if (auto why = ingress_join_refusal(network, req)) throw Error(Errc::invalid_argument, *why);
   if (network.encrypted && req.attach && overlay_.encryption_missing()) {
     throw Error(Errc::unavailable, "network \"" + network.name + "\" is encrypted and this node cannot carry it: " +
                                        *overlay_.encryption_missing());
@@ -333,7 +330,7 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   e.mac = mac_for(e.ip);
   e.attach = req.attach;
   e.host_ifname = !req.attach                              ? ""
-                  : req.container_id == kSandboxContainerId ? kSandboxHostLink
+                  : req.owner == api::kOwnerSandbox         ? kSandboxHostLink
                                                             : "swv" + e.id.substr(0, 12);
   e.name = req.name;
   e.aliases = req.aliases;

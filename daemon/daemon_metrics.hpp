@@ -20,7 +20,7 @@
 #include "daemon/api_server.hpp"
 #include "daemon/cluster.hpp"
 #include "daemon/load_balancing.hpp"
-#include "daemon/routing_mesh.hpp"
+#include "daemon/ingress/routing_mesh.hpp"
 #include "daemon/store.hpp"
 #include "dns/server.hpp"
 #include "metrics/registry.hpp"

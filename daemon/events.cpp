@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "daemon/ingress/ingress.hpp"
+
 namespace swarmnet::daemon {
 
 namespace {
@@ -123,7 +125,7 @@ std::optional<StateEvents::Seen> StateEvents::describe(TableId table, const std:
     s.id = n->id;
     s.attributes = {{"name", n->name}, {"subnet", n->subnet.str()}, {"vni", std::to_string(n->vni)}};
     if (n->internal) s.attributes["internal"] = "true";
-    if (n->ingress) s.attributes["ingress"] = "true";
+    if (is_ingress_network(*n)) s.attributes["ingress"] = "true";
   } else if (table == TableId::endpoints) {
     const EndpointRecord* e = store_.find_endpoint(key);
     if (!e) return std::nullopt;

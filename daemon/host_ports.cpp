@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "daemon/ingress/ingress.hpp"
 
 namespace swarmnet::daemon {
 
@@ -118,14 +119,7 @@ std::map<std::string, std::string> HostPorts::taken_except(const EndpointRecord&
     for (const auto& p : r.host_ports) taken.emplace(port_key(p.protocol, p.published), holder_of(r));
   }
   // Ingress ports are taken on every node.
-  for (const auto& [id, e] : store_.services()) {
-    if (e.deleted) continue;
-    for (const auto& p : e.value.ports) {
-      if (p.publish_mode == "ingress" && p.published != 0) {
-        taken.emplace(port_key(p.protocol, p.published), "service " + e.value.name + " (ingress mode, every node)");
-      }
-    }
-  }
+  taken.merge(ingress_ports_taken(store_));
   return taken;
 }
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "common/log.hpp"
-#include "daemon/ingress_sandbox.hpp"
+#include "daemon/ingress/ingress.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/nftables.hpp"
 #include "lb/vip_addresses.hpp"
@@ -43,11 +43,7 @@ std::vector<std::string> stale_links(const std::vector<std::string>& links, cons
     owned.insert(e.value.host_ifname);
     owned.insert("swc" + e.value.host_ifname.substr(std::min<size_t>(3, e.value.host_ifname.size())));
   }
-  if (store.find_ingress_network()) {
-    owned.insert(kGatewayBridge);
-    owned.insert(kGatewayBridgeSandboxLink);
-    owned.insert(kSandboxHostLink);
-  }
+  for (const std::string& link : ingress_host_links(store)) owned.insert(link);
   std::vector<std::string> out;
   for (const auto& name : links) {
     if (is_swarmnet_link(name) && !owned.contains(name)) out.push_back(name);

@@ -29,14 +29,14 @@ class LinuxDataplane final : public Dataplane {
 
   void ensure_network(const NetworkRecord& n, const std::string& bridge) override {
     const bool created = nl_.ensure_bridge(bridge, n.mtu);
-    // The ingress network's bridges carry the sandboxes' traffic only: the
-    // host routes that subnet into its sandbox (ingress_sandbox.hpp).
-    if (!n.ingress) nl_.add_address(bridge, Ipv4Prefix(n.gateway, n.subnet.length()));
+    // A network without containers (the routing mesh's) carries the
+    // sandboxes' traffic only: the host routes that subnet into its sandbox.
+    if (n.carries_containers()) nl_.add_address(bridge, Ipv4Prefix(n.gateway, n.subnet.length()));
     // localhost:PUBLISHED in host mode: DNATed to a container, the packet
     // leaves through this bridge from 127.0.0.1 until it is masqueraded.
     // What that opens (packets to 127.0.0.0/8 coming in by the bridge) the
     // firewall's chain localnet closes.
-    if (!n.ingress) kernel::write_sysctl("net/ipv4/conf/" + bridge + "/route_localnet", "1");
+    if (n.carries_containers()) kernel::write_sysctl("net/ipv4/conf/" + bridge + "/route_localnet", "1");
     if (created) {
       spdlog::info("network {}: bridge {} created with gateway {}/{} mtu {}", n.name, bridge,
                    n.gateway.str(), n.subnet.length(), n.mtu);

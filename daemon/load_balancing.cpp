@@ -202,7 +202,7 @@ void LoadBalancing::sync_node_address(const std::string& network_id) {
   const bool remote = !store_.index().remote_containers(network_id).empty();
   const std::string key = endpoint_key(network_id, me, kNodeContainerId, kNodeIfname);
   const EndpointRecord* have = store_.find_endpoint(key);
-  const bool wanted = local && !network.ingress;
+  const bool wanted = local && network.carries_containers();
   if (!have && (!wanted || !remote)) return;
   const std::string bridge = bridge_name(network_id);
   // Its own endpoint's change, written here, reaches on_change only after

@@ -27,12 +27,13 @@
 #include "daemon/health.hpp"
 #include "daemon/host_ports.hpp"
 #include "daemon/load_balancing.hpp"
-#include "daemon/ingress_sandbox.hpp"
+#include "daemon/ingress/ingress.hpp"
+#include "daemon/ingress/ingress_sandbox.hpp"
 #include "daemon/firewall.hpp"
 #include "daemon/leftovers.hpp"
 #include "lb/ipvs_balancer.hpp"
 #include "lb/nft_plan.hpp"
-#include "daemon/routing_mesh.hpp"
+#include "daemon/ingress/routing_mesh.hpp"
 #include "daemon/service_discovery.hpp"
 #include "daemon/services.hpp"
 #include "dns/name_table.hpp"
@@ -317,7 +318,7 @@ int main(int argc, char** argv) {
       // A balancer's table left by a run with another backend (or none)
       // would still DNAT its old VIPs.
       std::set<std::string> tables{std::string(swarmnet::daemon::firewall_script::kTable)};
-      if (store.find_ingress_network()) tables.insert(swarmnet::daemon::kMeshHostTable);
+      if (auto mesh = swarmnet::daemon::ingress_host_table(store)) tables.insert(*mesh);
       if (balancer) {
         tables.insert(std::string(balancer->name() == "ipvs" ? swarmnet::lb::kIpvsTable
                                                              : std::string_view(swarmnet::lb::nft::kTable)));

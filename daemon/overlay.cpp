@@ -113,9 +113,9 @@ void Overlay::sync_firewall() {
   }
   dataplane_.set_encrypted_vnis(encrypted);
   for (const auto& [id, e] : store_.networks()) {
-    // The ingress network holds no container: nothing to isolate, and its
-    // traffic between sandboxes is the routing mesh's (ingress_sandbox.hpp).
-    if (!e.deleted && !e.value.ingress) all.emplace_back(e.version, e.value);
+    // A network without containers has nothing to isolate (the routing
+    // mesh's: its traffic between sandboxes is the mesh's own).
+    if (!e.deleted && e.value.carries_containers()) all.emplace_back(e.version, e.value);
   }
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<NetworkRecord> networks;

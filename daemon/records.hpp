@@ -34,10 +34,13 @@ struct NetworkRecord {
   bool internal = false;
   // VXLAN between hosts in IPsec ESP (daemon/encryption.hpp).
   bool encrypted = false;
-  // The routing mesh's network (made by `cluster init`): it carries
-  // published traffic between the nodes' ingress sandboxes, no container
-  // joins it, and its bridges have no gateway address.
+  // The routing mesh's network (daemon/ingress/ingress.hpp): it carries
+  // published traffic between the nodes' ingress sandboxes only.
   bool ingress = false;
+  // Whether containers join it (every network but the routing mesh's). One
+  // that holds none has no gateway address on its bridges, no DNS, no
+  // isolation rules and no node address (daemon/load_balancing.hpp).
+  bool carries_containers() const { return !ingress; }
   unsigned block_length = 0;
   // Where addresses without a static one come from (Docker's --ip-range).
   // Absent in records of earlier releases, which ignore it.
@@ -65,11 +68,6 @@ struct HostPortRecord {
   std::string origin = "service";
   auto operator<=>(const HostPortRecord&) const = default;
 };
-
-// The container id of a node's ingress sandbox on the ingress network.
-inline constexpr const char* kSandboxContainerId = "ingress-sandbox";
-// The host end of its veth on the ingress bridge (containers' are "swv...").
-inline constexpr const char* kSandboxHostLink = "swi-sandbox";
 
 struct EndpointRecord {
   std::string id;

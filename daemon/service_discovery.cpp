@@ -53,7 +53,7 @@ void ServiceDiscovery::update_network(const std::string& id) {
     table_.remove_network(id);
     return;
   }
-  if (n->ingress) return;  // no container there to ask, and no gateway address to answer on
+  if (!n->carries_containers()) return;  // no container there to ask, and no gateway address to answer on
   table_.upsert_network({n->id, n->name, n->gateway});
   try {
     server_.add_listener(n->gateway);

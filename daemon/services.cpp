@@ -5,6 +5,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/random.hpp"
+#include "daemon/ingress/ingress.hpp"
 #include "dns/name_table.hpp"
 
 namespace swarmnet::daemon {
@@ -48,10 +49,6 @@ std::vector<ServicePortRecord> port_records(const std::vector<api::ServicePort>&
 
 }  // namespace
 
-bool has_ingress_ports(const ServiceRecord& s) {
-  return std::any_of(s.ports.begin(), s.ports.end(), [](const ServicePortRecord& p) { return p.publish_mode == "ingress"; });
-}
-
 std::string vip_container_id(const std::string& service_name) { return "svc-vip-" + service_name; }
 
 bool is_vip_endpoint(const EndpointRecord& e) { return e.labels.count(kVipLabel) != 0; }
@@ -80,7 +77,7 @@ api::Service Services::create(const api::ServiceCreate& request) {
   s.id = random_hex(16);
   s.created_by = store_.node_id();
 
-  check_publications(s);
+  number_published_ports(store_, s, nullptr);
 
   // The VIPs first (each an address-only endpoint through the cluster IPAM).
   // A BlockNeeded escapes to the API server, which asks for a block and
@@ -91,7 +88,7 @@ api::Service Services::create(const api::ServiceCreate& request) {
     if (s.mode == ServiceMode::vip) {
       for (const std::string& network_id : s.networks) s.vips[network_id] = reserve_vip(s, network_id, reserved);
     }
-    if (has_ingress_ports(s)) s.ingress_vip = reserve_vip(s, ingress_network().id, reserved);
+    if (auto network_id = ingress_vip_network(store_, s)) s.ingress_vip = reserve_vip(s, *network_id, reserved);
     store_.put(s);
   } catch (const BlockNeeded&) {
     throw;
@@ -118,53 +115,6 @@ Ipv4Address Services::reserve_vip(const ServiceRecord& s, const std::string& net
   return ep.address.address();
 }
 
-const NetworkRecord& Services::ingress_network() const {
-  if (const NetworkRecord* n = store_.find_ingress_network()) return *n;
-  throw Error(Errc::unavailable,
-              "ingress publishing needs the cluster's ingress network, which `swarmnetctl cluster init` makes "
-              "(a node outside a cluster has no routing mesh; publish with mode=host there)");
-}
-
-// Ingress ports are the cluster's: every node answers on them, so one
-// number serves one service. Host-mode ports with a number must not collide
-// with them either (both would be DNATed on every node that runs a task).
-// Ingress ports without a number get the first free one of 30000-32767.
-void Services::check_publications(ServiceRecord& s) const {
-  if (s.mode == ServiceMode::dnsrr && has_ingress_ports(s)) {
-    throw Error(Errc::invalid_argument,
-                "ports: a dnsrr service cannot publish in ingress mode (the routing mesh balances through a VIP); "
-                "publish with mode=host");
-  }
-  std::map<std::string, std::string> used;  // "tcp/30080" -> "service web (ingress)"
-  for (const auto& [id, e] : store_.services()) {
-    if (e.deleted || e.value.name == s.name) continue;
-    for (const auto& p : e.value.ports) {
-      if (p.publish_mode.empty() || p.published == 0) continue;
-      used.emplace(p.protocol + "/" + std::to_string(p.published),
-                   "service " + e.value.name + " (" + p.publish_mode + " mode)");
-    }
-  }
-  for (auto& p : s.ports) {
-    if (p.publish_mode.empty()) continue;
-    if (p.publish_mode == "ingress" && p.published == 0) {
-      for (unsigned port = kIngressPortFirst; p.published == 0 && port <= kIngressPortLast; ++port) {
-        if (!used.count(p.protocol + "/" + std::to_string(port))) p.published = static_cast<uint16_t>(port);
-      }
-      if (p.published == 0) {
-        throw Error(Errc::exhausted, "ports: every ingress port of " + std::to_string(kIngressPortFirst) + "-" +
-                                         std::to_string(kIngressPortLast) + " is taken");
-      }
-    }
-    if (p.published == 0) continue;  // host mode: chosen on each node
-    const std::string key = p.protocol + "/" + std::to_string(p.published);
-    auto it = used.find(key);
-    if (it != used.end() && (p.publish_mode == "ingress" || it->second.find("(ingress") != std::string::npos)) {
-      throw Error(Errc::conflict, "ports: " + key + " is already published by " + it->second);
-    }
-    if (p.publish_mode == "ingress") used.emplace(key, "service " + s.name + " (ingress mode)");
-  }
-}
-
 std::vector<api::Service> Services::list() const {
   std::vector<api::Service> out;
   for (const auto& [id, e] : store_.services())
@@ -178,33 +128,20 @@ api::Service Services::update(const std::string& name, const api::ServiceUpdate&
   ServiceRecord s = find(name);
   const ServiceRecord before = s;
   s.ports = port_records(request.ports);
-  // An ingress port keeps its number through an update unless it was given anew.
-  for (auto& p : s.ports) {
-    if (p.publish_mode != "ingress" || p.published != 0) continue;
-    for (const auto& old : before.ports) {
-      if (old.publish_mode == "ingress" && old.protocol == p.protocol && old.target == p.target) p.published = old.published;
-    }
-  }
-  check_publications(s);
+  number_published_ports(store_, s, &before);
   std::vector<std::string> reserved;
-  if (has_ingress_ports(s) && !s.ingress_vip) s.ingress_vip = reserve_vip(s, ingress_network().id, reserved);
-  const bool release_ingress_vip = !has_ingress_ports(s) && s.ingress_vip;
+  const std::optional<std::string> ingress_vip_network_id = ingress_vip_network(store_, s);
+  if (ingress_vip_network_id && !s.ingress_vip) s.ingress_vip = reserve_vip(s, *ingress_vip_network_id, reserved);
+  const bool release_ingress_vip = !ingress_vip_network_id && s.ingress_vip;
   if (release_ingress_vip) s.ingress_vip.reset();
   try {
-    store_.put(s);  // every node republishes (host_ports.hpp, routing_mesh.hpp)
+    store_.put(s);  // every node republishes (host_ports.hpp, ingress/routing_mesh.hpp)
   } catch (...) {
     for (const std::string& key : reserved) controller_.release_endpoint(key);
     throw;
   }
   if (release_ingress_vip) {
-    const NetworkRecord& ingress = ingress_network();
-    const ReadModel::Keys reserved = store_.index().vip_reservations_of(s.name);  // a copy: released below
-    for (const std::string& key : reserved) {
-      if (const EndpointRecord* e = store_.find_endpoint(key); e && e->network_id == ingress.id) {
-        controller_.release_endpoint(key);
-        break;
-      }
-    }
+    if (auto key = ingress_vip_reservation(store_, s.name)) controller_.release_endpoint(*key);
   }
   spdlog::info("service {} updated: {} port(s)", s.name, s.ports.size());
   return view(s, true);

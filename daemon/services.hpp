@@ -20,10 +20,6 @@
 
 namespace swarmnet::daemon {
 
-// Ingress ports without a number come from here, as in swarm.
-inline constexpr unsigned kIngressPortFirst = 30000;
-inline constexpr unsigned kIngressPortLast = 32767;
-
 class Services {
  public:
   Services(Store& store, Controller& controller) : store_(store), controller_(controller) {}
@@ -48,8 +44,6 @@ class Services {
  private:
   const ServiceRecord& find(const std::string& name) const;
   Ipv4Address reserve_vip(const ServiceRecord& s, const std::string& network_id, std::vector<std::string>& reserved);
-  const NetworkRecord& ingress_network() const;
-  void check_publications(ServiceRecord& s) const;
   api::Service view(const ServiceRecord& s, bool with_tasks) const;
 
   Store& store_;
@@ -59,6 +53,5 @@ class Services {
 // The endpoint key of a service's VIP reservation on a network.
 std::string vip_container_id(const std::string& service_name);
 bool is_vip_endpoint(const EndpointRecord& e);
-bool has_ingress_ports(const ServiceRecord& s);
 
 }  // namespace swarmnet::daemon

@@ -626,13 +626,6 @@ const NetworkRecord* Store::find_network(const std::string& id) const {
   return it == networks_.end() || it->second.deleted ? nullptr : &it->second.value;
 }
 
-const NetworkRecord* Store::find_ingress_network() const {
-  for (const auto& [id, e] : networks_) {
-    if (!e.deleted && e.value.ingress) return &e.value;
-  }
-  return nullptr;
-}
-
 const NetworkRecord* Store::find_network_by_name(const std::string& name) const {
   for (const auto& [id, e] : networks_) {
     if (!e.deleted && e.value.name == name) return &e.value;

@@ -79,8 +79,6 @@ class Store {
   // Live (non-deleted) entries only.
   const NetworkRecord* find_network(const std::string& id) const;
   const NetworkRecord* find_network_by_name(const std::string& name) const;
-  // The routing mesh's network (NetworkRecord::ingress), if the cluster has one.
-  const NetworkRecord* find_ingress_network() const;
   const EndpointRecord* find_endpoint(const std::string& key) const;
 
   // ---- Replication (gossip) ----

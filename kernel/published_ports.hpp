@@ -7,7 +7,7 @@
 // swarmnetd's host-mode publishing (services' host-mode ports and the CNI
 // portMappings capability, owner "host", daemon/host_ports.hpp), its
 // routing mesh (each ingress port to the service's ingress VIP, owner
-// "ingress", daemon/routing_mesh.hpp), and swarmnet-docker (Docker's -p,
+// "ingress", daemon/ingress/routing_mesh.hpp), and swarmnet-docker (Docker's -p,
 // owner "docker"). Every rule carries the comment "OWNER:ID PROTO/PORT":
 // that is how an owner finds its rules again (after a restart too), and how
 // each sees a port that another already published, so one host port never

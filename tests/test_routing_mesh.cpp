@@ -1,4 +1,4 @@
-// RoutingMesh against a fake of its kernel side (daemon/mesh_kernel.hpp):
+// RoutingMesh against a fake of its kernel side (daemon/ingress/mesh_kernel.hpp):
 // what a user of the mesh would find programmed on this node as services
 // publish ports, tasks come and go on this node and others, nodes' sandboxes
 // join and nodes die. The sandbox and the host's rules are tested for real
@@ -10,8 +10,8 @@
 #include <set>
 
 #include "daemon/controller.hpp"
-#include "daemon/mesh_kernel.hpp"
-#include "daemon/routing_mesh.hpp"
+#include "daemon/ingress/mesh_kernel.hpp"
+#include "daemon/ingress/routing_mesh.hpp"
 #include "daemon/services.hpp"
 #include "daemon/store.hpp"
 #include "support/fake_balancer.hpp"

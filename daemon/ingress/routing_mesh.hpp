@@ -2,7 +2,7 @@
 // port of every service, on all of its addresses, whether or not it runs a
 // task, and balances each request across the service's healthy tasks on all
 // live nodes, over the ingress network. The kernel side is
-// daemon/mesh_kernel.hpp (the sandbox of daemon/ingress_sandbox.hpp and
+// daemon/ingress/mesh_kernel.hpp (the sandbox of daemon/ingress/ingress_sandbox.hpp and
 // the host's ingress ports); this class keeps it in line with the
 // replicated tables:
 //   - the node joins the ingress network (made by `cluster init`): an
@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "daemon/controller.hpp"
-#include "daemon/mesh_kernel.hpp"
+#include "daemon/ingress/mesh_kernel.hpp"
 #include "daemon/store.hpp"
 
 namespace swarmnet::daemon {

@@ -1,7 +1,7 @@
 // What the routing mesh changes in the kernel, behind one narrow interface:
 // the ingress sandbox (its peers, its routes to tasks, its balancer) and the
 // host's ingress ports. The daemon's is the real one (the sandbox of
-// daemon/ingress_sandbox.hpp, the rules of kernel/published_ports.hpp, owner
+// daemon/ingress/ingress_sandbox.hpp, the rules of kernel/published_ports.hpp, owner
 // "ingress"); the routing mesh's unit test holds a fake that records.
 #pragma once
 
@@ -13,13 +13,12 @@
 #include <vector>
 
 #include "common/ipv4.hpp"
-#include "daemon/ingress_sandbox.hpp"
+#include "daemon/ingress/ingress.hpp"
+#include "daemon/ingress/ingress_sandbox.hpp"
 #include "kernel/published_ports.hpp"
 #include "lb/balancer.hpp"
 
 namespace swarmnet::daemon {
-
-inline constexpr const char* kIngressPortOwner = "ingress";
 
 class MeshKernel {
  public:

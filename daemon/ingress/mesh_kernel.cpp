@@ -1,4 +1,4 @@
-#include "daemon/mesh_kernel.hpp"
+#include "daemon/ingress/mesh_kernel.hpp"
 
 #include "common/error.hpp"
 

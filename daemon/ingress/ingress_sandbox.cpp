@@ -1,4 +1,4 @@
-#include "daemon/ingress_sandbox.hpp"
+#include "daemon/ingress/ingress_sandbox.hpp"
 
 #include <cctype>
 #include <cstdio>

@@ -1,10 +1,10 @@
-#include "daemon/routing_mesh.hpp"
+#include "daemon/ingress/routing_mesh.hpp"
 
 #include <algorithm>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
-#include "daemon/services.hpp"
+#include "daemon/ingress/ingress.hpp"
 
 namespace swarmnet::daemon {
 
@@ -79,7 +79,7 @@ void RoutingMesh::on_change(const Change& c) {
 // from the cluster IPAM) and the sandbox behind it. False until both exist.
 bool RoutingMesh::join() {
   if (kernel_.has_sandbox()) return true;
-  const NetworkRecord* ingress = store_.find_ingress_network();
+  const NetworkRecord* ingress = find_ingress_network(store_);
   if (!ingress) return false;
   const NetworkRecord network = *ingress;
   try {
@@ -123,7 +123,7 @@ bool RoutingMesh::join() {
 std::map<Ipv4Address, std::string> RoutingMesh::read_sandboxes() {
   sandbox_of_.clear();
   std::map<Ipv4Address, std::string> peers;
-  const NetworkRecord* ingress = store_.find_ingress_network();
+  const NetworkRecord* ingress = find_ingress_network(store_);
   if (!ingress) return peers;
   for (const std::string& key : store_.index().endpoints_on_network(ingress->id)) {
     const EndpointRecord* e = store_.find_endpoint(key);
