@@ -30,7 +30,7 @@
 #      PERF_DIR=DIR (after the measurements, one more -P 1 run of swarmnet and
 #      of the hand-built path each under `perf record -a -g`; DIR/PATH.data and
 #      DIR/PATH.txt, the kernel symbols above 0.5%, to compare where the time
-#      goes).
+#      goes; and netfilter's share of iperf3's samples, from the same data).
 # Also printed: the connections the hosts' conntrack holds while swarmnet's
 # -P 1 run goes on (the containers' flow and the VXLAN tunnel's), the
 # per-packet work that only swarmnet's path can have.
@@ -218,6 +218,7 @@ for i in 1 2; do
 done
 wait "$ct_pid" || true
 
+declare -A NF_SHARE=()
 if [[ -n "${PERF_DIR:-}" ]]; then
   command -v perf >/dev/null || die "PERF_DIR: perf is needed"
   mkdir -p "$PERF_DIR"
@@ -228,6 +229,16 @@ if [[ -n "${PERF_DIR:-}" ]]; then
     perf report -i "$PERF_DIR/$path.data" --no-children --sort sym --stdio -g none --percent-limit 0.5 \
       2>/dev/null | grep -v '^#' | grep . >"$PERF_DIR/$path.txt" || true
     info "$(head -12 "$PERF_DIR/$path.txt" | tr -s ' ' | paste -sd ';')"
+    # Netfilter's share of iperf3's own samples (client and server, with
+    # the softirq work they carry): nftables, br_netfilter, conntrack and
+    # NAT hooks. Under load the Gbit/s swing; this share is the figure
+    # to compare from run to run.
+    perf report -i "$PERF_DIR/$path.data" --comm iperf3 --percentage relative --no-children --sort sym \
+      --stdio -g none 2>/dev/null | grep -v '^#' | grep . >"$PERF_DIR/$path.iperf3.txt" || true
+    NF_SHARE[$path]=$(awk '{sub("%", "", $1)}
+      $3 ~ /^(nf_|__nf_|nft_|__nft|pipapo|br_nf|brnf_|setup_pre_routing|ip_sabotage|ipv4_conntrack)/ {s += $1}
+      END {printf "%.1f", s}' "$PERF_DIR/$path.iperf3.txt")
+    info "netfilter: ${NF_SHARE[$path]}% of iperf3's samples ($PERF_DIR/$path.iperf3.txt)"
   done
 fi
 
@@ -261,4 +272,6 @@ printf '%-44s %12s %12s\n' "ratio swarmnet / hand-built, bridged underlay" \
 printf '%-44s %12s %12s\n' "ratio hand-built VXLAN / plain veth" \
   "$(ratio "${M[handvx,1]}" "${M[veth,1]}")" "$(ratio "${M[handvx,$PARALLEL]}" "${M[veth,$PARALLEL]}")"
 echo "conntrack during swarmnet's -P 1 run: the containers' connection tracked ${CT_FLOW[1]}/${CT_FLOW[2]} time(s), VXLAN flows ${CT_VXLAN[1]}/${CT_VXLAN[2]} (host 1/host 2)"
+[[ -z "${PERF_DIR:-}" ]] ||
+  echo "netfilter's share of iperf3's samples (perf, one -P 1 run each): swarmnet ${NF_SHARE[swarmnet]}%, hand-built ${NF_SHARE[handvx]}%"
 echo "DESIGN.md figures (earlier, same machine): hand-built VXLAN 24.8 Gbit/s, plain veth 33.9"

@@ -205,6 +205,15 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   // bridge (swarmnet-ipam under the reference bridge plugin), whose bridged
   // frames must pass; a packet can only reach one of our containers by
   // leaving through one of our bridges, which `oifname @bridges` catches.
+  // The overlay's bulk, frames bridged within a network (br_netfilter:
+  // iifname and oifname both the bridge), untracked by the chain
+  // `untracked`, is accepted here by one rule: the same two lookups as
+  // from-network's anti-spoofing and own-network rules, without the jump
+  // and the rules before them. (An untracked packet has no ct status, so
+  // from-network's first rule never applied to it.) Anything else, tracked
+  // or not, goes on as before.
+  rule("forward", "ct state untracked iifname . ip saddr @bridge-subnets iifname . ip daddr @bridge-subnets "
+                  "accept comment \"bridged within a network\"");
   rule("forward", "iifname @bridges jump from-network");
   rule("forward", "oifname @bridges jump to-network");
 
@@ -275,21 +284,25 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
   // unless it is the reply of a NATed connection, which is why every
   // client of one is in dnat-clients. Everything to this host (gateway,
   // VIPs, node address) or out of the network stays tracked.
-  const std::string tunnel = "udp dport " + vxlan + " ip saddr @members ip daddr @members notrack";
+  // Every packet of the overlay passes here two or three times (bridged on
+  // each host, the tunnel on the receiving one): each rule that decides
+  // ends the chain (`accept` ends this base chain only), so no packet pays
+  // for the rules after the one that matched it.
+  const std::string tunnel = "udp dport " + vxlan + " ip saddr @members ip daddr @members notrack accept";
   rule("untracked", tunnel + " comment \"the overlay's tunnel from a member\"");
   rule("untracked-out", tunnel + " comment \"the overlay's tunnel to a member\"");
   // An encrypted network's tunnel: ESP out (after the transform the packet
   // goes through output again) and in (decrypted, its VXLAN goes through
   // prerouting again and meets the rule above).
-  const std::string esp = "meta l4proto esp ip saddr @members ip daddr @members notrack";
+  const std::string esp = "meta l4proto esp ip saddr @members ip daddr @members notrack accept";
   rule("untracked", esp + " comment \"ESP from a member\"");
   rule("untracked-out", esp + " comment \"ESP to a member\"");
-  rule("untracked", "meta nfproto != ipv4 return");
-  // Not from one of our bridges, or out of its network.
-  rule("untracked", "iifname . ip daddr != @bridge-subnets return comment \"not within a network\"");
-  rule("untracked", "ip daddr @dnat-clients return comment \"replies of NATed connections\"");
-  rule("untracked", "fib daddr type local return comment \"to this host\"");
-  rule("untracked", "notrack comment \"bridged within the network\"");
+  // Bridged within a network, in one rule: from one of our bridges to an
+  // address of its own subnet (IPv4 only, as `ip daddr` implies), not the
+  // reply to a client of a NATed connection, not to this host (gateway,
+  // VIPs, the node's address). Anything else stays tracked.
+  rule("untracked", "iifname . ip daddr @bridge-subnets ip daddr != @dnat-clients fib daddr type != local "
+                    "notrack accept comment \"bridged within the network\"");
   // "swn-*" matches every swarmnet bridge and the gateway bridge by name, also
   // one whose network has not reached the sets yet: a container's packet to
   // this host arrives on its bridge.
@@ -312,8 +325,10 @@ std::string base(unsigned dns_queries_per_second, UnderlayPorts ports) {
                              " ip daddr != @members counter drop comment \"VXLAN not to this node's advertise address\"");
   rule("underlay-input", "meta nfproto ipv6 udp dport " + vxlan +
                              " counter drop comment \"the overlay is IPv4\"");
+  // The port first: the tunnel's packets (UDP too) fail at a compare, not
+  // at a lookup of the input interface's name.
   if (dns_queries_per_second > 0) {
-    rule("dns-input", "iifname @bridges udp dport 53 update @dns-clients { ip saddr limit rate over " +
+    rule("dns-input", "udp dport 53 iifname @bridges update @dns-clients { ip saddr limit rate over " +
                           std::to_string(dns_queries_per_second) + "/second burst " +
                           std::to_string(dns_queries_per_second) +
                           " packets } counter drop comment \"DNS flood from one container\"");
