@@ -18,10 +18,14 @@
 //     members             ipv4_addr            see "The underlay" below
 //
 //   chains
-//     forward       hook forward, priority filter - 10: dispatches packets
-//                   from a bridge to from-network, packets to a bridge to
-//                   to-network, leaves the rest alone (a swarmnet subnet on
-//                   another plugin's bridge, for swarmnet-ipam, is not ours)
+//     forward       hook forward, priority filter - 10: accepts by its first
+//                   rule the untracked frames bridged within a network (the
+//                   overlay's bulk: the same two lookups as from-network's
+//                   anti-spoofing and own-network rules), dispatches other
+//                   packets from a bridge to from-network, packets to a
+//                   bridge to to-network, leaves the rest alone (a swarmnet
+//                   subnet on another plugin's bridge, for swarmnet-ipam, is
+//                   not ours)
 //     from-network  anti-spoofing, own network accepted, other networks
 //                   dropped, egress accepted unless internal
 //     to-network    replies accepted, published traffic (chain `published`,
@@ -36,7 +40,10 @@
 //                   bridged within a network (to a container here or through
 //                   the VXLAN port), except replies to a client in
 //                   dnat-clients: nothing NATs them, and tracking them
-//                   was conntrack work at every hook of both hosts
+//                   was conntrack work at every hook of both hosts. Each
+//                   rule that decides ends the chain (notrack accept): a
+//                   bridged frame is decided by one rule, the tunnel's
+//                   packets by the first
 //     dnat-clients  (set, filled from the packet path by from-network) the
 //                   containers that opened a NATed connection (a VIP, a
 //                   published port): its replies come bridged from the
