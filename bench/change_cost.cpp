@@ -461,11 +461,10 @@ int main(int argc, char** argv) {
     const swarmnet::ApiClient& client = nodes.front();
     for (int i = 0; i < 200 && !fs::exists(sockets[0]); ++i) std::this_thread::sleep_for(50ms);
     if (cluster) {
-      std::printf("change_cost: a cluster of %zu nodes (gossip interval %s), %d services%s, load average %s (%u "
+      std::printf("change_cost: a cluster of %zu nodes (gossip interval %.0f ms), %d services%s, load average %s (%u "
                   "CPUs)\n",
-                  nodes.size(), gossip_interval_ms > 0 ? (std::to_string(gossip_interval_ms) + " ms").c_str() : "?",
-                  services, ingress ? " publishing a port each in ingress mode" : "", load_average().c_str(),
-                  std::thread::hardware_concurrency());
+                  nodes.size(), gossip_interval_ms, services, ingress ? " publishing a port each in ingress mode" : "",
+                  load_average().c_str(), std::thread::hardware_concurrency());
     } else {
       std::printf("change_cost: swarmnetd pid %d, %d services%s, load average %s (%u CPUs)\n", daemon, services,
                   ingress ? " publishing a port each in ingress mode" : "", load_average().c_str(),
@@ -606,7 +605,8 @@ int main(int argc, char** argv) {
                   percentile(s.remove, 99), s.fill_s, load_average().c_str());
       if (cluster) {
         std::printf("    until the last of %zu nodes has it (gossip interval %.0f ms; every node agreed %.1f s after "
-                    "the fill): add p50 %.1f ms p99 %.1f ms max %.1f ms, remove p50 %.1f ms p99 %.1f ms max %.1f ms%s\n",
+                    "the fill): add p50 %.1f ms p99 %.1f ms max %.1f ms, remove p50 %.1f ms p99 %.1f ms max %.1f "
+                    "ms%s\n",
                     nodes.size(), gossip_interval_ms, s.converge_s, percentile(s.add_last, 50),
                     percentile(s.add_last, 99), percentile(s.add_last, 100), percentile(s.remove_last, 50),
                     percentile(s.remove_last, 99), percentile(s.remove_last, 100),
@@ -615,8 +615,8 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       if (health_samples > 0) {
         s.health = time_health_flips(client, daemon, sockets[0], health_ip, health_samples);
-        std::printf("    health flips: to unhealthy p50 %.2f ms p99 %.2f ms (%zu), back p50 %.2f ms p99 %.2f ms (%zu)%s "
-                    "(load %s)\n",
+        std::printf("    health flips: to unhealthy p50 %.2f ms p99 %.2f ms (%zu), back p50 %.2f ms p99 %.2f ms "
+                    "(%zu)%s (load %s)\n",
                     percentile(s.health.down, 50), percentile(s.health.down, 99), s.health.down.size(),
                     percentile(s.health.up, 50), percentile(s.health.up, 99), s.health.up.size(),
                     s.health.missed ? (", " + std::to_string(s.health.missed) + " answers without an event").c_str()
