@@ -37,6 +37,7 @@ class HealthChecker {
   Store& store_;
   boost::asio::steady_timer timer_;
   std::map<std::string, State> states_;  // by endpoint key
+  bool swept_ = false;                   // every local task looked at once (the first tick)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -361,15 +361,27 @@ void NameTable::upsert_service(const ServiceInfo& service) {
   std::unique_lock lock(mutex_);
   if (auto old = services_.find(service.id); old != services_.end() && old->second.name != service.name) {
     withdraw("svc:" + service.id);
+    forget_service_name(old->second.name, service.id);
   }
   services_[service.id] = service;
+  service_ids_by_name_[service.name].insert(service.id);
   rebuild_service_locked(services_.at(service.id));
 }
 
 void NameTable::remove_service(const std::string& id) {
   std::unique_lock lock(mutex_);
   withdraw("svc:" + id);
-  services_.erase(id);
+  if (auto it = services_.find(id); it != services_.end()) {
+    forget_service_name(it->second.name, id);
+    services_.erase(it);
+  }
+}
+
+void NameTable::forget_service_name(const std::string& name, const std::string& id) {
+  auto it = service_ids_by_name_.find(name);
+  if (it == service_ids_by_name_.end()) return;
+  it->second.erase(id);
+  if (it->second.empty()) service_ids_by_name_.erase(it);
 }
 
 void NameTable::clear() {
@@ -384,6 +396,7 @@ void NameTable::clear() {
   names_.clear();
   ptrs_.clear();
   services_.clear();
+  service_ids_by_name_.clear();
   contributions_.clear();
   tasks_by_service_.clear();
   local_containers_.clear();
@@ -392,9 +405,14 @@ void NameTable::clear() {
   gateways_.clear();
 }
 
+// The services of that name by their index, not a walk of every service
+// (per task change: 15-25% of swarmnetd's time at 1,000 services).
 void NameTable::rebuild_service(const std::string& service_name) {
-  for (const auto& [id, service] : services_)
-    if (service.name == service_name) rebuild_service_locked(service);
+  auto ids = service_ids_by_name_.find(service_name);
+  if (ids == service_ids_by_name_.end()) return;
+  for (const std::string& id : ids->second) {
+    if (auto it = services_.find(id); it != services_.end()) rebuild_service_locked(it->second);
+  }
 }
 
 // A service's names, recomputed from its tasks (O(tasks of the service)).

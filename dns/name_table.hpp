@@ -21,6 +21,7 @@
 #include <deque>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -224,6 +225,7 @@ class NameTable {
                std::string target);
   void rebuild_service(const std::string& service_name);
   void rebuild_service_locked(const ServiceInfo& service);
+  void forget_service_name(const std::string& name, const std::string& id);
 
   // What a lookup found: the addresses and the SRVs (with the network their
   // name was found in, for the target).
@@ -246,6 +248,7 @@ class NameTable {
   std::unordered_map<std::string, NameEntry> names_;       // key_for() -> entry
   std::unordered_map<uint32_t, std::vector<Ptr>> ptrs_;    // ip -> PTRs
   std::map<std::string, ServiceInfo> services_;            // by id
+  std::map<std::string, std::set<std::string>> service_ids_by_name_;  // name -> ids of services_
   std::unordered_map<std::string, Contribution> contributions_;  // by owner
   std::unordered_map<std::string, std::vector<uint32_t>> tasks_by_service_;  // name -> endpoints
 

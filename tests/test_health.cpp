@@ -106,3 +106,40 @@ TEST_CASE("health: a task whose port stops answering leaves the VIP, and comes b
   REQUIRE(run_until(io, healthy, std::chrono::seconds(5)));
   CHECK(serving());
 }
+
+TEST_CASE("health: a task left unhealthy by a check that is gone is healthy again at the first tick", "[health]") {
+  // The daemon restarted after the task's checked service was removed and
+  // made again without a check: only the first tick looks at every local
+  // task, so that one must find it.
+  asio::io_context io;
+  testing::TempDir dir;
+  testing::FakeDataplane dataplane;
+  daemon::Store store(dir.path());
+  daemon::Controller controller(store, dataplane, "host1");
+  api::NetworkCreate front;
+  front.name = "front";
+  front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
+  const std::string network_id = controller.create_network(front).id;
+  daemon::Services services(store, controller);
+  api::ServiceCreate web;
+  web.name = "web";
+  web.networks = {"front"};
+  services.create(web);
+
+  daemon::EndpointRecord task;
+  task.id = "ep-w1";
+  task.network_id = network_id;
+  task.node = store.node_id();
+  task.container_id = "w1";
+  task.ifname = "eth0";
+  task.ip = Ipv4Address::parse("127.0.0.1");
+  task.service = "web";
+  task.healthy = false;
+  store.put(task);
+  const std::string key = daemon::endpoint_key(network_id, store.node_id(), "w1", "eth0");
+  REQUIRE_FALSE(store.find_endpoint(key)->healthy);
+
+  daemon::HealthChecker checker(io, store);
+  checker.start();
+  REQUIRE(run_until(io, [&] { return store.find_endpoint(key)->healthy; }, std::chrono::seconds(2)));
+}
