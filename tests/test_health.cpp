@@ -49,61 +49,76 @@ bool run_until(asio::io_context& io, F done, std::chrono::milliseconds limit) {
   return true;
 }
 
-}  // namespace
+// One host: its store, a network "front" and the services API.
+struct Host {
+  Host() : store(dir.path()), controller(store, dataplane, "host1"), services(store, controller) {
+    api::NetworkCreate front;
+    front.name = "front";
+    front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
+    network_id = controller.create_network(front).id;
+  }
+  // A task of this host at a loopback address, where a check connects.
+  daemon::EndpointRecord local_task(const std::string& service, bool healthy = true) {
+    daemon::EndpointRecord task;
+    task.id = "ep-w1";
+    task.network_id = network_id;
+    task.node = store.node_id();
+    task.container_id = "w1";
+    task.ifname = "eth0";
+    task.ip = Ipv4Address::parse("127.0.0.1");
+    task.service = service;
+    task.healthy = healthy;
+    store.put(task);
+    return task;
+  }
+  std::string task_key() const { return daemon::endpoint_key(network_id, store.node_id(), "w1", "eth0"); }
 
-TEST_CASE("health: a task whose port stops answering leaves the VIP, and comes back", "[health][lb]") {
   asio::io_context io;
   testing::TempDir dir;
   testing::FakeDataplane dataplane;
-  daemon::Store store(dir.path());
-  daemon::Controller controller(store, dataplane, "host1");
-  api::NetworkCreate front;
-  front.name = "front";
-  front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
-  const std::string network_id = controller.create_network(front).id;
+  daemon::Store store;
+  daemon::Controller controller;
+  daemon::Services services;
+  std::string network_id;
+};
 
-  asio::ip::tcp::acceptor listener(io, {asio::ip::make_address_v4("127.0.0.1"), 0});
+}  // namespace
+
+TEST_CASE("health: a task whose port stops answering leaves the VIP, and comes back", "[health][lb]") {
+  Host h;
+  auto& store = h.store;
+  asio::ip::tcp::acceptor listener(h.io, {asio::ip::make_address_v4("127.0.0.1"), 0});
   const unsigned port = listener.local_endpoint().port();
-  daemon::Services services(store, controller);
   api::ServiceCreate web;
   web.name = "web";
   web.networks = {"front"};
   web.health = api::HealthCheck{"tcp", static_cast<uint16_t>(port), "", 1, 1};
-  services.create(web);
+  h.services.create(web);
   FakeBalancer balancer;
-  daemon::LoadBalancing lb(store, controller, balancer,
+  daemon::LoadBalancing lb(store, h.controller, balancer,
                            [](const std::string&, const std::optional<daemon::LoadBalancing::NodeAddress>&) {});
 
-  // A task of this host at a loopback address, where the check connects.
-  daemon::EndpointRecord task;
-  task.id = "ep-w1";
-  task.network_id = network_id;
-  task.node = store.node_id();
-  task.container_id = "w1";
-  task.ifname = "eth0";
-  task.ip = Ipv4Address::parse("127.0.0.1");
-  task.service = "web";
-  store.put(task);
-  const std::string key = daemon::endpoint_key(network_id, store.node_id(), "w1", "eth0");
+  const daemon::EndpointRecord task = h.local_task("web");
+  const std::string key = h.task_key();
   const auto healthy = [&] { return store.find_endpoint(key)->healthy; };
   const auto serving = [&] { return balancer.backends() == std::vector<Ipv4Address>{task.ip}; };
   REQUIRE(serving());
 
-  daemon::HealthChecker checker(io, store);
+  daemon::HealthChecker checker(h.io, store);
   checker.start();
   // Control: while the port answers, the task stays in (two intervals).
-  CHECK_FALSE(run_until(io, [&] { return !healthy(); }, std::chrono::milliseconds(2500)));
+  CHECK_FALSE(run_until(h.io, [&] { return !healthy(); }, std::chrono::milliseconds(2500)));
   CHECK(serving());
 
   listener.close();  // the task's service stops answering
-  REQUIRE(run_until(io, [&] { return !healthy(); }, std::chrono::seconds(5)));
+  REQUIRE(run_until(h.io, [&] { return !healthy(); }, std::chrono::seconds(5)));
   CHECK(balancer.backends().empty());
 
   listener.open(asio::ip::tcp::v4());
   listener.set_option(asio::socket_base::reuse_address(true));
   listener.bind({asio::ip::make_address_v4("127.0.0.1"), static_cast<uint16_t>(port)});
   listener.listen();
-  REQUIRE(run_until(io, healthy, std::chrono::seconds(5)));
+  REQUIRE(run_until(h.io, healthy, std::chrono::seconds(5)));
   CHECK(serving());
 }
 
@@ -111,35 +126,16 @@ TEST_CASE("health: a task left unhealthy by a check that is gone is healthy agai
   // The daemon restarted after the task's checked service was removed and
   // made again without a check: only the first tick looks at every local
   // task, so that one must find it.
-  asio::io_context io;
-  testing::TempDir dir;
-  testing::FakeDataplane dataplane;
-  daemon::Store store(dir.path());
-  daemon::Controller controller(store, dataplane, "host1");
-  api::NetworkCreate front;
-  front.name = "front";
-  front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
-  const std::string network_id = controller.create_network(front).id;
-  daemon::Services services(store, controller);
+  Host h;
   api::ServiceCreate web;
   web.name = "web";
   web.networks = {"front"};
-  services.create(web);
+  h.services.create(web);
+  h.local_task("web", false);
+  const std::string key = h.task_key();
+  REQUIRE_FALSE(h.store.find_endpoint(key)->healthy);
 
-  daemon::EndpointRecord task;
-  task.id = "ep-w1";
-  task.network_id = network_id;
-  task.node = store.node_id();
-  task.container_id = "w1";
-  task.ifname = "eth0";
-  task.ip = Ipv4Address::parse("127.0.0.1");
-  task.service = "web";
-  task.healthy = false;
-  store.put(task);
-  const std::string key = daemon::endpoint_key(network_id, store.node_id(), "w1", "eth0");
-  REQUIRE_FALSE(store.find_endpoint(key)->healthy);
-
-  daemon::HealthChecker checker(io, store);
+  daemon::HealthChecker checker(h.io, h.store);
   checker.start();
-  REQUIRE(run_until(io, [&] { return store.find_endpoint(key)->healthy; }, std::chrono::seconds(2)));
+  REQUIRE(run_until(h.io, [&] { return h.store.find_endpoint(key)->healthy; }, std::chrono::seconds(2)));
 }
