@@ -139,6 +139,18 @@ out=$(timeout 10 ip netns exec "$NS" chroot "$ROOT" swarmnetd --config /tmp/chec
 info "$out"
 check "swarmnetd refuses the bad last line by file and line (exit 2)" \
   test "$rc:${out%%unknown*}" == "2:swarmnetd: /tmp/check.conf:$last: "
+# And every example the file shows (its "# key = value" lines) names a
+# setting swarmnetd knows: uncommented, the bad last line is still the first
+# one refused (the names are checked as the file is read, the values after).
+sed -n 's/^# \([a-z-]* = .*\)$/\1/p' "$ROOT/etc/swarmnet/swarmnetd.conf" >"$ROOT/tmp/check.conf"
+examples=$(wc -l <"$ROOT/tmp/check.conf")
+echo "no-such-setting = 1" >>"$ROOT/tmp/check.conf"
+last=$(wc -l <"$ROOT/tmp/check.conf")
+rc=0
+out=$(timeout 10 ip netns exec "$NS" chroot "$ROOT" swarmnetd --config /tmp/check.conf 2>&1) || rc=$?
+info "$out"
+check "the $examples example settings of the shipped file are all known to swarmnetd" \
+  test "$examples" -gt 10 -a "$rc:${out%%unknown*}" == "2:swarmnetd: /tmp/check.conf:$last: "
 rm -f "$ROOT/tmp/check.conf"
 
 # The state the daemon and the Docker driver make (mode 0700, as swarmnetd
