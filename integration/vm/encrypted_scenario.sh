@@ -47,6 +47,20 @@ h1=$(host_ns 1) h2=$(host_ns 2) under="$CLUSTER_TAG-u"
 started=$SECONDS
 cluster_up 2
 
+# capture NS TCPDUMP_ARGS...: tcpdump in namespace NS in the background (its
+# pid in $capture), returning once it listens (its "listening on" line).
+# Under TCG tcpdump can take more than a second to start: a fixed sleep
+# before the traffic let a capture miss the packets it was there for.
+captures=0
+capture() {
+  local ns="$1" err="$CLUSTER_DIR/tcpdump-$((++captures)).err"
+  shift
+  ip netns exec "$ns" tcpdump -Z root "$@" 2>"$err" {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  capture=$!
+  on_exit "kill_pid $capture"
+  wait_for 60 grep -q "listening on" "$err" || { cat "$err" >&2; die "tcpdump $* did not start in 60 s"; }
+}
+
 esp_yes() { [[ "$(hctl "$1" node ls --format json | jq '[.[] | select(.encryption == "yes")] | length')" == 2 ]]; }
 check "node ls on host 1 shows both nodes able to carry encrypted networks (their records)" wait_for 20 esp_yes 1
 check "and on host 2" wait_for 20 esp_yes 2
@@ -92,11 +106,8 @@ on_exit "kill_pid $!"
 ip netns exec "$(container_ns pb)" busybox httpd -f -p 80 -h "$www" {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
 on_exit "kill_pid $!"
 cap="$CLUSTER_DIR/underlay.pcap"
-ip netns exec "$h1" tcpdump -Z root -i eth0 -n -U -w "$cap" 'esp or udp port 4789' 2>/dev/null \
-  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-dump=$!
-on_exit "kill_pid $dump"
-sleep 1
+capture "$h1" -i eth0 -n -U -w "$cap" 'esp or udp port 4789'
+dump=$capture
 wait_for 10 ip netns exec "$(container_ns a)" wget -q -O "$CLUSTER_DIR/got-enc" "http://$b/enc.txt"
 wait_for 10 ip netns exec "$(container_ns pa)" wget -q -O "$CLUSTER_DIR/got-plain" "http://$pb/plain.txt"
 sleep 1
@@ -109,10 +120,15 @@ n_esp=$(count esp)
 n_enc_vx=$(count "udp port 4789 and (udp[12:4] >> 8) == $enc_vni")
 n_plain_vx=$(count "udp port 4789 and (udp[12:4] >> 8) == $plain_vni")
 head -3 "$CLUSTER_DIR/tcpdump-r.err" | sed 's/^/    tcpdump: /'
-info "underlay capture: $n_esp ESP, $n_enc_vx VXLAN with the encrypted VNI, $n_plain_vx with the plain VNI"
+plain_max=$({ tcpdump -Z root -r "$cap" -n "udp port 4789 and (udp[12:4] >> 8) == $plain_vni" 2>/dev/null || true; } |
+  awk '{ for (i = 1; i < NF; i++) if ($i == "length") { n = $(i + 1) + 0; if (n > max) max = n } } END { print max + 0 }')
+info "underlay capture: $n_esp ESP, $n_enc_vx VXLAN with the encrypted VNI, $n_plain_vx with the plain VNI (the largest $plain_max bytes)"
 check "ESP packets on the underlay ($n_esp)" test "$n_esp" -gt 100
 check "no VXLAN with the encrypted network's VNI on the underlay ($n_enc_vx)" test "$n_enc_vx" == 0
-check "plain VXLAN for the plain network (control: $n_plain_vx)" test "$n_plain_vx" -gt 100
+# Any: the plain network's VXLAN crosses the veth as GSO packets of up to
+# 64 kB, so how many the capture counts for the same transfer depends on how
+# the sender batched it (130 and 152 in two runs here; ESP is never batched).
+check "plain VXLAN for the plain network (control: $n_plain_vx)" test "$n_plain_vx" -gt 0
 secret_enc=$(grep -c SECRETENC "$cap" || true)
 secret_plain=$(grep -c SECRETPLN "$cap" || true)
 check "the encrypted network's payload never on the underlay ($secret_enc lines)" test "$secret_enc" == 0
@@ -120,22 +136,22 @@ check "the plain network's payload is (control: $secret_plain lines)" test "$sec
 
 say "replayed and altered ESP packets are dropped"
 stat() { ip netns exec "$h1" awk -v k="$1" '$1 == k {print $2}' /proc/net/xfrm_stat; }
+# stat_above NAME VALUE: the counter went past VALUE (waited for, not slept on).
+stat_above() { (($(stat "$1") > $2)); }
 esp_cap="$CLUSTER_DIR/esp.pcap"
-ip netns exec "$h1" tcpdump -Z root -i eth0 -n -U -c 3 -w "$esp_cap" "esp and src host $(host_ip 2)" 2>/dev/null \
-  {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-dump=$!
-sleep 1
+capture "$h1" -i eth0 -n -U -c 3 -w "$esp_cap" "esp and src host $(host_ip 2)"
+dump=$capture
 cping a "$b" 3 || true
 wait "$dump" 2>/dev/null || true
 seq_before=$(stat XfrmInStateSeqError)
 ip netns exec "$under" "$TOOLS/frame_send" replay br0 "$esp_cap"
-sleep 0.5
+wait_for 10 stat_above XfrmInStateSeqError "$seq_before" || true
 seq_after=$(stat XfrmInStateSeqError)
 check "a replayed ESP packet is dropped as a replay (XfrmInStateSeqError $seq_before -> $seq_after)" \
   test "$seq_after" -gt "$seq_before"
 proto_before=$(stat XfrmInStateProtoError)
 ip netns exec "$under" "$TOOLS/frame_send" replay br0 "$esp_cap" flip
-sleep 0.5
+wait_for 10 stat_above XfrmInStateProtoError "$proto_before" || true
 proto_after=$(stat XfrmInStateProtoError)
 check "an altered ESP packet fails authentication (XfrmInStateProtoError $proto_before -> $proto_after)" \
   test "$proto_after" -gt "$proto_before"
@@ -146,10 +162,8 @@ mac() { ip -n "$1" link show "$2" | awk '/link\/ether/ {print $2}'; }
 h1_mac=$(mac "$h1" eth0) h2_mac=$(mac "$h2" eth0)
 forge() {  # forge VNI TARGET_CONTAINER TARGET_IP SOURCE_IP OUT
   local vni="$1" target="$2" tip="$3" sip="$4" out="$5" pid
-  ip netns exec "$(container_ns "$target")" tcpdump -Z root -i eth0 -n -l 'udp port 7777' >"$out" 2>/dev/null \
-    {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
-  pid=$!
-  sleep 1
+  capture "$(container_ns "$target")" -i eth0 -n -l 'udp port 7777' >"$out"
+  pid=$capture
   for _ in 1 2 3; do
     ip netns exec "$under" "$TOOLS/frame_send" vxlan br0 "$h1_mac" "$h2_mac" "$(host_ip 2)" "$(host_ip 1)" "$vni" \
       "$(mac "$(container_ns "$target")" eth0)" 02:42:0a:00:00:99 "$sip" "$tip" 7777 FORGED
