@@ -309,13 +309,16 @@ bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
     lamport_ = std::max(lamport_, h.version.lamport);
     auto it = t.find(h.key);
     if (it != t.end() && !(h.version > it->second.version)) return false;  // ours is newer
-    auto& e = t[h.key];
-    index_entry(h.key, e, false);
+    if (it == t.end()) it = t.try_emplace(h.key).first;
+    // The index points at the table's own key (ReadModel: no copies).
+    const std::string& key = it->first;
+    auto& e = it->second;
+    index_entry(key, e, false);
     e.version = h.version;
     e.deleted = h.deleted;
     e.deleted_at = h.deleted_at;
     if (!h.deleted) e.value = std::move(value);  // a tombstone keeps the last value
-    index_entry(h.key, e, true);
+    index_entry(key, e, true);
     if constexpr (std::is_same_v<T, EndpointRecord>) {
       if (!h.deleted) note_allocation(e.value);
     }
@@ -556,13 +559,16 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   const json::value line_value = line;
   append_journal(records::encode(line_value), 1);
   lamport_ = v.lamport;
-  auto& e = t[key];
-  index_entry(key, e, false);
+  // The index points at the table's own key (ReadModel: no copies).
+  const auto slot = t.try_emplace(key).first;
+  const std::string& stored_key = slot->first;
+  auto& e = slot->second;
+  index_entry(stored_key, e, false);
   e.version = v;
   e.deleted = value == nullptr;
   e.deleted_at = deleted_at;
   if (value) e.value = *value;
-  index_entry(key, e, true);
+  index_entry(stored_key, e, true);
   if constexpr (std::is_same_v<T, EndpointRecord>) {
     if (value) note_allocation(*value);
   }
