@@ -85,7 +85,7 @@ StateEvents::StateEvents(Store& store, EventBus& bus) : store_(store), bus_(bus)
   auto remember = [&](TableId table, const auto& t) {
     for (const auto& [key, e] : t) {
       if (e.deleted) continue;
-      if (auto seen = describe(table, key)) seen_[table][key] = std::move(*seen);
+      if (auto seen = describe(table, key)) seen_[table][KeyDigest::of(key)] = pack(*seen);
     }
   };
   remember(TableId::networks, store_.networks());
@@ -112,7 +112,7 @@ std::string StateEvents::node_name(const std::string& node_id) const {
 std::string StateEvents::network_name(const std::string& network_id) const {
   if (const NetworkRecord* n = store_.find_network(network_id)) return n->name;
   if (auto it = seen_.find(TableId::networks); it != seen_.end()) {
-    if (auto n = it->second.find(network_id); n != it->second.end()) return n->second.attributes.at("name");
+    if (auto n = it->second.find(KeyDigest::of(network_id)); n != it->second.end()) return unpack(n->second).attributes.at("name");
   }
   return network_id.substr(0, 12);
 }
@@ -165,12 +165,14 @@ void StateEvents::on_change(TableId table, const std::string& key) {
   if (!type) return;
   auto now = describe(table, key);
   auto& seen = seen_[table];
-  auto before = seen.find(key);
+  const KeyDigest digest = KeyDigest::of(key);
+  auto before = seen.find(digest);
   if (now && before == seen.end()) {
     bus_.publish(Event{0, type, "create", now->id, now->attributes});
-    seen.emplace(key, std::move(*now));
+    seen.emplace(digest, pack(*now));
   } else if (!now && before != seen.end()) {
-    bus_.publish(Event{0, type, "remove", before->second.id, before->second.attributes});
+    Seen was = unpack(before->second);
+    bus_.publish(Event{0, type, "remove", was.id, std::move(was.attributes)});
     seen.erase(before);
   } else if (now) {
     if (now->healthy != before->second.healthy) {
@@ -178,9 +180,70 @@ void StateEvents::on_change(TableId table, const std::string& key) {
       attributes["health"] = now->healthy ? "healthy" : "unhealthy";
       bus_.publish(Event{0, type, "health_status", now->id, std::move(attributes)});
     }
-    if (now->attributes != before->second.attributes) bus_.publish(Event{0, type, "update", now->id, now->attributes});
-    before->second = std::move(*now);
+    Packed packed = pack(*now);
+    if (packed_attributes(packed.text) != packed_attributes(before->second.text)) {
+      bus_.publish(Event{0, type, "update", now->id, now->attributes});
+    }
+    before->second = std::move(packed);
   }
+}
+
+namespace {
+
+// Strings as a LEB128 length and the bytes: any byte may occur in them.
+void put_string(std::string& out, std::string_view s) {
+  size_t n = s.size();
+  do {
+    uint8_t b = n & 0x7f;
+    n >>= 7;
+    out += static_cast<char>(n ? b | 0x80 : b);
+  } while (n);
+  out += s;
+}
+
+std::string_view get_string(std::string_view& in) {
+  size_t n = 0;
+  for (int shift = 0;; shift += 7) {
+    const auto b = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    n |= size_t{b & 0x7fu} << shift;
+    if (!(b & 0x80)) break;
+  }
+  std::string_view s = in.substr(0, n);
+  in.remove_prefix(n);
+  return s;
+}
+
+}  // namespace
+
+StateEvents::Packed StateEvents::pack(const Seen& s) {
+  Packed p;
+  p.healthy = s.healthy;
+  put_string(p.text, s.id);
+  for (const auto& [k, v] : s.attributes) {
+    put_string(p.text, k);
+    put_string(p.text, v);
+  }
+  p.text.shrink_to_fit();
+  return p;
+}
+
+StateEvents::Seen StateEvents::unpack(const Packed& p) {
+  Seen s;
+  s.healthy = p.healthy;
+  std::string_view in = p.text;
+  s.id = get_string(in);
+  while (!in.empty()) {
+    std::string k(get_string(in));
+    s.attributes.emplace_hint(s.attributes.end(), std::move(k), std::string(get_string(in)));
+  }
+  return s;
+}
+
+std::string_view StateEvents::packed_attributes(const std::string& text) {
+  std::string_view in = text;
+  get_string(in);
+  return in;
 }
 
 void StateEvents::member_changed(const std::string& id, const std::string& name, const std::string& address,

@@ -26,9 +26,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/event.hpp"
+#include "daemon/key_digest.hpp"
 #include "daemon/store.hpp"
 
 namespace swarmnet::daemon {
@@ -93,13 +95,25 @@ class StateEvents {
   void keyring_changed(uint64_t version, size_t keys, const std::string& step);
 
  private:
-  // What an entry looked like when last seen, to tell create from update
-  // and to name what a tombstone removed.
+  // What an entry looks like now, as its events describe it.
   struct Seen {
     std::map<std::string, std::string> attributes;
     std::string id;
     bool healthy = true;
   };
+  // What an entry looked like when last seen, to tell create from update
+  // and to name what a tombstone removed: the id and attributes packed into
+  // one string (length-prefixed), not a map of them. A map holds each
+  // attribute in a node of its own: about 800 bytes an endpoint, as much as
+  // the store's own record of it; packed, about 150.
+  struct Packed {
+    std::string text;
+    bool healthy = true;
+  };
+  static Packed pack(const Seen& s);
+  static Seen unpack(const Packed& p);
+  // The attributes' part of a packed text (the id apart): what an update compares.
+  static std::string_view packed_attributes(const std::string& text);
   void on_change(TableId table, const std::string& key);
   std::optional<Seen> describe(TableId table, const std::string& key) const;
   std::string node_name(const std::string& node_id) const;
@@ -109,7 +123,8 @@ class StateEvents {
   EventBus& bus_;
   ChangeFeed::Subscription subscription_;
   std::function<std::optional<std::string>(const std::string&)> node_names_;
-  std::map<TableId, std::map<std::string, Seen>> seen_;  // table -> key -> last live state
+  // table -> key (its digest: an endpoint key is about 110 bytes) -> last live state
+  std::map<TableId, std::map<KeyDigest, Packed>> seen_;
 };
 
 }  // namespace swarmnet::daemon

@@ -33,7 +33,7 @@ LoadBalancing::LoadBalancing(Store& store, Controller& controller, lb::Balancer&
     };
   }
   for (const auto& [key, e] : store_.endpoints()) {
-    if (!e.deleted && !e.value.service.empty()) service_of_[key] = e.value.service;
+    if (!e.deleted && !e.value.service.empty()) service_of_[KeyDigest::of(key)] = e.value.service;
   }
   subscription_ = store_.feed().subscribe(Stage::load_balancing, [this](const Change& c) { on_change(c); });
 }
@@ -162,12 +162,13 @@ void LoadBalancing::on_change(const Change& c) {
       // detach (here or on another host) moves it, and the service it left
       // must drop it as well as the new one take it.
       std::string before;
-      if (auto was = service_of_.find(key); was != service_of_.end()) before = was->second;
+      const KeyDigest digest = KeyDigest::of(key);
+      if (auto was = service_of_.find(digest); was != service_of_.end()) before = was->second;
       const std::string now = it->second.deleted ? "" : e.service;
       if (now.empty()) {
-        service_of_.erase(key);
+        service_of_.erase(digest);
       } else {
-        service_of_[key] = now;
+        service_of_[digest] = now;
       }
       // Any endpoint may bring this node's own address (the first local
       // container, the first on another node) or end it (the last local one).

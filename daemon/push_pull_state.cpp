@@ -8,24 +8,35 @@ namespace swarmnet::daemon {
 
 namespace json = boost::json;
 
+PushPullState::Line PushPullState::make_line(TableId table, std::string_view key, const json::value& line) {
+  const std::string serialized = json::serialize(line);
+  Line l{table, static_cast<uint32_t>(key.size()), {}};
+  l.text.reserve(key.size() + serialized.size());
+  l.text += key;
+  l.text += serialized;
+  return l;
+}
+
 void PushPullState::put(TableId table, const std::string& key, const std::optional<json::value>& line) {
-  std::optional<std::string> text;
-  if (line) text = json::serialize(*line);
+  std::optional<Line> fresh;
+  if (line) fresh = make_line(table, key, *line);
   std::lock_guard lock(mu_);
-  if (text) {
-    lines_[{table, key}] = std::move(*text);
-  } else {
-    lines_.erase({table, key});
-  }
+  const ByKey::Id id{table, key};
+  if (auto it = lines_.find(id); it != lines_.end()) lines_.erase(it);
+  if (fresh) lines_.insert(std::move(*fresh));
 }
 
 void PushPullState::reset(const std::vector<json::value>& lines) {
-  std::map<std::pair<TableId, std::string>, std::string> fresh;
+  std::set<Line, ByKey> fresh;
   for (const auto& line : lines) {
     const auto& o = line.as_object();
     const auto table = parse_table(json_fields::required_string(o, "table"));
     if (!table) continue;
-    fresh[{*table, json_fields::required_string(o, "key")}] = json::serialize(line);
+    Line l = make_line(*table, json_fields::required_string(o, "key"), line);
+    // A later line of the same key replaces an earlier one, as the map's
+    // assignment did.
+    if (auto it = fresh.find(ByKey::id(l)); it != fresh.end()) fresh.erase(it);
+    fresh.insert(std::move(l));
   }
   std::lock_guard lock(mu_);
   lines_ = std::move(fresh);
@@ -42,15 +53,15 @@ void PushPullState::set_records(const json::object& records) {
 std::vector<uint8_t> PushPullState::bytes() const {
   std::lock_guard lock(mu_);
   size_t size = 32 + records_.size();
-  for (const auto& [k, line] : lines_) size += line.size() + 1;
+  for (const Line& l : lines_) size += l.line().size() + 1;
   std::string out;
   out.reserve(size);
   out += "{\"entries\":[";
   bool first = true;
-  for (const auto& [k, line] : lines_) {
+  for (const Line& l : lines_) {
     if (!first) out += ',';
     first = false;
-    out += line;
+    out += l.line();
   }
   out += ']';
   if (!records_.empty()) {

@@ -10,10 +10,12 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -36,8 +38,29 @@ class PushPullState {
   size_t entries() const;
 
  private:
+  // One entry: its key and its serialized line in one string, sized to fit.
+  // A map from (table, key) to the line held the key twice (the line has it
+  // too) and the line with the slack of its serializer's growth: about 180
+  // bytes an entry more, for every endpoint of the cluster.
+  struct Line {
+    TableId table;
+    uint32_t key_size;
+    std::string text;  // key, then line
+    std::string_view key() const { return std::string_view(text).substr(0, key_size); }
+    std::string_view line() const { return std::string_view(text).substr(key_size); }
+  };
+  struct ByKey {
+    using is_transparent = void;
+    using Id = std::pair<TableId, std::string_view>;
+    static Id id(const Line& l) { return {l.table, l.key()}; }
+    static const Id& id(const Id& i) { return i; }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const { return id(a) < id(b); }
+  };
+  static Line make_line(TableId table, std::string_view key, const boost::json::value& line);
+
   mutable std::mutex mu_;
-  std::map<std::pair<TableId, std::string>, std::string> lines_;  // serialized
+  std::set<Line, ByKey> lines_;  // in (table, key) order, as the map was
   std::string records_;  // serialized fields, without the braces
 };
 

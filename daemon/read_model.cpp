@@ -11,7 +11,7 @@ const ReadModel::Keys& ReadModel::get(const std::map<std::string, Keys>& m, cons
   return it == m.end() ? none : it->second;
 }
 
-void ReadModel::unlink(std::map<std::string, Keys>& m, const std::string& k, const std::string& key) {
+void ReadModel::unlink(std::map<std::string, Keys>& m, const std::string& k, std::string_view key) {
   auto it = m.find(k);
   if (it == m.end()) return;
   it->second.erase(key);

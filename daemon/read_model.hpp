@@ -10,10 +10,13 @@
 // used by the balancers, the routing mesh, service inspect and DNS.
 #pragma once
 
+#include <cstddef>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/records.hpp"
@@ -24,14 +27,74 @@ namespace swarmnet::daemon {
 // endpoint), its value the service's name.
 inline constexpr const char* kVipLabel = "swarmnet.vip";
 
+// A sorted set of keys that holds pointers to strings owned elsewhere (the
+// store's own table keys), not copies: an endpoint's key is about 110 bytes
+// (network id, node id, container id, interface), and the index files each
+// endpoint under three or four questions, so copies cost about 600 bytes an
+// endpoint, most of swarmnetd's memory per endpoint after the store itself.
+// Reads as a set of std::string (iteration in key order, size, contains).
+class KeySet {
+  struct Less {
+    using is_transparent = void;
+    bool operator()(const std::string* a, const std::string* b) const { return *a < *b; }
+    bool operator()(const std::string* a, std::string_view b) const { return std::string_view(*a) < b; }
+    bool operator()(std::string_view a, const std::string* b) const { return a < std::string_view(*b); }
+  };
+  using Set = std::set<const std::string*, Less>;
+
+ public:
+  class const_iterator {
+   public:
+    using iterator_category = std::bidirectional_iterator_tag;
+    using value_type = std::string;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const std::string*;
+    using reference = const std::string&;
+    const_iterator() = default;
+    reference operator*() const { return **it_; }
+    pointer operator->() const { return *it_; }
+    const_iterator& operator++() { ++it_; return *this; }
+    const_iterator operator++(int) { auto old = *this; ++it_; return old; }
+    const_iterator& operator--() { --it_; return *this; }
+    const_iterator operator--(int) { auto old = *this; --it_; return old; }
+    bool operator==(const const_iterator&) const = default;
+
+   private:
+    friend class KeySet;
+    explicit const_iterator(Set::const_iterator it) : it_(it) {}
+    Set::const_iterator it_;
+  };
+  using iterator = const_iterator;
+  using value_type = std::string;
+
+  const_iterator begin() const { return const_iterator(keys_.begin()); }
+  const_iterator end() const { return const_iterator(keys_.end()); }
+  size_t size() const { return keys_.size(); }
+  bool empty() const { return keys_.empty(); }
+  bool contains(std::string_view key) const { return keys_.find(key) != keys_.end(); }
+  // `key` must stay where it is until erased (ReadModel's callers pass the
+  // store's table key, which lives as long as the entry).
+  void insert(const std::string& key) { keys_.insert(&key); }
+  void erase(std::string_view key) {
+    if (auto it = keys_.find(key); it != keys_.end()) keys_.erase(it);
+  }
+  // The keys as strings, in order (tests, and callers that need a copy).
+  std::set<std::string> copy() const { return std::set<std::string>(begin(), end()); }
+
+ private:
+  Set keys_;
+};
+
 class ReadModel {
  public:
-  using Keys = std::set<std::string>;
+  using Keys = KeySet;
 
   explicit ReadModel(std::string node_id) : node_id_(std::move(node_id)) {}
 
   // An entry's live value before and after a change (nullptr: absent or a
-  // tombstone).
+  // tombstone). The index keeps a pointer to `key`, not a copy (KeySet): it
+  // must stay valid, unchanged, until the entry leaves the index (the Store
+  // passes its table's own key, stable in its std::map node).
   void endpoint_changed(const std::string& key, const EndpointRecord* before, const EndpointRecord* after);
   void service_changed(const std::string& id, const ServiceRecord* before, const ServiceRecord* after);
 
@@ -64,7 +127,7 @@ class ReadModel {
 
  private:
   static const Keys& get(const std::map<std::string, Keys>& m, const std::string& k);
-  static void unlink(std::map<std::string, Keys>& m, const std::string& k, const std::string& key);
+  static void unlink(std::map<std::string, Keys>& m, const std::string& k, std::string_view key);
 
   std::string node_id_;
   std::map<std::string, Keys> by_network_, by_service_, by_node_, local_attached_, remote_containers_, vips_of_,

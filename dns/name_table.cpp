@@ -199,12 +199,12 @@ void NameTable::index_local(uint32_t endpoint, const std::string& container, boo
   auto& ids = local_by_ip_[e.ip.value()];
   auto& nets = local_networks_[container];
   if (add) {
-    ids.push_back(container);
+    ids.push_back(endpoint);
     nets.push_back(e.network);
     local_containers_[endpoint] = container;
     return;
   }
-  if (auto it = std::find(ids.begin(), ids.end(), container); it != ids.end()) ids.erase(it);
+  if (auto it = std::find(ids.begin(), ids.end(), endpoint); it != ids.end()) ids.erase(it);
   if (auto it = std::find(nets.begin(), nets.end(), e.network); it != nets.end()) nets.erase(it);
   if (ids.empty()) local_by_ip_.erase(e.ip.value());
   if (nets.empty()) local_networks_.erase(container);
@@ -461,8 +461,10 @@ void NameTable::rebuild_service_locked(const ServiceInfo& service) {
 std::optional<Scope> NameTable::scope_locked(Ipv4Address source, Ipv4Address destination) const {
   Scope scope;
   if (auto it = local_by_ip_.find(source.value()); it != local_by_ip_.end()) {
-    for (const std::string& container : it->second) {
-      auto nets = local_networks_.find(container);
+    for (uint32_t endpoint : it->second) {
+      auto container = local_containers_.find(endpoint);
+      if (container == local_containers_.end()) continue;
+      auto nets = local_networks_.find(container->second);
       if (nets == local_networks_.end()) continue;
       for (uint32_t n : nets->second)
         if (!scope.contains(n) && scope.count < Scope::kMax) scope.networks[scope.count++] = n;

@@ -252,10 +252,11 @@ class NameTable {
   std::unordered_map<std::string, Contribution> contributions_;  // by owner
   std::unordered_map<std::string, std::vector<uint32_t>> tasks_by_service_;  // name -> endpoints
 
-  // Local containers: endpoint -> container id; ip -> container ids;
-  // container id -> network indexes.
+  // Local containers: endpoint -> container id; ip -> local endpoints
+  // (their containers through local_containers_: the id is held once, not
+  // once more per address); container id -> network indexes.
   std::unordered_map<uint32_t, std::string> local_containers_;
-  std::unordered_map<uint32_t, std::vector<std::string>> local_by_ip_;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> local_by_ip_;
   std::unordered_map<std::string, std::vector<uint32_t>> local_networks_;
   std::unordered_map<uint32_t, uint32_t> gateways_;  // gateway ip -> network index
 };

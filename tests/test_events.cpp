@@ -228,6 +228,42 @@ TEST_CASE("events: changes of the store, local and merged from another node, bec
   CHECK(got[1].attributes.at("network") == "back");
 }
 
+TEST_CASE("events: an update and a removal name the entry as it was last seen, whatever its attributes hold",
+          "[events]") {
+  // The last-seen state is kept packed (one string, lengths before the
+  // bytes): attributes of any length and any byte come back as they were.
+  TempDir dir;
+  daemon::Store store(dir.path());
+  store.put(network("n1", "front", "10.1.0.0/24"));
+  daemon::EventBus bus;
+  daemon::StateEvents events(store, bus);
+  auto sub = bus.subscribe({}, nullptr);
+  const std::string key = daemon::endpoint_key("n1", store.node_id(), "c1", "eth0");
+  daemon::EndpointRecord e = endpoint("n1", store.node_id(), "c1", "10.1.0.2");
+  e.id = std::string(300, 'i');  // a length of more than one byte
+  e.name = std::string("a\0b\xc3\xa9", 5) + std::string(200, 'n');
+  store.put(e);
+  daemon::EndpointRecord renamed = e;
+  renamed.name = "short";
+  renamed.service = "";
+  store.put(renamed);
+  store.put(renamed);  // nothing changed: no event
+  store.erase_endpoint(key);
+  const auto got = parse_lines(sub->take());
+  REQUIRE(got.size() == 3);
+  CHECK(got[0].action == "create");
+  CHECK(got[0].attributes.at("name") == e.name);
+  CHECK(got[1].action == "update");
+  CHECK(got[1].id == e.id);
+  CHECK(got[1].attributes.at("name") == "short");
+  CHECK(got[1].attributes.count("service") == 0);
+  CHECK(got[2].action == "remove");
+  CHECK(got[2].id == e.id);
+  CHECK(got[2].attributes == std::map<std::string, std::string>{{"container", "c1"}, {"ip", "10.1.0.2"},
+                                                               {"name", "short"}, {"network", "front"},
+                                                               {"node", store.node_id().substr(0, 12)}});
+}
+
 TEST_CASE("events: membership and key rotation", "[events]") {
   TempDir dir;
   daemon::Store store(dir.path());
