@@ -13,7 +13,7 @@ namespace swarmnet {
 
 namespace {
 
-void write_all(int fd, const std::string& data, const std::string& path) {
+void write_all(int fd, std::string_view data, const std::string& path) {
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -40,12 +40,17 @@ static void fsync_dir(const std::string& dir) {
 
 void write_file_atomically(const std::string& dir, const std::string& name,
                            const std::string& data) {
+  write_file_atomically(dir, name, [&](const AppendPiece& append) { append(data); });
+}
+
+void write_file_atomically(const std::string& dir, const std::string& name,
+                           const std::function<void(const AppendPiece&)>& produce) {
   const std::string path = dir + "/" + name;
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw_errno(Errc::internal, "creating " + tmp, errno);
   try {
-    write_all(fd, data, tmp);
+    produce([&](std::string_view piece) { write_all(fd, piece, tmp); });
     if (::fsync(fd) != 0) throw_errno(Errc::internal, "fsync " + tmp, errno);
   } catch (...) {
     // A full disk: the old file stays as it was, and no half-written

@@ -420,51 +420,37 @@ bool Store::compact() {
   count_rows(endpoints_);
   count_rows(services_);
   count_rows(cursors_);
-  const std::string path = dir_ + "/snapshot";
-  const std::string tmp = path + ".tmp";
-  int fd = -1;
   try {
     // Written in pieces of about kChunk bytes, not put together whole first:
     // a snapshot is about 700 bytes an endpoint, and a string that size (and
     // the copies its growth makes) was the daemon's largest allocation, whose
     // pages glibc then kept: 10,000 endpoints made a 21 MB peak at each
-    // compaction.
-    constexpr size_t kChunk = 256 * 1024;
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw_errno(Errc::unavailable, "creating " + tmp, errno);
-    uint64_t offset = 0;
-    std::string chunk(records::kSnapshotHeader);
-    chunk += '\n';
-    chunk += records::encode(json::object{{"node_id", node_id_}, {"lamport", lamport_}, {"entries", count}});
-    auto flush = [&] {
-      pwrite_all(fd, chunk, offset, tmp);
-      offset += chunk.size();
-      chunk.clear();
-    };
-    auto dump = [&](const char* name, const auto& t) {
-      for (const auto& [key, e] : t) {
-        if (expired(e)) continue;
-        chunk += records::encode(entry_line(name, key, e, true));
-        if (chunk.size() >= kChunk) flush();
-      }
-    };
-    dump("networks", networks_);
-    dump("blocks", blocks_);
-    dump("endpoints", endpoints_);
-    dump("services", services_);
-    dump("cursors", cursors_);
-    flush();
-    if (::fsync(fd) != 0) throw_errno(Errc::unavailable, "fsync " + tmp, errno);
-    ::close(fd);
-    fd = -1;
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(Errc::unavailable, "renaming " + tmp, errno);
-    // Its rename must be durable before the journal's: checked here.
-    fsync_dir(dir_);
+    // compaction. The snapshot's rename is durable (its directory synced)
+    // before the journal's below.
+    write_file_atomically(dir_, "snapshot", [&](const AppendPiece& append) {
+      constexpr size_t kChunk = 256 * 1024;
+      std::string chunk(records::kSnapshotHeader);
+      chunk += '\n';
+      chunk += records::encode(json::object{{"node_id", node_id_}, {"lamport", lamport_}, {"entries", count}});
+      auto dump = [&](const char* name, const auto& t) {
+        for (const auto& [key, e] : t) {
+          if (expired(e)) continue;
+          chunk += records::encode(entry_line(name, key, e, true));
+          if (chunk.size() < kChunk) continue;
+          append(chunk);
+          chunk.clear();
+        }
+      };
+      dump("networks", networks_);
+      dump("blocks", blocks_);
+      dump("endpoints", endpoints_);
+      dump("services", services_);
+      dump("cursors", cursors_);
+      append(chunk);
+    });
     // The snapshot now holds everything; an empty journal replaces the old one.
     install_new_journal();
   } catch (const std::exception& e) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
     spdlog::error("state: cannot compact {}: {}; the journal in use stays", dir_, e.what());
     return false;
   }
