@@ -241,16 +241,32 @@ TEST_CASE("cluster: remote endpoints are programmed while their node lives", "[c
   CHECK(remote_on_a[0].vtep.str() == "192.168.0.2");
   CHECK(c.nodes[0]->dataplane.overlays.count(daemon::Controller::bridge_name(net.id)) == 1);
 
+  // A membership change diffs the whole network against the kernel.
+  auto& dp = c.nodes[0]->dataplane;
+  int full = dp.full_syncs;
   c.partition(1, 1);  // node 1 "dies" as seen from node 0
   c.nodes[0]->controller.on_membership_change();
-  CHECK(c.nodes[0]->dataplane.remote[net.id].empty());
+  CHECK(dp.remote[net.id].empty());
+  CHECK(dp.full_syncs == full + 1);
   c.heal();
   c.nodes[0]->controller.on_membership_change();
-  CHECK(c.nodes[0]->dataplane.remote[net.id].size() == 1);
+  CHECK(dp.remote[net.id].size() == 1);
 
+  // Another node's endpoint change: its entries only, no full sync.
+  full = dp.full_syncs;
+  const int updates = dp.remote_updates;
   c.nodes[1]->controller.delete_endpoint("overlay", "cb", "eth0");
   c.pump();
-  CHECK(c.nodes[0]->dataplane.remote[net.id].empty());
+  CHECK(dp.remote[net.id].empty());
+  CHECK(dp.full_syncs == full);
+  CHECK(dp.remote_updates == updates + 1);
+  auto b2 = add(c, *c.nodes[1], "overlay", "cb2");
+  REQUIRE(b2);
+  c.pump();
+  REQUIRE(dp.remote[net.id].size() == 1);
+  CHECK(dp.remote[net.id][0].ip == b2->address.address());
+  CHECK(dp.full_syncs == full);
+  CHECK(dp.remote_updates == updates + 2);
 }
 
 TEST_CASE("cluster IPAM: a node dead past the reclaim time gives its blocks back, not its addresses",
