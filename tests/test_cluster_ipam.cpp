@@ -526,3 +526,29 @@ TEST_CASE("cluster IPAM: a network's ip range serves every node, whoever owns it
   fixed.static_ips = {Ipv4Address::parse("10.22.0.10")};
   CHECK(c.nodes[0]->controller.create_endpoint("ranged", fixed).first.address.address().str() == "10.22.0.10");
 }
+
+TEST_CASE("cluster IPAM: another node's new endpoint is marked used, not a rebuild of the address space",
+          "[cluster][ipam]") {
+  FakeCluster c(2);
+  auto& a = *c.nodes[0];
+  api::NetworkCreate create;
+  create.name = "overlay";
+  create.subnet = Ipv4Prefix::parse("10.23.0.0/24");
+  a.controller.create_network(create);
+  c.pump();
+  REQUIRE(add(c, a, "overlay", "a0"));
+  REQUIRE(add(c, *c.nodes[1], "overlay", "b0"));
+  c.pump();
+  const size_t rebuilds = a.controller.ipam().space_rebuilds();
+  // b's endpoint reached a: a's next ADD uses its space as it is.
+  auto a1 = add(c, a, "overlay", "a1");
+  REQUIRE(a1);
+  CHECK(a.controller.ipam().space_rebuilds() == rebuilds);
+  // A removal may free an address another endpoint still holds (a clash):
+  // rebuilt from the tables.
+  c.nodes[1]->controller.delete_endpoint("overlay", "b0", "eth0");
+  c.pump();
+  REQUIRE(add(c, a, "overlay", "a2"));
+  CHECK(a.controller.ipam().space_rebuilds() == rebuilds + 1);
+  check_no_duplicates(c);
+}
