@@ -139,9 +139,26 @@ size_t ClusterIpam::release_endpoints_of(const std::string& gone_node) {
   return endpoints.size();
 }
 
-void ClusterIpam::endpoint_changed(const std::string& network_id) {
-  // Addresses used elsewhere changed: rebuilt lazily from the tables.
-  spaces_.erase(network_id);
+void ClusterIpam::endpoint_changed(const std::string& network_id, const std::string& endpoint_key) {
+  auto space = spaces_.find(network_id);
+  if (space == spaces_.end()) return;  // built from the tables when next used
+  // A live endpoint's address is marked used, as the rebuild would: each
+  // change of another node then costs O(1), not a rebuild from every
+  // endpoint at the next local ADD (O(the store), after every remote change
+  // while a cluster fills). Marking is always safe: at worst an address
+  // whose endpoint moved to another one stays held until the next rebuild.
+  // A deleted endpoint frees its address only if no other endpoint holds it
+  // (a clash), which the tables know: rebuilt lazily, as before.
+  auto it = store_.endpoints().find(endpoint_key);
+  if (it != store_.endpoints().end() && !it->second.deleted && it->second.value.network_id == network_id) {
+    try {
+      space->second.mark_used(it->second.value.ip);
+      return;
+    } catch (const Error&) {
+      // Not an address of the subnet: the rebuild says what it says.
+    }
+  }
+  spaces_.erase(space);
 }
 
 void ClusterIpam::network_changed(const std::string& network_id) { spaces_.erase(network_id); }
@@ -256,6 +273,7 @@ ipam::AddressSpace& ClusterIpam::space_of(const NetworkRecord& network) {
   auto it = spaces_.find(network.id);
   if (it != spaces_.end()) return it->second;
   // Rebuilt from the tables: the blocks this node owns, every live address.
+  ++space_rebuilds_;
   ipam::AddressSpace space(network.subnet, network.gateway, network.block_length);
   for (const auto& [key, e] : store_.endpoints()) {
     if (!e.deleted && e.value.network_id == network.id) space.mark_used(e.value.ip);

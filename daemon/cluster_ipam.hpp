@@ -154,11 +154,13 @@ class ClusterIpam {
   size_t release_endpoints_of(const std::string& gone_node);
 
   // What other nodes changed in the tables.
-  void endpoint_changed(const std::string& network_id);
+  void endpoint_changed(const std::string& network_id, const std::string& endpoint_key);
   void block_changed(const std::string& block_key);
   void network_changed(const std::string& network_id);
   // A network removed here: its block records go with it.
   void remove_network(const std::string& network_id);
+  // How often a network's address space was rebuilt from the tables (tests).
+  size_t space_rebuilds() const { return space_rebuilds_; }
 
  private:
   struct Waiter;
@@ -183,6 +185,7 @@ class ClusterIpam {
   std::map<std::string, ipam::AddressSpace> spaces_;  // network id -> its addresses
   ipam::AddressPools pools_ = ipam::default_address_pools();
   std::multimap<std::string, Waiter*> waiters_;  // network id -> requests waiting for a block
+  size_t space_rebuilds_ = 0;
 };
 
 }  // namespace swarmnet::daemon

@@ -119,8 +119,10 @@ void Controller::on_store_change(TableId table, const std::string& key) {
     auto it = store_.endpoints().find(key);
     if (it == store_.endpoints().end()) return;
     const std::string network_id = it->second.value.network_id;
-    ipam_.endpoint_changed(network_id);
-    overlay_.sync_network(network_id);
+    ipam_.endpoint_changed(network_id, key);
+    // This endpoint's entries only: a full sync_network here cost every
+    // node O(the network) per change anywhere in the cluster.
+    overlay_.endpoint_changed(network_id, key);
   } else if (table == TableId::blocks) {
     ipam_.block_changed(key);
   } else if (table == TableId::networks) {

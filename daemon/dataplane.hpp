@@ -3,10 +3,14 @@
 // the real kernel (integration tests).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "daemon/records.hpp"
@@ -20,6 +24,35 @@ struct RemoteEndpoint {
   std::string mac;
   Ipv4Address vtep;
   auto operator<=>(const RemoteEndpoint&) const = default;
+};
+
+// The kernel entries a set of remote endpoints comes to: the kernel keeps one
+// VTEP per MAC and one MAC per IP (add_fdb and add_neighbor replace). Two
+// endpoints can share an address (a clash across nodes; the MAC follows the
+// IP), so which one the entry serves is fixed here, for the full diff and the
+// per-endpoint delta alike: the smallest RemoteEndpoint holding it.
+struct RemoteEntries {
+  std::map<std::string, Ipv4Address> fdb;        // mac -> vtep
+  std::map<Ipv4Address, std::string> neighbors;  // ip -> mac
+  bool operator==(const RemoteEntries&) const = default;
+};
+
+inline RemoteEntries remote_entries(std::vector<RemoteEndpoint> remote) {
+  std::sort(remote.begin(), remote.end());
+  RemoteEntries out;
+  for (const auto& r : remote) {
+    out.fdb.try_emplace(r.mac, r.vtep);  // the first, so the smallest, wins
+    out.neighbors.try_emplace(r.ip, r.mac);
+  }
+  return out;
+}
+
+// What one remote endpoint's change does to the kernel entries: an entry to
+// set (added or replaced) or to remove (nullopt).
+struct RemoteEntryChanges {
+  std::vector<std::pair<std::string, std::optional<Ipv4Address>>> fdb;        // mac -> vtep
+  std::vector<std::pair<Ipv4Address, std::optional<std::string>>> neighbors;  // ip -> mac
+  bool empty() const { return fdb.empty() && neighbors.empty(); }
 };
 
 // A route of this host (main table) to somewhere a network's subnet must not
@@ -44,10 +77,17 @@ class Dataplane {
   virtual void ensure_overlay(const NetworkRecord& network, const std::string& bridge,
                               Ipv4Address local_vtep) = 0;
   // Makes the VXLAN device's static FDB and neighbour entries exactly
-  // `remote`: adds what is missing, removes what is stale, leaves the rest
-  // untouched (so traffic to unchanged endpoints is never interrupted).
+  // remote_entries(remote): reads them all from the kernel, adds what is
+  // missing, removes what is stale, leaves the rest untouched (so traffic to
+  // unchanged endpoints is never interrupted). O(entries): for a (re)start,
+  // a membership change, a network coming to this host.
   virtual void sync_remote_endpoints(const NetworkRecord& network,
                                      const std::vector<RemoteEndpoint>& remote) = 0;
+  // Sets and removes just the entries `changes` names, reading nothing from
+  // the kernel: one remote endpoint's change costs its own entries only.
+  // False, with nothing done, when the network has no VXLAN device here (the
+  // caller falls back to the full sync, which makes it).
+  virtual bool update_remote_endpoints(const NetworkRecord& network, const RemoteEntryChanges& changes) = 0;
   // Deletes the host end of an endpoint's veth (and so the pair) if present.
   virtual void remove_host_link(const std::string& ifname) = 0;
   // Makes the host's packet filter match the cluster's networks (every

@@ -86,29 +86,23 @@ class LinuxDataplane final : public Dataplane {
     if (!vx) return;  // no overlay on this host (not in a cluster)
     const int index = vx->link.index;
 
+    const RemoteEntries want = remote_entries(remote);
     std::set<kernel::FdbEntry> want_fdb;
+    for (const auto& [mac, vtep] : want.fdb) want_fdb.insert({mac, vtep});
     std::set<kernel::NeighborEntry> want_neigh;
-    for (const auto& r : remote) {
-      want_fdb.insert({r.mac, r.vtep});
-      want_neigh.insert({r.ip, r.mac});
-    }
+    for (const auto& [ip, mac] : want.neighbors) want_neigh.insert({ip, mac});
     // Diff against the kernel, so unchanged entries are never touched and
     // traffic to them never stops (a daemon restart reconciles this way).
     auto have_fdb_list = kernel::list_fdb(nl_, index);
     auto have_neigh_list = kernel::list_neighbors(nl_, index);
     std::set<kernel::FdbEntry> have_fdb(have_fdb_list.begin(), have_fdb_list.end());
     std::set<kernel::NeighborEntry> have_neigh(have_neigh_list.begin(), have_neigh_list.end());
-    std::set<std::string> wanted_macs;
-    for (const auto& f : want_fdb) wanted_macs.insert(f.mac);
-    std::set<Ipv4Address> wanted_ips;
-    for (const auto& nb : want_neigh) wanted_ips.insert(nb.ip);
-
     size_t added = 0, removed = 0;
     for (const auto& f : have_fdb) {
-      if (!wanted_macs.count(f.mac)) removed += kernel::remove_fdb(nl_, index, f.mac) ? 1 : 0;
+      if (!want.fdb.count(f.mac)) removed += kernel::remove_fdb(nl_, index, f.mac) ? 1 : 0;
     }
     for (const auto& nb : have_neigh) {
-      if (!wanted_ips.count(nb.ip)) removed += kernel::remove_neighbor(nl_, index, nb.ip) ? 1 : 0;
+      if (!want.neighbors.count(nb.ip)) removed += kernel::remove_neighbor(nl_, index, nb.ip) ? 1 : 0;
     }
     for (const auto& f : want_fdb) {
       if (!have_fdb.count(f)) {
@@ -126,6 +120,32 @@ class LinuxDataplane final : public Dataplane {
       spdlog::info("network {}: overlay {} now has {} remote endpoint(s) (+{} -{} entries)", n.name,
                    name, remote.size(), added, removed);
     }
+  }
+
+  bool update_remote_endpoints(const NetworkRecord& n, const RemoteEntryChanges& changes) override {
+    const std::string name = vxlan_name(n.id);
+    // One link lookup by name, no dump.
+    auto vx = kernel::find_vxlan(nl_, name);
+    if (!vx) return false;
+    const int index = vx->link.index;
+    // Neighbour entries are removed before the FDB entries and added after
+    // them, so the device never answers ARP for a MAC it cannot reach.
+    for (const auto& [ip, mac] : changes.neighbors) {
+      if (!mac) kernel::remove_neighbor(nl_, index, ip);
+    }
+    for (const auto& [mac, vtep] : changes.fdb) {
+      if (vtep) {
+        kernel::add_fdb(nl_, index, mac, *vtep);
+      } else {
+        kernel::remove_fdb(nl_, index, mac);
+      }
+    }
+    for (const auto& [ip, mac] : changes.neighbors) {
+      if (mac) kernel::add_neighbor(nl_, index, ip, *mac);
+    }
+    spdlog::debug("network {}: overlay {}: {} fdb and {} neighbour change(s)", n.name, name,
+                  changes.fdb.size(), changes.neighbors.size());
+    return true;
   }
 
   void sync_firewall(const std::vector<NetworkRecord>& networks) override {

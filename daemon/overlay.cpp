@@ -63,7 +63,20 @@ void Overlay::sync_underlay_peers() {
   underlay_peers_ = std::move(peers);
 }
 
+std::optional<RemoteEndpoint> Overlay::remote_endpoint(const EndpointRecord& ep) const {
+  if (ep.node == store_.node_id() || !ep.attach) return std::nullopt;
+  // An endpoint of a dead node leaves the overlay at once; it comes back
+  // when its node does (the tables keep it meanwhile).
+  if (!alive(ep.node)) return std::nullopt;
+  auto vtep = membership_->address_of(ep.node);
+  if (!vtep) return std::nullopt;
+  return RemoteEndpoint{ep.ip, ep.mac, *vtep};
+}
+
 void Overlay::sync_network(const std::string& network_id) {
+  // Whatever happens below, the cache is rebuilt only by a sync that went
+  // through (one that throws may leave the kernel half-done).
+  forget(network_id);
   const NetworkRecord* n = store_.find_network(network_id);
   if (!n || local_attached_endpoints(network_id) == 0) return;
   const NetworkRecord network = *n;
@@ -71,19 +84,101 @@ void Overlay::sync_network(const std::string& network_id) {
   dataplane_.ensure_network(network, bridge);
   if (!membership_ || !local_vtep_) return;
   dataplane_.ensure_overlay(network, bridge, *local_vtep_);
+  Programmed programmed;
   std::vector<RemoteEndpoint> remote;
   for (const std::string& key : store_.index().endpoints_on_network(network.id)) {
-    const EndpointRecord& ep = *store_.find_endpoint(key);
-    if (ep.node == store_.node_id() || !ep.attach) continue;
-    // An endpoint of a dead node leaves the overlay at once; it comes back
-    // when its node does (the tables keep it meanwhile).
-    if (!alive(ep.node)) continue;
-    auto vtep = membership_->address_of(ep.node);
-    if (!vtep) continue;
-    remote.push_back(RemoteEndpoint{ep.ip, ep.mac, *vtep});
+    if (auto r = remote_endpoint(*store_.find_endpoint(key))) {
+      programmed.add(key, *r);
+      remote.push_back(*r);
+    }
   }
   std::sort(remote.begin(), remote.end());
   dataplane_.sync_remote_endpoints(network, remote);
+  programmed_[network.id] = std::move(programmed);
+}
+
+void Overlay::endpoint_changed(const std::string& network_id, const std::string& endpoint_key) {
+  auto it = programmed_.find(network_id);
+  const NetworkRecord* n = store_.find_network(network_id);
+  if (it == programmed_.end() || !n || !membership_ || !local_vtep_ ||
+      local_attached_endpoints(network_id) == 0) {
+    // Not programmed here, or not as a member: the full path decides (for
+    // a network without a local container it returns at once).
+    sync_network(network_id);
+    return;
+  }
+  Programmed& programmed = it->second;
+  std::optional<RemoteEndpoint> now;
+  auto record = store_.endpoints().find(endpoint_key);
+  if (record != store_.endpoints().end() && !record->second.deleted &&
+      record->second.value.network_id == network_id) {
+    now = remote_endpoint(record->second.value);
+  }
+  std::optional<RemoteEndpoint> before;
+  if (auto p = programmed.endpoints.find(endpoint_key); p != programmed.endpoints.end()) before = p->second;
+  if (before == now) return;  // e.g. its health or aliases changed: nothing for the kernel
+
+  // The addresses whose entries may change, as they are before.
+  std::map<std::string, std::optional<Ipv4Address>> fdb;
+  std::map<Ipv4Address, std::optional<std::string>> neighbors;
+  for (const auto& r : {before, now}) {
+    if (!r) continue;
+    fdb.emplace(r->mac, programmed.fdb_of(r->mac));
+    neighbors.emplace(r->ip, programmed.neighbor_of(r->ip));
+  }
+  if (before) programmed.remove(endpoint_key);
+  if (now) programmed.add(endpoint_key, *now);
+  // Only what differs afterwards goes to the kernel: an address another
+  // holder still serves keeps (or gets back) that holder's entry.
+  RemoteEntryChanges changes;
+  for (const auto& [mac, was] : fdb) {
+    if (auto is = programmed.fdb_of(mac); is != was) changes.fdb.emplace_back(mac, is);
+  }
+  for (const auto& [ip, was] : neighbors) {
+    if (auto is = programmed.neighbor_of(ip); is != was) changes.neighbors.emplace_back(ip, is);
+  }
+  if (changes.empty()) return;
+  bool done = false;
+  try {
+    done = dataplane_.update_remote_endpoints(*n, changes);
+  } catch (...) {
+    forget(network_id);
+    throw;
+  }
+  // The VXLAN device is gone (removed by hand?): the full sync makes it again.
+  if (!done) sync_network(network_id);
+}
+
+void Overlay::Programmed::add(const std::string& key, const RemoteEndpoint& r) {
+  endpoints[key] = r;
+  by_mac[r.mac].emplace(r, key);
+  by_ip[r.ip].emplace(r, key);
+}
+
+void Overlay::Programmed::remove(const std::string& key) {
+  auto it = endpoints.find(key);
+  if (it == endpoints.end()) return;
+  const RemoteEndpoint r = it->second;
+  endpoints.erase(it);
+  auto drop = [&](auto& holders, const auto& address) {
+    auto h = holders.find(address);
+    h->second.erase(std::pair(r, key));
+    if (h->second.empty()) holders.erase(h);
+  };
+  drop(by_mac, r.mac);
+  drop(by_ip, r.ip);
+}
+
+std::optional<Ipv4Address> Overlay::Programmed::fdb_of(const std::string& mac) const {
+  auto it = by_mac.find(mac);
+  if (it == by_mac.end()) return std::nullopt;
+  return it->second.begin()->first.vtep;
+}
+
+std::optional<std::string> Overlay::Programmed::neighbor_of(Ipv4Address ip) const {
+  auto it = by_ip.find(ip);
+  if (it == by_ip.end()) return std::nullopt;
+  return it->second.begin()->first.mac;
 }
 
 // Two nodes that create networks at the same moment, before either hears of
@@ -133,7 +228,10 @@ void Overlay::network_changed(const std::string& network_id) {
   if (!it->second.deleted) warn_conflicts(it->second.value);
   sync_firewall();
   if (it->second.deleted) {
-    if (local_attached_endpoints(network_id) == 0) dataplane_.remove_network(bridge_name(network_id));
+    if (local_attached_endpoints(network_id) == 0) {
+      forget(network_id);
+      dataplane_.remove_network(bridge_name(network_id));
+    }
     return;
   }
   sync_network(network_id);
@@ -159,12 +257,18 @@ void Overlay::attached(const NetworkRecord& network) {
 
 void Overlay::detached(const NetworkRecord& network, const std::string& host_ifname) {
   if (!host_ifname.empty()) dataplane_.remove_host_link(host_ifname);
-  if (local_attached_endpoints(network.id) == 0) dataplane_.remove_network(bridge_name(network.id));
+  if (local_attached_endpoints(network.id) == 0) {
+    forget(network.id);
+    dataplane_.remove_network(bridge_name(network.id));
+  }
 }
 
 void Overlay::repair(const NetworkRecord& network) { dataplane_.ensure_network(network, bridge_name(network.id)); }
 
-void Overlay::remove(const std::string& network_id) { dataplane_.remove_network(bridge_name(network_id)); }
+void Overlay::remove(const std::string& network_id) {
+  forget(network_id);
+  dataplane_.remove_network(bridge_name(network_id));
+}
 
 void Overlay::reconcile() {
   sync_firewall();
@@ -173,6 +277,7 @@ void Overlay::reconcile() {
     if (!e.deleted && local_attached_endpoints(id) > 0) {
       sync_network(id);
     } else {
+      forget(id);
       dataplane_.remove_network(bridge);
     }
   }

@@ -8,8 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "daemon/dataplane.hpp"
@@ -59,8 +62,15 @@ class Overlay {
   // The packet filter for every network of the cluster.
   void sync_firewall();
   // Programs this host's kernel for one network from the tables (nothing
-  // unless a local container is attached to it).
+  // unless a local container is attached to it): the full diff, O(the
+  // network's endpoints), reading the kernel's entries back.
   void sync_network(const std::string& network_id);
+  // Another node's endpoint record changed (added, changed or deleted): only
+  // that endpoint's kernel entries change, against what this host last
+  // programmed, without walking the network or reading the kernel, so each
+  // change costs every node O(1) whatever the network's size. A network not
+  // programmed here (yet) gets sync_network.
+  void endpoint_changed(const std::string& network_id, const std::string& endpoint_key);
   // A network record changed on another node (created, changed or deleted).
   void network_changed(const std::string& network_id);
 
@@ -90,8 +100,33 @@ class Overlay {
   uint32_t pick_vni(const std::string& network_id) const;
 
  private:
+  // What sync_network and endpoint_changed last programmed for a network
+  // with a local bridge: the remote endpoints by key, and who holds each
+  // address. Two endpoints can hold the same one (a clash across nodes): the
+  // kernel entry serves the smallest holder (remote_entries()), and removing
+  // one holder must leave the entry to the others.
+  struct Programmed {
+    using Holders = std::set<std::pair<RemoteEndpoint, std::string>>;  // smallest first
+    std::map<std::string, RemoteEndpoint> endpoints;  // endpoint key -> its entries
+    std::map<std::string, Holders> by_mac;
+    std::map<Ipv4Address, Holders> by_ip;
+
+    void add(const std::string& key, const RemoteEndpoint& r);
+    void remove(const std::string& key);
+    // The kernel entry of an address as remote_entries() makes it; nullopt:
+    // none.
+    std::optional<Ipv4Address> fdb_of(const std::string& mac) const;
+    std::optional<std::string> neighbor_of(Ipv4Address ip) const;
+  };
+
   bool alive(const std::string& node_id) const;
   void warn_conflicts(const NetworkRecord& network) const;
+  // The entries an endpoint needs on this host; nullopt: none (local, not
+  // attached, its node dead or without an address). Needs a membership.
+  std::optional<RemoteEndpoint> remote_endpoint(const EndpointRecord& ep) const;
+  // The kernel's entries for the network may no longer be what programmed_
+  // says (removed, failed half-way, not synced): the next change syncs fully.
+  void forget(const std::string& network_id) { programmed_.erase(network_id); }
 
   Store& store_;
   Dataplane& dataplane_;
@@ -99,6 +134,7 @@ class Overlay {
   std::optional<Ipv4Address> local_vtep_;
   std::optional<std::vector<Ipv4Address>> underlay_peers_;  // as last given to the filter
   const Encryption* encryption_ = nullptr;
+  std::map<std::string, Programmed> programmed_;  // network id -> what its overlay holds
 };
 
 }  // namespace swarmnet::daemon

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "daemon/dataplane.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
 #include "kernel/vxlan.hpp"
@@ -516,6 +517,89 @@ TEST_CASE("timing of 1,000 remote endpoints (printed, not asserted)", "[kernel][
       "list both %.1f ms, re-add (no-op reconcile) %.1f ms, remove %.1f ms\n",
       kEntries, ms(added - start), ms(listed - added), ms(replayed - listed),
       ms(removed - replayed));
+}
+
+TEST_CASE("the daemon's per-endpoint delta adds, moves and removes one endpoint's entries, the others stay",
+          "[kernel][vxlan]") {
+  Host host("hd");  // no underlay needed: nothing is sent, the entries are what is looked at
+  // The daemon's data plane as swarmnetd runs it, in this host's namespace.
+  NetnsGuard guard(host.ns.open());
+  auto dp = daemon::make_linux_dataplane(4789);
+  daemon::NetworkRecord net;
+  net.id = "0123456789abcdef0123456789abcdef";
+  net.name = "delta";
+  net.subnet = Ipv4Prefix::parse("10.77.0.0/24");
+  net.gateway = Ipv4Address::parse("10.77.0.1");
+  net.mtu = 1450;
+  net.vni = kVni;
+  const std::string bridge = daemon::bridge_name(net.id);
+  const std::string vxlan = daemon::vxlan_name(net.id);
+  dp->ensure_network(net, bridge);
+  dp->ensure_overlay(net, bridge, kUnderlayA);
+
+  auto ep = [](int last, const std::string& vtep) {
+    char mac[18];
+    std::snprintf(mac, sizeof(mac), "02:42:0a:4d:00:%02x", last);
+    return daemon::RemoteEndpoint{Ipv4Address::parse("10.77.0." + std::to_string(last)), mac,
+                                  Ipv4Address::parse(vtep)};
+  };
+  // As a user sees them: one line per FDB entry with its VTEP, one per
+  // neighbour entry.
+  auto fdb = [&] { return capture(host.ns.exec("bridge fdb show dev " + vxlan + " | grep ' dst ' | sort")); };
+  auto neigh = [&] { return capture(host.ns.exec("ip neigh show dev " + vxlan + " | sort")); };
+  auto has = [&](const daemon::RemoteEndpoint& r) {
+    return fdb().find(r.mac + " dst " + r.vtep.str() + " self permanent") != std::string::npos &&
+           neigh().find(r.ip.str() + " lladdr " + r.mac + " PERMANENT") != std::string::npos;
+  };
+  auto count = [](const std::string& lines) { return std::count(lines.begin(), lines.end(), '\n'); };
+
+  const auto e1 = ep(3, "192.168.77.2"), e2 = ep(4, "192.168.77.3"), e3 = ep(5, "192.168.77.2");
+  dp->sync_remote_endpoints(net, {e1, e2});
+  REQUIRE(has(e1));
+  REQUIRE(has(e2));
+  const std::string e1_fdb_line = e1.mac + " dst " + e1.vtep.str();
+
+  // e3 arrives: its two entries, nothing else changes.
+  daemon::RemoteEntryChanges add;
+  add.fdb.emplace_back(e3.mac, e3.vtep);
+  add.neighbors.emplace_back(e3.ip, e3.mac);
+  CHECK(dp->update_remote_endpoints(net, add));
+  INFO(fdb() << neigh());
+  CHECK(has(e1));
+  CHECK(has(e2));
+  CHECK(has(e3));
+  CHECK(count(fdb()) == 3);
+  CHECK(count(neigh()) == 3);
+
+  // e2 goes: its entries only.
+  daemon::RemoteEntryChanges gone;
+  gone.fdb.emplace_back(e2.mac, std::nullopt);
+  gone.neighbors.emplace_back(e2.ip, std::nullopt);
+  CHECK(dp->update_remote_endpoints(net, gone));
+  CHECK(has(e1));
+  CHECK(has(e3));
+  CHECK(fdb().find(e2.mac) == std::string::npos);
+  CHECK(neigh().find(e2.ip.str() + " ") == std::string::npos);
+  CHECK(count(fdb()) == 2);
+  CHECK(count(neigh()) == 2);
+
+  // e1's node moves: its FDB entry is replaced (one entry, the new VTEP).
+  daemon::RemoteEntryChanges moved;
+  moved.fdb.emplace_back(e1.mac, Ipv4Address::parse("192.168.77.9"));
+  CHECK(dp->update_remote_endpoints(net, moved));
+  CHECK(fdb().find(e1_fdb_line) == std::string::npos);
+  CHECK(has(ep(3, "192.168.77.9")));
+  CHECK(has(e3));
+  CHECK(count(fdb()) == 2);
+
+  // The full diff of the same state changes nothing more.
+  dp->sync_remote_endpoints(net, {ep(3, "192.168.77.9"), e3});
+  CHECK(count(fdb()) == 2);
+  CHECK(count(neigh()) == 2);
+
+  // Without the device: false, nothing done (the overlay falls back to the full sync).
+  dp->remove_network(bridge);
+  CHECK_FALSE(dp->update_remote_endpoints(net, add));
 }
 
 TEST_CASE("no namespace of this run is left", "[kernel][vxlan]") {

@@ -241,16 +241,32 @@ TEST_CASE("cluster: remote endpoints are programmed while their node lives", "[c
   CHECK(remote_on_a[0].vtep.str() == "192.168.0.2");
   CHECK(c.nodes[0]->dataplane.overlays.count(daemon::Controller::bridge_name(net.id)) == 1);
 
+  // A membership change diffs the whole network against the kernel.
+  auto& dp = c.nodes[0]->dataplane;
+  int full = dp.full_syncs;
   c.partition(1, 1);  // node 1 "dies" as seen from node 0
   c.nodes[0]->controller.on_membership_change();
-  CHECK(c.nodes[0]->dataplane.remote[net.id].empty());
+  CHECK(dp.remote[net.id].empty());
+  CHECK(dp.full_syncs == full + 1);
   c.heal();
   c.nodes[0]->controller.on_membership_change();
-  CHECK(c.nodes[0]->dataplane.remote[net.id].size() == 1);
+  CHECK(dp.remote[net.id].size() == 1);
 
+  // Another node's endpoint change: its entries only, no full sync.
+  full = dp.full_syncs;
+  const int updates = dp.remote_updates;
   c.nodes[1]->controller.delete_endpoint("overlay", "cb", "eth0");
   c.pump();
-  CHECK(c.nodes[0]->dataplane.remote[net.id].empty());
+  CHECK(dp.remote[net.id].empty());
+  CHECK(dp.full_syncs == full);
+  CHECK(dp.remote_updates == updates + 1);
+  auto b2 = add(c, *c.nodes[1], "overlay", "cb2");
+  REQUIRE(b2);
+  c.pump();
+  REQUIRE(dp.remote[net.id].size() == 1);
+  CHECK(dp.remote[net.id][0].ip == b2->address.address());
+  CHECK(dp.full_syncs == full);
+  CHECK(dp.remote_updates == updates + 2);
 }
 
 TEST_CASE("cluster IPAM: a node dead past the reclaim time gives its blocks back, not its addresses",
@@ -509,4 +525,30 @@ TEST_CASE("cluster IPAM: a network's ip range serves every node, whoever owns it
   api::EndpointCreate fixed = ep("fixed");
   fixed.static_ips = {Ipv4Address::parse("10.22.0.10")};
   CHECK(c.nodes[0]->controller.create_endpoint("ranged", fixed).first.address.address().str() == "10.22.0.10");
+}
+
+TEST_CASE("cluster IPAM: another node's new endpoint is marked used, not a rebuild of the address space",
+          "[cluster][ipam]") {
+  FakeCluster c(2);
+  auto& a = *c.nodes[0];
+  api::NetworkCreate create;
+  create.name = "overlay";
+  create.subnet = Ipv4Prefix::parse("10.23.0.0/24");
+  a.controller.create_network(create);
+  c.pump();
+  REQUIRE(add(c, a, "overlay", "a0"));
+  REQUIRE(add(c, *c.nodes[1], "overlay", "b0"));
+  c.pump();
+  const size_t rebuilds = a.controller.ipam().space_rebuilds();
+  // b's endpoint reached a: a's next ADD uses its space as it is.
+  auto a1 = add(c, a, "overlay", "a1");
+  REQUIRE(a1);
+  CHECK(a.controller.ipam().space_rebuilds() == rebuilds);
+  // A removal may free an address another endpoint still holds (a clash):
+  // rebuilt from the tables.
+  c.nodes[1]->controller.delete_endpoint("overlay", "b0", "eth0");
+  c.pump();
+  REQUIRE(add(c, a, "overlay", "a2"));
+  CHECK(a.controller.ipam().space_rebuilds() == rebuilds + 1);
+  check_no_duplicates(c);
 }

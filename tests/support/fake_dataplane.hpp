@@ -2,6 +2,7 @@
 // the kernel, so the controller's logic is tested without root.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -32,7 +33,31 @@ class FakeDataplane : public daemon::Dataplane {
   }
   void sync_remote_endpoints(const daemon::NetworkRecord& n,
                              const std::vector<daemon::RemoteEndpoint>& remote) override {
-    this->remote[n.id] = remote;
+    entries[n.id] = daemon::remote_entries(remote);
+    show(n.id);
+    ++full_syncs;
+  }
+  bool update_remote_endpoints(const daemon::NetworkRecord& n,
+                               const daemon::RemoteEntryChanges& changes) override {
+    if (!overlays.count(daemon::bridge_name(n.id))) return false;
+    auto& e = entries[n.id];
+    for (const auto& [mac, vtep] : changes.fdb) {
+      if (vtep) {
+        e.fdb[mac] = *vtep;
+      } else {
+        e.fdb.erase(mac);
+      }
+    }
+    for (const auto& [ip, mac] : changes.neighbors) {
+      if (mac) {
+        e.neighbors[ip] = *mac;
+      } else {
+        e.neighbors.erase(ip);
+      }
+    }
+    show(n.id);
+    ++remote_updates;
+    return true;
   }
   void remove_host_link(const std::string& ifname) override { removed_links.push_back(ifname); }
   void sync_firewall(const std::vector<daemon::NetworkRecord>& networks) override {
@@ -49,7 +74,13 @@ class FakeDataplane : public daemon::Dataplane {
 
   std::map<std::string, std::string> bridges;   // name -> gateway CIDR
   std::map<std::string, std::string> overlays;  // bridge -> "vni N local IP"
-  std::map<std::string, std::vector<daemon::RemoteEndpoint>> remote;  // network id -> entries
+  // network id -> the VXLAN device's entries, as the kernel would hold them
+  std::map<std::string, daemon::RemoteEntries> entries;
+  // network id -> the same as endpoints (a neighbour entry with its MAC's
+  // FDB entry), sorted, as `ip neigh` and `bridge fdb` side by side show them
+  std::map<std::string, std::vector<daemon::RemoteEndpoint>> remote;
+  int full_syncs = 0;      // sync_remote_endpoints calls (each a dump of the kernel's tables)
+  int remote_updates = 0;  // update_remote_endpoints calls that found the device
   std::vector<std::string> removed_links;
   std::set<std::string> firewall;  // "subnet [internal]" per network
   std::vector<Ipv4Address> underlay_peers;
@@ -59,6 +90,18 @@ class FakeDataplane : public daemon::Dataplane {
   std::vector<daemon::HostRoute> routes;
   int ensure_calls = 0;
   bool fail_next_ensure = false;
+
+ private:
+  void show(const std::string& network_id) {
+    auto& out = remote[network_id];
+    out.clear();
+    const auto& e = entries[network_id];
+    for (const auto& [ip, mac] : e.neighbors) {
+      auto f = e.fdb.find(mac);
+      if (f != e.fdb.end()) out.push_back(daemon::RemoteEndpoint{ip, mac, f->second});
+    }
+    std::sort(out.begin(), out.end());
+  }
 };
 
 }  // namespace swarmnet::testing
