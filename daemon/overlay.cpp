@@ -150,35 +150,37 @@ void Overlay::endpoint_changed(const std::string& network_id, const std::string&
 }
 
 void Overlay::Programmed::add(const std::string& key, const RemoteEndpoint& r) {
-  endpoints[key] = r;
-  by_mac[r.mac].emplace(r, key);
-  by_ip[r.ip].emplace(r, key);
+  remove(key);  // the holders must never point at an entry that changes under them
+  const Entry* entry = &*endpoints.emplace(key, r).first;
+  by_mac[r.mac].insert(entry);
+  by_ip[r.ip].insert(entry);
 }
 
 void Overlay::Programmed::remove(const std::string& key) {
   auto it = endpoints.find(key);
   if (it == endpoints.end()) return;
-  const RemoteEndpoint r = it->second;
-  endpoints.erase(it);
+  const Entry* entry = &*it;
   auto drop = [&](auto& holders, const auto& address) {
     auto h = holders.find(address);
-    h->second.erase(std::pair(r, key));
+    h->second.erase(entry);
     if (h->second.empty()) holders.erase(h);
   };
-  drop(by_mac, r.mac);
-  drop(by_ip, r.ip);
+  // Out of the holders first: they find it by its value.
+  drop(by_mac, entry->second.mac);
+  drop(by_ip, entry->second.ip);
+  endpoints.erase(it);
 }
 
 std::optional<Ipv4Address> Overlay::Programmed::fdb_of(const std::string& mac) const {
   auto it = by_mac.find(mac);
   if (it == by_mac.end()) return std::nullopt;
-  return it->second.begin()->first.vtep;
+  return (*it->second.begin())->second.vtep;
 }
 
 std::optional<std::string> Overlay::Programmed::neighbor_of(Ipv4Address ip) const {
   auto it = by_ip.find(ip);
   if (it == by_ip.end()) return std::nullopt;
-  return it->second.begin()->first.mac;
+  return (*it->second.begin())->second.mac;
 }
 
 // Two nodes that create networks at the same moment, before either hears of

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -105,11 +106,28 @@ class Overlay {
   // address. Two endpoints can hold the same one (a clash across nodes): the
   // kernel entry serves the smallest holder (remote_entries()), and removing
   // one holder must leave the entry to the others.
+  // The holders point at `endpoints`' own entries rather than copy them: a
+  // node keeps this for every remote endpoint of its networks, and copies of
+  // the 110-byte keys and the entries, twice more, cost about 400 bytes each.
+  // So it moves but never copies (a copy's holders would point at the
+  // original's entries).
   struct Programmed {
-    using Holders = std::set<std::pair<RemoteEndpoint, std::string>>;  // smallest first
+    using Entry = std::map<std::string, RemoteEndpoint>::value_type;
+    struct SmallestFirst {
+      bool operator()(const Entry* a, const Entry* b) const {
+        return std::tie(a->second, a->first) < std::tie(b->second, b->first);
+      }
+    };
+    using Holders = std::set<const Entry*, SmallestFirst>;
     std::map<std::string, RemoteEndpoint> endpoints;  // endpoint key -> its entries
     std::map<std::string, Holders> by_mac;
     std::map<Ipv4Address, Holders> by_ip;
+
+    Programmed() = default;
+    Programmed(Programmed&&) = default;
+    Programmed& operator=(Programmed&&) = default;
+    Programmed(const Programmed&) = delete;
+    Programmed& operator=(const Programmed&) = delete;
 
     void add(const std::string& key, const RemoteEndpoint& r);
     void remove(const std::string& key);
