@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "common/event.hpp"
-#include "daemon/key_digest.hpp"
+#include "common/key_digest.hpp"
 #include "daemon/store.hpp"
 
 namespace swarmnet::daemon {

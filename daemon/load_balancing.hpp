@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "daemon/controller.hpp"
-#include "daemon/key_digest.hpp"
+#include "common/key_digest.hpp"
 #include "daemon/store.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/nftables.hpp"
@@ -85,7 +85,7 @@ class LoadBalancing {
   std::map<std::string, lb::VirtualIp> programmed_;  // by key
   // The service each endpoint was last seen in (by endpoint key), so a
   // task that moves to another service, or to none, also leaves the old one.
-  // By the key's digest (daemon/key_digest.hpp): not a copy of each key.
+  // By the key's digest (common/key_digest.hpp): not a copy of each key.
   std::map<KeyDigest, std::string> service_of_;
   ProgramObserver observer_;
   std::map<std::string, Ipv4Address> node_addresses_;  // programmed, by network id

@@ -1,7 +1,5 @@
 #include "dns/name_table.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -86,17 +84,6 @@ void NameTable::Slab<T>::remove(uint32_t id) {
 }
 
 // ---- containers' names --------------------------------------------------
-
-NameTable::KeyDigest NameTable::key_digest(std::string_view key) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(key.data(), key.size(), md, &size, EVP_sha256(), nullptr) != 1 || size < 16)
-    throw Error(Errc::internal, "DNS: SHA-256 of an endpoint key failed");
-  KeyDigest digest;
-  std::memcpy(&digest.a, md, 8);
-  std::memcpy(&digest.b, md + 8, 8);
-  return digest;
-}
 
 uint64_t NameTable::name_hash(uint32_t network, std::string_view lower_name) {
   return std::hash<std::string_view>{}(lower_name) + network * 0x9E3779B97F4A7C15ull;
@@ -212,7 +199,7 @@ void NameTable::index_local(uint32_t endpoint, const std::string& container, boo
 }
 
 void NameTable::upsert_endpoint(const EndpointInfo& info) {
-  const KeyDigest key = key_digest(info.key);
+  const KeyDigest key = KeyDigest::of(info.key);
   std::unique_lock lock(mutex_);
   std::string old_service;
   uint32_t id = find_endpoint(key);
@@ -243,7 +230,7 @@ void NameTable::upsert_endpoint(const EndpointInfo& info) {
 }
 
 void NameTable::remove_endpoint(const std::string& key) {
-  const KeyDigest digest = key_digest(key);
+  const KeyDigest digest = KeyDigest::of(key);
   std::unique_lock lock(mutex_);
   const uint32_t id = find_endpoint(digest);
   if (id == kNone) return;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/ipv4.hpp"
+#include "common/key_digest.hpp"
 #include "dns/hash_index.hpp"
 #include "dns/message.hpp"
 
@@ -134,14 +135,9 @@ class NameTable {
     uint32_t next_of_endpoint = kNone;
     bool ptr = false;  // the endpoint's own name: answers the reverse name of ip
   };
-  // The daemon's endpoint key is some 200 bytes (network, node, container,
+  // The daemon's endpoint key is some 110 bytes (network, node, container,
   // interface): more than everything else a name costs here. An endpoint is
-  // known by 128 bits of the key's SHA-256 instead, which two keys share
-  // with a chance far below a disk's undetected error rate.
-  struct KeyDigest {
-    uint64_t a = 0, b = 0;
-    bool operator==(const KeyDigest&) const = default;
-  };
+  // known by its key's digest instead (common/key_digest.hpp).
   struct Endpoint {
     KeyDigest key;
     Ipv4Address ip;
@@ -197,7 +193,6 @@ class NameTable {
   uint32_t network_index(const std::string& id);
   std::string_view network_name(uint32_t index) const;  // "" if unknown
 
-  static KeyDigest key_digest(std::string_view key);
   static uint64_t name_hash(uint32_t network, std::string_view lower_name);
   uint32_t find_endpoint(const KeyDigest& key) const;
   // The first record of a name, or of an address's PTRs; kNone if none.

@@ -1,14 +1,14 @@
-// daemon/key_digest: a table key's 16-byte stand-in in the maps that
+// common/key_digest: a table key's 16-byte stand-in in the maps that
 // remember something per entry. Equal keys give equal digests, different
 // keys (also ones that differ in one byte, or only in length) different ones.
 #include <catch2/catch.hpp>
 #include <set>
 #include <string>
 
-#include "daemon/key_digest.hpp"
+#include "common/key_digest.hpp"
 #include "daemon/records.hpp"
 
-using swarmnet::daemon::KeyDigest;
+using swarmnet::KeyDigest;
 
 TEST_CASE("key digest: equal keys alike, different keys apart", "[key_digest]") {
   const std::string net(64, 'a');

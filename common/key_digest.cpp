@@ -1,4 +1,4 @@
-#include "daemon/key_digest.hpp"
+#include "common/key_digest.hpp"
 
 #include <openssl/evp.h>
 
@@ -6,7 +6,7 @@
 
 #include "common/error.hpp"
 
-namespace swarmnet::daemon {
+namespace swarmnet {
 
 KeyDigest KeyDigest::of(std::string_view key) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -20,4 +20,4 @@ KeyDigest KeyDigest::of(std::string_view key) {
   return d;
 }
 
-}  // namespace swarmnet::daemon
+}  // namespace swarmnet
