@@ -87,10 +87,6 @@ class LinuxDataplane final : public Dataplane {
     const int index = vx->link.index;
 
     const RemoteEntries want = remote_entries(remote);
-    std::set<kernel::FdbEntry> want_fdb;
-    for (const auto& [mac, vtep] : want.fdb) want_fdb.insert({mac, vtep});
-    std::set<kernel::NeighborEntry> want_neigh;
-    for (const auto& [ip, mac] : want.neighbors) want_neigh.insert({ip, mac});
     // Diff against the kernel, so unchanged entries are never touched and
     // traffic to them never stops (a daemon restart reconciles this way).
     auto have_fdb_list = kernel::list_fdb(nl_, index);
@@ -104,15 +100,15 @@ class LinuxDataplane final : public Dataplane {
     for (const auto& nb : have_neigh) {
       if (!want.neighbors.count(nb.ip)) removed += kernel::remove_neighbor(nl_, index, nb.ip) ? 1 : 0;
     }
-    for (const auto& f : want_fdb) {
-      if (!have_fdb.count(f)) {
-        kernel::add_fdb(nl_, index, f.mac, f.vtep);
+    for (const auto& [mac, vtep] : want.fdb) {
+      if (!have_fdb.count(kernel::FdbEntry{mac, vtep})) {
+        kernel::add_fdb(nl_, index, mac, vtep);
         ++added;
       }
     }
-    for (const auto& nb : want_neigh) {
-      if (!have_neigh.count(nb)) {
-        kernel::add_neighbor(nl_, index, nb.ip, nb.mac);
+    for (const auto& [ip, mac] : want.neighbors) {
+      if (!have_neigh.count(kernel::NeighborEntry{ip, mac})) {
+        kernel::add_neighbor(nl_, index, ip, mac);
         ++added;
       }
     }
