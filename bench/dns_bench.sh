@@ -9,7 +9,12 @@
 #             on the same gateway address in the same host namespace (port
 #             5353), the same dnsperf run from the same container
 # Prints QPS and mean latency of both and the ratio (goal: at least 1.5x
-# dnsmasq's QPS with a lower mean latency, DESIGN.md "Figures measured here").
+# dnsmasq's QPS with a lower mean latency, DESIGN.md "Figures measured here"),
+# and each server's CPU time per query. On a small machine one dnsperf
+# thread, not the server, sets that pace (both servers idle part of the
+# time), so the same rounds are run again with each server in turn held to
+# CPU_CAP percent of one core (a cpu cgroup): then the server sets the pace,
+# and the QPS ratio is the servers' own.
 #
 # Memory, each next to dnsmasq's RSS growth for as many names in a hosts
 # file, with the ratio and the goal:
@@ -27,6 +32,8 @@
 # Env: NAMES (default 1000), DURATION (dnsperf -l, default 10),
 #      OUTSTANDING (dnsperf -q, default 200), ROUNDS (default 1: each server
 #      measured ROUNDS times, alternating; the median is reported),
+#      CPU_CAP (percent of one core for the capped rounds, default 25; 0
+#      skips them),
 #      MEMORY_NAMES (default 100000; 0 skips the name table's part),
 #      DAEMON_NAMES (default 20000; 0 skips the daemon's part; at least NAMES),
 #      SWARMNET_BIN_DIR (default build/bin).
@@ -42,6 +49,7 @@ ROUNDS="${ROUNDS:-1}"
 MEMORY_NAMES="${MEMORY_NAMES:-100000}"
 DAEMON_NAMES="${DAEMON_NAMES:-20000}"
 ((DAEMON_NAMES == 0 || DAEMON_NAMES >= NAMES)) || die "DAEMON_NAMES ($DAEMON_NAMES) is below NAMES ($NAMES)"
+CPU_CAP="${CPU_CAP:-25}"
 DNSMASQ_PORT=5353
 SUBNET=10.248.0.0/16
 GW=10.248.0.1
@@ -81,17 +89,31 @@ answers() {
     grep -q 'NOERROR 1 '
 }
 
-# perf NAME PORT: one dnsperf run from the client container; sets QPS, LAT_MS, LOST.
+# cpu_ticks PID: the process's user + system time, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_HZ=$(getconf CLK_TCK)
+
+# perf NAME PORT PID: one dnsperf run from the client container against the
+# server process PID; sets QPS, LAT_MS, LOST, and US_PER_QUERY: the server
+# process's CPU time (user + system, its own syscalls and the kernel's work
+# done in them) per query answered. dnsperf, not the server, may set the
+# pace (both servers then idle part of the time); the CPU a query costs the
+# server says how far each could go.
 perf() {
-  local label="$1" port="$2" out="$BENCH_DIR/dnsperf.$1.$RANDOM"
+  local label="$1" port="$2" pid="$3" out="$BENCH_DIR/dnsperf.$1.$RANDOM" ticks_before ticks
+  ticks_before=$(cpu_ticks "$pid")
   ip netns exec "$(container_ns client)" dnsperf -s "$GW" -p "$port" -d "$BENCH_DIR/queries" \
     -l "$DURATION" -q "$OUTSTANDING" -c 1 -T 1 >"$out" 2>&1 || { cat "$out" >&2; die "dnsperf against $label failed"; }
   QPS=$(sed -n 's/.*Queries per second: *\([0-9.]*\).*/\1/p' "$out" | awk '{printf "%.0f", $1}')
   LAT_MS=$(sed -n 's/.*Average Latency (s): *\([0-9.]*\).*/\1/p' "$out" | awk '{printf "%.3f", $1 * 1000}')
   LOST=$(sed -n 's/.*Queries lost: *\([0-9]*\).*/\1/p' "$out")
+  ticks=$(($(cpu_ticks "$pid") - ticks_before))
+  local completed
+  completed=$(sed -n 's/.*Queries completed: *\([0-9]*\).*/\1/p' "$out")
+  US_PER_QUERY=$(awk -v t="$ticks" -v hz="$TICK_HZ" -v n="${completed:-0}" 'BEGIN {printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0)}')
   local noerror
   noerror=$(sed -n 's/.*NOERROR \([0-9]*\) .*/\1/p' "$out")
-  info "$label: $QPS qps, $LAT_MS ms mean, $LOST lost, ${noerror:-0} NOERROR"
+  info "$label: $QPS qps, $LAT_MS ms mean, $LOST lost, ${noerror:-0} NOERROR; server CPU $US_PER_QUERY us a query"
   [[ -n "$QPS" && -n "$LAT_MS" ]] || { cat "$out" >&2; die "no figures from dnsperf against $label"; }
 }
 
@@ -134,6 +156,53 @@ dnsmasq_rss_growth() {
   DM_KIB=$((rss[1] - rss[0]))
 }
 
+# The capped rounds' cgroup (v2 where mounted, else v1's cpu controller).
+CAP_CGROUP=""
+cap_setup() {
+  if cgroup_v2; then
+    grep -qw cpu /sys/fs/cgroup/cgroup.controllers || die "cgroup v2 without the cpu controller"
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+    CAP_CGROUP=/sys/fs/cgroup/swarmnet-dns-bench.$$
+    mkdir "$CAP_CGROUP"
+    echo "$((CPU_CAP * 1000)) 100000" >"$CAP_CGROUP/cpu.max"
+  else
+    [[ -d /sys/fs/cgroup/cpu ]] || die "no cpu cgroup controller mounted (CPU_CAP=0 skips the capped rounds)"
+    CAP_CGROUP=/sys/fs/cgroup/cpu/swarmnet-dns-bench.$$
+    mkdir "$CAP_CGROUP"
+    echo 100000 >"$CAP_CGROUP/cpu.cfs_period_us"
+    echo "$((CPU_CAP * 1000))" >"$CAP_CGROUP/cpu.cfs_quota_us"
+  fi
+  on_exit cap_remove
+}
+# The cgroup a process came from, to put it back.
+cgroup_v2() { [[ -f /sys/fs/cgroup/cgroup.controllers ]]; }
+cgroup_of() {
+  if cgroup_v2; then
+    awk -F: '$1 == "0" {print $3; exit}' "/proc/$1/cgroup"
+  else
+    awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print $3; exit}' "/proc/$1/cgroup"
+  fi
+}
+cgroup_dir() { if cgroup_v2; then echo "/sys/fs/cgroup$1"; else echo "/sys/fs/cgroup/cpu$1"; fi; }
+# capped PID CMD...: runs CMD with PID's whole process in the capped cgroup.
+capped() {
+  local pid="$1" home
+  shift
+  home=$(cgroup_dir "$(cgroup_of "$pid")")
+  echo "$pid" >"$CAP_CGROUP/cgroup.procs"
+  "$@"
+  echo "$pid" >"$home/cgroup.procs"
+}
+cap_remove() {
+  [[ -n "$CAP_CGROUP" && -d "$CAP_CGROUP" ]] || return 0
+  local p
+  # A process still inside (the run was interrupted) goes back to the root.
+  for p in $(cat "$CAP_CGROUP/cgroup.procs" 2>/dev/null); do
+    echo "$p" >"$(dirname "$CAP_CGROUP")/cgroup.procs" 2>/dev/null || true
+  done
+  rmdir "$CAP_CGROUP" 2>/dev/null || true
+}
+
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 cluster_up 1
@@ -165,16 +234,31 @@ DNSMASQ_PIDS+=("$pid")
 wait_for 10 answers "$(container_ns client)" "$GW" "$DNSMASQ_PORT" "n$NAMES" || die "dnsmasq does not answer n$NAMES"
 
 say "dnsperf from the client container: $NAMES names, $DURATION s, $OUTSTANDING outstanding, $ROUNDS round(s); load $(cut -d' ' -f1-3 /proc/loadavg)"
-: >"$BENCH_DIR/sw.qps"; : >"$BENCH_DIR/sw.lat"; : >"$BENCH_DIR/dm.qps"; : >"$BENCH_DIR/dm.lat"
+: >"$BENCH_DIR/sw.qps"; : >"$BENCH_DIR/sw.lat"; : >"$BENCH_DIR/sw.cpu"
+: >"$BENCH_DIR/dm.qps"; : >"$BENCH_DIR/dm.lat"; : >"$BENCH_DIR/dm.cpu"
 for ((r = 1; r <= ROUNDS; r++)); do
-  perf swarmnet 53
-  echo "$QPS" >>"$BENCH_DIR/sw.qps"; echo "$LAT_MS" >>"$BENCH_DIR/sw.lat"
-  perf dnsmasq "$DNSMASQ_PORT"
-  echo "$QPS" >>"$BENCH_DIR/dm.qps"; echo "$LAT_MS" >>"$BENCH_DIR/dm.lat"
+  perf swarmnet 53 "$DAEMON_PID"
+  echo "$QPS" >>"$BENCH_DIR/sw.qps"; echo "$LAT_MS" >>"$BENCH_DIR/sw.lat"; echo "$US_PER_QUERY" >>"$BENCH_DIR/sw.cpu"
+  perf dnsmasq "$DNSMASQ_PORT" "$pid"
+  echo "$QPS" >>"$BENCH_DIR/dm.qps"; echo "$LAT_MS" >>"$BENCH_DIR/dm.lat"; echo "$US_PER_QUERY" >>"$BENCH_DIR/dm.cpu"
 done
+if ((CPU_CAP > 0)); then
+  cap_setup
+  say "again, each server held to $CPU_CAP% of one core; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  : >"$BENCH_DIR/swc.qps"; : >"$BENCH_DIR/swc.lat"; : >"$BENCH_DIR/dmc.qps"; : >"$BENCH_DIR/dmc.lat"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    capped "$DAEMON_PID" perf "swarmnet (capped)" 53 "$DAEMON_PID"
+    echo "$QPS" >>"$BENCH_DIR/swc.qps"; echo "$LAT_MS" >>"$BENCH_DIR/swc.lat"
+    capped "$pid" perf "dnsmasq (capped)" "$DNSMASQ_PORT" "$pid"
+    echo "$QPS" >>"$BENCH_DIR/dmc.qps"; echo "$LAT_MS" >>"$BENCH_DIR/dmc.lat"
+  done
+  swc_qps=$(median <"$BENCH_DIR/swc.qps"); swc_lat=$(median <"$BENCH_DIR/swc.lat")
+  dmc_qps=$(median <"$BENCH_DIR/dmc.qps"); dmc_lat=$(median <"$BENCH_DIR/dmc.lat")
+fi
 bench_cleanup
 sw_qps=$(median <"$BENCH_DIR/sw.qps"); sw_lat=$(median <"$BENCH_DIR/sw.lat")
 dm_qps=$(median <"$BENCH_DIR/dm.qps"); dm_lat=$(median <"$BENCH_DIR/dm.lat")
+sw_cpu=$(median <"$BENCH_DIR/sw.cpu"); dm_cpu=$(median <"$BENCH_DIR/dm.cpu")
 
 table_line=""
 if ((MEMORY_NAMES > 0)); then
@@ -209,6 +293,13 @@ goal="met"
 awk -v a="$sw_qps" -v b="$dm_qps" -v la="$sw_lat" -v lb="$dm_lat" 'BEGIN {exit !(a >= 1.5 * b && la < lb)}' ||
   goal="NOT met"
 echo "swarmnet: $sw_qps qps, $sw_lat ms mean; dnsmasq: $dm_qps qps, $dm_lat ms mean; ratio $ratio (goal >= 1.5 with a lower mean latency: $goal)"
+if ((CPU_CAP > 0)); then
+  capped_goal="met"
+  awk -v a="$swc_qps" -v b="$dmc_qps" -v la="$swc_lat" -v lb="$dmc_lat" 'BEGIN {exit !(a >= 1.5 * b && la < lb)}' ||
+    capped_goal="NOT met"
+  echo "each server held to $CPU_CAP% of a core: swarmnet $swc_qps qps, $swc_lat ms mean; dnsmasq $dmc_qps qps, $dmc_lat ms mean; ratio $(awk -v a="$swc_qps" -v b="$dmc_qps" 'BEGIN {printf "%.2f", a / b}') (goal >= 1.5 with a lower mean latency: $capped_goal)"
+fi
+echo "server CPU a query: swarmnetd $sw_cpu us, dnsmasq $dm_cpu us (dnsmasq/swarmnetd $(awk -v a="$sw_cpu" -v b="$dm_cpu" 'BEGIN {printf "%.2f", (a > 0 ? b / a : 0)}'))"
 echo "swarmnetd RSS: $(mib "$rss_before") MiB before the $NAMES names, $(mib "$rss_after") MiB after"
 [[ -z "$table_line" ]] || echo "$table_line"
 [[ -z "$daemon_line" ]] || echo "$daemon_line"
