@@ -85,7 +85,10 @@ unsigned ClusterIpam::block_length(const Ipv4Prefix& subnet, Ipv4Address gateway
   return length;
 }
 
-void ClusterIpam::release(const NetworkRecord& network, Ipv4Address ip) { space_of(network).release(ip); }
+void ClusterIpam::release(const NetworkRecord& network, Ipv4Address ip) {
+  // Another live endpoint may hold it too (a clash): it stays used.
+  if (store_.index().holders(network.id, ip) == 0) space_of(network).release(ip);
+}
 
 void ClusterIpam::request_block(const std::string& network_id, const std::optional<Ipv4Prefix>& range) {
   if (blocks_) blocks_->request_block(network_id, range);
@@ -142,17 +145,21 @@ size_t ClusterIpam::release_endpoints_of(const std::string& gone_node) {
 void ClusterIpam::endpoint_changed(const std::string& network_id, const std::string& endpoint_key) {
   auto space = spaces_.find(network_id);
   if (space == spaces_.end()) return;  // built from the tables when next used
-  // A live endpoint's address is marked used, as the rebuild would: each
-  // change of another node then costs O(1), not a rebuild from every
-  // endpoint at the next local ADD (O(the store), after every remote change
-  // while a cluster fills). Marking is always safe: at worst an address
-  // whose endpoint moved to another one stays held until the next rebuild.
-  // A deleted endpoint frees its address only if no other endpoint holds it
-  // (a clash), which the tables know: rebuilt lazily, as before.
+  // The space follows each change as the rebuild would see it, so that a
+  // change anywhere costs O(1), not a rebuild from every endpoint at the next
+  // local ADD (O(the store), after every change of any node while a cluster
+  // fills or churns). A live endpoint's address is marked used; a deleted
+  // one's is freed once no live endpoint holds it (more than one holds it
+  // after a clash: the read model counts them).
   auto it = store_.endpoints().find(endpoint_key);
-  if (it != store_.endpoints().end() && !it->second.deleted && it->second.value.network_id == network_id) {
+  if (it != store_.endpoints().end() && it->second.value.network_id == network_id) {
+    const Ipv4Address ip = it->second.value.ip;
     try {
-      space->second.mark_used(it->second.value.ip);
+      if (!it->second.deleted) {
+        space->second.mark_used(ip);
+      } else if (store_.index().holders(network_id, ip) == 0) {
+        space->second.release(ip);
+      }
       return;
     } catch (const Error&) {
       // Not an address of the subnet: the rebuild says what it says.

@@ -27,8 +27,24 @@ void ReadModel::endpoint_changed(const std::string& key, const EndpointRecord* b
     if (e.attach && e.owner != api::kOwnerNode) op(e.node == node_id_ ? local_attached_ : remote_containers_, e.network_id);
     if (auto vip = e.labels.find(kVipLabel); vip != e.labels.end()) op(vips_of_, vip->second);
   };
-  if (before) each(*before, [&](auto& m, const std::string& k) { unlink(m, k, key); });
-  if (after) each(*after, [&](auto& m, const std::string& k) { m[k].insert(key); });
+  if (before) {
+    each(*before, [&](auto& m, const std::string& k) { unlink(m, k, key); });
+    auto held = holders_.find(holder_key(before->network_id, before->ip));
+    if (held != holders_.end() && --held->second == 0) holders_.erase(held);
+  }
+  if (after) {
+    each(*after, [&](auto& m, const std::string& k) { m[k].insert(key); });
+    ++holders_[holder_key(after->network_id, after->ip)];
+  }
+}
+
+uint64_t ReadModel::holder_key(const std::string& network_id, Ipv4Address ip) {
+  return (std::hash<std::string>{}(network_id) & 0xffffffff00000000u) | ip.value();
+}
+
+uint32_t ReadModel::holders(const std::string& network_id, Ipv4Address ip) const {
+  auto it = holders_.find(holder_key(network_id, ip));
+  return it == holders_.end() ? 0 : it->second;
 }
 
 void ReadModel::service_changed(const std::string& id, const ServiceRecord* before, const ServiceRecord* after) {

@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "daemon/records.hpp"
@@ -125,6 +126,12 @@ class ReadModel {
   // two nodes made one each while cut off. Each has the same tasks.
   const Keys& services_named(const std::string& name) const { return get(service_by_name_, name); }
 
+  // How many live endpoints of the network hold the address: more than one
+  // only after a clash (two nodes handed it out across a partition). The
+  // cluster IPAM frees an address when its last holder goes, without
+  // rebuilding its address space from every endpoint.
+  uint32_t holders(const std::string& network_id, Ipv4Address ip) const;
+
  private:
   static const Keys& get(const std::map<std::string, Keys>& m, const std::string& k);
   static void unlink(std::map<std::string, Keys>& m, const std::string& k, std::string_view key);
@@ -132,6 +139,11 @@ class ReadModel {
   std::string node_id_;
   std::map<std::string, Keys> by_network_, by_service_, by_node_, local_attached_, remote_containers_, vips_of_,
       services_on_, service_by_name_;
+  // holders(): counts by holder_key(network, address). Two networks whose
+  // ids share the key's hash bits share counts: that can only keep an
+  // address held longer, never free it while held.
+  static uint64_t holder_key(const std::string& network_id, Ipv4Address ip);
+  std::unordered_map<uint64_t, uint32_t> holders_;
 };
 
 class Store;
