@@ -89,6 +89,7 @@ std::string host_ruleset(const std::string& ingress_bridge) {
   // service's port may get itself, and could not answer a packet from its
   // own address; such a flow leaves from the bridge's address instead.
   s += "add set " + t + " hairpin { type ipv4_addr . ipv4_addr; }\n";
+  s += "flush set " + t + " hairpin\n";  // an earlier run's (flush table keeps a set's elements)
   s += "add chain " + t + " postrouting { type nat hook postrouting priority srcnat; policy accept; }\n";
   s += "add rule " + t + " postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade "
        "comment \"a task DNATed straight to itself\"\n";
