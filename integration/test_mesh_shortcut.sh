@@ -22,7 +22,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/lib/common.sh"
 source "$HERE/lib/cluster.sh"
 require_root
-for tool in busybox curl jq nsenter; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
+for tool in busybox curl dig dnsmasq jq nsenter; do command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps)"; done
 watchdog 400
 
 cluster_up 2
@@ -31,7 +31,7 @@ OUTSIDE_IP="$CLUSTER_UNDERLAY.200"
 outside() { ip netns exec "$(outside_ns)" "$@"; }
 
 hctl 1 network create front --subnet 10.245.0.0/24 >/dev/null
-hctl 1 service create web --network front --publish 8080:80 \
+hctl 1 service create web --network front --publish 8080:80 --publish 5353:53/udp \
   --health tcp:80 --health-interval 1 --health-retries 2 >/dev/null
 wait_for 10 hctl 2 network inspect front || die "host 2 lacks front"
 wait_for 10 hctl 2 service inspect web || die "host 2 lacks the service"
@@ -57,6 +57,11 @@ printf 'Content-Type: text/plain\r\n\r\n$name %s\n' "\$client"
 CGI
   chmod +x "$www/cgi-bin/who"
   httpd_up "$name"
+  # UDP: who.test answers the task's own address.
+  ip netns exec "$(container_ns "$name")" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
+    --listen-address="${ADDR[$name]}" --port 53 --address="/who.test/${ADDR[$name]}" --user=root --pid-file= \
+    </dev/null >/dev/null 2>&1 {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
+  on_exit "kill_pid $!"
 }
 task_up 1 w1
 task_up 2 w2
@@ -101,6 +106,7 @@ say "the host's DNAT: host 1 spreads by a hash, a third of the slots straight to
 rule=$(ip netns exec "$(host_ns 1)" nft list chain inet swarmnet published-dnat | grep 'comment "ingress:')
 info "$rule"
 check "host 1's rule hashes over w1 and the VIP" grep -q "jhash ip saddr . tcp sport mod 3 .*${ADDR[w1]} . 80" <<<"$rule"
+check "and so does the UDP port's" grep -q "jhash ip saddr . udp sport mod 3 .*${ADDR[w1]} . 53" <<<"$rule"
 
 # (Every flow through the mesh: the tally is of 120 requests, with a third
 # each expected; a VIP still balancing over all 3 behind the shortcut would
@@ -137,6 +143,15 @@ check "the flows w2 and w3 served did not pass through host 2's sandbox" \
 check "control: those w1 served did" \
   test "$(comm -12 <(echo "$remote_ports") <(echo "$tracked") | grep -c . || true)" == "$(grep -c . <<<"$remote_ports")"
 
+say "UDP: host 1's 5353 spreads the same way"
+udp_who() { outside dig +short +tries=1 +time=2 -p 5353 "@$(host_ip 1)" who.test | grep -v '^;' || echo failed; }
+U=$(for ((k = 0; k < 60; k++)); do udp_who; done)
+info "60 queries: $(sort <<<"$U" | uniq -c | tr -s ' \n' ' ')"
+check "host 1: 60 of 60 UDP queries answered by the tasks" \
+  test "$(grep -cxF -e "${ADDR[w1]}" -e "${ADDR[w2]}" -e "${ADDR[w3]}" <<<"$U" || true)" == 60
+check "w1 (straight) and the other node's tasks (through the VIP) answered some" \
+  bash -c "grep -qx '${ADDR[w1]}' <<<'$U' && grep -qxE '${ADDR[w2]}|${ADDR[w3]}' <<<'$U'"
+
 say "clients inside the cluster"
 inside_ok() {  # inside_ok N WHAT CMD...: N requests, all answered by a task; the names in $T
   local n="$1" what="$2" k; shift 2
@@ -164,12 +179,12 @@ hairpin_set() {  # host I's hairpin elements, "A.A B.B"
 }
 check "host 1 masquerades exactly w1's flows to itself" test "$(hairpin_set 1)" == "${ADDR[w1]}.${ADDR[w1]}"
 ingress_rules() { ip netns exec "$(host_ns "$1")" nft list chain inet swarmnet published-dnat | grep 'comment "ingress:' || true; }
-# one_rule I plain|spread: host I holds one rule for the port, of that kind.
+# one_rule I plain|spread: host I holds one rule per port (2), of that kind.
 one_rule() {
   local r
   r=$(ingress_rules "$1")
-  [[ $(grep -c . <<<"$r") == 1 ]] || return 1
-  if [[ "$2" == spread ]]; then grep -q jhash <<<"$r"; else ! grep -q jhash <<<"$r"; fi
+  [[ $(grep -c . <<<"$r") == 2 ]] || return 1
+  if [[ "$2" == spread ]]; then [[ $(grep -c jhash <<<"$r") == 2 ]]; else ! grep -q jhash <<<"$r"; fi
 }
 
 say "w1's health check fails: host 1 sends everything to the VIP, and w2, w3 serve"
