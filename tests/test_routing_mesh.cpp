@@ -182,6 +182,7 @@ TEST_CASE("mesh: the shortcut: this node's tasks straight from the host, the VIP
   CHECK(f.kernel.published == std::map<std::string, std::string>{{id, vip + " tcp/8080->80 straight " + w1 + ", VIP x2"}});
   CHECK(f.backends(vip) == Backends({{"10.1.0.200", "10.1.0.201"}}));
   CHECK(f.kernel.hairpin == std::set<std::string>{w1});  // w1 calling its own port may get itself
+  CHECK(f.mesh->balanced_tasks() == 3);                   // (the metric counts both ways to a task)
   // The sandbox still routes to w1 (other nodes' sandboxes send it their share).
   CHECK(f.kernel.routes == Routes{{w1, "this node"}, {"10.1.0.200", "10.255.0.200"}, {"10.1.0.201", "10.255.0.200"}});
 

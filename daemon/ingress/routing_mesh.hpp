@@ -61,6 +61,14 @@ class RoutingMesh {
   // has joined, the balanced VIPs in the sandbox, and the published ports.
   bool joined() const { return kernel_.has_sandbox(); }
   const std::map<std::string, lb::VirtualIp>& balanced() const { return balanced_; }
+  // The tasks requests go to from this node, all services: the sandbox's
+  // VIPs' backends and the tasks the host DNATs to straight (the shortcut).
+  size_t balanced_tasks() const {
+    size_t n = 0;
+    for (const auto& [key, v] : balanced_) n += v.backends.size();
+    for (const auto& [id, host] : published_) n += host.spread.direct.size();
+    return n;
+  }
   std::vector<kernel::PublishedPort> published_ports() const {
     std::vector<kernel::PublishedPort> all;
     for (const auto& [id, host] : published_) all.insert(all.end(), host.ports.begin(), host.ports.end());
