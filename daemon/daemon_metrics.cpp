@@ -257,11 +257,7 @@ void DaemonMetrics::watch_routing_mesh(const RoutingMesh& mesh) {
   registry_.collected("swarmnet_mesh_services", "Services published through the routing mesh, balanced on this node.",
                       Type::gauge, {}, [&mesh](std::vector<Sample>& out) { out.push_back({{}, d(mesh.balanced().size())}); });
   registry_.collected("swarmnet_mesh_backends", "Tasks the routing mesh balances over from this node, all services.",
-                      Type::gauge, {}, [&mesh](std::vector<Sample>& out) {
-                        uint64_t n = 0;
-                        for (const auto& [key, v] : mesh.balanced()) n += v.backends.size();
-                        out.push_back({{}, d(n)});
-                      });
+                      Type::gauge, {}, [&mesh](std::vector<Sample>& out) { out.push_back({{}, d(mesh.balanced_tasks())}); });
   registry_.collected("swarmnet_mesh_published_ports", "Ports published through the routing mesh, open on this node.",
                       Type::gauge, {"protocol"}, [&mesh](std::vector<Sample>& out) {
                         std::map<std::string, uint64_t> by_protocol{{"tcp", 0}, {"udp", 0}};

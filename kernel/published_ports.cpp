@@ -13,12 +13,32 @@ namespace published_ports_script {
 
 namespace {
 constexpr const char* kTable = "inet swarmnet";
+// The spread's hash seed: not the balancers' (lb/), so that the choice here
+// and a balancer's choice behind it for the same flow are independent.
+constexpr const char* kSpreadSeed = "0x4e5c0003";
 
 std::string port_key(const PublishedPort& p) { return p.protocol + "/" + std::to_string(p.host_port); }
+
+// "dnat ip to ..." of one port: the container, or the spread's hash map.
+std::string dnat_target(Ipv4Address container, const PublishedPort& p, const Spread& spread) {
+  const std::string port = std::to_string(p.container_port);
+  if (spread.direct.empty()) return "dnat ip to " + container.str() + ":" + port;
+  std::vector<Ipv4Address> slots = spread.direct;
+  slots.insert(slots.end(), spread.shared, container);
+  // The client's address and port: one flow, one slot (and conntrack keeps
+  // the choice for the flow's life anyway).
+  std::string s = "dnat ip to jhash ip saddr . " + p.protocol + " sport mod " + std::to_string(slots.size()) +
+                  " seed " + kSpreadSeed + " map { ";
+  for (size_t i = 0; i < slots.size(); ++i) {
+    s += (i ? ", " : "") + std::to_string(i) + " : " + slots[i].str() + " . " + port;
+  }
+  return s + " }";
+}
+
 }  // namespace
 
 std::string add(std::string_view owner, const std::string& id, Ipv4Address container,
-                const std::vector<PublishedPort>& ports, bool local) {
+                const std::vector<PublishedPort>& ports, bool local, const Spread& spread) {
   std::ostringstream s;
   for (const auto& p : ports) {
     const std::string comment = std::string(owner) + ":" + id + " " + port_key(p);
@@ -26,14 +46,20 @@ std::string add(std::string_view owner, const std::string& id, Ipv4Address conta
     // DNAT must not catch forwarded traffic that merely uses the same port.
     const std::string match = p.host_ip ? "ip daddr " + p.host_ip->str() : "fib daddr type local";
     const std::string dnat = " meta nfproto ipv4 " + match + " " + p.protocol + " dport " +
-                             std::to_string(p.host_port) + " dnat ip to " + container.str() + ":" +
-                             std::to_string(p.container_port) + " comment \"" + comment + "\"\n";
+                             std::to_string(p.host_port) + " " + dnat_target(container, p, spread) +
+                             " comment \"" + comment + "\"\n";
     s << "add rule " << kTable << " published-dnat" << dnat;
     // The host's own processes (localhost:PORT, the node's own address)
     // reach the port too, as from outside.
     if (local) s << "add rule " << kTable << " published-dnat-local" << dnat;
     s << "add rule " << kTable << " published ip daddr " << container.str() << " " << p.protocol
       << " dport " << p.container_port << " ct status dnat accept comment \"" << comment << "\"\n";
+    if (!spread.direct.empty()) {
+      s << "add rule " << kTable << " published ip daddr { ";
+      for (size_t i = 0; i < spread.direct.size(); ++i) s << (i ? ", " : "") << spread.direct[i].str();
+      s << " } " << p.protocol << " dport " << p.container_port << " ct status dnat accept comment \"" << comment
+        << "\"\n";
+    }
   }
   return s.str();
 }
@@ -110,7 +136,7 @@ std::optional<std::string> PublishedPorts::list_local() {
 }
 
 void PublishedPorts::replace(const std::string& id, Ipv4Address container,
-                             const std::vector<PublishedPort>& ports) {
+                             const std::vector<PublishedPort>& ports, const Spread& spread) {
   const std::string dnat = list("published-dnat");
   std::map<std::string, std::string> holders;
   for (const auto& r : published_ports_script::rules(dnat)) {
@@ -124,7 +150,7 @@ void PublishedPorts::replace(const std::string& id, Ipv4Address container,
   }
   const std::optional<std::string> local = list_local();
   const std::string script =
-      removal(id, dnat, local) + published_ports_script::add(owner_, id, container, ports, local.has_value());
+      removal(id, dnat, local) + published_ports_script::add(owner_, id, container, ports, local.has_value(), spread);
   if (!script.empty()) nft_.run(script);
 }
 

@@ -35,12 +35,26 @@ struct PublishedPort {
   auto operator<=>(const PublishedPort&) const = default;
 };
 
+// A DNAT spread by a hash of the flow over this host's own targets and the
+// rule's default target (the routing mesh's shortcut: a service's tasks on
+// this node are DNATed to straight, as in host mode, and the share of the
+// tasks of other nodes goes to the ingress VIP, whose balancer then picks
+// among those only). Empty `direct`: one plain DNAT to the default target.
+struct Spread {
+  std::vector<Ipv4Address> direct;  // one hash slot each
+  unsigned shared = 0;              // hash slots of the default target
+  auto operator<=>(const Spread&) const = default;
+};
+
 // The nft scripts and the reading of listings, pure (tested without root).
 namespace published_ports_script {
 // The rules of one container, to add in one transaction; `local`: also in
-// published-dnat-local (the host's own processes).
+// published-dnat-local (the host's own processes). With a spread, each
+// port's DNAT picks one of spread.direct and `container` by a hash of the
+// flow (jhash of the client's address and port, mod the number of slots),
+// and `published` accepts the direct targets' port too.
 std::string add(std::string_view owner, const std::string& id, Ipv4Address container,
-                const std::vector<PublishedPort>& ports, bool local = true);
+                const std::vector<PublishedPort>& ports, bool local = true, const Spread& spread = {});
 struct ListedRule {
   std::string owner;
   std::string id;
@@ -60,8 +74,9 @@ class PublishedPorts {
   // Makes the rules of `id` exactly `ports` (old ones out, new ones in, one
   // transaction). Error(conflict) naming the holder when a host port is
   // published already by another id, of any owner; Error(unavailable) when
-  // swarmnetd's chains are missing.
-  void replace(const std::string& id, Ipv4Address container, const std::vector<PublishedPort>& ports);
+  // swarmnetd's chains are missing. `spread`: see published_ports_script::add.
+  void replace(const std::string& id, Ipv4Address container, const std::vector<PublishedPort>& ports,
+               const Spread& spread = {});
   // Removes the rules of `id`; nothing to do when it has none (or when the
   // table is gone).
   void remove(const std::string& id);

@@ -415,3 +415,38 @@ TEST_CASE("members: the whole set replaced in one script", "[firewall][underlay]
         "flush set inet swarmnet members\n"
         "add element inet swarmnet members { 172.31.250.11, 172.31.250.12 }\n");
 }
+
+TEST_CASE("published ports: the routing mesh's shortcut spreads a port's DNAT by a hash of the flow", "[firewall]") {
+  namespace pp = kernel::published_ports_script;
+  const Ipv4Address vip = Ipv4Address::parse("10.255.0.7");
+  const std::vector<kernel::PublishedPort> ports{{"tcp", 8080, 80, std::nullopt}, {"udp", 5353, 53, std::nullopt}};
+  // 1 task of 3 on this node: one slot straight to it, two to the VIP.
+  kernel::Spread spread{{Ipv4Address::parse("10.1.0.5")}, 2};
+  const std::string s = pp::add("ingress", "svc1", vip, ports, true, spread);
+  const std::string tcp = " meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to jhash ip saddr . tcp sport "
+                          "mod 3 seed 0x4e5c0003 map { 0 : 10.1.0.5 . 80, 1 : 10.255.0.7 . 80, 2 : 10.255.0.7 . 80 } "
+                          "comment \"ingress:svc1 tcp/8080\"\n";
+  CHECK(contains(s, "add rule inet swarmnet published-dnat" + tcp));
+  CHECK(contains(s, "add rule inet swarmnet published-dnat-local" + tcp));  // the host's own processes too
+  CHECK(contains(s, "udp dport 5353 dnat ip to jhash ip saddr . udp sport mod 3 seed 0x4e5c0003 map { "
+                    "0 : 10.1.0.5 . 53, 1 : 10.255.0.7 . 53, 2 : 10.255.0.7 . 53 }"));
+  // The filter lets the DNATed flows into the task's bridge, as for a host-mode port.
+  CHECK(contains(s, "add rule inet swarmnet published ip daddr 10.255.0.7 tcp dport 80 ct status dnat accept "
+                    "comment \"ingress:svc1 tcp/8080\"\n"));
+  CHECK(contains(s, "add rule inet swarmnet published ip daddr { 10.1.0.5 } tcp dport 80 ct status dnat accept "
+                    "comment \"ingress:svc1 tcp/8080\"\n"));
+  // Every rule keeps the comment its owner finds it by (after a restart too).
+  for (const auto& line : lines_of(s)) CHECK(contains(line, "comment \"ingress:svc1 "));
+
+  // Every task here: only straight slots.
+  const std::string all_here = pp::add("ingress", "svc1", vip, {ports[0]}, false,
+                                       kernel::Spread{{Ipv4Address::parse("10.1.0.5"), Ipv4Address::parse("10.1.0.6")}, 0});
+  CHECK(contains(all_here, "dnat ip to jhash ip saddr . tcp sport mod 2 seed 0x4e5c0003 map { 0 : 10.1.0.5 . 80, "
+                           "1 : 10.1.0.6 . 80 }"));
+  CHECK(contains(all_here, "published ip daddr { 10.1.0.5, 10.1.0.6 } tcp dport 80"));
+  // No task here (or masquerading): the plain DNAT to the VIP, as before.
+  const std::string plain = pp::add("ingress", "svc1", vip, {ports[0]});
+  CHECK(contains(plain, "tcp dport 8080 dnat ip to 10.255.0.7:80 comment"));
+  CHECK_FALSE(contains(plain, "jhash"));
+  CHECK(plain == pp::add("ingress", "svc1", vip, {ports[0]}, true, kernel::Spread{}));
+}

@@ -5,6 +5,7 @@
 // in integration/test_cluster_ingress.sh and test_mesh_*.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -40,9 +41,20 @@ class FakeMeshKernel : public daemon::MeshKernel {
   }
   void remove_route(Ipv4Address task) override { routes.erase(task.str()); }
   lb::Balancer& balancer() override { return sandbox_balancer; }
-  void publish(const std::string& id, Ipv4Address vip, const std::vector<kernel::PublishedPort>& ports) override {
+  void set_hairpin(const std::set<Ipv4Address>& tasks) override {
+    hairpin.clear();
+    for (Ipv4Address t : tasks) hairpin.insert(t.str());
+  }
+  void publish(const std::string& id, Ipv4Address vip, const std::vector<kernel::PublishedPort>& ports,
+               const kernel::Spread& spread) override {
     std::string text = vip.str();
     for (const auto& p : ports) text += " " + p.protocol + "/" + std::to_string(p.host_port) + "->" + std::to_string(p.container_port);
+    // The shortcut: "straight T1 T2, VIP xN" (N of the hash's slots to the VIP).
+    if (!spread.direct.empty()) {
+      text += " straight";
+      for (Ipv4Address t : spread.direct) text += " " + t.str();
+      text += ", VIP x" + std::to_string(spread.shared);
+    }
     published[id] = text;
     ++publishes;
   }
@@ -57,6 +69,7 @@ class FakeMeshKernel : public daemon::MeshKernel {
   std::map<Ipv4Address, std::string> peers;
   std::map<std::string, std::string> routes;     // task -> its node's sandbox, or "this node"
   std::map<std::string, std::string> published;  // service id -> "VIP tcp/8080->80 ..."
+  std::set<std::string> hairpin;                 // the host's hairpin set
   size_t publishes = 0;
   FakeBalancer sandbox_balancer;
 };
@@ -84,8 +97,8 @@ struct Fixture {
     front.subnet = Ipv4Prefix::parse("10.1.0.0/24");
     front_id = controller.create_network(front).id;
   }
-  void start() {
-    mesh.emplace(store, controller, kernel, Ipv4Prefix::parse("172.29.0.0/24"), "nftables", true);
+  void start(bool keep_client_address = true) {
+    mesh.emplace(store, controller, kernel, Ipv4Prefix::parse("172.29.0.0/24"), "nftables", keep_client_address);
     mesh->start();
   }
   // A service on "front" publishing `published`->80 in ingress mode: its id
@@ -133,7 +146,7 @@ using Routes = std::map<std::string, std::string>;
 TEST_CASE("mesh: a published port answers on this node and balances over the tasks of every node with a sandbox",
           "[mesh]") {
   Fixture f;
-  f.start();
+  f.start(false);  // masquerading, swarm's way: everything through the sandbox (the shortcut: below)
   REQUIRE(f.kernel.has_sandbox());  // this node joined the ingress network
   const auto [id, vip] = f.create_service("web", 8080);
   CHECK(f.kernel.published == std::map<std::string, std::string>{{id, vip + " tcp/8080->80"}});
@@ -145,6 +158,112 @@ TEST_CASE("mesh: a published port answers on this node and balances over the tas
   // whose replies find their way back by its MAC.
   CHECK(f.kernel.routes == Routes{{w1, "this node"}, {"10.1.0.200", "10.255.0.200"}});
   CHECK(f.kernel.peers == std::map<Ipv4Address, std::string>{{Ipv4Address::parse("10.255.0.200"), "02:42:0a:ff:00:c8"}});
+  // Masquerading, the host's DNAT stays one DNAT to the VIP, local task or not.
+  CHECK(f.kernel.published == std::map<std::string, std::string>{{id, vip + " tcp/8080->80"}});
+  CHECK(f.kernel.hairpin.empty());
+}
+
+TEST_CASE("mesh: the shortcut: this node's tasks straight from the host, the VIP over the other nodes' tasks only",
+          "[mesh][shortcut]") {
+  Fixture f;
+  f.start();  // keeping the client's address, the default
+  const auto [id, vip] = f.create_service("web", 8080);
+  f.remote_sandbox("10.255.0.200");
+  f.remote_task("w2", "10.1.0.200", "web");
+  f.remote_task("w3", "10.1.0.201", "web");
+  // No task here: unchanged, one DNAT to the VIP, which takes every task.
+  CHECK(f.kernel.published == std::map<std::string, std::string>{{id, vip + " tcp/8080->80"}});
+  CHECK(f.backends(vip) == Backends({{"10.1.0.200", "10.1.0.201"}}));
+  CHECK(f.kernel.hairpin.empty());
+
+  // 1 task of 3 here: a third of the hash's slots straight to it, two
+  // thirds to the VIP, which picks among the 2 others only.
+  const std::string w1 = f.local_task("w1", "web");
+  CHECK(f.kernel.published == std::map<std::string, std::string>{{id, vip + " tcp/8080->80 straight " + w1 + ", VIP x2"}});
+  CHECK(f.backends(vip) == Backends({{"10.1.0.200", "10.1.0.201"}}));
+  CHECK(f.kernel.hairpin == std::set<std::string>{w1});  // w1 calling its own port may get itself
+  CHECK(f.mesh->balanced_tasks() == 3);                   // (the metric counts both ways to a task)
+  // The sandbox still routes to w1 (other nodes' sandboxes send it their share).
+  CHECK(f.kernel.routes == Routes{{w1, "this node"}, {"10.1.0.200", "10.255.0.200"}, {"10.1.0.201", "10.255.0.200"}});
+
+  // Every task here: all straight, nothing left for the VIP.
+  f.store.erase_endpoint(daemon::endpoint_key(f.front_id, kOtherNode, "w2", "eth0"));
+  f.store.erase_endpoint(daemon::endpoint_key(f.front_id, kOtherNode, "w3", "eth0"));
+  const std::string w4 = f.local_task("w4", "web");
+  const Ipv4Address a = Ipv4Address::parse(w1), b = Ipv4Address::parse(w4);
+  const Ipv4Address lo = std::min(a, b), hi = std::max(a, b);
+  CHECK(f.kernel.published ==
+        std::map<std::string, std::string>{{id, vip + " tcp/8080->80 straight " + lo.str() + " " + hi.str() + ", VIP x0"}});
+  CHECK(f.backends(vip) == Backends(std::set<std::string>{}));
+  CHECK(f.kernel.hairpin == std::set<std::string>{w1, w4});
+}
+
+TEST_CASE("mesh: the shortcut follows this node's tasks: health, a dead node, removal, the service's end",
+          "[mesh][shortcut]") {
+  Fixture f;
+  f.start();
+  const auto [id, vip] = f.create_service("web", 8080);
+  f.remote_sandbox("10.255.0.200");
+  f.remote_task("w2", "10.1.0.200", "web");
+  const std::string w1 = f.local_task("w1", "web");
+  REQUIRE(f.kernel.published.at(id) == vip + " tcp/8080->80 straight " + w1 + ", VIP x1");
+  REQUIRE(f.backends(vip) == Backends({{"10.1.0.200"}}));
+
+  // w1's health check fails: everything to the VIP, which takes w2 alone.
+  const std::string key = daemon::endpoint_key(f.front_id, f.store.node_id(), "w1", "eth0");
+  daemon::EndpointRecord r = *f.store.find_endpoint(key);
+  r.healthy = false;
+  f.store.put(r);
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80");
+  CHECK(f.backends(vip) == Backends({{"10.1.0.200"}}));
+  CHECK(f.kernel.hairpin.empty());
+  r.healthy = true;
+  f.store.put(r);
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80 straight " + w1 + ", VIP x1");
+  CHECK(f.kernel.hairpin == std::set<std::string>{w1});
+
+  // The other node dies: its share goes with it.
+  f.membership.dead.insert(kOtherNode);
+  f.node_changed("dead");
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80 straight " + w1 + ", VIP x0");
+  CHECK(f.backends(vip) == Backends(std::set<std::string>{}));
+  f.membership.dead.clear();
+  f.node_changed("alive");
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80 straight " + w1 + ", VIP x1");
+
+  // A change elsewhere reaches the kernel only where it differs.
+  const size_t publishes = f.kernel.publishes;
+  f.remote_task("w3", "10.1.0.201", "web");
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80 straight " + w1 + ", VIP x2");
+  CHECK(f.backends(vip) == Backends({{"10.1.0.200", "10.1.0.201"}}));
+  CHECK(f.kernel.publishes == publishes + 1);
+
+  // w1 goes: back to one DNAT to the VIP over every task.
+  f.store.erase_endpoint(key);
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80");
+  CHECK(f.backends(vip) == Backends({{"10.1.0.200", "10.1.0.201"}}));
+  CHECK(f.kernel.hairpin.empty());
+
+  // The service's end takes its hairpin element too.
+  f.local_task("w5", "web");
+  REQUIRE(f.kernel.hairpin.size() == 1);
+  f.services.remove("web");
+  CHECK_FALSE(f.kernel.published.count(id));
+  CHECK(f.kernel.hairpin.empty());
+}
+
+TEST_CASE("mesh: masquerading (--ingress-client-address masquerade), no shortcut: the VIP takes every task",
+          "[mesh][shortcut]") {
+  Fixture f;
+  f.start(false);
+  const auto [id, vip] = f.create_service("web", 8080);
+  f.remote_sandbox("10.255.0.200");
+  f.remote_task("w2", "10.1.0.200", "web");
+  const std::string w1 = f.local_task("w1", "web");
+  const std::string w4 = f.local_task("w4", "web");
+  CHECK(f.kernel.published.at(id) == vip + " tcp/8080->80");
+  CHECK(f.backends(vip) == Backends({{w1, w4, "10.1.0.200"}}));
+  CHECK(f.kernel.hairpin.empty());
 }
 
 TEST_CASE("mesh: a node's tasks get requests only once its sandbox has joined", "[mesh]") {
@@ -161,7 +280,7 @@ TEST_CASE("mesh: a node's tasks get requests only once its sandbox has joined", 
 
 TEST_CASE("mesh: a dead node's tasks leave the VIP with their routes, and come back with the node", "[mesh]") {
   Fixture f;
-  f.start();
+  f.start(false);  // the VIP takes this node's task too (the shortcut's case: below)
   const auto [id, vip] = f.create_service("web", 8080);
   const std::string w1 = f.local_task("w1", "web");
   f.remote_sandbox("10.255.0.200");

@@ -84,6 +84,15 @@ std::string host_ruleset(const std::string& ingress_bridge) {
        " comment \"from the ingress sandbox\"\n";
   s += "add rule " + t + " prerouting ct direction reply ct mark " + mark + " meta mark set " + mark +
        " comment \"replies go back into the sandbox\"\n";
+  // The routing mesh's shortcut DNATs a request straight to a task of this
+  // node (kernel/published_ports.hpp, Spread): a task calling its own
+  // service's port may get itself, and could not answer a packet from its
+  // own address; such a flow leaves from the bridge's address instead.
+  s += "add set " + t + " hairpin { type ipv4_addr . ipv4_addr; }\n";
+  s += "flush set " + t + " hairpin\n";  // an earlier run's (flush table keeps a set's elements)
+  s += "add chain " + t + " postrouting { type nat hook postrouting priority srcnat; policy accept; }\n";
+  s += "add rule " + t + " postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade "
+       "comment \"a task DNATed straight to itself\"\n";
   s += "add chain " + t + " forward { type filter hook forward priority filter - 5; policy accept; }\n";
   s += "add rule " + t + " forward oifname " + bridge + " ct direction reply accept\n";
   s += "add rule " + t + " forward oifname " + bridge + " ct status dnat accept comment \"a published port\"\n";
@@ -195,6 +204,22 @@ void IngressSandbox::set_route(Ipv4Address task, std::optional<Ipv4Address> via)
 
 void IngressSandbox::remove_route(Ipv4Address task) {
   if (routes_.erase(task)) sandbox_->delete_route(Ipv4Prefix(task, 32));
+}
+
+void IngressSandbox::set_hairpin(const std::set<Ipv4Address>& tasks) {
+  if (hairpin_ == tasks) return;
+  std::string script = std::string("flush set inet ") + kMeshHostTable + " hairpin\n";
+  if (!tasks.empty()) {
+    script += std::string("add element inet ") + kMeshHostTable + " hairpin { ";
+    bool first = true;
+    for (Ipv4Address task : tasks) {
+      script += (first ? "" : ", ") + task.str() + " . " + task.str();
+      first = false;
+    }
+    script += " }\n";
+  }
+  kernel::NftContext().run(script);
+  hairpin_ = tasks;
 }
 
 void IngressSandbox::sync_peers(const std::map<Ipv4Address, std::string>& sandboxes,

@@ -41,6 +41,17 @@
 // (its hairpin set). With keep_client_address off, every balanced flow is
 // masqueraded, as in swarm.
 //
+// The shortcut (client kept, the default): when this node runs healthy tasks
+// of the service, the host's own DNAT hashes each flow over all the tasks
+// and DNATs this node's share straight to its tasks (task:TARGET, as host
+// mode does: the reply meets the host's conntrack, never the sandbox); the
+// other nodes' share goes to VIP:TARGET as above, and the sandbox's VIP
+// then holds the other nodes' tasks only, so the spread stays even. A task
+// the host DNATs to straight is in the host's hairpin set (table
+// swarmnet-mesh): calling its own service's port it may get itself, and
+// that flow is masqueraded to its bridge's address. Masquerading, or with
+// no task here, every flow takes the path above.
+//
 // Why two DNATs in two namespaces: Linux NATs a connection once per hook, so
 // "node address -> VIP" and "VIP -> task" cannot both happen in the host's
 // prerouting; the sandbox's own conntrack does the second. And why a
@@ -60,6 +71,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -116,6 +128,10 @@ class IngressSandbox {
   // send the replies of the requests they balanced back to them, and the
   // members' underlay addresses (clients inside the cluster, masqueraded).
   void sync_peers(const std::map<Ipv4Address, std::string>& sandboxes, const std::vector<Ipv4Address>& members);
+  // The host's hairpin set: the tasks of this node that the host's own
+  // DNAT sends to straight (the shortcut); a flow from one of them to
+  // itself is masqueraded on the host.
+  void set_hairpin(const std::set<Ipv4Address>& tasks);
   Ipv4Address host_address() const;
   Ipv4Address sandbox_address() const;
 
@@ -132,6 +148,7 @@ class IngressSandbox {
   std::optional<kernel::NftContext> nft_;  // bound to the sandbox
   std::map<Ipv4Address, std::string> peers_;
   std::optional<std::vector<Ipv4Address>> members_;
+  std::set<Ipv4Address> hairpin_;  // as in the host's set
 };
 
 }  // namespace swarmnet::daemon

@@ -19,9 +19,10 @@ class LinuxMeshKernel final : public MeshKernel {
   void set_route(Ipv4Address task, std::optional<Ipv4Address> via) override { sandbox().set_route(task, via); }
   void remove_route(Ipv4Address task) override { sandbox().remove_route(task); }
   lb::Balancer& balancer() override { return sandbox().balancer(); }
-  void publish(const std::string& service_id, Ipv4Address vip,
-               const std::vector<kernel::PublishedPort>& ports) override {
-    host_rules_.replace(service_id, vip, ports);
+  void set_hairpin(const std::set<Ipv4Address>& tasks) override { sandbox().set_hairpin(tasks); }
+  void publish(const std::string& service_id, Ipv4Address vip, const std::vector<kernel::PublishedPort>& ports,
+               const kernel::Spread& spread) override {
+    host_rules_.replace(service_id, vip, ports, spread);
   }
   void unpublish(const std::string& service_id) override { host_rules_.remove(service_id); }
   std::set<std::string> published_ids() override { return host_rules_.ids(); }

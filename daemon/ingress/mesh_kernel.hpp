@@ -35,11 +35,14 @@ class MeshKernel {
   virtual void set_route(Ipv4Address task, std::optional<Ipv4Address> via) = 0;
   virtual void remove_route(Ipv4Address task) = 0;
   virtual lb::Balancer& balancer() = 0;
+  // IngressSandbox::set_hairpin: the tasks the host DNATs to straight.
+  virtual void set_hairpin(const std::set<Ipv4Address>& tasks) = 0;
 
-  // The host's DNAT of a service's ingress ports to its ingress VIP
-  // (PublishedPorts::replace, remove and ids).
+  // The host's DNAT of a service's ingress ports to its ingress VIP, or
+  // spread over this node's tasks and the VIP (PublishedPorts::replace,
+  // remove and ids).
   virtual void publish(const std::string& service_id, Ipv4Address vip,
-                       const std::vector<kernel::PublishedPort>& ports) = 0;
+                       const std::vector<kernel::PublishedPort>& ports, const kernel::Spread& spread) = 0;
   virtual void unpublish(const std::string& service_id) = 0;
   virtual std::set<std::string> published_ids() = 0;
 };

@@ -107,6 +107,7 @@ bool RoutingMesh::join() {
     balanced_.clear();
     routes_of_.clear();
     route_users_.clear();
+    hairpin_.clear();
     join_failed_ = false;
   } catch (const BlockNeeded& e) {
     // The blocks' change brings us back here, also after an earlier failure
@@ -171,6 +172,7 @@ RoutingMesh::Wanted RoutingMesh::wanted(const std::string& id) const {
   // One backend per task container (a task on two of the service's
   // networks is one task), on live nodes whose sandbox has joined.
   std::set<std::pair<std::string, std::string>> seen;
+  std::set<Ipv4Address> here, elsewhere;
   for (const std::string& network_id : s.networks) {
     for (const EndpointRecord* task : healthy_tasks(store_, s.name, network_id, alive)) {
       const EndpointRecord& r = *task;
@@ -178,17 +180,28 @@ RoutingMesh::Wanted RoutingMesh::wanted(const std::string& id) const {
       auto sandbox = sandbox_of_.find(r.node);
       if (!local && sandbox == sandbox_of_.end()) continue;
       if (!seen.insert({r.node, r.container_id}).second) continue;
-      v.backends.push_back(r.ip);
+      (local ? here : elsewhere).insert(r.ip);
       w.routes[r.ip] = local ? std::nullopt : std::optional<Ipv4Address>(sandbox->second);
     }
   }
-  std::sort(v.backends.begin(), v.backends.end());
-  v.backends.erase(std::unique(v.backends.begin(), v.backends.end()), v.backends.end());
-  std::vector<kernel::PublishedPort> ports;
+  HostPorts host;
+  host.vip = v.vip;
   for (const auto& p : s.ports) {
-    if (p.publish_mode == "ingress") ports.push_back({p.protocol, p.published, p.target, std::nullopt});
+    if (p.publish_mode == "ingress") host.ports.push_back({p.protocol, p.published, p.target, std::nullopt});
   }
-  w.published.emplace(v.vip, std::move(ports));
+  // The shortcut needs the client's address kept: masqueraded, a task's
+  // reply must go back through the sandbox, so every flow goes there.
+  if (keep_client_address_ && !here.empty()) {
+    for (Ipv4Address task : here) elsewhere.erase(task);  // (one address, two nodes: a stale record)
+    host.spread.direct.assign(here.begin(), here.end());
+    host.spread.shared = static_cast<unsigned>(elsewhere.size());
+    v.backends.assign(elsewhere.begin(), elsewhere.end());
+  } else {
+    std::set<Ipv4Address> all = here;
+    all.insert(elsewhere.begin(), elsewhere.end());
+    v.backends.assign(all.begin(), all.end());
+  }
+  w.published = std::move(host);
   w.vip = std::move(v);
   return w;
 }
@@ -213,16 +226,25 @@ void RoutingMesh::program_service(const std::string& id) {
     kernel_.balancer().remove(key);
   }
   // The host: the service's ingress ports on every address of this node.
+  // A task DNATed to straight is in the hairpin set before its first DNAT,
+  // and leaves it after its last.
   if (w.published) {
     auto it = published_.find(id);
     if (it == published_.end() || it->second != *w.published) {
+      std::set<Ipv4Address> grown = hairpin_;
+      grown.insert(w.published->spread.direct.begin(), w.published->spread.direct.end());
+      set_hairpin(grown);
       try {
-        kernel_.publish(id, w.published->first, w.published->second);
+        kernel_.publish(id, w.published->vip, w.published->ports, w.published->spread);
         std::string list;
-        for (const auto& p : w.published->second) {
+        for (const auto& p : w.published->ports) {
           list += " " + p.protocol + "/" + std::to_string(p.host_port) + "->" + std::to_string(p.container_port);
         }
-        spdlog::info("routing mesh: published on this node:{} (VIP {})", list, w.published->first.str());
+        spdlog::info("routing mesh: published on this node:{} (VIP {}{})", list, w.published->vip.str(),
+                     w.published->spread.direct.empty()
+                         ? std::string()
+                         : fmt::format(", {} task(s) of this node straight, {} share(s) to the VIP",
+                                       w.published->spread.direct.size(), w.published->spread.shared));
       } catch (const Error& e) {
         spdlog::error("routing mesh: service {}: {}", id.substr(0, 12), e.what());
       }
@@ -232,6 +254,7 @@ void RoutingMesh::program_service(const std::string& id) {
     kernel_.unpublish(id);
     spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
   }
+  set_hairpin(hairpin_wanted());
   // Routes no longer needed by this service, and by no other.
   auto old = routes_of_.find(id);
   if (old == routes_of_.end()) return;
@@ -250,6 +273,18 @@ void RoutingMesh::program_service(const std::string& id) {
     r = old->second.erase(r);
   }
   if (old->second.empty()) routes_of_.erase(old);
+}
+
+std::set<Ipv4Address> RoutingMesh::hairpin_wanted() const {
+  std::set<Ipv4Address> tasks;
+  for (const auto& [id, host] : published_) tasks.insert(host.spread.direct.begin(), host.spread.direct.end());
+  return tasks;
+}
+
+void RoutingMesh::set_hairpin(const std::set<Ipv4Address>& tasks) {
+  if (tasks == hairpin_) return;
+  kernel_.set_hairpin(tasks);
+  hairpin_ = tasks;
 }
 
 }  // namespace swarmnet::daemon

@@ -13,6 +13,15 @@
 //     to the service's ingress VIP (kernel/published_ports.hpp, owner
 //     "ingress", id = the service's id), and in the sandbox's balancer the
 //     VIP with the service's healthy tasks on live nodes that have joined;
+//   - the shortcut, when this node runs healthy tasks of the service and
+//     the mesh keeps the client's address: the host's DNAT picks among all
+//     the tasks by a hash of the flow (kernel::Spread), straight to a task
+//     of this node (one DNAT, as host mode: its replies meet the host's
+//     conntrack), and for the other nodes' share to the VIP, which the
+//     sandbox then balances over the other nodes' tasks only, so each task
+//     gets its even share (1 local task of 3: a third straight to it, two
+//     thirds to the VIP and from there half each to the 2 others). With
+//     masquerading (swarm's way) or no task here, the VIP takes everything;
 //   - in the sandbox, one route per task: to its node's sandbox, and per
 //     other node the way back for the replies of what it balanced.
 // What a change recomputes: a service's change or one of its tasks', that
@@ -52,25 +61,45 @@ class RoutingMesh {
   // has joined, the balanced VIPs in the sandbox, and the published ports.
   bool joined() const { return kernel_.has_sandbox(); }
   const std::map<std::string, lb::VirtualIp>& balanced() const { return balanced_; }
+  // The tasks requests go to from this node, all services: the sandbox's
+  // VIPs' backends and the tasks the host DNATs to straight (the shortcut).
+  size_t balanced_tasks() const {
+    size_t n = 0;
+    for (const auto& [key, v] : balanced_) n += v.backends.size();
+    for (const auto& [id, host] : published_) n += host.spread.direct.size();
+    return n;
+  }
   std::vector<kernel::PublishedPort> published_ports() const {
     std::vector<kernel::PublishedPort> all;
-    for (const auto& [id, vip_ports] : published_) all.insert(all.end(), vip_ports.second.begin(), vip_ports.second.end());
+    for (const auto& [id, host] : published_) all.insert(all.end(), host.ports.begin(), host.ports.end());
     return all;
   }
 
  private:
+  // The host's DNAT of one service's ingress ports: to its VIP, spread with
+  // this node's tasks by the shortcut.
+  struct HostPorts {
+    Ipv4Address vip;
+    std::vector<kernel::PublishedPort> ports;
+    kernel::Spread spread;
+    bool operator==(const HostPorts&) const = default;
+  };
   // What one service asks of the kernel.
   struct Wanted {
     std::optional<lb::VirtualIp> vip;  // in the sandbox's balancer
     std::map<Ipv4Address, std::optional<Ipv4Address>> routes;  // task -> its node's sandbox
-    std::optional<std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published;  // on the host
+    std::optional<HostPorts> published;                        // on the host
   };
+  // What service `id` asks of the kernel now.
+  Wanted wanted(const std::string& id) const;
   void on_change(const Change& c);
   bool join();
   // Every service, after the nodes that can take requests changed.
   void program_all();
   void program_service(const std::string& id);
-  Wanted wanted(const std::string& id) const;
+  // The host's hairpin set made `tasks` (no-op when it is already).
+  void set_hairpin(const std::set<Ipv4Address>& tasks);
+  std::set<Ipv4Address> hairpin_wanted() const;
   // Reads the sandboxes' addresses on the ingress network into sandbox_of_,
   // and returns the other nodes' with their MACs (for the replies of what
   // they balance).
@@ -90,7 +119,8 @@ class RoutingMesh {
   std::map<std::string, lb::VirtualIp> balanced_;  // in the sandbox, by key
   std::map<std::string, std::map<Ipv4Address, std::optional<Ipv4Address>>> routes_of_;  // by service id
   std::map<Ipv4Address, std::set<std::string>> route_users_;  // the services whose task has this address
-  std::map<std::string, std::pair<Ipv4Address, std::vector<kernel::PublishedPort>>> published_;  // by service id
+  std::map<std::string, HostPorts> published_;  // by service id
+  std::set<Ipv4Address> hairpin_;                // in the host's hairpin set
 };
 
 }  // namespace swarmnet::daemon
