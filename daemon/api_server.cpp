@@ -18,6 +18,7 @@
 #include "common/accept_backoff.hpp"
 #include "common/api.hpp"
 #include "common/error.hpp"
+#include "common/free_memory.hpp"
 
 namespace swarmnet::daemon {
 
@@ -68,9 +69,19 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
             code && code->is_string() ? std::string_view(code->get_string()) : std::string_view(),
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()});
       }
+      // The body is sent from its serialized copy: its tree goes now, so
+      // that a large reply does not hold both while the client reads.
+      reply.body = nullptr;
       stream.expires_after(kIdleTimeout);
       co_await http::async_write(stream, res, asio::use_awaitable);
-      if (!res.keep_alive()) break;
+      const bool keep_alive = res.keep_alive();
+      const size_t body_bytes = res.body().size();
+      // Assigning an empty string would keep the capacity: swap it out.
+      std::string().swap(res.body());
+      // A large reply was a large tree and its text, both freed now: give
+      // the pages back rather than keep them (common/free_memory.hpp).
+      if (body_bytes >= kReturnFreeMemoryAfterBytes) return_free_memory();
+      if (!keep_alive) break;
     }
   } catch (const boost::system::system_error& e) {
     if (e.code() != http::error::end_of_stream && e.code() != asio::error::eof &&

@@ -600,3 +600,28 @@ TEST_CASE("delivery: overflow of the bounded queue turns into a full sync, nothi
   CHECK(net.run_until(all_hold, 3s));
   CHECK(net.node(0).stats().full_syncs >= 1);
 }
+
+TEST_CASE("delivery: a node alone queues none of its broadcasts; who joins later gets them by push/pull",
+          "[gossip][delivery]") {
+  sim::Network net({.loss = 0.0, .seed = 31}, Config{});
+  net.add_node();
+  net.add_node();
+  net.run_for(1s);
+  // Node 0 knows no one and has not asked to join: nobody to tell. A
+  // cluster of one queued each of these until the queue was full, for good.
+  for (int k = 0; k < 1000; ++k) net.publish(0, "a" + std::to_string(k));
+  CHECK(net.node(0).queued_broadcasts() <= 1);  // its own membership news at most
+  // The control: node 1 has asked to join (its push/pull is on its way), so
+  // what it writes now is queued, since the join carried its state as it
+  // was before.
+  net.join(1, 0);
+  for (int k = 0; k < 1000; ++k) net.publish(1, "b" + std::to_string(k));
+  CHECK(net.node(1).queued_broadcasts() >= 1000);
+  // Each gets all of the other's writes: node 0's by the join's push/pull.
+  auto all_hold = [&] { return net.delegate(0).state.size() == 2000 && net.delegate(1).state.size() == 2000; };
+  CHECK(net.run_until(all_hold, 5s));
+  // Once it knows a member, node 0's writes are queued and delivered again.
+  net.publish(0, "c");
+  CHECK(net.node(0).queued_broadcasts() >= 1);
+  CHECK(net.run_until([&] { return net.delegate(1).state.count("c") == 1; }, 2s));
+}

@@ -712,6 +712,7 @@ void Memberlist::join(const std::vector<Address>& seeds, TimePoint now) {
 }
 
 Bytes Memberlist::push_pull_request(bool join) {
+  joined_ = joined_ || join;
   stats_.push_pulls_out++;
   return encode(local_state(join, false));
 }
@@ -745,6 +746,12 @@ void Memberlist::broadcast(Bytes data) {
   if (data.size() > max_broadcast_bytes())
     throw Error(Errc::invalid_argument, "gossip: broadcast of " + std::to_string(data.size()) +
                                             " bytes is larger than a stream may carry");
+  // No one to tell: no other member known, and no join of ours that it
+  // could miss (a join's push/pull carries the state as it was when it
+  // left). Whoever comes later joins by a push/pull of the whole state,
+  // which carries every broadcast (Delegate), so a node alone holds none:
+  // in a cluster of one they piled up to max_queued_broadcasts for good.
+  if (nodes_.size() <= 1 && !joined_) return;
   UserMsg u;
   u.msg_id = rng_();
   u.data = std::move(data);

@@ -82,6 +82,8 @@ class Memberlist {
   // Application data, spread to every member (each receives it once; the
   // sender's own Delegate does not get it). One larger than a packet goes
   // by stream. Throws Error(invalid_argument) above max_broadcast_bytes().
+  // Dropped while this node knows no other member and has not asked to
+  // join: those who join later get the application's state by push/pull.
   void broadcast(Bytes data);
   size_t max_broadcast_bytes() const;
 
@@ -188,6 +190,9 @@ class Memberlist {
   bool started_ = false;
   TimePoint last_now_{};  // latest time the caller gave us (for broadcast())
   bool leaving_ = false;
+  // This node has asked to join a cluster (its own broadcasts are queued
+  // from then on, even while it knows no other member).
+  bool joined_ = false;
   uint32_t incarnation_ = 1;
   uint32_t seq_ = 0;
   unsigned awareness_ = 0;
