@@ -59,19 +59,6 @@ heap_kib() {
     END {printf "%d %d\n", s / 1024, u / 1024}'
 }
 
-# create_endpoints FROM TO: endpoints nFROM..nTO with a name each, through
-# the API, from one curl (a config file of one request per endpoint).
-create_endpoints() {
-  local from="$1" to="$2" i config="$CLUSTER_DIR/endpoints.curl"
-  for ((i = from; i <= to; i++)); do
-    printf 'url = "http://swarmnetd/v1/networks/bench/endpoints"\nunix-socket = "%s"\nrequest = "POST"\n' "$SOCK"
-    printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nsilent\nfail\n'
-    printf 'data = "{\\"container_id\\":\\"bench-%d\\",\\"ifname\\":\\"eth0\\",\\"attach\\":false,\\"name\\":\\"n%d\\"}"\n' "$i" "$i"
-    ((i == to)) || echo next
-  done >"$config"
-  curl -K "$config" || die "creating endpoints n$from..n$to"
-}
-
 report() {
   local label="$1" n="$2" rss heap
   rss=$(rss_kib "$DAEMON_PID")
@@ -125,7 +112,7 @@ made=0
 while ((made < ENDPOINTS)); do
   next=$((made + STEP < ENDPOINTS ? made + STEP : ENDPOINTS))
   start=$SECONDS
-  create_endpoints $((made + 1)) "$next"
+  bench_make_named_endpoints "$SOCK" "$CLUSTER_DIR" $((made + 1)) "$next"
   made=$next
   report "after n$made ($((SECONDS - start)) s)" "$made"
   if ((DNSPERF > 0 && made == next && !dnsperf_done)); then

@@ -118,16 +118,10 @@ perf() {
 }
 
 # create_endpoints FROM TO: endpoints nFROM..nTO with a name each, through
-# the API, from one curl (a config file of one request per endpoint).
+# the API (bench/lib.sh), then checks the API lists all of them.
 create_endpoints() {
-  local from="$1" to="$2" i config="$BENCH_DIR/endpoints.curl"
-  for ((i = from; i <= to; i++)); do
-    printf 'url = "http://swarmnetd/v1/networks/bench/endpoints"\nunix-socket = "%s"\nrequest = "POST"\n' "$SOCK"
-    printf 'header = "Content-Type: application/json"\noutput = "/dev/null"\nsilent\nfail\n'
-    printf 'data = "{\\"container_id\\":\\"bench-%d\\",\\"ifname\\":\\"eth0\\",\\"attach\\":false,\\"name\\":\\"n%d\\"}"\n' "$i" "$i"
-    ((i == to)) || echo next
-  done >"$config"
-  curl -K "$config" || die "creating endpoints n$from..n$to"
+  local from="$1" to="$2"
+  bench_make_named_endpoints "$SOCK" "$BENCH_DIR" "$from" "$to"
   local count
   count=$(curl -sf --unix-socket "$SOCK" http://swarmnetd/v1/networks/bench/endpoints |
     jq '[.[] | select(.name != null and (.name | startswith("n")))] | length')
