@@ -18,12 +18,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <new>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/free_memory.hpp"
 #include "dns/message.hpp"
 #include "dns/name_table.hpp"
 #include "tests/support/dns_packets.hpp"
@@ -53,14 +53,8 @@ void operator delete[](void* p, size_t) noexcept { ::operator delete(p); }
 
 namespace {
 
-// Resident set size in KiB (VmRSS of /proc/self/status).
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
+// Resident set size in KiB.
+long rss_kib() { return static_cast<long>(swarmnet::resident_bytes() / 1024); }
 
 std::string hex_id(std::mt19937_64& rng) {
   static const char digits[] = "0123456789abcdef";

@@ -35,7 +35,8 @@ class MeshKernel {
   virtual void set_route(Ipv4Address task, std::optional<Ipv4Address> via) = 0;
   virtual void remove_route(Ipv4Address task) = 0;
   virtual lb::Balancer& balancer() = 0;
-  // IngressSandbox::set_hairpin: the tasks the host DNATs to straight.
+  // IngressSandbox::set_hairpin: the tasks the host DNATs to straight
+  // (writes only a change).
   virtual void set_hairpin(const std::set<Ipv4Address>& tasks) = 0;
 
   // The host's DNAT of a service's ingress ports to its ingress VIP, or

@@ -107,7 +107,6 @@ bool RoutingMesh::join() {
     balanced_.clear();
     routes_of_.clear();
     route_users_.clear();
-    hairpin_.clear();
     join_failed_ = false;
   } catch (const BlockNeeded& e) {
     // The blocks' change brings us back here, also after an earlier failure
@@ -231,9 +230,9 @@ void RoutingMesh::program_service(const std::string& id) {
   if (w.published) {
     auto it = published_.find(id);
     if (it == published_.end() || it->second != *w.published) {
-      std::set<Ipv4Address> grown = hairpin_;
+      std::set<Ipv4Address> grown = hairpin_wanted();
       grown.insert(w.published->spread.direct.begin(), w.published->spread.direct.end());
-      set_hairpin(grown);
+      kernel_.set_hairpin(grown);
       try {
         kernel_.publish(id, w.published->vip, w.published->ports, w.published->spread);
         std::string list;
@@ -254,7 +253,7 @@ void RoutingMesh::program_service(const std::string& id) {
     kernel_.unpublish(id);
     spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
   }
-  set_hairpin(hairpin_wanted());
+  kernel_.set_hairpin(hairpin_wanted());
   // Routes no longer needed by this service, and by no other.
   auto old = routes_of_.find(id);
   if (old == routes_of_.end()) return;
@@ -279,12 +278,6 @@ std::set<Ipv4Address> RoutingMesh::hairpin_wanted() const {
   std::set<Ipv4Address> tasks;
   for (const auto& [id, host] : published_) tasks.insert(host.spread.direct.begin(), host.spread.direct.end());
   return tasks;
-}
-
-void RoutingMesh::set_hairpin(const std::set<Ipv4Address>& tasks) {
-  if (tasks == hairpin_) return;
-  kernel_.set_hairpin(tasks);
-  hairpin_ = tasks;
 }
 
 }  // namespace swarmnet::daemon

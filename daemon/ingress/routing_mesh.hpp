@@ -97,8 +97,8 @@ class RoutingMesh {
   // Every service, after the nodes that can take requests changed.
   void program_all();
   void program_service(const std::string& id);
-  // The host's hairpin set made `tasks` (no-op when it is already).
-  void set_hairpin(const std::set<Ipv4Address>& tasks);
+  // The host's hairpin set as the published ports ask it: the tasks they
+  // DNAT to straight (the kernel side skips a write that changes nothing).
   std::set<Ipv4Address> hairpin_wanted() const;
   // Reads the sandboxes' addresses on the ingress network into sandbox_of_,
   // and returns the other nodes' with their MACs (for the replies of what
@@ -120,7 +120,6 @@ class RoutingMesh {
   std::map<std::string, std::map<Ipv4Address, std::optional<Ipv4Address>>> routes_of_;  // by service id
   std::map<Ipv4Address, std::set<std::string>> route_users_;  // the services whose task has this address
   std::map<std::string, HostPorts> published_;  // by service id
-  std::set<Ipv4Address> hairpin_;                // in the host's hairpin set
 };
 
 }  // namespace swarmnet::daemon
