@@ -46,7 +46,6 @@ SUBNET=10.248.0.0/16
 export CLUSTER_LOG_LEVEL="${CLUSTER_LOG_LEVEL:-warn}"
 watchdog $((600 + ENDPOINTS / 20))
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # heap_kib PID: "SYSTEM INUSE" in KiB, glibc's totals over every arena
 # (malloc_stats prints them on the daemon's stderr, its log).
@@ -61,7 +60,7 @@ heap_kib() {
 
 report() {
   local label="$1" n="$2" rss heap
-  rss=$(rss_kib "$DAEMON_PID")
+  rss=$(bench_rss_kib "$DAEMON_PID")
   read -r -a heap <<<"$(heap_kib "$DAEMON_PID")"
   local per="-"
   ((n == 0)) || per=$(((rss - RSS0) * 1024 / n))
@@ -106,7 +105,7 @@ sleep 1
 
 say "swarmnetd ($MODE), $ENDPOINTS named endpoints in steps of $STEP; $(uptime)"
 printf '%-22s %7s %10s %10s %10s %10s\n' "" endpoints "RSS KiB" "heap KiB" "in use KiB" "RSS B/ep"
-RSS0=$(rss_kib "$DAEMON_PID")
+RSS0=$(bench_rss_kib "$DAEMON_PID")
 report "empty network" 0
 made=0
 while ((made < ENDPOINTS)); do

@@ -69,7 +69,6 @@ bench_cleanup() {
 }
 on_exit bench_cleanup
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 # dnsmasq_start NETNS ADDRESS HOSTS_FILE: prints its pid.
@@ -144,7 +143,7 @@ dnsmasq_rss_growth() {
     else
       sleep 1
     fi
-    rss+=("$(rss_kib "$pid")")
+    rss+=("$(bench_rss_kib "$pid")")
     bench_cleanup
   done
   DM_KIB=$((rss[1] - rss[0]))
@@ -209,12 +208,12 @@ info "client container $client_ip; the network's DNS at $GW"
 wait_for 10 answers "$(container_ns client)" "$GW" 53 client || die "swarmnetd does not answer DNS at $GW"
 
 say "creating $NAMES endpoints with a name each through the API"
-rss_before=$(rss_kib "$DAEMON_PID")
+rss_before=$(bench_rss_kib "$DAEMON_PID")
 start=$SECONDS
 create_endpoints 1 "$NAMES"
 info "$NAMES endpoints in $((SECONDS - start)) s"
 wait_for 10 answers "$(container_ns client)" "$GW" 53 "n$NAMES" || die "n$NAMES does not resolve"
-rss_after=$(rss_kib "$DAEMON_PID")
+rss_after=$(bench_rss_kib "$DAEMON_PID")
 
 # The same names and addresses for dnsmasq, and the query file for both.
 curl -sf --unix-socket "$SOCK" http://swarmnetd/v1/networks/bench/endpoints |
@@ -272,7 +271,7 @@ if ((DAEMON_NAMES > 0)); then
   ((DAEMON_NAMES == NAMES)) || create_endpoints $((NAMES + 1)) "$DAEMON_NAMES"
   info "$((DAEMON_NAMES - NAMES)) more endpoints in $((SECONDS - start)) s"
   wait_for 10 answers "$(container_ns client)" "$GW" 53 "n$DAEMON_NAMES" || die "n$DAEMON_NAMES does not resolve"
-  rss_all=$(rss_kib "$DAEMON_PID")
+  rss_all=$(bench_rss_kib "$DAEMON_PID")
   sw_bytes=$(((rss_all - rss_before) * 1024 / DAEMON_NAMES))
   dnsmasq_rss_growth "$DAEMON_NAMES"
   dm_bytes=$((DM_KIB * 1024 / DAEMON_NAMES))

@@ -8,6 +8,7 @@
 #
 #   bench_needs TOOL...   die unless every TOOL is on PATH
 #   bench_needs_cluster   die unless swarmnetd, swarmnetctl and swarmnet are built
+#   bench_rss_kib PID     a process's resident memory in KiB (VmRSS)
 #   bench_make_named_endpoints SOCK DIR FROM TO
 #                         endpoints nFROM..nTO (containers bench-FROM..bench-TO,
 #                         attach=false) with a name each on network "bench",
@@ -32,6 +33,8 @@ bench_needs_cluster() {
   need_bin swarmnetctl >/dev/null
   need_bin swarmnet >/dev/null
 }
+
+bench_rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 bench_make_named_endpoints() {
   local sock="$1" dir="$2" from="$3" to="$4" i config="$2/endpoints.curl"
