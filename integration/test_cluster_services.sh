@@ -75,6 +75,9 @@ tally() {
 # host's NSS setup when run outside a container's own root.)
 http_get() { in_client curl -sf -m 2 "http://$1/"; }
 udp_who() { in_client dig +short +tries=1 +time=2 "@$1" who.test; }
+# The same from a fixed source port, as a resolver or syslog client keeps:
+# every query renews its conntrack entry, and with it the backend it got.
+pinned_who() { in_client dig +short +tries=1 +time=2 -b "0.0.0.0#$1" "@$VIP" who.test; }
 spread_ok() {  # spread_ok "TALLY" MIN NAMES...: every name got at least MIN
   local t="$1" min="$2"; shift 2
   for name in "$@"; do
@@ -98,12 +101,28 @@ check "all three replicas answered over UDP, each at least 8 of 60 times" spread
 check "SRV _80._tcp.web names the service" test "$(in_client dig +short "@$GW" _80._tcp.web SRV)" == "0 10 80 web.front."
 for i in 1 2 3; do check "lb check on host $i: no difference" hctl "$i" lb check; done
 
+say "a client on a fixed source port that reaches w3"
+pin=""
+for port in $(seq 40001 40060); do
+  if [[ "$(pinned_who "$port")" == "$w3" ]]; then pin=$port; break; fi
+done
+check "one of 60 fixed source ports reaches w3" test -n "$pin"
+info "source port ${pin:-none} reaches w3"
+check "and keeps reaching it (its flow holds its backend)" \
+  bash -c "for k in 1 2 3; do [[ \$(ip netns exec $(container_ns client) dig +short +tries=1 +time=2 -b 0.0.0.0#$pin @$VIP who.test) == '$w3' ]] || exit 1; done"
+
 say "failover: w3's web server dies; its host's check fails twice; every host drops it"
 kill_pid "${HTTPD[w3]}"
 start=$(date +%s.%N)
 check "tasks.web loses w3 within interval x retries + convergence (10 s)" \
   wait_for 10 bash -c "[[ \$(ip netns exec $(container_ns client) dig +short @$GW tasks.web | sort | tr '\n' ' ') == \"$(printf '%s\n' "$w1" "$w2" | sort | tr '\n' ' ')\" ]]"
 info "w3 out of DNS after $(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo '?') s"
+# Without the balancer forgetting w3's UDP flows, this one's entry (renewed
+# seconds ago, alive 30 s after its last query) would keep it on w3. They
+# are forgotten just after the VIP changes, by the balancer's thread.
+check "the client that kept its source port fails over too (w1 or w2 answers it)" wait_for 3 \
+  bash -c "a=\$(ip netns exec $(container_ns client) dig +short +tries=1 +time=1 -b 0.0.0.0#$pin @$VIP who.test); [[ \$a == '$w1' || \$a == '$w2' ]]"
+info "source port $pin now reaches $(pinned_who "$pin")"
 t=$(tally 30 http_get "$VIP")
 info "$(tr '\n' ' ' <<<"$t")"
 check "30 requests after the failure: none to w3, none failed" bash -c "! grep -qE '^(w3|failed) ' <<<'$t'"

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,6 +35,7 @@
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
 #include "lb/balancer.hpp"
+#include "lb/conntrack_netlink.hpp"
 #include "lb/vip_addresses.hpp"
 
 using namespace swarmnet;
@@ -333,6 +335,117 @@ TEST_CASE("a removed backend gets no new connection; open connections keep their
   CHECK(after["b1"] > 0);
   CHECK(after["b2"] > 0);
   for (size_t i = 0; i < open.size(); ++i) CHECK(open[i]->ask() == first[i]);
+}
+
+// A UDP client that keeps its source port (a resolver, syslog, statsd):
+// every datagram renews its conntrack entry, which keeps the DNAT it got.
+class PinnedUdpClient {
+ public:
+  PinnedUdpClient(const TestNetns& client, Ipv4Address to, uint16_t source_port) {
+    fd_ = socket_in(client, SOCK_DGRAM);
+    sockaddr_in from = endpoint(Ipv4Address(0), source_port);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in sa = endpoint(to, kPort);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  }
+  ~PinnedUdpClient() { ::close(fd_); }
+  PinnedUdpClient(const PinnedUdpClient&) = delete;
+  PinnedUdpClient& operator=(const PinnedUdpClient&) = delete;
+
+  // The backend's name; "" when nothing came back.
+  std::string ask() {
+    if (::send(fd_, "?", 1, 0) != 1 || !wait_readable(fd_, 2000)) return "";
+    char buf[64];
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+TEST_CASE("a UDP client that keeps its source port fails over when its backend leaves the VIP",
+          "[lb][nftables]") {
+  Lab lab;
+  Backend s1(lab.b1, "b1"), s2(lab.b2, "b2"), s3(lab.b3, "b3");
+  lab.balancer->upsert(lab.vip(lab.backends));
+  const std::map<std::string, Ipv4Address> address{
+      {"b1", lab.backends[0]}, {"b2", lab.backends[1]}, {"b3", lab.backends[2]}};
+  auto flows_to_vip = [&] {
+    NetnsGuard guard(lab.host.open());
+    return lb::conntrack::ConntrackSocket().udp_flows(kVip);
+  };
+  // The flows are forgotten just after the change, by the balancer's
+  // thread: true once no flow to the VIP goes to `backend` (or to any).
+  auto forgotten = [&](std::optional<Ipv4Address> backend) {
+    for (auto until = Clock::now() + std::chrono::seconds(3); Clock::now() < until;) {
+      auto flows = flows_to_vip();
+      if (std::none_of(flows.begin(), flows.end(), [&](const lb::conntrack::Flow& f) {
+            return !backend || f.reply_source == *backend;
+          })) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+
+  PinnedUdpClient pinned(lab.client, kVip, 40000);
+  std::string first = pinned.ask();
+  REQUIRE(address.count(first));
+  // The control: the flow stays where it went (its entry keeps its NAT).
+  for (int i = 0; i < 5; ++i) REQUIRE(pinned.ask() == first);
+  auto flows = flows_to_vip();
+  REQUIRE(flows.size() == 1);
+  CHECK(flows[0].source == ip("10.250.0.50"));
+  CHECK(flows[0].source_port == 40000);
+  CHECK(flows[0].destination_port == kPort);
+  CHECK(flows[0].reply_source == address.at(first));
+
+  // Its backend leaves: the next datagram, same port, goes to one that is left.
+  std::vector<Ipv4Address> rest;
+  for (Ipv4Address b : lab.backends) {
+    if (b != address.at(first)) rest.push_back(b);
+  }
+  lab.balancer->upsert(lab.vip(rest));
+  REQUIRE(forgotten(address.at(first)));
+  std::string second = pinned.ask();
+  INFO("first " << first << ", then " << second);
+  CHECK(address.count(second));
+  CHECK(second != first);
+  for (int i = 0; i < 5; ++i) CHECK(pinned.ask() == second);
+
+  // A backend that stays keeps its flows: another backend leaving changes nothing.
+  std::vector<Ipv4Address> others;
+  for (Ipv4Address b : rest) {
+    if (b != address.at(second)) others.push_back(b);
+  }
+  lab.balancer->upsert(lab.vip({address.at(second)}));
+  REQUIRE(forgotten(others[0]));
+  CHECK(pinned.ask() == second);
+  lab.balancer->upsert(lab.vip(lab.backends));
+  CHECK(pinned.ask() == second);
+
+  // The same after a daemon restart: a new balancer's sync that drops it.
+  {
+    NetnsGuard guard(lab.host.open());
+    auto restarted = lb::make_nftables_balancer();
+    restarted->sync({lab.vip(others)});
+  }  // (its destructor waits for its thread's deletes)
+  std::string third = pinned.ask();
+  INFO("after the sync: " << third);
+  CHECK(third == [&] {
+    for (const auto& [name, a] : address) {
+      if (a == others[0]) return name;
+    }
+    return std::string();
+  }());
+
+  // And when the VIP goes, none of its flows is left.
+  lab.balancer->remove("web/net1");
+  CHECK(forgotten(std::nullopt));
 }
 
 TEST_CASE("an idle connection outlives its conntrack entry: the hash sends it back to its backend",

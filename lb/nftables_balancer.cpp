@@ -6,9 +6,14 @@
 // it: the table is read once, at the first call, and again after any
 // failed batch (someone changed the table behind our back) before one
 // retry. read_kernel_state() and sync() always read the kernel.
+//
+// A backend that leaves a VIP also leaves its UDP flows: their conntrack
+// entries are deleted (lb/stale_flows.hpp, just after the change), so a
+// client that keeps its source port fails over like a new one.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <set>
 
@@ -17,6 +22,7 @@
 #include "lb/balancer.hpp"
 #include "lb/nft_netlink.hpp"
 #include "lb/nft_plan.hpp"
+#include "lb/stale_flows.hpp"
 #include "lb/vip_addresses.hpp"
 
 namespace swarmnet::lb {
@@ -27,7 +33,8 @@ namespace {
 VirtualIp checked(const VirtualIp& in) {
   nft::check_key(in.key);
   if (in.bridge.empty() || in.bridge.size() > 15 || in.bridge.find(' ') != std::string::npos) {
-    throw Error(Errc::invalid_argument, "VIP " + in.key + ": invalid bridge name \"" + in.bridge + "\"");
+    throw Error(Errc::invalid_argument,
+                "VIP " + in.key + ": invalid bridge name \"" + in.bridge + "\"");
   }
   VirtualIp out = in;
   std::sort(out.backends.begin(), out.backends.end());
@@ -35,9 +42,35 @@ VirtualIp checked(const VirtualIp& in) {
   return out;
 }
 
+// The backends a VIP holds in the kernel, sorted.
+std::vector<Ipv4Address> backends_of(const nft::KernelVip& vip) {
+  std::vector<Ipv4Address> out;
+  for (const auto& [bucket, backend] : vip.elements) out.push_back(backend);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// Those of `before` that are not in `after` (both sorted).
+std::vector<Ipv4Address> left(const std::vector<Ipv4Address>& before,
+                              const std::vector<Ipv4Address>& after) {
+  std::vector<Ipv4Address> out;
+  std::set_difference(before.begin(), before.end(), after.begin(), after.end(),
+                      std::back_inserter(out));
+  return out;
+}
+
 class NftablesBalancer : public Balancer {
  public:
-  NftablesBalancer() : nl_(kernel::NetlinkSocket::open()) {}
+  NftablesBalancer() : nl_(kernel::NetlinkSocket::open()) {
+    try {
+      stale_flows_ = std::make_unique<StaleFlows>();
+    } catch (const Error& e) {
+      spdlog::warn(
+          "nftables balancer: {}; UDP flows of a backend that leaves a VIP stay on it until idle",
+          e.what());
+    }
+  }
 
   std::string_view name() const override { return "nftables"; }
 
@@ -56,12 +89,19 @@ class NftablesBalancer : public Balancer {
     // one request by ensure_vip_route.
     if (old && old->vip != want.vip) remove_vip_route(nl_, old->bridge, old->vip);
     ensure_vip_route(nl_, want.bridge, want.vip);
+    if (!old) return;
+    if (old->vip != want.vip) {
+      forget_flows(old->vip, backends_of(*old));
+    } else {
+      forget_flows(want.vip, left(backends_of(*old), want.backends));
+    }
   }
 
   void remove(const std::string& key) override {
     nft::check_key(key);
+    std::optional<nft::KernelVip> old;
     with_retry([&](nft::TableState& state) {
-      auto old = find(state, key);
+      old = find(state, key);
       if (!old) return;
       // The route first: from then on the VIP draws no new traffic.
       remove_vip_route(nl_, old->bridge, old->vip);
@@ -71,6 +111,7 @@ class NftablesBalancer : public Balancer {
       nft_.apply(plan);
       state.vips.erase(key);
     });
+    if (old) forget_flows(old->vip, backends_of(*old));
   }
 
   void sync(const std::vector<VirtualIp>& all) override {
@@ -93,6 +134,17 @@ class NftablesBalancer : public Balancer {
     }
     for (const VirtualIp& want : wanted) nft::plan_upsert(find(state, want.key), want, state, plan);
     nft_.apply(plan);
+    // What each VIP the kernel held loses (all of it if the VIP goes or
+    // moves to another address).
+    std::vector<std::pair<Ipv4Address, std::vector<Ipv4Address>>> gone;
+    for (const auto& [key, have] : state.vips) {
+      auto it = std::find_if(wanted.begin(), wanted.end(),
+                             [&](const VirtualIp& w) { return w.key == key; });
+      bool same_address = it != wanted.end() && it->vip == have.vip;
+      gone.emplace_back(
+          have.vip,
+          left(backends_of(have), same_address ? it->backends : std::vector<Ipv4Address>{}));
+    }
     state.vips.clear();
     state.orphan_addresses.clear();
     state.orphan_members.clear();
@@ -115,6 +167,7 @@ class NftablesBalancer : public Balancer {
     ensure_vip_routes(nl_, missing);
     // Then an earlier release's addresses: each VIP stays local throughout.
     remove_legacy_vip_addresses(nl_);
+    for (const auto& [vip, backends] : gone) forget_flows(vip, backends);
   }
 
   std::vector<VirtualIp> read_kernel_state() override {
@@ -183,13 +236,20 @@ class NftablesBalancer : public Balancer {
     }
   }
 
+  void forget_flows(Ipv4Address vip, const std::vector<Ipv4Address>& backends) {
+    if (stale_flows_) stale_flows_->forget(vip, backends);
+  }
+
   nft::NftSocket nft_;
   kernel::NetlinkSocket nl_;
+  std::unique_ptr<StaleFlows> stale_flows_;  // null if conntrack netlink is unavailable
   std::optional<nft::TableState> state_;
 };
 
 }  // namespace
 
-std::unique_ptr<Balancer> make_nftables_balancer() { return std::make_unique<NftablesBalancer>(); }
+std::unique_ptr<Balancer> make_nftables_balancer() {
+  return std::make_unique<NftablesBalancer>();
+}
 
 }  // namespace swarmnet::lb

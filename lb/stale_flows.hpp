@@ -1,0 +1,45 @@
+// Internal to lb/: forgets the UDP flows of backends that left a VIP, off
+// the balancer's path (lb/conntrack_netlink.hpp says why they must go).
+//
+// Finding them means a dump, and the kernel walks its whole conntrack
+// table for it: about 10 ms here, against tens of microseconds for the
+// balancer's change. So a change only queues what left; a thread does the
+// dump and the deletes, and a burst of changes shares one dump. A pinned
+// client's next datagram after that picks a backend the VIP still has.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/ipv4.hpp"
+#include "lb/conntrack_netlink.hpp"
+
+namespace swarmnet::lb {
+
+class StaleFlows {
+ public:
+  // Its socket is in the calling thread's network namespace. Throws
+  // Error(unavailable) if it cannot be opened.
+  StaleFlows();
+  // Finishes what is queued, then stops.
+  ~StaleFlows();
+  StaleFlows(const StaleFlows&) = delete;
+  StaleFlows& operator=(const StaleFlows&) = delete;
+
+  // Queues the flows `vip` had sent to `backends`, which left it.
+  void forget(Ipv4Address vip, const std::vector<Ipv4Address>& backends);
+
+ private:
+  void run();
+
+  conntrack::ConntrackSocket socket_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  conntrack::LeftBackends pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace swarmnet::lb
