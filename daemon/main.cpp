@@ -8,6 +8,8 @@
 #include <cstring>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <iostream>
 
 #include "common/api.hpp"
@@ -344,6 +346,18 @@ int main(int argc, char** argv) {
     health.start();
     swarmnet::daemon::EndpointReaper reaper(io, store, controller, std::chrono::seconds(reap_s));
     reaper.start();
+    // A compaction's snapshot is written by a child process (store.hpp):
+    // finished here when no change comes to finish it.
+    boost::asio::steady_timer compaction_timer(io);
+    std::function<void()> poll_compaction = [&] {
+      compaction_timer.expires_after(std::chrono::milliseconds(200));
+      compaction_timer.async_wait([&](const boost::system::error_code& ec) {
+        if (ec) return;
+        store.poll_compaction();
+        poll_compaction();
+      });
+    };
+    poll_compaction();
     swarmnet::daemon::Cluster cluster(io, store, controller, state_dir, node_name, cluster_options);
     state_events.set_node_names([&cluster](const std::string& id) { return cluster.name_of(id); });
     cluster.set_observer(swarmnet::daemon::Cluster::Observer{

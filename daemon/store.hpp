@@ -16,6 +16,8 @@
 // written before the checksums (state.json, bare JSON lines) still loads.
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <map>
 #include <optional>
@@ -112,9 +114,16 @@ class Store {
 
   // Number of journal lines since the last snapshot.
   size_t journal_length() const { return journal_lines_; }
-  // Writes a snapshot and puts an empty journal in place. On failure (logged)
-  // returns false and the snapshot and journal in use stay as they were.
+  // Writes a snapshot and puts an empty journal in place, here and now
+  // (waiting for a background one first). On failure (logged) returns false
+  // and the snapshot and journal in use stay as they were.
   bool compact();
+  // Changes themselves compact in the background (store.cpp says how): once
+  // the journal reaches its length, a child process writes the snapshot.
+  // This finishes one whose child has exited, without waiting; true while
+  // one is still being written. The daemon calls it now and then, so no
+  // finished child waits long for the next change.
+  bool poll_compaction();
 
  private:
   template <class T>
@@ -124,6 +133,11 @@ class Store {
   void append_journal(std::string records, size_t count);
   void truncate_journal();
   void install_new_journal();
+  void write_snapshot(int64_t horizon) const;
+  void after_snapshot(int64_t horizon);
+  bool start_compaction();
+  // True while the child still writes (never with `wait`).
+  bool finish_compaction(bool wait);
   void reopen_journal();
   void maybe_compact();
   void apply_line(const json::value& line);
@@ -158,6 +172,18 @@ class Store {
   // Where the journal read at start ends intact (a torn last line excluded).
   uint64_t loaded_journal_size_ = 0;
   size_t compact_at_;
+  // The file appends go to: "journal", or "journal.next" from the start of
+  // a background compaction until its snapshot is in place (or, after one
+  // that failed, until the next compaction).
+  std::string journal_name_ = "journal";
+  // The background compaction's child: its pid, the read end of the pipe
+  // it reports a failure on, and the tombstone horizon it used.
+  struct Compactor {
+    pid_t pid;
+    int report;
+    int64_t horizon;
+  };
+  std::optional<Compactor> compactor_;
   uint64_t reaps_ = 0;
   Table<NetworkRecord> networks_;
   Table<BlockRecord> blocks_;

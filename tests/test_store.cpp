@@ -6,13 +6,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "common/error.hpp"
 #include "daemon/state_records.hpp"
 #include "daemon/store.hpp"
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
+#include "support/tmpfs.hpp"
 
 using namespace swarmnet;
 using swarmnet::testing::LogCapture;
@@ -343,4 +346,139 @@ TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
     CHECK_THROWS_AS(b.merge(batch), Error);
     CHECK(b.find_network("n1") == nullptr);
   }
+}
+
+namespace {
+// Thousands of fdatasyncs: on a tmpfs of its own when root (as in CI),
+// where they cost nothing, else on disk (about 30 s).
+class ManyWritesDir {
+ public:
+  ManyWritesDir() {
+    if (swarmnet::testing::Tmpfs::can_mount()) tmpfs_.emplace(64 << 20);
+  }
+  std::string operator/(const std::string& name) const { return tmpfs_ ? *tmpfs_ / name : temp_ / name; }
+
+ private:
+  TempDir temp_;
+  std::optional<swarmnet::testing::Tmpfs> tmpfs_;
+};
+
+// A crash at this moment, as the next start finds the directory: the state
+// files copied now. (Only the child may act meanwhile, and its one visible
+// step, the snapshot's rename, is atomic: the snapshot is copied first, so a
+// rename in between gives the old snapshot with both journals, which is a
+// state a crash can leave too.)
+std::string crash_image(const ManyWritesDir& dir, const std::string& name) {
+  const std::string image = dir / name;
+  std::filesystem::create_directory(image);
+  for (const char* file : {"node-id", "snapshot", "journal", "journal.next"}) {
+    std::error_code ec;
+    std::filesystem::copy_file(dir / ("state/" + std::string(file)), image + "/" + file, ec);
+  }
+  return image;
+}
+}  // namespace
+
+TEST_CASE("store: a compaction runs beside the changes, and a crash at any step of it loses none",
+          "[store]") {
+  ManyWritesDir dir;
+  const std::string state = dir / "state";
+  std::optional<daemon::Store> s(std::in_place, state);
+  std::vector<std::string> acknowledged;
+  auto put = [&](const std::string& id) {
+    s->put(network(id, "name-" + id));
+    acknowledged.push_back(id);
+  };
+  int i = 0;
+  while (i < 10000) {
+    put("n" + std::to_string(i++));
+    if (s->journal_length() == 0) break;  // that change reached the journal's length
+  }
+  REQUIRE(i < 10000);
+  // The change that reached it did not write the snapshot: a child does,
+  // and changes go to journal.next meanwhile (without a child, the snapshot
+  // was written in place and journal.next never exists).
+  CHECK(std::filesystem::exists(state + "/journal.next"));
+  const std::vector<std::string> at_start = acknowledged;
+  const std::string started = crash_image(dir, "started");
+  for (int k = 0; k < 20; ++k) put("m" + std::to_string(k));
+  const std::vector<std::string> during = acknowledged;
+  const std::string later = crash_image(dir, "later");
+  // Finished by a poll (the daemon's timer) without any change.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (s->poll_compaction() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK_FALSE(s->poll_compaction());
+  CHECK_FALSE(std::filesystem::exists(state + "/journal.next"));
+  CHECK(s->journal_length() == 20);  // the journal now holds only what came after
+  const std::string finished = crash_image(dir, "finished");
+  for (int k = 0; k < 5; ++k) put("p" + std::to_string(k));
+  s.reset();
+
+  auto holds = [](const std::string& path, const std::vector<std::string>& ids) {
+    LogCapture log;
+    daemon::Store back(path);
+    INFO(path << ": " << log.all());
+    CHECK(back.networks().size() == ids.size());
+    for (const auto& id : ids) CHECK(back.find_network(id) != nullptr);
+    CHECK(log.matching({"dropped"}).empty());
+    CHECK(back.journal_length() == 0);  // compacted at start
+    CHECK_FALSE(std::filesystem::exists(path + "/journal.next"));
+  };
+  holds(started, at_start);
+  holds(later, during);
+  holds(finished, during);
+  holds(state, acknowledged);
+}
+
+TEST_CASE("store: a compaction whose snapshot cannot be written leaves every change readable",
+          "[store]") {
+  ManyWritesDir dir;
+  const std::string state = dir / "state";
+  std::vector<std::string> acknowledged;
+  {
+    daemon::Store s(state);
+    // The snapshot cannot be written: its temp name is taken by a directory.
+    std::filesystem::create_directory(state + "/snapshot.tmp");
+    LogCapture log;
+    int i = 0;
+    while (i < 10000) {
+      s.put(network("n" + std::to_string(i), "x"));
+      acknowledged.push_back("n" + std::to_string(i++));
+      if (s.journal_length() == 0) break;
+    }
+    REQUIRE(i < 10000);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (s.poll_compaction() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    INFO(log.all());
+    CHECK(log.matching({"error", "cannot compact", "snapshot.tmp"}).size() == 1);
+    // Changes go on, in journal.next; a start now reads both journals.
+    s.put(network("after", "x"));
+    acknowledged.push_back("after");
+    CHECK(std::filesystem::exists(state + "/journal.next"));
+    {
+      const std::string image = crash_image(dir, "image");
+      daemon::Store back(image);
+      CHECK(back.networks().size() == acknowledged.size());
+      CHECK(back.find_network("n0") != nullptr);
+      CHECK(back.find_network("after") != nullptr);
+    }
+    std::filesystem::remove(state + "/snapshot.tmp");
+    // The next try, a few changes later, compacts in place: both journals go.
+    for (int k = 0; k < 300 && std::filesystem::exists(state + "/journal.next"); ++k) {
+      s.put(network("retry" + std::to_string(k), "x"));
+      acknowledged.push_back("retry" + std::to_string(k));
+    }
+    CHECK_FALSE(std::filesystem::exists(state + "/journal.next"));
+    CHECK(s.journal_length() == 0);
+  }
+  LogCapture log;
+  daemon::Store back(state);
+  INFO(log.all());
+  CHECK(back.networks().size() == acknowledged.size());
+  for (const auto& id : acknowledged) CHECK(back.find_network(id) != nullptr);
+  CHECK(log.matching({"dropped"}).empty());
 }
