@@ -3,11 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <iterator>
 
 #include "common/error.hpp"
 
 namespace swarmnet::lb {
+namespace {
+constexpr std::chrono::milliseconds kGather{50};
+}  // namespace
 
 StaleFlows::StaleFlows() : thread_([this] { run(); }) {}
 
@@ -38,6 +42,9 @@ void StaleFlows::run() {
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
     if (pending_.empty()) return;  // stopping, nothing left to do
+    // Gather what a burst of changes queues: each dump costs ~10 ms of
+    // CPU, so under steady churn at most one per kGather.
+    wake_.wait_for(lock, kGather, [this] { return stopping_; });
     conntrack::LeftBackends left = std::move(pending_);
     pending_.clear();
     lock.unlock();
