@@ -1,11 +1,15 @@
-// Internal to lb/: forgets the UDP flows of backends that left a VIP, off
-// the balancer's path (lb/conntrack_netlink.hpp says why they must go).
+// Forgets the UDP flows of backends that left a VIP (the balancers of lb/)
+// and of tasks that the DNAT of a published port no longer sends to
+// straight (the routing mesh's shortcut, daemon/ingress/mesh_kernel.cpp),
+// off the path of the change (lb/conntrack_netlink.hpp says why they must
+// go).
 //
 // Finding them means a dump, and the kernel walks its whole conntrack
 // table for it: about 10 ms here, against tens of microseconds for the
 // balancer's change. So a change only queues what left; a thread does the
 // dump and the deletes, and a burst of changes shares one dump. A pinned
-// client's next datagram after that picks a backend the VIP still has.
+// client's next datagram after that picks a backend the VIP still has (or
+// what the port's DNAT picks now).
 #pragma once
 
 #include <condition_variable>
@@ -30,6 +34,9 @@ class StaleFlows {
 
   // Queues the flows `vip` had sent to `backends`, which left it.
   void forget(Ipv4Address vip, const std::vector<Ipv4Address>& backends);
+  // Queues the flows that this namespace's DNAT of `port` had sent straight
+  // to `tasks` (sorted), which it no longer does.
+  void forget(conntrack::PublishedPort port, const std::vector<Ipv4Address>& tasks);
 
  private:
   void run();
@@ -37,7 +44,7 @@ class StaleFlows {
   conntrack::ConntrackSocket socket_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  conntrack::LeftBackends pending_;
+  conntrack::Left pending_;
   bool stopping_ = false;
   std::thread thread_;
 };
