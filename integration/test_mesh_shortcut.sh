@@ -11,7 +11,9 @@
 # still get answers: a task through its own node (hairpin), a container
 # beside it, the node's own processes (localhost and its address), the
 # other node. A failed health check takes w1 out of the host's DNAT and puts
-# it back when it passes. After a restart the host's rules are found again
+# it back when it passes; a UDP client that keeps its source port, which
+# the host sent straight to w1, fails over with it (the host forgets the
+# flow's conntrack entry). After a restart the host's rules are found again
 # (one per port); with --ingress-client-address masquerade every request
 # goes through the sandbox, as before; the service's removal leaves nothing.
 set -euo pipefail
@@ -187,11 +189,32 @@ one_rule() {
   if [[ "$2" == spread ]]; then [[ $(grep -c jhash <<<"$r") == 2 ]]; else ! grep -q jhash <<<"$r"; fi
 }
 
+say "a UDP client on a fixed source port that host 1 sends straight to w1"
+# As a resolver or syslog client does: every query renews its flow's
+# conntrack entry on host 1, and with it the DNAT straight to w1.
+pinned_who() {  # pinned_who PORT: who.test from the outside's source port PORT
+  outside dig +short +tries=1 +time=2 -p 5353 -b "0.0.0.0#$1" "@$(host_ip 1)" who.test | grep -v '^;' || echo failed
+}
+pin=""
+for port in $(seq 46001 46060); do
+  if [[ "$(pinned_who "$port")" == "${ADDR[w1]}" ]]; then pin=$port; break; fi
+done
+check "one of 60 fixed source ports reaches w1" test -n "$pin"
+info "source port ${pin:-none} reaches w1"
+stays_on_w1() { local k; for k in 1 2 3; do [[ "$(pinned_who "$pin")" == "${ADDR[w1]}" ]] || return 1; done; }
+check "and keeps reaching it (its flow holds its DNAT)" stays_on_w1
+
 say "w1's health check fails: host 1 sends everything to the VIP, and w2, w3 serve"
 kill_pid "${HTTPD[w1]}" "w1's httpd"
 check "host 1 sees w1 unhealthy" wait_for 15 healthy_is 1 2
 check "host 1's rule is the plain DNAT to the VIP" wait_for 5 one_rule 1 plain
 check "and its hairpin set is empty" test -z "$(hairpin_set 1)"
+# w1's DNS server still answers: without host 1 forgetting the flows it
+# sent straight to w1, the pinned client's entry (renewed seconds ago,
+# alive 30 s after its last query) would keep it there.
+on_w2_or_w3() { local a; a=$(pinned_who "$pin"); [[ "$a" == "${ADDR[w2]}" || "$a" == "${ADDR[w3]}" ]]; }
+check "the client that kept its source port fails over too (w2 or w3 answers it)" wait_for 5 on_w2_or_w3
+info "source port ${pin:-none} now reaches $(pinned_who "${pin:-0}")"
 OUT=$(from_outside 1 30 43000)
 check "host 1: 30 of 30 answered by w2 and w3" test $(($(count "$OUT" w2) + $(count "$OUT" w3))) == 30
 httpd_up w1

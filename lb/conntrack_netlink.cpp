@@ -21,6 +21,7 @@ namespace {
 // the uapi headers): one bit per attribute of CTA_TUPLE_IP / _PROTO.
 constexpr uint32_t kFilterIpDestination = 1u << 1;
 constexpr uint32_t kFilterProtocolNumber = 1u << 3;
+constexpr uint32_t kFilterProtocolDestinationPort = 1u << 5;
 
 nlmsghdr* put_header(char* buf, uint16_t type, uint16_t flags, uint32_t seq) {
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
@@ -105,6 +106,7 @@ bool read_tuple(const nlattr* attr, Tuple& out) {
 
 struct DumpResult {
   std::optional<Ipv4Address> to;
+  std::optional<uint16_t> to_port;
   std::vector<Flow> flows;
 };
 
@@ -117,8 +119,10 @@ int on_flow(const nlmsghdr* nlh, void* data) {
     return MNL_CB_OK;
   // The kernel filtered already; a kernel that ignores the filter sends
   // everything, so check again.
-  if (orig.protocol != IPPROTO_UDP || (result->to && orig.destination != *result->to))
+  if (orig.protocol != IPPROTO_UDP || (result->to && orig.destination != *result->to) ||
+      (result->to_port && orig.destination_port != *result->to_port)) {
     return MNL_CB_OK;
+  }
   Flow flow;
   flow.protocol = orig.protocol;
   flow.source = orig.source;
@@ -136,8 +140,17 @@ int on_flow(const nlmsghdr* nlh, void* data) {
 }  // namespace
 
 bool sent_to_left_backend(const Flow& flow, const LeftBackends& left) {
-  if (flow.protocol != IPPROTO_UDP && flow.protocol != IPPROTO_SCTP) return false;
+  if (flow.protocol != IPPROTO_UDP) return false;
   auto it = left.find(flow.destination);
+  return it != left.end() &&
+         std::binary_search(it->second.begin(), it->second.end(), flow.reply_source);
+}
+
+bool sent_to_left_direct_target(const Flow& flow, const LeftDirectTargets& left) {
+  // Not NATed (sent to the task's own address, as a client on this host
+  // may): not the port's DNAT's doing.
+  if (flow.reply_source == flow.destination) return false;
+  auto it = left.find(PublishedPort{flow.protocol, flow.destination_port});
   return it != left.end() &&
          std::binary_search(it->second.begin(), it->second.end(), flow.reply_source);
 }
@@ -179,30 +192,38 @@ void ConntrackSocket::request(const char* what, nlmsghdr* message,
   }
 }
 
-std::vector<Flow> ConntrackSocket::udp_flows(std::optional<Ipv4Address> to) {
+std::vector<Flow> ConntrackSocket::udp_flows(std::optional<Ipv4Address> to,
+                                             std::optional<uint16_t> to_port) {
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
   nlmsghdr* nlh = put_header(buf.data(), IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq_++);
   put_tuple(nlh, CTA_TUPLE_ORIG, nullptr, to.value_or(Ipv4Address()), IPPROTO_UDP, nullptr,
-            nullptr);
+            to_port ? &*to_port : nullptr);
   nlattr* filter = mnl_attr_nest_start(nlh, CTA_FILTER);
   mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS,
-                   kFilterProtocolNumber | (to ? kFilterIpDestination : 0));
+                   kFilterProtocolNumber | (to ? kFilterIpDestination : 0) |
+                       (to_port ? kFilterProtocolDestinationPort : 0));
   mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, 0);
   mnl_attr_nest_end(nlh, filter);
-  DumpResult result{to, {}};
+  DumpResult result{to, to_port, {}};
   request("list conntrack flows", nlh, on_flow, &result);
   return std::move(result.flows);
 }
 
-size_t ConntrackSocket::forget(const LeftBackends& left) {
+size_t ConntrackSocket::forget(const Left& left) {
   if (left.empty()) return 0;
   size_t deleted = 0;
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
-  // One VIP: the kernel filters by it; several: one dump of all UDP flows.
+  // One VIP or one port: the kernel filters by it; more: one dump of all
+  // UDP flows.
   std::optional<Ipv4Address> to;
-  if (left.size() == 1) to = left.begin()->first;
-  for (const Flow& flow : udp_flows(to)) {
-    if (!sent_to_left_backend(flow, left)) continue;
+  std::optional<uint16_t> to_port;
+  if (left.vips.size() == 1 && left.published.empty()) to = left.vips.begin()->first;
+  if (left.published.size() == 1 && left.vips.empty()) to_port = left.published.begin()->first.port;
+  for (const Flow& flow : udp_flows(to, to_port)) {
+    if (!sent_to_left_backend(flow, left.vips) &&
+        !sent_to_left_direct_target(flow, left.published)) {
+      continue;
+    }
     nlmsghdr* nlh = put_header(buf.data(), IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq_++);
     put_tuple(nlh, CTA_TUPLE_ORIG, &flow.source, flow.destination, flow.protocol, &flow.source_port,
               &flow.destination_port);

@@ -1,5 +1,8 @@
-// Internal to lb/: forgets the UDP flows of backends that left a VIP, off
-// the balancer's path (lb/conntrack_netlink.hpp says why they must go).
+// Forgets the UDP flows of backends that left a VIP (the balancers of lb/)
+// and of tasks that the DNAT of a published port no longer sends to
+// straight (the routing mesh's shortcut, daemon/ingress/mesh_kernel.cpp),
+// off the path of the change (lb/conntrack_netlink.hpp says why they must
+// go).
 //
 // Finding them means a dump, and the kernel walks its whole conntrack
 // table for it: about 10 ms here, against tens of microseconds for the
@@ -7,7 +10,7 @@
 // dump and the deletes 50 ms later, and the changes of those 50 ms share
 // one dump (under steady churn, at most one dump per 50 ms: about a fifth
 // of a core). A pinned client's next datagram after that picks a backend
-// the VIP still has.
+// the VIP still has (or what the port's DNAT picks now).
 #pragma once
 
 #include <condition_variable>
@@ -32,6 +35,9 @@ class StaleFlows {
 
   // Queues the flows `vip` had sent to `backends`, which left it.
   void forget(Ipv4Address vip, const std::vector<Ipv4Address>& backends);
+  // Queues the flows that this namespace's DNAT of `port` had sent straight
+  // to `tasks` (sorted), which it no longer does.
+  void forget(conntrack::PublishedPort port, const std::vector<Ipv4Address>& tasks);
 
  private:
   void run();
@@ -39,7 +45,7 @@ class StaleFlows {
   conntrack::ConntrackSocket socket_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  conntrack::LeftBackends pending_;
+  conntrack::Left pending_;
   bool stopping_ = false;
   std::thread thread_;
 };

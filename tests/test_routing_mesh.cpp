@@ -64,12 +64,16 @@ class FakeMeshKernel : public daemon::MeshKernel {
     for (const auto& [id, text] : published) ids.insert(id);
     return ids;
   }
+  void forget_udp_flows(uint16_t port, const std::vector<Ipv4Address>& tasks) override {
+    for (Ipv4Address t : tasks) forgotten.push_back("udp/" + std::to_string(port) + " " + t.str());
+  }
 
   std::optional<daemon::IngressSandboxConfig> config;
   std::map<Ipv4Address, std::string> peers;
   std::map<std::string, std::string> routes;     // task -> its node's sandbox, or "this node"
   std::map<std::string, std::string> published;  // service id -> "VIP tcp/8080->80 ..."
   std::set<std::string> hairpin;                 // the host's hairpin set
+  std::vector<std::string> forgotten;            // "udp/5353 TASK": the host's UDP flows to it, deleted
   size_t publishes = 0;
   FakeBalancer sandbox_balancer;
 };
@@ -250,6 +254,45 @@ TEST_CASE("mesh: the shortcut follows this node's tasks: health, a dead node, re
   f.services.remove("web");
   CHECK_FALSE(f.kernel.published.count(id));
   CHECK(f.kernel.hairpin.empty());
+}
+
+TEST_CASE("mesh: a task the host no longer DNATs to straight loses the host's UDP flows to it, not its TCP ones",
+          "[mesh][shortcut]") {
+  Fixture f;
+  f.start();
+  f.services.create(json::value_to<api::ServiceCreate>(json::parse(
+      R"({"name":"dns","networks":["front"],"ports":[{"target":80,"published":8080},)"
+      R"({"target":53,"published":5353,"protocol":"udp"}]})")));
+  const std::string id = f.store.find_service_by_name("dns")->id;
+  f.remote_sandbox("10.255.0.200");
+  f.remote_task("w2", "10.1.0.200", "dns");
+  const std::string w1 = f.local_task("w1", "dns");
+  const std::string w3 = f.local_task("w3", "dns");
+  REQUIRE(f.kernel.published.at(id).ends_with("straight " + w1 + " " + w3 + ", VIP x1"));
+  CHECK(f.kernel.forgotten.empty());  // a task that comes takes nothing from the others
+
+  // w1's health check fails: the port's flows to w1 go, w3's stay.
+  const std::string key = daemon::endpoint_key(f.front_id, f.store.node_id(), "w1", "eth0");
+  daemon::EndpointRecord r = *f.store.find_endpoint(key);
+  r.healthy = false;
+  f.store.put(r);
+  CHECK(f.kernel.forgotten == std::vector<std::string>{"udp/5353 " + w1});
+  r.healthy = true;
+  f.store.put(r);
+  CHECK(f.kernel.forgotten.size() == 1);
+
+  // A change that keeps the local tasks forgets nothing (the VIP's share changes).
+  f.remote_task("w4", "10.1.0.201", "dns");
+  CHECK(f.kernel.forgotten.size() == 1);
+
+  // The service's end: every task the host sent to straight.
+  f.kernel.forgotten.clear();
+  f.services.remove("dns");
+  CHECK_FALSE(f.kernel.published.count(id));
+  std::sort(f.kernel.forgotten.begin(), f.kernel.forgotten.end());
+  std::vector<std::string> both{"udp/5353 " + w1, "udp/5353 " + w3};
+  std::sort(both.begin(), both.end());
+  CHECK(f.kernel.forgotten == both);
 }
 
 TEST_CASE("mesh: masquerading (--ingress-client-address masquerade), no shortcut: the VIP takes every task",

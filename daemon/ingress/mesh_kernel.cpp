@@ -1,6 +1,10 @@
 #include "daemon/ingress/mesh_kernel.hpp"
 
+#include <netinet/in.h>
+
 #include "common/error.hpp"
+#include "common/log.hpp"
+#include "lb/stale_flows.hpp"
 
 namespace swarmnet::daemon {
 
@@ -8,6 +12,13 @@ namespace {
 
 class LinuxMeshKernel final : public MeshKernel {
  public:
+  LinuxMeshKernel() {
+    try {
+      stale_flows_ = std::make_unique<lb::StaleFlows>();  // in the host's namespace, as its rules
+    } catch (const Error& e) {
+      spdlog::warn("routing mesh: {}; UDP flows the host sent straight to a task stay on it until idle", e.what());
+    }
+  }
   void build_sandbox(const IngressSandboxConfig& config) override {
     sandbox_ = std::make_unique<IngressSandbox>(config);
   }
@@ -26,6 +37,9 @@ class LinuxMeshKernel final : public MeshKernel {
   }
   void unpublish(const std::string& service_id) override { host_rules_.remove(service_id); }
   std::set<std::string> published_ids() override { return host_rules_.ids(); }
+  void forget_udp_flows(uint16_t port, const std::vector<Ipv4Address>& tasks) override {
+    if (stale_flows_) stale_flows_->forget(lb::conntrack::PublishedPort{IPPROTO_UDP, port}, tasks);
+  }
 
  private:
   IngressSandbox& sandbox() {
@@ -34,6 +48,7 @@ class LinuxMeshKernel final : public MeshKernel {
   }
   std::unique_ptr<IngressSandbox> sandbox_;
   kernel::PublishedPorts host_rules_{kIngressPortOwner};
+  std::unique_ptr<lb::StaleFlows> stale_flows_;  // null if conntrack netlink is unavailable
 };
 
 }  // namespace

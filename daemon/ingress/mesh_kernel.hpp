@@ -5,6 +5,7 @@
 // "ingress"); the routing mesh's unit test holds a fake that records.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -46,6 +47,11 @@ class MeshKernel {
                        const std::vector<kernel::PublishedPort>& ports, const kernel::Spread& spread) = 0;
   virtual void unpublish(const std::string& service_id) = 0;
   virtual std::set<std::string> published_ids() = 0;
+  // Forgets the host's UDP flows to its port `port` that its DNAT sent
+  // straight to one of `tasks` (sorted), which it no longer does: their
+  // next datagram takes the DNAT as it is now (lb::StaleFlows, just after,
+  // off this path; best-effort).
+  virtual void forget_udp_flows(uint16_t port, const std::vector<Ipv4Address>& tasks) = 0;
 };
 
 std::unique_ptr<MeshKernel> make_linux_mesh_kernel();

@@ -1,6 +1,7 @@
 #include "daemon/ingress/routing_mesh.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
@@ -244,14 +245,18 @@ void RoutingMesh::program_service(const std::string& id) {
                          ? std::string()
                          : fmt::format(", {} task(s) of this node straight, {} share(s) to the VIP",
                                        w.published->spread.direct.size(), w.published->spread.shared));
+        if (it != published_.end()) forget_left_flows(it->second, &*w.published);
       } catch (const Error& e) {
         spdlog::error("routing mesh: service {}: {}", id.substr(0, 12), e.what());
       }
       published_[id] = *w.published;
     }
-  } else if (published_.erase(id)) {
+  } else if (auto it = published_.find(id); it != published_.end()) {
+    const HostPorts before = std::move(it->second);
+    published_.erase(it);
     kernel_.unpublish(id);
     spdlog::info("routing mesh: ingress ports of service {} closed on this node", id.substr(0, 12));
+    forget_left_flows(before, nullptr);
   }
   kernel_.set_hairpin(hairpin_wanted());
   // Routes no longer needed by this service, and by no other.
@@ -272,6 +277,23 @@ void RoutingMesh::program_service(const std::string& id) {
     r = old->second.erase(r);
   }
   if (old->second.empty()) routes_of_.erase(old);
+}
+
+void RoutingMesh::forget_left_flows(const HostPorts& before, const HostPorts* after) {
+  // Only UDP: a client that keeps its source port renews its flow's entry,
+  // and with it the old DNAT, with each datagram. TCP connections stay on
+  // their task (a new one takes the new rule).
+  for (const kernel::PublishedPort& port : before.ports) {
+    if (port.protocol != "udp") continue;
+    std::vector<Ipv4Address> still;  // the tasks the port's new rule sends to straight
+    if (after && std::find(after->ports.begin(), after->ports.end(), port) != after->ports.end()) {
+      still = after->spread.direct;
+    }
+    std::vector<Ipv4Address> left;  // (both sorted: wanted() fills them from sets)
+    std::set_difference(before.spread.direct.begin(), before.spread.direct.end(), still.begin(), still.end(),
+                        std::back_inserter(left));
+    if (!left.empty()) kernel_.forget_udp_flows(port.host_port, left);
+  }
 }
 
 std::set<Ipv4Address> RoutingMesh::hairpin_wanted() const {

@@ -21,7 +21,11 @@
 //     sandbox then balances over the other nodes' tasks only, so each task
 //     gets its even share (1 local task of 3: a third straight to it, two
 //     thirds to the VIP and from there half each to the 2 others). With
-//     masquerading (swarm's way) or no task here, the VIP takes everything;
+//     masquerading (swarm's way) or no task here, the VIP takes everything.
+//     A task that the host's DNAT no longer sends to straight (unhealthy,
+//     gone, the shortcut off) also loses the UDP flows the host sent it
+//     (their conntrack entries are deleted), or a client that keeps its
+//     source port would stay on it;
 //   - in the sandbox, one route per task: to its node's sandbox, and per
 //     other node the way back for the replies of what it balanced.
 // What a change recomputes: a service's change or one of its tasks', that
@@ -97,6 +101,10 @@ class RoutingMesh {
   // Every service, after the nodes that can take requests changed.
   void program_all();
   void program_service(const std::string& id);
+  // The host's UDP flows that `before` sent straight to a task and `after`
+  // (null: the ports are closed) no longer does: forgotten, so that a
+  // client that keeps its source port follows the new rule too.
+  void forget_left_flows(const HostPorts& before, const HostPorts* after);
   // The host's hairpin set as the published ports ask it: the tasks they
   // DNAT to straight (the kernel side skips a write that changes nothing).
   std::set<Ipv4Address> hairpin_wanted() const;
