@@ -14,7 +14,7 @@
 namespace swarmnet::lb {
 namespace {
 
-constexpr std::chrono::milliseconds kGather{50};
+constexpr std::chrono::milliseconds kGather{200};
 
 // Adds `more` to `queued` (both sorted).
 void merge(std::vector<Ipv4Address>& queued, const std::vector<Ipv4Address>& more) {

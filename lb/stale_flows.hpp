@@ -7,9 +7,10 @@
 // Finding them means a dump, and the kernel walks its whole conntrack
 // table for it: about 10 ms here, against tens of microseconds for the
 // balancer's change. So a change only queues what left; a thread does the
-// dump and the deletes 50 ms later, and the changes of those 50 ms share
-// one dump (under steady churn, at most one dump per 50 ms: about a fifth
-// of a core). A pinned client's next datagram after that picks a backend
+// dump and the deletes 200 ms later, and the changes of those 200 ms share
+// one dump (under steady churn at most one per 200 ms: 5% of a core; at
+// 50 ms the dumps, competing for the CPU, lengthened the changes' p99 by
+// 1.5 ms in bench/change_cost). The health check's seconds dwarf the wait. A pinned client's next datagram after that picks a backend
 // the VIP still has (or what the port's DNAT picks now).
 #pragma once
 
