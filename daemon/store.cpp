@@ -518,6 +518,17 @@ bool Store::start_compaction() {
   // After one that failed, changes are in journal.next and journal both:
   // a compaction in place replaces the two.
   if (journal_name_ != "journal") return compact();
+  // A failed append whose cut-back failed too left part of a refused record
+  // in the journal; it is cut off first, as before an append, since no
+  // append to this journal will come to do it.
+  if (journal_dirty_) {
+    try {
+      truncate_journal();
+    } catch (const std::exception& e) {
+      spdlog::error("state: cannot compact {}: {}; the journal in use stays", dir_, e.what());
+      return false;
+    }
+  }
   const std::string next = dir_ + "/" + kNextJournal;
   const std::string header = std::string(records::kJournalHeader) + "\n";
   const int64_t horizon = now_seconds() - tombstone_seconds_;
@@ -543,6 +554,9 @@ bool Store::start_compaction() {
     // at the next start.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(3);
+    // The daemon's handlers would tell its own event loop (their pipe is
+    // shared): a signal sent to the child stops the child alone.
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::signal(sig, SIG_DFL);
     ::close(report[0]);
     int status = 0;
     try {
