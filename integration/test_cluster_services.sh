@@ -102,10 +102,7 @@ check "SRV _80._tcp.web names the service" test "$(in_client dig +short "@$GW" _
 for i in 1 2 3; do check "lb check on host $i: no difference" hctl "$i" lb check; done
 
 say "a client on a fixed source port that reaches w3"
-pin=""
-for port in $(seq 40001 40060); do
-  if [[ "$(pinned_who "$port")" == "$w3" ]]; then pin=$port; break; fi
-done
+pin=$(first_port_reaching "$w3" 40001 40060 pinned_who) || pin=""
 check "one of 60 fixed source ports reaches w3" test -n "$pin"
 info "source port ${pin:-none} reaches w3"
 check "and keeps reaching it (its flow holds its backend)" \

@@ -195,10 +195,7 @@ say "a UDP client on a fixed source port that host 1 sends straight to w1"
 pinned_who() {  # pinned_who PORT: who.test from the outside's source port PORT
   outside dig +short +tries=1 +time=2 -p 5353 -b "0.0.0.0#$1" "@$(host_ip 1)" who.test | grep -v '^;' || echo failed
 }
-pin=""
-for port in $(seq 46001 46060); do
-  if [[ "$(pinned_who "$port")" == "${ADDR[w1]}" ]]; then pin=$port; break; fi
-done
+pin=$(first_port_reaching "${ADDR[w1]}" 46001 46060 pinned_who) || pin=""
 check "one of 60 fixed source ports reaches w1" test -n "$pin"
 info "source port ${pin:-none} reaches w1"
 stays_on_w1() { local k; for k in 1 2 3; do [[ "$(pinned_who "$pin")" == "${ADDR[w1]}" ]] || return 1; done; }

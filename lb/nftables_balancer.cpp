@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -116,12 +117,12 @@ class NftablesBalancer : public Balancer {
 
   void sync(const std::vector<VirtualIp>& all) override {
     std::vector<VirtualIp> wanted;
-    std::set<std::string> keys;
+    std::map<std::string, size_t> index_of;  // key -> its place in `wanted`
     for (const VirtualIp& vip : all) {
-      wanted.push_back(checked(vip));
-      if (!keys.insert(vip.key).second) {
+      if (!index_of.emplace(vip.key, wanted.size()).second) {
         throw Error(Errc::invalid_argument, "VIP key " + vip.key + " given twice");
       }
+      wanted.push_back(checked(vip));
     }
     state_.reset();
     nft::TableState state = nft_.read_table();
@@ -130,7 +131,7 @@ class NftablesBalancer : public Balancer {
     if (state.legacy) nft::plan_rebuild(state, plan);  // what it held is in `wanted` or goes
     nft::plan_orphans(state, plan);
     for (const auto& [key, have] : state.vips) {
-      if (!keys.count(key)) nft::plan_remove(have, state, plan);
+      if (!index_of.count(key)) nft::plan_remove(have, state, plan);
     }
     for (const VirtualIp& want : wanted) nft::plan_upsert(find(state, want.key), want, state, plan);
     nft_.apply(plan);
@@ -138,12 +139,12 @@ class NftablesBalancer : public Balancer {
     // moves to another address).
     std::vector<std::pair<Ipv4Address, std::vector<Ipv4Address>>> gone;
     for (const auto& [key, have] : state.vips) {
-      auto it = std::find_if(wanted.begin(), wanted.end(),
-                             [&](const VirtualIp& w) { return w.key == key; });
-      bool same_address = it != wanted.end() && it->vip == have.vip;
+      auto it = index_of.find(key);
+      const VirtualIp* want = it != index_of.end() ? &wanted[it->second] : nullptr;
+      bool same_address = want && want->vip == have.vip;
       gone.emplace_back(
           have.vip,
-          left(backends_of(have), same_address ? it->backends : std::vector<Ipv4Address>{}));
+          left(backends_of(have), same_address ? want->backends : std::vector<Ipv4Address>{}));
     }
     state.vips.clear();
     state.orphan_addresses.clear();

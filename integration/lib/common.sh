@@ -89,6 +89,17 @@ wait_for() {
   done
 }
 
+# first_port_reaching WANT FIRST LAST ASK: the first source port of
+# FIRST..LAST whose `ASK PORT` prints WANT (a UDP flow pinned to one task by
+# its conntrack entry); fails if none does.
+first_port_reaching() {
+  local want="$1" first="$2" last="$3" ask="$4" port
+  for ((port = first; port <= last; port++)); do
+    if [[ "$("$ask" "$port")" == "$want" ]]; then echo "$port"; return 0; fi
+  done
+  return 1
+}
+
 # kill_pid PID [NAME]: TERM, wait up to 10 s, then KILL. Only ever the pid we
 # were given (a process we started), never by name.
 kill_pid() {
