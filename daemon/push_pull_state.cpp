@@ -1,45 +1,118 @@
 #include "daemon/push_pull_state.hpp"
 
+#include <zstd.h>
+
+#include <algorithm>
+
 #include <boost/json/serialize.hpp>
 
+#include "common/error.hpp"
 #include "common/json_fields.hpp"
 
 namespace swarmnet::daemon {
 
 namespace json = boost::json;
 
-PushPullState::Line PushPullState::make_line(TableId table, std::string_view key, const json::value& line) {
-  const std::string serialized = json::serialize(line);
-  Line l{table, static_cast<uint32_t>(key.size()), {}};
-  l.text.reserve(key.size() + serialized.size());
-  l.text += key;
-  l.text += serialized;
+namespace {
+
+// zstd's default: small lines compress in microseconds at it.
+constexpr int kLevel = 3;
+
+bool has_value(const json::value& line) {
+  return line.is_object() && line.as_object().contains("value");
+}
+
+}  // namespace
+
+struct PushPullState::Dictionary {
+  std::string text;
+  ZSTD_CDict* compress = nullptr;
+  ZSTD_DDict* decompress = nullptr;
+  explicit Dictionary(std::string t) : text(std::move(t)) {
+    compress = ZSTD_createCDict(text.data(), text.size(), kLevel);
+    decompress = ZSTD_createDDict(text.data(), text.size());
+    if (!compress || !decompress) {
+      ZSTD_freeCDict(compress);
+      ZSTD_freeDDict(decompress);
+      throw Error(Errc::internal, "push/pull: zstd cannot make a dictionary");
+    }
+  }
+  ~Dictionary() {
+    ZSTD_freeCDict(compress);
+    ZSTD_freeDDict(decompress);
+  }
+  Dictionary(const Dictionary&) = delete;
+  Dictionary& operator=(const Dictionary&) = delete;
+};
+
+struct PushPullState::Compressor {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  Compressor() {
+    if (!cctx) throw Error(Errc::internal, "push/pull: zstd cannot make a compression context");
+  }
+  ~Compressor() { ZSTD_freeCCtx(cctx); }
+  Compressor(const Compressor&) = delete;
+  Compressor& operator=(const Compressor&) = delete;
+};
+
+PushPullState::PushPullState() : compressor_(std::make_unique<Compressor>()) {}
+PushPullState::~PushPullState() = default;
+
+PushPullState::Line PushPullState::pack(TableId table, std::string_view key, const std::string& text,
+                                        bool value, Dictionaries& dicts) {
+  auto& dict = dicts.at(static_cast<size_t>(table));
+  if (!dict && value) dict = std::make_shared<const Dictionary>(text);
+  Line l{table, dict != nullptr, KeyDigest::of(key), {}};
+  l.packed.resize(ZSTD_compressBound(text.size()));
+  const size_t size =
+      dict ? ZSTD_compress_usingCDict(compressor_->cctx, l.packed.data(), l.packed.size(), text.data(), text.size(),
+                                      dict->compress)
+           : ZSTD_compressCCtx(compressor_->cctx, l.packed.data(), l.packed.size(), text.data(), text.size(), kLevel);
+  if (ZSTD_isError(size)) {
+    throw Error(Errc::internal, std::string("push/pull: compressing a line: ") + ZSTD_getErrorName(size));
+  }
+  l.packed.resize(size);
+  l.packed.shrink_to_fit();  // the bound's slack would be held for good
   return l;
 }
 
 void PushPullState::put(TableId table, const std::string& key, const std::optional<json::value>& line) {
+  // dicts_ is written only on this thread, so it is read here without the
+  // lock; a dictionary made for this line is published under it.
+  Dictionaries dicts = dicts_;
   std::optional<Line> fresh;
-  if (line) fresh = make_line(table, key, *line);
+  if (line) fresh = pack(table, key, json::serialize(*line), has_value(*line), dicts);
+  const ByKey::Id id{table, fresh ? fresh->key : KeyDigest::of(key)};
   std::lock_guard lock(mu_);
-  const ByKey::Id id{table, key};
+  dicts_ = std::move(dicts);
   if (auto it = lines_.find(id); it != lines_.end()) lines_.erase(it);
   if (fresh) lines_.insert(std::move(*fresh));
 }
 
 void PushPullState::reset(const std::vector<json::value>& lines) {
+  Dictionaries dicts;
+  // Each table's dictionary from its first line with a value, whatever the
+  // order of the lines, so none of its lines is packed without it.
+  for (const auto& line : lines) {
+    if (!has_value(line)) continue;
+    const auto table = parse_table(json_fields::required_string(line.as_object(), "table"));
+    if (table && !dicts.at(static_cast<size_t>(*table))) {
+      dicts.at(static_cast<size_t>(*table)) = std::make_shared<const Dictionary>(json::serialize(line));
+    }
+  }
   std::set<Line, ByKey> fresh;
   for (const auto& line : lines) {
     const auto& o = line.as_object();
     const auto table = parse_table(json_fields::required_string(o, "table"));
     if (!table) continue;
-    Line l = make_line(*table, json_fields::required_string(o, "key"), line);
-    // A later line of the same key replaces an earlier one, as the map's
-    // assignment did.
+    Line l = pack(*table, json_fields::required_string(o, "key"), json::serialize(line), has_value(line), dicts);
+    // A later line of the same key replaces an earlier one.
     if (auto it = fresh.find(ByKey::id(l)); it != fresh.end()) fresh.erase(it);
     fresh.insert(std::move(l));
   }
   std::lock_guard lock(mu_);
   lines_ = std::move(fresh);
+  dicts_ = std::move(dicts);
 }
 
 void PushPullState::set_records(const json::object& records) {
@@ -51,30 +124,88 @@ void PushPullState::set_records(const json::object& records) {
 }
 
 std::vector<uint8_t> PushPullState::bytes() const {
-  std::lock_guard lock(mu_);
-  size_t size = 32 + records_.size();
-  for (const Line& l : lines_) size += l.line().size() + 1;
-  std::string out;
+  // Under the lock, only a copy of the compressed lines (a few bytes each);
+  // they are decompressed after it.
+  struct Piece {
+    const Dictionary* dict;
+    size_t offset, size;
+  };
+  std::string packed;
+  std::vector<Piece> pieces;
+  Dictionaries dicts;
+  std::string records;
+  {
+    std::lock_guard lock(mu_);
+    size_t total = 0;
+    for (const Line& l : lines_) total += l.packed.size();
+    packed.reserve(total);
+    pieces.reserve(lines_.size());
+    for (const Line& l : lines_) {
+      pieces.push_back({l.with_dictionary ? dicts_.at(static_cast<size_t>(l.table)).get() : nullptr, packed.size(),
+                        l.packed.size()});
+      packed += l.packed;
+    }
+    dicts = dicts_;  // keeps the dictionaries the pieces point to
+    records = records_;
+  }
+
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!dctx) throw Error(Errc::internal, "push/pull: zstd cannot make a decompression context");
+  size_t size = 32 + records.size();
+  for (const Piece& p : pieces) {
+    const unsigned long long n = ZSTD_getFrameContentSize(packed.data() + p.offset, p.size);
+    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN) {
+      throw Error(Errc::internal, "push/pull: a compressed line without its size");
+    }
+    size += n + 1;
+  }
+  std::vector<uint8_t> out;
   out.reserve(size);
-  out += "{\"entries\":[";
+  auto append = [&](std::string_view s) { out.insert(out.end(), s.begin(), s.end()); };
+  append("{\"entries\":[");
   bool first = true;
-  for (const Line& l : lines_) {
-    if (!first) out += ',';
+  for (const Piece& p : pieces) {
+    if (!first) out.push_back(',');
     first = false;
-    out += l.line();
+    const char* src = packed.data() + p.offset;
+    const size_t n = ZSTD_getFrameContentSize(src, p.size);
+    const size_t at = out.size();
+    out.resize(at + n);
+    const size_t got = p.dict ? ZSTD_decompress_usingDDict(dctx.get(), out.data() + at, n, src, p.size, p.dict->decompress)
+                              : ZSTD_decompressDCtx(dctx.get(), out.data() + at, n, src, p.size);
+    if (ZSTD_isError(got) || got != n) {
+      throw Error(Errc::internal, std::string("push/pull: decompressing a line: ") +
+                                      (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short"));
+    }
   }
-  out += ']';
-  if (!records_.empty()) {
-    out += ',';
-    out += records_;
+  out.push_back(']');
+  if (!records.empty()) {
+    out.push_back(',');
+    append(records);
   }
-  out += '}';
-  return std::vector<uint8_t>(out.begin(), out.end());
+  out.push_back('}');
+  return out;
 }
 
 size_t PushPullState::entries() const {
   std::lock_guard lock(mu_);
   return lines_.size();
+}
+
+size_t PushPullState::held_bytes() const {
+  // What malloc hands out for a set node and a string's buffer (its usable
+  // size, rounded as glibc rounds it).
+  auto block = [](size_t n) { return n == 0 ? 0 : std::max<size_t>(32, (n + 8 + 15) & ~size_t{15}); };
+  std::lock_guard lock(mu_);
+  size_t total = 0;
+  for (const Line& l : lines_) {
+    total += block(32 + sizeof(Line));
+    if (l.packed.capacity() > 15) total += block(l.packed.capacity() + 1);
+  }
+  for (const auto& d : dicts_) {
+    if (d) total += d->text.size() + ZSTD_sizeof_CDict(d->compress) + ZSTD_sizeof_DDict(d->decompress);
+  }
+  return total;
 }
 
 }  // namespace swarmnet::daemon
