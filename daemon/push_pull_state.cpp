@@ -84,7 +84,7 @@ void PushPullState::put(TableId table, const std::string& key, const std::option
   if (line) fresh = pack(table, key, json::serialize(*line), has_value(*line), dicts);
   const ByKey::Id id{table, fresh ? fresh->key : KeyDigest::of(key)};
   std::lock_guard lock(mu_);
-  dicts_ = std::move(dicts);
+  if (dicts != dicts_) dicts_ = std::move(dicts);
   if (auto it = lines_.find(id); it != lines_.end()) lines_.erase(it);
   if (fresh) lines_.insert(std::move(*fresh));
 }
