@@ -30,7 +30,12 @@
 #      PERF_DIR=DIR (after the measurements, one more -P 1 run of swarmnet and
 #      of the hand-built path each under `perf record -a -g`; DIR/PATH.data and
 #      DIR/PATH.txt, the kernel symbols above 0.5%, to compare where the time
-#      goes; and netfilter's share of iperf3's samples, from the same data).
+#      goes; and netfilter's share of iperf3's samples, from the same data),
+#      DROP_TABLES="FAMILY:NAME ..." or "all" (diagnostic: before measuring,
+#      both swarmnet daemons are stopped with SIGSTOP, so that they put
+#      nothing back, and these nftables tables are deleted from the two host
+#      namespaces; swarmnet's path then runs without their per-packet work.
+#      The daemons are continued before they are stopped at the end).
 # Also printed: the connections the hosts' conntrack holds while swarmnet's
 # -P 1 run goes on (the containers' flow and the VXLAN tunnel's), the
 # per-packet work that only swarmnet's path can have.
@@ -52,8 +57,11 @@ declare -a SERVER_PIDS=()
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+declare -a STOPPED_PIDS=()
 bench_cleanup() {
   local p n
+  for p in "${STOPPED_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
+  STOPPED_PIDS=()
   for p in "${SERVER_PIDS[@]}"; do kill_pid "$p" "iperf3 server"; done
   SERVER_PIDS=()
   for n in "${BENCH_NS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
@@ -189,6 +197,19 @@ start_server "$T-v2" 192.168.233.2
 # ---- measure -------------------------------------------------------------------
 # Interleaved (every path once per round, per stream count), so a change in
 # the machine's load hits all paths alike.
+if [[ -n "${DROP_TABLES:-}" ]]; then
+  say "diagnostic: swarmnetd stopped (SIGSTOP) on both hosts, tables deleted: $DROP_TABLES"
+  for i in 1 2; do
+    STOPPED_PIDS+=("${_CLUSTER_PIDS[$i]}")
+    kill -STOP "${_CLUSTER_PIDS[$i]}"
+    if [[ "$DROP_TABLES" == all ]]; then
+      ip netns exec "$(host_ns "$i")" nft flush ruleset
+    else
+      for t in $DROP_TABLES; do ip netns exec "$(host_ns "$i")" nft delete table "${t%%:*}" "${t#*:}"; done
+    fi
+    info "host $i keeps $(ip netns exec "$(host_ns "$i")" nft list ruleset | grep -c ' hook ' || true) base chains"
+  done
+fi
 PATHS=(swarmnet handvx handvx_br veth)
 declare -A CLIENT=([swarmnet]="$SN_NS1" [handvx]="$T-hv-c1" [handvx_br]="$T-hb-c1" [veth]="$T-v1")
 declare -A SERVER=([swarmnet]="$SN_IP2" [handvx]=10.99.1.3 [handvx_br]=10.99.2.3 [veth]=192.168.233.2)
