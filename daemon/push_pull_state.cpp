@@ -129,6 +129,7 @@ std::vector<uint8_t> PushPullState::bytes() const {
   struct Piece {
     const Dictionary* dict;
     size_t offset, size;
+    size_t content = 0;  // the line's own size, from its frame's header
   };
   std::string packed;
   std::vector<Piece> pieces;
@@ -152,12 +153,13 @@ std::vector<uint8_t> PushPullState::bytes() const {
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!dctx) throw Error(Errc::internal, "push/pull: zstd cannot make a decompression context");
   size_t size = 32 + records.size();
-  for (const Piece& p : pieces) {
+  for (Piece& p : pieces) {
     const unsigned long long n = ZSTD_getFrameContentSize(packed.data() + p.offset, p.size);
     if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN) {
       throw Error(Errc::internal, "push/pull: a compressed line without its size");
     }
-    size += n + 1;
+    p.content = static_cast<size_t>(n);
+    size += p.content + 1;
   }
   std::vector<uint8_t> out;
   out.reserve(size);
@@ -168,7 +170,7 @@ std::vector<uint8_t> PushPullState::bytes() const {
     if (!first) out.push_back(',');
     first = false;
     const char* src = packed.data() + p.offset;
-    const size_t n = ZSTD_getFrameContentSize(src, p.size);
+    const size_t n = p.content;
     const size_t at = out.size();
     out.resize(at + n);
     const size_t got = p.dict ? ZSTD_decompress_usingDDict(dctx.get(), out.data() + at, n, src, p.size, p.dict->decompress)

@@ -252,21 +252,6 @@ Answer tcp_request() {
   return a;
 }
 
-Answer udp_request() {
-  int fd = client_socket(SOCK_DGRAM);
-  sockaddr_in addr = vip_address();
-  Answer a;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::send(fd, "hi", 2, 0) != 2) {
-    a = errno_answer();
-  } else {
-    char buf[128];
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    a = n < 0 ? errno_answer() : Answer{std::string(buf, static_cast<size_t>(n))};
-  }
-  ::close(fd);
-  return a;
-}
 
 // A UDP socket of the client bound to a fixed source port and connected to
 // the VIP: one flow, as a resolver or a syslog client keeps it. -1 if the
@@ -291,6 +276,14 @@ Answer udp_exchange(int fd) {
   char buf[128];
   ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
   return n < 0 ? errno_answer() : Answer{std::string(buf, static_cast<size_t>(n))};
+}
+
+Answer udp_request() {
+  int fd = client_socket(SOCK_DGRAM);
+  sockaddr_in addr = vip_address();
+  Answer a = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ? errno_answer() : udp_exchange(fd);
+  ::close(fd);
+  return a;
 }
 
 std::map<std::string, int> tally(int count, Answer (*request)()) {
