@@ -85,7 +85,7 @@ StateEvents::StateEvents(Store& store, EventBus& bus) : store_(store), bus_(bus)
   auto remember = [&](TableId table, const auto& t) {
     for (const auto& [key, e] : t) {
       if (e.deleted) continue;
-      if (auto seen = describe(table, key)) seen_[table][KeyDigest::of(key)] = pack(*seen);
+      if (auto now = describe(table, key)) seen_[table][KeyDigest::of(key)] = seen_of(*now);
     }
   };
   remember(TableId::networks, store_.networks());
@@ -110,24 +110,39 @@ std::string StateEvents::node_name(const std::string& node_id) const {
 }
 
 std::string StateEvents::network_name(const std::string& network_id) const {
-  if (const NetworkRecord* n = store_.find_network(network_id)) return n->name;
-  if (auto it = seen_.find(TableId::networks); it != seen_.end()) {
-    if (auto n = it->second.find(KeyDigest::of(network_id)); n != it->second.end()) return unpack(n->second).attributes.at("name");
+  // A removed network's tombstone keeps its name.
+  const auto& networks = store_.networks();
+  if (auto n = networks.find(network_id); n != networks.end() && !n->second.value.name.empty()) {
+    return n->second.value.name;
   }
   return network_id.substr(0, 12);
 }
 
-std::optional<StateEvents::Seen> StateEvents::describe(TableId table, const std::string& key) const {
-  Seen s;
+namespace {
+
+// The entry at `key` of `table`, live or (with `tombstone`) deleted; null
+// when there is none.
+template <class T>
+const T* entry_value(const Table<T>& table, const std::string& key, bool tombstone) {
+  auto it = table.find(key);
+  if (it == table.end() || (it->second.deleted && !tombstone)) return nullptr;
+  return &it->second.value;
+}
+
+}  // namespace
+
+std::optional<StateEvents::Described> StateEvents::describe(TableId table, const std::string& key,
+                                                             bool tombstone) const {
+  Described s;
   if (table == TableId::networks) {
-    const NetworkRecord* n = store_.find_network(key);
+    const NetworkRecord* n = entry_value(store_.networks(), key, tombstone);
     if (!n) return std::nullopt;
     s.id = n->id;
     s.attributes = {{"name", n->name}, {"subnet", n->subnet.str()}, {"vni", std::to_string(n->vni)}};
     if (n->internal) s.attributes["internal"] = "true";
     if (is_ingress_network(*n)) s.attributes["ingress"] = "true";
   } else if (table == TableId::endpoints) {
-    const EndpointRecord* e = store_.find_endpoint(key);
+    const EndpointRecord* e = entry_value(store_.endpoints(), key, tombstone);
     if (!e) return std::nullopt;
     s.id = e->id.empty() ? key : e->id;
     s.healthy = e->healthy;
@@ -139,7 +154,7 @@ std::optional<StateEvents::Seen> StateEvents::describe(TableId table, const std:
     if (!e->service.empty()) s.attributes["service"] = e->service;
     if (!e->owner.empty()) s.attributes["owner"] = e->owner;
   } else if (table == TableId::services) {
-    const ServiceRecord* r = store_.find_service(key);
+    const ServiceRecord* r = entry_value(store_.services(), key, tombstone);
     if (!r) return std::nullopt;
     s.id = r->id;
     s.attributes = {{"name", r->name}, {"mode", r->mode == ServiceMode::dnsrr ? "dnsrr" : "vip"}};
@@ -169,28 +184,31 @@ void StateEvents::on_change(TableId table, const std::string& key) {
   auto before = seen.find(digest);
   if (now && before == seen.end()) {
     bus_.publish(Event{0, type, "create", now->id, now->attributes});
-    seen.emplace(digest, pack(*now));
+    seen.emplace(digest, seen_of(*now));
   } else if (!now && before != seen.end()) {
-    Seen was = unpack(before->second);
-    bus_.publish(Event{0, type, "remove", was.id, std::move(was.attributes)});
+    // Named by its tombstone's last value: every change of it was seen here.
+    if (auto was = describe(table, key, true)) {
+      bus_.publish(Event{0, type, "remove", was->id, std::move(was->attributes)});
+    }
     seen.erase(before);
   } else if (now) {
+    const Seen seen_now = seen_of(*now);
     if (now->healthy != before->second.healthy) {
       auto attributes = now->attributes;
       attributes["health"] = now->healthy ? "healthy" : "unhealthy";
       bus_.publish(Event{0, type, "health_status", now->id, std::move(attributes)});
     }
-    Packed packed = pack(*now);
-    if (packed_attributes(packed.text) != packed_attributes(before->second.text)) {
+    if (seen_now.attributes != before->second.attributes) {
       bus_.publish(Event{0, type, "update", now->id, now->attributes});
     }
-    before->second = std::move(packed);
+    before->second = seen_now;
   }
 }
 
 namespace {
 
-// Strings as a LEB128 length and the bytes: any byte may occur in them.
+// Strings as a LEB128 length and the bytes: any byte may occur in them, and
+// no two different lists of strings pack alike.
 void put_string(std::string& out, std::string_view s) {
   size_t n = s.size();
   do {
@@ -201,49 +219,16 @@ void put_string(std::string& out, std::string_view s) {
   out += s;
 }
 
-std::string_view get_string(std::string_view& in) {
-  size_t n = 0;
-  for (int shift = 0;; shift += 7) {
-    const auto b = static_cast<uint8_t>(in.front());
-    in.remove_prefix(1);
-    n |= size_t{b & 0x7fu} << shift;
-    if (!(b & 0x80)) break;
-  }
-  std::string_view s = in.substr(0, n);
-  in.remove_prefix(n);
-  return s;
-}
-
 }  // namespace
 
-StateEvents::Packed StateEvents::pack(const Seen& s) {
-  Packed p;
-  p.healthy = s.healthy;
-  put_string(p.text, s.id);
-  for (const auto& [k, v] : s.attributes) {
-    put_string(p.text, k);
-    put_string(p.text, v);
+StateEvents::Seen StateEvents::seen_of(const Described& d) {
+  // The id is not part of it: an entry's id never changes without its key.
+  std::string packed;
+  for (const auto& [k, v] : d.attributes) {
+    put_string(packed, k);
+    put_string(packed, v);
   }
-  p.text.shrink_to_fit();
-  return p;
-}
-
-StateEvents::Seen StateEvents::unpack(const Packed& p) {
-  Seen s;
-  s.healthy = p.healthy;
-  std::string_view in = p.text;
-  s.id = get_string(in);
-  while (!in.empty()) {
-    std::string k(get_string(in));
-    s.attributes.emplace_hint(s.attributes.end(), std::move(k), std::string(get_string(in)));
-  }
-  return s;
-}
-
-std::string_view StateEvents::packed_attributes(const std::string& text) {
-  std::string_view in = text;
-  get_string(in);
-  return in;
+  return Seen{KeyDigest::of(packed), d.healthy};
 }
 
 void StateEvents::member_changed(const std::string& id, const std::string& name, const std::string& address,

@@ -95,27 +95,27 @@ class StateEvents {
   void keyring_changed(uint64_t version, size_t keys, const std::string& step);
 
  private:
-  // What an entry looks like now, as its events describe it.
-  struct Seen {
+  // What an entry looks like, as its events describe it.
+  struct Described {
     std::map<std::string, std::string> attributes;
     std::string id;
     bool healthy = true;
   };
-  // What an entry looked like when last seen, to tell create from update
-  // and to name what a tombstone removed: the id and attributes packed into
-  // one string (length-prefixed), not a map of them. A map holds each
-  // attribute in a node of its own: about 800 bytes an endpoint, as much as
-  // the store's own record of it; packed, about 150.
-  struct Packed {
-    std::string text;
+  // What an entry looked like when last seen: enough to tell create from
+  // update and to notice that its attributes changed, not the attributes
+  // themselves. A removal is described from the store's tombstone, which
+  // keeps the entry's last value (daemon/store.hpp). Holding the attributes
+  // here cost about 180 bytes an endpoint, a tenth of the daemon's memory
+  // per endpoint; a digest of them costs 16.
+  struct Seen {
+    KeyDigest attributes;  // of the attributes, packed (see attributes_digest)
     bool healthy = true;
   };
-  static Packed pack(const Seen& s);
-  static Seen unpack(const Packed& p);
-  // The attributes' part of a packed text (the id apart): what an update compares.
-  static std::string_view packed_attributes(const std::string& text);
+  static Seen seen_of(const Described& d);
   void on_change(TableId table, const std::string& key);
-  std::optional<Seen> describe(TableId table, const std::string& key) const;
+  // The entry at `key` as it is now; with `tombstone`, also as a tombstone
+  // left it (its last value). nullopt when there is none.
+  std::optional<Described> describe(TableId table, const std::string& key, bool tombstone = false) const;
   std::string node_name(const std::string& node_id) const;
   std::string network_name(const std::string& network_id) const;
 
@@ -124,7 +124,7 @@ class StateEvents {
   ChangeFeed::Subscription subscription_;
   std::function<std::optional<std::string>(const std::string&)> node_names_;
   // table -> key (its digest: an endpoint key is about 110 bytes) -> last live state
-  std::map<TableId, std::map<KeyDigest, Packed>> seen_;
+  std::map<TableId, std::map<KeyDigest, Seen>> seen_;
 };
 
 }  // namespace swarmnet::daemon

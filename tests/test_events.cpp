@@ -230,8 +230,8 @@ TEST_CASE("events: changes of the store, local and merged from another node, bec
 
 TEST_CASE("events: an update and a removal name the entry as it was last seen, whatever its attributes hold",
           "[events]") {
-  // The last-seen state is kept packed (one string, lengths before the
-  // bytes): attributes of any length and any byte come back as they were.
+  // A removal is named from the store's tombstone, which keeps the last
+  // value: attributes of any length and any byte come back as they were.
   TempDir dir;
   daemon::Store store(dir.path());
   store.put(network("n1", "front", "10.1.0.0/24"));
@@ -286,4 +286,41 @@ TEST_CASE("events: membership and key rotation", "[events]") {
                                                                {"status", "dead"}});
   CHECK(got[6].attributes == std::map<std::string, std::string>{{"version", "2"}, {"keys", "2"},
                                                                {"step", "distribute"}});
+}
+
+TEST_CASE("events: an entry removed on another node is named by the last value merged here", "[events]") {
+  // Only the digest of what was seen is held here: the removal's attributes
+  // come from the tombstone, which a merged deletion (no value of its own)
+  // leaves with the value this node had.
+  TempDir dir, other_dir;
+  daemon::Store store(dir.path());
+  daemon::Store other(other_dir.path());
+  other.put(network("n2", "back", "10.2.0.0/24"));
+  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
+  store.merge(other.replicated_entries());
+  daemon::EventBus bus;
+  daemon::StateEvents events(store, bus);
+  auto sub = bus.subscribe({}, nullptr);
+  daemon::EndpointRecord moved = endpoint("n2", other.node_id(), "c2", "10.2.0.9");
+  other.put(moved);
+  store.merge(other.replicated_entries());
+  other.erase_endpoint(daemon::endpoint_key("n2", other.node_id(), "c2", "eth0"));
+  other.erase_network("n2");
+  store.merge(other.replicated_entries());
+  const auto got = parse_lines(sub->take());
+  REQUIRE(got.size() == 3);
+  CHECK(got[0].action == "update");
+  CHECK(got[0].attributes.at("ip") == "10.2.0.9");
+  // Merged table by table, networks first: the network's removal comes
+  // first, and the endpoint is still named after it.
+  CHECK(got[1].type == "network");
+  CHECK(got[1].action == "remove");
+  CHECK(got[1].attributes.at("name") == "back");
+  CHECK(got[2].type == "endpoint");
+  CHECK(got[2].action == "remove");
+  CHECK(got[2].id == "ep-c2");
+  CHECK(got[2].attributes == std::map<std::string, std::string>{{"container", "c2"}, {"ip", "10.2.0.9"},
+                                                               {"network", "back"},
+                                                               {"node", other.node_id().substr(0, 12)},
+                                                               {"service", "web"}});
 }
