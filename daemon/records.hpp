@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/ipv4.hpp"
+#include "common/shared_string.hpp"
 
 namespace swarmnet::daemon {
 
@@ -20,7 +21,7 @@ namespace json = boost::json;
 
 struct Version {
   uint64_t lamport = 0;
-  std::string node;
+  SharedString node;  // one of a few node ids, in every entry
   auto operator<=>(const Version&) const = default;
 };
 
@@ -69,12 +70,14 @@ struct HostPortRecord {
   auto operator<=>(const HostPortRecord&) const = default;
 };
 
+// The fields that many endpoints repeat (their network, node, service,
+// owner, interface name) are SharedStrings: held once, not per endpoint.
 struct EndpointRecord {
   std::string id;
-  std::string network_id;
-  std::string node;
+  SharedString network_id;
+  SharedString node;
   std::string container_id;
-  std::string ifname;
+  SharedString ifname;
   std::string netns;
   Ipv4Address ip;
   std::string mac;
@@ -82,7 +85,7 @@ struct EndpointRecord {
   bool attach = true;
   std::string name;
   std::vector<std::string> aliases;
-  std::string service;
+  SharedString service;
   std::map<std::string, std::string> labels;
   // The task's health as its own host last checked it (true when the
   // service has no check). Unhealthy tasks leave DNS answers and balancers.
@@ -91,8 +94,8 @@ struct EndpointRecord {
   // Who made it (api::kOwner*): cleanup on behalf of one creator (CNI GC,
   // the reaper) never releases another's endpoint. "" in records written
   // before owners were recorded: never released by such cleanup.
-  std::string owner;
-  std::string cni_config;  // CNI: the runtime's network configuration name
+  SharedString owner;
+  SharedString cni_config;  // CNI: the runtime's network configuration name
 };
 
 enum class ServiceMode { vip, dnsrr };
