@@ -80,7 +80,10 @@ std::string host_ruleset(const std::string& ingress_bridge) {
   s += "add rule " + t + " raw iifname \"" + ingress_bridge +
        "\" notrack comment \"bridged between the sandbox and VXLAN\"\n";
   s += "add chain " + t + " prerouting { type filter hook prerouting priority mangle; policy accept; }\n";
-  s += "add rule " + t + " prerouting iifname " + bridge + " ct state new ct mark set " + mark +
+  // Every packet of the host passes these chains, the overlay's bulk too:
+  // each rule's cheapest test comes first (a state compare fails an
+  // untracked or established packet before an interface name is read).
+  s += "add rule " + t + " prerouting ct state new iifname " + bridge + " ct mark set " + mark +
        " comment \"from the ingress sandbox\"\n";
   s += "add rule " + t + " prerouting ct direction reply ct mark " + mark + " meta mark set " + mark +
        " comment \"replies go back into the sandbox\"\n";
@@ -93,11 +96,14 @@ std::string host_ruleset(const std::string& ingress_bridge) {
   s += "add chain " + t + " postrouting { type nat hook postrouting priority srcnat; policy accept; }\n";
   s += "add rule " + t + " postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade "
        "comment \"a task DNATed straight to itself\"\n";
+  // The output interface's name is read once per forwarded packet, not
+  // once per rule.
   s += "add chain " + t + " forward { type filter hook forward priority filter - 5; policy accept; }\n";
-  s += "add rule " + t + " forward oifname " + bridge + " ct direction reply accept\n";
-  s += "add rule " + t + " forward oifname " + bridge + " ct status dnat accept comment \"a published port\"\n";
-  s += "add rule " + t + " forward oifname " + bridge +
-       " counter drop comment \"the sandbox, its VIPs and tasks only through a published port\"\n";
+  s += "add chain " + t + " into-sandbox\n";
+  s += "add rule " + t + " forward oifname " + bridge + " jump into-sandbox\n";
+  s += "add rule " + t + " into-sandbox ct direction reply accept\n";
+  s += "add rule " + t + " into-sandbox ct status dnat accept comment \"a published port\"\n";
+  s += "add rule " + t + " into-sandbox counter drop comment \"the sandbox, its VIPs and tasks only through a published port\"\n";
   return s;
 }
 
