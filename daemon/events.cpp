@@ -1,6 +1,7 @@
 #include "daemon/events.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 
 #include "daemon/ingress/ingress.hpp"
@@ -12,6 +13,19 @@ namespace {
 int64_t now_nano() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The attributes of a table's events that name other entries (see
+// StateEvents::Seen), at most two.
+std::array<const char*, 2> naming_attributes(TableId table) {
+  switch (table) {
+    case TableId::endpoints:
+      return {"network", "node"};
+    case TableId::services:
+      return {"networks", "vips"};
+    default:
+      return {nullptr, nullptr};
+  }
 }
 
 // The table -> the event type.
@@ -85,7 +99,7 @@ StateEvents::StateEvents(Store& store, EventBus& bus) : store_(store), bus_(bus)
   auto remember = [&](TableId table, const auto& t) {
     for (const auto& [key, e] : t) {
       if (e.deleted) continue;
-      if (auto now = describe(table, key)) seen_[table][KeyDigest::of(key)] = seen_of(*now);
+      if (auto now = describe(table, key)) seen_[table][KeyDigest::of(key)] = seen_of(table, *now);
     }
   };
   remember(TableId::networks, store_.networks());
@@ -184,15 +198,28 @@ void StateEvents::on_change(TableId table, const std::string& key) {
   auto before = seen.find(digest);
   if (now && before == seen.end()) {
     bus_.publish(Event{0, type, "create", now->id, now->attributes});
-    seen.emplace(digest, seen_of(*now));
+    seen.emplace(digest, seen_of(table, *now));
   } else if (!now && before != seen.end()) {
-    // Named by its tombstone's last value: every change of it was seen here.
-    if (auto was = describe(table, key, true)) {
-      bus_.publish(Event{0, type, "remove", was->id, std::move(was->attributes)});
+    // Described by its tombstone's last value (the one merged last: a batch
+    // with an update and then the deletion shows only the removal), with
+    // the names of other entries as they were last seen. Should the
+    // tombstone be gone already (reaped during this delivery, its deletion
+    // older than the tombstones' lifetime), the removal is still told,
+    // identified by its key.
+    Described was = describe(table, key, true).value_or(Described{{}, key, true});
+    const auto naming = naming_attributes(table);
+    for (size_t i = 0; i < naming.size(); ++i) {
+      if (!naming[i]) continue;
+      if (before->second.names[i].empty()) {
+        was.attributes.erase(naming[i]);
+      } else {
+        was.attributes[naming[i]] = before->second.names[i].str();
+      }
     }
+    bus_.publish(Event{0, type, "remove", was.id, std::move(was.attributes)});
     seen.erase(before);
   } else if (now) {
-    const Seen seen_now = seen_of(*now);
+    Seen seen_now = seen_of(table, *now);
     if (now->healthy != before->second.healthy) {
       auto attributes = now->attributes;
       attributes["health"] = now->healthy ? "healthy" : "unhealthy";
@@ -201,7 +228,7 @@ void StateEvents::on_change(TableId table, const std::string& key) {
     if (seen_now.attributes != before->second.attributes) {
       bus_.publish(Event{0, type, "update", now->id, now->attributes});
     }
-    before->second = seen_now;
+    before->second = std::move(seen_now);
   }
 }
 
@@ -221,14 +248,20 @@ void put_string(std::string& out, std::string_view s) {
 
 }  // namespace
 
-StateEvents::Seen StateEvents::seen_of(const Described& d) {
+StateEvents::Seen StateEvents::seen_of(TableId table, const Described& d) {
   // The id is not part of it: an entry's id never changes without its key.
   std::string packed;
   for (const auto& [k, v] : d.attributes) {
     put_string(packed, k);
     put_string(packed, v);
   }
-  return Seen{KeyDigest::of(packed), d.healthy};
+  Seen seen{KeyDigest::of(packed), d.healthy, {}};
+  const auto naming = naming_attributes(table);
+  for (size_t i = 0; i < naming.size(); ++i) {
+    if (!naming[i]) continue;
+    if (auto it = d.attributes.find(naming[i]); it != d.attributes.end()) seen.names[i] = it->second;
+  }
+  return seen;
 }
 
 void StateEvents::member_changed(const std::string& id, const std::string& name, const std::string& address,

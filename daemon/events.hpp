@@ -31,6 +31,7 @@
 
 #include "common/event.hpp"
 #include "common/key_digest.hpp"
+#include "common/shared_string.hpp"
 #include "daemon/store.hpp"
 
 namespace swarmnet::daemon {
@@ -107,11 +108,17 @@ class StateEvents {
   // keeps the entry's last value (daemon/store.hpp). Holding the attributes
   // here cost about 180 bytes an endpoint, a tenth of the daemon's memory
   // per endpoint; a digest of them costs 16.
+  // Except the attributes that name other things (an endpoint's network and
+  // node, a service's networks and VIPs): kept as last seen, so a removal
+  // names them as its creation did even when that node has been forgotten
+  // or that network's tombstone reaped since. Few distinct texts for
+  // thousands of entries: SharedStrings.
   struct Seen {
-    KeyDigest attributes;  // of the attributes, packed (see attributes_digest)
+    KeyDigest attributes;  // of the attributes, packed (see seen_of)
     bool healthy = true;
+    SharedString names[2];  // the values of its table's naming_attributes (events.cpp)
   };
-  static Seen seen_of(const Described& d);
+  static Seen seen_of(TableId table, const Described& d);
   void on_change(TableId table, const std::string& key);
   // The entry at `key` as it is now; with `tombstone`, also as a tombstone
   // left it (its last value). nullopt when there is none.

@@ -324,3 +324,78 @@ TEST_CASE("events: an entry removed on another node is named by the last value m
                                                                {"node", other.node_id().substr(0, 12)},
                                                                {"service", "web"}});
 }
+
+TEST_CASE("events: a removal names its node and network as they were seen, though forgotten or reaped since",
+          "[events]") {
+  // The events keep those names, not the rest of the attributes: the node
+  // may have been forgotten by the cluster (reclaimed after being dead),
+  // the network's tombstone reaped, by the time the endpoint goes.
+  TempDir dir, other_dir;
+  daemon::Store store(dir.path());
+  daemon::Store other(other_dir.path());
+  other.put(network("n2", "back", "10.2.0.0/24"));
+  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
+  store.merge(other.replicated_entries());
+  daemon::EventBus bus;
+  daemon::StateEvents events(store, bus);
+  bool forgotten = false;
+  events.set_node_names([&](const std::string& id) -> std::optional<std::string> {
+    if (id == other.node_id() && !forgotten) return "worker2";
+    return std::nullopt;
+  });
+  auto sub = bus.subscribe({}, nullptr);
+  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.3"));
+  store.merge(other.replicated_entries());
+  auto got = parse_lines(sub->take());
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].attributes.at("node") == "worker2");  // the control: the name is known now
+  forgotten = true;
+  other.erase_endpoint(daemon::endpoint_key("n2", other.node_id(), "c2", "eth0"));
+  store.merge(other.replicated_entries());
+  got = parse_lines(sub->take());
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].action == "remove");
+  CHECK(got[0].attributes.at("node") == "worker2");
+  CHECK(got[0].attributes.at("network") == "back");
+  CHECK(got[0].attributes.at("ip") == "10.2.0.3");
+}
+
+TEST_CASE("events: a removal whose tombstone is reaped before the event feed hears of it is still told",
+          "[events]") {
+  // A deletion merged from a node whose clock or partition made it older
+  // than the tombstones' lifetime: a compaction run by an earlier part of
+  // the feed drops the tombstone before the events are told of the change.
+  TempDir dir, other_dir;
+  daemon::Store store(dir.path(), /*tombstone_seconds=*/60);
+  daemon::Store other(other_dir.path());
+  other.put(network("n2", "back", "10.2.0.0/24"));
+  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
+  store.merge(other.replicated_entries());
+  daemon::EventBus bus;
+  daemon::StateEvents events(store, bus);
+  auto sub = bus.subscribe({}, nullptr);
+  const std::string key = daemon::endpoint_key("n2", other.node_id(), "c2", "eth0");
+  bool compacted = false;
+  auto earlier = store.feed().subscribe(daemon::Stage::overlay, [&](const daemon::Change& c) {
+    if (c.is(daemon::TableId::endpoints) && c.key == key && !compacted) {
+      compacted = true;
+      store.compact();
+    }
+  });
+  other.erase_endpoint(key);
+  std::vector<daemon::Store::Line> lines;
+  for (auto line : other.replicated_entries()) {
+    auto& o = line.as_object();
+    if (o.at("key").as_string() == key) o["deleted_at"] = o.at("deleted_at").to_number<int64_t>() - 3600;
+    lines.push_back(std::move(line));
+  }
+  store.merge(lines);
+  REQUIRE(compacted);
+  CHECK(!store.replicated_entry(daemon::TableId::endpoints, key));  // reaped before the events heard
+  const auto got = parse_lines(sub->take());
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].type == "endpoint");
+  CHECK(got[0].action == "remove");
+  CHECK(got[0].id == key);
+  CHECK(got[0].attributes.at("network") == "back");
+}
