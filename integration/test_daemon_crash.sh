@@ -15,6 +15,7 @@ require_root
 
 N=100
 TAG="swncr$$"
+HOST_NS="$TAG-host"  # swarmnetd's namespace: its bridge and tables go with it
 TMP=$(mktemp -d /tmp/swarmnet-crash.XXXXXX)
 SOCK="$TMP/swarmnetd.sock"
 STATE="$TMP/state"
@@ -28,27 +29,30 @@ cleanup() {
   local i l
   stop_daemon
   for ((i = 0; i < N; i++)); do ip netns del "$TAG-$i" 2>/dev/null || true; done
-  # Host ends left by a failed run (the daemon names them swv + 12 hex).
-  for l in $(cat "$TMP"/hostlinks 2>/dev/null); do ip link del "$l" 2>/dev/null || true; done
+  # The host ends, the bridge and the nftables tables go with it.
+  ip netns del "$HOST_NS" 2>/dev/null || true
   [[ -n "${KEEP_LOGS:-}" ]] || rm -rf "$TMP"
 }
 on_exit cleanup
 
 start_daemon() {
-  "$DAEMON" --state-dir "$STATE" --api-socket "$SOCK" --log-level info >>"$TMP/daemon.log" 2>&1 </dev/null \
+  ip netns exec "$HOST_NS" "$DAEMON" --state-dir "$STATE" --api-socket "$SOCK" --log-level info \
+    >>"$TMP/daemon.log" 2>&1 </dev/null \
     {_SWARMNET_STDOUT}>&- {_SWARMNET_STDERR}>&- &
   DAEMON_PID=$!
   wait_for 20 "$CTL" --socket "$SOCK" status || die "swarmnetd did not start"
 }
 
 CONF='{"cniVersion":"1.1.0","name":"crash","type":"swarmnet","daemonSocket":"'"$SOCK"'"}'
-cni() {  # cni COMMAND INDEX
+cni() {  # cni COMMAND INDEX: the runtime calls the plugin from the daemon's (host) namespace
   CNI_COMMAND=$1 CNI_CONTAINERID="crash$2" CNI_NETNS="/var/run/netns/$TAG-$2" CNI_IFNAME=eth0 \
-    CNI_PATH="$(dirname "$PLUGIN")" "$PLUGIN" <<<"$CONF"
+    CNI_PATH="$(dirname "$PLUGIN")" ip netns exec "$HOST_NS" "$PLUGIN" <<<"$CONF"
 }
 endpoints() { "$CTL" --socket "$SOCK" endpoint ls crash --format json; }
 
-say "starting swarmnetd and making $N namespaces"
+say "starting swarmnetd in a namespace of its own and making $N namespaces"
+ip netns add "$HOST_NS"
+ip -n "$HOST_NS" link set lo up
 start_daemon
 "$CTL" --socket "$SOCK" network create crash --subnet 10.123.0.0/16 >/dev/null
 for ((i = 0; i < N; i++)); do ip netns add "$TAG-$i"; done
@@ -104,24 +108,23 @@ check "each of the ${#live[@]} live containers has an address" \
 check "no address is live in two containers" test -z "$(uniq -d "$TMP/kernel-addrs")"
 endpoints | jq -r '.[].address' | sort >"$TMP/daemon-addrs"
 check "the daemon holds no duplicate address" test -z "$(uniq -d "$TMP/daemon-addrs")"
-endpoints | jq -r '.[].host_ifname' >"$TMP/hostlinks"
 
 say "GC with the ${#live[@]} attachments the runtime knows"
 valid=$(for i in "${live[@]}"; do printf '{"containerID":"crash%s","ifname":"eth0"},' "$i"; done)
 GC_CONF='{"cniVersion":"1.1.0","name":"crash","type":"swarmnet","daemonSocket":"'"$SOCK"'","cni.dev/valid-attachments":['"${valid%,}"']}'
-CNI_COMMAND=GC CNI_PATH="$(dirname "$PLUGIN")" "$PLUGIN" <<<"$GC_CONF" >"$TMP/gc.out" ||
+CNI_COMMAND=GC CNI_PATH="$(dirname "$PLUGIN")" ip netns exec "$HOST_NS" "$PLUGIN" <<<"$GC_CONF" >"$TMP/gc.out" ||
   fail "GC failed: $(cat "$TMP/gc.out")"
 check "after GC the daemon holds exactly the live attachments" \
   test "$(endpoints | jq length)" -eq "${#live[@]}"
 endpoints | jq -r '.[].address' | sort >"$TMP/daemon-addrs"
 check "and their addresses are the ones in the containers" diff -q "$TMP/daemon-addrs" "$TMP/kernel-addrs"
 check "GC left no host veth of an abandoned container" \
-  test "$(ip -o link show | grep -c ' swv' || true)" -eq "${#live[@]}"
+  test "$(ip -n "$HOST_NS" -o link show | grep -c ' swv' || true)" -eq "${#live[@]}"
 
 say "DEL everything"
 for i in "${live[@]}" "${abandoned[@]}"; do cni DEL "$i" >/dev/null || fail "DEL crash$i"; done
 check "no endpoint left" test "$(endpoints | jq length)" -eq 0
-check "no host veth left" test "$(ip -o link show | grep -c ' swv' || true)" -eq 0
+check "no host veth left" test "$(ip -n "$HOST_NS" -o link show | grep -c ' swv' || true)" -eq 0
 
 echo "$(( $(failures) == 0 ? 1 : 0 )) passed, $(failures) failed" >/dev/null
 if (($(failures) > 0)); then echo "test_daemon_crash: $(failures) check(s) failed"; exit 1; fi
