@@ -38,7 +38,6 @@ class SharedString {
   void clear() { text_.reset(); }
   bool empty() const { return !text_; }
   size_t size() const { return str().size(); }
-  size_t length() const { return size(); }
   const char* c_str() const { return str().c_str(); }
   const char* data() const { return str().data(); }
   std::string substr(size_t pos, size_t count = std::string::npos) const { return str().substr(pos, count); }
@@ -90,11 +89,6 @@ class SharedString {
 };
 
 }  // namespace swarmnet
-
-template <>
-struct std::hash<swarmnet::SharedString> {
-  size_t operator()(const swarmnet::SharedString& s) const noexcept { return std::hash<std::string>{}(s.str()); }
-};
 
 // Logged as its text.
 template <>

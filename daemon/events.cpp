@@ -116,22 +116,6 @@ StateEvents::StateEvents(Store& store, EventBus& bus) : store_(store), bus_(bus)
 
 StateEvents::~StateEvents() = default;
 
-std::string StateEvents::node_name(const std::string& node_id) const {
-  if (node_names_) {
-    if (auto name = node_names_(node_id); name && !name->empty()) return *name;
-  }
-  return node_id.substr(0, 12);
-}
-
-std::string StateEvents::network_name(const std::string& network_id) const {
-  // A removed network's tombstone keeps its name.
-  const auto& networks = store_.networks();
-  if (auto n = networks.find(network_id); n != networks.end() && !n->second.value.name.empty()) {
-    return n->second.value.name;
-  }
-  return network_id.substr(0, 12);
-}
-
 namespace {
 
 // The entry at `key` of `table`, live or (with `tombstone`) deleted; null
@@ -144,6 +128,19 @@ const T* entry_value(const Table<T>& table, const std::string& key, bool tombsto
 }
 
 }  // namespace
+
+std::string StateEvents::node_name(const std::string& node_id) const {
+  if (node_names_) {
+    if (auto name = node_names_(node_id); name && !name->empty()) return *name;
+  }
+  return node_id.substr(0, 12);
+}
+
+std::string StateEvents::network_name(const std::string& network_id) const {
+  // A removed network's tombstone keeps its name.
+  if (const NetworkRecord* n = entry_value(store_.networks(), network_id, true); n && !n->name.empty()) return n->name;
+  return network_id.substr(0, 12);
+}
 
 std::optional<StateEvents::Described> StateEvents::describe(TableId table, const std::string& key,
                                                              bool tombstone) const {

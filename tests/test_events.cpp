@@ -56,6 +56,13 @@ daemon::EndpointRecord endpoint(const std::string& network_id, const std::string
   return e;
 }
 
+// Another node's network "back" (n2) with its endpoint c2, merged into `store`.
+void other_node_endpoint_merged(daemon::Store& other, daemon::Store& store) {
+  other.put(network("n2", "back", "10.2.0.0/24"));
+  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
+  store.merge(other.replicated_entries());
+}
+
 }  // namespace
 
 TEST_CASE("events: a line as docker events prints it, and as JSON", "[events]") {
@@ -216,9 +223,7 @@ TEST_CASE("events: changes of the store, local and merged from another node, bec
   // Another node's writes arrive by merge: the same events, the other
   // node named by its id when no name is known.
   daemon::Store other(other_dir.path());
-  other.put(network("n2", "back", "10.2.0.0/24"));
-  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
-  store.merge(other.replicated_entries());
+  other_node_endpoint_merged(other, store);
   got = parse_lines(sub->take());
   REQUIRE(got.size() == 2);
   CHECK(got[0].type == "network");
@@ -295,9 +300,7 @@ TEST_CASE("events: an entry removed on another node is named by the last value m
   TempDir dir, other_dir;
   daemon::Store store(dir.path());
   daemon::Store other(other_dir.path());
-  other.put(network("n2", "back", "10.2.0.0/24"));
-  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
-  store.merge(other.replicated_entries());
+  other_node_endpoint_merged(other, store);
   daemon::EventBus bus;
   daemon::StateEvents events(store, bus);
   auto sub = bus.subscribe({}, nullptr);
@@ -333,9 +336,7 @@ TEST_CASE("events: a removal names its node and network as they were seen, thoug
   TempDir dir, other_dir;
   daemon::Store store(dir.path());
   daemon::Store other(other_dir.path());
-  other.put(network("n2", "back", "10.2.0.0/24"));
-  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
-  store.merge(other.replicated_entries());
+  other_node_endpoint_merged(other, store);
   daemon::EventBus bus;
   daemon::StateEvents events(store, bus);
   bool forgotten = false;
@@ -368,9 +369,7 @@ TEST_CASE("events: a removal whose tombstone is reaped before the event feed hea
   TempDir dir, other_dir;
   daemon::Store store(dir.path(), /*tombstone_seconds=*/60);
   daemon::Store other(other_dir.path());
-  other.put(network("n2", "back", "10.2.0.0/24"));
-  other.put(endpoint("n2", other.node_id(), "c2", "10.2.0.2"));
-  store.merge(other.replicated_entries());
+  other_node_endpoint_merged(other, store);
   daemon::EventBus bus;
   daemon::StateEvents events(store, bus);
   auto sub = bus.subscribe({}, nullptr);
