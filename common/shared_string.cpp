@@ -9,44 +9,43 @@ namespace swarmnet {
 
 namespace {
 
-struct TextHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
-// The texts held, by their own text. An entry whose last holder went away is
-// dropped by a sweep when the table has doubled since the last one, so the
-// table stays within twice the texts in use.
+// The texts held, by their own text (a view of the Text's, which does not
+// move). A text no one holds any more is freed by a sweep when the table has
+// doubled since the last one, so it stays within twice the texts in use.
+template <class Text>
 struct Texts {
   std::mutex mutex;
-  std::unordered_map<std::string, std::weak_ptr<const std::string>, TextHash, std::equal_to<>> by_text;
+  std::unordered_map<std::string_view, Text*> by_text;
   size_t sweep_at = 64;
-};
 
-Texts& texts() {
-  static Texts* t = new Texts;  // never destroyed: SharedStrings may outlive static destruction order
-  return *t;
-}
+  static Texts& get() {
+    static Texts* t = new Texts;  // never destroyed: SharedStrings may outlive static destruction order
+    return *t;
+  }
+};
 
 }  // namespace
 
-std::shared_ptr<const std::string> SharedString::intern(std::string_view text) {
+SharedString::Text* SharedString::intern(std::string_view text) {
   if (text.empty()) return nullptr;
-  Texts& t = texts();
+  auto& t = Texts<Text>::get();
   std::lock_guard lock(t.mutex);
-  auto it = t.by_text.find(text);
-  if (it != t.by_text.end()) {
-    if (auto held = it->second.lock()) return held;
-    auto made = std::make_shared<const std::string>(text);
-    it->second = made;
-    return made;
+  if (auto it = t.by_text.find(text); it != t.by_text.end()) {
+    hold(it->second);  // from 0 too: not freed while the mutex is held
+    return it->second;
   }
   if (t.by_text.size() >= t.sweep_at) {
-    std::erase_if(t.by_text, [](const auto& entry) { return entry.second.expired(); });
+    // Under the mutex no one can take up a text nobody holds: freeing it is safe.
+    std::erase_if(t.by_text, [](const auto& entry) {
+      if (entry.second->holders.load(std::memory_order_acquire) != 0) return false;
+      delete entry.second;
+      return true;
+    });
     t.sweep_at = std::max<size_t>(64, 2 * t.by_text.size());
   }
-  auto made = std::make_shared<const std::string>(text);
-  t.by_text.emplace(std::string(text), made);
+  Text* made = new Text(text);
+  hold(made);
+  t.by_text.emplace(std::string_view(made->text), made);
   return made;
 }
 
@@ -56,9 +55,10 @@ const std::string& SharedString::no_text() {
 }
 
 size_t SharedString::held_texts() {
-  Texts& t = texts();
+  auto& t = Texts<Text>::get();
   std::lock_guard lock(t.mutex);
-  return std::count_if(t.by_text.begin(), t.by_text.end(), [](const auto& e) { return !e.second.expired(); });
+  return std::count_if(t.by_text.begin(), t.by_text.end(),
+                       [](const auto& e) { return e.second->holders.load(std::memory_order_acquire) != 0; });
 }
 
 std::ostream& operator<<(std::ostream& out, const SharedString& s) { return out << s.str(); }

@@ -2,22 +2,24 @@
 // of it and every other SharedString made from the same text.
 //
 // For the fields that thousands of records repeat: a network's id, a node's
-// id, a service's. Each is a pointer (16 bytes) to one shared copy, where a
-// std::string is 32 bytes plus, for a 32-character id, a 48-byte block of its
-// own in every record (daemon_memory.sh: about 250 bytes an endpoint).
+// id, a service's. Each is one pointer (8 bytes) to one shared, counted
+// copy, where a std::string is 32 bytes plus, for a 32-character id, a
+// 48-byte block of its own in every record (daemon_memory.sh: about 250
+// bytes an endpoint; a shared_ptr, 16 bytes, cost 56 more).
 //
 // It reads like a const std::string (it converts to one, compares with
 // strings and string literals, and has their common read members); only
 // assigning it makes it look up the text. The texts are kept in a
-// process-wide table, under a mutex, and dropped when no SharedString holds
-// them any more. Thread-safe like a shared_ptr: copies may be made and
-// dropped on any thread.
+// process-wide table, under a mutex; one no SharedString holds any more is
+// freed by the next sweep of that table. Thread-safe like a shared_ptr:
+// copies may be made and dropped on any thread (a copy or a drop is one
+// atomic add, no lock).
 #pragma once
 
+#include <atomic>
 #include <compare>
 #include <cstddef>
 #include <iosfwd>
-#include <memory>
 #include <string>
 #include <string_view>
 
@@ -31,11 +33,21 @@ class SharedString {
   SharedString(std::string_view text) : text_(intern(text)) {}  // NOLINT: implicit, as std::string's
   SharedString(const std::string& text) : SharedString(std::string_view(text)) {}  // NOLINT
   SharedString(const char* text) : SharedString(std::string_view(text)) {}  // NOLINT
+  SharedString(const SharedString& other) : text_(other.text_) { hold(text_); }
+  SharedString(SharedString&& other) noexcept : text_(other.text_) { other.text_ = nullptr; }
+  SharedString& operator=(SharedString other) noexcept {
+    std::swap(text_, other.text_);
+    return *this;
+  }
+  ~SharedString() { release(text_); }
 
-  const std::string& str() const { return text_ ? *text_ : no_text(); }
+  const std::string& str() const { return text_ ? text_->text : no_text(); }
   operator const std::string&() const { return str(); }  // NOLINT: reads as a string
   operator std::string_view() const { return str(); }     // NOLINT
-  void clear() { text_.reset(); }
+  void clear() {
+    release(text_);
+    text_ = nullptr;
+  }
   bool empty() const { return !text_; }
   size_t size() const { return str().size(); }
   const char* c_str() const { return str().c_str(); }
@@ -82,10 +94,26 @@ class SharedString {
   static size_t held_texts();
 
  private:
-  static std::shared_ptr<const std::string> intern(std::string_view text);
+  // One text and how many SharedStrings hold it. Freed only by the table's
+  // sweep, under its mutex, once no one holds it: a SharedString that holds
+  // it can be copied without the lock, and one that lets it go never looks
+  // at it again, so neither can meet a freed text.
+  struct Text {
+    explicit Text(std::string_view t) : text(t) {}
+    std::atomic<size_t> holders{0};
+    const std::string text;
+  };
+  // The text's shared copy, held once more for the caller; null for "".
+  static Text* intern(std::string_view text);
+  static void hold(Text* t) {
+    if (t) t->holders.fetch_add(1, std::memory_order_relaxed);
+  }
+  static void release(Text* t) {
+    if (t) t->holders.fetch_sub(1, std::memory_order_acq_rel);
+  }
   static const std::string& no_text();
 
-  std::shared_ptr<const std::string> text_;  // null: ""
+  Text* text_ = nullptr;  // null: ""
 };
 
 }  // namespace swarmnet
