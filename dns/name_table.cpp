@@ -161,10 +161,7 @@ void NameTable::strip_endpoint(uint32_t id) {
     r = next;
   }
   e.first_record = kNone;
-  if (auto local = local_containers_.find(id); local != local_containers_.end()) {
-    const std::string container = local->second;
-    index_local(id, container, false);
-  }
+  unindex_local(id);
   if (e.service) {
     const std::string service = *e.service;
     e.service = nullptr;
@@ -181,21 +178,29 @@ std::string_view NameTable::endpoint_name(const Endpoint& e) const {
   return "";
 }
 
-void NameTable::index_local(uint32_t endpoint, const std::string& container, bool add) {
-  const Endpoint& e = endpoints_.items[endpoint];
-  auto& ids = local_by_ip_[e.ip.value()];
-  auto& nets = local_networks_[container];
-  if (add) {
-    ids.push_back(endpoint);
-    nets.push_back(e.network);
-    local_containers_[endpoint] = container;
-    return;
-  }
-  if (auto it = std::find(ids.begin(), ids.end(), endpoint); it != ids.end()) ids.erase(it);
-  if (auto it = std::find(nets.begin(), nets.end(), e.network); it != nets.end()) nets.erase(it);
-  if (ids.empty()) local_by_ip_.erase(e.ip.value());
-  if (nets.empty()) local_networks_.erase(container);
-  local_containers_.erase(endpoint);
+void NameTable::index_local(uint32_t endpoint, const std::string& container) {
+  const KeyDigest digest = KeyDigest::of(container);
+  local_by_ip_.emplace(endpoints_.items[endpoint].ip.value(), endpoint);
+  local_containers_.emplace(endpoint, digest);
+  local_by_container_.emplace(digest, endpoint);
+}
+
+void NameTable::unindex_local(uint32_t endpoint) {
+  auto container = local_containers_.find(endpoint);
+  if (container == local_containers_.end()) return;
+  // Takes the one pair (key, endpoint) out of a multimap.
+  auto erase_pair = [endpoint](auto& map, const auto& key) {
+    auto [first, last] = map.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      if (it->second == endpoint) {
+        map.erase(it);
+        return;
+      }
+    }
+  };
+  erase_pair(local_by_ip_, endpoints_.items[endpoint].ip.value());
+  erase_pair(local_by_container_, container->second);
+  local_containers_.erase(container);
 }
 
 void NameTable::upsert_endpoint(const EndpointInfo& info) {
@@ -219,7 +224,7 @@ void NameTable::upsert_endpoint(const EndpointInfo& info) {
   if (const std::string name = effective_name(info); !name.empty()) add_record(id, lower(name), true);
   for (const std::string& alias : info.aliases)
     if (!alias.empty()) add_record(id, lower(alias), false);
-  if (e.local) index_local(id, info.container_id, true);
+  if (e.local) index_local(id, info.container_id);
   if (!info.service.empty()) {
     auto tasks = tasks_by_service_.try_emplace(info.service).first;
     tasks->second.push_back(id);
@@ -386,9 +391,9 @@ void NameTable::clear() {
   service_ids_by_name_.clear();
   contributions_.clear();
   tasks_by_service_.clear();
-  local_containers_.clear();
   local_by_ip_.clear();
-  local_networks_.clear();
+  local_containers_.clear();
+  local_by_container_.clear();
   gateways_.clear();
 }
 
@@ -447,14 +452,15 @@ void NameTable::rebuild_service_locked(const ServiceInfo& service) {
 
 std::optional<Scope> NameTable::scope_locked(Ipv4Address source, Ipv4Address destination) const {
   Scope scope;
-  if (auto it = local_by_ip_.find(source.value()); it != local_by_ip_.end()) {
-    for (uint32_t endpoint : it->second) {
-      auto container = local_containers_.find(endpoint);
+  if (auto [first, last] = local_by_ip_.equal_range(source.value()); first != last) {
+    for (auto at_ip = first; at_ip != last; ++at_ip) {
+      auto container = local_containers_.find(at_ip->second);
       if (container == local_containers_.end()) continue;
-      auto nets = local_networks_.find(container->second);
-      if (nets == local_networks_.end()) continue;
-      for (uint32_t n : nets->second)
+      auto [same, end] = local_by_container_.equal_range(container->second);
+      for (; same != end; ++same) {
+        const uint32_t n = endpoints_.items[same->second].network;
         if (!scope.contains(n) && scope.count < Scope::kMax) scope.networks[scope.count++] = n;
+      }
     }
     return scope;
   }

@@ -110,6 +110,30 @@ TEST_CASE_METHOD(Fixture, "scope: a name of another network is an outside name f
   CHECK(addresses("10.1.0.5", "far") == std::set<std::string>{"10.1.0.50"});
 }
 
+TEST_CASE_METHOD(Fixture, "scope: a container's networks follow its endpoints as they move and go") {
+  add("e1", "net-front", "c1", "10.1.0.5", "web");
+  add("e2", "net-back", "c2", "10.2.0.5", "db");
+  add("e3", "net-back", "c3", "10.2.0.6", "api");
+  add("e4", "net-front", "c3", "10.1.0.6", "api");
+  add("e5", "net-front", "c5", "10.1.0.6", "twin");  // another container at the same address (a stale one)
+  CHECK(addresses("10.1.0.6", "db") == std::set<std::string>{"10.2.0.5"});  // the control: c3 sees back
+  // e4 moves to another address: the old one asks for c5 only, the new one for c3.
+  add("e4", "net-front", "c3", "10.1.0.7", "api");
+  CHECK(ask("10.1.0.6", "db").first == Outcome::outside);
+  CHECK(addresses("10.1.0.6", "web") == std::set<std::string>{"10.1.0.5"});
+  CHECK(addresses("10.1.0.7", "db") == std::set<std::string>{"10.2.0.5"});
+  // c3 leaves back: front's address no longer sees it.
+  table.remove_endpoint("e3");
+  CHECK(ask("10.1.0.7", "db").first == Outcome::outside);
+  CHECK(ask("10.2.0.6", "web").first == Outcome::refused);
+  // Its last endpoint gone, nothing of c3 asks; c5 still does.
+  table.remove_endpoint("e4");
+  CHECK(ask("10.1.0.7", "web").first == Outcome::refused);
+  CHECK(addresses("10.1.0.6", "web") == std::set<std::string>{"10.1.0.5"});
+  table.remove_endpoint("e5");
+  CHECK(ask("10.1.0.6", "web").first == Outcome::refused);
+}
+
 TEST_CASE_METHOD(Fixture, "several addresses are all answered, rotated between answers") {
   for (int i = 0; i < 3; ++i)
     add("e" + std::to_string(i), "net-front", "c" + std::to_string(i), ("10.1.0." + std::to_string(10 + i)).c_str(),
