@@ -1,5 +1,7 @@
 #include "daemon/push_pull_state.hpp"
 
+#include <cstring>
+
 #include <zstd.h>
 
 #include <algorithm>
@@ -51,6 +53,7 @@ struct PushPullState::Compressor {
     if (!cctx) throw Error(Errc::internal, "push/pull: zstd cannot make a compression context");
   }
   ~Compressor() { ZSTD_freeCCtx(cctx); }
+  std::string scratch;  // a frame as it is made, at the bound's size
   Compressor(const Compressor&) = delete;
   Compressor& operator=(const Compressor&) = delete;
 };
@@ -62,17 +65,18 @@ PushPullState::Line PushPullState::pack(TableId table, std::string_view key, con
                                         bool value, Dictionaries& dicts) {
   auto& dict = dicts.at(static_cast<size_t>(table));
   if (!dict && value) dict = std::make_shared<const Dictionary>(text);
-  Line l{table, dict != nullptr, KeyDigest::of(key), {}};
-  l.packed.resize(ZSTD_compressBound(text.size()));
+  std::string& out = compressor_->scratch;
+  out.resize(ZSTD_compressBound(text.size()));
   const size_t size =
-      dict ? ZSTD_compress_usingCDict(compressor_->cctx, l.packed.data(), l.packed.size(), text.data(), text.size(),
+      dict ? ZSTD_compress_usingCDict(compressor_->cctx, out.data(), out.size(), text.data(), text.size(),
                                       dict->compress)
-           : ZSTD_compressCCtx(compressor_->cctx, l.packed.data(), l.packed.size(), text.data(), text.size(), kLevel);
+           : ZSTD_compressCCtx(compressor_->cctx, out.data(), out.size(), text.data(), text.size(), kLevel);
   if (ZSTD_isError(size)) {
     throw Error(Errc::internal, std::string("push/pull: compressing a line: ") + ZSTD_getErrorName(size));
   }
-  l.packed.resize(size);
-  l.packed.shrink_to_fit();  // the bound's slack would be held for good
+  Line l{table, dict != nullptr, static_cast<uint32_t>(size), KeyDigest::of(key),
+         std::make_unique_for_overwrite<char[]>(size)};
+  std::memcpy(l.packed.get(), out.data(), size);
   return l;
 }
 
@@ -138,13 +142,13 @@ std::vector<uint8_t> PushPullState::bytes() const {
   {
     std::lock_guard lock(mu_);
     size_t total = 0;
-    for (const Line& l : lines_) total += l.packed.size();
+    for (const Line& l : lines_) total += l.size;
     packed.reserve(total);
     pieces.reserve(lines_.size());
     for (const Line& l : lines_) {
       pieces.push_back({l.with_dictionary ? dicts_.at(static_cast<size_t>(l.table)).get() : nullptr, packed.size(),
-                        l.packed.size()});
-      packed += l.packed;
+                        l.size});
+      packed += l.frame();
     }
     dicts = dicts_;  // keeps the dictionaries the pieces point to
     records = records_;
@@ -202,7 +206,7 @@ size_t PushPullState::held_bytes() const {
   size_t total = 0;
   for (const Line& l : lines_) {
     total += block(32 + sizeof(Line));
-    if (l.packed.capacity() > 15) total += block(l.packed.capacity() + 1);
+    total += block(l.size);
   }
   for (const auto& d : dicts_) {
     if (d) total += d->text.size() + ZSTD_sizeof_CDict(d->compress) + ZSTD_sizeof_DDict(d->decompress);

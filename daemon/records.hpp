@@ -80,16 +80,17 @@ struct EndpointRecord {
   SharedString ifname;
   std::string netns;
   Ipv4Address ip;
+  // Beside ip, in its 8 bytes' padding (20,000 of these are held).
+  bool attach = true;  // false: IPAM only, no interface (host_ifname "")
+  // The task's health as its own host last checked it (true when the
+  // service has no check). Unhealthy tasks leave DNS answers and balancers.
+  bool healthy = true;
   std::string mac;
   std::string host_ifname;  // "" when attach is false (IPAM only)
-  bool attach = true;
   std::string name;
   std::vector<std::string> aliases;
   SharedString service;
   std::map<std::string, std::string> labels;
-  // The task's health as its own host last checked it (true when the
-  // service has no check). Unhealthy tasks leave DNS answers and balancers.
-  bool healthy = true;
   std::vector<HostPortRecord> host_ports;
   // Who made it (api::kOwner*): cleanup on behalf of one creator (CNI GC,
   // the reaper) never releases another's endpoint. "" in records written
