@@ -114,6 +114,9 @@ class Store {
 
   // Number of journal lines since the last snapshot.
   size_t journal_length() const { return journal_lines_; }
+  // The journal's length at which the next compaction starts (store.cpp's
+  // kCompactAfterLines, or the store's entries when there are more).
+  size_t compaction_length() const { return compact_at_; }
   // Writes a snapshot and puts an empty journal in place, here and now
   // (waiting for a background one first). On failure (logged) returns false
   // and the snapshot and journal in use stay as they were.
@@ -140,6 +143,7 @@ class Store {
   bool finish_compaction(bool wait);
   void reopen_journal();
   void maybe_compact();
+  size_t entry_count() const;  // tombstones included: what a snapshot holds
   void apply_line(const json::value& line);
   void note_allocation(const EndpointRecord& e);
   bool apply_if_newer(const json::value& line, bool validate_only);

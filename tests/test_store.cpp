@@ -432,6 +432,34 @@ TEST_CASE("store: a compaction runs beside the changes, and a crash at any step 
   holds(state, acknowledged);
 }
 
+TEST_CASE("store: the journal grows as long as the store before a compaction, so its cost per change stays flat",
+          "[store]") {
+  ManyWritesDir dir;
+  daemon::Store s(dir / "state");
+  int i = 0;
+  // Until a change starts a compaction (the journal begins anew); then
+  // until the child is done.
+  auto until_compaction = [&] {
+    const int first = i;
+    while (i - first <= 20000) {
+      s.put(network("n" + std::to_string(i++), "x"));
+      if (s.journal_length() == 0) break;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (s.poll_compaction() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return i - first;
+  };
+  // A small store: after 4,096 lines (the control: the fixed length).
+  CHECK(until_compaction() == 4096);
+  CHECK(until_compaction() == 4096);  // begun at 4,096 entries
+  // Now 8,192 entries: the next after as many lines, not 4,096.
+  CHECK(s.compaction_length() == 8192);
+  CHECK(until_compaction() == 8192);
+  CHECK(s.compaction_length() == 16384);
+}
+
 TEST_CASE("store: a compaction whose snapshot cannot be written leaves every change readable",
           "[store]") {
   ManyWritesDir dir;
