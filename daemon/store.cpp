@@ -32,8 +32,9 @@ constexpr int kLegacySnapshotFormat = 1;
 // store) (a fork, about 80 ms of encoding at 10,000 endpoints, the copies
 // of the pages the daemon writes meanwhile): after a fixed number of lines
 // its cost per change grew with the store, and at 10,000 tasks it showed in
-// a change's p99 (bench/change_cost). In proportion, it stays flat, and the
-// journal read at start is never longer than the snapshot.
+// a change's p99 (bench/change_cost). In proportion, it stays flat. (The
+// price: tombstones, reaped only by a compaction, may wait that much
+// longer past their lifetime.)
 constexpr size_t kCompactAfterLines = 4096;
 // After a failed compaction (a full disk), how many more journal lines
 // before the next try: not one snapshot write per change.
@@ -500,6 +501,7 @@ bool Store::compact() {
     return false;
   }
   after_snapshot(horizon);
+  compact_at_ = compaction_length_for_size();
   return true;
 }
 
@@ -730,13 +732,14 @@ void Store::append_journal(std::string text, size_t count) {
   journal_lines_ += count;
 }
 
-size_t Store::entry_count() const {
-  return networks_.size() + blocks_.size() + endpoints_.size() + cursors_.size() + services_.size();
+size_t Store::compaction_length_for_size() const {
+  const size_t entries = networks_.size() + blocks_.size() + endpoints_.size() + cursors_.size() + services_.size();
+  return std::max(kCompactAfterLines, entries);
 }
 
 void Store::maybe_compact() {
   if (finish_compaction(false) || journal_lines_ < compact_at_) return;
-  compact_at_ = start_compaction() ? std::max(kCompactAfterLines, entry_count()) : journal_lines_ + kCompactRetryLines;
+  compact_at_ = start_compaction() ? compaction_length_for_size() : journal_lines_ + kCompactRetryLines;
 }
 
 template <class T>

@@ -143,7 +143,9 @@ class Store {
   bool finish_compaction(bool wait);
   void reopen_journal();
   void maybe_compact();
-  size_t entry_count() const;  // tombstones included: what a snapshot holds
+  // The journal's length for the next compaction, from the tables' size
+  // (entries and tombstones).
+  size_t compaction_length_for_size() const;
   void apply_line(const json::value& line);
   void note_allocation(const EndpointRecord& e);
   bool apply_if_newer(const json::value& line, bool validate_only);
