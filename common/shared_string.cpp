@@ -1,9 +1,11 @@
 #include "common/shared_string.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
 #include <ostream>
 #include <unordered_map>
+#include <vector>
 
 namespace swarmnet {
 
@@ -35,23 +37,32 @@ SharedString::Text* SharedString::intern(std::string_view text) {
     return it->second;
   }
   if (t.by_text.size() >= t.sweep_at) {
-    // Under the mutex no one can take up a text nobody holds: freeing it is safe.
-    std::erase_if(t.by_text, [](const auto& entry) {
+    // Under the mutex no one can take up a text nobody holds: freeing it is
+    // safe. Freed once out of the table, whose keys are views of them.
+    std::vector<Text*> unheld;
+    std::erase_if(t.by_text, [&](const auto& entry) {
       if (entry.second->holders.load(std::memory_order_acquire) != 0) return false;
-      delete entry.second;
+      unheld.push_back(entry.second);
       return true;
     });
+    for (Text* gone : unheld) delete gone;
     t.sweep_at = std::max<size_t>(64, 2 * t.by_text.size());
   }
-  Text* made = new Text(text);
-  hold(made);
-  t.by_text.emplace(std::string_view(made->text), made);
-  return made;
+  auto made = std::make_unique<Text>(text);
+  t.by_text.emplace(std::string_view(made->text), made.get());
+  hold(made.get());
+  return made.release();
 }
 
 const std::string& SharedString::no_text() {
   static const std::string none;
   return none;
+}
+
+size_t SharedString::table_size() {
+  auto& t = Texts<Text>::get();
+  std::lock_guard lock(t.mutex);
+  return t.by_text.size();
 }
 
 size_t SharedString::held_texts() {

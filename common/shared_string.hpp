@@ -92,6 +92,8 @@ class SharedString {
 
   // How many different texts the process holds now (tests).
   static size_t held_texts();
+  // How many texts its table has, held or waiting for the next sweep (tests).
+  static size_t table_size();
 
  private:
   // One text and how many SharedStrings hold it. Freed only by the table's

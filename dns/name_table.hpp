@@ -206,8 +206,8 @@ class NameTable {
   // Takes an endpoint's records, task membership and local index away; the
   // endpoint itself stays.
   void strip_endpoint(uint32_t id);
-  // Files a local endpoint under its address and its container, or takes
-  // it out of both.
+  // Files a local endpoint under its address and its container;
+  // unindex_local takes it out of both (nothing if it is not there).
   void index_local(uint32_t endpoint, const std::string& container);
   void unindex_local(uint32_t endpoint);
   // A task's name for dnsrr SRV targets ("" if it has none).

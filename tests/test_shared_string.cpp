@@ -40,15 +40,20 @@ TEST_CASE("SharedString: one copy of a text however many hold it, dropped with t
 TEST_CASE("SharedString: one pointer in every record that holds it", "[shared_string]") {
   // 20,000 endpoints hold seven each (bench/daemon_memory.sh); a shared_ptr was twice this.
   CHECK(sizeof(SharedString) == sizeof(void*));
-  // Texts dropped are freed by the table's sweep and made anew when asked for again.
+  // Texts dropped are freed by the table's sweep: 10 rounds of 500 new
+  // texts each leave a table of at most twice a round's, not 5,000.
   const size_t before = SharedString::held_texts();
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 10; ++round) {
     std::vector<SharedString> texts;
-    for (int i = 0; i < 500; ++i) texts.emplace_back("text-" + std::to_string(i));
-    CHECK(SharedString::held_texts() == before + 500);
-    CHECK(texts[499] == "text-499");
+    for (int i = 0; i < 500; ++i) texts.emplace_back("text-" + std::to_string(round) + "-" + std::to_string(i));
+    CHECK(SharedString::held_texts() == before + 500);  // the control: a round's texts are all there
+    CHECK(texts[499] == "text-" + std::to_string(round) + "-499");
   }
   CHECK(SharedString::held_texts() == before);
+  CHECK(SharedString::table_size() <= 2 * (before + 500) + 64);
+  // A text dropped and swept is made anew, whole, when asked for again.
+  SharedString again("text-0-7");
+  CHECK(again == "text-0-7");
 }
 
 TEST_CASE("SharedString reads, compares and joins like a std::string", "[shared_string]") {
@@ -87,6 +92,9 @@ TEST_CASE("SharedString: copies made and dropped on several threads", "[shared_s
         SharedString b = a;
         if (b != a || a.str() != "node-" + std::to_string(i % 7)) ++wrong;
         if (i % 1000 == 0) SharedString own("thread-" + std::to_string(t));
+        // Texts of their own, dropped at once: the table is swept while
+        // the other threads copy and drop theirs.
+        if (i % 10 == 0) SharedString passing("t" + std::to_string(t) + "-" + std::to_string(i));
       }
     });
   }
