@@ -9,28 +9,23 @@
 
 namespace swarmnet {
 
-namespace {
-
 // The texts held, by their own text (a view of the Text's, which does not
 // move). A text no one holds any more is freed by a sweep when the table has
 // doubled since the last one, so it stays within twice the texts in use.
-template <class Text>
-struct Texts {
+struct SharedString::Table {
   std::mutex mutex;
   std::unordered_map<std::string_view, Text*> by_text;
   size_t sweep_at = 64;
 
-  static Texts& get() {
-    static Texts* t = new Texts;  // never destroyed: SharedStrings may outlive static destruction order
+  static Table& get() {
+    static Table* t = new Table;  // never destroyed: SharedStrings may outlive static destruction order
     return *t;
   }
 };
 
-}  // namespace
-
 SharedString::Text* SharedString::intern(std::string_view text) {
   if (text.empty()) return nullptr;
-  auto& t = Texts<Text>::get();
+  auto& t = Table::get();
   std::lock_guard lock(t.mutex);
   if (auto it = t.by_text.find(text); it != t.by_text.end()) {
     hold(it->second);  // from 0 too: not freed while the mutex is held
@@ -60,13 +55,13 @@ const std::string& SharedString::no_text() {
 }
 
 size_t SharedString::table_size() {
-  auto& t = Texts<Text>::get();
+  auto& t = Table::get();
   std::lock_guard lock(t.mutex);
   return t.by_text.size();
 }
 
 size_t SharedString::held_texts() {
-  auto& t = Texts<Text>::get();
+  auto& t = Table::get();
   std::lock_guard lock(t.mutex);
   return std::count_if(t.by_text.begin(), t.by_text.end(),
                        [](const auto& e) { return e.second->holders.load(std::memory_order_acquire) != 0; });

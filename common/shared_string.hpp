@@ -105,6 +105,7 @@ class SharedString {
     std::atomic<size_t> holders{0};
     const std::string text;
   };
+  struct Table;  // the texts held, by their text (shared_string.cpp)
   // The text's shared copy, held once more for the caller; null for "".
   static Text* intern(std::string_view text);
   static void hold(Text* t) {

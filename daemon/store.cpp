@@ -31,10 +31,10 @@ constexpr int kLegacySnapshotFormat = 1;
 // many as the store has entries if that is more. A snapshot costs O(the
 // store) (a fork, about 80 ms of encoding at 10,000 endpoints, the copies
 // of the pages the daemon writes meanwhile): after a fixed number of lines
-// its cost per change grew with the store, and at 10,000 tasks it showed in
-// a change's p99 (bench/change_cost). In proportion, it stays flat. (The
-// price: tombstones, reaped only by a compaction, may wait that much
-// longer past their lifetime.)
+// its cost per change grew with the store; in proportion, it stays flat.
+// (At 10,000 tasks the difference does not show in change_cost's p99,
+// bench/README.) The price: tombstones, reaped only by a compaction, may
+// wait that much longer past their lifetime.
 constexpr size_t kCompactAfterLines = 4096;
 // After a failed compaction (a full disk), how many more journal lines
 // before the next try: not one snapshot write per change.
