@@ -7,6 +7,7 @@
 // that both see the same machine load. Prints p50/p99/mean and the ratios,
 // the time of each plugin answering VERSION (exec and exit, no work: what
 // starting the program costs) and the load average before and after.
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,6 +117,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (geteuid() != 0) {
     std::cerr << "cni_bench: needs root (it creates network namespaces)\n";
+    return 2;
+  }
+  // swarmnetd and the reference plugin make their bridges, and swarmnetd its
+  // nftables tables, in the namespace they run in, and swarmnetd leaves its
+  // in place when stopped (a restart keeps the data path): in the host's
+  // namespace every run left them behind. In one of the bench's own they go
+  // with it when the bench exits.
+  if (::unshare(CLONE_NEWNET) != 0 || sh("ip link set lo up") != 0) {
+    std::cerr << "cni_bench: cannot make a network namespace of its own\n";
     return 2;
   }
   for (const auto& p : {bin_dir + "/swarmnetd", bin_dir + "/swarmnet", ref_dir + "/bridge",
