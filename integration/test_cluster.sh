@@ -75,7 +75,19 @@ say "host 3 leaves"
 hctl 3 cluster leave >/dev/null
 check "host 1 sees host 3 as left" wait_for 10 bash -c "[[ \$($SWARMNET_BIN_DIR/swarmnetctl --socket $(host_sock 1) node ls --format json | jq -r '.[] | select(.name == \"host3\") | .status') == left ]]"
 
+# Host 2 refuses to remove a network while a live node still has an endpoint
+# on it, and hears of c1's removal on host 1 only through gossip.
+host2_lists_c1() {
+  local addrs
+  addrs=$(hctl 2 endpoint ls overlay --format json | jq -r '.[].address | split("/")[0]') && grep -qx "$ip1" <<<"$addrs"
+}
+host2_lists_no_c1() {
+  local addrs
+  addrs=$(hctl 2 endpoint ls overlay --format json | jq -r '.[].address | split("/")[0]') && ! grep -qx "$ip1" <<<"$addrs"
+}
+
 say "cleanup through the API"
+check "host 2 lists c1 (host 1) before it goes" host2_lists_c1
 container_del 1 c1 overlay
 container_del 2 c2 overlay
 container_del 3 c3 overlay
@@ -83,6 +95,7 @@ overlay_bridge="swn-$(hctl 1 network inspect overlay | jq -r .id | cut -c1-11)"
 check "host 1 has no bridge of overlay left" bash -c "! ip -n $(host_ns 1) -o link show | grep -q $overlay_bridge"
 ingress_bridge="swn-$(hctl 1 network inspect ingress | jq -r .id | cut -c1-11)"
 check "host 1 keeps its ingress bridge (every node is in the routing mesh)" bash -c "ip -n $(host_ns 1) -o link show | grep -q $ingress_bridge"
+check "host 2 hears that c1 (host 1) is gone" wait_for 10 host2_lists_no_c1
 check "network removed" hctl 2 network rm overlay
 
 if (($(failures) > 0)); then echo "test_cluster: $(failures) check(s) failed"; exit 1; fi
