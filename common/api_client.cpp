@@ -90,60 +90,64 @@ ApiResponse ApiClient::request(const std::string& method, const std::string& tar
   return send(method, target, body).response();
 }
 
+bool PendingRequest::read_more() {
+  char chunk[16384];
+  for (;;) {
+    pollfd p{conn_.fd(), POLLIN, 0};
+    int r = ::poll(&p, 1, remaining_ms(deadline_));
+    if (r == 0) {
+      throw Error(Errc::unavailable,
+                  conn_.where() + " did not answer within " + std::to_string(timeout_.count()) + " ms");
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(Errc::internal, "poll", errno);
+    }
+    ssize_t n = ::recv(conn_.fd(), chunk, sizeof(chunk), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(Errc::unavailable, "reading from " + conn_.where(), errno);
+    }
+    buffer_.append(chunk, static_cast<size_t>(n));
+    return n > 0;
+  }
+}
+
 ApiResponse PendingRequest::response() {
   const std::string& where = conn_.where();
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
-  std::string buffer;
-  char chunk[16384];
   bool eof = false;
   while (!parser.is_done()) {
-    if (!eof) {
-      pollfd p{conn_.fd(), POLLIN, 0};
-      int r = ::poll(&p, 1, remaining_ms(deadline_));
-      if (r == 0) throw Error(Errc::unavailable, where + " did not answer within " +
-                                                     std::to_string(timeout_.count()) + " ms");
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        throw_errno(Errc::internal, "poll", errno);
+    // What is buffered is parsed before reading more: put() stops at the end
+    // of the header, and the body is often here already. Reading first would
+    // wait for the daemon to close the connection, which it may do only
+    // after work of its own (?sync=later's fdatasync).
+    if (!buffer_.empty()) {
+      boost::beast::error_code ec;
+      const size_t used = parser.put(boost::asio::buffer(buffer_), ec);
+      buffer_.erase(0, used);
+      if (ec && ec != http::error::need_more) {
+        throw Error(Errc::internal, "malformed HTTP reply from " + where + ": " + ec.message());
       }
-      ssize_t n = ::recv(conn_.fd(), chunk, sizeof(chunk), 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw_errno(Errc::unavailable, "reading from " + where, errno);
-      }
-      if (n == 0) eof = true;
-      buffer.append(chunk, static_cast<size_t>(n));
+      if (!ec && used > 0) continue;
     }
-    boost::beast::error_code ec;
-    if (eof && !parser.got_some() && buffer.empty()) {
+    if (eof) {
       // A daemon killed after accepting us: Beast would take the bare EOF
       // for an empty "200 OK", so say what it is.
-      throw Error(Errc::unavailable, where + " closed the connection without answering");
-    }
-    if (eof && buffer.empty()) {
+      if (!parser.got_some()) throw Error(Errc::unavailable, where + " closed the connection without answering");
+      boost::beast::error_code ec;
       parser.put_eof(ec);
       if (ec || !parser.is_done()) throw Error(Errc::unavailable, where + " closed the connection mid-reply");
       break;
     }
-    size_t used = parser.put(boost::asio::buffer(buffer), ec);
-    if (ec == http::error::need_more) {
-      ec = {};
-      if (eof) {
-        buffer.erase(0, used);
-        parser.put_eof(ec);
-        if (ec || !parser.is_done()) throw Error(Errc::unavailable, where + " closed the connection mid-reply");
-        break;
-      }
-    } else if (ec) {
-      throw Error(Errc::internal, "malformed HTTP reply from " + where + ": " + ec.message());
-    }
-    buffer.erase(0, used);
+    eof = !read_more();
   }
 
   ApiResponse out;
   auto& res = parser.get();
   out.status = res.result_int();
+  sync_pending_ = res["Swarmnet-Sync"] == "after-reply";
   if (!res.body().empty()) {
     boost::system::error_code ec;
     out.body = json::parse(res.body(), ec);
@@ -155,6 +159,23 @@ ApiResponse PendingRequest::response() {
 json::value ApiClient::call(const std::string& method, const std::string& target,
                             const json::value* body) const {
   return send(method, target, body).result();
+}
+
+void PendingRequest::wait_synced() {
+  if (!sync_pending_) return;
+  sync_pending_ = false;
+  size_t end;
+  while ((end = buffer_.find('\n')) == std::string::npos) {
+    if (!read_more()) {
+      throw Error(Errc::unavailable, conn_.where() + " closed the connection before the change was durable");
+    }
+  }
+  const std::string line = buffer_.substr(0, end);
+  if (line == "synced") return;
+  constexpr std::string_view kFailed = "failed: ";
+  throw Error(Errc::unavailable,
+              conn_.where() + " could not make the change durable: " +
+                  (line.starts_with(kFailed) ? line.substr(kFailed.size()) : "unexpected \"" + line + "\""));
 }
 
 json::value PendingRequest::result() {

@@ -52,15 +52,27 @@ class PendingRequest {
   // Like response(), and turns a non-2xx reply into the Error the daemon
   // sent.
   boost::json::value result();
+  // After response() or result() of a request sent with ?sync=later
+  // (docs/api.md): returns once the daemon says the change is durable.
+  // Throws Error(unavailable) if it says it failed, or closes the connection
+  // without saying (it stopped). Returns at once for a reply without the
+  // Swarmnet-Sync header (a daemon that synced before replying).
+  void wait_synced();
 
  private:
   friend class ApiClient;
   PendingRequest(DaemonConnection conn, std::chrono::steady_clock::time_point deadline,
                  std::chrono::milliseconds timeout)
       : conn_(std::move(conn)), deadline_(deadline), timeout_(timeout) {}
+  // Appends what the daemon sends next to buffer_; false at the end of
+  // the connection.
+  bool read_more();
   DaemonConnection conn_;
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::milliseconds timeout_;
+  // Received and not yet parsed: what follows the reply stays here.
+  std::string buffer_;
+  bool sync_pending_ = false;
 };
 
 class ApiClient {

@@ -74,6 +74,16 @@ HttpReply guarded(const ApiRequest& r, Call&& call) {
 
 }  // namespace
 
+bool query_has(std::string_view query, std::string_view item) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    if (query.substr(0, amp) == item) return true;
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
 std::string_view ApiRequest::query() const {
   const size_t q = target.find('?');
   return q == std::string::npos ? std::string_view() : std::string_view(target).substr(q + 1);
@@ -365,8 +375,15 @@ void add_controller_routes(Router& router, Controller& c) {
   router.add("GET", "/v1/networks/NAME/endpoints", "endpoint_list",
              [&c](R r) { return HttpReply{200, encode_list(c.list_endpoints(r.params[0]))}; });
   router.add("POST", "/v1/networks/NAME/endpoints", "endpoint_create", [&c](R r) {
-    auto [ep, created] = c.create_endpoint(r.params[0], decode<api::EndpointCreate>(r.body, "endpoint"));
-    return HttpReply{created ? 201u : 200u, json::value_from(ep)};
+    // ?sync=later: the reply goes before the record's fdatasync, which runs
+    // once it is written, while the client goes on (the CNI plugin makes
+    // the container's interface meanwhile); the line after the reply says
+    // when it is durable (HttpReply::sync_after_reply).
+    const bool sync_later = query_has(r.query(), "sync=later");
+    auto [ep, created] = c.create_endpoint(r.params[0], decode<api::EndpointCreate>(r.body, "endpoint"), sync_later);
+    HttpReply reply{created ? 201u : 200u, json::value_from(ep)};
+    if (sync_later) reply.sync_after_reply = [&c] { c.sync_state(); };
+    return reply;
   });
   router.add("GET", "/v1/networks/NAME/endpoints/CONTAINER/IFNAME", "endpoint_get", [&c](R r) {
     return HttpReply{200, json::value_from(c.get_endpoint(r.params[0], r.params[1], r.params[2]))};

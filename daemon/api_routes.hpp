@@ -43,7 +43,17 @@ struct HttpReply {
   // transport hands it the connection instead of writing `body`, and closes
   // the connection when it returns.
   std::function<boost::asio::awaitable<void>(ApiStream&, unsigned http_version)> stream;
+  // POST ...?sync=later (docs/api.md): the reply says `Swarmnet-Sync:
+  // after-reply`; once it is written the transport runs this (the
+  // fdatasync the reply did not wait for), writes "synced\n", or "failed:
+  // REASON\n" if it threw, and closes the connection. The client goes on
+  // meanwhile and reads that line before it acknowledges anything.
+  std::function<void()> sync_after_reply;
 };
+
+// The reply header and the lines of sync_after_reply.
+inline constexpr std::string_view kSyncHeader = "Swarmnet-Sync";
+inline constexpr std::string_view kSyncAfterReply = "after-reply";
 
 // The operation of a request that matches no route.
 inline constexpr std::string_view kOtherOperation = "other";
@@ -59,6 +69,10 @@ struct ApiRequest {
   // The matched route's operation (Router::Route), set by dispatch.
   std::string_view operation = kOtherOperation;
 };
+
+// Whether a query ("a=1&b") holds `item` ("b", "a=1") among its
+// '&'-separated items, as sent (not decoded).
+bool query_has(std::string_view query, std::string_view item);
 
 // "/v1/networks/a%2Fb/x?q" -> {"v1", "networks", "a/b", "x"}.
 std::vector<std::string> split_path(std::string_view target);

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -58,7 +59,8 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
         res.set(http::field::content_type, "application/json");
         res.body() = json::serialize(reply.body);
       }
-      res.keep_alive(req.keep_alive());
+      res.keep_alive(req.keep_alive() && !reply.sync_after_reply);
+      if (reply.sync_after_reply) res.set(kSyncHeader, kSyncAfterReply);
       res.prepare_payload();
       if (*observer) {
         const json::object* o = reply.status >= 400 ? reply.body.if_object() : nullptr;
@@ -74,6 +76,18 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
       reply.body = nullptr;
       stream.expires_after(kIdleTimeout);
       co_await http::async_write(stream, res, asio::use_awaitable);
+      if (reply.sync_after_reply) {
+        std::string line = "synced\n";
+        try {
+          reply.sync_after_reply();
+        } catch (const std::exception& e) {
+          spdlog::error("api: {} {}: the change was not made durable: {}", request.method, target, e.what());
+          line = std::string("failed: ") + e.what() + "\n";
+          std::replace(line.begin(), line.end() - 1, '\n', ' ');
+        }
+        co_await asio::async_write(stream, asio::buffer(line), asio::use_awaitable);
+        break;
+      }
       const bool keep_alive = res.keep_alive();
       const size_t body_bytes = res.body().size();
       // Assigning an empty string would keep the capacity: swap it out.

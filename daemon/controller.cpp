@@ -288,7 +288,7 @@ void Controller::remove_network(const std::string& name_or_id) {
 }
 
 std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& network_name,
-                                                           const api::EndpointCreate& req) {
+                                                           const api::EndpointCreate& req, bool sync_later) {
   const NetworkRecord network = resolve(network_name);
   check_container_id(req.container_id);
   check_ifname(req.ifname);
@@ -350,7 +350,11 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   // (the balancer puts the network's VIP addresses on it when this is the
   // network's first container here, and nothing would tell it again).
   if (e.attach) overlay_.prepare_attach(network);
-  store_.put(e);
+  if (sync_later) {
+    store_.put_unsynced(e);
+  } else {
+    store_.put(e);
+  }
   release.armed = false;
 
   if (e.attach) {

@@ -71,8 +71,14 @@ class Controller {
   void remove_network(const std::string& name_or_id);
 
   // Returns the endpoint and whether it was created (false: it existed).
+  // With `sync_later` its record is not fdatasync'ed before this returns:
+  // the caller calls sync_state() before it acknowledges the
+  // endpoint to anyone (the API's POST ...?sync=later, docs/api.md).
   std::pair<api::Endpoint, bool> create_endpoint(const std::string& network,
-                                                 const api::EndpointCreate& request);
+                                                 const api::EndpointCreate& request, bool sync_later = false);
+  // Makes every change so far durable (Store::sync_journal()): what a
+  // create_endpoint(..., sync_later) left to do.
+  void sync_state() { store_.sync_journal(); }
   std::vector<api::Endpoint> list_endpoints(const std::string& network) const;
   api::Endpoint get_endpoint(const std::string& network, const std::string& container_id,
                              const std::string& ifname) const;

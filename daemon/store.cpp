@@ -123,6 +123,9 @@ Store::Store(std::string state_dir, int64_t tombstone_seconds)
 
 Store::~Store() {
   finish_compaction(true);
+  if (journal_unsynced_ && ::fdatasync(journal_fd_) != 0) {
+    spdlog::error("state: fdatasync {}/{} at exit: {}", dir_, journal_name_, std::strerror(errno));
+  }
   if (journal_fd_ >= 0) ::close(journal_fd_);
 }
 
@@ -538,6 +541,16 @@ bool Store::start_compaction() {
       return false;
     }
   }
+  // The journal in use is closed below, and the child's snapshot is not
+  // durable until it finishes: a record of it not yet synced is synced now.
+  if (journal_unsynced_) {
+    if (::fdatasync(journal_fd_) != 0) {
+      spdlog::error("state: cannot compact {}: fdatasync {}: {}; the journal in use stays", dir_, journal_name_,
+                    std::strerror(errno));
+      return false;
+    }
+    journal_unsynced_ = false;
+  }
   const std::string next = dir_ + "/" + kNextJournal;
   const std::string header = std::string(records::kJournalHeader) + "\n";
   const int64_t horizon = now_seconds() - tombstone_seconds_;
@@ -674,6 +687,7 @@ void Store::install_new_journal() {
   journal_size_ = header.size();
   journal_lines_ = 0;
   journal_dirty_ = false;
+  journal_unsynced_ = false;  // the durable snapshot before it holds every record
   try {
     fsync_dir(dir_);
     dir_synced_ = true;
@@ -704,7 +718,7 @@ void Store::truncate_journal() {
   journal_dirty_ = false;
 }
 
-void Store::append_journal(std::string text, size_t count) {
+void Store::append_journal(std::string text, size_t count, bool sync) {
   const std::string path = dir_ + "/" + journal_name_;
   if (journal_size_ == 0) text.insert(0, std::string(records::kJournalHeader) + "\n");
   try {
@@ -714,7 +728,12 @@ void Store::append_journal(std::string text, size_t count) {
       dir_synced_ = true;
     }
     pwrite_all(journal_fd_, text, journal_size_, path);
-    if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::unavailable, "fdatasync " + path, errno);
+    if (sync) {
+      if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::unavailable, "fdatasync " + path, errno);
+      journal_unsynced_ = false;  // the earlier unsynced records are in the same file
+    } else {
+      journal_unsynced_ = true;
+    }
   } catch (const std::exception& e) {
     // Whatever part of the records reached the file goes: the next append
     // starts on a clean line, and a half record is never read back.
@@ -743,7 +762,7 @@ void Store::maybe_compact() {
 }
 
 template <class T>
-Version Store::write(const char* table, Table<T>& t, const std::string& key, const T* value) {
+Version Store::write(const char* table, Table<T>& t, const std::string& key, const T* value, bool sync) {
   if (lamport_ >= kMaxLamport) {
     throw Error(Errc::internal, "the Lamport clock reached its bound 2^62; refusing to wrap around");
   }
@@ -758,7 +777,7 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   }
   // Durable first: if the journal write fails, memory is unchanged.
   const json::value line_value = line;
-  append_journal(records::encode(line_value), 1);
+  append_journal(records::encode(line_value), 1, sync);
   lamport_ = v.lamport;
   // The index points at the table's own key (ReadModel: no copies).
   const auto slot = t.try_emplace(key).first;
@@ -792,6 +811,27 @@ Version Store::put(const BlockRecord& r) {
 }
 Version Store::put(const EndpointRecord& r) {
   return write("endpoints", endpoints_, endpoint_key(r.network_id, r.node, r.container_id, r.ifname), &r);
+}
+Version Store::put_unsynced(const EndpointRecord& r) {
+  return write("endpoints", endpoints_, endpoint_key(r.network_id, r.node, r.container_id, r.ifname), &r, false);
+}
+
+void Store::sync_journal() {
+  if (!journal_unsynced_) return;
+  const std::string path = dir_ + "/" + journal_name_;
+  if (::fdatasync(journal_fd_) == 0) {
+    journal_unsynced_ = false;
+    return;
+  }
+  const int err = errno;
+  // After a failed fdatasync the kernel may have dropped the pages it could
+  // not write, and a later fdatasync need not say so: only a fresh copy of
+  // the tables is sure to hold what the journal should.
+  spdlog::error("state: fdatasync {}: {}; writing the state afresh", path, std::strerror(err));
+  if (!compact()) {
+    throw Error(Errc::unavailable, "swarmnetd cannot save its state in " + dir_ + ": fdatasync " + path + ": " +
+                                       std::strerror(err) + "; try again when the disk works");
+  }
 }
 
 Version Store::put(const ServiceRecord& r) { return write("services", services_, r.id, &r); }

@@ -70,6 +70,21 @@ class Store {
   Version put(const NetworkRecord& r);
   Version put(const BlockRecord& r);
   Version put(const EndpointRecord& r);
+  // The same, except that the journal's fdatasync is left to sync_journal():
+  // the record is written to the file (so a killed daemon keeps it) and
+  // applied, but not yet safe from a crash of the machine. For a caller
+  // that overlaps the sync with work of its own and acknowledges only after
+  // sync_journal() (the CNI plugin's ADD: POST ...?sync=later, whose reply
+  // is followed by a line once synced, docs/api.md).
+  Version put_unsynced(const EndpointRecord& r);
+  // Makes every change written so far durable: nothing to do unless a
+  // put_unsynced() is not yet synced. If the fdatasync fails, the tables are
+  // written afresh (a compaction in place: snapshot and new journal), which
+  // holds them all; throws Error(unavailable) if that fails too, and the
+  // next call tries again.
+  void sync_journal();
+  // True while a put_unsynced() waits for sync_journal().
+  bool journal_unsynced() const { return journal_unsynced_; }
   Version put(const ServiceRecord& r);
   Version erase_service(const std::string& id);
   const ServiceRecord* find_service(const std::string& id) const;
@@ -130,10 +145,10 @@ class Store {
 
  private:
   template <class T>
-  Version write(const char* table, Table<T>& t, const std::string& key, const T* value);
+  Version write(const char* table, Table<T>& t, const std::string& key, const T* value, bool sync = true);
   template <class F>
   decltype(auto) with_table(const std::string& table, F&& f);
-  void append_journal(std::string records, size_t count);
+  void append_journal(std::string records, size_t count, bool sync = true);
   void truncate_journal();
   void install_new_journal();
   void write_snapshot(int64_t horizon) const;
@@ -172,6 +187,10 @@ class Store {
   uint64_t journal_size_ = 0;
   // A failed append whose cut-back failed too: cut back before the next.
   bool journal_dirty_ = false;
+  // The journal holds records not yet fdatasync'ed (put_unsynced). Only the
+  // journal in use can: it is synced before a background compaction
+  // replaces it, and a compaction in place writes everything afresh.
+  bool journal_unsynced_ = false;
   // The journal's directory entry may not be durable yet (its fsync failed):
   // synced before the next append is acknowledged.
   bool dir_synced_ = true;

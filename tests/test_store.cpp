@@ -467,6 +467,74 @@ TEST_CASE("store: the journal grows as long as the store before a compaction, so
   CHECK(s->compaction_length() == 16394);
 }
 
+namespace {
+daemon::EndpointRecord endpoint_of(const daemon::Store& s, int i) {
+  daemon::EndpointRecord e;
+  e.id = "e" + std::to_string(i);
+  e.network_id = "net";
+  e.node = s.node_id();
+  e.container_id = "c" + std::to_string(i);
+  e.ifname = "eth0";
+  e.ip = Ipv4Address::parse("10.1.0." + std::to_string(i % 250 + 2));
+  return e;
+}
+const daemon::EndpointRecord* find(const daemon::Store& s, const daemon::EndpointRecord& e) {
+  return s.find_endpoint(daemon::endpoint_key(e.network_id, e.node, e.container_id, e.ifname));
+}
+}  // namespace
+
+TEST_CASE("store: a record put unsynced is in the journal at once, and durable after a sync, a synced write or a "
+          "compaction",
+          "[store]") {
+  ManyWritesDir dir;
+  std::optional<daemon::Store> s(std::in_place, dir / "state");
+  s->put(network("n0", "x"));
+  CHECK_FALSE(s->journal_unsynced());  // the control: a write synced before it returns
+  const auto e1 = endpoint_of(*s, 1);
+  s->put_unsynced(e1);
+  CHECK(s->journal_unsynced());
+  REQUIRE(find(*s, e1));
+  // A daemon killed now keeps it: the record is in the file (only a crash
+  // of the machine before the sync could lose it).
+  {
+    daemon::Store back(crash_image(dir, "killed"));
+    CHECK(find(back, e1));
+  }
+  s->sync_journal();
+  CHECK_FALSE(s->journal_unsynced());
+
+  // The next synced write's fdatasync covers it (the same file).
+  s->put_unsynced(endpoint_of(*s, 2));
+  s->put(network("n1", "x"));
+  CHECK_FALSE(s->journal_unsynced());
+  // So does a compaction in place: the snapshot holds it.
+  s->put_unsynced(endpoint_of(*s, 3));
+  REQUIRE(s->compact());
+  CHECK_FALSE(s->journal_unsynced());
+
+  // An unsynced write that starts a background compaction: the journal it
+  // went to is synced before the next one replaces it.
+  int i = 10;
+  while (i < 20000) {
+    s->put_unsynced(endpoint_of(*s, i++));
+    if (s->journal_length() == 0) break;
+  }
+  REQUIRE(i < 20000);
+  CHECK_FALSE(s->journal_unsynced());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (s->poll_compaction() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const auto last = endpoint_of(*s, i);
+  s->put_unsynced(last);
+  CHECK(s->journal_unsynced());
+  s.reset();  // synced at exit
+  daemon::Store back(dir / "state");
+  CHECK(find(back, e1));
+  CHECK(find(back, last));
+  CHECK(back.endpoints().size() == static_cast<size_t>(i - 10 + 4));
+}
+
 TEST_CASE("store: a compaction whose snapshot cannot be written leaves every change readable",
           "[store]") {
   ManyWritesDir dir;

@@ -58,7 +58,10 @@ Result cmd_add(const Environment& env, const NetConf& conf) {
   ApiClient api(conf.daemon_socket);
 
   json::value body = json::value_from(endpoint_request(env, conf, true));
-  auto ep = json::value_to<api::Endpoint>(api.call("POST", endpoints_target(conf), &body));
+  // ?sync=later: swarmnetd replies before its record's fdatasync and syncs
+  // while we make the interface; wait_synced() below reads that it is done.
+  PendingRequest add = api.send("POST", endpoints_target(conf) + "?sync=later", &body);
+  auto ep = json::value_to<api::Endpoint>(add.result());
   spdlog::info("ADD {}/{}: {} gw {} mac {} bridge {} host end {}", env.container_id, env.ifname,
                ep.address.str(), ep.gateway.str(), ep.mac, ep.bridge, ep.host_ifname);
 
@@ -100,6 +103,8 @@ Result cmd_add(const Environment& env, const NetConf& conf) {
   const auto container_end = inside.find_link(env.ifname);
   if (!container_end) throw Error(Errc::internal, env.ifname + " vanished from " + env.netns + " after its creation");
   inside.bring_up(container_end->index, ep.address, ep.gateway);
+  // Acknowledged only once durable: a failure here undoes the ADD.
+  add.wait_synced();
 
   Result r = attach_result(ep, host_mac, env, conf);
   rollback.dismiss();

@@ -1,0 +1,147 @@
+// POST ...?sync=later over a real socket (docs/api.md): the client has the
+// reply before the daemon's sync has run, then reads the line the daemon
+// writes once it has ("synced", or "failed: REASON"), and a daemon that
+// closes without that line is not taken for one that synced.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <atomic>
+#include <cstring>
+#include <future>
+#include <optional>
+#include <thread>
+
+#include "common/api_client.hpp"
+#include "common/error.hpp"
+#include "daemon/api_server.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace swarmnet;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A server whose routes hold their sync until the test lets it go.
+struct Server {
+  testing::TempDir dir;
+  const std::string path = dir / "api.sock";
+  boost::asio::io_context io;
+  decltype(boost::asio::make_work_guard(io)) work = boost::asio::make_work_guard(io);
+  daemon::Router router;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> synced = false;
+  std::optional<daemon::ApiServer> server;
+  std::thread thread;
+
+  Server() {
+    router.add("POST", "/ok", "other", [this](const daemon::ApiRequest&) {
+      daemon::HttpReply r{201, boost::json::object{{"made", true}}};
+      r.sync_after_reply = [this] {
+        released.wait();
+        synced = true;
+      };
+      return r;
+    });
+    router.add("POST", "/fail", "other", [this](const daemon::ApiRequest&) {
+      daemon::HttpReply r{201, boost::json::object{{"made", true}}};
+      r.sync_after_reply = [this] {
+        released.wait();
+        throw Error(Errc::unavailable, "fdatasync: Input/output error\nand more");
+      };
+      return r;
+    });
+    router.add("GET", "/plain", "other",
+               [](const daemon::ApiRequest&) { return daemon::HttpReply{200, boost::json::object{{"made", false}}}; });
+    server.emplace(io, router, path);
+    thread = std::thread([this] { io.run(); });
+  }
+  ~Server() {
+    server->close();
+    work.reset();
+    io.stop();
+    thread.join();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("api sync: the reply comes before the sync, then the line that says it is durable", "[api]") {
+  Server s;
+  ApiClient client(s.path, 5s);
+  PendingRequest add = client.send("POST", "/ok");
+  // The server's sync waits for release: had the client waited for the
+  // connection's end, this would time out instead.
+  CHECK(add.result().at("made").as_bool());
+  CHECK_FALSE(s.synced);
+  s.release.set_value();
+  add.wait_synced();
+  CHECK(s.synced);
+}
+
+TEST_CASE("api sync: a sync that failed is an error with its reason, on one line", "[api]") {
+  Server s;
+  ApiClient client(s.path, 5s);
+  PendingRequest add = client.send("POST", "/fail");
+  CHECK(add.result().at("made").as_bool());
+  s.release.set_value();
+  try {
+    add.wait_synced();
+    FAIL("wait_synced returned");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::unavailable);
+    CHECK_THAT(e.what(), Catch::Contains("could not make the change durable: fdatasync: Input/output error and more"));
+  }
+}
+
+TEST_CASE("api sync: a reply without the header needs no wait", "[api]") {
+  Server s;
+  ApiClient client(s.path, 5s);
+  PendingRequest get = client.send("GET", "/plain");
+  CHECK_FALSE(get.result().at("made").as_bool());
+  get.wait_synced();  // returns at once
+  s.release.set_value();
+}
+
+TEST_CASE("api sync: a daemon that closes after the reply without the line has not synced", "[api]") {
+  testing::TempDir dir;
+  const std::string path = dir / "fake.sock";
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  auto serve = [listener](std::string after) {
+    int fd = ::accept(listener, nullptr, nullptr);
+    char buf[4096];
+    [[maybe_unused]] ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    const std::string reply =
+        "HTTP/1.1 201 Created\r\nSwarmnet-Sync: after-reply\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nConnection: close\r\n\r\n{}" +
+        after;
+    [[maybe_unused]] ssize_t m = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    ::close(fd);
+  };
+  ApiClient client(path, 5s);
+  {
+    std::thread t(serve, "");  // killed after the reply
+    PendingRequest add = client.send("POST", "/x");
+    add.result();
+    CHECK_THROWS_WITH(add.wait_synced(), Catch::Contains("closed the connection before the change was durable"));
+    t.join();
+  }
+  {
+    std::thread t(serve, "synced\n");  // the control: the same reply with the line
+    PendingRequest add = client.send("POST", "/x");
+    add.result();
+    CHECK_NOTHROW(add.wait_synced());
+    t.join();
+  }
+  ::close(listener);
+}
