@@ -169,6 +169,10 @@ cni "$PLUGIN" ADD bad "$P-nonexistent" eth0 "$CONF"
 expect_code "netns path missing" 3; nothing_left
 cni "$PLUGIN" ADD bad2 "$P-c1" eth0 "$CONF"
 expect_code "interface name taken in the netns" 101; nothing_left
+# c1's own ADD again: swarmnetd answers with its existing endpoint (200),
+# which the failed ADD must not remove.
+cni "$PLUGIN" ADD c1 "$P-c1" eth0 "$CONF"
+expect_code "c1's ADD repeated while its eth0 is there" 101; nothing_left
 cni "$PLUGIN" ADD bad "$P-bad" this-name-is-too-long "$CONF"
 expect_code "interface name too long" 4; nothing_left
 cni "$PLUGIN" ADD bad "$P-bad" eth0 "$(conf_for nosuchnet 1.1.0)"

@@ -45,22 +45,41 @@ Netns open_netns(const std::string& path) {
 }
 
 Result cmd_add(const Environment& env, const NetConf& conf) {
-  // Everything that can be checked without side effects, before the
-  // daemon allocates anything.
-  Netns ns = open_netns(env.netns);
-  Rtnl inside = Rtnl::open_in(ns);
-  if (inside.find_link(env.ifname)) {
-    throw CniError(code::kAlreadyExists,
-                   "interface " + env.ifname + " already exists in netns " + env.netns);
-  }
-  Rtnl host = Rtnl::open();
-  const std::string host_mac = random_veth_mac();
   ApiClient api(conf.daemon_socket);
-
   json::value body = json::value_from(endpoint_request(env, conf, true));
-  // ?sync=later: swarmnetd replies before its record's fdatasync and syncs
-  // while we make the interface; wait_synced() below reads that it is done.
+  // The request goes first, and the namespace is opened and checked while
+  // swarmnetd allocates. ?sync=later: it replies before its record's
+  // fdatasync and syncs while we make the interface; wait_synced() below
+  // reads that it is done.
   PendingRequest add = api.send("POST", endpoints_target(conf) + "?sync=later", &body);
+  struct Kernel {
+    Netns ns;
+    Rtnl inside;
+    Rtnl host;
+  };
+  std::optional<Kernel> kernel;
+  try {
+    Netns ns = open_netns(env.netns);
+    Rtnl inside = Rtnl::open_in(ns);
+    if (inside.find_link(env.ifname)) {
+      throw CniError(code::kAlreadyExists,
+                     "interface " + env.ifname + " already exists in netns " + env.netns);
+    }
+    kernel.emplace(Kernel{std::move(ns), std::move(inside), Rtnl::open()});
+  } catch (...) {
+    // Refused here: an endpoint this ADD created goes again (201; a
+    // repeated ADD's existing one, 200, is not ours to remove).
+    try {
+      if (add.response().status == 201) api.call("DELETE", endpoint_target(conf, env));
+    } catch (const std::exception& e) {
+      spdlog::error("releasing {}/{} on swarmnetd: {}", env.container_id, env.ifname, e.what());
+    }
+    throw;
+  }
+  Rtnl& inside = kernel->inside;
+  Rtnl& host = kernel->host;
+  Netns& ns = kernel->ns;
+  const std::string host_mac = random_veth_mac();
   auto ep = json::value_to<api::Endpoint>(add.result());
   spdlog::info("ADD {}/{}: {} gw {} mac {} bridge {} host end {}", env.container_id, env.ifname,
                ep.address.str(), ep.gateway.str(), ep.mac, ep.bridge, ep.host_ifname);
