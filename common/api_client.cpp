@@ -148,6 +148,7 @@ ApiResponse PendingRequest::response() {
   auto& res = parser.get();
   out.status = res.result_int();
   sync_pending_ = res["Swarmnet-Sync"] == "after-reply";
+  responded_ = true;
   if (!res.body().empty()) {
     boost::system::error_code ec;
     out.body = json::parse(res.body(), ec);
@@ -162,8 +163,12 @@ json::value ApiClient::call(const std::string& method, const std::string& target
 }
 
 void PendingRequest::wait_synced() {
+  if (!responded_) throw Error(Errc::internal, "wait_synced() before the reply to the request was read");
   if (!sync_pending_) return;
   sync_pending_ = false;
+  // The sync has its own time: the caller's work since the reply is not
+  // counted against it.
+  deadline_ = std::chrono::steady_clock::now() + timeout_;
   size_t end;
   while ((end = buffer_.find('\n')) == std::string::npos) {
     if (!read_more()) {

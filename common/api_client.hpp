@@ -55,8 +55,9 @@ class PendingRequest {
   // After response() or result() of a request sent with ?sync=later
   // (docs/api.md): returns once the daemon says the change is durable.
   // Throws Error(unavailable) if it says it failed, or closes the connection
-  // without saying (it stopped). Returns at once for a reply without the
-  // Swarmnet-Sync header (a daemon that synced before replying).
+  // without saying (it stopped); waits at most the client's timeout from
+  // this call. Returns at once for a reply without the Swarmnet-Sync header
+  // (a daemon that synced before replying).
   void wait_synced();
 
  private:
@@ -72,6 +73,7 @@ class PendingRequest {
   std::chrono::milliseconds timeout_;
   // Received and not yet parsed: what follows the reply stays here.
   std::string buffer_;
+  bool responded_ = false;
   bool sync_pending_ = false;
 };
 

@@ -75,8 +75,10 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
       // that a large reply does not hold both while the client reads.
       reply.body = nullptr;
       stream.expires_after(kIdleTimeout);
-      co_await http::async_write(stream, res, asio::use_awaitable);
       if (reply.sync_after_reply) {
+        // The sync runs whether the client is still there or not.
+        boost::system::error_code write_error;
+        co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, write_error));
         std::string line = "synced\n";
         try {
           reply.sync_after_reply();
@@ -85,9 +87,10 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
           line = std::string("failed: ") + e.what() + "\n";
           std::replace(line.begin(), line.end() - 1, '\n', ' ');
         }
-        co_await asio::async_write(stream, asio::buffer(line), asio::use_awaitable);
+        if (!write_error) co_await asio::async_write(stream, asio::buffer(line), asio::use_awaitable);
         break;
       }
+      co_await http::async_write(stream, res, asio::use_awaitable);
       const bool keep_alive = res.keep_alive();
       const size_t body_bytes = res.body().size();
       // Assigning an empty string would keep the capacity: swap it out.

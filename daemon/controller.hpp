@@ -71,9 +71,10 @@ class Controller {
   void remove_network(const std::string& name_or_id);
 
   // Returns the endpoint and whether it was created (false: it existed).
-  // With `sync_later` its record is not fdatasync'ed before this returns:
-  // the caller calls sync_state() before it acknowledges the
-  // endpoint to anyone (the API's POST ...?sync=later, docs/api.md).
+  // With `sync_later` its record is written but not fdatasync'ed before
+  // this returns (already applied and published to the other parts): the
+  // caller calls sync_state() before the endpoint's owner is told it exists
+  // (the API's POST ...?sync=later, docs/api.md).
   std::pair<api::Endpoint, bool> create_endpoint(const std::string& network,
                                                  const api::EndpointCreate& request, bool sync_later = false);
   // Makes every change so far durable (Store::sync_journal()): what a

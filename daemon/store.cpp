@@ -123,7 +123,7 @@ Store::Store(std::string state_dir, int64_t tombstone_seconds)
 
 Store::~Store() {
   finish_compaction(true);
-  if (journal_unsynced_ && ::fdatasync(journal_fd_) != 0) {
+  if (journal_unsynced_ && datasync_(journal_fd_) != 0) {
     spdlog::error("state: fdatasync {}/{} at exit: {}", dir_, journal_name_, std::strerror(errno));
   }
   if (journal_fd_ >= 0) ::close(journal_fd_);
@@ -544,10 +544,11 @@ bool Store::start_compaction() {
   // The journal in use is closed below, and the child's snapshot is not
   // durable until it finishes: a record of it not yet synced is synced now.
   if (journal_unsynced_) {
-    if (::fdatasync(journal_fd_) != 0) {
-      spdlog::error("state: cannot compact {}: fdatasync {}: {}; the journal in use stays", dir_, journal_name_,
-                    std::strerror(errno));
-      return false;
+    if (journal_suspect_ || datasync_(journal_fd_) != 0) {
+      // Its records may not be on the disk: a snapshot written here and now
+      // holds them (and replaces the journal), or the journal in use stays.
+      journal_suspect_ = true;
+      return compact();
     }
     journal_unsynced_ = false;
   }
@@ -560,7 +561,7 @@ bool Store::start_compaction() {
     next_fd = ::open(next.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (next_fd < 0) throw_errno(Errc::unavailable, "creating " + next, errno);
     pwrite_all(next_fd, header, 0, next);
-    if (::fdatasync(next_fd) != 0) throw_errno(Errc::unavailable, "fdatasync " + next, errno);
+    if (datasync_(next_fd) != 0) throw_errno(Errc::unavailable, "fdatasync " + next, errno);
     fsync_dir(dir_);  // its name is durable before any change is acknowledged in it
     if (::pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno(Errc::internal, "pipe", errno);
   } catch (const std::exception& e) {
@@ -668,7 +669,7 @@ void Store::install_new_journal() {
   if (fd < 0) throw_errno(Errc::unavailable, "creating " + tmp, errno);
   try {
     pwrite_all(fd, header, 0, tmp);
-    if (::fdatasync(fd) != 0) throw_errno(Errc::unavailable, "fdatasync " + tmp, errno);
+    if (datasync_(fd) != 0) throw_errno(Errc::unavailable, "fdatasync " + tmp, errno);
     if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno(Errc::unavailable, "renaming " + tmp, errno);
   } catch (...) {
     ::close(fd);
@@ -688,6 +689,7 @@ void Store::install_new_journal() {
   journal_lines_ = 0;
   journal_dirty_ = false;
   journal_unsynced_ = false;  // the durable snapshot before it holds every record
+  journal_suspect_ = false;
   try {
     fsync_dir(dir_);
     dir_synced_ = true;
@@ -714,7 +716,11 @@ void Store::truncate_journal() {
   if (::ftruncate(journal_fd_, static_cast<off_t>(journal_size_)) != 0) {
     throw_errno(Errc::unavailable, "cutting " + path + " back to " + std::to_string(journal_size_) + " bytes", errno);
   }
-  if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::unavailable, "fdatasync " + path, errno);
+  if (datasync_(journal_fd_) != 0) {
+    const int err = errno;
+    if (journal_unsynced_) journal_suspect_ = true;
+    throw_errno(Errc::unavailable, "fdatasync " + path, err);
+  }
   journal_dirty_ = false;
 }
 
@@ -729,8 +735,14 @@ void Store::append_journal(std::string text, size_t count, bool sync) {
     }
     pwrite_all(journal_fd_, text, journal_size_, path);
     if (sync) {
-      if (::fdatasync(journal_fd_) != 0) throw_errno(Errc::unavailable, "fdatasync " + path, errno);
-      journal_unsynced_ = false;  // the earlier unsynced records are in the same file
+      if (datasync_(journal_fd_) != 0) {
+        const int err = errno;
+        if (journal_unsynced_) journal_suspect_ = true;
+        throw_errno(Errc::unavailable, "fdatasync " + path, err);
+      }
+      // The earlier unsynced records are in the same file, unless an
+      // fdatasync failed since they were written (journal_suspect_).
+      if (!journal_suspect_) journal_unsynced_ = false;
     } else {
       journal_unsynced_ = true;
     }
@@ -819,20 +831,25 @@ Version Store::put_unsynced(const EndpointRecord& r) {
 void Store::sync_journal() {
   if (!journal_unsynced_) return;
   const std::string path = dir_ + "/" + journal_name_;
-  if (::fdatasync(journal_fd_) == 0) {
-    journal_unsynced_ = false;
-    return;
+  if (!journal_suspect_) {
+    if (datasync_(journal_fd_) == 0) {
+      journal_unsynced_ = false;
+      return;
+    }
+    spdlog::error("state: fdatasync {}: {}; writing the state afresh", path, std::strerror(errno));
+    journal_suspect_ = true;
   }
-  const int err = errno;
   // After a failed fdatasync the kernel may have dropped the pages it could
-  // not write, and a later fdatasync need not say so: only a fresh copy of
-  // the tables is sure to hold what the journal should.
-  spdlog::error("state: fdatasync {}: {}; writing the state afresh", path, std::strerror(err));
+  // not write, and a later fdatasync on the file need not say so: only a
+  // fresh copy of the tables is sure to hold what the journal should.
   if (!compact()) {
-    throw Error(Errc::unavailable, "swarmnetd cannot save its state in " + dir_ + ": fdatasync " + path + ": " +
-                                       std::strerror(err) + "; try again when the disk works");
+    throw Error(Errc::unavailable, "swarmnetd cannot save its state in " + dir_ +
+                                       ": a sync of its journal failed and so did writing the state afresh; "
+                                       "try again when the disk works");
   }
 }
+
+void Store::fail_syncs_for_tests(int (*datasync)(int)) { datasync_ = datasync ? datasync : ::fdatasync; }
 
 Version Store::put(const ServiceRecord& r) { return write("services", services_, r.id, &r); }
 Version Store::erase_service(const std::string& id) {

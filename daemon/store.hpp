@@ -17,6 +17,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <functional>
 #include <map>
@@ -78,11 +79,16 @@ class Store {
   // is followed by a line once synced, docs/api.md).
   Version put_unsynced(const EndpointRecord& r);
   // Makes every change written so far durable: nothing to do unless a
-  // put_unsynced() is not yet synced. If the fdatasync fails, the tables are
-  // written afresh (a compaction in place: snapshot and new journal), which
-  // holds them all; throws Error(unavailable) if that fails too, and the
-  // next call tries again.
+  // put_unsynced() is not yet synced. Once an fdatasync of the journal has
+  // failed after such a record was written (here or in any other write),
+  // the journal cannot say whether the record is on the disk, and the
+  // tables are written afresh instead (a compaction in place: snapshot and
+  // new journal), which holds them all; throws Error(unavailable) if that
+  // fails, and the next call writes them afresh again.
   void sync_journal();
+  // Tests: the fdatasync the journal and its replacement use (nullptr: the
+  // real one), to make it fail.
+  void fail_syncs_for_tests(int (*datasync)(int));
   // True while a put_unsynced() waits for sync_journal().
   bool journal_unsynced() const { return journal_unsynced_; }
   Version put(const ServiceRecord& r);
@@ -191,6 +197,11 @@ class Store {
   // journal in use can: it is synced before a background compaction
   // replaces it, and a compaction in place writes everything afresh.
   bool journal_unsynced_ = false;
+  // An fdatasync failed while unsynced records were in the journal: the
+  // kernel may have dropped their pages, and no later fdatasync of the file
+  // would say so. Only a compaction in place clears it.
+  bool journal_suspect_ = false;
+  int (*datasync_)(int) = ::fdatasync;
   // The journal's directory entry may not be durable yet (its fsync failed):
   // synced before the next append is acknowledged.
   bool dir_synced_ = true;

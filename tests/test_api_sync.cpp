@@ -35,6 +35,7 @@ struct Server {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::atomic<bool> synced = false;
+  bool let_go_ = false;
   std::optional<daemon::ApiServer> server;
   std::thread thread;
 
@@ -60,7 +61,12 @@ struct Server {
     server.emplace(io, router, path);
     thread = std::thread([this] { io.run(); });
   }
+  void let_go() {
+    if (!let_go_) release.set_value();
+    let_go_ = true;
+  }
   ~Server() {
+    let_go();  // a test that failed early must not leave the server waiting
     server->close();
     work.reset();
     io.stop();
@@ -78,8 +84,12 @@ TEST_CASE("api sync: the reply comes before the sync, then the line that says it
   // connection's end, this would time out instead.
   CHECK(add.result().at("made").as_bool());
   CHECK_FALSE(s.synced);
-  s.release.set_value();
-  add.wait_synced();
+  // wait_synced() waits for the line: not done while the sync is held.
+  auto waiting = std::async(std::launch::async, [&add] { add.wait_synced(); });
+  CHECK(waiting.wait_for(200ms) == std::future_status::timeout);
+  s.let_go();
+  REQUIRE(waiting.wait_for(5s) == std::future_status::ready);
+  waiting.get();
   CHECK(s.synced);
 }
 
@@ -88,7 +98,7 @@ TEST_CASE("api sync: a sync that failed is an error with its reason, on one line
   ApiClient client(s.path, 5s);
   PendingRequest add = client.send("POST", "/fail");
   CHECK(add.result().at("made").as_bool());
-  s.release.set_value();
+  s.let_go();
   try {
     add.wait_synced();
     FAIL("wait_synced returned");
@@ -98,13 +108,20 @@ TEST_CASE("api sync: a sync that failed is an error with its reason, on one line
   }
 }
 
+TEST_CASE("api sync: wait_synced before the reply was read is a mistake, not a wait", "[api]") {
+  Server s;
+  ApiClient client(s.path, 5s);
+  PendingRequest add = client.send("POST", "/ok");
+  CHECK_THROWS_WITH(add.wait_synced(), Catch::Contains("before the reply"));
+}
+
 TEST_CASE("api sync: a reply without the header needs no wait", "[api]") {
   Server s;
   ApiClient client(s.path, 5s);
   PendingRequest get = client.send("GET", "/plain");
   CHECK_FALSE(get.result().at("made").as_bool());
   get.wait_synced();  // returns at once
-  s.release.set_value();
+  s.let_go();
 }
 
 TEST_CASE("api sync: a daemon that closes after the reply without the line has not synced", "[api]") {

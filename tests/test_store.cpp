@@ -535,6 +535,69 @@ TEST_CASE("store: a record put unsynced is in the journal at once, and durable a
   CHECK(back.endpoints().size() == static_cast<size_t>(i - 10 + 4));
 }
 
+namespace {
+int failing_datasync(int) {
+  errno = EIO;
+  return -1;
+}
+// Fails once, then works: what errseq makes of a failed writeback (the next
+// fdatasync of the file says nothing of it).
+int fail_once_count = 0;
+int fail_once_datasync(int fd) {
+  if (fail_once_count++ == 0) return failing_datasync(fd);
+  return ::fdatasync(fd);
+}
+}  // namespace
+
+TEST_CASE("store: once an fdatasync failed after an unsynced record, syncing writes the state afresh", "[store]") {
+  TempDir dir;
+  std::optional<daemon::Store> s(std::in_place, dir.path());
+  s->put(network("n0", "x"));
+  const auto e1 = endpoint_of(*s, 1);
+
+  SECTION("the control: a sync that works is one fdatasync, the journal stays") {
+    s->put_unsynced(e1);
+    s->sync_journal();
+    CHECK_FALSE(s->journal_unsynced());
+    CHECK(s->journal_length() == 2);
+  }
+  SECTION("another write's fdatasync failed: the next one proves nothing, the state is written afresh") {
+    s->put_unsynced(e1);
+    fail_once_count = 0;
+    s->fail_syncs_for_tests(fail_once_datasync);
+    CHECK_THROWS_WITH(s->put(network("n1", "x")), Catch::Contains("fdatasync"));
+    // The refused write's cut-back synced fine, and so would the next
+    // write: neither may count for e1.
+    s->put(network("n2", "x"));
+    CHECK(s->journal_unsynced());
+    s->sync_journal();
+    CHECK_FALSE(s->journal_unsynced());
+    CHECK(s->journal_length() == 0);  // a compaction in place
+  }
+  SECTION("its own fdatasync failed: written afresh, no error") {
+    s->put_unsynced(e1);
+    fail_once_count = 0;
+    s->fail_syncs_for_tests(fail_once_datasync);
+    s->sync_journal();
+    CHECK_FALSE(s->journal_unsynced());
+    CHECK(s->journal_length() == 0);
+  }
+  SECTION("writing afresh fails too: an error, and the next sync tries again") {
+    s->put_unsynced(e1);
+    s->fail_syncs_for_tests(failing_datasync);
+    CHECK_THROWS_WITH(s->sync_journal(), Catch::Contains("try again when the disk works"));
+    CHECK(s->journal_unsynced());
+    s->fail_syncs_for_tests(nullptr);
+    s->sync_journal();
+    CHECK_FALSE(s->journal_unsynced());
+    CHECK(s->journal_length() == 0);
+  }
+  s->fail_syncs_for_tests(nullptr);
+  s.reset();
+  daemon::Store back(dir.path());
+  CHECK(find(back, e1));
+}
+
 TEST_CASE("store: a compaction whose snapshot cannot be written leaves every change readable",
           "[store]") {
   ManyWritesDir dir;
