@@ -162,3 +162,63 @@ TEST_CASE("api sync: a daemon that closes after the reply without the line has n
   }
   ::close(listener);
 }
+
+// The reply parser, rewritten to parse what it has before it reads more,
+// against every shape of reply a server may send.
+TEST_CASE("api client: every shape of reply, and the ways a daemon can fail to give one", "[api]") {
+  testing::TempDir dir;
+  const std::string path = dir / "fake.sock";
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  // Answers one request with `reply`, in pieces split at '|' a little apart,
+  // then closes (or, with `hold`, keeps the connection open a while).
+  auto serve = [listener](std::string reply, bool hold) {
+    int fd = ::accept(listener, nullptr, nullptr);
+    char buf[4096];
+    [[maybe_unused]] ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    size_t start = 0;
+    for (size_t bar; (bar = reply.find('|', start)) != std::string::npos; start = bar + 1) {
+      [[maybe_unused]] ssize_t m = ::send(fd, reply.data() + start, bar - start, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(20ms);
+    }
+    [[maybe_unused]] ssize_t m = ::send(fd, reply.data() + start, reply.size() - start, MSG_NOSIGNAL);
+    if (hold) std::this_thread::sleep_for(1500ms);
+    ::close(fd);
+  };
+  std::chrono::steady_clock::duration took{};
+  auto ask = [&](const std::string& reply, bool hold = false, std::chrono::milliseconds timeout = 5s) {
+    std::thread t(serve, reply, hold);
+    struct Join {
+      std::thread& t;
+      ~Join() { t.join(); }
+    } join{t};
+    const auto started = std::chrono::steady_clock::now();
+    auto answer = ApiClient(path, timeout).request("GET", "/x");
+    took = std::chrono::steady_clock::now() - started;
+    return answer;
+  };
+  // Kept open after a whole reply: the client does not wait for the end
+  // (the server holds the connection 1.5 s).
+  auto r = ask("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n|{\"a\":1}|\n", true);
+  CHECK(took < 1s);
+  CHECK(r.status == 200);
+  CHECK(r.body.at("a").as_int64() == 1);
+  r = ask("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"|\r\n3\r\n:2}\r\n0\r\n\r\n", true);
+  CHECK(r.body.at("a").as_int64() == 2);
+  r = ask("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"a\"|:3}");  // the body ends with the connection
+  CHECK(r.body.at("a").as_int64() == 3);
+  r = ask("HTTP/1.1 204 No Content\r\n\r\n", true);
+  CHECK(r.status == 204);
+  CHECK(r.body.is_null());
+  CHECK_THROWS_WITH(ask("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"a\""), Catch::Contains("mid-reply"));
+  CHECK_THROWS_WITH(ask(""), Catch::Contains("without answering"));
+  CHECK_THROWS_WITH(ask("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{", true, 300ms),
+                    Catch::Contains("did not answer within 300 ms"));
+  CHECK_THROWS_WITH(ask("HTTQ/9 what\r\n\r\n"), Catch::Contains("malformed HTTP reply"));
+  ::close(listener);
+}
