@@ -123,7 +123,9 @@ Store::Store(std::string state_dir, int64_t tombstone_seconds)
 
 Store::~Store() {
   finish_compaction(true);
-  if (journal_unsynced_ && datasync_(journal_fd_) != 0) {
+  if (journal_suspect_) {
+    compact();  // logs a failure
+  } else if (journal_unsynced_ && datasync_(journal_fd_) != 0) {
     spdlog::error("state: fdatasync {}/{} at exit: {}", dir_, journal_name_, std::strerror(errno));
   }
   if (journal_fd_ >= 0) ::close(journal_fd_);
@@ -545,6 +547,10 @@ bool Store::start_compaction() {
   // durable until it finishes: a record of it not yet synced is synced now.
   if (journal_unsynced_) {
     if (journal_suspect_ || datasync_(journal_fd_) != 0) {
+      if (!journal_suspect_) {
+        spdlog::error("state: fdatasync {}/{}: {}; writing the state afresh", dir_, journal_name_,
+                      std::strerror(errno));
+      }
       // Its records may not be on the disk: a snapshot written here and now
       // holds them (and replaces the journal), or the journal in use stays.
       journal_suspect_ = true;
@@ -725,6 +731,15 @@ void Store::truncate_journal() {
 }
 
 void Store::append_journal(std::string text, size_t count, bool sync) {
+  // A journal that may have lost records (journal_suspect_) is replaced
+  // before anything more is appended to it: a lost page takes the line
+  // breaks around those records with it, and a record written after them
+  // could not be read back.
+  if (journal_suspect_ && !compact()) {
+    throw Error(Errc::unavailable, "swarmnetd cannot save the change in its state directory " + dir_ +
+                                       ": a sync of its journal failed and so did writing the state afresh; "
+                                       "nothing was changed, try again when the disk works");
+  }
   const std::string path = dir_ + "/" + journal_name_;
   if (journal_size_ == 0) text.insert(0, std::string(records::kJournalHeader) + "\n");
   try {

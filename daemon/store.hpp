@@ -199,7 +199,8 @@ class Store {
   bool journal_unsynced_ = false;
   // An fdatasync failed while unsynced records were in the journal: the
   // kernel may have dropped their pages, and no later fdatasync of the file
-  // would say so. Only a compaction in place clears it.
+  // would say so. Only a compaction in place clears it; the next sync or
+  // append makes one.
   bool journal_suspect_ = false;
   int (*datasync_)(int) = ::fdatasync;
   // The journal's directory entry may not be durable yet (its fsync failed):

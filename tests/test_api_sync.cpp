@@ -74,6 +74,49 @@ struct Server {
   }
 };
 
+// A daemon played by hand on a socket of its own: it answers one request
+// at a time with the bytes it is given.
+struct FakeDaemon {
+  testing::TempDir dir;
+  const std::string path = dir / "fake.sock";
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  FakeDaemon() {
+    REQUIRE(listener >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener, 4) == 0);
+  }
+  ~FakeDaemon() { ::close(listener); }
+
+  // Answers one request with `reply`, in pieces split at '|' 20 ms apart,
+  // then closes the connection (with `hold`, 1.5 s later).
+  void answer(const std::string& reply, bool hold) const {
+    int fd = ::accept(listener, nullptr, nullptr);
+    char buf[4096];
+    [[maybe_unused]] ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    size_t start = 0;
+    for (size_t bar; (bar = reply.find('|', start)) != std::string::npos; start = bar + 1) {
+      [[maybe_unused]] ssize_t m = ::send(fd, reply.data() + start, bar - start, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(20ms);
+    }
+    [[maybe_unused]] ssize_t m = ::send(fd, reply.data() + start, reply.size() - start, MSG_NOSIGNAL);
+    if (hold) std::this_thread::sleep_for(1500ms);
+    ::close(fd);
+  }
+  // answer() on a thread of its own, joined when this goes, whatever the
+  // test did meanwhile.
+  struct Answering {
+    std::thread thread;
+    ~Answering() { thread.join(); }
+  };
+  Answering answering(const std::string& reply, bool hold) const {
+    return Answering{std::thread([this, reply, hold] { answer(reply, hold); })};
+  }
+};
+
 }  // namespace
 
 TEST_CASE("api sync: the reply comes before the sync, then the line that says it is durable", "[api]") {
@@ -125,80 +168,31 @@ TEST_CASE("api sync: a reply without the header needs no wait", "[api]") {
 }
 
 TEST_CASE("api sync: a daemon that closes after the reply without the line has not synced", "[api]") {
-  testing::TempDir dir;
-  const std::string path = dir / "fake.sock";
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(listener >= 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(listener, 4) == 0);
-  auto serve = [listener](std::string after) {
-    int fd = ::accept(listener, nullptr, nullptr);
-    char buf[4096];
-    [[maybe_unused]] ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    const std::string reply =
-        "HTTP/1.1 201 Created\r\nSwarmnet-Sync: after-reply\r\nContent-Type: application/json\r\n"
-        "Content-Length: 2\r\nConnection: close\r\n\r\n{}" +
-        after;
-    [[maybe_unused]] ssize_t m = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
-    ::close(fd);
+  FakeDaemon daemon;
+  const std::string reply =
+      "HTTP/1.1 201 Created\r\nSwarmnet-Sync: after-reply\r\nContent-Type: application/json\r\n"
+      "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+  ApiClient client(daemon.path, 5s);
+  auto add_then_sync = [&](const std::string& sent) {
+    const auto answering = daemon.answering(sent, false);
+    PendingRequest add = client.send("POST", "/x");
+    add.result();
+    add.wait_synced();
   };
-  ApiClient client(path, 5s);
-  {
-    std::thread t(serve, "");  // killed after the reply
-    PendingRequest add = client.send("POST", "/x");
-    add.result();
-    CHECK_THROWS_WITH(add.wait_synced(), Catch::Contains("closed the connection before the change was durable"));
-    t.join();
-  }
-  {
-    std::thread t(serve, "synced\n");  // the control: the same reply with the line
-    PendingRequest add = client.send("POST", "/x");
-    add.result();
-    CHECK_NOTHROW(add.wait_synced());
-    t.join();
-  }
-  ::close(listener);
+  // Killed after the reply:
+  CHECK_THROWS_WITH(add_then_sync(reply), Catch::Contains("closed the connection before the change was durable"));
+  CHECK_NOTHROW(add_then_sync(reply + "synced\n"));  // the control: with the line
 }
 
 // The reply parser, rewritten to parse what it has before it reads more,
 // against every shape of reply a server may send.
 TEST_CASE("api client: every shape of reply, and the ways a daemon can fail to give one", "[api]") {
-  testing::TempDir dir;
-  const std::string path = dir / "fake.sock";
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(listener >= 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(listener, 4) == 0);
-  // Answers one request with `reply`, in pieces split at '|' a little apart,
-  // then closes (or, with `hold`, keeps the connection open a while).
-  auto serve = [listener](std::string reply, bool hold) {
-    int fd = ::accept(listener, nullptr, nullptr);
-    char buf[4096];
-    [[maybe_unused]] ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    size_t start = 0;
-    for (size_t bar; (bar = reply.find('|', start)) != std::string::npos; start = bar + 1) {
-      [[maybe_unused]] ssize_t m = ::send(fd, reply.data() + start, bar - start, MSG_NOSIGNAL);
-      std::this_thread::sleep_for(20ms);
-    }
-    [[maybe_unused]] ssize_t m = ::send(fd, reply.data() + start, reply.size() - start, MSG_NOSIGNAL);
-    if (hold) std::this_thread::sleep_for(1500ms);
-    ::close(fd);
-  };
+  FakeDaemon daemon;
   std::chrono::steady_clock::duration took{};
   auto ask = [&](const std::string& reply, bool hold = false, std::chrono::milliseconds timeout = 5s) {
-    std::thread t(serve, reply, hold);
-    struct Join {
-      std::thread& t;
-      ~Join() { t.join(); }
-    } join{t};
+    const auto answering = daemon.answering(reply, hold);
     const auto started = std::chrono::steady_clock::now();
-    auto answer = ApiClient(path, timeout).request("GET", "/x");
+    auto answer = ApiClient(daemon.path, timeout).request("GET", "/x");
     took = std::chrono::steady_clock::now() - started;
     return answer;
   };
@@ -220,5 +214,4 @@ TEST_CASE("api client: every shape of reply, and the ways a daemon can fail to g
   CHECK_THROWS_WITH(ask("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{", true, 300ms),
                     Catch::Contains("did not answer within 300 ms"));
   CHECK_THROWS_WITH(ask("HTTQ/9 what\r\n\r\n"), Catch::Contains("malformed HTTP reply"));
-  ::close(listener);
 }
