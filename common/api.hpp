@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/ipv4.hpp"
@@ -81,6 +82,13 @@ inline constexpr const char* kOwnerDocker = "docker";
 inline constexpr const char* kOwnerApi = "api";
 inline constexpr const char* kOwnerServiceVip = "service-vip";
 inline constexpr const char* kOwnerSandbox = "sandbox";
+// POST .../endpoints?sync=later (docs/api.md): the reply's header, then the
+// one line the daemon writes after the reply once the record is durable
+// ("synced"), or "failed: REASON".
+inline constexpr std::string_view kSyncHeader = "Swarmnet-Sync";
+inline constexpr std::string_view kSyncAfterReply = "after-reply";
+inline constexpr std::string_view kSyncedLine = "synced";
+inline constexpr std::string_view kSyncFailedPrefix = "failed: ";
 // A node's own address on a network (node-local access to the VIPs).
 inline constexpr const char* kOwnerNode = "node";
 

@@ -147,7 +147,7 @@ ApiResponse PendingRequest::response() {
   ApiResponse out;
   auto& res = parser.get();
   out.status = res.result_int();
-  sync_pending_ = res["Swarmnet-Sync"] == "after-reply";
+  sync_pending_ = res[api::kSyncHeader] == api::kSyncAfterReply;
   responded_ = true;
   if (!res.body().empty()) {
     boost::system::error_code ec;
@@ -176,11 +176,11 @@ void PendingRequest::wait_synced() {
     }
   }
   const std::string line = buffer_.substr(0, end);
-  if (line == "synced") return;
-  constexpr std::string_view kFailed = "failed: ";
-  throw Error(Errc::unavailable,
-              conn_.where() + " could not make the change durable: " +
-                  (line.starts_with(kFailed) ? line.substr(kFailed.size()) : "unexpected \"" + line + "\""));
+  if (line == api::kSyncedLine) return;
+  throw Error(Errc::unavailable, conn_.where() + " could not make the change durable: " +
+                                     (line.starts_with(api::kSyncFailedPrefix)
+                                          ? line.substr(api::kSyncFailedPrefix.size())
+                                          : "unexpected \"" + line + "\""));
 }
 
 json::value PendingRequest::result() {

@@ -51,10 +51,6 @@ struct HttpReply {
   std::function<void()> sync_after_reply;
 };
 
-// The reply header and the lines of sync_after_reply.
-inline constexpr std::string_view kSyncHeader = "Swarmnet-Sync";
-inline constexpr std::string_view kSyncAfterReply = "after-reply";
-
 // The operation of a request that matches no route.
 inline constexpr std::string_view kOtherOperation = "other";
 

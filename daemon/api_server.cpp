@@ -60,7 +60,7 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
         res.body() = json::serialize(reply.body);
       }
       res.keep_alive(req.keep_alive() && !reply.sync_after_reply);
-      if (reply.sync_after_reply) res.set(kSyncHeader, kSyncAfterReply);
+      if (reply.sync_after_reply) res.set(api::kSyncHeader, api::kSyncAfterReply);
       res.prepare_payload();
       if (*observer) {
         const json::object* o = reply.status >= 400 ? reply.body.if_object() : nullptr;
@@ -79,12 +79,12 @@ asio::awaitable<void> serve_connection(local::socket socket, const Router& route
         // The sync runs whether the client is still there or not.
         boost::system::error_code write_error;
         co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, write_error));
-        std::string line = "synced\n";
+        std::string line = std::string(api::kSyncedLine) + "\n";
         try {
           reply.sync_after_reply();
         } catch (const std::exception& e) {
           spdlog::error("api: {} {}: the change was not made durable: {}", request.method, target, e.what());
-          line = std::string("failed: ") + e.what() + "\n";
+          line = std::string(api::kSyncFailedPrefix) + e.what() + "\n";
           std::replace(line.begin(), line.end() - 1, '\n', ' ');
         }
         if (!write_error) co_await asio::async_write(stream, asio::buffer(line), asio::use_awaitable);

@@ -125,8 +125,10 @@ Store::~Store() {
   finish_compaction(true);
   if (journal_suspect_) {
     compact();  // logs a failure
-  } else if (journal_unsynced_ && datasync_(journal_fd_) != 0) {
-    spdlog::error("state: fdatasync {}/{} at exit: {}", dir_, journal_name_, std::strerror(errno));
+  } else if (journal_unsynced_) {
+    if (auto err = datasync_journal()) {
+      spdlog::error("state: fdatasync {}/{} at exit: {}", dir_, journal_name_, std::strerror(*err));
+    }
   }
   if (journal_fd_ >= 0) ::close(journal_fd_);
 }
@@ -546,16 +548,15 @@ bool Store::start_compaction() {
   // The journal in use is closed below, and the child's snapshot is not
   // durable until it finishes: a record of it not yet synced is synced now.
   if (journal_unsynced_) {
-    if (journal_suspect_ || datasync_(journal_fd_) != 0) {
-      if (!journal_suspect_) {
+    if (!journal_suspect_) {
+      if (auto err = datasync_journal()) {
         spdlog::error("state: fdatasync {}/{}: {}; writing the state afresh", dir_, journal_name_,
-                      std::strerror(errno));
+                      std::strerror(*err));
       }
-      // Its records may not be on the disk: a snapshot written here and now
-      // holds them (and replaces the journal), or the journal in use stays.
-      journal_suspect_ = true;
-      return compact();
     }
+    // Its records may not be on the disk: a snapshot written here and now
+    // holds them (and replaces the journal), or the journal in use stays.
+    if (journal_suspect_) return compact();
     journal_unsynced_ = false;
   }
   const std::string next = dir_ + "/" + kNextJournal;
@@ -722,11 +723,7 @@ void Store::truncate_journal() {
   if (::ftruncate(journal_fd_, static_cast<off_t>(journal_size_)) != 0) {
     throw_errno(Errc::unavailable, "cutting " + path + " back to " + std::to_string(journal_size_) + " bytes", errno);
   }
-  if (datasync_(journal_fd_) != 0) {
-    const int err = errno;
-    if (journal_unsynced_) journal_suspect_ = true;
-    throw_errno(Errc::unavailable, "fdatasync " + path, err);
-  }
+  if (auto err = datasync_journal()) throw_errno(Errc::unavailable, "fdatasync " + path, *err);
   journal_dirty_ = false;
 }
 
@@ -750,11 +747,7 @@ void Store::append_journal(std::string text, size_t count, bool sync) {
     }
     pwrite_all(journal_fd_, text, journal_size_, path);
     if (sync) {
-      if (datasync_(journal_fd_) != 0) {
-        const int err = errno;
-        if (journal_unsynced_) journal_suspect_ = true;
-        throw_errno(Errc::unavailable, "fdatasync " + path, err);
-      }
+      if (auto err = datasync_journal()) throw_errno(Errc::unavailable, "fdatasync " + path, *err);
       // The earlier unsynced records are in the same file, unless an
       // fdatasync failed since they were written (journal_suspect_).
       if (!journal_suspect_) journal_unsynced_ = false;
@@ -847,12 +840,12 @@ void Store::sync_journal() {
   if (!journal_unsynced_) return;
   const std::string path = dir_ + "/" + journal_name_;
   if (!journal_suspect_) {
-    if (datasync_(journal_fd_) == 0) {
+    const auto err = datasync_journal();
+    if (!err) {
       journal_unsynced_ = false;
       return;
     }
-    spdlog::error("state: fdatasync {}: {}; writing the state afresh", path, std::strerror(errno));
-    journal_suspect_ = true;
+    spdlog::error("state: fdatasync {}: {}; writing the state afresh", path, std::strerror(*err));
   }
   // After a failed fdatasync the kernel may have dropped the pages it could
   // not write, and a later fdatasync on the file need not say so: only a
@@ -862,6 +855,13 @@ void Store::sync_journal() {
                                        ": a sync of its journal failed and so did writing the state afresh; "
                                        "try again when the disk works");
   }
+}
+
+std::optional<int> Store::datasync_journal() {
+  if (datasync_(journal_fd_) == 0) return std::nullopt;
+  const int err = errno;
+  if (journal_unsynced_) journal_suspect_ = true;
+  return err;
 }
 
 void Store::fail_syncs_for_tests(int (*datasync)(int)) { datasync_ = datasync ? datasync : ::fdatasync; }

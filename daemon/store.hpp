@@ -156,6 +156,9 @@ class Store {
   decltype(auto) with_table(const std::string& table, F&& f);
   void append_journal(std::string records, size_t count, bool sync = true);
   void truncate_journal();
+  // fdatasync of the journal in use: nullopt, or the errno of a failure,
+  // which makes the journal suspect if unsynced records are in it.
+  std::optional<int> datasync_journal();
   void install_new_journal();
   void write_snapshot(int64_t horizon) const;
   void after_snapshot(int64_t horizon);
