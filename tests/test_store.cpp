@@ -554,6 +554,12 @@ TEST_CASE("store: once an fdatasync failed after an unsynced record, syncing wri
   std::optional<daemon::Store> s(std::in_place, dir.path());
   s->put(network("n0", "x"));
   const auto e1 = endpoint_of(*s, 1);
+  // e1 written unsynced, and the next fdatasync of the journal fails.
+  auto unsynced_then_failing_sync = [&] {
+    s->put_unsynced(e1);
+    fail_once_count = 0;
+    s->fail_syncs_for_tests(fail_once_datasync);
+  };
 
   SECTION("the control: a sync that works is one fdatasync, the journal stays") {
     s->put_unsynced(e1);
@@ -562,9 +568,7 @@ TEST_CASE("store: once an fdatasync failed after an unsynced record, syncing wri
     CHECK(s->journal_length() == 2);
   }
   SECTION("another write's fdatasync failed: the next one proves nothing, the state is written afresh") {
-    s->put_unsynced(e1);
-    fail_once_count = 0;
-    s->fail_syncs_for_tests(fail_once_datasync);
+    unsynced_then_failing_sync();
     CHECK_THROWS_WITH(s->put(network("n1", "x")), Catch::Contains("fdatasync"));
     // The refused write's cut-back synced fine, and so would the next
     // fdatasync: none may count for e1.
@@ -574,9 +578,7 @@ TEST_CASE("store: once an fdatasync failed after an unsynced record, syncing wri
     CHECK(s->journal_length() == 0);  // a compaction in place
   }
   SECTION("its own fdatasync failed: written afresh, no error") {
-    s->put_unsynced(e1);
-    fail_once_count = 0;
-    s->fail_syncs_for_tests(fail_once_datasync);
+    unsynced_then_failing_sync();
     s->sync_journal();
     CHECK_FALSE(s->journal_unsynced());
     CHECK(s->journal_length() == 0);
@@ -592,9 +594,7 @@ TEST_CASE("store: once an fdatasync failed after an unsynced record, syncing wri
     CHECK(s->journal_length() == 0);
   }
   SECTION("the next write to a journal that may have lost records goes to a new one") {
-    s->put_unsynced(e1);
-    fail_once_count = 0;
-    s->fail_syncs_for_tests(fail_once_datasync);
+    unsynced_then_failing_sync();
     CHECK_THROWS(s->put(network("n1", "x")));
     s->put(network("n2", "x"));
     CHECK(s->journal_length() == 1);  // n2 alone, after a compaction in place
