@@ -157,9 +157,8 @@ Cluster::Cluster(boost::asio::io_context& io, Store& store, Controller& controll
       node_name_(std::move(node_name)),
       options_(std::move(options)) {
   subscription_ = store_.feed().subscribe(Stage::replication, [this](const Change& c) {
-    // Out of a cluster nothing is sent: the push/pull copy is made at start().
+    // Out of a cluster nothing is sent (push/pull reads the store itself).
     if (!node_ || c.kind != Change::Kind::entry || c.is(TableId::cursors)) return;
-    push_pull_.put(c.table, c.key, store_.replicated_entry(c.table, c.key));
     if (c.local) broadcast(json::object{{"type", "entries"}, {"lines", json::array{*c.local}}});
   });
 }
@@ -242,9 +241,6 @@ void Cluster::start(Ipv4Address advertise, std::vector<gossip::Keyring::Key> key
   keyring_ = std::make_unique<gossip::Keyring>(std::move(keys));
   keys_version_ = keys_version;
   keyring_taken_at_ = std::chrono::steady_clock::now();
-  // The copy push/pull reads, made now (kept only while in a cluster).
-  push_pull_.reset(store_.replicated_entries());
-  push_pull_reaps_ = store_.reaps();
   node_ = std::make_unique<gossip::NodeThread>(options_.gossip, store_.node_id(), node_name_,
                                                gossip::Address{advertise, options_.gossip_port}, *keyring_,
                                                *this, options_.gossip_thread ? nullptr : &io_);
@@ -333,11 +329,6 @@ void Cluster::housekeeping() {
   }
   if (expired && !told) controller_.on_membership_change();
   hold.reset();
-  // Compaction drops expired tombstones without a change on the feed.
-  if (store_.reaps() != push_pull_reaps_) {
-    push_pull_.reset(store_.replicated_entries());
-    push_pull_reaps_ = store_.reaps();
-  }
   // A dead member leaves the VXLAN filter once its reclaim time is up.
   controller_.overlay().sync_underlay_peers();
   sync_encryption();
@@ -471,7 +462,6 @@ void Cluster::stop() {
   housekeeping_timer_.reset();
   ++gossip_epoch_;  // what it posted and did not run yet is dropped
   if (node_) node_->stop();
-  push_pull_.reset({});  // nobody asks for it any more
   // A node on the daemon's io_context (ClusterOptions::gossip_thread false)
   // may still have completions queued there that refer to it (and to its
   // keyring): it is destroyed only with the Cluster, after the io_context

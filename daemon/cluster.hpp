@@ -157,8 +157,8 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   bool may_allocate() const override;
 
   // gossip::Delegate, called on the gossip thread: each posts its work to
-  // the daemon's thread, in the order gossip reported it; push/pull reads a
-  // copy of the state (PushPullState) kept for it.
+  // the daemon's thread, in the order gossip reported it; push/pull reads
+  // the store there (PushPullState).
   void on_member_change(const gossip::Member& m) override;
   void on_user_message(std::span<const uint8_t> data) override;
   std::vector<uint8_t> local_state() override;
@@ -188,7 +188,7 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   // Runs `work` on the daemon's thread, unless this node left the cluster
   // (or stopped gossiping) in the meantime.
   void post_from_gossip(std::function<void()> work);
-  // The push/pull copy of what is not in the store's tables.
+  // What push/pull sends beside the store's tables (keyring, pools, nodes).
   void refresh_push_pull_records();
   void tell_member_changed(const gossip::Member& m, std::optional<gossip::MemberStatus> before);
   bool sees_majority() const;
@@ -257,8 +257,7 @@ class Cluster final : public Membership, public BlockExchange, public gossip::De
   std::unique_ptr<gossip::NodeThread> node_;
   // Counts the gossip nodes stopped: work posted by an earlier one is dropped.
   std::atomic<uint64_t> gossip_epoch_{0};
-  PushPullState push_pull_;
-  uint64_t push_pull_reaps_ = 0;  // Store::reaps() when push_pull_ was last reset
+  PushPullState push_pull_{store_};
   std::map<std::string, gossip::Member> members_;  // by node id
   // After a restart, the members saved in cluster.json count as alive until
   // gossip tells otherwise or this deadline passes, so the overlay entries

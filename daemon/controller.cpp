@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdio>
 #include <map>
 #include <optional>
 
@@ -64,16 +63,6 @@ void check_names(const std::optional<std::string>& name,
     if (k.size() > kMaxLabelKey) throw too_long("label key", k, kMaxLabelKey);
     if (v.size() > kMaxLabelValue) throw too_long("value of label " + k.substr(0, 32) + ":", v, kMaxLabelValue);
   }
-}
-
-// Docker derives the MAC from the IP (02:42 + the 4 address bytes): stable
-// across restarts and unique within a network without any bookkeeping.
-std::string mac_for(Ipv4Address ip) {
-  char buf[18];
-  uint32_t v = ip.value();
-  std::snprintf(buf, sizeof(buf), "02:42:%02x:%02x:%02x:%02x", v >> 24, (v >> 16) & 0xff,
-                (v >> 8) & 0xff, v & 0xff);
-  return buf;
 }
 
 }  // namespace
@@ -329,7 +318,6 @@ std::pair<api::Endpoint, bool> Controller::create_endpoint(const std::string& ne
   e.container_id = req.container_id;
   e.ifname = req.ifname;
   e.netns = req.netns;
-  e.mac = mac_for(e.ip);
   e.attach = req.attach;
   e.host_ifname = !req.attach                              ? ""
                   : req.owner == api::kOwnerSandbox         ? kSandboxHostLink
@@ -538,7 +526,7 @@ api::Endpoint Controller::to_api(const NetworkRecord& n, const EndpointRecord& e
   a.node = e.node;
   a.address = Ipv4Prefix(e.ip, n.subnet.length());
   a.gateway = n.gateway;
-  a.mac = e.mac;
+  a.mac = e.mac();
   a.mtu = n.mtu;
   a.bridge = e.attach ? bridge_name(n.id) : "";
   a.host_ifname = e.host_ifname;

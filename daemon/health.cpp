@@ -44,7 +44,7 @@ void HealthChecker::tick() {
   }
   for (const auto& [key, st] : states_) keys.push_back(key);
   if (!swept_) {
-    const ReadModel::Keys& local = store_.index().endpoints_of_node(me);
+    const EndpointKeys local = store_.index().endpoints_of_node(me);
     keys.insert(keys.end(), local.begin(), local.end());
     swept_ = true;
   }

@@ -228,7 +228,7 @@ void LoadBalancing::sync_node_address(const std::string& network_id) {
       }
       // Once per address: this runs for every change of the network's endpoints.
       if (auto it = node_addresses_.find(network_id); it == node_addresses_.end() || it->second != have->ip) {
-        node_address_kernel_(bridge, NodeAddress{have->ip, have->mac});
+        node_address_kernel_(bridge, NodeAddress{have->ip, have->mac()});
         node_addresses_[network_id] = have->ip;
       }
     }

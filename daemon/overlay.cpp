@@ -70,7 +70,7 @@ std::optional<RemoteEndpoint> Overlay::remote_endpoint(const EndpointRecord& ep)
   if (!alive(ep.node)) return std::nullopt;
   auto vtep = membership_->address_of(ep.node);
   if (!vtep) return std::nullopt;
-  return RemoteEndpoint{ep.ip, ep.mac, *vtep};
+  return RemoteEndpoint{ep.ip, ep.mac(), *vtep};
 }
 
 void Overlay::sync_network(const std::string& network_id) {

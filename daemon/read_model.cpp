@@ -20,8 +20,6 @@ void ReadModel::unlink(std::map<std::string, Keys>& m, const std::string& k, std
 
 void ReadModel::endpoint_changed(const std::string& key, const EndpointRecord* before, const EndpointRecord* after) {
   auto each = [&](const EndpointRecord& e, auto&& op) {
-    op(by_network_, e.network_id);
-    op(by_node_, e.node);
     if (!e.service.empty()) op(by_service_, e.service);
     // A node's own address on a network follows the containers; it is none.
     if (e.attach && e.owner != api::kOwnerNode) op(e.node == node_id_ ? local_attached_ : remote_containers_, e.network_id);
@@ -36,6 +34,45 @@ void ReadModel::endpoint_changed(const std::string& key, const EndpointRecord* b
     each(*after, [&](auto& m, const std::string& k) { m[k].insert(key); });
     ++holders_[holder_key(after->network_id, after->ip)];
   }
+}
+
+EndpointKeys::const_iterator::const_iterator(const EndpointKeys* keys) : keys_(keys) {
+  const Table& t = *keys->table_;
+  if (keys->node_.empty()) {
+    // One network: its keys are those that begin with its id and the separator.
+    it_ = t.lower_bound(keys->network_ + '\x1f');
+    range_end_ = t.lower_bound(keys->network_ + '\x20');  // '\x1f' + 1
+    next_network_ = t.end();
+  } else {
+    // One node: a range in each network's part of the table, found in turn.
+    it_ = range_end_ = t.begin();
+    next_network_ = t.begin();
+  }
+  settle();
+}
+
+void EndpointKeys::const_iterator::settle() {
+  const Table& t = *keys_->table_;
+  for (;;) {
+    while (it_ != range_end_ && !keys_->asked(it_->second)) ++it_;
+    if (it_ != range_end_) return;
+    if (next_network_ == t.end()) {
+      it_ = t.end();  // what end() is, so the two compare equal
+      return;
+    }
+    enter_network(next_network_);
+  }
+}
+
+void EndpointKeys::const_iterator::enter_network(Table::const_iterator at) {
+  const Table& t = *keys_->table_;
+  const std::string_view key = at->first;
+  const std::string network(key.substr(0, key.find('\x1f')));
+  std::string prefix = network + '\x1f' + keys_->node_;
+  it_ = t.lower_bound(prefix + '\x1f');
+  range_end_ = t.lower_bound(prefix + '\x20');
+  // Past every key of this network (each is greater than `at`'s: no loop).
+  next_network_ = t.lower_bound(network + '\x20');
 }
 
 uint64_t ReadModel::holder_key(const std::string& network_id, Ipv4Address ip) {

@@ -1,5 +1,7 @@
 #include "daemon/records.hpp"
 
+#include <cstdio>
+
 #include "common/error.hpp"
 #include "common/json_fields.hpp"
 
@@ -16,7 +18,9 @@ Ipv4Address address_of(const json::object& o, std::string_view key) {
 }
 }  // namespace
 
-json::value to_json(const Version& v) { return json::object{{"lamport", v.lamport}, {"node", v.node}}; }
+json::value to_json(const Version& v, json::storage_ptr sp) {
+  return json::object({{"lamport", v.lamport}, {"node", v.node}}, std::move(sp));
+}
 
 void from_json(const json::value& jv, Version& v) {
   const auto& o = as_object(jv, "version");
@@ -102,24 +106,36 @@ void from_json(const json::value& jv, BlockRecord& b) {
   b.owner = required_string(o, "owner");
 }
 
-json::value to_json(const EndpointRecord& e) {
-  json::array aliases;
+const Labels::Map& Labels::none() {
+  static const Map empty;
+  return empty;
+}
+
+std::string EndpointRecord::mac() const {
+  char buf[18];
+  const uint32_t v = ip.value();
+  std::snprintf(buf, sizeof(buf), "02:42:%02x:%02x:%02x:%02x", v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
+  return buf;
+}
+
+json::value to_json(const EndpointRecord& e, json::storage_ptr sp) {
+  json::array aliases(sp);
   for (const auto& a : e.aliases) aliases.emplace_back(a);
-  json::object labels;
+  json::object labels(sp);
   for (const auto& [k, v] : e.labels) labels[k] = v;
-  json::array host_ports;
+  json::array host_ports(sp);
   for (const auto& p : e.host_ports) {
-    host_ports.push_back(json::object{
-        {"protocol", p.protocol}, {"published", p.published}, {"target", p.target}, {"origin", p.origin}});
+    host_ports.push_back(json::object(
+        {{"protocol", p.protocol}, {"published", p.published}, {"target", p.target}, {"origin", p.origin}}, sp));
   }
-  return json::object{{"id", e.id},
+  return json::object({{"id", e.id},
                       {"network_id", e.network_id},
                       {"node", e.node},
                       {"container_id", e.container_id},
                       {"ifname", e.ifname},
                       {"netns", e.netns},
                       {"ip", e.ip.str()},
-                      {"mac", e.mac},
+                      {"mac", e.mac()},
                       {"host_ifname", e.host_ifname},
                       {"attach", e.attach},
                       {"name", e.name},
@@ -129,7 +145,8 @@ json::value to_json(const EndpointRecord& e) {
                       {"healthy", e.healthy},
                       {"host_ports", std::move(host_ports)},
                       {"owner", e.owner},
-                      {"cni_config", e.cni_config}};
+                      {"cni_config", e.cni_config}},
+                      sp);
 }
 
 void from_json(const json::value& jv, EndpointRecord& e) {
@@ -141,7 +158,6 @@ void from_json(const json::value& jv, EndpointRecord& e) {
   e.ifname = required_string(o, "ifname");
   e.netns = string_or(o, "netns", "");
   e.ip = address_of(o, "ip");
-  e.mac = string_or(o, "mac", "");
   e.host_ifname = string_or(o, "host_ifname", "");
   e.attach = bool_or(o, "attach", true);
   e.name = string_or(o, "name", "");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
@@ -80,13 +81,20 @@ uint64_t read_clock(const json::object& o, std::vector<std::string>& dropped) {
 }
 
 template <class T>
-json::object entry_line(const char* table, const std::string& key, const Entry<T>& e, bool with_value) {
-  json::object line{{"table", table},
-                    {"key", key},
-                    {"version", to_json(e.version)},
-                    {"deleted", e.deleted},
-                    {"deleted_at", e.deleted_at}};
-  if (with_value) line["value"] = to_json(e.value);
+json::object entry_line(const char* table, const std::string& key, const Entry<T>& e, bool with_value,
+                        json::storage_ptr sp = {}) {
+  json::object line({{"table", table},
+                     {"key", key},
+                     {"version", to_json(e.version, sp)},
+                     {"deleted", e.deleted},
+                     {"deleted_at", e.deleted_at}},
+                    sp);
+  if (!with_value) return line;
+  if constexpr (std::is_same_v<T, EndpointRecord>) {
+    line["value"] = to_json(e.value, sp);
+  } else {
+    line["value"] = to_json(e.value);
+  }
   return line;
 }
 
@@ -114,7 +122,7 @@ Store::Store(std::string state_dir, int64_t tombstone_seconds)
   for (const char* name : {"snapshot.tmp", "journal.tmp", "state.json.tmp"}) {
     ::unlink((dir_ + "/" + name).c_str());
   }
-  index_ = ReadModel(node_id_);
+  index_ = ReadModel(node_id_, endpoints_);
   load();
   // On a full disk the compaction fails: the daemon starts anyway and goes
   // on with the journal it has (a daemon that cannot start is worse).
@@ -339,6 +347,7 @@ bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
     lamport_ = std::max(lamport_, h.version.lamport);
     auto it = t.find(h.key);
     if (it != t.end() && !(h.version > it->second.version)) return false;  // ours is newer
+    std::lock_guard lock(replicated_mu_);
     if (it == t.end()) it = t.try_emplace(h.key).first;
     // The index points at the table's own key (ReadModel: no copies).
     const std::string& key = it->first;
@@ -414,6 +423,48 @@ std::vector<Store::Line> Store::replicated_entries() const {
   return out;
 }
 
+void Store::append_replicated_lines(const std::function<void(std::string_view)>& append, size_t per_hold) const {
+  per_hold = std::max<size_t>(per_hold, 1);
+  bool first = true;
+  json::serializer serializer;
+  char buffer[4096];
+  alignas(std::max_align_t) unsigned char arena_start[16384];
+  auto add = [&](const char* name, const auto& t) {
+    // Copies of a few entries are taken under the lock, and serialized
+    // after it (several times longer), so a write waits for the copying of
+    // at most per_hold entries.
+    std::vector<std::pair<std::string, typename std::decay_t<decltype(t)>::mapped_type>> held;
+    held.reserve(per_hold);
+    for (;;) {
+      const bool started = !held.empty();
+      std::string after = started ? std::move(held.back().first) : std::string();  // the last key read
+      held.clear();
+      bool more;
+      {
+        std::shared_lock lock(replicated_mu_);
+        auto it = started ? t.upper_bound(after) : t.begin();
+        for (; held.size() < per_hold && it != t.end(); ++it) held.emplace_back(it->first, it->second);
+        more = it != t.end();
+      }
+      // The lines' values from one arena, let go at once after the hold's
+      // lines are written (an endpoint's line is some thirty allocations).
+      json::monotonic_resource arena(arena_start, sizeof arena_start);
+      for (const auto& [key, e] : held) {
+        if (!first) append(",");
+        first = false;
+        const json::value line = entry_line(name, key, e, !e.deleted, &arena);
+        serializer.reset(&line);
+        while (!serializer.done()) append(serializer.read(buffer, sizeof buffer));
+      }
+      if (!more || held.empty()) return;
+    }
+  };
+  add("networks", networks_);
+  add("blocks", blocks_);
+  add("endpoints", endpoints_);
+  add("services", services_);
+}
+
 std::optional<Store::Line> Store::replicated_entry(TableId table, const std::string& key) const {
   auto one = [&](const char* name, const auto& t) -> std::optional<Line> {
     auto it = t.find(key);
@@ -481,14 +532,15 @@ void Store::write_snapshot(int64_t horizon) const {
 // Drops the tombstones a snapshot left out, and the format-1 file it replaced.
 void Store::after_snapshot(int64_t horizon) {
   auto expired = [&](const auto& e) { return e.deleted && e.deleted_at < horizon; };
-  size_t reaped = 0;
-  auto reap = [&](auto& t) { reaped += std::erase_if(t, [&](const auto& kv) { return expired(kv.second); }); };
-  reap(networks_);
-  reap(blocks_);
-  reap(endpoints_);
-  reap(services_);
+  auto reap = [&](auto& t) { std::erase_if(t, [&](const auto& kv) { return expired(kv.second); }); };
+  {
+    std::lock_guard lock(replicated_mu_);
+    reap(networks_);
+    reap(blocks_);
+    reap(endpoints_);
+    reap(services_);
+  }
   reap(cursors_);
-  if (reaped) ++reaps_;
   // Format 1's snapshot, superseded by the first compaction after an upgrade.
   if (::unlink((dir_ + "/state.json").c_str()) == 0) {
     spdlog::info("state: converted {} to format 2 (checksummed records)", dir_);
@@ -799,16 +851,19 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   const json::value line_value = line;
   append_journal(records::encode(line_value), 1, sync);
   lamport_ = v.lamport;
-  // The index points at the table's own key (ReadModel: no copies).
-  const auto slot = t.try_emplace(key).first;
-  const std::string& stored_key = slot->first;
-  auto& e = slot->second;
-  index_entry(stored_key, e, false);
-  e.version = v;
-  e.deleted = value == nullptr;
-  e.deleted_at = deleted_at;
-  if (value) e.value = *value;
-  index_entry(stored_key, e, true);
+  {
+    std::lock_guard lock(replicated_mu_);
+    // The index points at the table's own key (ReadModel: no copies).
+    const auto slot = t.try_emplace(key).first;
+    const std::string& stored_key = slot->first;
+    auto& e = slot->second;
+    index_entry(stored_key, e, false);
+    e.version = v;
+    e.deleted = value == nullptr;
+    e.deleted_at = deleted_at;
+    if (value) e.value = *value;
+    index_entry(stored_key, e, true);
+  }
   if constexpr (std::is_same_v<T, EndpointRecord>) {
     if (value) note_allocation(*value);
   }

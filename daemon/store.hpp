@@ -14,6 +14,11 @@
 // at any moment therefore loses at most the change whose reply was never
 // sent, and damage to the files costs only the damaged records. State
 // written before the checksums (state.json, bare JSON lines) still loads.
+//
+// Threads: the daemon's thread alone writes and reads, except that
+// append_replicated_lines() may be called from any thread (the gossip
+// thread's push/pull) while it goes on; every change of the replicated
+// tables takes replicated_mu_ for the moment it touches them.
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -30,9 +36,6 @@
 #include "daemon/records.hpp"
 
 namespace swarmnet::daemon {
-
-template <class T>
-using Table = std::map<std::string, Entry<T>>;
 
 class Store {
  public:
@@ -124,14 +127,26 @@ class Store {
   // Error(unavailable), also with nothing applied.
   size_t merge(const std::vector<Line>& lines);
 
-  // Every replicated entry (tombstones included), for a push/pull exchange.
+  // Every replicated entry (tombstones included).
   std::vector<Line> replicated_entries() const;
+  // The same, serialized and comma-separated (the inside of a JSON array,
+  // no comma before the first), handed to `append` piece by piece: what a
+  // push/pull sends.
+  // Safe to call from another thread while the daemon's thread writes: it
+  // copies `per_hold` entries at a time under replicated_mu_ (a write waits
+  // for at most that many copied), serializes them after it, and resumes
+  // after the last key it read, so an entry changed meanwhile is sent as it
+  // was or as it is, each entry whole. Tables in their order (networks,
+  // blocks, endpoints, services), each read at its own moment: an endpoint
+  // may come without the network made after the networks were read, as a
+  // broadcast may overtake another (the next broadcast or push/pull brings
+  // it).
+  static constexpr size_t kEntriesPerHold = 128;
+  void append_replicated_lines(const std::function<void(std::string_view)>& append,
+                               size_t per_hold = kEntriesPerHold) const;
   // One of them, as replicated_entries() has it; nullopt if the table holds
   // no such key (never written, or a tombstone dropped at compaction).
   std::optional<Line> replicated_entry(TableId table, const std::string& key) const;
-  // How many compactions dropped entries (expired tombstones) without a
-  // change on the feed: a copy of the entries is stale when this moves.
-  uint64_t reaps() const { return reaps_; }
 
   // Number of journal lines since the last snapshot.
   size_t journal_length() const { return journal_lines_; }
@@ -224,13 +239,18 @@ class Store {
     int64_t horizon;
   };
   std::optional<Compactor> compactor_;
-  uint64_t reaps_ = 0;
+  // Held by every change of the four replicated tables below (exclusive)
+  // and by append_replicated_lines() (shared), the one reader on another
+  // thread. The daemon's thread reads them without it: it is their only
+  // writer. The compaction's child never takes it (it may have been forked
+  // while the gossip thread held it).
+  mutable std::shared_mutex replicated_mu_;
   Table<NetworkRecord> networks_;
   Table<BlockRecord> blocks_;
   Table<EndpointRecord> endpoints_;
   Table<CursorRecord> cursors_;
   Table<ServiceRecord> services_;
-  ReadModel index_{""};  // given the node id once it is known
+  ReadModel index_{"", endpoints_};  // given the node id once it is known
   ChangeFeed feed_;
 };
 

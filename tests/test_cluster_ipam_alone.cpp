@@ -226,7 +226,6 @@ TEST_CASE("cluster IPAM: a dead owner's blocks are reclaimed, its addresses stay
   e.container_id = "c1";
   e.ifname = "eth0";
   e.ip = held;
-  e.mac = "02:42:0a:1e:00:02";
   t.other.put(e);
   t.gossip();
   // Alive: nothing is taken, and its space is not handed out.

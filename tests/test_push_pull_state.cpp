@@ -1,171 +1,161 @@
-// The push/pull copy (daemon/push_pull_state): each entry is held once, by
-// (table, key), as the store's line for it, compressed; a newer line replaces
-// the older, a removed entry leaves, and the message lists the lines, byte
-// for byte as given, table by table, followed by the cluster's records.
+// The push/pull message (daemon/push_pull_state): every replicated entry of
+// the store, tombstones included, as the store's line for it, table by
+// table, followed by the cluster's records; read from the store itself,
+// also from another thread while the daemon's thread writes, a few entries
+// at a time.
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
-#include <cstdio>
+#include <atomic>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "daemon/push_pull_state.hpp"
+#include "daemon/store.hpp"
+#include "support/temp_dir.hpp"
 
+using namespace swarmnet;
 using swarmnet::daemon::PushPullState;
-using swarmnet::daemon::TableId;
+using swarmnet::testing::TempDir;
 namespace json = boost::json;
 
 namespace {
-
-json::value line(const char* table, const std::string& key, int lamport) {
-  return json::object{{"table", table}, {"key", key}, {"version", json::object{{"lamport", lamport}, {"node", "n"}}}};
-}
 
 json::value message(const PushPullState& s) {
   const auto bytes = s.bytes();
   return json::parse(std::string(bytes.begin(), bytes.end()));
 }
 
-}  // namespace
-
 std::string key_of(const json::value& entry) { return std::string(entry.at("key").as_string()); }
 
-TEST_CASE("push/pull state: one line per entry, replaced, removed, in table order", "[push_pull]") {
-  PushPullState s;
-  // Keys longer than a short string, as the endpoints' are.
-  const std::string a = std::string(64, 'a') + "\x1f" + "node\x1f" + "c1\x1f" + "eth0";
-  const std::string b = std::string(64, 'b') + "\x1f" + "node\x1f" + "c2\x1f" + "eth0";
-  s.put(TableId::endpoints, b, line("endpoints", b, 1));
-  s.put(TableId::endpoints, a, line("endpoints", a, 2));
-  s.put(TableId::networks, "net", line("networks", "net", 3));
-  CHECK(s.entries() == 3);
-
-  json::value m = message(s);
-  const auto& entries = m.at("entries").as_array();
-  REQUIRE(entries.size() == 3);
-  // Tables in their order (networks before endpoints); within a table the
-  // order is the keys' digests'.
-  CHECK(entries[0].at("key") == "net");
-  CHECK(std::set<std::string>{key_of(entries[1]), key_of(entries[2])} == std::set<std::string>{a, b});
-
-  // A newer line of the same entry replaces it; nullopt removes it.
-  s.put(TableId::endpoints, a, line("endpoints", a, 7));
-  s.put(TableId::endpoints, b, std::nullopt);
-  s.put(TableId::services, "gone", std::nullopt);  // never held: nothing to do
-  m = message(s);
-  REQUIRE(m.at("entries").as_array().size() == 2);
-  CHECK(key_of(m.at("entries").as_array()[1]) == a);
-  CHECK(m.at("entries").as_array()[1].at("version").at("lamport") == 7);
-  CHECK(s.entries() == 2);
-
-  // The same key in two tables is two entries.
-  s.put(TableId::services, "net", line("services", "net", 8));
-  CHECK(s.entries() == 3);
+daemon::NetworkRecord network(const std::string& id) {
+  daemon::NetworkRecord n;
+  n.id = id;
+  n.name = "name-" + id;
+  n.subnet = Ipv4Prefix::parse("10.1.0.0/16");
+  n.gateway = Ipv4Address::parse("10.1.0.1");
+  n.vni = 4097;
+  n.block_length = 24;
+  return n;
 }
 
-TEST_CASE("push/pull state: reset replaces every entry, and the records follow the entries", "[push_pull]") {
-  PushPullState s;
-  s.put(TableId::networks, "old", line("networks", "old", 1));
-  s.reset({line("services", "s2", 4), line("networks", "n1", 2), line("services", "s1", 3),
-           line("services", "s1", 5),  // a later line of a key wins, as before
-           line("cursors-of-nobody", "x", 1)});  // a table it does not know is skipped
-  s.set_records(json::object{{"keyring", 3}});
-  const json::value m = message(s);
-  const auto& entries = m.at("entries").as_array();
-  REQUIRE(entries.size() == 3);
-  CHECK(entries[0].at("key") == "n1");
-  std::map<std::string, json::value> services{{key_of(entries[1]), entries[1]}, {key_of(entries[2]), entries[2]}};
-  REQUIRE(services.count("s1") == 1);
-  CHECK(services.at("s1").at("version").at("lamport") == 5);
-  CHECK(services.count("s2") == 1);
-  CHECK(m.at("keyring") == 3);
-  s.reset({});
-  CHECK(s.entries() == 0);
-  CHECK(message(s).at("entries").as_array().empty());
+daemon::EndpointRecord endpoint(const daemon::Store& s, int i) {
+  daemon::EndpointRecord e;
+  e.id = "ep-" + std::to_string(i);
+  e.network_id = "n1";
+  e.node = s.node_id();
+  e.container_id = "container-with-a-long-id-" + std::to_string(i);
+  e.ifname = "eth0";
+  e.ip = Ipv4Address(Ipv4Address::parse("10.1.0.2").value() + static_cast<uint32_t>(i));
+  e.name = "web." + std::to_string(i);
+  e.service = "web";
+  return e;
 }
 
-namespace {
+std::string key_of(const daemon::EndpointRecord& e) { return daemon::endpoint_key(e.network_id, e.node, e.container_id, e.ifname); }
 
-// An endpoint's line as the store writes it (Store::replicated_entry), with
-// ids as long as real ones: 64 hex digits for networks and containers.
-json::value endpoint_line(int i, const std::string& network, const std::string& node) {
-  char container[65];
-  std::snprintf(container, sizeof container, "%064x", i * 2654435761u);
-  const std::string key = network + "\x1f" + node + "\x1f" + container + "\x1f" "eth0";
-  char ip[32], mac[32];
-  std::snprintf(ip, sizeof ip, "10.%d.%d.%d/16", 200, (i >> 8) & 255, i & 255);
-  std::snprintf(mac, sizeof mac, "02:42:0a:c8:%02x:%02x", (i >> 8) & 255, i & 255);
-  json::object value{{"id", std::string(container).substr(0, 32)},
-                     {"network_id", network},
-                     {"node", node},
-                     {"container_id", container},
-                     {"ifname", "eth0"},
-                     {"netns", "/var/run/netns/cni-" + std::string(container).substr(0, 36)},
-                     {"ip", ip},
-                     {"mac", mac},
-                     {"host_ifname", "veth" + std::string(container).substr(0, 8)},
-                     {"attach", true},
-                     {"name", "web.1." + std::string(container).substr(0, 25)},
-                     {"aliases", json::array{"web"}},
-                     {"service", "web"},
-                     {"labels", json::object{}},
-                     {"healthy", true},
-                     {"host_ports", json::array{}},
-                     {"owner", "cni"},
-                     {"cni_config", "swarmnet"}};
-  return json::object{{"table", "endpoints"},
-                      {"key", key},
-                      {"version", json::object{{"lamport", 1000 + i}, {"node", node}}},
-                      {"deleted", false},
-                      {"deleted_at", 0},
-                      {"value", std::move(value)}};
+// The store's entries, serialized, by table and key.
+std::map<std::pair<std::string, std::string>, std::string> lines_of(const std::vector<json::value>& entries) {
+  std::map<std::pair<std::string, std::string>, std::string> out;
+  for (const auto& e : entries) {
+    const bool added = out.emplace(std::pair{std::string(e.at("table").as_string()), key_of(e)}, json::serialize(e)).second;
+    CHECK(added);  // each entry once
+  }
+  return out;
 }
 
 }  // namespace
 
-TEST_CASE("push/pull state: thousands of endpoints held compressed, every line back as it was", "[push_pull]") {
-  const std::string network(64, 'e');
-  const std::string nodes[] = {"4f1c2a9e0b7d4c3a8e6f5d2c1b0a9e8f", "9a8b7c6d5e4f30211f2e3d4c5b6a7980"};
-  constexpr int kCount = 4000;
-  PushPullState s;
-  std::map<std::string, std::string> want;  // key -> serialized line
-  size_t serialized = 0;
-  // Half through reset (start), half one by one (the feed), then changes.
-  std::vector<json::value> first;
-  for (int i = 0; i < kCount / 2; ++i) first.push_back(endpoint_line(i, network, nodes[i % 2]));
-  s.reset(first);
-  for (const auto& l : first) want[key_of(l)] = json::serialize(l);
-  for (int i = kCount / 2; i < kCount; ++i) {
-    const json::value l = endpoint_line(i, network, nodes[i % 2]);
-    s.put(TableId::endpoints, key_of(l), l);
-    want[key_of(l)] = json::serialize(l);
+TEST_CASE("push/pull state: every entry of the store, tombstones included, in table order, then the records",
+          "[push_pull]") {
+  TempDir dir;
+  daemon::Store store(dir.path());
+  PushPullState s(store);
+  CHECK(message(s).at("entries").as_array().empty());
+
+  daemon::ServiceRecord web;
+  web.id = "svc-web";
+  web.name = "web";
+  store.put(web);  // services come last in the message, whatever the order written
+  store.put(network("n1"));
+  for (int i = 0; i < 10; ++i) store.put(endpoint(store, i));
+  store.erase_endpoint(key_of(endpoint(store, 3)));  // a tombstone is sent too
+  s.set_records(json::object{{"keyring", 3}, {"nodes", json::array{}}});
+
+  const json::value m = message(s);
+  const auto& entries = m.at("entries").as_array();
+  CHECK(lines_of(std::vector<json::value>(entries.begin(), entries.end())) == lines_of(store.replicated_entries()));
+  REQUIRE(entries.size() == 12);
+  CHECK(entries.front().at("table") == "networks");
+  CHECK(entries.back().at("table") == "services");
+  bool tombstone = false;
+  for (const auto& e : entries) {
+    if (key_of(e) == key_of(endpoint(store, 3))) tombstone = e.at("deleted").as_bool() && !e.as_object().contains("value");
   }
-  for (const auto& [key, text] : want) serialized += text.size();
-  // A change and a deletion (tombstone) of entries already held.
-  json::value changed = endpoint_line(7, network, nodes[1]);
-  changed.as_object()["version"].as_object()["lamport"] = 99999;
-  changed.as_object()["value"].as_object()["healthy"] = false;
-  s.put(TableId::endpoints, key_of(changed), changed);
-  want[key_of(changed)] = json::serialize(changed);
-  json::value tombstone = endpoint_line(8, network, nodes[0]);
-  tombstone.as_object().erase("value");
-  tombstone.as_object()["deleted"] = true;
-  s.put(TableId::endpoints, key_of(tombstone), tombstone);
-  want[key_of(tombstone)] = json::serialize(tombstone);
-  REQUIRE(s.entries() == want.size());
+  CHECK(tombstone);
+  CHECK(m.at("keyring") == 3);
+  CHECK(m.at("nodes").as_array().empty());
+}
 
-  // Every line comes back byte for byte (the message is their concatenation).
-  const auto bytes = s.bytes();
-  const json::value m = json::parse(std::string(bytes.begin(), bytes.end()));
-  std::map<std::string, std::string> got;
-  for (const auto& e : m.at("entries").as_array()) got[key_of(e)] = json::serialize(e);
-  CHECK(got == want);
+TEST_CASE("push/pull state: the store read a few entries at a time gives the same lines", "[push_pull]") {
+  TempDir dir;
+  daemon::Store store(dir.path());
+  store.put(network("n1"));
+  store.put(network("n2"));
+  for (int i = 0; i < 50; ++i) store.put(endpoint(store, i));
+  std::string whole;
+  store.append_replicated_lines([&](std::string_view s) { whole += s; });
+  CHECK(json::parse("[" + whole + "]").as_array().size() == 52);
+  for (size_t per_hold : {1, 2, 7, 50, 51, 1000}) {
+    std::string sliced;
+    store.append_replicated_lines([&](std::string_view s) { sliced += s; }, per_hold);
+    INFO("per_hold " << per_hold);
+    CHECK(sliced == whole);
+  }
+}
 
-  // Held: a fraction of the lines' own size (about 700 bytes each here). The
-  // copy held each line and its key as text: more than the lines' size.
-  const double per_line = static_cast<double>(serialized) / kCount;
-  const double held = static_cast<double>(s.held_bytes()) / kCount;
-  INFO("serialized " << per_line << " bytes a line, held " << held);
-  CHECK(per_line > 650);
-  CHECK(held < per_line / 2.5);
+// The gossip thread reads the store while the daemon's thread writes to it,
+// removes entries and reaps tombstones: every message is whole (each entry
+// once, as one of its versions), and once the writes stop the message is the
+// store's entries exactly.
+TEST_CASE("push/pull state: read on another thread while the store changes", "[push_pull]") {
+  TempDir dir;
+  // Tombstones expire at once, so compactions reap them while read.
+  daemon::Store store(dir.path(), -1);
+  PushPullState s(store);
+  store.put(network("n1"));
+  std::atomic<bool> done{false};
+  std::atomic<int> messages{0};
+  std::atomic<int> bad{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      try {
+        const json::value m = message(s);
+        std::set<std::string> keys;
+        bool network_first = false;
+        for (const auto& e : m.at("entries").as_array()) {
+          if (keys.empty()) network_first = e.at("table") == "networks";
+          if (!keys.insert(key_of(e)).second) ++bad;
+        }
+        if (!network_first) ++bad;
+        ++messages;
+      } catch (const std::exception&) {
+        ++bad;
+      }
+    }
+  });
+  for (int i = 0; i < 1500 || (messages.load() < 20 && i < 100000); ++i) {
+    store.put(endpoint(store, i));
+    if (i >= 5) store.erase_endpoint(key_of(endpoint(store, i - 5)));
+    if (i % 300 == 299) store.compact();  // reaps the tombstones
+  }
+  done = true;
+  reader.join();
+  INFO(messages.load() << " messages read");
+  CHECK(messages.load() >= 20);
+  CHECK(bad.load() == 0);
+  const json::value m = message(s);
+  const auto& entries = m.at("entries").as_array();
+  CHECK(lines_of(std::vector<json::value>(entries.begin(), entries.end())) == lines_of(store.replicated_entries()));
 }

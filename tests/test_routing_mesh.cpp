@@ -133,7 +133,6 @@ struct Fixture {
     r.ifname = daemon::kSandboxIngressLink;
     r.owner = api::kOwnerSandbox;
     r.ip = Ipv4Address::parse(ip);
-    r.mac = "02:42:0a:ff:00:c8";
     store.put(r);
   }
   void node_changed(const std::string& status) { testing::publish_other_node(store, status); }

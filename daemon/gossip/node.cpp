@@ -486,8 +486,18 @@ void Node::leave(std::chrono::milliseconds timeout, std::function<void()> done) 
 }
 
 void Node::broadcast(Bytes data) {
-  std::lock_guard lock(mu_);
-  if (core_) core_->broadcast(std::move(data));
+  // Queued on the io thread, not here: the caller (the daemon's thread, on
+  // every change) must not wait for mu_, which a push/pull holds while its
+  // Delegate reads the whole state (daemon/push_pull_state.hpp).
+  asio::post(io_, [this, data = std::move(data)]() mutable {
+    std::lock_guard lock(mu_);
+    if (!core_ || stopped_) return;
+    try {
+      core_->broadcast(std::move(data));
+    } catch (const std::exception& e) {
+      spdlog::error("gossip: broadcast not sent: {}", e.what());
+    }
+  });
 }
 
 std::vector<Member> Node::members() const {

@@ -66,6 +66,8 @@ class Node {
   void join(std::vector<Address> seeds, std::function<void(std::optional<std::string>)> done);
   // Gossips our departure and calls done() once it went out (or at timeout).
   void leave(std::chrono::milliseconds timeout, std::function<void()> done);
+  // Queues `data` for every other member; returns at once (the io thread
+  // queues it; a failure, such as a message too large, is logged there).
   void broadcast(Bytes data);
 
   std::vector<Member> members() const;

@@ -99,7 +99,7 @@ bool RoutingMesh::join() {
     config.ingress_bridge = Controller::bridge_name(network.id);
     config.ingress_mtu = ep.mtu;
     config.address = record->ip;
-    config.mac = record->mac;
+    config.mac = record->mac();
     config.host_link = record->host_ifname;
     config.lb_backend = lb_backend_;
     config.keep_client_address = keep_client_address_;
@@ -130,7 +130,7 @@ std::map<Ipv4Address, std::string> RoutingMesh::read_sandboxes() {
     const EndpointRecord* e = store_.find_endpoint(key);
     if (!e || e->container_id != kSandboxContainerId) continue;
     sandbox_of_[e->node] = e->ip;
-    if (e->node != store_.node_id()) peers[e->ip] = e->mac;
+    if (e->node != store_.node_id()) peers[e->ip] = e->mac();
   }
   return peers;
 }
