@@ -38,10 +38,10 @@ void ReadModel::endpoint_changed(const std::string& key, const EndpointRecord* b
 
 EndpointKeys::const_iterator::const_iterator(const EndpointKeys* keys) : keys_(keys) {
   const Table& t = *keys->table_;
-  if (keys->node_.empty()) {
+  if (keys->of_ == Of::network) {
     // One network: its keys are those that begin with its id and the separator.
-    it_ = t.lower_bound(keys->network_ + '\x1f');
-    range_end_ = t.lower_bound(keys->network_ + '\x20');  // '\x1f' + 1
+    it_ = t.lower_bound(keys->id_ + '\x1f');
+    range_end_ = t.lower_bound(keys->id_ + '\x20');  // '\x1f' + 1
     next_network_ = t.end();
   } else {
     // One node: a range in each network's part of the table, found in turn.
@@ -68,7 +68,7 @@ void EndpointKeys::const_iterator::enter_network(Table::const_iterator at) {
   const Table& t = *keys_->table_;
   const std::string_view key = at->first;
   const std::string network(key.substr(0, key.find('\x1f')));
-  std::string prefix = network + '\x1f' + keys_->node_;
+  std::string prefix = network + '\x1f' + keys_->id_;
   it_ = t.lower_bound(prefix + '\x1f');
   range_end_ = t.lower_bound(prefix + '\x20');
   // Past every key of this network (each is greater than `at`'s: no loop).

@@ -135,10 +135,10 @@ class EndpointKeys {
   using value_type = std::string;
 
   static EndpointKeys on_network(const Table& table, std::string network_id) {
-    return EndpointKeys(table, std::move(network_id), {});
+    return EndpointKeys(table, Of::network, std::move(network_id));
   }
   static EndpointKeys of_node(const Table& table, std::string node_id) {
-    return EndpointKeys(table, {}, std::move(node_id));
+    return EndpointKeys(table, Of::node, std::move(node_id));
   }
   const_iterator begin() const { return const_iterator(this); }
   const_iterator end() const { return const_iterator(this, table_->end()); }
@@ -148,14 +148,14 @@ class EndpointKeys {
   std::set<std::string> copy() const { return std::set<std::string>(begin(), end()); }
 
  private:
-  EndpointKeys(const Table& table, std::string network_id, std::string node_id)
-      : table_(&table), network_(std::move(network_id)), node_(std::move(node_id)) {}
+  enum class Of { network, node };
+  EndpointKeys(const Table& table, Of of, std::string id) : table_(&table), of_(of), id_(std::move(id)) {}
   bool asked(const Entry<EndpointRecord>& e) const {
-    return !e.deleted && (node_.empty() ? e.value.network_id == network_ : e.value.node == node_);
+    return !e.deleted && (of_ == Of::network ? e.value.network_id == id_ : e.value.node == id_);
   }
   const Table* table_;
-  std::string network_;  // one network's endpoints, or
-  std::string node_;     // one node's, on any network
+  Of of_;
+  std::string id_;  // the network's or the node's
 };
 
 class ReadModel {

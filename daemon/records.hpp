@@ -93,6 +93,7 @@ class Labels {
     map_ = m.empty() ? nullptr : std::make_unique<Map>(m);
     return *this;
   }
+  Labels& operator=(std::initializer_list<Map::value_type> items) { return *this = Map(items); }
 
   const Map& map() const { return map_ ? *map_ : none(); }
   operator const Map&() const { return map(); }  // NOLINT: reads as the map
@@ -109,6 +110,7 @@ class Labels {
     return own().emplace(std::forward<Args>(args)...);
   }
   friend bool operator==(const Labels& a, const Labels& b) { return a.map() == b.map(); }
+  friend bool operator==(const Labels& a, const Map& b) { return a.map() == b; }
 
  private:
   Map& own() {

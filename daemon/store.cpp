@@ -342,6 +342,15 @@ bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
       const json::value* v = json_fields::find(o, "value");
       if (!v) throw Error(Errc::invalid_argument, "missing field \"value\"");
       from_json(*v, value);
+      // An endpoint is found by its key's parts (ReadModel's EndpointKeys
+      // read a network's and a node's from the key): a line whose key says
+      // otherwise than its record is refused.
+      if constexpr (std::is_same_v<T, EndpointRecord>) {
+        if (h.key != endpoint_key(value.network_id, value.node, value.container_id, value.ifname)) {
+          throw Error(Errc::invalid_argument, "endpoint key " + json::serialize(json::string(h.key)) +
+                                                  " does not match its record (network, node, container, interface)");
+        }
+      }
     }
     if (validate_only) return false;
     lamport_ = std::max(lamport_, h.version.lamport);

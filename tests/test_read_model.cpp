@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -163,4 +164,20 @@ TEST_CASE("read model: the index holds the table's key, not a copy of it", "[rea
   CHECK(t.m.local_attachments("n1").empty());
   CHECK(t.m.endpoints_on_network("n1").empty());
   CHECK(t.m.endpoints_of_node("me").empty());
+}
+
+TEST_CASE("read model: labels are a null pointer until one is set, and read as the map", "[read_model]") {
+  EndpointRecord e;
+  CHECK(e.labels.empty());
+  CHECK(e.labels.find("swarmnet.vip") == e.labels.end());
+  e.labels = {{"swarmnet.vip", "web"}};
+  CHECK(e.labels.size() == 1);
+  CHECK(e.labels == std::map<std::string, std::string>{{"swarmnet.vip", "web"}});
+  const EndpointRecord copy = e;
+  e.labels["tier"] = "front";
+  CHECK(copy.labels.size() == 1);  // a copy of its own
+  CHECK(e.labels.count("tier") == 1);
+  e.labels = std::map<std::string, std::string>{};
+  CHECK(e.labels.empty());
+  CHECK_FALSE(e.labels == copy.labels.map());
 }

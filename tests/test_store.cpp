@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -346,6 +347,46 @@ TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
     CHECK_THROWS_AS(b.merge(batch), Error);
     CHECK(b.find_network("n1") == nullptr);
   }
+}
+
+TEST_CASE("store: an endpoint line whose key is not made of its record's network, node, container and interface "
+          "is refused",
+          "[store][replication]") {
+  // The endpoints of a network and of a node are read from the keys
+  // (ReadModel's EndpointKeys): a key that says otherwise than its record
+  // would hide the endpoint from them while the other indexes held it.
+  namespace json = boost::json;
+  TempDir dir_a, dir_b;
+  daemon::Store a(dir_a.path());
+  daemon::Store b(dir_b.path());
+  std::vector<daemon::Store::Line> lines;
+  auto sent = a.feed().subscribe(daemon::Stage::replication, [&](const daemon::Change& c) {
+    if (c.local) lines.push_back(*c.local);
+  });
+  daemon::EndpointRecord e;
+  e.id = "e1";
+  e.network_id = "n1";
+  e.node = a.node_id();
+  e.container_id = "c1";
+  e.ifname = "eth0";
+  e.ip = Ipv4Address::parse("10.1.0.2");
+  a.put(e);
+  REQUIRE(lines.size() == 1);
+  const std::string key = daemon::endpoint_key("n1", a.node_id(), "c1", "eth0");
+  json::value moved = lines[0];
+  moved.as_object()["key"] = daemon::endpoint_key("n2", a.node_id(), "c1", "eth0");  // another network's key
+  json::value other_node = lines[0];
+  other_node.as_object()["value"].as_object()["node"] = "someone-else";
+  for (const auto& bad : {moved, other_node}) {
+    INFO(json::serialize(bad));
+    CHECK_THROWS_AS(b.merge({bad}), Error);
+    CHECK(b.endpoints().empty());
+  }
+  // The control: the line as written is taken, and found by its network and node.
+  CHECK(b.merge({lines[0]}) == 1);
+  CHECK(b.find_endpoint(key) != nullptr);
+  CHECK(b.index().endpoints_on_network("n1").copy() == std::set<std::string>{key});
+  CHECK(b.index().endpoints_of_node(a.node_id()).copy() == std::set<std::string>{key});
 }
 
 namespace {

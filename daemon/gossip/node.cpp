@@ -475,6 +475,12 @@ void Node::join(std::vector<Address> seeds, std::function<void(std::optional<std
 }
 
 void Node::leave(std::chrono::milliseconds timeout, std::function<void()> done) {
+  // Posted, as broadcast() is: a change broadcast just before is queued
+  // ahead of the leave, and goes out before it.
+  asio::post(io_, [this, timeout, done = std::move(done)]() mutable { leave_now(timeout, std::move(done)); });
+}
+
+void Node::leave_now(std::chrono::milliseconds timeout, std::function<void()> done) {
   std::lock_guard lock(mu_);
   if (!core_ || stopped_) {
     asio::post(io_, std::move(done));

@@ -64,7 +64,8 @@ class Node {
   // Push/pull with each seed; done(nullopt) once at least one answered,
   // done(message) if none did.
   void join(std::vector<Address> seeds, std::function<void(std::optional<std::string>)> done);
-  // Gossips our departure and calls done() once it went out (or at timeout).
+  // Gossips our departure and calls done() once it went out (or at timeout),
+  // after the broadcasts asked for before it.
   void leave(std::chrono::milliseconds timeout, std::function<void()> done);
   // Queues `data` for every other member; returns at once (the io thread
   // queues it; a failure, such as a message too large, is logged there).
@@ -89,6 +90,7 @@ class Node {
   enum class Outcome { ok, no_answer, refused };
   using ExchangeDone = std::function<void(Outcome, std::optional<Bytes> reply)>;
 
+  void leave_now(std::chrono::milliseconds timeout, std::function<void()> done);
   void flush_locked();
   void on_datagram(const Address& from, std::span<const uint8_t> data);
   boost::asio::awaitable<void> accept_streams(std::shared_ptr<Impl> impl);
