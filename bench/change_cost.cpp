@@ -59,6 +59,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/load_average.hpp"
 #include "common/api_client.hpp"
 #include "common/error.hpp"
 #include "common/event.hpp"
@@ -70,6 +71,8 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
+
+using swarmnet::bench::load_average;
 
 constexpr uint16_t kHealthPort = 8080;
 constexpr const char* kHealthTask = "htask";
@@ -99,13 +102,6 @@ long rss_kb(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
   }
   return 0;
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
 }
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/load_average.hpp"
 #include "common/api_client.hpp"
 #include "common/error.hpp"
 #include "kernel/netlink.hpp"
@@ -31,6 +32,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using swarmnet::bench::load_average;
 
 struct PluginRun {
   int status = 0;
@@ -85,19 +88,6 @@ double mean(const std::vector<double>& v) {
 }
 
 int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
-
-std::string load_average() {
-  char buf[64] = {};
-  FILE* f = std::fopen("/proc/loadavg", "r");
-  if (!f) return "?";
-  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
-  std::string s(buf, n);
-  // The 1, 5 and 15 minute averages.
-  size_t end = 0;
-  for (int i = 0; i < 3 && end != std::string::npos; ++i) end = s.find(' ', end + 1);
-  return s.substr(0, end);
-}
 
 struct Series {
   std::vector<double> add, del;

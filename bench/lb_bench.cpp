@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/load_average.hpp"
 #include "common/error.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/netns.hpp"
@@ -57,6 +58,8 @@ using namespace swarmnet;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using swarmnet::bench::load_average;
 
 const char* kBridge = "swn-lbbench";
 
@@ -256,13 +259,6 @@ Figures measure_nft_command(const std::vector<lb::VirtualIp>& all, const std::st
   }
   f.change_ms = median(changes);
   return f;
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string one, five, fifteen;
-  in >> one >> five >> fifteen;
-  return one + " " + five + " " + fifteen;
 }
 
 // One size's figures; with several rounds, each is the median of the

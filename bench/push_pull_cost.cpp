@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/load_average.hpp"
 #include "daemon/push_pull_state.hpp"
 #include "daemon/store.hpp"
 
@@ -30,18 +31,13 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using swarmnet::bench::load_average;
+
 std::string hex_id(std::mt19937_64& rng, size_t n) {
   static const char digits[] = "0123456789abcdef";
   std::string s(n, '0');
   for (auto& c : s) c = digits[rng() & 15];
   return s;
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
 }
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }

@@ -40,8 +40,8 @@ EndpointKeys::const_iterator::const_iterator(const EndpointKeys* keys) : keys_(k
   const Table& t = *keys->table_;
   if (keys->of_ == Of::network) {
     // One network: its keys are those that begin with its id and the separator.
-    it_ = t.lower_bound(keys->id_ + '\x1f');
-    range_end_ = t.lower_bound(keys->id_ + '\x20');  // '\x1f' + 1
+    it_ = t.lower_bound(keys->id_ + kKeySeparator);
+    range_end_ = t.lower_bound(keys->id_ + kPastSeparator);
     next_network_ = t.end();
   } else {
     // One node: a range in each network's part of the table, found in turn.
@@ -67,12 +67,12 @@ void EndpointKeys::const_iterator::settle() {
 void EndpointKeys::const_iterator::enter_network(Table::const_iterator at) {
   const Table& t = *keys_->table_;
   const std::string_view key = at->first;
-  const std::string network(key.substr(0, key.find('\x1f')));
-  std::string prefix = network + '\x1f' + keys_->id_;
-  it_ = t.lower_bound(prefix + '\x1f');
-  range_end_ = t.lower_bound(prefix + '\x20');
+  const std::string network(key.substr(0, key.find(kKeySeparator)));
+  const std::string prefix = network + kKeySeparator + keys_->id_;
+  it_ = t.lower_bound(prefix + kKeySeparator);
+  range_end_ = t.lower_bound(prefix + kPastSeparator);
   // Past every key of this network (each is greater than `at`'s: no loop).
-  next_network_ = t.lower_bound(network + '\x20');
+  next_network_ = t.lower_bound(network + kPastSeparator);
 }
 
 uint64_t ReadModel::holder_key(const std::string& network_id, Ipv4Address ip) {

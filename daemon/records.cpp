@@ -277,7 +277,7 @@ std::string endpoint_key(const std::string& network_id, const std::string& node,
   // the API validates), so the key is unambiguous.
   std::string key = network_id;
   for (const auto* part : {&node, &container_id, &ifname}) {
-    key += '\x1f';
+    key += kKeySeparator;
     key += *part;
   }
   return key;

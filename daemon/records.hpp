@@ -254,7 +254,14 @@ void from_json(const json::value&, NodeRecord&);
 std::string bridge_name(const std::string& network_id);
 std::string vxlan_name(const std::string& network_id);
 
-// Keys of the tables.
+// Keys of the tables. An endpoint's key is its network's id, node's id,
+// container's id and interface name, in that order, each part followed by
+// kKeySeparator but the last: the keys of one network, and of one node in
+// it, are a range of the ordered table (ReadModel's EndpointKeys).
+inline constexpr char kKeySeparator = '\x1f';
+// Just above the separator: `prefix + kKeySeparator` .. `prefix + kPastSeparator`
+// bounds every key that continues `prefix` with a separator.
+inline constexpr char kPastSeparator = kKeySeparator + 1;
 std::string block_key(const std::string& network_id, const Ipv4Prefix& block);
 std::string endpoint_key(const std::string& network_id, const std::string& node,
                          const std::string& container_id, const std::string& ifname);

@@ -356,20 +356,7 @@ bool Store::apply_if_newer(const json::value& jv, bool validate_only) {
     lamport_ = std::max(lamport_, h.version.lamport);
     auto it = t.find(h.key);
     if (it != t.end() && !(h.version > it->second.version)) return false;  // ours is newer
-    std::lock_guard lock(replicated_mu_);
-    if (it == t.end()) it = t.try_emplace(h.key).first;
-    // The index points at the table's own key (ReadModel: no copies).
-    const std::string& key = it->first;
-    auto& e = it->second;
-    index_entry(key, e, false);
-    e.version = h.version;
-    e.deleted = h.deleted;
-    e.deleted_at = h.deleted_at;
-    if (!h.deleted) e.value = std::move(value);  // a tombstone keeps the last value
-    index_entry(key, e, true);
-    if constexpr (std::is_same_v<T, EndpointRecord>) {
-      if (!h.deleted) note_allocation(e.value);
-    }
+    set_entry(t, h.key, h.version, h.deleted ? std::nullopt : std::optional<T>(std::move(value)), h.deleted_at);
     return true;
   });
 }
@@ -860,25 +847,34 @@ Version Store::write(const char* table, Table<T>& t, const std::string& key, con
   const json::value line_value = line;
   append_journal(records::encode(line_value), 1, sync);
   lamport_ = v.lamport;
-  {
-    std::lock_guard lock(replicated_mu_);
-    // The index points at the table's own key (ReadModel: no copies).
-    const auto slot = t.try_emplace(key).first;
-    const std::string& stored_key = slot->first;
-    auto& e = slot->second;
-    index_entry(stored_key, e, false);
-    e.version = v;
-    e.deleted = value == nullptr;
-    e.deleted_at = deleted_at;
-    if (value) e.value = *value;
-    index_entry(stored_key, e, true);
-  }
-  if constexpr (std::is_same_v<T, EndpointRecord>) {
-    if (value) note_allocation(*value);
-  }
+  set_entry(t, key, v, value ? std::optional<T>(*value) : std::nullopt, deleted_at);
   notify(table, key, &line_value);
   maybe_compact();
   return v;
+}
+
+template <class T>
+void Store::set_entry(Table<T>& t, const std::string& key, const Version& v, std::optional<T> value,
+                      int64_t deleted_at) {
+  const bool live = value.has_value();
+  Entry<T>* entry;
+  {
+    // The one place the replicated tables' entries change (besides the
+    // reaping of tombstones): append_replicated_lines() may be reading.
+    std::lock_guard lock(replicated_mu_);
+    auto& [stored_key, e] = *t.try_emplace(key).first;
+    // The index points at the table's own key (ReadModel: no copies).
+    index_entry(stored_key, e, false);
+    e.version = v;
+    e.deleted = !live;
+    e.deleted_at = deleted_at;
+    if (live) e.value = std::move(*value);  // a tombstone keeps the last value
+    index_entry(stored_key, e, true);
+    entry = &e;
+  }
+  if constexpr (std::is_same_v<T, EndpointRecord>) {
+    if (live) note_allocation(entry->value);
+  }
 }
 
 // The round-robin cursor is implied by the journal: the last address this

@@ -191,6 +191,11 @@ class Store {
   std::optional<Version> version_of(const std::string& table, const std::string& key);
   template <class T>
   void index_entry(const std::string& key, const Entry<T>& e, bool add);
+  // Puts an entry's new version (no value: a tombstone) in its table and
+  // the index, under replicated_mu_.
+  template <class T>
+  void set_entry(Table<T>& t, const std::string& key, const Version& v, std::optional<T> value,
+                 int64_t deleted_at);
   void notify(const std::string& table, const std::string& key, const Line* local);
   static std::optional<std::string> read_state_file(const std::string& path);
   void load();

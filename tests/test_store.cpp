@@ -324,14 +324,25 @@ TEST_CASE("store: merging another node's entries, last writer wins", "[store][re
   CHECK(a.replicated_entries() == b.replicated_entries());
 }
 
-TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
+namespace {
+// Two nodes' stores: what `a` writes is in `lines`, as its broadcasts carry
+// it, for `b` to merge.
+struct TwoStores {
   TempDir dir_a, dir_b;
-  daemon::Store a(dir_a.path());
-  daemon::Store b(dir_b.path());
+  daemon::Store a{dir_a.path()};
+  daemon::Store b{dir_b.path()};
   std::vector<daemon::Store::Line> lines;
-  auto sent = a.feed().subscribe(daemon::Stage::replication, [&](const daemon::Change& c) {
+  daemon::ChangeFeed::Subscription sent = a.feed().subscribe(daemon::Stage::replication, [this](const daemon::Change& c) {
     if (c.local) lines.push_back(*c.local);
   });
+};
+}  // namespace
+
+TEST_CASE("store: a malformed batch is refused whole", "[store][replication]") {
+  TwoStores two;
+  daemon::Store& a = two.a;
+  daemon::Store& b = two.b;
+  const auto& lines = two.lines;
   a.put(network("n1", "one"));
   namespace json = boost::json;
   const std::vector<json::value> bad = {
@@ -356,13 +367,10 @@ TEST_CASE("store: an endpoint line whose key is not made of its record's network
   // (ReadModel's EndpointKeys): a key that says otherwise than its record
   // would hide the endpoint from them while the other indexes held it.
   namespace json = boost::json;
-  TempDir dir_a, dir_b;
-  daemon::Store a(dir_a.path());
-  daemon::Store b(dir_b.path());
-  std::vector<daemon::Store::Line> lines;
-  auto sent = a.feed().subscribe(daemon::Stage::replication, [&](const daemon::Change& c) {
-    if (c.local) lines.push_back(*c.local);
-  });
+  TwoStores two;
+  daemon::Store& a = two.a;
+  daemon::Store& b = two.b;
+  const auto& lines = two.lines;
   daemon::EndpointRecord e;
   e.id = "e1";
   e.network_id = "n1";
